@@ -1,0 +1,115 @@
+import Foundation
+import MeridianStore
+
+/// The result of `clustermesh status`, computed from the peers configured in a cluster and the
+/// statuses its control plane publishes. Its JSON form (`-o json`) is the stable, documented
+/// status format (see docs/clustermesh-status.md).
+public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
+    /// A status older than this means the control plane stopped reporting.
+    public static let staleAfter: TimeInterval = 10
+
+    public struct LocalCluster: Codable, Sendable, Hashable {
+        public var name: String
+        public var id: UInt32
+        public var clustermeshEnabled: Bool
+        public var maxConnectedClusters: UInt32
+    }
+
+    public struct Summary: Codable, Sendable, Hashable {
+        public var configured: Int
+        public var connected: Int
+        public var ready: Int
+    }
+
+    /// One remote cluster: `RemoteClusterStatus` plus what the report derived from it.
+    public struct Remote: Codable, Sendable, Hashable {
+        public var name: String
+        public var configured: Bool
+        public var connected: Bool
+        public var ready: Bool
+        public var phase: String
+        public var clusterID: UInt32?
+        public var configRetrieved: Bool
+        public var syncCanaries: Bool
+        public var synced: RemoteClusterStatus.PerKind<Bool>
+        public var counts: RemoteClusterStatus.PerKind<Int>
+        public var rejected: RemoteClusterStatus.PerKind<Int>
+        public var numFailures: Int
+        public var lastFailure: Date?
+        public var lastError: String?
+        public var lastHeartbeat: Date?
+        public var errors: [String]
+    }
+
+    public var cluster: LocalCluster
+    public var summary: Summary
+    public var remoteClusters: [Remote]
+
+    public var allReady: Bool { remoteClusters.allSatisfy(\.ready) }
+
+    public init(settings: ClusterSettings, meshEnabled: Bool, peers: [String], statuses: [String: RemoteClusterStatus], now: Date = Date()) {
+        cluster = LocalCluster(name: settings.name, id: settings.id, clustermeshEnabled: meshEnabled, maxConnectedClusters: settings.maxConnectedClusters)
+        var remotes: [Remote] = []
+        for name in peers.sorted() {
+            let stored = statuses[name]
+            let status = stored ?? RemoteClusterStatus(name: name)
+            let stale = stored?.reportedAt.map { now.timeIntervalSince($0) > Self.staleAfter } ?? true
+            var errors: [String] = []
+            if stored == nil || stale {
+                errors.append("the control plane of \(settings.name) is not reporting on \(name); is it running?")
+            } else if !status.connected {
+                errors.append("not connected: \(status.lastError ?? "connecting")")
+            } else if !status.configRetrieved {
+                errors.append("remote cluster configuration required but not found")
+            } else if !status.ready {
+                errors.append("synchronization in progress for " + status.pendingKinds.map(\.rawValue).joined(separator: ", "))
+            }
+            let live = !stale && stored != nil
+            remotes.append(Remote(
+                name: name, configured: true, connected: live && status.connected, ready: live && status.ready,
+                phase: live ? status.phase.rawValue : "unknown", clusterID: status.remoteClusterID,
+                configRetrieved: status.configRetrieved, syncCanaries: status.syncCanaries, synced: status.synced,
+                counts: status.counts, rejected: status.rejected, numFailures: status.numFailures,
+                lastFailure: status.lastFailure, lastError: status.lastError, lastHeartbeat: status.lastHeartbeat,
+                errors: errors))
+        }
+        remoteClusters = remotes
+        summary = Summary(configured: remotes.count, connected: remotes.filter(\.connected).count, ready: remotes.filter(\.ready).count)
+    }
+
+    public var json: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        return String(decoding: try! encoder.encode(self), as: UTF8.self)
+    }
+
+    /// The human summary, in the spirit of `cilium clustermesh status`.
+    public var text: String {
+        var lines: [String] = []
+        let mark = { (ok: Bool) in ok ? "✅" : "❌" }
+        lines.append("Cluster: \(cluster.name) (ID \(cluster.id)), clustermesh \(cluster.clustermeshEnabled ? "enabled" : "disabled")")
+        if remoteClusters.isEmpty {
+            lines.append("No remote clusters configured; connect one with `meridian clustermesh connect`.")
+            return lines.joined(separator: "\n")
+        }
+        lines.append("\(mark(allReady)) \(summary.ready)/\(summary.configured) remote clusters ready, \(summary.connected)/\(summary.configured) connected")
+        lines.append("Cluster Connections:")
+        for remote in remoteClusters {
+            let id = remote.clusterID.map { " (ID \($0))" } ?? ""
+            let state = remote.ready ? "ready" : remote.connected ? "connected, not ready" : "not connected"
+            let last = remote.lastFailure.map { ISO8601DateFormatter().string(from: $0) } ?? "never"
+            lines.append("- \(remote.name)\(id): \(state), \(remote.counts.nodes) nodes, \(remote.counts.endpoints) endpoints, \(remote.counts.identities) identities, \(remote.counts.services) services, \(remote.numFailures) failures (last: \(last))")
+            let synced = MeshKind.allCases.map { "\($0.rawValue)=\(remote.synced[$0] ? "synced" : "pending")" }.joined(separator: " ")
+            lines.append("    synchronization: \(synced)")
+            let rejected = MeshKind.allCases.filter { remote.rejected[$0] > 0 }.map { "\($0.rawValue)=\(remote.rejected[$0])" }
+            if !rejected.isEmpty { lines.append("    rejected records: " + rejected.joined(separator: " ")) }
+        }
+        let errors = remoteClusters.flatMap { remote in remote.errors.map { "\(remote.name): \($0)" } }
+        if !errors.isEmpty {
+            lines.append("\(errors.count) Errors:")
+            lines.append(contentsOf: errors.map { "  ❌ \($0)" })
+        }
+        return lines.joined(separator: "\n")
+    }
+}

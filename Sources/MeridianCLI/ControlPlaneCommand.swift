@@ -1,0 +1,71 @@
+import ArgumentParser
+import Foundation
+import Logging
+import MeridianControlPlane
+import MeridianCore
+import UnixSignals
+
+/// `meridian control-plane`: the per-cluster daemon. In the lab it is started by `lab up`; in a
+/// real deployment it is started with the same flags (and `--etcd-endpoints` for external etcd).
+struct ControlPlaneCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "control-plane", abstract: "Run a cluster's control plane (etcd, identities, clustermesh export and import).")
+
+    @Option(help: "Cluster name (lowercase, ≤32 characters).") var clusterName: String
+    @Option(help: "Cluster ID, 1...max-connected-clusters.") var clusterID: UInt32
+    @Option(help: "The cluster's pod CIDR (unique across the mesh).") var podCIDR: String
+    @Option(help: "The cluster's service CIDR.") var serviceCIDR: String
+    @Option(help: "Directory for certificates, etcd data and logs.") var dataDir: String
+    @Option(help: "255 or 511.") var maxConnectedClusters: UInt32 = 255
+    @Option(help: "Address the managed etcd listens on.") var listenHost: String = "127.0.0.1"
+    @Option(help: "Client port of the managed etcd.") var etcdClientPort: Int = 2379
+    @Option(help: "Peer port of the managed etcd.") var etcdPeerPort: Int = 2380
+    @Option(parsing: .upToNextOption, help: "Use an external etcd cluster instead of starting one.") var etcdEndpoints: [String] = []
+    @Option(help: "CA of the external etcd.") var etcdCA: String?
+    @Option(help: "Admin (CN root) client certificate for the external etcd.") var etcdCert: String?
+    @Option(help: "Key of --etcd-cert.") var etcdKey: String?
+    @Option(help: "Server name in the external etcd's certificate.") var etcdServerName: String?
+    @Option(help: "Shared CA certificate (recommended for meshed clusters).") var caCert: String?
+    @Option(help: "Key of the shared CA.") var caKey: String?
+    @Option(help: "etcd executable.") var etcdBinary: String = "/usr/bin/etcd"
+
+    func validate() throws {
+        guard MaxConnectedClusters(rawValue: maxConnectedClusters) != nil else {
+            throw ValidationError("--max-connected-clusters must be 255 or 511, got \(maxConnectedClusters)")
+        }
+        if !etcdEndpoints.isEmpty && (etcdCA == nil || etcdCert == nil || etcdKey == nil || etcdServerName == nil) {
+            throw ValidationError("--etcd-endpoints needs --etcd-ca, --etcd-cert, --etcd-key and --etcd-server-name")
+        }
+        if (caCert == nil) != (caKey == nil) { throw ValidationError("--ca-cert and --ca-key go together") }
+    }
+
+    func run() async throws {
+        let logger = {
+            var logger = Logger(label: "meridian.control-plane")
+            logger[metadataKey: "cluster"] = "\(clusterName)"
+            return logger
+        }()
+        let external = etcdEndpoints.isEmpty ? nil : ControlPlaneConfiguration.ExternalEtcd(
+            endpoints: etcdEndpoints, caPath: etcdCA!, certificatePath: etcdCert!, keyPath: etcdKey!, serverName: etcdServerName!)
+        let configuration = ControlPlaneConfiguration(
+            clusterName: clusterName, clusterID: clusterID, podCIDR: podCIDR, serviceCIDR: serviceCIDR,
+            maxConnectedClusters: MaxConnectedClusters(rawValue: maxConnectedClusters)!,
+            dataDirectory: URL(fileURLWithPath: dataDir).standardizedFileURL.path, listenHost: listenHost,
+            etcdClientPort: etcdClientPort, etcdPeerPort: etcdPeerPort, externalEtcd: external,
+            sharedCACertificatePath: caCert, sharedCAKeyPath: caKey, etcdExecutable: etcdBinary)
+        let controlPlane = ControlPlane(configuration: configuration, logger: logger)
+        try await reportingErrors {
+            try await withThrowingTaskGroup { group in
+                group.addTask { try await controlPlane.run() }
+                group.addTask {
+                    for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
+                        logger.info("stopping", metadata: ["signal": "\(signal)"])
+                        return
+                    }
+                }
+                defer { group.cancelAll() }
+                try await group.next()
+            }
+        }
+    }
+}

@@ -1,0 +1,88 @@
+import ArgumentParser
+import Foundation
+import MeridianControlPlane
+import MeridianLab
+
+/// `meridian lab up|down|status`: several clusters on this machine, for demos and tests.
+struct LabCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lab", abstract: "Run several clusters on this machine.", subcommands: [Up.self, Down.self, Status.self])
+
+    struct LabOptions: ParsableArguments {
+        @Option(help: "Lab directory (default: $MERIDIAN_LAB_DIR or ~/.local/state/meridian/lab).") var directory: String?
+
+        var lab: Lab {
+            let directory = URL(fileURLWithPath: self.directory ?? Lab.defaultDirectory).standardizedFileURL.path
+            return Lab(directory: directory, executable: currentExecutable())
+        }
+    }
+
+    struct Up: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Start the clusters' control planes and write their contexts.")
+        @OptionGroup var options: LabOptions
+        @Option(help: "Number of clusters.") var clusters: Int = 2
+
+        func run() async throws {
+            try await reportingErrors {
+                let lab = options.lab
+                let state = try await lab.up(clusters: clusters)
+                var config = try MeridianConfig.load()
+                for cluster in state.clusters {
+                    config.upsert(MeridianContext(
+                        name: cluster.name, cluster: cluster.name, endpoint: cluster.endpoint, serverName: cluster.serverName,
+                        certificateAuthority: cluster.paths.caCertificate, clientCertificate: cluster.paths.adminCertificate,
+                        clientKey: cluster.paths.adminKey, lab: lab.directory))
+                }
+                try config.save()
+                for cluster in state.clusters {
+                    print("✅ \(cluster.name) (ID \(cluster.id)) up: etcd \(cluster.endpoint), pods \(cluster.podCIDR), services \(cluster.serviceCIDR), context \(cluster.name)")
+                }
+                print("Contexts written to \(MeridianConfig.path)")
+            }
+        }
+    }
+
+    struct Down: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop and remove everything the lab made.")
+        @OptionGroup var options: LabOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                let lab = options.lab
+                await lab.down()
+                var config = try MeridianConfig.load()
+                let before = config.contexts.count
+                config.contexts.removeAll { $0.lab == lab.directory }
+                if let current = config.currentContext, !config.contexts.contains(where: { $0.name == current }) {
+                    config.currentContext = config.contexts.first?.name
+                }
+                if config.contexts.count != before { try config.save() }
+                print("✅ lab in \(lab.directory) removed (\(before - config.contexts.count) contexts)")
+            }
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the lab's clusters and their processes.")
+        @OptionGroup var options: LabOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                let lab = options.lab
+                guard let state = lab.loadState() else {
+                    print("No lab in \(lab.directory)")
+                    return
+                }
+                for cluster in state.clusters {
+                    let ready = FileManager.default.fileExists(atPath: cluster.paths.readyMarker)
+                    print("\(cluster.name) (ID \(cluster.id)): \(ready ? "running" : "not running"), etcd \(cluster.endpoint), data \(cluster.dataDirectory)")
+                }
+            }
+        }
+    }
+}
+
+/// The path of the running `meridian` binary, so the lab starts the same build.
+func currentExecutable() -> String {
+    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+}

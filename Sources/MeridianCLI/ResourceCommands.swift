@@ -1,0 +1,124 @@
+import ArgumentParser
+import Foundation
+import MeridianCore
+import MeridianEtcd
+import MeridianStore
+
+/// `meridian apply -f FILE`: multi-document Kubernetes YAML, all or nothing.
+struct ApplyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "apply", abstract: "Apply Kubernetes YAML to a cluster.")
+    @OptionGroup var contextOptions: ContextOptions
+    @Option(name: .shortAndLong, help: "File to apply, or - for standard input.") var filename: String
+
+    func run() async throws {
+        try await reportingErrors {
+            let (text, source) = try readManifest(filename)
+            let objects = try ManifestDecoder.decode(text, source: source)
+            guard !objects.isEmpty else { throw CLIError("\(source): no objects to apply") }
+            let context = try contextOptions.resolve()
+            try await EtcdClient.withClient(try context.clientConfiguration()) { client in
+                for (object, outcome) in try await ResourceStore(client: client).apply(objects, source: source) {
+                    print("\(object.kind.rawValue.lowercased())/\(object.name) \(outcome.rawValue)")
+                }
+            }
+        }
+    }
+}
+
+func readManifest(_ path: String) throws -> (String, String) {
+    if path == "-" {
+        return (String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self), "<stdin>")
+    }
+    guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read \(path)") }
+    return (String(decoding: data, as: UTF8.self), path)
+}
+
+/// `meridian delete KIND NAME` or `meridian delete -f FILE`.
+struct DeleteCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "delete", abstract: "Delete resources.")
+    @OptionGroup var contextOptions: ContextOptions
+    @Argument(help: "Kind (service, namespace) and name.") var target: [String] = []
+    @Option(name: .shortAndLong, help: "Delete what this file describes.") var filename: String?
+    @Option(name: .shortAndLong, help: "Namespace.") var namespace: String = "default"
+
+    func validate() throws {
+        if filename == nil && target.count != 2 { throw ValidationError("expected KIND NAME, or -f FILE") }
+        if filename != nil && !target.isEmpty { throw ValidationError("give either KIND NAME or -f FILE, not both") }
+        if filename == nil, ResourceKind(userInput: target[0]) == nil {
+            throw ValidationError("unknown kind \(target[0]); known: \(ResourceKind.allCases.map(\.plural).joined(separator: ", "))")
+        }
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            var doomed: [(ResourceKind, String?, String)] = []
+            if let filename {
+                let (text, source) = try readManifest(filename)
+                doomed = try ManifestDecoder.decode(text, source: source).map { ($0.kind, $0.namespace, $0.name) }
+            } else {
+                let kind = ResourceKind(userInput: target[0])!
+                doomed = [(kind, kind.isNamespaced ? namespace : nil, target[1])]
+            }
+            let context = try contextOptions.resolve()
+            var missing = false
+            try await EtcdClient.withClient(try context.clientConfiguration()) { client in
+                let store = ResourceStore(client: client)
+                for (kind, ns, name) in doomed {
+                    if try await store.delete(kind, namespace: ns, name: name) {
+                        print("\(kind.rawValue.lowercased())/\(name) deleted")
+                    } else {
+                        FileHandle.standardError.write(Data("Error: \(kind.plural) \"\(name)\" not found\(ns.map { " in namespace \($0)" } ?? "")\n".utf8))
+                        missing = true
+                    }
+                }
+            }
+            if missing { throw ExitCode.failure }
+        }
+    }
+}
+
+/// `meridian config get-contexts | use-context NAME`.
+struct ConfigCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "config", abstract: "Show or change the Meridian config file.",
+                                                    subcommands: [GetContexts.self, UseContext.self])
+
+    struct GetContexts: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "get-contexts")
+        func run() async throws {
+            let config = try MeridianConfig.load()
+            print(Table(headers: ["CURRENT", "NAME", "CLUSTER", "ENDPOINT"], rows: config.contexts.map {
+                [$0.name == config.currentContext ? "*" : "", $0.name, $0.cluster, $0.endpoint]
+            }).render())
+        }
+    }
+
+    struct UseContext: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "use-context")
+        @Argument var name: String
+        func run() async throws {
+            try await reportingErrors {
+                var config = try MeridianConfig.load()
+                _ = try config.context(name)
+                config.currentContext = name
+                try config.save()
+                print("Switched to context \(name)")
+            }
+        }
+    }
+}
+
+/// Column-aligned output in the style of kubectl.
+struct Table {
+    var headers: [String]
+    var rows: [[String]]
+
+    func render() -> String {
+        var widths = headers.map(\.count)
+        for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { i, cell in i == cells.count - 1 ? cell : cell.padding(toLength: widths[i] + 3, withPad: " ", startingAt: 0) }
+                .joined().trimmingCharacters(in: .whitespaces)
+        }
+        return ([line(headers)] + rows.map(line)).joined(separator: "\n")
+    }
+}

@@ -1,0 +1,193 @@
+import Foundation
+import Logging
+import MeridianCore
+import MeridianEtcd
+import MeridianPKI
+import MeridianStore
+import Synchronization
+
+/// A cluster's control plane: optionally supervises a managed etcd, bootstraps RBAC and the
+/// cluster's published settings, and runs the clustermesh controllers (export while enabled,
+/// import of every configured peer, status publication) until cancelled.
+public struct ControlPlane: Sendable {
+    public let configuration: ControlPlaneConfiguration
+    public let logger: Logger
+    public let board = StatusBoard()
+
+    public init(configuration: ControlPlaneConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try configuration.validate()
+        let paths = configuration.paths
+        try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        try? FileManager.default.removeItem(atPath: paths.readyMarker)
+        try "\(getpid())\n".write(toFile: paths.pidFile, atomically: true, encoding: .utf8)
+        defer {
+            try? FileManager.default.removeItem(atPath: paths.readyMarker)
+            try? FileManager.default.removeItem(atPath: paths.pidFile)
+        }
+        let ca = try ClusterPKI.ensure(configuration)
+        try await withThrowingDiscardingTaskGroup { group in
+            if configuration.externalEtcd == nil {
+                let etcd = ManagedEtcd(configuration: ManagedEtcdConfiguration(
+                    name: configuration.clusterName, dataDirectory: paths.etcdData, listenHost: configuration.listenHost,
+                    clientPort: configuration.etcdClientPort, peerPort: configuration.etcdPeerPort,
+                    serverCertificatePath: paths.serverCertificate, serverKeyPath: paths.serverKey,
+                    caPath: paths.caCertificate, logPath: paths.etcdLog),
+                    executable: configuration.etcdExecutable, logger: logger)
+                group.addTask { try await etcd.run() }
+            }
+            group.addTask {
+                let clientConfiguration = try ClusterPKI.adminClientConfiguration(configuration)
+                try await EtcdClient.withClient(clientConfiguration) { client in
+                    try await waitUntilReachable(client)
+                    try await ClusterBootstrap.run(client, configuration: configuration, ca: ca)
+                    FileManager.default.createFile(atPath: paths.readyMarker, contents: Data("\(getpid())\n".utf8))
+                    logger.info("control plane ready", metadata: ["cluster": "\(configuration.clusterName)", "id": "\(configuration.clusterID)"])
+                    try await runControllers(client)
+                }
+            }
+        }
+    }
+
+    private func waitUntilReachable(_ client: EtcdClient) async throws {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while true {
+            do {
+                _ = try await client.status()
+                return
+            } catch {
+                guard ContinuousClock.now < deadline else {
+                    throw ControlPlaneError.bootstrap("etcd at \(client.configuration.endpoint) not reachable after 60 s: \(error)")
+                }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        }
+    }
+
+    private var localSettings: ClusterSettings {
+        ClusterSettings(
+            name: configuration.clusterName, id: configuration.clusterID, podCIDR: configuration.podCIDR,
+            serviceCIDR: configuration.serviceCIDR, maxConnectedClusters: configuration.maxConnectedClusters.rawValue,
+            clientEndpoints: [], serverName: configuration.etcdServerName)
+    }
+
+    private func runControllers(_ client: EtcdClient) async throws {
+        let meshSettings = SettingsCell()
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await runExporterWhileEnabled(client, settings: meshSettings) }
+            group.addTask {
+                let manager = ImportManager(local: client, localCluster: localSettings, board: board, timing: {
+                    let settings = meshSettings.value
+                    var timing = ImportTiming(heartbeatTimeout: .milliseconds(Int64(settings.heartbeatIntervalSeconds * 2000)))
+                    if settings.cacheTTLSeconds > 0 { timing.cacheTTL = .milliseconds(Int64(settings.cacheTTLSeconds * 1000)) }
+                    return timing
+                }, logger: logger)
+                try await manager.run()
+            }
+            group.addTask { try await StatusPublisher(client: client, board: board, logger: logger).run() }
+        }
+    }
+
+    /// Watches `meridian/clustermesh/settings` and runs the exporter exactly while clustermesh
+    /// is enabled, restarting it when its settings change.
+    private func runExporterWhileEnabled(_ client: EtcdClient, settings shared: SettingsCell) async throws {
+        var backoff = ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(5))
+        while !Task.isCancelled {
+            do {
+                let current = try await client.get(KeyLayout.clusterMeshSettings)
+                let settings = try current.map { try StoreCoding.decode(ClusterMeshSettings.self, from: $0.value, key: $0.key) }
+                    ?? ClusterMeshSettings(enabled: false)
+                shared.value = settings
+                let revision = try await client.status().revision
+                try await withThrowingTaskGroup { group in
+                    if settings.enabled {
+                        let exporter = MeshExporter(client: client, cluster: localSettings, settings: settings, logger: logger)
+                        group.addTask { try await exporter.run() }
+                    }
+                    group.addTask {
+                        // Ends (restarting the loop) at the first change of the settings key.
+                        try await client.watch(key: KeyLayout.clusterMeshSettings, startRevision: revision + 1) { events, _ in
+                            if !events.isEmpty { throw SettingsChanged() }
+                        }
+                    }
+                    defer { group.cancelAll() }
+                    try await group.next()
+                }
+            } catch is SettingsChanged {
+                backoff.reset()
+                if !(try await isEnabled(client)) { try await withdrawExport(client) }
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("clustermesh settings watch failed", metadata: ["error": "\(error)"])
+                try await Task.sleep(for: backoff.next())
+            }
+        }
+    }
+
+    private func isEnabled(_ client: EtcdClient) async throws -> Bool {
+        guard let kv = try await client.get(KeyLayout.clusterMeshSettings) else { return false }
+        return try StoreCoding.decode(ClusterMeshSettings.self, from: kv.value, key: kv.key).enabled
+    }
+
+    /// Removes what this cluster exported when clustermesh is disabled.
+    private func withdrawExport(_ client: EtcdClient) async throws {
+        try await client.delete(KeyLayout.clusterConfig(configuration.clusterName))
+        try await client.delete(KeyLayout.heartbeat)
+        try await client.delete(prefix: MeshKind.services.statePrefix(cluster: configuration.clusterName))
+        try await client.delete(prefix: "\(KeyLayout.syncedPrefix)\(configuration.clusterName)/")
+    }
+}
+
+private struct SettingsChanged: Error {}
+
+/// The clustermesh settings last read, shared by the exporter loop and the import manager.
+final class SettingsCell: Sendable {
+    private let state = Mutex(ClusterMeshSettings(enabled: false))
+    var value: ClusterMeshSettings {
+        get { state.withLock { $0 } }
+        set { state.withLock { $0 = newValue } }
+    }
+}
+
+/// Copies the status board into `meridian/clustermesh/status/<remote>` whenever it changes, and
+/// at least every two seconds so readers can tell a live control plane from a dead one.
+struct StatusPublisher: Sendable {
+    static let refresh: Duration = .seconds(2)
+
+    let client: EtcdClient
+    let board: StatusBoard
+    let logger: Logger
+
+    func run() async throws {
+        var published: [String: RemoteClusterStatus] = [:]
+        var lastVersion = -1
+        var lastFull = ContinuousClock.now
+        while true {
+            let (version, statuses) = board.snapshot()
+            let full = ContinuousClock.now - lastFull >= Self.refresh
+            if version != lastVersion || full {
+                do {
+                    for (name, status) in statuses where full || published[name] != status {
+                        var report = status
+                        report.reportedAt = Date()
+                        try await client.put(KeyLayout.remoteStatus(name), jsonData(report))
+                    }
+                    for name in published.keys where statuses[name] == nil {
+                        try await client.delete(KeyLayout.remoteStatus(name))
+                    }
+                    published = statuses
+                    lastVersion = version
+                    if full { lastFull = .now }
+                } catch {
+                    logger.warning("status publication failed", metadata: ["error": "\(error)"])
+                }
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+}

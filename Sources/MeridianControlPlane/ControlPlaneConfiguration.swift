@@ -1,0 +1,117 @@
+import Foundation
+import MeridianCore
+
+/// Everything `meridian control-plane` is started with: who the cluster is, its address plan,
+/// where it keeps its files, and which etcd it uses (a managed child, or an external cluster).
+public struct ControlPlaneConfiguration: Sendable, Hashable {
+    /// An etcd cluster run by someone else; the control plane uses it with the given admin
+    /// (CN `root`) client certificate.
+    public struct ExternalEtcd: Sendable, Hashable {
+        public var endpoints: [String]
+        public var caPath: String
+        public var certificatePath: String
+        public var keyPath: String
+        public var serverName: String
+
+        public init(endpoints: [String], caPath: String, certificatePath: String, keyPath: String, serverName: String) {
+            self.endpoints = endpoints
+            self.caPath = caPath
+            self.certificatePath = certificatePath
+            self.keyPath = keyPath
+            self.serverName = serverName
+        }
+    }
+
+    public var clusterName: String
+    public var clusterID: UInt32
+    public var podCIDR: String
+    public var serviceCIDR: String
+    public var maxConnectedClusters: MaxConnectedClusters
+    public var dataDirectory: String
+    public var listenHost: String
+    public var etcdClientPort: Int
+    public var etcdPeerPort: Int
+    public var externalEtcd: ExternalEtcd?
+    /// A CA shared by several clusters (recommended, as in Cilium); generated when absent.
+    public var sharedCACertificatePath: String?
+    public var sharedCAKeyPath: String?
+    public var etcdExecutable: String
+
+    public init(
+        clusterName: String, clusterID: UInt32, podCIDR: String, serviceCIDR: String,
+        maxConnectedClusters: MaxConnectedClusters = .c255, dataDirectory: String,
+        listenHost: String = "127.0.0.1", etcdClientPort: Int = 2379, etcdPeerPort: Int = 2380,
+        externalEtcd: ExternalEtcd? = nil, sharedCACertificatePath: String? = nil, sharedCAKeyPath: String? = nil,
+        etcdExecutable: String = "/usr/bin/etcd"
+    ) {
+        self.clusterName = clusterName
+        self.clusterID = clusterID
+        self.podCIDR = podCIDR
+        self.serviceCIDR = serviceCIDR
+        self.maxConnectedClusters = maxConnectedClusters
+        self.dataDirectory = dataDirectory
+        self.listenHost = listenHost
+        self.etcdClientPort = etcdClientPort
+        self.etcdPeerPort = etcdPeerPort
+        self.externalEtcd = externalEtcd
+        self.sharedCACertificatePath = sharedCACertificatePath
+        self.sharedCAKeyPath = sharedCAKeyPath
+        self.etcdExecutable = etcdExecutable
+    }
+
+    /// The DNS name in the managed etcd's server certificate, verified by every client.
+    public var etcdServerName: String { "etcd.\(clusterName).meridian" }
+
+    /// Files of the managed mode, all under the data directory.
+    public var paths: ControlPlanePaths { ControlPlanePaths(dataDirectory: dataDirectory) }
+
+    /// Rejects a configuration that could never form a valid cluster, naming the flag at fault.
+    public func validate() throws(ControlPlaneError) {
+        do {
+            try ClusterValidation.validate(name: clusterName, id: clusterID, max: maxConnectedClusters)
+        } catch {
+            throw ControlPlaneError.invalidConfiguration("\(error)")
+        }
+        for (flag, value) in [("--pod-cidr", podCIDR), ("--service-cidr", serviceCIDR)] {
+            guard IPCIDR(value) != nil else {
+                throw ControlPlaneError.invalidConfiguration("\(flag) \(value): expected an IPv4 CIDR such as 10.1.0.0/16")
+            }
+        }
+        if let pods = IPCIDR(podCIDR), let services = IPCIDR(serviceCIDR), pods.overlaps(services) {
+            throw ControlPlaneError.invalidConfiguration("--pod-cidr \(podCIDR) overlaps --service-cidr \(serviceCIDR)")
+        }
+    }
+}
+
+/// Where a control plane keeps its files; the lab and the CLI find certificates here.
+public struct ControlPlanePaths: Sendable, Hashable {
+    public var dataDirectory: String
+
+    public init(dataDirectory: String) { self.dataDirectory = dataDirectory }
+    public var pki: String { dataDirectory + "/pki" }
+    public var caCertificate: String { pki + "/ca.crt" }
+    public var caKey: String { pki + "/ca.key" }
+    public var serverCertificate: String { pki + "/etcd-server.crt" }
+    public var serverKey: String { pki + "/etcd-server.key" }
+    public var adminCertificate: String { pki + "/admin.crt" }
+    public var adminKey: String { pki + "/admin.key" }
+    public var etcdData: String { dataDirectory + "/etcd" }
+    public var etcdLog: String { dataDirectory + "/etcd.log" }
+    /// The running control plane's pid, written at start.
+    public var pidFile: String { dataDirectory + "/control-plane.pid" }
+    /// Exists while the control plane has finished bootstrapping and is running.
+    public var readyMarker: String { dataDirectory + "/control-plane.ready" }
+}
+
+/// Why a control plane could not start or had to stop.
+public enum ControlPlaneError: Error, Sendable, CustomStringConvertible {
+    case invalidConfiguration(String)
+    case bootstrap(String)
+
+    public var description: String {
+        switch self {
+        case let .invalidConfiguration(message): "invalid control-plane configuration: \(message)"
+        case let .bootstrap(message): "bootstrap failed: \(message)"
+        }
+    }
+}

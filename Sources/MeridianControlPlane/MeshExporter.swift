@@ -1,0 +1,131 @@
+import Foundation
+import Logging
+import MeridianCore
+import MeridianEtcd
+import MeridianStore
+
+/// The exporting half of clustermesh, active while it is enabled: publishes
+/// `cilium/cluster-config/<name>`, writes the heartbeat, mirrors global and shared Services into
+/// `cilium/state/services/v1/<name>/...` as ClusterService records, and writes sync canaries once
+/// each kind's initial export is complete. Nodes, endpoints and identities are written to
+/// `cilium/state` directly by their owners (agents, identity allocation), so their canaries are
+/// written as soon as exporting starts.
+struct MeshExporter: Sendable {
+    let client: EtcdClient
+    let cluster: ClusterSettings
+    let settings: ClusterMeshSettings
+    let logger: Logger
+
+    func run() async throws {
+        let config = CiliumClusterConfig(id: cluster.id, capabilities: .init(
+            syncedCanaries: true, maxConnectedClusters: cluster.maxConnectedClusters))
+        try await client.put(KeyLayout.clusterConfig(cluster.name), jsonData(config))
+        for kind in [MeshKind.nodes, .endpoints, .identities] {
+            try await client.put(KeyLayout.syncCanary(cluster: cluster.name, prefix: kind.stateCanaryPrefix), iso8601Now())
+        }
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await heartbeat() }
+            group.addTask { try await exportServices() }
+        }
+    }
+
+    private func heartbeat() async throws {
+        let interval = Duration.milliseconds(Int64(settings.heartbeatIntervalSeconds * 1000))
+        while true {
+            do {
+                try await client.put(KeyLayout.heartbeat, iso8601Now())
+            } catch {
+                logger.warning("heartbeat write failed", metadata: ["error": "\(error)"])
+            }
+            try await Task.sleep(for: interval)
+        }
+    }
+
+    /// Reconciles the exported services from the Service and Namespace resources, then again on
+    /// every change to either.
+    private func exportServices() async throws {
+        var backoff = ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(5))
+        var canaryWritten = false
+        while true {
+            do {
+                let revision = try await reconcileServices()
+                if !canaryWritten {
+                    try await client.put(KeyLayout.syncCanary(cluster: cluster.name, prefix: MeshKind.services.stateCanaryPrefix), iso8601Now())
+                    canaryWritten = true
+                }
+                backoff.reset()
+                try await client.watch(prefix: KeyLayout.resourcesPrefix, startRevision: revision + 1) { events, _ in
+                    let relevant = events.contains { event in
+                        event.key.hasPrefix(KeyLayout.resources(plural: ResourceKind.service.plural))
+                            || event.key.hasPrefix(KeyLayout.resources(plural: ResourceKind.namespace.plural))
+                    }
+                    if relevant { _ = try await reconcileServices() }
+                }
+            } catch {
+                if Task.isCancelled { throw CancellationError() }
+                logger.warning("service export failed; retrying", metadata: ["error": "\(error)"])
+                try await Task.sleep(for: backoff.next())
+            }
+        }
+    }
+
+    /// Returns the revision the desired state was read at.
+    private func reconcileServices() async throws -> Int64 {
+        let services = try await client.list(prefix: KeyLayout.resources(plural: ResourceKind.service.plural))
+        let namespaces = try await client.list(prefix: KeyLayout.resources(plural: ResourceKind.namespace.plural))
+        var nonGlobalNamespaces: Set<String> = []
+        for item in namespaces.items {
+            guard case let .namespace(ns)? = try? StoreCoding.decode(KubernetesObject.self, from: item.value, key: item.key) else { continue }
+            if ns.metadata.annotations[ServiceExport.namespaceGlobalAnnotation]?.lowercased() == "false" {
+                nonGlobalNamespaces.insert(ns.metadata.name)
+            }
+        }
+        var desired: [String: Data] = [:]
+        for item in services.items {
+            guard case let .service(service)? = try? StoreCoding.decode(KubernetesObject.self, from: item.value, key: item.key) else {
+                logger.error("skipping undecodable service record", metadata: ["key": "\(item.key)"])
+                continue
+            }
+            let namespace = service.metadata.namespace ?? "default"
+            guard !nonGlobalNamespaces.contains(namespace),
+                  let exported = ServiceExport.clusterService(for: service, cluster: cluster) else { continue }
+            desired[MeshKind.services.stateKey(cluster: cluster.name, name: "\(namespace)/\(service.metadata.name)")] = jsonData(exported)
+        }
+        let existing = try await client.list(prefix: MeshKind.services.statePrefix(cluster: cluster.name))
+        let current = Dictionary(existing.items.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+        let diff = CacheDiff(desired: desired, current: current)
+        if !diff.isEmpty {
+            try await MeshCache.apply(diff, to: client)
+            logger.info("services exported", metadata: ["count": "\(desired.count)", "changed": "\(diff.puts.count)", "removed": "\(diff.deletes.count)"])
+        }
+        return max(services.revision, namespaces.revision)
+    }
+}
+
+/// How a Service becomes the ClusterService its cluster exports.
+public enum ServiceExport {
+    /// Namespaces annotated `"false"` are not exported (Cilium 1.19's global-namespace filter).
+    public static let namespaceGlobalAnnotation = "clustermesh.cilium.io/global"
+
+    /// The exported record, or nil when the service is not global and shared. Frontends are the
+    /// service's cluster IPs; backends come from the cluster's ready endpoints (none until the
+    /// datapath places pods).
+    public static func clusterService(for service: Service, cluster: ClusterSettings,
+                                      backends: [String: [String: L4Addr]] = [:]) -> ClusterService? {
+        guard let mesh = try? ServiceMeshAnnotations.parse(service.metadata.annotations),
+              GlobalServicePolicy.exportsBackends(mesh) else { return nil }
+        var ports: [String: L4Addr] = [:]
+        for port in service.spec.ports {
+            ports[port.name ?? ""] = L4Addr(protocol: L4Protocol(rawValue: port.protocol.rawValue) ?? .tcp, port: UInt16(port.port))
+        }
+        var frontends: [String: [String: L4Addr]] = [:]
+        let ips = service.spec.clusterIPs ?? service.spec.clusterIP.map { [$0] } ?? []
+        for ip in ips where !ip.isEmpty && ip != ServiceSpec.headlessClusterIP {
+            frontends[ip] = ports
+        }
+        return ClusterService(
+            cluster: cluster.name, namespace: service.metadata.namespace ?? "default", name: service.metadata.name,
+            frontends: frontends, backends: backends, labels: service.metadata.labels, selector: service.spec.selector,
+            includeExternal: true, shared: true, clusterID: cluster.id)
+    }
+}

@@ -1,0 +1,127 @@
+/// The resource kinds Meridian understands. It is the single list that the manifest
+/// decoder, the store's key layout and the CLI's `get`/`delete` arguments all consult,
+/// so a new kind is added here first.
+public enum ResourceKind: String, Codable, Sendable, CaseIterable {
+    case namespace = "Namespace"
+    case service = "Service"
+
+    /// The lowercase plural Kubernetes uses in API paths and `kubectl get`.
+    public var plural: String {
+        switch self {
+        case .namespace: "namespaces"
+        case .service: "services"
+        }
+    }
+
+    public var shortName: String {
+        switch self {
+        case .namespace: "ns"
+        case .service: "svc"
+        }
+    }
+
+    public var isNamespaced: Bool {
+        switch self {
+        case .namespace: false
+        case .service: true
+        }
+    }
+
+    /// The only `apiVersion` accepted for this kind.
+    public var apiVersion: String {
+        switch self {
+        case .namespace, .service: "v1"
+        }
+    }
+
+    /// Reads a kind the way a user types it on the command line: singular, plural or
+    /// short name, in any letter case.
+    public init?(userInput: String) {
+        let wanted = userInput.lowercased()
+        let match = Self.allCases.first { kind in
+            [kind.rawValue.lowercased(), kind.plural, kind.shortName].contains(wanted)
+        }
+        guard let match else { return nil }
+        self = match
+    }
+}
+
+/// Any object Meridian stores, so that lists, stores and watchers can handle mixed kinds
+/// through one type. Its JSON form is the plain Kubernetes JSON of the wrapped object,
+/// told apart by its `kind` field.
+public enum KubernetesObject: Codable, Sendable, Hashable {
+    case namespace(Namespace)
+    case service(Service)
+
+    public var kind: ResourceKind {
+        switch self {
+        case .namespace: .namespace
+        case .service: .service
+        }
+    }
+
+    public var metadata: ObjectMeta {
+        get {
+            switch self {
+            case let .namespace(namespace): namespace.metadata
+            case let .service(service): service.metadata
+            }
+        }
+        set {
+            switch self {
+            case var .namespace(namespace):
+                namespace.metadata = newValue
+                self = .namespace(namespace)
+            case var .service(service):
+                service.metadata = newValue
+                self = .service(service)
+            }
+        }
+    }
+
+    public var name: String { metadata.name }
+
+    /// `nil` for cluster-scoped kinds; `"default"` when a namespaced object names none.
+    public var namespace: String? {
+        guard kind.isNamespaced else { return nil }
+        return metadata.namespace ?? Self.defaultNamespace
+    }
+
+    public static let defaultNamespace = "default"
+
+    private enum DiscriminatorKeys: String, CodingKey {
+        case kind
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: DiscriminatorKeys.self)
+        let rawKind = try container.decode(String.self, forKey: .kind)
+        guard let kind = ResourceKind(rawValue: rawKind) else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .kind,
+                in: container,
+                debugDescription: "unsupported kind \(rawKind.debugDescription)"
+            )
+        }
+        switch kind {
+        case .namespace: self = .namespace(try Namespace(from: decoder))
+        case .service: self = .service(try Service(from: decoder))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        switch self {
+        case let .namespace(namespace): try namespace.encode(to: encoder)
+        case let .service(service): try service.encode(to: encoder)
+        }
+    }
+}
+
+extension KubernetesObject {
+    func validate() throws(FieldError) {
+        switch self {
+        case let .namespace(namespace): try namespace.validate()
+        case let .service(service): try service.validate()
+        }
+    }
+}

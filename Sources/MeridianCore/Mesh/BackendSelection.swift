@@ -1,0 +1,110 @@
+/// The lifecycle state of a service backend, which decides whether it may receive new traffic.
+public enum BackendState: String, Codable, Sendable, CaseIterable {
+    case active
+    /// Shutting down; still served until it is gone.
+    case terminating
+    /// Marked unhealthy by health checking.
+    case quarantined
+    /// Taken out of rotation by an operator.
+    case maintenance
+
+    /// Active or terminating: the states that count as healthy for selection.
+    public var isHealthy: Bool {
+        self == .active || self == .terminating
+    }
+}
+
+/// One backend of a global service as the load balancer sees it, local or imported.
+public struct MeshBackend: Sendable, Hashable, Codable {
+    public var ip: String
+    /// Port name → protocol and port.
+    public var ports: [String: L4Addr]
+    public var cluster: String
+    /// The owning cluster's ID; nil when not known (e.g. a local backend of a standalone cluster).
+    public var clusterID: ClusterID?
+    public var isLocal: Bool
+    public var state: BackendState
+
+    public init(
+        ip: String,
+        ports: [String: L4Addr],
+        cluster: String,
+        clusterID: ClusterID? = nil,
+        isLocal: Bool,
+        state: BackendState = .active
+    ) {
+        self.ip = ip
+        self.ports = ports
+        self.cluster = cluster
+        self.clusterID = clusterID
+        self.isLocal = isLocal
+        self.state = state
+    }
+
+    /// `cluster/ip`, which identifies a backend across the mesh.
+    public var key: String { "\(cluster)/\(ip)" }
+}
+
+/// The backends a global service load-balances to, and which of them the affinity prefers.
+public struct BackendSelectionResult: Sendable, Hashable {
+    /// Healthy backends that receive traffic, sorted by cluster then IP.
+    public var selected: [MeshBackend]
+    /// `cluster/ip` of the selected backends on the side the affinity prefers; empty for
+    /// affinity `none` and while the preferred side has fallen back to the other one.
+    public var preferred: Set<String>
+
+    public init(selected: [MeshBackend], preferred: Set<String>) {
+        self.selected = selected
+        self.preferred = preferred
+    }
+}
+
+/// Picks the backends of a global service from its local and remote backends by affinity.
+///
+/// Only healthy backends (`active`, `terminating`) are ever selected.
+/// - `none`: healthy local and remote backends in one pool.
+/// - `local`: healthy local backends; healthy remote backends only when no local one is healthy.
+/// - `remote`: healthy remote backends; healthy local backends only when no remote one is healthy.
+///
+/// Which side a backend is on comes from the list it is passed in, not from `isLocal`. The
+/// output is sorted by cluster, then IP (numerically when both IPs parse), and a backend whose
+/// `cluster/ip` already appeared earlier in the input is dropped.
+public enum BackendSelection {
+    public static func select(
+        local: [MeshBackend], remote: [MeshBackend], affinity: ServiceAffinity
+    ) -> BackendSelectionResult {
+        let healthyLocal = local.filter(\.state.isHealthy)
+        let healthyRemote = remote.filter(\.state.isHealthy)
+        let chosen: [MeshBackend]
+        let preferred: [MeshBackend]
+        switch affinity {
+        case .none:
+            chosen = healthyLocal + healthyRemote
+            preferred = []
+        case .local:
+            chosen = healthyLocal.isEmpty ? healthyRemote : healthyLocal
+            preferred = healthyLocal
+        case .remote:
+            chosen = healthyRemote.isEmpty ? healthyLocal : healthyRemote
+            preferred = healthyRemote
+        }
+        var seen = Set<String>()
+        let unique = chosen.filter { seen.insert($0.key).inserted }
+        let preferredKeys = Set(preferred.map(\.key)).intersection(seen)
+        return BackendSelectionResult(selected: unique.sorted(by: ordered), preferred: preferredKeys)
+    }
+
+    private static func ordered(_ lhs: MeshBackend, _ rhs: MeshBackend) -> Bool {
+        if lhs.cluster != rhs.cluster { return lhs.cluster.utf8.lexicographicallyPrecedes(rhs.cluster.utf8) }
+        switch (IPAddress(lhs.ip), IPAddress(rhs.ip)) {
+        case let (left?, right?) where left != right:
+            return left < right
+        case (.some, nil):
+            return true
+        case (nil, .some):
+            return false
+        default:
+            return lhs.ip.utf8.lexicographicallyPrecedes(rhs.ip.utf8)
+        }
+    }
+}

@@ -1,0 +1,480 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import MeridianEtcdAPI
+
+/// TLS material for talking to etcd: the CA that signed the server, and the client certificate
+/// whose CN etcd maps to an RBAC user.
+public struct EtcdTLS: Sendable, Hashable {
+    public var caPEM: String
+    public var certificatePEM: String
+    public var privateKeyPEM: String
+    /// Name to verify in the server certificate (it is sent as SNI/authority, which also makes
+    /// TLS over unix sockets verifiable).
+    public var serverName: String
+
+    public init(caPEM: String, certificatePEM: String, privateKeyPEM: String, serverName: String) {
+        self.caPEM = caPEM
+        self.certificatePEM = certificatePEM
+        self.privateKeyPEM = privateKeyPEM
+        self.serverName = serverName
+    }
+}
+
+/// How to reach one etcd cluster.
+public struct EtcdClientConfiguration: Sendable, Hashable {
+    public var endpoint: EtcdEndpoint
+    public var tls: EtcdTLS?
+    /// Deadline of each unary call; streams (watch, keep-alive) have none.
+    public var requestTimeout: Duration
+    /// Upper bound of the transport's reconnect backoff.
+    public var maxReconnectBackoff: Duration
+
+    public init(endpoint: EtcdEndpoint, tls: EtcdTLS?, requestTimeout: Duration = .seconds(5), maxReconnectBackoff: Duration = .seconds(2)) {
+        self.endpoint = endpoint
+        self.tls = tls
+        self.requestTimeout = requestTimeout
+        self.maxReconnectBackoff = maxReconnectBackoff
+    }
+}
+
+/// One key and its metadata as etcd stores it.
+public struct EtcdKeyValue: Sendable, Hashable {
+    public var key: String
+    public var value: Data
+    public var createRevision: Int64
+    public var modRevision: Int64
+    public var lease: Int64
+
+    public var stringValue: String { String(decoding: value, as: UTF8.self) }
+
+    init(_ kv: Mvccpb_KeyValue) {
+        key = String(decoding: kv.key, as: UTF8.self)
+        value = kv.value
+        createRevision = kv.createRevision
+        modRevision = kv.modRevision
+        lease = kv.lease
+    }
+
+    public init(key: String, value: Data, createRevision: Int64 = 0, modRevision: Int64 = 0, lease: Int64 = 0) {
+        self.key = key
+        self.value = value
+        self.createRevision = createRevision
+        self.modRevision = modRevision
+        self.lease = lease
+    }
+}
+
+/// A change observed by a watch.
+public enum EtcdWatchEvent: Sendable, Hashable {
+    case put(EtcdKeyValue)
+    case delete(key: String, revision: Int64)
+
+    public var key: String {
+        switch self {
+        case let .put(kv): kv.key
+        case let .delete(key, _): key
+        }
+    }
+}
+
+/// A list result: the keys and the store revision they were read at (the revision a watch
+/// resumes from, plus one).
+public struct EtcdListing: Sendable {
+    public var items: [EtcdKeyValue]
+    public var revision: Int64
+}
+
+/// What a role may do on a key range; mirrors etcd's permission types.
+public enum EtcdPermission: Sendable, Hashable {
+    case read, write, readWrite
+}
+
+/// A thin, typed etcd v3 client over grpc-swift-2: KV, transactions, leases, watches and the RBAC
+/// administration Meridian needs. It owns no background work of its own: connections run inside
+/// `withClient`, and long-running calls (watch, keep-alive) run in the caller's task.
+public struct EtcdClient: Sendable {
+    private let grpc: GRPCClient<HTTP2ClientTransport.Posix>
+    public let configuration: EtcdClientConfiguration
+
+    private var kv: Etcdserverpb_KV.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
+    private var watchAPI: Etcdserverpb_Watch.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
+    private var leaseAPI: Etcdserverpb_Lease.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
+    private var auth: Etcdserverpb_Auth.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
+    private var maintenance: Etcdserverpb_Maintenance.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
+
+    /// Connects, runs `body`, then closes the connection. All calls made through the client must
+    /// finish inside `body`.
+    public static func withClient<R: Sendable>(
+        _ configuration: EtcdClientConfiguration,
+        isolation: isolated (any Actor)? = #isolation,
+        _ body: (EtcdClient) async throws -> R
+    ) async throws -> R {
+        let transport = try makeTransport(configuration)
+        return try await withGRPCClient(transport: transport, isolation: isolation) { grpc in
+            try await body(EtcdClient(grpc: grpc, configuration: configuration))
+        }
+    }
+
+    private static func makeTransport(_ configuration: EtcdClientConfiguration) throws -> HTTP2ClientTransport.Posix {
+        let target: any ResolvableTarget
+        switch configuration.endpoint {
+        case let .tcp(host, port):
+            if host.contains(":") {
+                target = ResolvableTargets.IPv6(addresses: [.init(host: host, port: port)])
+            } else if host.split(separator: ".").count == 4, host.split(separator: ".").allSatisfy({ UInt8($0) != nil }) {
+                target = ResolvableTargets.IPv4(addresses: [.init(host: host, port: port)])
+            } else {
+                target = ResolvableTargets.DNS(host: host, port: port)
+            }
+        case let .unix(path):
+            target = ResolvableTargets.UnixDomainSocket(address: .init(path: path), authority: configuration.tls?.serverName)
+        }
+        let security: HTTP2ClientTransport.Posix.TransportSecurity
+        if let tls = configuration.tls {
+            security = .mTLS(
+                certificateChain: [.bytes(Array(tls.certificatePEM.utf8), format: .pem)],
+                privateKey: .bytes(Array(tls.privateKeyPEM.utf8), format: .pem)
+            ) { $0.trustRoots = .certificates([.bytes(Array(tls.caPEM.utf8), format: .pem)]) }
+        } else {
+            security = .plaintext
+        }
+        let config = HTTP2ClientTransport.Posix.Config.defaults { config in
+            if let tls = configuration.tls { config.http2.authority = tls.serverName }
+            config.backoff.initial = .milliseconds(100)
+            config.backoff.max = configuration.maxReconnectBackoff
+            config.connection.keepalive = .init(time: .seconds(10), timeout: .seconds(5), allowWithoutCalls: true)
+        }
+        return try HTTP2ClientTransport.Posix(target: target, transportSecurity: security, config: config)
+    }
+
+    private var unaryOptions: CallOptions {
+        var options = CallOptions.defaults
+        options.timeout = configuration.requestTimeout
+        options.waitForReady = true
+        return options
+    }
+
+    private func call<R>(_ what: @autoclosure () -> String, _ body: () async throws -> R) async throws(EtcdError) -> R {
+        do {
+            return try await body()
+        } catch {
+            throw Self.translate(error, context: "\(what()) at \(configuration.endpoint)")
+        }
+    }
+
+    static func translate(_ error: any Error, context: String) -> EtcdError {
+        if let error = error as? EtcdError { return error }
+        if error is CancellationError { return EtcdError(.cancelled, "\(context): cancelled", cause: error) }
+        guard let rpc = error as? RPCError else { return EtcdError(.other, "\(context): \(error)", cause: error) }
+        let code: EtcdError.Code = switch rpc.code {
+        case .unavailable: .unavailable
+        case .permissionDenied: .permissionDenied
+        case .unauthenticated: .unauthenticated
+        case .invalidArgument, .failedPrecondition, .outOfRange: .invalidArgument
+        case .deadlineExceeded: .timeout
+        case .cancelled: .cancelled
+        case .notFound where rpc.message.contains("lease not found"): .leaseExpired
+        default: .other
+        }
+        return EtcdError(code, "\(context): \(rpc.message)", cause: error)
+    }
+
+    // MARK: KV
+
+    public func get(_ key: String) async throws(EtcdError) -> EtcdKeyValue? {
+        var request = Etcdserverpb_RangeRequest()
+        request.key = Data(key.utf8)
+        let response = try await call("get \(key)") { try await kv.range(request, options: unaryOptions) }
+        return response.kvs.first.map(EtcdKeyValue.init)
+    }
+
+    /// Every key under `prefix`, read at one revision.
+    public func list(prefix: String) async throws(EtcdError) -> EtcdListing {
+        var request = Etcdserverpb_RangeRequest()
+        request.key = Data(prefix.utf8)
+        request.rangeEnd = Self.prefixEnd(prefix)
+        let response = try await call("list \(prefix)") { try await kv.range(request, options: unaryOptions) }
+        return EtcdListing(items: response.kvs.map(EtcdKeyValue.init), revision: response.header.revision)
+    }
+
+    /// Number of keys under `prefix`, without transferring them.
+    public func count(prefix: String) async throws(EtcdError) -> Int {
+        var request = Etcdserverpb_RangeRequest()
+        request.key = Data(prefix.utf8)
+        request.rangeEnd = Self.prefixEnd(prefix)
+        request.countOnly = true
+        let response = try await call("count \(prefix)") { try await kv.range(request, options: unaryOptions) }
+        return Int(response.count)
+    }
+
+    @discardableResult
+    public func put(_ key: String, _ value: Data, lease: Int64 = 0) async throws(EtcdError) -> Int64 {
+        var request = Etcdserverpb_PutRequest()
+        request.key = Data(key.utf8)
+        request.value = value
+        request.lease = lease
+        let response = try await call("put \(key)") { try await kv.put(request, options: unaryOptions) }
+        return response.header.revision
+    }
+
+    @discardableResult
+    public func put(_ key: String, _ value: String, lease: Int64 = 0) async throws(EtcdError) -> Int64 {
+        try await put(key, Data(value.utf8), lease: lease)
+    }
+
+    /// Writes `value` only if the key does not exist. Returns whether it wrote.
+    public func create(_ key: String, _ value: Data, lease: Int64 = 0) async throws(EtcdError) -> Bool {
+        var compare = Etcdserverpb_Compare()
+        compare.key = Data(key.utf8)
+        compare.target = .create
+        compare.result = .equal
+        compare.createRevision = 0
+        var put = Etcdserverpb_PutRequest()
+        put.key = Data(key.utf8)
+        put.value = value
+        put.lease = lease
+        var op = Etcdserverpb_RequestOp()
+        op.requestPut = put
+        var txn = Etcdserverpb_TxnRequest()
+        txn.compare = [compare]
+        txn.success = [op]
+        let response = try await call("create \(key)") { try await kv.txn(txn, options: unaryOptions) }
+        return response.succeeded
+    }
+
+    /// Applies puts and deletes atomically (etcd allows each key once per transaction).
+    public func commit(puts: [(key: String, value: Data)], deletes: [String] = [], lease: Int64 = 0) async throws(EtcdError) {
+        var txn = Etcdserverpb_TxnRequest()
+        for (key, value) in puts {
+            var put = Etcdserverpb_PutRequest()
+            put.key = Data(key.utf8)
+            put.value = value
+            put.lease = lease
+            var op = Etcdserverpb_RequestOp()
+            op.requestPut = put
+            txn.success.append(op)
+        }
+        for key in deletes {
+            var delete = Etcdserverpb_DeleteRangeRequest()
+            delete.key = Data(key.utf8)
+            var op = Etcdserverpb_RequestOp()
+            op.requestDeleteRange = delete
+            txn.success.append(op)
+        }
+        guard !txn.success.isEmpty else { return }
+        _ = try await call("commit of \(txn.success.count) operations") { try await kv.txn(txn, options: unaryOptions) }
+    }
+
+    @discardableResult
+    public func delete(_ key: String) async throws(EtcdError) -> Bool {
+        var request = Etcdserverpb_DeleteRangeRequest()
+        request.key = Data(key.utf8)
+        let response = try await call("delete \(key)") { try await kv.deleteRange(request, options: unaryOptions) }
+        return response.deleted > 0
+    }
+
+    @discardableResult
+    public func delete(prefix: String) async throws(EtcdError) -> Int {
+        var request = Etcdserverpb_DeleteRangeRequest()
+        request.key = Data(prefix.utf8)
+        request.rangeEnd = Self.prefixEnd(prefix)
+        let response = try await call("delete prefix \(prefix)") { try await kv.deleteRange(request, options: unaryOptions) }
+        return Int(response.deleted)
+    }
+
+    /// The etcd cluster ID, current revision and server version; also a cheap reachability probe.
+    public func status() async throws(EtcdError) -> (clusterID: UInt64, revision: Int64, version: String) {
+        let response = try await call("status") {
+            try await maintenance.status(Etcdserverpb_StatusRequest(), options: unaryOptions)
+        }
+        return (response.header.clusterID, response.header.revision, response.version)
+    }
+
+    /// The end of the key range that covers every key starting with `prefix`.
+    static func prefixEnd(_ prefix: String) -> Data {
+        var bytes = Array(prefix.utf8)
+        while let last = bytes.last {
+            if last < 0xff {
+                bytes[bytes.count - 1] = last + 1
+                return Data(bytes)
+            }
+            bytes.removeLast()
+        }
+        return Data([0])
+    }
+
+    // MARK: Leases
+
+    public func grantLease(ttl: Duration) async throws(EtcdError) -> Int64 {
+        var request = Etcdserverpb_LeaseGrantRequest()
+        request.ttl = max(1, ttl.components.seconds)
+        let response = try await call("lease grant") { try await leaseAPI.leaseGrant(request, options: unaryOptions) }
+        guard response.error.isEmpty else { throw EtcdError(.other, "lease grant: \(response.error)") }
+        return response.id
+    }
+
+    public func revokeLease(_ id: Int64) async throws(EtcdError) {
+        var request = Etcdserverpb_LeaseRevokeRequest()
+        request.id = id
+        _ = try await call("lease revoke") { try await leaseAPI.leaseRevoke(request, options: unaryOptions) }
+    }
+
+    /// Keeps `lease` alive until the task is cancelled, refreshing every `interval`. Throws
+    /// `.leaseExpired` when etcd reports the lease gone, or the transport error if the stream breaks.
+    public func keepAlive(lease: Int64, interval: Duration) async throws(EtcdError) {
+        try await call("lease keep-alive") {
+            try await leaseAPI.leaseKeepAlive { writer in
+                var request = Etcdserverpb_LeaseKeepAliveRequest()
+                request.id = lease
+                while !Task.isCancelled {
+                    try await writer.write(request)
+                    try await Task.sleep(for: interval)
+                }
+            } onResponse: { response in
+                for try await message in response.messages where message.ttl <= 0 {
+                    throw EtcdError(.leaseExpired, "lease \(String(lease, radix: 16)) expired")
+                }
+            }
+        }
+    }
+
+    // MARK: Watch
+
+    /// Watches every key under `prefix` from `startRevision` (0 = now) and hands each batch of
+    /// events, with the revision it brings the watcher to, to `handle`. Runs until `handle`
+    /// throws or the task is cancelled; throws `.compacted` when the start revision is gone, so
+    /// the caller re-lists.
+    public func watch(
+        prefix: String,
+        startRevision: Int64,
+        handle: @escaping @Sendable (_ events: [EtcdWatchEvent], _ revision: Int64) async throws -> Void
+    ) async throws(EtcdError) {
+        try await watch(key: prefix, rangeEnd: Self.prefixEnd(prefix), startRevision: startRevision, handle: handle)
+    }
+
+    /// Watches exactly one key (a role may be allowed that key but not the range after it).
+    public func watch(
+        key: String,
+        startRevision: Int64,
+        handle: @escaping @Sendable (_ events: [EtcdWatchEvent], _ revision: Int64) async throws -> Void
+    ) async throws(EtcdError) {
+        try await watch(key: key, rangeEnd: Data(), startRevision: startRevision, handle: handle)
+    }
+
+    private func watch(
+        key prefix: String,
+        rangeEnd: Data,
+        startRevision: Int64,
+        handle: @escaping @Sendable (_ events: [EtcdWatchEvent], _ revision: Int64) async throws -> Void
+    ) async throws(EtcdError) {
+        var create = Etcdserverpb_WatchCreateRequest()
+        create.key = Data(prefix.utf8)
+        create.rangeEnd = rangeEnd
+        create.startRevision = startRevision
+        create.progressNotify = true
+        var createRequest = Etcdserverpb_WatchRequest()
+        createRequest.createRequest = create
+        let request = createRequest
+        try await call("watch \(prefix)") {
+            try await watchAPI.watch { writer in
+                try await writer.write(request)
+                // Closing the request stream would end the watch; keep it open until cancelled.
+                while true { try await Task.sleep(for: .seconds(3600)) }
+            } onResponse: { response in
+                for try await message in response.messages {
+                    if message.compactRevision != 0 {
+                        throw EtcdError(.compacted, "watch \(prefix): revision \(startRevision) compacted (now \(message.compactRevision))")
+                    }
+                    if message.canceled {
+                        let reason = message.cancelReason
+                        let code: EtcdError.Code = reason.contains("permission denied") ? .permissionDenied : .other
+                        throw EtcdError(code, "watch \(prefix) cancelled by server: \(reason)")
+                    }
+                    if message.created && message.events.isEmpty { continue }
+                    let events = message.events.map { event -> EtcdWatchEvent in
+                        switch event.type {
+                        case .delete: .delete(key: String(decoding: event.kv.key, as: UTF8.self), revision: event.kv.modRevision)
+                        default: .put(EtcdKeyValue(event.kv))
+                        }
+                    }
+                    try await handle(events, message.header.revision)
+                }
+                throw EtcdError(.unavailable, "watch \(prefix): stream ended by server")
+            }
+        }
+    }
+
+    // MARK: RBAC administration
+
+    public func addRole(_ name: String) async throws(EtcdError) {
+        var request = Etcdserverpb_AuthRoleAddRequest()
+        request.name = name
+        try await ignoringAlreadyExists("role add \(name)") { try await auth.roleAdd(request, options: unaryOptions) }
+    }
+
+    public func deleteRole(_ name: String) async throws(EtcdError) {
+        var request = Etcdserverpb_AuthRoleDeleteRequest()
+        request.role = name
+        try await ignoringNotFound("role delete \(name)") { try await auth.roleDelete(request, options: unaryOptions) }
+    }
+
+    /// Grants `permission` on one key, or on every key under it when `prefix` is true.
+    public func grant(role: String, _ permission: EtcdPermission, key: String, prefix: Bool) async throws(EtcdError) {
+        var perm = Authpb_Permission()
+        perm.permType = switch permission {
+        case .read: .read
+        case .write: .write
+        case .readWrite: .readwrite
+        }
+        perm.key = Data(key.utf8)
+        if prefix { perm.rangeEnd = Self.prefixEnd(key) }
+        var request = Etcdserverpb_AuthRoleGrantPermissionRequest()
+        request.name = role
+        request.perm = perm
+        _ = try await call("grant \(role) on \(key)") { try await auth.roleGrantPermission(request, options: unaryOptions) }
+    }
+
+    /// Adds a user that can only authenticate with a client certificate whose CN is `name`.
+    public func addCertificateUser(_ name: String) async throws(EtcdError) {
+        var request = Etcdserverpb_AuthUserAddRequest()
+        request.name = name
+        var options = Authpb_UserAddOptions()
+        options.noPassword = true
+        request.options = options
+        try await ignoringAlreadyExists("user add \(name)") { try await auth.userAdd(request, options: unaryOptions) }
+    }
+
+    public func deleteUser(_ name: String) async throws(EtcdError) {
+        var request = Etcdserverpb_AuthUserDeleteRequest()
+        request.name = name
+        try await ignoringNotFound("user delete \(name)") { try await auth.userDelete(request, options: unaryOptions) }
+    }
+
+    public func grantRole(user: String, role: String) async throws(EtcdError) {
+        var request = Etcdserverpb_AuthUserGrantRoleRequest()
+        request.user = user
+        request.role = role
+        _ = try await call("grant role \(role) to \(user)") { try await auth.userGrantRole(request, options: unaryOptions) }
+    }
+
+    public func enableAuth() async throws(EtcdError) {
+        _ = try await call("auth enable") { try await auth.authEnable(Etcdserverpb_AuthEnableRequest(), options: unaryOptions) }
+    }
+
+    private func ignoringAlreadyExists(_ what: String, _ body: () async throws -> some Sendable) async throws(EtcdError) {
+        do {
+            _ = try await call(what, body)
+        } catch where error.message.contains("already exists") {
+            return
+        }
+    }
+
+    private func ignoringNotFound(_ what: String, _ body: () async throws -> some Sendable) async throws(EtcdError) {
+        do {
+            _ = try await call(what, body)
+        } catch where error.message.contains("not found") {
+            return
+        }
+    }
+}

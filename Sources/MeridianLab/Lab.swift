@@ -1,0 +1,233 @@
+import Foundation
+import MeridianControlPlane
+import MeridianCore
+import MeridianPKI
+
+/// One cluster of a lab: what it was started with and where its files are.
+public struct LabCluster: Codable, Sendable, Hashable {
+    public var name: String
+    public var id: UInt32
+    public var podCIDR: String
+    public var serviceCIDR: String
+    public var dataDirectory: String
+    public var clientPort: Int
+    public var peerPort: Int
+    public var controlPlanePID: Int32?
+
+    public var endpoint: String { "https://127.0.0.1:\(clientPort)" }
+    public var serverName: String { "etcd.\(name).meridian" }
+    public var paths: ControlPlanePaths { ControlPlanePaths(dataDirectory: dataDirectory) }
+}
+
+/// What `lab up` made, persisted in `<lab dir>/lab.json` so `lab down` (or a test's teardown)
+/// can remove all of it.
+public struct LabState: Codable, Sendable, Hashable {
+    public var directory: String
+    public var clusters: [LabCluster]
+
+    public func cluster(_ name: String) -> LabCluster? { clusters.first { $0.name == name } }
+}
+
+/// Errors of the lab, each saying what to do about it.
+public struct LabError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Brings up several clusters' control planes on this machine, each a `meridian control-plane`
+/// process supervising its own etcd on 127.0.0.1 (no lab address in the root namespace), all
+/// sharing one CA as Cilium recommends for meshed clusters.
+public struct Lab: Sendable {
+    public let directory: String
+    /// The `meridian` executable the control planes run.
+    public let executable: String
+
+    public init(directory: String, executable: String) {
+        self.directory = directory
+        self.executable = executable
+    }
+
+    public static var defaultDirectory: String {
+        if let explicit = ProcessInfo.processInfo.environment["MERIDIAN_LAB_DIR"], !explicit.isEmpty { return explicit }
+        let base = ProcessInfo.processInfo.environment["XDG_STATE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? NSHomeDirectory() + "/.local/state"
+        return base + "/meridian/lab"
+    }
+
+    private var statePath: String { directory + "/lab.json" }
+    public var caCertificatePath: String { directory + "/ca.crt" }
+    public var caKeyPath: String { directory + "/ca.key" }
+
+    public func loadState() -> LabState? {
+        guard let data = FileManager.default.contents(atPath: statePath) else { return nil }
+        return try? JSONDecoder().decode(LabState.self, from: data)
+    }
+
+    private func save(_ state: LabState) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(state).write(to: URL(fileURLWithPath: statePath), options: .atomic)
+    }
+
+    /// Starts `count` clusters named `cluster1...` with IDs 1..., pod CIDRs `10.<id>.0.0/16` and
+    /// service CIDRs `10.<100+id>.0.0/16`, and waits until each control plane is ready.
+    public func up(clusters count: Int, readyTimeout: Duration = .seconds(60)) async throws -> LabState {
+        guard (1...250).contains(count) else { throw LabError("--clusters must be between 1 and 250, got \(count)") }
+        if let existing = loadState(), !existing.clusters.isEmpty {
+            throw LabError("a lab is already up in \(directory) (\(existing.clusters.map(\.name).joined(separator: ", "))); run `meridian lab down` first")
+        }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let ca = try CertificateAuthority.create(commonName: "meridian-lab-ca")
+        try PEMFiles.write(certificatePEM: ca.certificatePEM, to: caCertificatePath, privateKeyPEM: ca.privateKeyPEM, to: caKeyPath)
+        var state = LabState(directory: directory, clusters: [])
+        var ports = try FreePorts.reserve(count * 2)
+        for index in 1...count {
+            let id = UInt32(index)
+            state.clusters.append(LabCluster(
+                name: "cluster\(index)", id: id, podCIDR: "10.\(id).0.0/16", serviceCIDR: "10.\(100 + id).0.0/16",
+                dataDirectory: "\(directory)/cluster\(index)", clientPort: ports.removeFirst(), peerPort: ports.removeFirst()))
+        }
+        try save(state)
+        do {
+            for index in state.clusters.indices {
+                state.clusters[index].controlPlanePID = try startControlPlane(state.clusters[index])
+                try save(state)
+            }
+            for cluster in state.clusters { try await waitUntilReady(cluster, timeout: readyTimeout) }
+        } catch {
+            await down()
+            throw error
+        }
+        return state
+    }
+
+    /// The command line of a cluster's control plane.
+    public func controlPlaneArguments(_ cluster: LabCluster) -> [String] {
+        ["control-plane",
+         "--cluster-name", cluster.name, "--cluster-id", "\(cluster.id)",
+         "--pod-cidr", cluster.podCIDR, "--service-cidr", cluster.serviceCIDR,
+         "--data-dir", cluster.dataDirectory,
+         "--etcd-client-port", "\(cluster.clientPort)", "--etcd-peer-port", "\(cluster.peerPort)",
+         "--ca-cert", caCertificatePath, "--ca-key", caKeyPath]
+    }
+
+    /// Starts a cluster's control plane in its own session (detached from the caller's terminal),
+    /// logging to its data directory. The control plane records its own pid there.
+    @discardableResult
+    public func startControlPlane(_ cluster: LabCluster) throws -> Int32 {
+        try FileManager.default.createDirectory(atPath: cluster.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let logPath = cluster.dataDirectory + "/control-plane.log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        try log.seekToEnd()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
+        process.arguments = [executable] + controlPlaneArguments(cluster)
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        return process.processIdentifier
+    }
+
+    /// Stops a cluster's control plane (and so its etcd) and waits for both to be gone.
+    public func stopControlPlane(_ cluster: LabCluster, signal: Int32 = SIGTERM) async {
+        if let pid = Self.readPID(cluster.paths.pidFile) {
+            await Self.terminate(pid, signal: signal)
+        }
+        if let etcd = Self.readPID(cluster.paths.etcdData + ".pid"), Self.commandLine(etcd)?.contains(cluster.dataDirectory) == true {
+            await Self.terminate(etcd, signal: SIGTERM)
+        }
+        try? FileManager.default.removeItem(atPath: cluster.paths.readyMarker)
+    }
+
+    public func waitUntilReady(_ cluster: LabCluster, timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while !FileManager.default.fileExists(atPath: cluster.paths.readyMarker) {
+            if let pid = Self.readPID(cluster.paths.pidFile), !Self.isAlive(pid) {
+                throw LabError("control plane of \(cluster.name) exited during start-up; see \(cluster.dataDirectory)/control-plane.log")
+            }
+            guard ContinuousClock.now < deadline else {
+                throw LabError("control plane of \(cluster.name) not ready after \(timeout); see \(cluster.dataDirectory)/control-plane.log")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    /// Stops every process the lab started and removes its directory. Safe to call on a
+    /// half-made or already removed lab.
+    public func down() async {
+        if let state = loadState() {
+            for cluster in state.clusters { await stopControlPlane(cluster) }
+        }
+        // Anything still running from this directory (for example after a crash mid-`up`).
+        for pid in Self.processes(mentioning: directory) { await Self.terminate(pid, signal: SIGTERM) }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    static func readPID(_ path: String) -> Int32? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        return Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    static func commandLine(_ pid: Int32) -> String? {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
+        return String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
+    }
+
+    static func processes(mentioning text: String) -> [Int32] {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+        let me = getpid()
+        return entries.compactMap(Int32.init).filter { $0 != me && commandLine($0)?.contains(text) == true }
+    }
+
+    static func terminate(_ pid: Int32, signal: Int32) async {
+        guard pid > 1, kill(pid, 0) == 0 else { return }
+        kill(pid, signal)
+        for _ in 0..<100 {
+            if !isAlive(pid) { return }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        kill(pid, SIGKILL)
+        for _ in 0..<40 where isAlive(pid) { try? await Task.sleep(for: .milliseconds(50)) }
+    }
+
+    /// True while the process exists and is not a zombie awaiting its parent.
+    static func isAlive(_ pid: Int32) -> Bool {
+        guard kill(pid, 0) == 0 else { return false }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(close, offsetBy: 2)...].prefix(1)
+        if state == "Z" { var status: Int32 = 0; waitpid(pid, &status, WNOHANG); return false }
+        return true
+    }
+}
+
+/// Finds unused TCP ports on 127.0.0.1 by binding port 0, holding all sockets until every port
+/// is chosen so the set has no duplicates.
+enum FreePorts {
+    static func reserve(_ count: Int) throws -> [Int] {
+        var sockets: [Int32] = []
+        defer { sockets.forEach { close($0) } }
+        var ports: [Int] = []
+        for _ in 0..<count {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { throw LabError("socket() failed: errno \(errno)") }
+            sockets.append(fd)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = 0
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard bound == 0 else { throw LabError("bind() failed: errno \(errno)") }
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            _ = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+            }
+            ports.append(Int(UInt16(bigEndian: address.sin_port)))
+        }
+        return ports
+    }
+}

@@ -1,0 +1,196 @@
+import Foundation
+
+/// A cluster's identity and address plan as its control plane publishes them under
+/// `meridian/cluster/settings`; the CLI reads it to validate `clustermesh connect`.
+public struct ClusterSettings: Codable, Sendable, Hashable {
+    public var name: String
+    public var id: UInt32
+    public var podCIDR: String
+    public var serviceCIDR: String
+    public var maxConnectedClusters: UInt32
+    /// How other clusters reach this cluster's etcd (`https://HOST:PORT`).
+    public var clientEndpoints: [String]
+    /// The DNS name in the etcd server certificate that clients verify.
+    public var serverName: String
+
+    public init(name: String, id: UInt32, podCIDR: String, serviceCIDR: String, maxConnectedClusters: UInt32, clientEndpoints: [String], serverName: String) {
+        self.name = name
+        self.id = id
+        self.podCIDR = podCIDR
+        self.serviceCIDR = serviceCIDR
+        self.maxConnectedClusters = maxConnectedClusters
+        self.clientEndpoints = clientEndpoints
+        self.serverName = serverName
+    }
+}
+
+/// Whether clustermesh is enabled on this cluster (`meridian clustermesh enable`), and the knobs
+/// the control plane's mesh controllers read.
+public struct ClusterMeshSettings: Codable, Sendable, Hashable {
+    public var enabled: Bool
+    /// Seconds between heartbeat writes; peers reconnect after two missed beats.
+    public var heartbeatIntervalSeconds: Double
+    /// Seconds an unreachable peer's data is kept before it is withdrawn; 0 keeps it forever.
+    public var cacheTTLSeconds: Double
+
+    public init(enabled: Bool, heartbeatIntervalSeconds: Double = 60, cacheTTLSeconds: Double = 0) {
+        self.enabled = enabled
+        self.heartbeatIntervalSeconds = heartbeatIntervalSeconds
+        self.cacheTTLSeconds = cacheTTLSeconds
+    }
+}
+
+/// The CA of a cluster, stored where only the cluster's administrators can read it, so
+/// `clustermesh connect` can issue a remote cluster's read-only certificate.
+public struct CertificateAuthorityRecord: Codable, Sendable, Hashable {
+    public var certificatePEM: String
+    public var privateKeyPEM: String
+
+    public init(certificatePEM: String, privateKeyPEM: String) {
+        self.certificatePEM = certificatePEM
+        self.privateKeyPEM = privateKeyPEM
+    }
+}
+
+/// A peer this cluster imports from, with the read-only client certificate the peer issued for
+/// it. Written by `clustermesh connect`, removed by `disconnect`.
+public struct PeerRecord: Codable, Sendable, Hashable {
+    public var name: String
+    public var id: UInt32
+    public var endpoints: [String]
+    public var serverName: String
+    public var caPEM: String
+    public var certificatePEM: String
+    public var privateKeyPEM: String
+
+    public init(name: String, id: UInt32, endpoints: [String], serverName: String, caPEM: String, certificatePEM: String, privateKeyPEM: String) {
+        self.name = name
+        self.id = id
+        self.endpoints = endpoints
+        self.serverName = serverName
+        self.caPEM = caPEM
+        self.certificatePEM = certificatePEM
+        self.privateKeyPEM = privateKeyPEM
+    }
+}
+
+/// One remote cluster as seen by the importing control plane; published (on a short lease, so
+/// it disappears with the control plane) for `clustermesh status`. Its JSON is the documented,
+/// stable status format.
+public struct RemoteClusterStatus: Codable, Sendable, Hashable {
+    /// Phases of the per-remote state machine, in order.
+    public enum Phase: String, Codable, Sendable, Hashable {
+        case connecting, waitingForConfig = "waiting-for-config", syncing, ready, backoff, withdrawn
+    }
+
+    /// Counts per kind; also used for "synced" flags and rejections.
+    public struct PerKind<Value: Codable & Sendable & Hashable>: Codable, Sendable, Hashable {
+        public var nodes: Value
+        public var endpoints: Value
+        public var identities: Value
+        public var services: Value
+
+        public init(nodes: Value, endpoints: Value, identities: Value, services: Value) {
+            self.nodes = nodes
+            self.endpoints = endpoints
+            self.identities = identities
+            self.services = services
+        }
+
+        public subscript(kind: MeshKind) -> Value {
+            get {
+                switch kind {
+                case .nodes: nodes
+                case .endpoints: endpoints
+                case .identities: identities
+                case .services: services
+                }
+            }
+            set {
+                switch kind {
+                case .nodes: nodes = newValue
+                case .endpoints: endpoints = newValue
+                case .identities: identities = newValue
+                case .services: services = newValue
+                }
+            }
+        }
+    }
+
+    public var name: String
+    public var phase: Phase
+    public var connected: Bool
+    public var ready: Bool
+    public var configRetrieved: Bool
+    public var remoteClusterID: UInt32?
+    public var syncCanaries: Bool
+    public var synced: PerKind<Bool>
+    public var counts: PerKind<Int>
+    public var rejected: PerKind<Int>
+    public var numFailures: Int
+    public var lastFailure: Date?
+    public var lastError: String?
+    public var lastHeartbeat: Date?
+    /// When the status last changed.
+    public var updated: Date
+    /// When the control plane last published it (at least every few seconds while it runs).
+    public var reportedAt: Date?
+
+    public init(name: String) {
+        self.name = name
+        phase = .connecting
+        connected = false
+        ready = false
+        configRetrieved = false
+        remoteClusterID = nil
+        syncCanaries = false
+        synced = .init(nodes: false, endpoints: false, identities: false, services: false)
+        counts = .init(nodes: 0, endpoints: 0, identities: 0, services: 0)
+        rejected = .init(nodes: 0, endpoints: 0, identities: 0, services: 0)
+        numFailures = 0
+        lastFailure = nil
+        lastError = nil
+        lastHeartbeat = nil
+        updated = Date()
+    }
+
+    /// Kinds not yet synced, in a fixed order, for "still syncing: ..." messages.
+    public var pendingKinds: [MeshKind] { MeshKind.allCases.filter { !synced[$0] } }
+}
+
+/// JSON coding shared by every record Meridian stores, so dates and key order are the same
+/// everywhere.
+public enum StoreCoding {
+    public static func encode(_ value: some Encodable) -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        // Encoding plain Codable structs without custom encoders cannot fail.
+        return try! encoder.encode(value)
+    }
+
+    public static func decode<T: Decodable>(_ type: T.Type, from data: Data, key: String) throws(StoreError) -> T {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        do {
+            return try decoder.decode(type, from: data)
+        } catch {
+            throw StoreError.malformed(key: key, detail: "\(error)")
+        }
+    }
+}
+
+/// Failures reading or writing Meridian's records.
+public enum StoreError: Error, Sendable, CustomStringConvertible {
+    case malformed(key: String, detail: String)
+    case notFound(what: String)
+    case conflict(String)
+
+    public var description: String {
+        switch self {
+        case let .malformed(key, detail): "record \(key) is malformed: \(detail)"
+        case let .notFound(what): "\(what) not found"
+        case let .conflict(message): message
+        }
+    }
+}

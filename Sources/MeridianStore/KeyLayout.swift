@@ -1,0 +1,89 @@
+/// The etcd key layout, in one place. Cilium's `cilium/...` keys are the wire protocol between
+/// clusters (so the exported state is what ClusterMesh users know and can inspect with etcdctl);
+/// `meridian/...` keys are this cluster's own, readable only by its administrators.
+public enum KeyLayout {
+    public static let heartbeat = "cilium/.heartbeat"
+    public static let statePrefix = "cilium/state/"
+    public static let cachePrefix = "cilium/cache/"
+    public static let clusterConfigPrefix = "cilium/cluster-config/"
+    public static let syncedPrefix = "cilium/synced/"
+
+    public static func clusterConfig(_ cluster: String) -> String { clusterConfigPrefix + cluster }
+
+    /// Sync canary for `prefix` (for example `cilium/state/nodes/v1`) written by `cluster`.
+    public static func syncCanary(cluster: String, prefix: String) -> String { "\(syncedPrefix)\(cluster)/\(prefix)" }
+
+    // Meridian's own keys.
+    public static let meridianPrefix = "meridian/"
+    public static let clusterSettings = "meridian/cluster/settings"
+    public static let certificateAuthority = "meridian/secrets/ca"
+    public static let clusterMeshSettings = "meridian/clustermesh/settings"
+    public static let peersPrefix = "meridian/clustermesh/peers/"
+    public static let remoteStatusPrefix = "meridian/clustermesh/status/"
+    public static let resourcesPrefix = "meridian/resources/"
+    public static let serviceIPPrefix = "meridian/ipam/services/"
+
+    public static func peer(_ name: String) -> String { peersPrefix + name }
+    public static func remoteStatus(_ name: String) -> String { remoteStatusPrefix + name }
+    public static func serviceIP(_ ip: String) -> String { serviceIPPrefix + ip }
+
+    /// `meridian/resources/<plural>/<namespace>/<name>`, or without the namespace for
+    /// cluster-scoped kinds.
+    public static func resource(plural: String, namespace: String?, name: String) -> String {
+        if let namespace { return "\(resourcesPrefix)\(plural)/\(namespace)/\(name)" }
+        return "\(resourcesPrefix)\(plural)/\(name)"
+    }
+
+    public static func resources(plural: String, namespace: String? = nil) -> String {
+        if let namespace { return "\(resourcesPrefix)\(plural)/\(namespace)/" }
+        return "\(resourcesPrefix)\(plural)/"
+    }
+}
+
+/// The four kinds of state a cluster exports and its peers import, each with its Cilium key
+/// prefixes in the exporting cluster (`state`) and in the importing cluster's cache.
+public enum MeshKind: String, Sendable, Hashable, CaseIterable, Codable {
+    case nodes, endpoints, identities, services
+
+    /// The versioned prefix used in sync canaries, e.g. `cilium/state/nodes/v1`.
+    public var stateCanaryPrefix: String {
+        switch self {
+        case .nodes: "cilium/state/nodes/v1"
+        case .endpoints: "cilium/state/ip/v1"
+        case .identities: "cilium/state/identities/v1"
+        case .services: "cilium/state/services/v1"
+        }
+    }
+
+    public var cacheCanaryPrefix: String {
+        "cilium/cache/" + stateCanaryPrefix.dropFirst("cilium/state/".count)
+    }
+
+    /// Where `cluster` publishes this kind in its own etcd. Endpoints and identities are not
+    /// namespaced by cluster in Cilium's layout (identities carry the cluster in their ID bits).
+    public func statePrefix(cluster: String) -> String {
+        switch self {
+        case .nodes: "cilium/state/nodes/v1/\(cluster)/"
+        case .endpoints: "cilium/state/ip/v1/default/"
+        case .identities: "cilium/state/identities/v1/id/"
+        case .services: "cilium/state/services/v1/\(cluster)/"
+        }
+    }
+
+    /// Where an importing cluster caches what it read from `cluster`.
+    public func cachePrefix(cluster: String) -> String {
+        switch self {
+        case .nodes: "cilium/cache/nodes/v1/\(cluster)/"
+        case .endpoints: "cilium/cache/ip/v1/\(cluster)/"
+        case .identities: "cilium/cache/identities/v1/\(cluster)/id/"
+        case .services: "cilium/cache/services/v1/\(cluster)/"
+        }
+    }
+
+    /// The key of one record under `statePrefix`, e.g. `node1`, `10.1.0.5`, `65536`, `default/web`.
+    public func stateKey(cluster: String, name: String) -> String { statePrefix(cluster: cluster) + name }
+    public func cacheKey(cluster: String, name: String) -> String { cachePrefix(cluster: cluster) + name }
+
+    /// The name a user sees for the kind (`meridian get nodes`).
+    public var displayName: String { rawValue }
+}

@@ -1,0 +1,159 @@
+import Foundation
+import MeridianCore
+import MeridianEtcd
+
+/// What `apply` did to one object, as kubectl reports it.
+public enum ApplyOutcome: String, Sendable, Hashable {
+    case created, configured, unchanged
+}
+
+/// Kubernetes-shaped resources of one cluster, stored as JSON under `meridian/resources/`.
+/// Plays the API server's part for what `meridian apply/get/delete` needs: namespaces must
+/// exist, Services get a ClusterIP from the cluster's service CIDR, and a multi-document apply
+/// is one etcd transaction: all of it lands or none of it does.
+public struct ResourceStore: Sendable {
+    public let client: EtcdClient
+
+    public init(client: EtcdClient) {
+        self.client = client
+    }
+
+    public static func key(for object: KubernetesObject) -> String {
+        KeyLayout.resource(plural: object.kind.plural, namespace: object.namespace, name: object.name)
+    }
+
+    public func get(_ kind: ResourceKind, namespace: String?, name: String) async throws -> KubernetesObject? {
+        let key = KeyLayout.resource(plural: kind.plural, namespace: kind.isNamespaced ? (namespace ?? "default") : nil, name: name)
+        guard let kv = try await client.get(key) else { return nil }
+        return try StoreCoding.decode(KubernetesObject.self, from: kv.value, key: kv.key)
+    }
+
+    /// Objects of a kind, in one namespace or (nil) all of them, sorted by namespace and name.
+    public func list(_ kind: ResourceKind, namespace: String?) async throws -> [KubernetesObject] {
+        let prefix = KeyLayout.resources(plural: kind.plural, namespace: kind.isNamespaced ? namespace : nil)
+        return try await client.list(prefix: prefix).items.map {
+            try StoreCoding.decode(KubernetesObject.self, from: $0.value, key: $0.key)
+        }
+    }
+
+    /// Applies every object in one transaction. Fails without writing anything when a namespace
+    /// is missing or a ClusterIP cannot be given; `source` names the file in errors.
+    public func apply(_ objects: [KubernetesObject], source: String) async throws -> [(KubernetesObject, ApplyOutcome)] {
+        guard let settingsKV = try await client.get(KeyLayout.clusterSettings) else {
+            throw StoreError.notFound(what: "cluster settings (is the control plane running?)")
+        }
+        let settings = try StoreCoding.decode(ClusterSettings.self, from: settingsKV.value, key: settingsKV.key)
+        let existingNamespaces = Set(try await list(.namespace, namespace: nil).map(\.name))
+        let appliedNamespaces = Set(objects.filter { $0.kind == .namespace }.map(\.name))
+        var allocator = try await ServiceIPAllocator.load(client, serviceCIDR: settings.serviceCIDR)
+        var puts: [(key: String, value: Data)] = []
+        var results: [(KubernetesObject, ApplyOutcome)] = []
+        var seen: Set<String> = []
+        for (index, original) in objects.enumerated() {
+            var object = original
+            let key = Self.key(for: object)
+            let label = "\(source): document \(index + 1) (\(object.kind.rawValue) \"\(object.name)\")"
+            guard seen.insert(key).inserted else {
+                throw StoreError.conflict("\(label): the same object appears twice in one apply")
+            }
+            if let namespace = object.namespace, !existingNamespaces.contains(namespace), !appliedNamespaces.contains(namespace) {
+                throw StoreError.conflict("\(label): metadata.namespace: namespace \"\(namespace)\" not found; create it first or include it in the same file")
+            }
+            let previous = try await client.get(key).map { try StoreCoding.decode(KubernetesObject.self, from: $0.value, key: $0.key) }
+            if case var .service(service) = object {
+                let previousIP: String? = if case let .service(old)? = previous { old.spec.clusterIP } else { nil }
+                do {
+                    if let ip = try allocator.assign(service: service, previousIP: previousIP) {
+                        service.spec.clusterIP = ip
+                        service.spec.clusterIPs = [ip]
+                        puts.append((KeyLayout.serviceIP(ip), Data("\(object.namespace ?? "default")/\(object.name)".utf8)))
+                    }
+                } catch {
+                    throw StoreError.conflict("\(label): spec.clusterIP: \(error.description)")
+                }
+                object = .service(service)
+            }
+            let outcome: ApplyOutcome = previous == nil ? .created : previous == object ? .unchanged : .configured
+            if outcome != .unchanged { puts.append((key, StoreCoding.encode(object))) }
+            results.append((object, outcome))
+        }
+        try await client.commit(puts: puts)
+        return results
+    }
+
+    /// Deletes one object (and, for a namespace, everything in it). Returns false if absent.
+    public func delete(_ kind: ResourceKind, namespace: String?, name: String) async throws -> Bool {
+        guard let object = try await get(kind, namespace: namespace, name: name) else { return false }
+        var deletes = [Self.key(for: object)]
+        if case let .service(service) = object, let ip = service.spec.clusterIP, IPAddress(ip) != nil {
+            deletes.append(KeyLayout.serviceIP(ip))
+        }
+        if kind == .namespace {
+            for namespacedKind in ResourceKind.allCases where namespacedKind.isNamespaced {
+                for contained in try await list(namespacedKind, namespace: name) {
+                    deletes.append(Self.key(for: contained))
+                    if case let .service(service) = contained, let ip = service.spec.clusterIP, IPAddress(ip) != nil {
+                        deletes.append(KeyLayout.serviceIP(ip))
+                    }
+                }
+            }
+        }
+        try await client.commit(puts: [], deletes: deletes)
+        return true
+    }
+}
+
+/// Hands out ClusterIPs from the service CIDR; the claim is a key under `meridian/ipam/services/`
+/// written in the same transaction as the Service.
+struct ServiceIPAllocator {
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    let cidr: IPCIDR
+    var used: [String: String]
+
+    static func load(_ client: EtcdClient, serviceCIDR: String) async throws -> ServiceIPAllocator {
+        guard let cidr = IPCIDR(serviceCIDR) else { throw StoreError.malformed(key: KeyLayout.clusterSettings, detail: "service CIDR \(serviceCIDR)") }
+        let claims = try await client.list(prefix: KeyLayout.serviceIPPrefix).items
+        var used: [String: String] = [:]
+        for claim in claims { used[String(claim.key.dropFirst(KeyLayout.serviceIPPrefix.count))] = claim.stringValue }
+        return ServiceIPAllocator(cidr: cidr, used: used)
+    }
+
+    /// The ClusterIP the service gets, or nil when it needs none (headless) or keeps its own.
+    mutating func assign(service: Service, previousIP: String?) throws(Failure) -> String? {
+        let owner = "\(service.metadata.namespace ?? "default")/\(service.metadata.name)"
+        let requested = service.spec.clusterIP.flatMap { $0.isEmpty ? nil : $0 }
+        if requested == ServiceSpec.headlessClusterIP { return nil }
+        if let previousIP, IPAddress(previousIP) != nil {
+            if let requested, requested != previousIP {
+                throw Failure(description: "field is immutable: was \(previousIP), requested \(requested)")
+            }
+            return previousIP
+        }
+        if let requested {
+            guard let address = IPAddress(requested), cidr.contains(address) else {
+                throw Failure(description: "\(requested) is not inside the service CIDR \(cidr)")
+            }
+            if let holder = used[requested], holder != owner {
+                throw Failure(description: "\(requested) is already allocated to \(holder)")
+            }
+            used[requested] = owner
+            return requested
+        }
+        let base = cidr.address.bytes
+        let size = UInt32(1) << UInt32(32 - cidr.prefixLength)
+        guard cidr.family == .ipv4, size > 12 else { throw Failure(description: "service CIDR \(cidr) is too small") }
+        let start = base.reduce(UInt32(0)) { ($0 << 8) | UInt32($1) }
+        for offset in UInt32(10)..<(size - 1) {
+            let value = start + offset
+            let text = "\(value >> 24).\((value >> 16) & 0xff).\((value >> 8) & 0xff).\(value & 0xff)"
+            if used[text] == nil {
+                used[text] = owner
+                return text
+            }
+        }
+        throw Failure(description: "service CIDR \(cidr) is exhausted")
+    }
+}

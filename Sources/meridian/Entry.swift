@@ -1,0 +1,5 @@
+import ArgumentParser
+import MeridianCLI
+
+@main
+extension Meridian {}
