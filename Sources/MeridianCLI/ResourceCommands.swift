@@ -80,7 +80,50 @@ struct DeleteCommand: AsyncParsableCommand {
 /// `meridian config get-contexts | use-context NAME`.
 struct ConfigCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "config", abstract: "Show or change the Meridian config file.",
-                                                    subcommands: [GetContexts.self, UseContext.self])
+                                                    subcommands: [GetContexts.self, UseContext.self, SetContext.self, DeleteContext.self])
+
+    /// Adds or replaces a context, e.g. for a control plane started by hand.
+    struct SetContext: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "set-context")
+        @Argument var name: String
+        @Option(help: "Cluster name (default: the context name).") var cluster: String?
+        @Option(help: "etcd endpoint, https://HOST:PORT.") var endpoint: String
+        @Option(help: "DNS name in the etcd server certificate.") var serverName: String
+        @Option(help: "CA certificate file.") var certificateAuthority: String
+        @Option(help: "Administrator (CN root) client certificate file.") var clientCertificate: String
+        @Option(help: "Key of the client certificate.") var clientKey: String
+
+        func run() async throws {
+            try await reportingErrors {
+                _ = try EtcdEndpoint(url: endpoint)
+                for path in [certificateAuthority, clientCertificate, clientKey] where !FileManager.default.isReadableFile(atPath: path) {
+                    throw CLIError("cannot read \(path)")
+                }
+                var config = try MeridianConfig.load()
+                config.upsert(MeridianContext(
+                    name: name, cluster: cluster ?? name, endpoint: endpoint, serverName: serverName,
+                    certificateAuthority: certificateAuthority, clientCertificate: clientCertificate, clientKey: clientKey))
+                try config.save()
+                print("Context \(name) set")
+            }
+        }
+    }
+
+    struct DeleteContext: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "delete-context")
+        @Argument var name: String
+
+        func run() async throws {
+            try await reportingErrors {
+                var config = try MeridianConfig.load()
+                _ = try config.context(name)
+                config.contexts.removeAll { $0.name == name }
+                if config.currentContext == name { config.currentContext = config.contexts.first?.name }
+                try config.save()
+                print("Context \(name) deleted")
+            }
+        }
+    }
 
     struct GetContexts: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "get-contexts")

@@ -45,7 +45,7 @@ struct ImportManager: Sendable {
                     let (stopped, stop) = AsyncStream<Void>.makeStream()
                     running[record.name] = Running(record: record, stop: stop)
                     let importer = RemoteClusterImporter(peer: record, local: local, localCluster: localCluster,
-                                                         board: board, timing: timing(), logger: logger)
+                                                         board: board, timingSource: timing, logger: logger)
                     logger.info("peer configured, importing", metadata: ["remote": "\(record.name)"])
                     group.addTask {
                         await withTaskGroup { inner in

@@ -37,10 +37,12 @@ struct RemoteClusterImporter: Sendable {
     let local: EtcdClient
     let localCluster: ClusterSettings
     let board: StatusBoard
-    let timing: ImportTiming
+    /// Read afresh at every use, so `clustermesh enable` changes apply to running importers.
+    let timingSource: @Sendable () -> ImportTiming
     let logger: Logger
 
     private var name: String { peer.name }
+    private var timing: ImportTiming { timingSource() }
 
     func run() async {
         var backoff = timing.backoff
@@ -68,7 +70,8 @@ struct RemoteClusterImporter: Sendable {
             if ContinuousClock.now - started > .seconds(30) { backoff.reset() }
             let since = unreachableSince ?? started
             unreachableSince = since
-            if let ttl = timing.cacheTTL, !withdrawn, ContinuousClock.now - since >= ttl {
+            let ttl = timing.cacheTTL
+            if let ttl, !withdrawn, ContinuousClock.now - since >= ttl {
                 logger.warning("cache TTL expired, withdrawing remote cluster data", metadata: ["remote": "\(name)"])
                 try? await MeshCache.drain(local, remote: name, keepStatus: true)
                 board.update(name) { status in
@@ -78,7 +81,7 @@ struct RemoteClusterImporter: Sendable {
                 withdrawn = true
             }
             var delay = backoff.next()
-            if let ttl = timing.cacheTTL, !withdrawn {
+            if let ttl, !withdrawn {
                 delay = min(delay, max(.milliseconds(10), ttl - (ContinuousClock.now - since)))
             }
             try? await Task.sleep(for: delay)

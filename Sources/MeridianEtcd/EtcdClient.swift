@@ -343,13 +343,13 @@ public struct EtcdClient: Sendable {
 
     /// Watches every key under `prefix` from `startRevision` (0 = now) and hands each batch of
     /// events, with the revision it brings the watcher to, to `handle`. Runs until `handle`
-    /// throws or the task is cancelled; throws `.compacted` when the start revision is gone, so
-    /// the caller re-lists.
+    /// throws (its error is rethrown unchanged) or the task is cancelled; transport failures
+    /// become `EtcdError`s, and `.compacted` means the start revision is gone, so re-list.
     public func watch(
         prefix: String,
         startRevision: Int64,
         handle: @escaping @Sendable (_ events: [EtcdWatchEvent], _ revision: Int64) async throws -> Void
-    ) async throws(EtcdError) {
+    ) async throws {
         try await watch(key: prefix, rangeEnd: Self.prefixEnd(prefix), startRevision: startRevision, handle: handle)
     }
 
@@ -358,7 +358,7 @@ public struct EtcdClient: Sendable {
         key: String,
         startRevision: Int64,
         handle: @escaping @Sendable (_ events: [EtcdWatchEvent], _ revision: Int64) async throws -> Void
-    ) async throws(EtcdError) {
+    ) async throws {
         try await watch(key: key, rangeEnd: Data(), startRevision: startRevision, handle: handle)
     }
 
@@ -367,7 +367,7 @@ public struct EtcdClient: Sendable {
         rangeEnd: Data,
         startRevision: Int64,
         handle: @escaping @Sendable (_ events: [EtcdWatchEvent], _ revision: Int64) async throws -> Void
-    ) async throws(EtcdError) {
+    ) async throws {
         var create = Etcdserverpb_WatchCreateRequest()
         create.key = Data(prefix.utf8)
         create.rangeEnd = rangeEnd
@@ -376,7 +376,7 @@ public struct EtcdClient: Sendable {
         var createRequest = Etcdserverpb_WatchRequest()
         createRequest.createRequest = create
         let request = createRequest
-        try await call("watch \(prefix)") {
+        do {
             try await watchAPI.watch { writer in
                 try await writer.write(request)
                 // Closing the request stream would end the watch; keep it open until cancelled.
@@ -402,6 +402,10 @@ public struct EtcdClient: Sendable {
                 }
                 throw EtcdError(.unavailable, "watch \(prefix): stream ended by server")
             }
+        } catch let error as RPCError {
+            throw Self.translate(error, context: "watch \(prefix) at \(configuration.endpoint)")
+        } catch let error as CancellationError {
+            throw Self.translate(error, context: "watch \(prefix) at \(configuration.endpoint)")
         }
     }
 

@@ -14,6 +14,18 @@ public struct LabCluster: Codable, Sendable, Hashable {
     public var peerPort: Int
     public var controlPlanePID: Int32?
 
+    public init(name: String, id: UInt32, podCIDR: String, serviceCIDR: String, dataDirectory: String,
+                clientPort: Int, peerPort: Int, controlPlanePID: Int32? = nil) {
+        self.name = name
+        self.id = id
+        self.podCIDR = podCIDR
+        self.serviceCIDR = serviceCIDR
+        self.dataDirectory = dataDirectory
+        self.clientPort = clientPort
+        self.peerPort = peerPort
+        self.controlPlanePID = controlPlanePID
+    }
+
     public var endpoint: String { "https://127.0.0.1:\(clientPort)" }
     public var serverName: String { "etcd.\(name).meridian" }
     public var paths: ControlPlanePaths { ControlPlanePaths(dataDirectory: dataDirectory) }
@@ -102,19 +114,19 @@ public struct Lab: Sendable {
     }
 
     /// The command line of a cluster's control plane.
-    public func controlPlaneArguments(_ cluster: LabCluster) -> [String] {
+    public func controlPlaneArguments(_ cluster: LabCluster, sharedCA: Bool = true) -> [String] {
         ["control-plane",
          "--cluster-name", cluster.name, "--cluster-id", "\(cluster.id)",
          "--pod-cidr", cluster.podCIDR, "--service-cidr", cluster.serviceCIDR,
          "--data-dir", cluster.dataDirectory,
-         "--etcd-client-port", "\(cluster.clientPort)", "--etcd-peer-port", "\(cluster.peerPort)",
-         "--ca-cert", caCertificatePath, "--ca-key", caKeyPath]
+         "--etcd-client-port", "\(cluster.clientPort)", "--etcd-peer-port", "\(cluster.peerPort)"]
+            + (sharedCA ? ["--ca-cert", caCertificatePath, "--ca-key", caKeyPath] : [])
     }
 
     /// Starts a cluster's control plane in its own session (detached from the caller's terminal),
     /// logging to its data directory. The control plane records its own pid there.
     @discardableResult
-    public func startControlPlane(_ cluster: LabCluster) throws -> Int32 {
+    public func startControlPlane(_ cluster: LabCluster, sharedCA: Bool = true) throws -> Int32 {
         try FileManager.default.createDirectory(atPath: cluster.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let logPath = cluster.dataDirectory + "/control-plane.log"
         FileManager.default.createFile(atPath: logPath, contents: nil)
@@ -122,7 +134,7 @@ public struct Lab: Sendable {
         try log.seekToEnd()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
-        process.arguments = [executable] + controlPlaneArguments(cluster)
+        process.arguments = [executable] + controlPlaneArguments(cluster, sharedCA: sharedCA)
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = log
         process.standardError = log
@@ -139,6 +151,7 @@ public struct Lab: Sendable {
             await Self.terminate(etcd, signal: SIGTERM)
         }
         try? FileManager.default.removeItem(atPath: cluster.paths.readyMarker)
+        try? FileManager.default.removeItem(atPath: cluster.paths.pidFile)
     }
 
     public func waitUntilReady(_ cluster: LabCluster, timeout: Duration) async throws {
@@ -205,8 +218,8 @@ public struct Lab: Sendable {
 
 /// Finds unused TCP ports on 127.0.0.1 by binding port 0, holding all sockets until every port
 /// is chosen so the set has no duplicates.
-enum FreePorts {
-    static func reserve(_ count: Int) throws -> [Int] {
+public enum FreePorts {
+    public static func reserve(_ count: Int) throws -> [Int] {
         var sockets: [Int32] = []
         defer { sockets.forEach { close($0) } }
         var ports: [Int] = []
