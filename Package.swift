@@ -107,6 +107,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "MeridianMeshTests",
+            dependencies: ["MeridianControlPlane", "MeridianCLI", "MeridianStore", "MeridianEtcd"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "MeridianIntegrationTests",
             dependencies: [
                 "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianPKI",

@@ -46,7 +46,7 @@ public struct ControlPlane: Sendable {
                 try await EtcdClient.withClient(clientConfiguration) { client in
                     try await waitUntilReachable(client)
                     try await ClusterBootstrap.run(client, configuration: configuration, ca: ca)
-                    FileManager.default.createFile(atPath: paths.readyMarker, contents: Data("\(getpid())\n".utf8))
+                    _ = FileManager.default.createFile(atPath: paths.readyMarker, contents: Data("\(getpid())\n".utf8))
                     logger.info("control plane ready", metadata: ["cluster": "\(configuration.clusterName)", "id": "\(configuration.clusterID)"])
                     try await runControllers(client)
                 }

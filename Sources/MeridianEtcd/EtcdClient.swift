@@ -292,7 +292,7 @@ public struct EtcdClient: Sendable {
     }
 
     /// The end of the key range that covers every key starting with `prefix`.
-    static func prefixEnd(_ prefix: String) -> Data {
+    public static func prefixEnd(_ prefix: String) -> Data {
         var bytes = Array(prefix.utf8)
         while let last = bytes.last {
             if last < 0xff {
