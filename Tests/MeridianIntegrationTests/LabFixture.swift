@@ -107,6 +107,7 @@ struct LabFixture: Sendable {
             requestTimeout: .seconds(3), maxReconnectBackoff: .milliseconds(300))
     }
 
+    @discardableResult
     func withAdmin<R: Sendable>(_ name: String, _ body: (EtcdClient) async throws -> R) async throws -> R {
         try await EtcdClient.withClient(try admin(name), body)
     }
