@@ -28,8 +28,13 @@ struct ImportManager: Sendable {
                 try await watchPeers { publish.yield($0) }
             }
             var running: [String: Running] = [:]
+            var firstListing = true
             for await desired in changes {
                 let wanted = Dictionary(desired.map { ($0.name, $0) }, uniquingKeysWith: { _, b in b })
+                if firstListing {
+                    firstListing = false
+                    try await drainOrphans(keeping: Set(wanted.keys))
+                }
                 for (name, entry) in running where wanted[name] != entry.record {
                     entry.stop.finish()
                     running[name] = nil
@@ -57,6 +62,18 @@ struct ImportManager: Sendable {
                     }
                 }
             }
+        }
+    }
+
+    /// Drains clusters whose data is cached but which are no longer peers: they were
+    /// disconnected while this control plane was down.
+    private func drainOrphans(keeping peers: Set<String>) async throws {
+        let configs = try await local.list(prefix: KeyLayout.clusterConfigPrefix)
+        for item in configs.items {
+            let name = String(item.key.dropFirst(KeyLayout.clusterConfigPrefix.count))
+            guard name != localCluster.name, !peers.contains(name) else { continue }
+            logger.info("draining data of a cluster that is no longer a peer", metadata: ["remote": "\(name)"])
+            try await MeshCache.drain(local, remote: name)
         }
     }
 

@@ -223,6 +223,39 @@ struct ClusterMeshIntegrationTests {
         }
     }
 
+    @Test func disconnectWhileTheImporterIsDownIsDrainedWhenItReturns() async throws {
+        try await LabFixture.with(clusters: 2) { lab in
+            try await lab.connect("cluster1", ["cluster2"], extra: ["--connection-mode", "unicast"])
+            try await lab.waitReady("cluster1")
+            try await lab.withAdmin("cluster2") { c2 in
+                try await c2.put("cilium/state/ip/v1/default/10.2.0.1", StateFixtures.endpoint(ip: "10.2.0.1", identity: 131_073, hostIP: "192.168.2.10", pod: "p1"))
+            }
+            try await lab.withAdmin("cluster1") { c1 in
+                try await eventually("endpoint cached") { try await c1.count(prefix: "cilium/cache/ip/v1/cluster2/") == 1 }
+            }
+            // The control plane crashes; its etcd lives on, and the user disconnects meanwhile.
+            let cluster1 = try lab.cluster("cluster1")
+            let pid = try #require(Int32((try String(contentsOfFile: cluster1.paths.pidFile, encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)))
+            kill(pid, SIGKILL)
+            let result = try await lab.meridian(["clustermesh", "disconnect", "--context", "cluster1", "--destination-context", "cluster2", "--connection-mode", "unicast"])
+            #expect(result.status == 0, "\(result.stderr)")
+            try await lab.withAdmin("cluster1") { c1 in
+                try Task.checkCancellation()
+                #expect(try await c1.count(prefix: "cilium/cache/ip/v1/cluster2/") == 1)
+            }
+            await lab.lab.stopControlPlane(cluster1)
+            try lab.lab.startControlPlane(cluster1)
+            try await lab.lab.waitUntilReady(cluster1, timeout: .seconds(30))
+            try await lab.withAdmin("cluster1") { c1 in
+                try await eventually("the former peer's data is drained on start") {
+                    let cached = try await c1.count(prefix: "cilium/cache/")
+                    let config = try await c1.get("cilium/cluster-config/cluster2")
+                    return cached == 0 && config == nil
+                }
+            }
+        }
+    }
+
     @Test func statusWaitTimesOutOnAnUnreachablePeer() async throws {
         try await LabFixture.with(clusters: 2) { lab in
             try await lab.connect("cluster1", ["cluster2"], extra: ["--connection-mode", "unicast"])
@@ -284,17 +317,8 @@ struct ClusterMeshIntegrationTests {
     }
 }
 
-let seedService = """
-apiVersion: v1
-kind: Service
-metadata:
-  name: my-backend-service
-  annotations:
-    io.cilium/global-service: "true"
-spec:
-  selector:
-    app: backend
-  ports:
-    - port: 80
-      targetPort: 8080
-"""
+/// The seed walkthrough's Service manifest, verbatim, from `examples/`.
+let seedService: String = {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    return (try? String(contentsOf: root.appendingPathComponent("examples/global-service.yaml"), encoding: .utf8)) ?? ""
+}()

@@ -204,3 +204,38 @@ struct SecurityAndValidationTests {
         }
     }
 }
+
+/// Invalid cluster identities are refused before anything is started or written.
+@Suite struct ClusterIdentityFlagTests {
+    @Test(arguments: [
+        (["--cluster-name", "Bad_Name", "--cluster-id", "1"], "name"),
+        (["--cluster-name", "default", "--cluster-id", "3"], "default"),
+        (["--cluster-name", "c1", "--cluster-id", "0"], "ID"),
+        (["--cluster-name", "c1", "--cluster-id", "256"], "256"),
+        (["--cluster-name", String(repeating: "a", count: 33), "--cluster-id", "1"], "32"),
+    ])
+    func controlPlaneRefusesInvalidClusterIdentity(flags: [String], expected: String) async throws {
+        let directory = "/tmp/meridian-test-flags-\(UUID().uuidString.prefix(8).lowercased())"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let fixture = LabFixture(directory: directory, lab: Lab(directory: directory + "/lab", executable: LabFixture.executable))
+        let result = try await fixture.meridian(["control-plane"] + flags + [
+            "--pod-cidr", "10.1.0.0/16", "--service-cidr", "10.101.0.0/16", "--data-dir", directory + "/cp",
+        ])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("invalid control-plane configuration"), "\(result.stderr)")
+        #expect(result.stderr.localizedCaseInsensitiveContains(expected), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: directory + "/cp/etcd"))
+    }
+
+    @Test func overlappingPodAndServiceCIDRsAreRefused() async throws {
+        let directory = "/tmp/meridian-test-flags-\(UUID().uuidString.prefix(8).lowercased())"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let fixture = LabFixture(directory: directory, lab: Lab(directory: directory + "/lab", executable: LabFixture.executable))
+        let result = try await fixture.meridian([
+            "control-plane", "--cluster-name", "c1", "--cluster-id", "1", "--pod-cidr", "10.1.0.0/16",
+            "--service-cidr", "10.1.200.0/24", "--data-dir", directory + "/cp",
+        ])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("overlaps"))
+    }
+}
