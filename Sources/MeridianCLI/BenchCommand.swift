@@ -54,11 +54,7 @@ struct ControlPlaneBench: AsyncParsableCommand {
 
     private func measure(lab: Lab, count: Int) async throws -> Report {
         let state = try await lab.up(clusters: 2)
-        let configs = state.clusters.map { cluster in
-            MeridianContext(name: cluster.name, cluster: cluster.name, endpoint: cluster.endpoint, serverName: cluster.serverName,
-                            certificateAuthority: cluster.paths.caCertificate, clientCertificate: cluster.paths.adminCertificate,
-                            clientKey: cluster.paths.adminKey)
-        }
+        let configs = state.clusters.map { MeridianContext(labCluster: $0, lab: nil) }
         return try await withClients(configs) { clients in
             let (c1, c2) = (clients[0], clients[1])
             let infos = try await [ClusterAccessInfo.load(configs[0], client: c1), ClusterAccessInfo.load(configs[1], client: c2)]

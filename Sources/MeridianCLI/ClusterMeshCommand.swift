@@ -82,14 +82,15 @@ struct ClusterMeshCommand: AsyncParsableCommand {
                 let mode = ConnectionMode(rawValue: connectionMode)!
                 try await withClients([source] + targets) { clients in
                     var infos: [String: (ClusterAccessInfo, EtcdClient)] = [:]
+                    var names: [String] = []
                     for (context, client) in zip([source] + targets, clients) {
                         let info = try await ClusterAccessInfo.load(context, client: client)
                         if infos[info.settings.name] != nil {
                             throw CLIError("cannot connect: cluster \(info.settings.name) is given twice (context \(context.name))")
                         }
                         infos[info.settings.name] = (info, client)
+                        names.append(info.settings.name)
                     }
-                    let names = ([source] + targets).map { ctx in infos.first { $0.value.0.context.name == ctx.name }!.key }
                     let pairs = mode.pairs(source: names[0], destinations: Array(names.dropFirst()))
                     for (importer, exporter) in pairs {
                         try ConnectValidation.validate(infos[importer]!.0, infos[exporter]!.0, allowMismatchingCA: allowMismatchingCA)

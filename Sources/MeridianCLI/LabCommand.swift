@@ -28,10 +28,7 @@ struct LabCommand: AsyncParsableCommand {
                 let state = try await lab.up(clusters: clusters)
                 var config = try MeridianConfig.load()
                 for cluster in state.clusters {
-                    config.upsert(MeridianContext(
-                        name: cluster.name, cluster: cluster.name, endpoint: cluster.endpoint, serverName: cluster.serverName,
-                        certificateAuthority: cluster.paths.caCertificate, clientCertificate: cluster.paths.adminCertificate,
-                        clientKey: cluster.paths.adminKey, lab: lab.directory))
+                    config.upsert(MeridianContext(labCluster: cluster, lab: lab.directory))
                 }
                 try config.save()
                 for cluster in state.clusters {
@@ -79,6 +76,15 @@ struct LabCommand: AsyncParsableCommand {
                 }
             }
         }
+    }
+}
+
+extension MeridianContext {
+    /// The administrator's context for a lab cluster.
+    init(labCluster cluster: LabCluster, lab: String?) {
+        self.init(name: cluster.name, cluster: cluster.name, endpoint: cluster.endpoint, serverName: cluster.serverName,
+                  certificateAuthority: cluster.paths.caCertificate, clientCertificate: cluster.paths.adminCertificate,
+                  clientKey: cluster.paths.adminKey, lab: lab)
     }
 }
 
