@@ -37,6 +37,9 @@ struct ControlPlaneCommand: AsyncParsableCommand {
             throw ValidationError("--etcd-endpoints needs --etcd-ca, --etcd-cert, --etcd-key and --etcd-server-name")
         }
         if (caCert == nil) != (caKey == nil) { throw ValidationError("--ca-cert and --ca-key go together") }
+        if !etcdEndpoints.isEmpty && caCert == nil {
+            throw ValidationError("with --etcd-endpoints, pass --ca-cert and --ca-key of the CA your etcd trusts for client certificates, so the read-only certificates `clustermesh connect` issues to peers are accepted")
+        }
     }
 
     func run() async throws {
