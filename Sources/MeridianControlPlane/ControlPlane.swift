@@ -77,12 +77,12 @@ public struct ControlPlane: Sendable {
     }
 
     private func runControllers(_ client: EtcdClient) async throws {
-        let meshSettings = SettingsCell()
+        let meshSettings = Shared(ClusterMeshSettings(enabled: false))
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await runExporterWhileEnabled(client, settings: meshSettings) }
             group.addTask {
                 let manager = ImportManager(local: client, localCluster: localSettings, board: board, timing: {
-                    let settings = meshSettings.value
+                    let settings = meshSettings.withLock { $0 }
                     var timing = ImportTiming(heartbeatTimeout: .milliseconds(Int64(settings.heartbeatIntervalSeconds * 2000)))
                     if settings.cacheTTLSeconds > 0 { timing.cacheTTL = .milliseconds(Int64(settings.cacheTTLSeconds * 1000)) }
                     return timing
@@ -95,14 +95,14 @@ public struct ControlPlane: Sendable {
 
     /// Watches `meridian/clustermesh/settings` and runs the exporter exactly while clustermesh
     /// is enabled, restarting it when its settings change.
-    private func runExporterWhileEnabled(_ client: EtcdClient, settings shared: SettingsCell) async throws {
+    private func runExporterWhileEnabled(_ client: EtcdClient, settings shared: Shared<ClusterMeshSettings>) async throws {
         var backoff = ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(5))
         while !Task.isCancelled {
             do {
                 let current = try await client.get(KeyLayout.clusterMeshSettings)
                 let settings = try current.map { try StoreCoding.decode(ClusterMeshSettings.self, from: $0.value, key: $0.key) }
                     ?? ClusterMeshSettings(enabled: false)
-                shared.value = settings
+                shared.withLock { $0 = settings }
                 let revision = try await client.status().revision
                 try await withThrowingTaskGroup { group in
                     if settings.enabled {
@@ -144,15 +144,6 @@ public struct ControlPlane: Sendable {
 }
 
 private struct SettingsChanged: Error {}
-
-/// The clustermesh settings last read, shared by the exporter loop and the import manager.
-final class SettingsCell: Sendable {
-    private let state = Mutex(ClusterMeshSettings(enabled: false))
-    var value: ClusterMeshSettings {
-        get { state.withLock { $0 } }
-        set { state.withLock { $0 = newValue } }
-    }
-}
 
 /// Copies the status board into `meridian/clustermesh/status/<remote>` whenever it changes, and
 /// at least every two seconds so readers can tell a live control plane from a dead one.

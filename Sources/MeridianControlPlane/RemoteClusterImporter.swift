@@ -286,24 +286,28 @@ struct RemoteClusterImporter: Sendable {
 
 /// Which kinds have been listed and which canaries seen, for one connection.
 final class SyncProgress: Sendable {
+    private struct State {
+        var listed: Set<MeshKind> = []
+        var canaries: Set<MeshKind> = []
+        var synced: Set<MeshKind> = []
+    }
+
     let usesCanaries: Bool
-    private let state = Mutex<(listed: Set<MeshKind>, canaries: Set<MeshKind>, synced: Set<MeshKind>)>(([], [], []))
+    private let state = Mutex(State())
 
     init(usesCanaries: Bool) { self.usesCanaries = usesCanaries }
 
-    /// Returns true when this makes the kind synced for the first time.
-    func markListed(_ kind: MeshKind) -> Bool { mark { $0.listed.insert(kind) }(kind) }
-    func markCanary(_ kind: MeshKind) -> Bool { mark { $0.canaries.insert(kind) }(kind) }
+    /// Each returns true when it makes the kind synced for the first time.
+    func markListed(_ kind: MeshKind) -> Bool { mark(kind, canary: false) }
+    func markCanary(_ kind: MeshKind) -> Bool { mark(kind, canary: true) }
 
-    private func mark(_ change: @escaping (inout (listed: Set<MeshKind>, canaries: Set<MeshKind>, synced: Set<MeshKind>)) -> Void) -> (MeshKind) -> Bool {
-        { kind in
-            self.state.withLock { state in
-                change(&state)
-                let ready = state.listed.contains(kind) && (!self.usesCanaries || state.canaries.contains(kind))
-                guard ready, !state.synced.contains(kind) else { return false }
-                state.synced.insert(kind)
-                return true
-            }
+    private func mark(_ kind: MeshKind, canary: Bool) -> Bool {
+        state.withLock { state in
+            if canary { state.canaries.insert(kind) } else { state.listed.insert(kind) }
+            let ready = state.listed.contains(kind) && (!usesCanaries || state.canaries.contains(kind))
+            guard ready, !state.synced.contains(kind) else { return false }
+            state.synced.insert(kind)
+            return true
         }
     }
 }

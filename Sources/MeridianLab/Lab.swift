@@ -129,7 +129,7 @@ public struct Lab: Sendable {
     public func startControlPlane(_ cluster: LabCluster, sharedCA: Bool = true) throws -> Int32 {
         try FileManager.default.createDirectory(atPath: cluster.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let logPath = cluster.dataDirectory + "/control-plane.log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         try log.seekToEnd()
         let process = Process()

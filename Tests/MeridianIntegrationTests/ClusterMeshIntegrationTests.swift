@@ -165,8 +165,6 @@ struct ClusterMeshIntegrationTests {
             // Stop cluster2 entirely (control plane and its etcd), then bring it back.
             let cluster2 = try lab.cluster("cluster2")
             await lab.lab.stopControlPlane(cluster2)
-            let down = try await lab.status("cluster1")
-            _ = down
             try await eventually("cluster1 notices cluster2 is gone", timeout: .seconds(15)) {
                 let status = try await lab.status("cluster1")
                 let remote = (status["remoteClusters"] as? [[String: Any]])?.first
