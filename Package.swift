@@ -25,6 +25,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.0.0"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.65.0"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.5.0"),
     ],
     targets: [
         // Pure model and rules; no I/O.
@@ -33,6 +36,7 @@ let package = Package(
             dependencies: [.product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
+        .target(name: "MeridianDNS", swiftSettings: strict),
         // Generated etcd v3 protobuf + gRPC client code (scripts/generate-protos.sh).
         .target(
             name: "MeridianEtcdAPI",
@@ -75,16 +79,55 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // libbpf from Debian's libbpf-dev, with wrappers for its option-struct macros.
+        .systemLibrary(
+            name: "CLibBPF",
+            pkgConfig: "libbpf",
+            providers: [.apt(["libbpf-dev", "libelf-dev", "zlib1g-dev"])]
+        ),
+        // The map layouts of bpf/include/meridian/abi.h, shared by the BPF programs and Swift.
+        .target(
+            name: "CMeridianBPF",
+            path: "bpf",
+            sources: ["abi.c"],
+            publicHeadersPath: "include"
+        ),
+        .plugin(name: "BPFObjectsPlugin", capability: .buildTool()),
+        // The Swift side of the eBPF datapath: loading, pinning, typed maps, tc attach, events.
+        .target(
+            name: "MeridianDatapath",
+            dependencies: [
+                "MeridianCore", "CLibBPF", "CMeridianBPF",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+            ],
+            swiftSettings: strict,
+            plugins: ["BPFObjectsPlugin"]
+        ),
+        // The node agent: node registration, pods and their CNI endpoints, identities, the
+        // reconcilers from the store to the datapath maps, and DNS for service names.
+        .target(
+            name: "MeridianAgent",
+            dependencies: [
+                "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianDatapath", "MeridianDNS", "CMeridianBPF",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "MeridianLab",
-            dependencies: ["MeridianCore", "MeridianControlPlane", "MeridianPKI", "MeridianStore"],
+            dependencies: ["MeridianCore", "MeridianControlPlane", "MeridianPKI", "MeridianStore", "MeridianDatapath"],
             swiftSettings: strict
         ),
         .target(
             name: "MeridianCLI",
             dependencies: [
                 "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianPKI",
-                "MeridianControlPlane", "MeridianLab",
+                "MeridianControlPlane", "MeridianLab", "MeridianAgent", "MeridianDatapath",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -96,6 +139,7 @@ let package = Package(
             dependencies: ["MeridianCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
+        .testTarget(name: "MeridianDNSTests", dependencies: ["MeridianDNS"], swiftSettings: strict),
         .testTarget(
             name: "MeridianCoreTests",
             dependencies: ["MeridianCore"],
@@ -104,6 +148,11 @@ let package = Package(
         .testTarget(
             name: "MeridianPKITests",
             dependencies: ["MeridianPKI"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "MeridianDatapathTests",
+            dependencies: ["MeridianDatapath", "MeridianCore", "CMeridianBPF"],
             swiftSettings: strict
         ),
         .testTarget(

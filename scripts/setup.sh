@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build and run Meridian: etcd (server and
-# client), util-linux's setsid, and the build's system libraries. Idempotent.
+# client), util-linux's setsid and nsenter, iproute2, procps' sysctl, curl for pods, and the
+# build's system libraries (libbpf and what it links). Idempotent.
 set -euo pipefail
 need=()
 command -v etcd >/dev/null || need+=(etcd-server)
@@ -8,6 +9,13 @@ command -v etcdctl >/dev/null || need+=(etcd-client)
 command -v setsid >/dev/null || need+=(util-linux)
 command -v openssl >/dev/null || need+=(openssl)
 command -v ip >/dev/null || need+=(iproute2)
+command -v nsenter >/dev/null || need+=(util-linux)
+command -v sysctl >/dev/null || need+=(procps)
+command -v curl >/dev/null || need+=(curl)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+[ -f /usr/include/bpf/libbpf.h ] || need+=(libbpf-dev)
+[ -f /usr/include/libelf.h ] || need+=(libelf-dev)
+[ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -10,7 +10,7 @@ struct GetCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "get", abstract: "List resources and mesh state.")
 
     enum Kind: String, CaseIterable, ExpressibleByArgument {
-        case nodes, endpoints, identities, services, namespaces
+        case nodes, endpoints, identities, services, namespaces, pods, deployments
 
         init?(argument: String) {
             switch argument.lowercased() {
@@ -19,13 +19,15 @@ struct GetCommand: AsyncParsableCommand {
             case "identity", "identities", "id": self = .identities
             case "service", "services", "svc": self = .services
             case "namespace", "namespaces", "ns": self = .namespaces
+            case "pod", "pods", "po": self = .pods
+            case "deployment", "deployments", "deploy": self = .deployments
             default: return nil
             }
         }
     }
 
     @OptionGroup var contextOptions: ContextOptions
-    @Argument(help: "nodes, endpoints, identities, services or namespaces.") var kind: Kind
+    @Argument(help: "nodes, endpoints, identities, services, namespaces, pods or deployments.") var kind: Kind
     @Flag(help: "Include records imported from remote clusters.") var allClusters = false
     @Option(name: .shortAndLong, help: "Namespace (services).") var namespace: String?
     @Option(name: .shortAndLong, help: "text, wide or json.") var output: OutputFormat = .text
@@ -35,7 +37,8 @@ struct GetCommand: AsyncParsableCommand {
             let context = try contextOptions.resolve()
             try await EtcdClient.withClient(try context.clientConfiguration()) { client in
                 let local = try await ClusterAccessInfo.load(context, client: client).settings.name
-                let rows = try await MeshRows.load(kind, client: client, localCluster: local, allClusters: allClusters, namespace: namespace)
+                let rows = try await MeshRows.load(kind, client: client, localCluster: local, allClusters: allClusters, namespace: namespace,
+                                                   wide: output == .wide)
                 if output == .json {
                     print(rows.json)
                 } else {
@@ -52,8 +55,25 @@ struct MeshRows {
     var table: Table
     var json: String
 
-    static func load(_ kind: GetCommand.Kind, client: EtcdClient, localCluster: String, allClusters: Bool, namespace: String?) async throws -> MeshRows {
+    static func load(_ kind: GetCommand.Kind, client: EtcdClient, localCluster: String, allClusters: Bool, namespace: String?,
+                     wide: Bool = false) async throws -> MeshRows {
         switch kind {
+        case .pods:
+            let pods = try await PodView.load(client: client, namespace: namespace)
+            let headers = wide ? ["NAMESPACE", "NAME", "STATUS", "RESTARTS", "IP", "NODE", "IDENTITY"] : ["NAMESPACE", "NAME", "STATUS", "RESTARTS", "IP", "NODE"]
+            return MeshRows(table: Table(headers: headers, rows: pods.map { pod in
+                let row = [pod.namespace, pod.name, pod.status, "\(pod.restarts)", pod.ip ?? "<none>", pod.node ?? "<none>"]
+                return wide ? row + [pod.identity.map(String.init) ?? "<none>"] : row
+            }), json: encode(pods))
+        case .deployments:
+            let deployments = try await ResourceStore(client: client).list(.deployment, namespace: namespace)
+            let pods = try await PodView.load(client: client, namespace: namespace)
+            return MeshRows(table: Table(headers: ["NAMESPACE", "NAME", "READY", "UP-TO-DATE"], rows: deployments.compactMap { object in
+                guard case let .deployment(deployment) = object else { return nil }
+                let owned = pods.filter { $0.namespace == object.namespace && $0.labels[WorkloadLabels.deployment] == deployment.metadata.name }
+                let ready = owned.filter { $0.status == PodPhase.running.rawValue }.count
+                return [object.namespace ?? "default", deployment.metadata.name, "\(ready)/\(deployment.spec.replicas)", "\(owned.count)"]
+            }), json: encode(deployments))
         case .namespaces:
             let objects = try await ResourceStore(client: client).list(.namespace, namespace: nil)
             return MeshRows(table: Table(headers: ["NAME", "LABELS"], rows: objects.map { [$0.name, labels($0.metadata.labels)] }),

@@ -21,11 +21,12 @@ struct LabCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Start the clusters' control planes and write their contexts.")
         @OptionGroup var options: LabOptions
         @Option(help: "Number of clusters.") var clusters: Int = 2
+        @Option(help: "Nodes per cluster (network namespaces running `meridian agent`); 0 for control planes only.") var nodes: Int = 0
 
         func run() async throws {
             try await reportingErrors {
                 let lab = options.lab
-                let state = try await lab.up(clusters: clusters)
+                let state = try await lab.up(clusters: clusters, nodes: nodes)
                 var config = try MeridianConfig.load()
                 for cluster in state.clusters {
                     config.upsert(MeridianContext(labCluster: cluster, lab: lab.directory))
@@ -33,6 +34,9 @@ struct LabCommand: AsyncParsableCommand {
                 try config.save()
                 for cluster in state.clusters {
                     print("✅ \(cluster.name) (ID \(cluster.id)) up: etcd \(cluster.endpoint), pods \(cluster.podCIDR), services \(cluster.serviceCIDR), context \(cluster.name)")
+                    for node in cluster.nodes {
+                        print("   \(node.name): netns \(node.namespace), underlay \(node.underlayIP), log \(node.logPath)")
+                    }
                 }
                 print("Contexts written to \(MeridianConfig.path)")
             }

@@ -9,7 +9,9 @@ public struct Meridian: AsyncParsableCommand {
         abstract: "Multi-cluster networking in the manner of Cilium ClusterMesh.",
         subcommands: [
             LabCommand.self, ClusterMeshCommand.self, ApplyCommand.self, GetCommand.self, DeleteCommand.self,
-            ControlPlaneCommand.self, ConfigCommand.self, BenchCommand.self, DemoCommand.self,
+            ExecCommand.self, ScaleCommand.self,
+            ControlPlaneCommand.self, AgentCommand.self, CNICommand.self, ToolCommand.self,
+            ConfigCommand.self, BenchCommand.self, DemoCommand.self,
         ])
 
     public init() {}

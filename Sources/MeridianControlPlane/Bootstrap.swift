@@ -30,6 +30,10 @@ public enum ClusterPKI {
                 validity: .days(825)))
             try PEMFiles.write(certificatePEM: server.certificatePEM, to: paths.serverCertificate, privateKeyPEM: server.privateKeyPEM, to: paths.serverKey)
         }
+        if !isCurrent(paths.agentCertificate, issuedBy: ca) {
+            let agent = try ca.issue(CertificateRequest(commonName: ClusterAccess.agentUser, usage: .client, validity: .days(825)))
+            try PEMFiles.write(certificatePEM: agent.certificatePEM, to: paths.agentCertificate, privateKeyPEM: agent.privateKeyPEM, to: paths.agentKey)
+        }
         if !isCurrent(paths.adminCertificate, issuedBy: ca) {
             let admin = try ca.issue(CertificateRequest(commonName: "root", usage: .client, validity: .days(825)))
             try PEMFiles.write(certificatePEM: admin.certificatePEM, to: paths.adminCertificate, privateKeyPEM: admin.privateKeyPEM, to: paths.adminKey)
@@ -88,6 +92,26 @@ public enum ClusterAccess {
         try await client.grant(role: remoteRole, .read, key: "\(KeyLayout.syncedPrefix)\(cluster)/", prefix: true)
     }
 
+    /// The etcd user node agents authenticate as (their certificate's CN).
+    public static let agentUser = "meridian-agent"
+    static let agentRole = "agent"
+
+    /// Creates the `agent` role: what a node agent reads (settings, resources, the cluster's
+    /// state) and writes (its node, endpoints, identities, pod statuses, its pod CIDR claim).
+    /// The CA and other secrets stay out of reach.
+    public static func createAgentRole(_ client: EtcdClient) async throws(EtcdError) {
+        try await client.addRole(agentRole)
+        try await client.grant(role: agentRole, .read, key: KeyLayout.clusterSettings, prefix: false)
+        try await client.grant(role: agentRole, .read, key: KeyLayout.resourcesPrefix, prefix: true)
+        try await client.grant(role: agentRole, .readWrite, key: KeyLayout.statePrefix, prefix: true)
+        try await client.grant(role: agentRole, .read, key: KeyLayout.cachePrefix, prefix: true)
+        try await client.grant(role: agentRole, .readWrite, key: KeyLayout.podStatusPrefix, prefix: true)
+        try await client.grant(role: agentRole, .readWrite, key: KeyLayout.podCIDRPrefix, prefix: true)
+        try await client.grant(role: agentRole, .readWrite, key: KeyLayout.identityIndexPrefix, prefix: true)
+        try await client.addCertificateUser(agentUser)
+        try await client.grantRole(user: agentUser, role: agentRole)
+    }
+
     public static func addRemoteUser(_ client: EtcdClient, peer: String) async throws(EtcdError) {
         try await client.addCertificateUser(remoteUser(peer: peer))
         try await client.grantRole(user: remoteUser(peer: peer), role: remoteRole)
@@ -99,6 +123,7 @@ public enum ClusterAccess {
 enum ClusterBootstrap {
     static func run(_ client: EtcdClient, configuration: ControlPlaneConfiguration, ca: CertificateAuthority) async throws {
         try await ClusterAccess.enableAuthentication(client)
+        try await ClusterAccess.createAgentRole(client)
         let endpoints: [String] = configuration.externalEtcd?.endpoints
             ?? ["https://\(configuration.listenHost):\(configuration.etcdClientPort)"]
         let settings = ClusterSettings(

@@ -90,6 +90,7 @@ public struct ControlPlane: Sendable {
                 try await manager.run()
             }
             group.addTask { try await StatusPublisher(client: client, board: board, logger: logger).run() }
+            group.addTask { try await WorkloadController(client: client, cluster: localSettings, logger: logger).run() }
         }
     }
 

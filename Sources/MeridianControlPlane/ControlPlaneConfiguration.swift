@@ -93,6 +93,11 @@ public struct ControlPlanePaths: Sendable, Hashable {
     public var caKey: String { pki + "/ca.key" }
     public var serverCertificate: String { pki + "/etcd-server.crt" }
     public var serverKey: String { pki + "/etcd-server.key" }
+    public var agentCertificate: String { pki + "/agent.crt" }
+    public var agentKey: String { pki + "/agent.key" }
+    /// etcd's unix socket for node agents (they run in network namespaces without loopback access
+    /// to the host). etcd creates it as `NAME:PORT` in its working directory, the data directory.
+    public var etcdSocket: String { dataDirectory + "/" + ManagedEtcdConfiguration.socketName }
     public var adminCertificate: String { pki + "/admin.crt" }
     public var adminKey: String { pki + "/admin.key" }
     public var etcdData: String { dataDirectory + "/etcd" }

@@ -27,6 +27,12 @@ public struct ManagedEtcdConfiguration: Sendable, Hashable {
 
     public var clientURL: String { "https://\(listenHost):\(clientPort)" }
 
+    /// The unix socket etcd also listens on, relative to its working directory (etcd 3.4 takes
+    /// `unixs://NAME:PORT` and names the socket file `NAME:PORT`).
+    public static let socketName = "etcd.sock:0"
+    /// etcd's working directory, where the socket appears.
+    public var socketDirectory: String { (dataDirectory as NSString).deletingLastPathComponent }
+
     /// The etcd command line: TLS with client-certificate auth (the CN is the RBAC user),
     /// compaction so the history does not grow without bound, and room for Meridian's
     /// all-or-nothing applies in one transaction.
@@ -35,7 +41,7 @@ public struct ManagedEtcdConfiguration: Sendable, Hashable {
         return [
             "--name", name,
             "--data-dir", dataDirectory,
-            "--listen-client-urls", clientURL,
+            "--listen-client-urls", "\(clientURL),unixs://\(Self.socketName)",
             "--advertise-client-urls", clientURL,
             "--listen-peer-urls", peerURL,
             "--initial-advertise-peer-urls", peerURL,
@@ -92,6 +98,7 @@ public struct ManagedEtcd: Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = configuration.arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: configuration.socketDirectory)
         process.standardOutput = log
         process.standardError = log
         process.standardInput = FileHandle.nullDevice

@@ -13,6 +13,8 @@ public struct LabCluster: Codable, Sendable, Hashable {
     public var clientPort: Int
     public var peerPort: Int
     public var controlPlanePID: Int32?
+    public var underlayMTU: Int = 1500
+    public var nodes: [LabNode] = []
 
     public init(name: String, id: UInt32, podCIDR: String, serviceCIDR: String, dataDirectory: String,
                 clientPort: Int, peerPort: Int, controlPlanePID: Int32? = nil) {
@@ -35,6 +37,8 @@ public struct LabCluster: Codable, Sendable, Hashable {
 /// can remove all of it.
 public struct LabState: Codable, Sendable, Hashable {
     public var directory: String
+    /// Every namespace, link and pin of the lab starts with this.
+    public var prefix: String = Lab.defaultPrefix
     public var clusters: [LabCluster]
 
     public func cluster(_ name: String) -> LabCluster? { clusters.first { $0.name == name } }
@@ -75,7 +79,7 @@ public struct Lab: Sendable {
         return try? JSONDecoder().decode(LabState.self, from: data)
     }
 
-    private func save(_ state: LabState) throws {
+    func save(_ state: LabState) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(state).write(to: URL(fileURLWithPath: statePath), options: .atomic)
@@ -83,7 +87,8 @@ public struct Lab: Sendable {
 
     /// Starts `count` clusters named `cluster1...` with IDs 1..., pod CIDRs `10.<id>.0.0/16` and
     /// service CIDRs `10.<100+id>.0.0/16`, and waits until each control plane is ready.
-    public func up(clusters count: Int, readyTimeout: Duration = .seconds(60)) async throws -> LabState {
+    public func up(clusters count: Int, nodes nodeCount: Int = 0, readyTimeout: Duration = .seconds(60)) async throws -> LabState {
+        guard (0...20).contains(nodeCount) else { throw LabError("--nodes must be between 0 and 20, got \(nodeCount)") }
         guard (1...250).contains(count) else { throw LabError("--clusters must be between 1 and 250, got \(count)") }
         if let existing = loadState(), !existing.clusters.isEmpty {
             throw LabError("a lab is already up in \(directory) (\(existing.clusters.map(\.name).joined(separator: ", "))); run `meridian lab down` first")
@@ -91,7 +96,7 @@ public struct Lab: Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let ca = try CertificateAuthority.create(commonName: "meridian-lab-ca")
         try PEMFiles.write(certificatePEM: ca.certificatePEM, to: caCertificatePath, privateKeyPEM: ca.privateKeyPEM, to: caKeyPath)
-        var state = LabState(directory: directory, clusters: [])
+        var state = LabState(directory: directory, prefix: Self.defaultPrefix, clusters: [])
         var ports = try FreePorts.reserve(count * 2)
         for index in 1...count {
             let id = UInt32(index)
@@ -106,6 +111,18 @@ public struct Lab: Sendable {
                 try save(state)
             }
             for cluster in state.clusters { try await waitUntilReady(cluster, timeout: readyTimeout) }
+            if nodeCount > 0 {
+                try await createUnderlay(&state)
+                for index in state.clusters.indices {
+                    for node in 1...nodeCount {
+                        try await addNode(&state, cluster: index, number: node)
+                        try save(state)
+                    }
+                }
+                for cluster in state.clusters {
+                    for node in cluster.nodes { try await waitForNode(node, cluster: cluster, timeout: readyTimeout) }
+                }
+            }
         } catch {
             await down()
             throw error
@@ -170,7 +187,9 @@ public struct Lab: Sendable {
     /// Stops every process the lab started and removes its directory. Safe to call on a
     /// half-made or already removed lab.
     public func down() async {
-        if let state = loadState() {
+        let state = loadState()
+        await removeNodes(prefix: state?.prefix ?? Self.defaultPrefix)
+        if let state {
             for cluster in state.clusters { await stopControlPlane(cluster) }
         }
         // Anything still running from this directory (for example after a crash mid-`up`).

@@ -185,12 +185,14 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     case malformed(key: String, detail: String)
     case notFound(what: String)
     case conflict(String)
+    case exhausted(String)
 
     public var description: String {
         switch self {
         case let .malformed(key, detail): "record \(key) is malformed: \(detail)"
         case let .notFound(what): "\(what) not found"
         case let .conflict(message): message
+        case let .exhausted(message): message
         }
     }
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The etcd key layout, in one place. Cilium's `cilium/...` keys are the wire protocol between
 /// clusters (so the exported state is what ClusterMesh users know and can inspect with etcdctl);
 /// `meridian/...` keys are this cluster's own, readable only by its administrators.
@@ -22,6 +24,15 @@ public enum KeyLayout {
     public static let remoteStatusPrefix = "meridian/clustermesh/status/"
     public static let resourcesPrefix = "meridian/resources/"
     public static let serviceIPPrefix = "meridian/ipam/services/"
+    /// `meridian/ipam/podcidrs/<cidr with / as _>` holds the node a pod CIDR is carved out for.
+    public static let podCIDRPrefix = "meridian/ipam/podcidrs/"
+    /// `meridian/status/pods/<namespace>/<name>`: what the node running a pod reports.
+    public static let podStatusPrefix = "meridian/status/pods/"
+    /// `meridian/identities/labels/<labels>`: the numeric identity of a label set.
+    public static let identityIndexPrefix = "meridian/identities/labels/"
+
+    public static func podCIDR(_ cidr: String) -> String { podCIDRPrefix + cidr.replacingOccurrences(of: "/", with: "_") }
+    public static func podStatus(namespace: String, name: String) -> String { "\(podStatusPrefix)\(namespace)/\(name)" }
 
     public static func peer(_ name: String) -> String { peersPrefix + name }
     public static func remoteStatus(_ name: String) -> String { remoteStatusPrefix + name }

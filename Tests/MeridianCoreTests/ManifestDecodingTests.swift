@@ -247,15 +247,15 @@ struct ManifestKindTests {
         #expect(error.field == "kind")
         #expect(error.kind == nil)
         #expect(error.name == "web")
-        #expect(error.message == "is required; supported kinds: Namespace, Service")
+        #expect(error.message == "is required; supported kinds: Namespace, Service, Pod, Deployment")
     }
 
     @Test func unsupportedKindListsSupportedKinds() throws {
-        let yaml = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n"
+        let yaml = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: web\n"
         let error = try decodeFailure(yaml)
         #expect(error.field == "kind")
-        #expect(error.kind == "Deployment")
-        #expect(error.message == "unsupported kind \"Deployment\"; supported kinds: Namespace, Service")
+        #expect(error.kind == "StatefulSet")
+        #expect(error.message == "unsupported kind \"StatefulSet\"; supported kinds: Namespace, Service, Pod, Deployment")
     }
 
     @Test func kindIsCaseSensitiveButSuggestsTheRightSpelling() throws {
@@ -736,7 +736,7 @@ struct KubernetesObjectCodingTests {
     }
 
     @Test func unknownKindInStoredJSONFailsToDecode() {
-        let json = #"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"}}"#
+        let json = #"{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"web"}}"#
         #expect(throws: DecodingError.self) {
             try JSONDecoder().decode(KubernetesObject.self, from: Data(json.utf8))
         }
@@ -757,13 +757,14 @@ struct ResourceKindTests {
     @Test(arguments: [
         ("svc", ResourceKind.service), ("service", .service), ("services", .service), ("Service", .service),
         ("SVC", .service), ("ns", .namespace), ("namespace", .namespace), ("Namespaces", .namespace),
-        ("NAMESPACE", .namespace),
+        ("NAMESPACE", .namespace), ("po", .pod), ("pods", .pod), ("Pod", .pod), ("deploy", .deployment),
+        ("deployments", .deployment), ("Deployment", .deployment),
     ])
     func userInputNamesAKind(input: String, expected: ResourceKind) {
         #expect(ResourceKind(userInput: input) == expected)
     }
 
-    @Test(arguments: ["pods", "svcs", "", "name space", "deployment"])
+    @Test(arguments: ["statefulsets", "svcs", "", "name space", "replicaset", "deploys"])
     func unknownUserInputIsNil(input: String) {
         #expect(ResourceKind(userInput: input) == nil)
     }
@@ -773,6 +774,10 @@ struct ResourceKindTests {
         #expect(ResourceKind.namespace.plural == "namespaces")
         #expect(ResourceKind.service.isNamespaced)
         #expect(!ResourceKind.namespace.isNamespaced)
-        #expect(ResourceKind.allCases.allSatisfy { $0.apiVersion == "v1" })
+        #expect(ResourceKind.pod.plural == "pods")
+        #expect(ResourceKind.deployment.plural == "deployments")
+        #expect(ResourceKind.pod.isNamespaced && ResourceKind.deployment.isNamespaced)
+        #expect([ResourceKind.namespace, .service, .pod].allSatisfy { $0.apiVersion == "v1" })
+        #expect(ResourceKind.deployment.apiVersion == "apps/v1")
     }
 }

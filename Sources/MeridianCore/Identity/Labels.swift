@@ -223,8 +223,13 @@ public struct LabelSet: Sendable, Hashable, Codable, Sequence, CustomStringConve
         return set
     }
 
+    /// Labels that are set for the pod rather than chosen by the user: the ones Meridian
+    /// derives itself, and those controllers stamp on every pod of a rollout (Cilium's default
+    /// identity-relevant label filter leaves them out too, or every rollout would mint new
+    /// identities).
     private static func isDerivedKey(_ key: String) -> Bool {
         key == LabelKeys.podNamespace || key == LabelKeys.serviceAccount || key == LabelKeys.cluster
             || key.hasPrefix(LabelKeys.namespaceLabelsPrefix)
+            || ["pod-template-hash", "controller-revision-hash", "pod-template-generation", "meridian.io/deployment"].contains(key)
     }
 }

@@ -4,12 +4,16 @@
 public enum ResourceKind: String, Codable, Sendable, CaseIterable {
     case namespace = "Namespace"
     case service = "Service"
+    case pod = "Pod"
+    case deployment = "Deployment"
 
     /// The lowercase plural Kubernetes uses in API paths and `kubectl get`.
     public var plural: String {
         switch self {
         case .namespace: "namespaces"
         case .service: "services"
+        case .pod: "pods"
+        case .deployment: "deployments"
         }
     }
 
@@ -17,20 +21,23 @@ public enum ResourceKind: String, Codable, Sendable, CaseIterable {
         switch self {
         case .namespace: "ns"
         case .service: "svc"
+        case .pod: "po"
+        case .deployment: "deploy"
         }
     }
 
     public var isNamespaced: Bool {
         switch self {
         case .namespace: false
-        case .service: true
+        case .service, .pod, .deployment: true
         }
     }
 
     /// The only `apiVersion` accepted for this kind.
     public var apiVersion: String {
         switch self {
-        case .namespace, .service: "v1"
+        case .namespace, .service, .pod: "v1"
+        case .deployment: "apps/v1"
         }
     }
 
@@ -52,11 +59,15 @@ public enum ResourceKind: String, Codable, Sendable, CaseIterable {
 public enum KubernetesObject: Codable, Sendable, Hashable {
     case namespace(Namespace)
     case service(Service)
+    case pod(Pod)
+    case deployment(Deployment)
 
     public var kind: ResourceKind {
         switch self {
         case .namespace: .namespace
         case .service: .service
+        case .pod: .pod
+        case .deployment: .deployment
         }
     }
 
@@ -65,6 +76,8 @@ public enum KubernetesObject: Codable, Sendable, Hashable {
             switch self {
             case let .namespace(namespace): namespace.metadata
             case let .service(service): service.metadata
+            case let .pod(pod): pod.metadata
+            case let .deployment(deployment): deployment.metadata
             }
         }
         set {
@@ -75,6 +88,12 @@ public enum KubernetesObject: Codable, Sendable, Hashable {
             case var .service(service):
                 service.metadata = newValue
                 self = .service(service)
+            case var .pod(pod):
+                pod.metadata = newValue
+                self = .pod(pod)
+            case var .deployment(deployment):
+                deployment.metadata = newValue
+                self = .deployment(deployment)
             }
         }
     }
@@ -106,6 +125,8 @@ public enum KubernetesObject: Codable, Sendable, Hashable {
         switch kind {
         case .namespace: self = .namespace(try Namespace(from: decoder))
         case .service: self = .service(try Service(from: decoder))
+        case .pod: self = .pod(try Pod(from: decoder))
+        case .deployment: self = .deployment(try Deployment(from: decoder))
         }
     }
 
@@ -113,6 +134,8 @@ public enum KubernetesObject: Codable, Sendable, Hashable {
         switch self {
         case let .namespace(namespace): try namespace.encode(to: encoder)
         case let .service(service): try service.encode(to: encoder)
+        case let .pod(pod): try pod.encode(to: encoder)
+        case let .deployment(deployment): try deployment.encode(to: encoder)
         }
     }
 }
@@ -122,6 +145,8 @@ extension KubernetesObject {
         switch self {
         case let .namespace(namespace): try namespace.validate()
         case let .service(service): try service.validate()
+        case let .pod(pod): try pod.validate()
+        case let .deployment(deployment): try deployment.validate()
         }
     }
 }

@@ -40,17 +40,26 @@ public struct LabelSelector: Codable, Sendable, Hashable {
     /// Rejects selectors Kubernetes would refuse: malformed label keys or values, and
     /// operators given the wrong number of values.
     public func validate() throws(LabelSelectorError) {
+        do throws(FieldError) {
+            try validate(at: FieldPath())
+        } catch {
+            throw LabelSelectorError(field: error.path.description, message: error.message)
+        }
+    }
+
+    /// The same checks as `validate()`, for a selector embedded at `path` in a manifest.
+    func validate(at path: FieldPath) throws(FieldError) {
+        let labelsPath = path.field("matchLabels")
         for (key, value) in matchLabels.sorted(by: { $0.key < $1.key }) {
-            let field = "matchLabels[\(key.debugDescription)]"
             if let problem = NameSyntax.qualifiedNameProblem(key) {
-                throw LabelSelectorError(field: field, message: "invalid label key: \(problem)")
+                throw FieldError(labelsPath.key(key), "invalid label key: \(problem)")
             }
             if let problem = NameSyntax.labelValueProblem(value) {
-                throw LabelSelectorError(field: field, message: "invalid label value \(value.debugDescription): \(problem)")
+                throw FieldError(labelsPath.key(key), "invalid label value \(value.debugDescription): \(problem)")
             }
         }
         for (index, requirement) in matchExpressions.enumerated() {
-            try requirement.validate(field: "matchExpressions[\(index)]")
+            try requirement.validate(at: path.field("matchExpressions").index(index))
         }
     }
 }
@@ -105,25 +114,22 @@ public struct LabelSelectorRequirement: Codable, Sendable, Hashable {
         }
     }
 
-    func validate(field: String) throws(LabelSelectorError) {
+    func validate(at path: FieldPath) throws(FieldError) {
         if let problem = NameSyntax.qualifiedNameProblem(key) {
-            throw LabelSelectorError(field: "\(field).key", message: "invalid label key: \(problem)")
+            throw FieldError(path.field("key"), "invalid label key: \(problem)")
         }
-        let valuesField = "\(field).values"
+        let valuesPath = path.field("values")
         if `operator`.takesValues, values.isEmpty {
-            throw LabelSelectorError(field: valuesField, message: "operator \(`operator`.rawValue) needs at least one value")
+            throw FieldError(valuesPath, "operator \(`operator`.rawValue) needs at least one value")
         }
         if !`operator`.takesValues, !values.isEmpty {
-            throw LabelSelectorError(
-                field: valuesField,
-                message: "operator \(`operator`.rawValue) takes no values, got \(values.count)"
-            )
+            throw FieldError(valuesPath, "operator \(`operator`.rawValue) takes no values, got \(values.count)")
         }
         for (index, value) in values.enumerated() {
             if let problem = NameSyntax.labelValueProblem(value) {
-                throw LabelSelectorError(
-                    field: "\(valuesField)[\(index)]",
-                    message: "invalid label value \(value.debugDescription): \(problem)"
+                throw FieldError(
+                    valuesPath.index(index),
+                    "invalid label value \(value.debugDescription): \(problem)"
                 )
             }
         }
@@ -143,4 +149,31 @@ public struct LabelSelectorError: Error, Sendable, Hashable, CustomStringConvert
     }
 
     public var description: String { "\(field): \(message)" }
+}
+
+// MARK: - Manifest decoding
+
+extension LabelSelector {
+    init(manifest value: ManifestValue) throws(FieldError) {
+        let map = try value.mapping()
+        var expressions: [LabelSelectorRequirement] = []
+        for element in try map.optional("matchExpressions")?.list() ?? [] {
+            expressions.append(try LabelSelectorRequirement(manifest: element))
+        }
+        self.init(
+            matchLabels: try map.optional("matchLabels")?.stringMap() ?? [:],
+            matchExpressions: expressions
+        )
+    }
+}
+
+extension LabelSelectorRequirement {
+    init(manifest value: ManifestValue) throws(FieldError) {
+        let map = try value.mapping()
+        self.init(
+            key: try map.required("key").string(),
+            operator: try map.required("operator").enumeration(Operator.self),
+            values: try map.optional("values")?.stringList() ?? []
+        )
+    }
 }

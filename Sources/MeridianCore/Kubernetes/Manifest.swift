@@ -82,6 +82,8 @@ public enum ManifestDecoder {
         let decoded: KubernetesObject = switch kind {
         case .namespace: .namespace(try Namespace(manifest: object))
         case .service: .service(try Service(manifest: object))
+        case .pod: .pod(try Pod(manifest: object))
+        case .deployment: .deployment(try Deployment(manifest: object))
         }
         try decoded.validate()
         return decoded

@@ -65,7 +65,7 @@ extension ObjectMeta {
         try validateName(at: path.field("name"))
         try validateNamespace(at: path.field("namespace"))
         try validateLabels(at: path.field("labels"))
-        try validateAnnotations(at: path.field("annotations"))
+        try Self.validateAnnotations(annotations, at: path.field("annotations"))
     }
 
     private func validateName(at path: FieldPath) throws(FieldError) {
@@ -86,7 +86,9 @@ extension ObjectMeta {
         try NameSyntax.validateLabelMap(labels, at: path)
     }
 
-    private func validateAnnotations(at path: FieldPath) throws(FieldError) {
+    /// Checks annotation keys and the total size; shared with pod templates, whose metadata
+    /// carries annotations but no name.
+    static func validateAnnotations(_ annotations: [String: String], at path: FieldPath) throws(FieldError) {
         for key in annotations.keys.sorted() {
             if let problem = NameSyntax.qualifiedNameProblem(key) {
                 throw FieldError(path.key(key), "invalid annotation key: \(problem)")

@@ -1,0 +1,218 @@
+import CMeridianBPF
+import Foundation
+import Logging
+import MeridianCore
+import MeridianDatapath
+import MeridianEtcd
+import MeridianStore
+
+/// How an agent is started: which node it is, how it reaches its cluster's etcd, where it
+/// keeps state and pins maps, and the underlay it encapsulates over.
+public struct AgentConfiguration: Sendable {
+    public var nodeName: String
+    public var etcd: EtcdClientConfiguration
+    public var stateDirectory: String
+    public var pinDirectory: String
+    public var underlayDevice: String
+    public var netnsPrefix: String
+    public var executable: String
+    public var resyncInterval: Duration
+    public var nodeLeaseTTL: Duration
+
+    public init(nodeName: String, etcd: EtcdClientConfiguration, stateDirectory: String, pinDirectory: String,
+                underlayDevice: String, netnsPrefix: String, executable: String,
+                resyncInterval: Duration = .seconds(30), nodeLeaseTTL: Duration = .seconds(15)) {
+        self.nodeName = nodeName
+        self.etcd = etcd
+        self.stateDirectory = stateDirectory
+        self.pinDirectory = pinDirectory
+        self.underlayDevice = underlayDevice
+        self.netnsPrefix = netnsPrefix
+        self.executable = executable
+        self.resyncInterval = resyncInterval
+        self.nodeLeaseTTL = nodeLeaseTTL
+    }
+
+    public var socketPath: String { stateDirectory + "/agent.sock" }
+}
+
+/// The node agent (`meridian agent`): runs inside its node's network namespace, owns the
+/// node's eBPF datapath, registers the node, runs the node's pods, and keeps the maps in step
+/// with the cluster's store. Traffic never passes through it: if it stops, programs and pinned
+/// maps keep forwarding, and on return it picks up its pods, endpoints and maps.
+public struct Agent: Sendable {
+    public let configuration: AgentConfiguration
+    public let logger: Logger
+
+    public init(configuration: AgentConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try FileManager.default.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true)
+        try await EtcdClient.withClient(configuration.etcd) { client in
+            let context = try await prepareNode(client)
+            let network = NodeNetwork(underlayDevice: configuration.underlayDevice, underlayMTU: context.podMTU + MeridianMTU.vxlanOverhead,
+                                      gateway: context.gateway)
+            try await network.setUp()
+            let datapath = try NodeDatapath(pinDirectory: configuration.pinDirectory)
+            var config = mer_config()
+            config.vxlan_ifindex = UInt32(try TrafficControl.interfaceIndex(NodeNetwork.vxlanDevice))
+            config.node_ip = context.nodeIP.datapathValue ?? 0
+            config.gateway_ip = context.gateway.datapathValue ?? 0
+            config.cluster_id = UInt16(context.cluster.id)
+            try datapath.config.update(0, config)
+            try datapath.attachOverlay(device: NodeNetwork.vxlanDevice)
+
+            let endpoints = EndpointManager(context: context, client: client, datapath: datapath,
+                                            stateDirectory: configuration.stateDirectory, logger: logger)
+            await endpoints.restore()
+            let mirror = PrefixMirror(prefixes: [
+                MeshKind.nodes.statePrefix(cluster: context.cluster.name),
+                MeshKind.endpoints.statePrefix(cluster: context.cluster.name),
+                KeyLayout.resources(plural: ResourceKind.service.plural),
+                KeyLayout.resources(plural: ResourceKind.pod.plural),
+                KeyLayout.podStatusPrefix,
+            ])
+            let names = ServiceNameTable()
+            let runtime = PodRuntime(context: context, client: client, mirror: mirror, endpoints: endpoints,
+                                     stateDirectory: configuration.stateDirectory, netnsPrefix: configuration.netnsPrefix,
+                                     executable: configuration.executable, agentSocket: configuration.socketPath, logger: logger)
+            let api = AgentAPIServer(socketPath: configuration.socketPath, handler: { await endpoints.handle($0) }, logger: logger)
+            let dns = ClusterDNSServer(address: context.gateway, port: 53, names: names, logger: logger)
+            logger.info("agent ready", metadata: [
+                "node": "\(context.nodeName)", "cluster": "\(context.cluster.name)", "podCIDR": "\(context.podCIDR)",
+                "nodeIP": "\(context.nodeIP)", "mtu": "\(context.podMTU)",
+            ])
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { try await mirror.run(client: client) }
+                group.addTask { try await registerNode(client, context: context) }
+                group.addTask { try await api.run() }
+                group.addTask { try await dns.run() }
+                group.addTask { try await runtime.run() }
+                group.addTask { try await reconcileDatapath(datapath, mirror: mirror, names: names, context: context) }
+            }
+        }
+    }
+
+    // MARK: Node
+
+    /// Reads the cluster settings, the node's underlay address and MTU, and carves (or finds)
+    /// the node's pod CIDR: the first /24 of the cluster's pod CIDR no other node holds.
+    private func prepareNode(_ client: EtcdClient) async throws -> NodeContext {
+        guard let settingsRecord = try await client.get(KeyLayout.clusterSettings) else {
+            throw AgentAPIError("cluster settings not found in etcd; is the control plane running?")
+        }
+        let cluster = try StoreCoding.decode(ClusterSettings.self, from: settingsRecord.value, key: KeyLayout.clusterSettings)
+        let (nodeIP, mtu) = try await Self.underlay(configuration.underlayDevice)
+        let podCIDR = try await carvePodCIDR(client, cluster: cluster)
+        var gatewayBytes = podCIDR.address.bytes
+        gatewayBytes[3] |= 1
+        return NodeContext(nodeName: configuration.nodeName, cluster: cluster, nodeIP: nodeIP, podCIDR: podCIDR,
+                           gateway: IPAddress(bytes: gatewayBytes)!, podMTU: mtu - MeridianMTU.vxlanOverhead, clusterDomain: "cluster.local")
+    }
+
+    private func carvePodCIDR(_ client: EtcdClient, cluster: ClusterSettings) async throws -> IPCIDR {
+        guard let clusterCIDR = IPCIDR(cluster.podCIDR), clusterCIDR.family == .ipv4, clusterCIDR.prefixLength <= 24 else {
+            throw AgentAPIError("cluster pod CIDR \(cluster.podCIDR) must be an IPv4 prefix of /24 or shorter")
+        }
+        let owned = try await client.list(prefix: KeyLayout.podCIDRPrefix)
+        if let mine = owned.items.first(where: { $0.stringValue == configuration.nodeName }) {
+            let text = String(mine.key.dropFirst(KeyLayout.podCIDRPrefix.count)).replacingOccurrences(of: "_", with: "/")
+            if let cidr = IPCIDR(text) { return cidr }
+        }
+        let count = 1 << (24 - clusterCIDR.prefixLength)
+        let base = clusterCIDR.address.bytes
+        // Index 0 is skipped so node pod CIDRs read 10.C.N.0/24 for node N.
+        for index in 1..<count {
+            var bytes = base
+            bytes[2] = bytes[2] | UInt8((index >> 0) & 0xFF)
+            bytes[1] = bytes[1] | UInt8((index >> 8) & 0xFF)
+            let candidate = try IPCIDR(address: IPAddress(bytes: bytes)!, prefixLength: 24)
+            if try await client.create(KeyLayout.podCIDR(candidate.description), Data(configuration.nodeName.utf8)) {
+                return candidate
+            }
+        }
+        throw AgentAPIError("cluster pod CIDR \(cluster.podCIDR) has no free /24 left for node \(configuration.nodeName)")
+    }
+
+    static func underlay(_ device: String) async throws -> (IPAddress, Int) {
+        let output = try await HostCommand.run(["ip", "-o", "-4", "addr", "show", "dev", device])
+        guard let range = output.range(of: "inet "), let address = IPAddress(String(output[range.upperBound...].prefix { $0 != "/" })) else {
+            throw AgentAPIError("underlay device \(device) has no IPv4 address")
+        }
+        let link = try await HostCommand.run(["ip", "-o", "link", "show", "dev", device])
+        guard let mtuRange = link.range(of: " mtu "), let mtu = Int(link[mtuRange.upperBound...].prefix { $0.isNumber }) else {
+            throw AgentAPIError("cannot read the MTU of \(device)")
+        }
+        return (address, mtu)
+    }
+
+    /// Publishes the node record under a lease the agent keeps alive; when the lease is lost
+    /// (etcd restarted, long pause) it registers again.
+    private func registerNode(_ client: EtcdClient, context: NodeContext) async throws {
+        let record = NodeRecord(
+            name: context.nodeName, cluster: context.cluster.name,
+            ipAddresses: [NodeAddress(type: .internalIP, ip: context.nodeIP.description)],
+            ipv4AllocCIDR: context.podCIDR, clusterID: context.cluster.id, mtu: context.podMTU + MeridianMTU.vxlanOverhead)
+        let key = MeshKind.nodes.stateKey(cluster: context.cluster.name, name: context.nodeName)
+        let ttl = configuration.nodeLeaseTTL
+        while true {
+            do {
+                let lease = try await client.grantLease(ttl: ttl)
+                try await client.put(key, StoreCoding.encode(record), lease: lease)
+                logger.info("node registered", metadata: ["key": "\(key)", "lease": "\(String(lease, radix: 16))"])
+                try await client.keepAlive(lease: lease, interval: ttl / 3)
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("node registration lost; registering again", metadata: ["error": "\(error)"])
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    // MARK: Datapath
+
+    /// Recomputes the desired maps on every change of the records they derive from, applies
+    /// the difference, and re-reads the maps every `resyncInterval` to repair drift.
+    private func reconcileDatapath(_ datapath: NodeDatapath, mirror: PrefixMirror, names: ServiceNameTable, context: NodeContext) async throws {
+        var synchronizer = MapSynchronizer(datapath: datapath)
+        var lastResync = ContinuousClock.now
+        try await withThrowingDiscardingTaskGroup { group in
+            let (events, continuation) = AsyncStream.makeStream(of: Bool.self, bufferingPolicy: .bufferingNewest(1))
+            group.addTask {
+                for await _ in mirror.changes { continuation.yield(false) }
+            }
+            group.addTask {
+                while true {
+                    try await Task.sleep(for: configuration.resyncInterval)
+                    continuation.yield(true)
+                }
+            }
+            for await fullResync in events {
+                guard await mirror.isSynced else { continue }
+                if fullResync || ContinuousClock.now - lastResync > configuration.resyncInterval {
+                    synchronizer.resync()
+                    lastResync = .now
+                }
+                let inputs = DesiredDatapath.Inputs(
+                    nodes: await mirror.snapshot(MeshKind.nodes.statePrefix(cluster: context.cluster.name)),
+                    endpoints: await mirror.snapshot(MeshKind.endpoints.statePrefix(cluster: context.cluster.name)),
+                    services: await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.service.plural)),
+                    pods: await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.pod.plural)),
+                    podStatuses: await mirror.snapshot(KeyLayout.podStatusPrefix))
+                let desired = DesiredDatapath.compute(inputs, context: context)
+                names.replace(desired.serviceIPs)
+                do {
+                    let writes = try synchronizer.apply(desired)
+                    if writes > 0 {
+                        logger.debug("datapath updated", metadata: ["writes": "\(writes)", "services": "\(desired.services.count)", "ipcache": "\(desired.ipcache.count)"])
+                    }
+                } catch {
+                    logger.error("datapath update failed; will retry at the next change or resync", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+    }
+}

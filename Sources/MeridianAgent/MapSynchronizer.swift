@@ -1,0 +1,185 @@
+import CMeridianBPF
+import MeridianCore
+import MeridianDatapath
+
+/// Brings the node's maps to a desired state with the fewest writes: it remembers what it
+/// programmed and writes only the difference, in an order that never exposes a frontend
+/// slot without its backend (backends first, then slots, then the service entry; removals
+/// the other way round). `resync()` re-reads the maps, so drift from any cause is repaired.
+struct MapSynchronizer {
+    let datapath: NodeDatapath
+    private(set) var ipcache: [IPCIDR: IPCacheEntry] = [:]
+    private(set) var slots: [SlotKey: mer_lb4_service] = [:]
+    private(set) var backends: [UInt32: BackendAddress] = [:]
+    private(set) var reverseNAT: [UInt16: RevNATTarget] = [:]
+    private var backendIDs: [BackendAddress: UInt32] = [:]
+    private var revNATIndices: [RevNATTarget: UInt16] = [:]
+    private(set) var writes = 0
+
+    struct SlotKey: Hashable {
+        var frontend: Frontend
+        var slot: UInt16
+    }
+
+    struct RevNATTarget: Hashable {
+        var address: IPAddress
+        var port: UInt16
+    }
+
+    init(datapath: NodeDatapath) {
+        self.datapath = datapath
+        resync()
+    }
+
+    /// Reloads the cache from the maps themselves.
+    mutating func resync() {
+        ipcache = [:]
+        for (key, value) in datapath.ipcache.entries() {
+            guard let prefix = try? IPCIDR(address: IPAddress(datapathValue: key.ip4), prefixLength: Int(key.prefixlen)) else { continue }
+            ipcache[prefix] = IPCacheEntry(identity: value.identity,
+                                           tunnelEndpoint: value.tunnel_endpoint == 0 ? nil : IPAddress(datapathValue: value.tunnel_endpoint),
+                                           flags: value.flags, clusterID: value.cluster_id)
+        }
+        backends = [:]
+        backendIDs = [:]
+        for (id, value) in datapath.backends.entries() {
+            let backend = BackendAddress(address: IPAddress(datapathValue: value.address), port: UInt16(bigEndian: value.port),
+                                         proto: value.proto, clusterID: value.cluster_id)
+            backends[id] = backend
+            backendIDs[backend] = id
+        }
+        reverseNAT = [:]
+        revNATIndices = [:]
+        for (index, value) in datapath.reverseNAT.entries() {
+            let target = RevNATTarget(address: IPAddress(datapathValue: value.address), port: UInt16(bigEndian: value.port))
+            reverseNAT[index] = target
+            revNATIndices[target] = index
+        }
+        slots = [:]
+        for (key, value) in datapath.services.entries() {
+            let frontend = Frontend(address: IPAddress(datapathValue: key.address), port: UInt16(bigEndian: key.dport), proto: key.proto)
+            slots[SlotKey(frontend: frontend, slot: key.backend_slot)] = value
+        }
+    }
+
+    /// Applies `desired`; returns how many map writes (updates and deletes) it took.
+    @discardableResult
+    mutating func apply(_ desired: DesiredDatapath) throws(BPFError) -> Int {
+        let before = writes
+        try applyIPCache(desired.ipcache)
+        try applyServices(desired.services)
+        return writes - before
+    }
+
+    private mutating func applyIPCache(_ desired: [IPCIDR: IPCacheEntry]) throws(BPFError) {
+        for (prefix, entry) in desired where ipcache[prefix] != entry {
+            guard let ip = prefix.address.datapathValue else { continue }
+            var value = mer_ipcache_value()
+            value.identity = entry.identity
+            value.tunnel_endpoint = entry.tunnelEndpoint?.datapathValue ?? 0
+            value.flags = entry.flags
+            value.cluster_id = entry.clusterID
+            try datapath.ipcache.update(mer_ipcache_key(prefixlen: UInt32(prefix.prefixLength), ip4: ip), value)
+            ipcache[prefix] = entry
+            writes += 1
+        }
+        for prefix in ipcache.keys where desired[prefix] == nil {
+            if let ip = prefix.address.datapathValue {
+                try datapath.ipcache.delete(mer_ipcache_key(prefixlen: UInt32(prefix.prefixLength), ip4: ip))
+                writes += 1
+            }
+            ipcache[prefix] = nil
+        }
+    }
+
+    private mutating func applyServices(_ desired: [Frontend: [BackendAddress]]) throws(BPFError) {
+        // Backends and reverse NAT entries first, so every slot written below resolves.
+        var wantedSlots: [SlotKey: mer_lb4_service] = [:]
+        var usedBackends: Set<UInt32> = []
+        var usedRevNAT: Set<UInt16> = []
+        for frontend in desired.keys.sorted() {
+            let target = RevNATTarget(address: frontend.address, port: frontend.port)
+            let revNAT = try revNATIndex(for: target)
+            usedRevNAT.insert(revNAT)
+            let members = desired[frontend] ?? []
+            for (offset, backend) in members.enumerated() {
+                let id = try backendID(for: backend)
+                usedBackends.insert(id)
+                var slot = mer_lb4_service()
+                slot.backend_id = id
+                wantedSlots[SlotKey(frontend: frontend, slot: UInt16(offset + 1))] = slot
+            }
+            var master = mer_lb4_service()
+            master.count = UInt16(members.count)
+            master.rev_nat_index = revNAT
+            wantedSlots[SlotKey(frontend: frontend, slot: 0)] = master
+        }
+        let changed = wantedSlots.filter { key, value in slots[key].map { !Self.same($0, value) } ?? true }
+        for (key, value) in changed where key.slot != 0 { try writeSlot(key, value) }
+        for (key, value) in changed where key.slot == 0 { try writeSlot(key, value) }
+        for key in slots.keys where key.slot == 0 && wantedSlots[key] == nil { try deleteSlot(key) }
+        for key in slots.keys where key.slot != 0 && wantedSlots[key] == nil { try deleteSlot(key) }
+        for (id, backend) in backends where !usedBackends.contains(id) {
+            try datapath.backends.delete(id)
+            backends[id] = nil
+            backendIDs[backend] = nil
+            writes += 1
+        }
+        for (index, target) in reverseNAT where !usedRevNAT.contains(index) {
+            try datapath.reverseNAT.delete(index)
+            reverseNAT[index] = nil
+            revNATIndices[target] = nil
+            writes += 1
+        }
+    }
+
+    private mutating func backendID(for backend: BackendAddress) throws(BPFError) -> UInt32 {
+        if let id = backendIDs[backend] { return id }
+        var id = UInt32(backends.count + 1)
+        while backends[id] != nil { id &+= 1 }
+        guard let address = backend.address.datapathValue else { throw BPFError("backend \(backend.address) is not IPv4", errno: 22) }
+        try datapath.backends.update(id, mer_lb4_backend(address: address, port: backend.port.bigEndian, proto: backend.proto,
+                                                         flags: UInt8(MER_BACKEND_ACTIVE), cluster_id: backend.clusterID, pad: 0))
+        backends[id] = backend
+        backendIDs[backend] = id
+        writes += 1
+        return id
+    }
+
+    private mutating func revNATIndex(for target: RevNATTarget) throws(BPFError) -> UInt16 {
+        if let index = revNATIndices[target] { return index }
+        var index = UInt16(truncatingIfNeeded: reverseNAT.count + 1)
+        while index == 0 || reverseNAT[index] != nil { index &+= 1 }
+        guard let address = target.address.datapathValue else { throw BPFError("frontend \(target.address) is not IPv4", errno: 22) }
+        try datapath.reverseNAT.update(index, mer_lb4_revnat(address: address, port: target.port.bigEndian, pad: 0))
+        reverseNAT[index] = target
+        revNATIndices[target] = index
+        writes += 1
+        return index
+    }
+
+    private mutating func writeSlot(_ key: SlotKey, _ value: mer_lb4_service) throws(BPFError) {
+        try datapath.services.update(cKey(key), value)
+        slots[key] = value
+        writes += 1
+    }
+
+    private mutating func deleteSlot(_ key: SlotKey) throws(BPFError) {
+        try datapath.services.delete(cKey(key))
+        slots[key] = nil
+        writes += 1
+    }
+
+    private func cKey(_ key: SlotKey) -> mer_lb4_key {
+        var c = mer_lb4_key()
+        c.address = key.frontend.address.datapathValue ?? 0
+        c.dport = key.frontend.port.bigEndian
+        c.proto = key.frontend.proto
+        c.backend_slot = key.slot
+        return c
+    }
+
+    private static func same(_ a: mer_lb4_service, _ b: mer_lb4_service) -> Bool {
+        a.backend_id == b.backend_id && a.count == b.count && a.rev_nat_index == b.rev_nat_index && a.flags == b.flags
+    }
+}

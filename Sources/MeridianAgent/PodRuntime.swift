@@ -1,0 +1,380 @@
+import Foundation
+import Glibc
+import Logging
+import MeridianCore
+import MeridianDatapath
+import MeridianEtcd
+import MeridianStore
+import Subprocess
+import SystemPackage
+
+/// The kubelet's part of the agent: runs the pods scheduled to this node. For each pod it makes
+/// a network namespace, calls the CNI plugin (`meridian cni`, with the CNI environment and
+/// network configuration on stdin, exactly as a kubelet calls a plugin), then starts each
+/// container's command inside the namespace in its own session, so pods outlive an agent
+/// restart. Crashed containers restart with backoff as Kubernetes does; the node reports every
+/// pod's status to the store.
+actor PodRuntime {
+    struct ContainerProcess: Codable, Sendable {
+        var name: String
+        var pid: Int32
+        var restartCount: Int
+        var lastExitCode: Int32?
+        var restartAt: Double?
+        var finished: Bool
+    }
+
+    struct RunningPod: Codable, Sendable {
+        var namespace: String
+        var name: String
+        var containerID: String
+        var networkNamespace: String
+        var address: String?
+        var identity: UInt32?
+        var startedAt: String
+        var containers: [ContainerProcess]
+        var specDigest: String
+    }
+
+    private let context: NodeContext
+    private let client: EtcdClient
+    private let mirror: PrefixMirror
+    private let endpoints: EndpointManager
+    private let stateDirectory: String
+    private let netnsPrefix: String
+    private let executable: String
+    private let agentSocket: String
+    private let logger: Logger
+    private var pods: [String: RunningPod] = [:]
+    private var reported: [String: PodStatus] = [:]
+    private var reconciling = false
+    private var rerunRequested = false
+
+    init(context: NodeContext, client: EtcdClient, mirror: PrefixMirror, endpoints: EndpointManager, stateDirectory: String,
+         netnsPrefix: String, executable: String, agentSocket: String, logger: Logger) {
+        self.context = context
+        self.client = client
+        self.mirror = mirror
+        self.endpoints = endpoints
+        self.stateDirectory = stateDirectory + "/pods"
+        self.netnsPrefix = netnsPrefix
+        self.executable = executable
+        self.agentSocket = agentSocket
+        self.logger = logger
+        try? FileManager.default.createDirectory(atPath: self.stateDirectory, withIntermediateDirectories: true)
+        if let data = FileManager.default.contents(atPath: self.stateDirectory + "/pods.json"),
+           let saved = try? JSONDecoder().decode([String: RunningPod].self, from: data) {
+            pods = saved
+        }
+    }
+
+    /// Reconciles on every store change and once a second (to notice exits and due restarts).
+    func run() async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask {
+                for await _ in self.mirror.changes { await self.reconcile() }
+            }
+            group.addTask {
+                while true {
+                    try await Task.sleep(for: .seconds(1))
+                    await self.reconcile()
+                }
+            }
+        }
+    }
+
+    /// Runs one pass at a time: the actor is reentrant at every await, and two passes at once
+    /// would both start the same new pod. A request during a pass triggers one more pass.
+    private func reconcile() async {
+        guard !reconciling else {
+            rerunRequested = true
+            return
+        }
+        reconciling = true
+        defer { reconciling = false }
+        repeat {
+            rerunRequested = false
+            await reconcilePass()
+        } while rerunRequested
+    }
+
+    private func reconcilePass() async {
+        guard await mirror.isSynced else { return }
+        let records = await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.pod.plural))
+        var desired: [String: Pod] = [:]
+        for (key, value) in records {
+            guard case let .pod(pod)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key),
+                  pod.spec.nodeName == context.nodeName else { continue }
+            desired["\(pod.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(pod.metadata.name)"] = pod
+        }
+        for (key, running) in pods where desired[key] == nil || desired[key].map({ Self.digest($0.spec) }) != running.specDigest {
+            await stop(key, running)
+        }
+        for (key, pod) in desired.sorted(by: { $0.key < $1.key }) {
+            if pods[key] == nil {
+                await start(key, pod)
+            } else {
+                await supervise(key, pod)
+            }
+        }
+        save()
+    }
+
+    // MARK: Start
+
+    private func start(_ key: String, _ pod: Pod) async {
+        let namespace = pod.metadata.namespace ?? KubernetesObject.defaultNamespace
+        let containerID = UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        let netns = "\(netnsPrefix)-\(namespace)-\(pod.metadata.name)"
+        await report(key, PodStatus(phase: .pending, reason: PodStatusReason.containerCreating, nodeName: context.nodeName))
+        var running = RunningPod(namespace: namespace, name: pod.metadata.name, containerID: containerID, networkNamespace: netns,
+                                 startedAt: Self.timestamp(), containers: [], specDigest: Self.digest(pod.spec))
+        do {
+            await HostCommand.attempt(["ip", "netns", "del", netns])
+            try await HostCommand.ip("netns", "add", netns)
+            let result = try await cni(command: "ADD", containerID: containerID, netns: netns, namespace: namespace, pod: pod.metadata.name)
+            running.address = result.address
+            running.identity = result.identity
+            try writeResolvConf(netns: netns, namespace: namespace)
+            for container in pod.spec.containers {
+                let pid = try await launch(container, pod: pod, running: running)
+                running.containers.append(ContainerProcess(name: container.name, pid: pid, restartCount: 0, finished: false))
+            }
+            pods[key] = running
+            logger.info("pod started", metadata: ["pod": "\(key)", "ip": "\(result.address ?? "-")", "netns": "\(netns)"])
+            await reportRunning(key, running, pod: pod)
+        } catch {
+            logger.error("pod could not start", metadata: ["pod": "\(key)", "error": "\(error)"])
+            for container in running.containers { Self.kill(container.pid) }
+            _ = try? await cni(command: "DEL", containerID: containerID, netns: netns, namespace: namespace, pod: pod.metadata.name)
+            await HostCommand.attempt(["ip", "netns", "del", netns])
+            removeResolvConf(netns: netns)
+            await report(key, PodStatus(phase: .failed, reason: PodStatusReason.error, message: "\(error)", nodeName: context.nodeName))
+            // Remember the failure so it is not retried in a tight loop; a changed spec retries.
+            running.containers = pod.spec.containers.map { ContainerProcess(name: $0.name, pid: 0, restartCount: 0, finished: true) }
+            running.address = nil
+            pods[key] = running
+        }
+    }
+
+    struct CNIResult: Decodable {
+        struct IP: Decodable { var address: String }
+        var ips: [IP]?
+        var identity: UInt32?
+        var code: Int?
+        var msg: String?
+        var details: String?
+
+        var address: String? { ips?.first.map { String($0.address.split(separator: "/").first ?? "") } }
+    }
+
+    /// Calls the CNI plugin as a kubelet does: CNI_* variables, the network configuration on stdin.
+    private func cni(command: String, containerID: String, netns: String, namespace: String, pod: String) async throws -> CNIResult {
+        let config = """
+            {"cniVersion":"1.0.0","name":"meridian","type":"meridian-cni","agentSocket":"\(agentSocket)"}
+            """
+        let environment: Environment = .inherit.updating([
+            "CNI_COMMAND": command, "CNI_CONTAINERID": containerID, "CNI_NETNS": "/var/run/netns/\(netns)",
+            "CNI_IFNAME": "eth0", "CNI_PATH": (executable as NSString).deletingLastPathComponent,
+            "CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAMESPACE=\(namespace);K8S_POD_NAME=\(pod);K8S_POD_INFRA_CONTAINER_ID=\(containerID)",
+        ])
+        let result = try await Subprocess.run(.path(FilePath(executable)), arguments: ["cni"], environment: environment,
+                                              input: .string(config), output: .string(limit: 1 << 20), error: .string(limit: 1 << 16))
+        let decoded = try? JSONDecoder().decode(CNIResult.self, from: Data(result.standardOutput.utf8))
+        guard case .exited(0) = result.terminationStatus, let decoded else {
+            var message = result.standardError + result.standardOutput
+            if let msg = decoded?.msg {
+                message = msg + (decoded?.details.map { ": \($0)" } ?? "")
+            }
+            throw AgentAPIError("CNI \(command) failed: \(message)")
+        }
+        return decoded
+    }
+
+    private func writeResolvConf(netns: String, namespace: String) throws {
+        let directory = "/etc/netns/\(netns)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let search = context.dnsSearch(namespace: namespace).joined(separator: " ")
+        try "nameserver \(context.gateway)\nsearch \(search)\noptions ndots:5\n".write(toFile: directory + "/resolv.conf", atomically: true, encoding: .utf8)
+    }
+
+    private func removeResolvConf(netns: String) {
+        try? FileManager.default.removeItem(atPath: "/etc/netns/\(netns)")
+    }
+
+    private func files(_ running: RunningPod, _ container: String) -> (pid: String, exit: String, log: String) {
+        let base = "\(stateDirectory)/\(running.namespace)_\(running.name)_\(container)"
+        return (base + ".pid", base + ".exit", base + ".log")
+    }
+
+    /// Starts one container: `ip netns exec` (which also bind-mounts the pod's resolv.conf) in a
+    /// new session, wrapped by a shell that records its pid and, when it ends, its exit status.
+    private func launch(_ container: Container, pod: Pod, running: RunningPod) async throws -> Int32 {
+        let paths = files(running, container.name)
+        try? FileManager.default.removeItem(atPath: paths.exit)
+        try? FileManager.default.removeItem(atPath: paths.pid)
+        let wrapper = "echo $$ > \"$1\"; shift; exit_file=\"$1\"; shift; log=\"$1\"; shift; \"$@\" >> \"$log\" 2>&1 < /dev/null; echo $? > \"$exit_file\""
+        var variables: [Environment.Key: String?] = [
+            "POD_NAME": running.name, "POD_NAMESPACE": running.namespace, "NODE_NAME": context.nodeName,
+            "CLUSTER_NAME": context.cluster.name, "POD_IP": running.address ?? "",
+        ]
+        for variable in container.env { variables[Environment.Key(stringLiteral: variable.name)] = variable.value }
+        let arguments = ["-f", "/bin/sh", "-c", wrapper, "pod", paths.pid, paths.exit, paths.log,
+                         "ip", "netns", "exec", running.networkNamespace] + container.commandLine
+        let result = try await Subprocess.run(.name("setsid"), arguments: Arguments(arguments), environment: .inherit.updating(variables),
+                                              output: .discarded, error: .string(limit: 4096))
+        guard case .exited(0) = result.terminationStatus else {
+            throw AgentAPIError("could not start container \(container.name): \(result.standardError)")
+        }
+        for _ in 0..<200 {
+            if let text = try? String(contentsOfFile: paths.pid, encoding: .utf8),
+               let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) { return pid }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw AgentAPIError("container \(container.name) did not report its pid")
+    }
+
+    // MARK: Supervise
+
+    private func supervise(_ key: String, _ pod: Pod) async {
+        guard var running = pods[key], running.address != nil else { return }
+        let now = Date().timeIntervalSince1970
+        let policy = pod.spec.effectiveRestartPolicy
+        var changed = false
+        for index in running.containers.indices {
+            var process = running.containers[index]
+            guard !process.finished else { continue }
+            if let due = process.restartAt {
+                guard now >= due, let container = pod.spec.containers.first(where: { $0.name == process.name }) else { continue }
+                if let pid = try? await launch(container, pod: pod, running: running) {
+                    process.pid = pid
+                    process.restartAt = nil
+                    process.restartCount += 1
+                    changed = true
+                }
+            } else if !Self.isAlive(process.pid) {
+                let paths = files(running, process.name)
+                let code = (try? String(contentsOfFile: paths.exit, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 137
+                process.lastExitCode = code
+                let restart = policy == .always || (policy == .onFailure && code != 0)
+                if restart {
+                    let delay = min(60.0, 2.0 * pow(2.0, Double(min(process.restartCount, 5))))
+                    process.restartAt = now + delay
+                } else {
+                    process.finished = true
+                }
+                logger.info("container exited", metadata: ["pod": "\(key)", "container": "\(process.name)", "code": "\(code)", "restart": "\(restart)"])
+                changed = true
+            }
+            running.containers[index] = process
+        }
+        pods[key] = running
+        if changed || reported[key] == nil { await reportRunning(key, running, pod: pod) }
+    }
+
+    private func reportRunning(_ key: String, _ running: RunningPod, pod: Pod) async {
+        let restarts = running.containers.reduce(0) { $0 + $1.restartCount }
+        let lastExit = running.containers.compactMap(\.lastExitCode).last
+        var status = PodStatus(phase: .running, podIP: running.address, hostIP: context.nodeIP.description, nodeName: context.nodeName,
+                               identity: running.identity, startedAt: running.startedAt, restartCount: restarts, exitCode: lastExit)
+        if running.containers.contains(where: { $0.restartAt != nil }) {
+            status.reason = PodStatusReason.crashLoopBackOff
+            status.message = lastLogLines(running)
+        } else if !running.containers.isEmpty && running.containers.allSatisfy(\.finished) {
+            let failed = running.containers.contains { ($0.lastExitCode ?? 0) != 0 }
+            status.phase = failed ? .failed : .succeeded
+            status.reason = failed ? PodStatusReason.error : PodStatusReason.completed
+            status.message = failed ? lastLogLines(running) : nil
+        }
+        await report(key, status)
+    }
+
+    private func lastLogLines(_ running: RunningPod) -> String? {
+        guard let container = running.containers.last(where: { $0.lastExitCode != nil }),
+              let log = try? String(contentsOfFile: files(running, container.name).log, encoding: .utf8) else { return nil }
+        let lines = log.split(separator: "\n").suffix(3).joined(separator: "\n")
+        return "container \(container.name) exited with \(container.lastExitCode ?? -1)" + (lines.isEmpty ? "" : ": \(lines)")
+    }
+
+    // MARK: Stop
+
+    private func stop(_ key: String, _ running: RunningPod) async {
+        for container in running.containers where container.pid > 0 { Self.kill(container.pid) }
+        for _ in 0..<50 where running.containers.contains(where: { $0.pid > 0 && Self.isAlive($0.pid) }) {
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        for container in running.containers where container.pid > 0 && Self.isAlive(container.pid) {
+            Glibc.kill(-container.pid, SIGKILL)
+        }
+        if running.address != nil {
+            do {
+                _ = try await cni(command: "DEL", containerID: running.containerID, netns: running.networkNamespace,
+                                  namespace: running.namespace, pod: running.name)
+            } catch {
+                logger.warning("CNI DEL failed; removing the endpoint directly", metadata: ["pod": "\(key)", "error": "\(error)"])
+                await endpoints.delete(containerID: running.containerID)
+            }
+        }
+        await HostCommand.attempt(["ip", "netns", "del", running.networkNamespace])
+        removeResolvConf(netns: running.networkNamespace)
+        for container in running.containers {
+            let paths = files(running, container.name)
+            for path in [paths.pid, paths.exit, paths.log] { try? FileManager.default.removeItem(atPath: path) }
+        }
+        pods[key] = nil
+        reported[key] = nil
+        let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
+        _ = try? await client.delete(KeyLayout.podStatus(namespace: parts[0], name: parts[1]))
+        logger.info("pod stopped", metadata: ["pod": "\(key)"])
+    }
+
+    // MARK: Helpers
+
+    private func report(_ key: String, _ status: PodStatus) async {
+        guard reported[key] != status else { return }
+        let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
+        do {
+            try await client.put(KeyLayout.podStatus(namespace: parts[0], name: parts[1]), StoreCoding.encode(status))
+            reported[key] = status
+        } catch {
+            logger.warning("pod status write failed", metadata: ["pod": "\(key)", "error": "\(error)"])
+        }
+    }
+
+    private func save() {
+        if let data = try? JSONEncoder().encode(pods) {
+            try? data.write(to: URL(fileURLWithPath: stateDirectory + "/pods.json"), options: .atomic)
+        }
+    }
+
+    /// Terminates a container's whole process group (the wrapper shell and the command).
+    static func kill(_ pid: Int32) {
+        guard pid > 0 else { return }
+        Glibc.kill(-pid, SIGTERM)
+    }
+
+    static func isAlive(_ pid: Int32) -> Bool {
+        guard pid > 0, Glibc.kill(pid, 0) == 0 || errno == EPERM else { return false }
+        // A zombie has exited; only its parent's wait would remove it.
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(close, offsetBy: 2)...].prefix(1)
+        return state != "Z"
+    }
+
+    /// A digest of the spec that is stable across agent restarts (unlike `hashValue`), so a
+    /// restarted agent recognises the pods it started.
+    static func digest(_ spec: PodSpec) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        var hash: UInt64 = 14_695_981_039_346_656_037
+        for byte in (try? encoder.encode(spec)) ?? Data() {
+            hash = (hash ^ UInt64(byte)) &* 1_099_511_628_211
+        }
+        return String(hash, radix: 16)
+    }
+
+    static func timestamp() -> String {
+        ISO8601DateFormatter().string(from: Date())
+    }
+}

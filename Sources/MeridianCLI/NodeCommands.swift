@@ -1,0 +1,175 @@
+import ArgumentParser
+import Foundation
+import Logging
+import MeridianAgent
+import MeridianCore
+import MeridianEtcd
+import MeridianLab
+import MeridianStore
+import UnixSignals
+
+/// `meridian agent`: the node agent, run inside the node's network namespace.
+struct AgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "agent", abstract: "Run the node agent (eBPF datapath, pods, DNS).")
+
+    @Option(help: "This node's name.") var node: String
+    @Option(help: "The cluster's etcd (https://HOST:PORT or unixs://PATH).") var etcdEndpoint: String
+    @Option(help: "CA certificate that signed etcd's certificate.") var caCert: String
+    @Option(help: "Client certificate (CN meridian-agent).") var cert: String
+    @Option(help: "Client key.") var key: String
+    @Option(help: "etcd's TLS server name.") var serverName: String
+    @Option(help: "Directory for the agent's state and socket.") var stateDir: String
+    @Option(help: "Directory on a bpf filesystem for the node's pinned maps.") var pinDir: String
+    @Option(help: "Device carrying the node's address to other nodes.") var underlayDevice: String
+    @Option(help: "Prefix of pod network namespace names.") var netnsPrefix: String
+    @Option(help: "Seconds between full re-reads of the maps.") var resyncSeconds: Int = 30
+
+    func run() async throws {
+        try await reportingErrors {
+            try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
+            try "\(getpid())\n".write(toFile: stateDir + "/agent.pid", atomically: true, encoding: .utf8)
+            var logger = Logger(label: "meridian.agent")
+            logger.logLevel = .info
+            let etcd = EtcdClientConfiguration(
+                endpoint: try EtcdEndpoint(url: etcdEndpoint),
+                tls: EtcdTLS(caPEM: try String(contentsOfFile: caCert, encoding: .utf8),
+                             certificatePEM: try String(contentsOfFile: cert, encoding: .utf8),
+                             privateKeyPEM: try String(contentsOfFile: key, encoding: .utf8), serverName: serverName))
+            let agent = Agent(configuration: AgentConfiguration(
+                nodeName: node, etcd: etcd, stateDirectory: stateDir, pinDirectory: pinDir, underlayDevice: underlayDevice,
+                netnsPrefix: netnsPrefix, executable: currentExecutable(), resyncInterval: .seconds(resyncSeconds)), logger: logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await agent.run() }
+                group.addTask {
+                    for await _ in await UnixSignalsSequence(trapping: .sigterm, .sigint) { return }
+                }
+                try await group.next()
+                group.cancelAll()
+            }
+        }
+    }
+}
+
+/// `meridian cni`: the CNI plugin, invoked by the node's pod runtime the way a kubelet invokes
+/// one (CNI_* environment, network configuration on stdin, result on stdout).
+struct CNICommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "cni", abstract: "CNI plugin entry point (ADD, DEL, CHECK, VERSION).")
+
+    func run() async throws {
+        let input = FileHandle.standardInput.readDataToEndOfFile()
+        let (status, output) = CNIPlugin.run(environment: ProcessInfo.processInfo.environment, stdin: input)
+        if !output.isEmpty { print(output) }
+        if status != 0 { throw ExitCode(status) }
+    }
+}
+
+/// `meridian tool ...`: built-in workloads for demos and tests.
+struct ToolCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "tool", abstract: "Built-in workloads for demos and tests.",
+                                                    subcommands: [EchoServerCommand.self, UDPProbeCommand.self])
+
+    struct EchoServerCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "echo-server",
+                                                        abstract: "HTTP server answering with its pod, namespace, node, cluster and the client.")
+        @Option(help: "TCP port for HTTP.") var port: Int = 8080
+        @Option(help: "UDP port to echo datagrams on.") var udpPort: Int?
+
+        func run() async throws {
+            try await reportingErrors {
+                try await EchoServer(port: port, udpPort: udpPort, environment: ProcessInfo.processInfo.environment).run()
+            }
+        }
+    }
+
+    struct UDPProbeCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "udp-probe",
+                                                        abstract: "Send a UDP datagram and check the echo comes back unchanged.")
+        @Argument(help: "Address to send to.") var host: String
+        @Argument(help: "UDP port.") var port: Int
+        @Option(help: "Payload size in bytes (up to 65507).") var size: Int = 64
+        @Option(help: "Seconds to wait for the echo.") var timeout: Double = 2
+
+        func run() async throws {
+            try await reportingErrors {
+                let result = try UDPProbe.run(host: host, port: port, size: size, timeout: timeout)
+                print("ok \(result) bytes echoed by \(host):\(port)")
+            }
+        }
+    }
+}
+
+/// `meridian exec POD -- CMD`: runs a command inside a pod's network namespace.
+struct ExecCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "exec", abstract: "Run a command inside a pod.")
+    @OptionGroup var contextOptions: ContextOptions
+    @Option(name: .shortAndLong, help: "Namespace.") var namespace: String = "default"
+    @Argument(help: "Pod name.") var pod: String
+    @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.") var command: [String] = []
+
+    func run() async throws {
+        var exitStatus: Int32 = 0
+        try await reportingErrors {
+            guard !command.isEmpty else { throw ValidationError("give the command after --, e.g. meridian exec \(pod) -- curl http://...") }
+            let context = try contextOptions.resolve()
+            guard let labDirectory = context.lab, let state = Lab(directory: labDirectory, executable: currentExecutable()).loadState(),
+                  let cluster = state.cluster(context.cluster) else {
+                throw ValidationError("context \(context.name) is not a lab cluster; exec runs commands in lab pods on this machine")
+            }
+            let views = try await EtcdClient.withClient(try context.clientConfiguration()) { client in
+                try await PodView.load(client: client, namespace: namespace)
+            }
+            guard let view = views.first(where: { $0.name == pod }) else {
+                throw ValidationError("pod \(namespace)/\(pod) not found in \(context.cluster)")
+            }
+            guard view.status == PodPhase.running.rawValue else {
+                throw ValidationError("pod \(namespace)/\(pod) is \(view.status), not Running\(view.message.map { ": \($0)" } ?? "")")
+            }
+            let netns = "\(state.prefix)-c\(cluster.id)-\(namespace)-\(pod)"
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+            if !FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") { process.executableURL = URL(fileURLWithPath: "/sbin/ip") }
+            process.arguments = ["netns", "exec", netns] + command
+            var environment = ProcessInfo.processInfo.environment
+            environment["POD_NAME"] = pod
+            environment["POD_NAMESPACE"] = namespace
+            process.environment = environment
+            try process.run()
+            process.waitUntilExit()
+            exitStatus = process.terminationStatus
+        }
+        if exitStatus != 0 { throw ExitCode(exitStatus) }
+    }
+}
+
+/// `meridian scale deployment NAME --replicas N`.
+struct ScaleCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "scale", abstract: "Set a Deployment's replica count.")
+    @OptionGroup var contextOptions: ContextOptions
+    @Option(name: .shortAndLong, help: "Namespace.") var namespace: String = "default"
+    @Argument(help: "deployment") var kind: String
+    @Argument(help: "Deployment name.") var name: String
+    @Option(help: "Desired number of pods.") var replicas: Int
+
+    func validate() throws {
+        guard ["deployment", "deployments", "deploy"].contains(kind.lowercased()) else {
+            throw ValidationError("only deployments can be scaled, got \(kind)")
+        }
+        guard replicas >= 0 else { throw ValidationError("--replicas must be 0 or more, got \(replicas)") }
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            let context = try contextOptions.resolve()
+            try await EtcdClient.withClient(try context.clientConfiguration()) { client in
+                let store = ResourceStore(client: client)
+                guard case var .deployment(deployment)? = try await store.get(.deployment, namespace: namespace, name: name) else {
+                    throw ValidationError("deployment \(namespace)/\(name) not found in \(context.cluster)")
+                }
+                deployment.spec.replicas = replicas
+                let object = KubernetesObject.deployment(deployment)
+                try await client.put(ResourceStore.key(for: object), StoreCoding.encode(object))
+                print("deployment \(namespace)/\(name) scaled to \(replicas)")
+            }
+        }
+    }
+}

@@ -1,0 +1,34 @@
+import Foundation
+import MeridianCore
+import MeridianEtcd
+import MeridianStore
+
+/// A pod as `get pods` and `exec` show it: the spec joined with the status its node reported.
+struct PodView: Encodable {
+    var namespace: String
+    var name: String
+    var status: String
+    var restarts: Int
+    var ip: String?
+    var node: String?
+    var identity: UInt32?
+    var labels: [String: String]
+    var message: String?
+
+    static func load(client: EtcdClient, namespace: String?) async throws -> [PodView] {
+        let objects = try await ResourceStore(client: client).list(.pod, namespace: namespace)
+        let statusPrefix = namespace.map { KeyLayout.podStatusPrefix + $0 + "/" } ?? KeyLayout.podStatusPrefix
+        var statuses: [String: PodStatus] = [:]
+        for item in try await client.list(prefix: statusPrefix).items {
+            statuses[String(item.key.dropFirst(KeyLayout.podStatusPrefix.count))] = try? StoreCoding.decode(PodStatus.self, from: item.value, key: item.key)
+        }
+        return objects.compactMap { object -> PodView? in
+            guard case let .pod(pod) = object else { return nil }
+            let ns = object.namespace ?? KubernetesObject.defaultNamespace
+            let status = statuses["\(ns)/\(pod.metadata.name)"]
+            return PodView(namespace: ns, name: pod.metadata.name, status: status?.displayStatus ?? PodPhase.pending.rawValue,
+                           restarts: status?.restartCount ?? 0, ip: status?.podIP, node: status?.nodeName ?? pod.spec.nodeName,
+                           identity: status?.identity, labels: pod.metadata.labels, message: status?.message)
+        }
+    }
+}

@@ -1,0 +1,131 @@
+import Foundation
+import Logging
+import MeridianCore
+import MeridianEtcd
+import MeridianStore
+
+/// The cluster's workload controllers in one loop: the Deployment controller (keeps each
+/// Deployment's pods at its replica count and template, and removes pods whose Deployment is
+/// gone) and the scheduler (binds unscheduled pods to the registered node with the fewest
+/// pods). Nodes then run what is bound to them.
+struct WorkloadController: Sendable {
+    let client: EtcdClient
+    let cluster: ClusterSettings
+    let logger: Logger
+
+    func run() async throws {
+        let mirror = PrefixMirror(prefixes: [
+            KeyLayout.resources(plural: ResourceKind.deployment.plural),
+            KeyLayout.resources(plural: ResourceKind.pod.plural),
+            KeyLayout.podStatusPrefix,
+            MeshKind.nodes.statePrefix(cluster: cluster.name),
+        ])
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await mirror.run(client: client) }
+            group.addTask {
+                for await _ in mirror.changes {
+                    guard await mirror.isSynced else { continue }
+                    do {
+                        try await reconcile(mirror)
+                    } catch {
+                        logger.warning("workload reconcile failed; retrying on the next change", metadata: ["error": "\(error)"])
+                    }
+                }
+            }
+            group.addTask {
+                // Retries placements that found no node when nodes arrive without other changes.
+                while true {
+                    try await Task.sleep(for: .seconds(2))
+                    if await mirror.isSynced { try? await reconcile(mirror) }
+                }
+            }
+        }
+    }
+
+    private func reconcile(_ mirror: PrefixMirror) async throws {
+        var pods: [String: Pod] = [:]
+        for (key, value) in await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.pod.plural)) {
+            if case let .pod(pod)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key) { pods[key] = pod }
+        }
+        var statuses: [String: PodStatus] = [:]
+        for (key, value) in await mirror.snapshot(KeyLayout.podStatusPrefix) {
+            statuses[String(key.dropFirst(KeyLayout.podStatusPrefix.count))] = try? StoreCoding.decode(PodStatus.self, from: value, key: key)
+        }
+        func observed(_ pod: Pod) -> ObservedPod {
+            ObservedPod(pod: pod, status: statuses["\(pod.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(pod.metadata.name)"])
+        }
+        var deployments: [Deployment] = []
+        for (key, value) in await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.deployment.plural)) {
+            if case let .deployment(deployment)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key) {
+                deployments.append(deployment)
+            }
+        }
+
+        var puts: [(key: String, value: Data)] = []
+        var deletes: [String] = []
+        for deployment in deployments {
+            let namespace = deployment.metadata.namespace ?? KubernetesObject.defaultNamespace
+            let owned = pods.values.filter { DeploymentPlanner.owns(deployment, $0) }.map(observed)
+            let plan = DeploymentPlanner.plan(for: deployment, existing: owned)
+            for pod in plan.create {
+                let object = KubernetesObject.pod(pod)
+                let key = ResourceStore.key(for: object)
+                puts.append((key, StoreCoding.encode(object)))
+                pods[key] = pod
+            }
+            for deletion in plan.delete {
+                let key = KeyLayout.resource(plural: ResourceKind.pod.plural, namespace: namespace, name: deletion.name)
+                deletes.append(key)
+                pods[key] = nil
+            }
+        }
+        // Pods of a Deployment that no longer exists go with it.
+        let names = Set(deployments.map { "\($0.metadata.namespace ?? KubernetesObject.defaultNamespace)/\($0.metadata.name)" })
+        for (key, pod) in pods {
+            guard let owner = pod.metadata.labels[WorkloadLabels.deployment] else { continue }
+            if !names.contains("\(pod.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(owner)") {
+                deletes.append(key)
+                pods[key] = nil
+            }
+        }
+
+        // Scheduling: bind pods without a node, counting every pod already bound.
+        var loads: [String: Int] = [:]
+        for (key, value) in await mirror.snapshot(MeshKind.nodes.statePrefix(cluster: cluster.name)) {
+            if let node = try? StoreCoding.decode(NodeRecord.self, from: value, key: key) { loads[node.name] = 0 }
+        }
+        for pod in pods.values {
+            if let node = pod.spec.nodeName, loads[node] != nil { loads[node, default: 0] += 1 }
+        }
+        for (key, pod) in pods.sorted(by: { $0.key < $1.key }) where pod.spec.nodeName == nil {
+            let nodes = loads.map { NodeLoad(name: $0.key, podCount: $0.value) }.sorted { $0.name < $1.name }
+            guard let node = PodScheduler.node(for: pod, among: nodes) else {
+                let statusKey = KeyLayout.podStatus(namespace: pod.metadata.namespace ?? KubernetesObject.defaultNamespace, name: pod.metadata.name)
+                if statuses[String(statusKey.dropFirst(KeyLayout.podStatusPrefix.count))]?.reason != PodStatusReason.unschedulable {
+                    puts.append((statusKey, StoreCoding.encode(PodStatus(phase: .pending, reason: PodStatusReason.unschedulable,
+                                                                         message: "no node of cluster \(cluster.name) is registered"))))
+                }
+                continue
+            }
+            var bound = pod
+            bound.spec.nodeName = node
+            loads[node, default: 0] += 1
+            if let index = puts.firstIndex(where: { $0.key == key }) { puts.remove(at: index) }
+            puts.append((key, StoreCoding.encode(KubernetesObject.pod(bound))))
+        }
+        // A status whose pod is gone (deleted while unscheduled, or its node is gone) goes too.
+        let live = Set(pods.values.map { "\($0.metadata.namespace ?? KubernetesObject.defaultNamespace)/\($0.metadata.name)" })
+        for name in statuses.keys where !live.contains(name) {
+            let parts = name.split(separator: "/", maxSplits: 1).map(String.init)
+            if parts.count == 2 { deletes.append(KeyLayout.podStatus(namespace: parts[0], name: parts[1])) }
+        }
+        guard !puts.isEmpty || !deletes.isEmpty else { return }
+        let deleteSet = Set(deletes)
+        puts.removeAll { deleteSet.contains($0.key) }
+        for chunk in stride(from: 0, to: max(puts.count, deletes.count), by: 100) {
+            try await client.commit(puts: Array(puts[min(chunk, puts.count)..<min(chunk + 100, puts.count)]),
+                                    deletes: Array(deleteSet.sorted()[min(chunk, deleteSet.count)..<min(chunk + 100, deleteSet.count)]))
+        }
+        logger.info("workloads reconciled", metadata: ["writes": "\(puts.count)", "deletes": "\(deleteSet.count)"])
+    }
+}

@@ -1,0 +1,48 @@
+import MeridianCore
+
+/// The devices an agent owns in its node's network namespace: the collect-metadata VXLAN
+/// device (`mer_vxlan`, UDP 8472, the source identity in the VNI), and the pods' gateway
+/// address, a /32 on the namespace's loopback (kernels without the dummy link type are
+/// common in sandboxes; the address only has to be local). Setup is idempotent, so a
+/// restarted agent finds what it made before and keeps it.
+public struct NodeNetwork: Sendable {
+    public static let vxlanDevice = "mer_vxlan"
+    public static let gatewayDevice = "lo"
+
+    public var underlayDevice: String
+    public var underlayMTU: Int
+    public var gateway: IPAddress
+
+    public init(underlayDevice: String, underlayMTU: Int, gateway: IPAddress) {
+        self.underlayDevice = underlayDevice
+        self.underlayMTU = underlayMTU
+        self.gateway = gateway
+    }
+
+    /// The MTU of pods and of the VXLAN device: the underlay's minus the encapsulation.
+    public var podMTU: Int { underlayMTU - MeridianMTU.vxlanOverhead }
+
+    public func setUp() async throws {
+        try await HostCommand.sysctl("net.ipv4.ip_forward", "1")
+        try await HostCommand.sysctl("net.ipv4.conf.all.rp_filter", "0")
+        try await HostCommand.sysctl("net.ipv4.conf.default.rp_filter", "0")
+        if !(await Self.linkExists(Self.vxlanDevice)) {
+            try await HostCommand.ip("link", "add", Self.vxlanDevice, "type", "vxlan", "external", "dstport", "\(MeridianMTU.vxlanPort)")
+        }
+        try await HostCommand.ip("link", "set", Self.vxlanDevice, "mtu", "\(podMTU)", "up")
+        try await HostCommand.sysctl("net.ipv4.conf.\(Self.vxlanDevice).rp_filter", "0")
+        try await HostCommand.sysctl("net.ipv4.conf.\(Self.vxlanDevice).accept_local", "1")
+        try await HostCommand.ip("addr", "replace", "\(gateway)/32", "dev", Self.gatewayDevice)
+    }
+
+    public static func linkExists(_ name: String) async -> Bool {
+        await HostCommand.attempt(["ip", "link", "show", "dev", name])
+    }
+}
+
+/// Encapsulation constants shared by the agent and the CNI plugin.
+public enum MeridianMTU {
+    /// Outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14.
+    public static let vxlanOverhead = 50
+    public static let vxlanPort = 8472
+}

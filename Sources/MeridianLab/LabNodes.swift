@@ -1,0 +1,177 @@
+import Foundation
+import Glibc
+import MeridianControlPlane
+import MeridianDatapath
+
+/// One node of a lab cluster: a network namespace on the cluster's underlay segment, running
+/// a `meridian agent`.
+public struct LabNode: Codable, Sendable, Hashable {
+    public var name: String
+    public var namespace: String
+    public var underlayIP: String
+    public var stateDirectory: String
+    public var pinDirectory: String
+    public var agentPID: Int32?
+
+    public var logPath: String { stateDirectory + "/agent.log" }
+    /// Written by the agent itself once it runs (setsid may fork, so the launcher's pid is not it).
+    public var pidFile: String { stateDirectory + "/agent.pid" }
+}
+
+/// The lab's underlay: namespace `<prefix>-underlay` routes between one bridge per cluster
+/// (`br-c<ID>`, 172.30.<ID>.254/24, the cluster's underlay MTU). Node N of cluster C is
+/// namespace `<prefix>-c<C>-n<N>` with `ul0` at 172.30.<C>.<N>, reaching other clusters through
+/// the underlay router only. Nothing is added to the root namespace and nothing routes out.
+extension Lab {
+    public static var defaultPrefix: String {
+        if let explicit = ProcessInfo.processInfo.environment["MERIDIAN_LAB_PREFIX"], !explicit.isEmpty { return explicit }
+        return "meridian"
+    }
+
+    static func underlayNamespace(_ prefix: String) -> String { "\(prefix)-underlay" }
+    public static let underlayDevice = "ul0"
+    var bpffsDirectory: String { directory + "/bpffs" }
+
+    func createUnderlay(_ state: inout LabState) async throws {
+        let underlay = Self.underlayNamespace(state.prefix)
+        try await HostCommand.ip("netns", "add", underlay)
+        try await HostCommand.run(["ip", "-n", underlay, "link", "set", "lo", "up"])
+        try await HostCommand.sysctl("net.ipv4.ip_forward", "1", namespace: underlay)
+        for cluster in state.clusters {
+            let bridge = "br-c\(cluster.id)"
+            try await HostCommand.run(["ip", "-n", underlay, "link", "add", bridge, "type", "bridge"])
+            try await HostCommand.run(["ip", "-n", underlay, "link", "set", bridge, "mtu", "\(cluster.underlayMTU)", "up"])
+            try await HostCommand.run(["ip", "-n", underlay, "addr", "add", "172.30.\(cluster.id).254/24", "dev", bridge])
+        }
+        try FileManager.default.createDirectory(atPath: bpffsDirectory, withIntermediateDirectories: true)
+        if !Self.isBPFFS(bpffsDirectory) {
+            guard mount("bpf", bpffsDirectory, "bpf", 0, nil) == 0 else {
+                throw LabError("cannot mount a bpf filesystem at \(bpffsDirectory): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    func addNode(_ state: inout LabState, cluster index: Int, number: Int) async throws {
+        let cluster = state.clusters[index]
+        let underlay = Self.underlayNamespace(state.prefix)
+        let namespace = "\(state.prefix)-c\(cluster.id)-n\(number)"
+        let port = "c\(cluster.id)n\(number)"
+        let address = "172.30.\(cluster.id).\(number)"
+        try await HostCommand.ip("netns", "add", namespace)
+        try await HostCommand.run(["ip", "-n", underlay, "link", "add", port, "type", "veth", "peer", "name", Self.underlayDevice, "netns", namespace])
+        try await HostCommand.run(["ip", "-n", underlay, "link", "set", port, "master", "br-c\(cluster.id)", "mtu", "\(cluster.underlayMTU)", "up"])
+        let n = ["ip", "-n", namespace]
+        try await HostCommand.run(n + ["link", "set", "lo", "up"])
+        try await HostCommand.run(n + ["link", "set", Self.underlayDevice, "mtu", "\(cluster.underlayMTU)", "up"])
+        try await HostCommand.run(n + ["addr", "add", "\(address)/24", "dev", Self.underlayDevice])
+        try await HostCommand.run(n + ["route", "add", "172.30.0.0/16", "via", "172.30.\(cluster.id).254", "dev", Self.underlayDevice])
+        var node = LabNode(name: "node\(number)", namespace: namespace, underlayIP: address,
+                           stateDirectory: "\(cluster.dataDirectory)/nodes/node\(number)",
+                           pinDirectory: "\(bpffsDirectory)/\(cluster.name)-node\(number)")
+        try FileManager.default.createDirectory(atPath: node.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        node.agentPID = try startAgent(node, cluster: cluster, prefix: state.prefix)
+        state.clusters[index].nodes.append(node)
+    }
+
+    /// The agent's command line: it runs inside the node's network namespace (entered with
+    /// nsenter, which unlike `ip netns exec` keeps the host's mount namespace, so the pod
+    /// namespaces the agent creates are visible to `meridian exec` and to teardown) and reaches
+    /// etcd over the control plane's unix socket with the agent certificate.
+    public func agentArguments(_ node: LabNode, cluster: LabCluster, prefix: String) -> [String] {
+        let paths = cluster.paths
+        return ["nsenter", "--net=/var/run/netns/\(node.namespace)", executable, "agent",
+                "--node", node.name,
+                "--etcd-endpoint", "unixs://\(paths.etcdSocket)",
+                "--ca-cert", paths.caCertificate, "--cert", paths.agentCertificate, "--key", paths.agentKey,
+                "--server-name", cluster.serverName,
+                "--state-dir", node.stateDirectory, "--pin-dir", node.pinDirectory,
+                "--underlay-device", Self.underlayDevice, "--netns-prefix", "\(prefix)-c\(cluster.id)"]
+    }
+
+    @discardableResult
+    public func startAgent(_ node: LabNode, cluster: LabCluster, prefix: String) throws -> Int32 {
+        _ = FileManager.default.createFile(atPath: node.logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: node.logPath))
+        try log.seekToEnd()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
+        process.arguments = agentArguments(node, cluster: cluster, prefix: prefix)
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = log
+        process.standardError = log
+        try? FileManager.default.removeItem(atPath: node.pidFile)
+        try process.run()
+        return process.processIdentifier
+    }
+
+    /// Stops a node's agent; its pods, programs and maps stay, as on a real node.
+    public func stopAgent(_ node: LabNode, signal: Int32 = SIGTERM) async {
+        if let pid = Self.readPID(node.pidFile) { await Self.terminate(pid, signal: signal) }
+    }
+
+    /// Waits until the node's agent has registered the node (its log says so) or exited.
+    func waitForNode(_ node: LabNode, cluster: LabCluster, timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let log = (try? String(contentsOfFile: node.logPath, encoding: .utf8)) ?? ""
+            if log.contains("node registered") { return }
+            if let pid = Self.readPID(node.pidFile), !Self.isAlive(pid) {
+                throw LabError("agent of \(cluster.name)/\(node.name) exited during start-up; see \(node.logPath):\n\(log.suffix(2000))")
+            }
+            guard ContinuousClock.now < deadline else {
+                throw LabError("agent of \(cluster.name)/\(node.name) not registered after \(timeout); see \(node.logPath)")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    /// Removes every node-level object of the lab: processes inside its namespaces (agents and
+    /// pods), the namespaces (which takes their links), pods' resolv.conf files and the bpffs
+    /// with every pinned map. Works from names alone, so it also cleans up after a crash.
+    func removeNodes(prefix: String) async {
+        let namespaces = Self.namespaces(prefix: prefix)
+        let inodes = Set(namespaces.compactMap { Self.inode("/var/run/netns/\($0)") })
+        if !inodes.isEmpty {
+            for pid in Self.processes(inNetworkNamespaces: inodes) { kill(pid, SIGTERM) }
+            try? await Task.sleep(for: .milliseconds(300))
+            for pid in Self.processes(inNetworkNamespaces: inodes) { await Self.terminate(pid, signal: SIGKILL) }
+        }
+        for namespace in namespaces {
+            await HostCommand.attempt(["ip", "netns", "del", namespace])
+            try? FileManager.default.removeItem(atPath: "/etc/netns/\(namespace)")
+        }
+        if let entries = try? FileManager.default.contentsOfDirectory(atPath: "/etc/netns") {
+            for entry in entries where entry.hasPrefix(prefix + "-") { try? FileManager.default.removeItem(atPath: "/etc/netns/\(entry)") }
+        }
+        if Self.isBPFFS(bpffsDirectory) { umount2(bpffsDirectory, Int32(MNT_DETACH)) }
+    }
+
+    /// Network namespaces named `<prefix>-...`.
+    public static func namespaces(prefix: String) -> [String] {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/var/run/netns") else { return [] }
+        return entries.filter { $0.hasPrefix(prefix + "-") }.sorted()
+    }
+
+    static func inode(_ path: String) -> UInt64? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return UInt64(info.st_ino)
+    }
+
+    static func processes(inNetworkNamespaces inodes: Set<UInt64>) -> [Int32] {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+        let me = getpid()
+        return entries.compactMap(Int32.init).filter { pid in
+            pid != me && Self.inode("/proc/\(pid)/ns/net").map(inodes.contains) == true
+        }
+    }
+
+    /// Whether a bpf filesystem is mounted at `path` (per /proc/self/mounts).
+    static func isBPFFS(_ path: String) -> Bool {
+        guard let mounts = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return false }
+        return mounts.split(separator: "\n").contains { line in
+            let fields = line.split(separator: " ")
+            return fields.count > 2 && fields[1] == path && fields[2] == "bpf"
+        }
+    }
+}

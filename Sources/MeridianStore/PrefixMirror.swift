@@ -1,0 +1,73 @@
+import Foundation
+import MeridianEtcd
+
+/// A live copy of every key under some etcd prefixes: listed once, then kept current by a
+/// watch, re-listed whenever the watch breaks or its revision is compacted. Consumers read
+/// `snapshot()` and wait on `changes` to learn that something moved, so a reconciler can
+/// rebuild its desired state from one consistent view.
+public actor PrefixMirror {
+    public let prefixes: [String]
+    private var values: [String: [String: Data]] = [:]
+    private var generation: UInt64 = 0
+    private var synced: Set<String> = []
+    private let continuation: AsyncStream<UInt64>.Continuation
+    /// Yields the new generation after each batch of changes (buffering only the newest).
+    public nonisolated let changes: AsyncStream<UInt64>
+
+    public init(prefixes: [String]) {
+        self.prefixes = prefixes
+        (changes, continuation) = AsyncStream.makeStream(of: UInt64.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Every key and value under `prefix`.
+    public func snapshot(_ prefix: String) -> [String: Data] { values[prefix] ?? [:] }
+
+    public var isSynced: Bool { synced.count == prefixes.count }
+
+    /// Runs the list-watch loops until cancelled.
+    public func run(client: EtcdClient, retryDelay: Duration = .milliseconds(500)) async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            for prefix in prefixes {
+                group.addTask { try await self.follow(prefix, client: client, retryDelay: retryDelay) }
+            }
+        }
+    }
+
+    private func follow(_ prefix: String, client: EtcdClient, retryDelay: Duration) async throws {
+        while !Task.isCancelled {
+            do {
+                let listing = try await client.list(prefix: prefix)
+                replace(prefix, with: listing.items)
+                try await client.watch(prefix: prefix, startRevision: listing.revision + 1) { events, _ in
+                    await self.apply(prefix, events)
+                }
+            } catch {
+                if Task.isCancelled { return }
+                try await Task.sleep(for: retryDelay)
+            }
+        }
+    }
+
+    private func replace(_ prefix: String, with items: [EtcdKeyValue]) {
+        values[prefix] = Dictionary(items.map { ($0.key, $0.value) }, uniquingKeysWith: { _, last in last })
+        synced.insert(prefix)
+        bump()
+    }
+
+    private func apply(_ prefix: String, _ events: [EtcdWatchEvent]) {
+        var current = values[prefix] ?? [:]
+        for event in events {
+            switch event {
+            case let .put(kv): current[kv.key] = kv.value
+            case let .delete(key, _): current[key] = nil
+            }
+        }
+        values[prefix] = current
+        bump()
+    }
+
+    private func bump() {
+        generation += 1
+        continuation.yield(generation)
+    }
+}

@@ -1,0 +1,131 @@
+import CMeridianBPF
+import Foundation
+import Glibc
+import MeridianCore
+@testable import MeridianDatapath
+
+/// CI runs as root; these tests load real programs into the kernel and need CAP_BPF.
+let runningAsRoot = getuid() == 0
+
+/// A private bpffs mounted in a temporary directory, holding one node's datapath for a test,
+/// unmounted (which frees maps and programs) when the test ends.
+final class DatapathFixture {
+    let directory: String
+    let datapath: NodeDatapath
+
+    static let clientIP = "10.1.1.5"
+    static let clientIdentity: UInt32 = (1 << 16) | 300
+    static let nodeIP = "172.30.1.1"
+    static let gatewayIP = "10.1.1.1"
+    static let loopbackIndex: UInt32 = 1 // BPF_PROG_TEST_RUN runs packets as if received on lo
+
+    init() throws {
+        let template = NSTemporaryDirectory() + "meridian-bpftest-XXXXXX"
+        var buffer = Array(template.utf8CString)
+        guard let made = mkdtemp(&buffer) else { throw BPFError("mkdtemp", errno: errno) }
+        directory = String(cString: made)
+        guard mount("bpf", directory, "bpf", 0, nil) == 0 else {
+            let code = errno
+            rmdir(directory)
+            throw BPFError("mount bpffs at \(directory)", errno: code)
+        }
+        do {
+            datapath = try NodeDatapath(pinDirectory: directory + "/node")
+        } catch {
+            umount2(directory, Int32(MNT_DETACH))
+            rmdir(directory)
+            throw error
+        }
+        try datapath.config.update(0, mer_config(
+            vxlan_ifindex: 1, node_ip: Self.addr(Self.nodeIP), gateway_ip: Self.addr(Self.gatewayIP), cluster_id: 1, flags: 0))
+        try addEndpoint(ip: Self.clientIP, identity: Self.clientIdentity, ifindex: Self.loopbackIndex)
+    }
+
+    deinit {
+        umount2(directory, Int32(MNT_DETACH))
+        rmdir(directory)
+    }
+
+    static func addr(_ text: String) -> UInt32 { IPAddress(text)!.datapathValue! }
+    static func port(_ value: UInt16) -> UInt16 { value.bigEndian }
+
+    func addEndpoint(ip: String, identity: UInt32, ifindex: UInt32, mac: [UInt8] = Packets.podMAC) throws {
+        var info = mer_endpoint_info()
+        info.ifindex = ifindex
+        info.identity = identity
+        info.endpoint_id = 1
+        withUnsafeMutableBytes(of: &info.mac) { $0.copyBytes(from: mac) }
+        withUnsafeMutableBytes(of: &info.node_mac) { $0.copyBytes(from: Packets.gatewayMAC) }
+        try datapath.endpoints.update(mer_endpoint_key(ip4: Self.addr(ip)), info)
+    }
+
+    func addRoute(_ cidr: String, identity: UInt32, tunnel: String?, flags: UInt8 = 0) throws {
+        let prefix = IPCIDR(cidr)!
+        var value = mer_ipcache_value()
+        value.identity = identity
+        if let tunnel {
+            value.tunnel_endpoint = Self.addr(tunnel)
+            value.flags = UInt8(MER_IPCACHE_F_TUNNEL) | flags
+        } else {
+            value.flags = flags
+        }
+        try datapath.ipcache.update(mer_ipcache_key(prefixlen: UInt32(prefix.prefixLength), ip4: Self.addr(prefix.address.description)), value)
+    }
+
+    /// A service `vip:port/proto` whose slots hold `backends` (ip, port), with reverse NAT index `revNAT`.
+    func addService(vip: String, port: UInt16, proto: UInt8 = 6, revNAT: UInt16, backends: [(String, UInt16)], firstBackendID: UInt32 = 1) throws {
+        for (offset, backend) in backends.enumerated() {
+            let id = firstBackendID + UInt32(offset)
+            try datapath.backends.update(id, mer_lb4_backend(address: Self.addr(backend.0), port: Self.port(backend.1), proto: proto,
+                                                             flags: UInt8(MER_BACKEND_ACTIVE), cluster_id: 1, pad: 0))
+            var slot = mer_lb4_key()
+            slot.address = Self.addr(vip)
+            slot.dport = Self.port(port)
+            slot.proto = proto
+            slot.backend_slot = UInt16(offset + 1)
+            var value = mer_lb4_service()
+            value.backend_id = id
+            try datapath.services.update(slot, value)
+        }
+        var master = mer_lb4_key()
+        master.address = Self.addr(vip)
+        master.dport = Self.port(port)
+        master.proto = proto
+        var service = mer_lb4_service()
+        service.count = UInt16(backends.count)
+        service.rev_nat_index = revNAT
+        try datapath.services.update(master, service)
+        try datapath.reverseNAT.update(revNAT, mer_lb4_revnat(address: Self.addr(vip), port: Self.port(port), pad: 0))
+    }
+
+    func fromPod(_ packet: [UInt8]) throws -> (verdict: UInt32, frame: ParsedFrame) {
+        let result = try datapath.fromPod.testRun(program: NodeDatapath.fromPodProgram, packet: packet)
+        return (result.verdict, ParsedFrame(bytes: result.packet))
+    }
+
+    func toPod(_ packet: [UInt8]) throws -> (verdict: UInt32, frame: ParsedFrame) {
+        let result = try datapath.toPod.testRun(program: NodeDatapath.toPodProgram, packet: packet)
+        return (result.verdict, ParsedFrame(bytes: result.packet))
+    }
+
+    func fromOverlay(_ packet: [UInt8]) throws -> (verdict: UInt32, frame: ParsedFrame) {
+        let result = try datapath.fromOverlay.testRun(program: NodeDatapath.fromOverlayProgram, packet: packet)
+        return (result.verdict, ParsedFrame(bytes: result.packet))
+    }
+
+    func events() throws -> [mer_event] {
+        try EventReader(mapFD: datapath.eventsFD).drain()
+    }
+
+    static func monotonicSeconds() -> UInt32 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt32(now.tv_sec)
+    }
+}
+
+enum Verdict {
+    static let ok: UInt32 = 0
+    static let shot: UInt32 = 2
+    static let redirect: UInt32 = 7
+}

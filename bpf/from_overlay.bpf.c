@@ -1,0 +1,53 @@
+/*
+ * from-overlay: tc ingress on the node's collect-metadata VXLAN device, after the kernel has
+ * decapsulated. The VNI is the sender's security identity; the host identity is never accepted
+ * from the wire. Packets for local pods go to their veth (to-pod runs there) with the identity
+ * in skb->mark; packets for the node itself go to its stack.
+ */
+#include "lib/common.h"
+
+static always_inline int handle_ipv4(struct __sk_buff *skb, __u32 src_identity)
+{
+    struct packet4 pkt = {};
+    const struct mer_endpoint_info *ep;
+    const struct mer_config *cfg;
+    int reason;
+
+    reason = parse_ipv4(skb, &pkt);
+    if (reason)
+        return drop(skb, reason, &pkt, src_identity, 0);
+
+    ep = endpoint_lookup(pkt.daddr);
+    if (ep) {
+        skb->mark = mark_identity(src_identity);
+        trace(skb, MER_TRACE_FROM_OVERLAY, &pkt, MER_CT_NEW, src_identity, ep->identity);
+        if (redirect_to_endpoint(skb, ep) < 0)
+            return drop(skb, MER_DROP_WRITE_ERROR, &pkt, src_identity, ep->identity);
+        return TC_ACT_REDIRECT;
+    }
+    cfg = node_config();
+    if (cfg && (pkt.daddr == cfg->gateway_ip || pkt.daddr == cfg->node_ip)) {
+        trace(skb, MER_TRACE_TO_STACK, &pkt, MER_CT_NEW, src_identity, MER_ID_HOST);
+        return TC_ACT_OK;
+    }
+    return drop(skb, MER_DROP_UNROUTABLE, &pkt, src_identity, 0);
+}
+
+SEC("tc")
+int from_overlay(struct __sk_buff *skb)
+{
+    struct bpf_tunnel_key key = {};
+    __u32 src_identity;
+
+    if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0) < 0)
+        return drop(skb, MER_DROP_NO_TUNNEL_KEY, 0, 0, 0);
+    src_identity = key.tunnel_id & 0xFFFFFF;
+    if (src_identity == MER_ID_HOST || src_identity == MER_ID_UNKNOWN)
+        return drop(skb, MER_DROP_INVALID_IDENTITY, 0, src_identity, 0);
+
+    if (skb->protocol == bpf_htons(ETH_P_IP))
+        return handle_ipv4(skb, src_identity);
+    return drop(skb, MER_DROP_UNKNOWN_L3, 0, src_identity, 0);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,151 @@
+/*
+ * from-pod: tc ingress on a pod's host-side veth, i.e. every packet the pod sends.
+ * Order: ARP responder; source check; service LB (sticky backend, DNAT); conntrack; ipcache of
+ * the destination; then local delivery, VXLAN encapsulation with the source identity as VNI, or
+ * the node's stack.
+ */
+#include "lib/common.h"
+#include "lib/conntrack.h"
+#include "lib/lb.h"
+#include "lib/arp.h"
+
+static always_inline int encap_and_redirect(struct __sk_buff *skb, const struct mer_config *cfg,
+                                            const struct packet4 *pkt, __u32 src_identity,
+                                            const struct mer_ipcache_value *dst, __u8 ct_state)
+{
+    struct bpf_tunnel_key key = {};
+    struct mer_event *ev;
+
+    key.tunnel_id = src_identity;
+    key.remote_ipv4 = bpf_ntohl(dst->tunnel_endpoint);
+    key.tunnel_ttl = IP_DEFAULT_TTL;
+    if (bpf_skb_set_tunnel_key(skb, &key, sizeof(key), BPF_F_ZERO_CSUM_TX) < 0)
+        return drop(skb, MER_DROP_WRITE_ERROR, pkt, src_identity, dst->identity);
+    count(0, skb->len);
+    if (ct_state == MER_CT_NEW) {
+        ev = bpf_ringbuf_reserve(&mer_events, sizeof(*ev), 0);
+        if (ev) {
+            __builtin_memset(ev, 0, sizeof(*ev));
+            ev->type = MER_EVENT_TRACE;
+            ev->subtype = MER_TRACE_TO_OVERLAY;
+            ev->ct_state = ct_state;
+            ev->proto = pkt->proto;
+            ev->ifindex = skb->ifindex;
+            ev->src_identity = src_identity;
+            ev->dst_identity = dst->identity;
+            ev->saddr = pkt->saddr;
+            ev->daddr = pkt->daddr;
+            ev->sport = pkt->sport;
+            ev->dport = pkt->dport;
+            ev->len = skb->len;
+            ev->tunnel_endpoint = dst->tunnel_endpoint;
+            ev->timestamp_ns = bpf_ktime_get_ns();
+            bpf_ringbuf_submit(ev, 0);
+        }
+    }
+    return bpf_redirect(cfg->vxlan_ifindex, 0);
+}
+
+static always_inline int handle_ipv4(struct __sk_buff *skb)
+{
+    struct packet4 pkt = {};
+    const struct mer_endpoint_info *src_ep, *dst_ep;
+    const struct mer_lb4_service *svc;
+    const struct mer_ipcache_value *dst;
+    const struct mer_config *cfg;
+    struct mer_ct_entry *entry;
+    __u32 src_identity, dst_identity = MER_ID_WORLD;
+    __u16 rev_nat_index = 0;
+    __u8 ct_state;
+    int reason;
+
+    reason = parse_ipv4(skb, &pkt);
+    if (reason)
+        return drop(skb, reason, &pkt, 0, 0);
+
+    src_ep = endpoint_lookup(pkt.saddr);
+    if (!src_ep || src_ep->ifindex != skb->ifindex)
+        return drop(skb, MER_DROP_INVALID_SIP, &pkt, 0, 0);
+    src_identity = src_ep->identity;
+
+    cfg = node_config();
+    if (!cfg)
+        return drop(skb, MER_DROP_NO_CONFIG, &pkt, src_identity, 0);
+
+    svc = lb4_lookup_service(&pkt);
+    if (svc) {
+        rev_nat_index = svc->rev_nat_index;
+        reason = lb4_local(skb, &pkt, svc);
+        if (reason == MER_DROP_NO_SERVICE && svc->count == 0) {
+            reason = lb4_reject(skb, &pkt, src_ep);
+            if (reason)
+                return drop(skb, reason, &pkt, src_identity, 0);
+            count(MER_DROP_NO_SERVICE, skb->len);
+            emit_event(skb, MER_EVENT_DROP, MER_DROP_NO_SERVICE, &pkt, MER_CT_NEW, src_identity, 0);
+            return bpf_redirect(skb->ifindex, 0);
+        }
+        if (reason)
+            return drop(skb, reason, &pkt, src_identity, 0);
+    }
+
+    ct_state = ct_lookup(&pkt, MER_CT_DIR_OUT, skb->len, &entry);
+
+    dst = ipcache_lookup(pkt.daddr);
+    if (dst)
+        dst_identity = dst->identity;
+
+    if (ct_state == MER_CT_NEW && !is_icmp_error(&pkt)) {
+        reason = ct_create(&pkt, MER_CT_DIR_OUT, skb->len, rev_nat_index, src_identity);
+        if (reason)
+            return drop(skb, reason, &pkt, src_identity, dst_identity);
+    } else if (ct_state == MER_CT_ESTABLISHED && entry && entry->rev_nat_index != rev_nat_index && svc) {
+        entry->rev_nat_index = rev_nat_index;
+    }
+
+    /* The node's own addresses (gateway, DNS) are served by its stack. */
+    if (pkt.daddr == cfg->gateway_ip || pkt.daddr == cfg->node_ip || (dst && (dst->flags & MER_IPCACHE_F_LOCAL_NODE))) {
+        trace(skb, MER_TRACE_TO_STACK, &pkt, ct_state, src_identity, MER_ID_HOST);
+        return TC_ACT_OK;
+    }
+
+    dst_ep = endpoint_lookup(pkt.daddr);
+    if (dst_ep) {
+        reason = decrement_ttl(skb, &pkt);
+        if (reason)
+            return drop(skb, reason, &pkt, src_identity, dst_ep->identity);
+        skb->mark = mark_identity(src_identity);
+        trace(skb, MER_TRACE_TO_POD, &pkt, ct_state, src_identity, dst_ep->identity);
+        if (redirect_to_endpoint(skb, dst_ep) < 0)
+            return drop(skb, MER_DROP_WRITE_ERROR, &pkt, src_identity, dst_ep->identity);
+        return TC_ACT_REDIRECT;
+    }
+
+    if (dst && (dst->flags & MER_IPCACHE_F_TUNNEL) && dst->tunnel_endpoint != 0 && dst->tunnel_endpoint != cfg->node_ip) {
+        reason = decrement_ttl(skb, &pkt);
+        if (reason)
+            return drop(skb, reason, &pkt, src_identity, dst_identity);
+        return encap_and_redirect(skb, cfg, &pkt, src_identity, dst, ct_state);
+    }
+
+    if (dst && (dst->flags & MER_IPCACHE_F_TUNNEL))
+        /* A prefix of this node whose address has no endpoint: stale or not yet set up. */
+        return drop(skb, MER_DROP_UNROUTABLE, &pkt, src_identity, dst_identity);
+
+    trace(skb, MER_TRACE_TO_STACK, &pkt, ct_state, src_identity, dst_identity);
+    return TC_ACT_OK;
+}
+
+SEC("tc")
+int from_pod(struct __sk_buff *skb)
+{
+    switch (skb->protocol) {
+    case bpf_htons(ETH_P_IP):
+        return handle_ipv4(skb);
+    case bpf_htons(ETH_P_ARP):
+        return arp_respond(skb);
+    default:
+        return drop(skb, MER_DROP_UNKNOWN_L3, 0, 0, 0);
+    }
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,271 @@
+/*
+ * The ABI between Meridian's BPF programs and the Swift agent: map key and value layouts,
+ * constants and event records. This header is the single source of truth for both sides:
+ * the programs in bpf/ include it, and Swift imports it through the CMeridianBPF target, so a
+ * layout cannot drift between the kernel and userspace. Multi-byte fields marked "be" hold
+ * network byte order; everything else is host order.
+ */
+#ifndef MERIDIAN_ABI_H
+#define MERIDIAN_ABI_H
+
+#include <linux/types.h>
+
+/* Map names. libbpf pins them by these names under the node's pin directory. */
+#define MER_MAP_ENDPOINTS "mer_endpoints"
+#define MER_MAP_IPCACHE "mer_ipcache"
+#define MER_MAP_SERVICES "mer_lb4_svc"
+#define MER_MAP_BACKENDS "mer_lb4_be"
+#define MER_MAP_REVNAT "mer_lb4_revnat"
+#define MER_MAP_CT "mer_ct4"
+#define MER_MAP_FRAG "mer_frag4"
+#define MER_MAP_EVENTS "mer_events"
+#define MER_MAP_CONFIG "mer_config"
+#define MER_MAP_METRICS "mer_metrics"
+
+/* Map sizes. */
+enum {
+    MER_ENDPOINTS_MAX = 65536,
+    MER_IPCACHE_MAX = 512000,
+    MER_SERVICES_MAX = 262144,
+    MER_BACKENDS_MAX = 262144,
+    MER_REVNAT_MAX = 65536,
+    MER_CT_MAX = 524288,
+    MER_FRAG_MAX = 8192,
+    MER_EVENTS_BYTES = 1 << 20,
+    MER_METRICS_MAX = 256,
+};
+
+/* Reserved security identities (Cilium's numbering). */
+enum {
+    MER_ID_UNKNOWN = 0,
+    MER_ID_HOST = 1,
+    MER_ID_WORLD = 2,
+    MER_ID_REMOTE_NODE = 6,
+};
+
+/* ---- local endpoints: pod IPv4 (be) -> endpoint ---- */
+struct mer_endpoint_key {
+    __u32 ip4; /* be */
+};
+
+enum {
+    MER_ENDPOINT_F_NONE = 0,
+};
+
+struct mer_endpoint_info {
+    __u32 ifindex;       /* host-side veth */
+    __u32 identity;      /* the pod's security identity (cluster ID in bits 16-23) */
+    __u16 endpoint_id;
+    __u16 flags;
+    __u8 mac[6];         /* pod-side MAC */
+    __u8 node_mac[6];    /* host-side veth MAC: the pod's gateway MAC */
+};
+
+/* ---- ipcache: LPM over IPv4 prefixes -> identity and tunnel endpoint ---- */
+struct mer_ipcache_key {
+    __u32 prefixlen;     /* 0..32, bits of ip4 that count */
+    __u32 ip4;           /* be */
+};
+
+enum {
+    MER_IPCACHE_F_TUNNEL = 1 << 0,        /* tunnel_endpoint is valid */
+    MER_IPCACHE_F_REMOTE_CLUSTER = 1 << 1,
+    MER_IPCACHE_F_LOCAL_NODE = 1 << 2,    /* this node's own addresses: hand to the stack */
+};
+
+struct mer_ipcache_value {
+    __u32 identity;
+    __u32 tunnel_endpoint; /* be; the node that owns the prefix */
+    __u16 cluster_id;
+    __u8 flags;
+    __u8 pad;
+};
+
+/* ---- services: frontend slot table ---- */
+struct mer_lb4_key {
+    __u32 address;       /* be; the service IP */
+    __u16 dport;         /* be */
+    __u16 backend_slot;  /* 0 = the service entry; 1..count = backend slots */
+    __u8 proto;          /* IPPROTO_TCP / IPPROTO_UDP */
+    __u8 pad[3];
+};
+
+struct mer_lb4_service {
+    __u32 backend_id;    /* slots > 0 only */
+    __u16 count;         /* service entry: number of backend slots */
+    __u16 rev_nat_index;
+    __u8 flags;
+    __u8 pad[3];
+};
+
+enum {
+    MER_BACKEND_ACTIVE = 0,
+    MER_BACKEND_TERMINATING = 1,
+};
+
+struct mer_lb4_backend {
+    __u32 address;       /* be */
+    __u16 port;          /* be */
+    __u8 proto;
+    __u8 flags;          /* MER_BACKEND_* */
+    __u16 cluster_id;
+    __u16 pad;
+};
+
+struct mer_lb4_revnat {
+    __u32 address;       /* be; the frontend to restore on replies */
+    __u16 port;          /* be */
+    __u16 pad;
+};
+
+/* ---- conntrack ---- */
+enum {
+    MER_CT_DIR_OUT = 0,      /* connection opened by the local pod */
+    MER_CT_DIR_IN = 1,       /* connection accepted by the local pod */
+    MER_CT_DIR_SERVICE = 2,  /* service leg: frontend tuple -> chosen backend */
+};
+
+/* A connection from saddr:sport to daddr:dport, as first seen. */
+struct mer_ct_key {
+    __u32 saddr;         /* be */
+    __u32 daddr;         /* be */
+    __u16 sport;         /* be */
+    __u16 dport;         /* be */
+    __u8 proto;
+    __u8 dir;            /* MER_CT_DIR_* */
+    __u16 pad;
+};
+
+enum {
+    MER_CT_F_TX_CLOSING = 1 << 0,
+    MER_CT_F_RX_CLOSING = 1 << 1,
+    MER_CT_F_SEEN_NON_SYN = 1 << 2,
+};
+
+struct mer_ct_entry {
+    __u64 packets;
+    __u64 bytes;
+    __u32 lifetime;      /* expiry, seconds of bpf_ktime_get_ns */
+    __u32 backend_id;    /* service entries */
+    __u16 rev_nat_index; /* outbound entries of service connections */
+    __u8 tx_flags_seen;  /* TCP flags seen from the opener */
+    __u8 rx_flags_seen;  /* TCP flags seen from the peer */
+    __u8 flags;          /* MER_CT_F_* */
+    __u8 pad[3];
+    __u32 src_identity;
+    __u32 pad2;
+};
+
+/* Timeouts, seconds (Cilium agent defaults). */
+enum {
+    MER_CT_TIMEOUT_TCP_ESTABLISHED = 8000,
+    MER_CT_TIMEOUT_TCP_SYN = 60,
+    MER_CT_TIMEOUT_TCP_CLOSE = 10,
+    MER_CT_TIMEOUT_NON_TCP = 60,
+    MER_CT_TIMEOUT_SERVICE_TCP = 8000,
+    MER_CT_TIMEOUT_SERVICE_NON_TCP = 60,
+};
+
+/* Connection states a lookup reports (also the trace reason). */
+enum {
+    MER_CT_NEW = 0,
+    MER_CT_ESTABLISHED = 1,
+    MER_CT_REPLY = 2,
+    MER_CT_RELATED = 3,
+};
+
+/* ---- IPv4 fragments: the first fragment's ports, for the ones that follow ---- */
+struct mer_frag_key {
+    __u32 saddr;         /* be */
+    __u32 daddr;         /* be */
+    __u16 id;            /* be */
+    __u8 proto;
+    __u8 pad;
+};
+
+struct mer_frag_ports {
+    __u16 sport;         /* be */
+    __u16 dport;         /* be */
+};
+
+/* ---- node configuration: a one-entry array ---- */
+struct mer_config {
+    __u32 vxlan_ifindex;
+    __u32 node_ip;       /* be; underlay address, the tunnel source */
+    __u32 gateway_ip;    /* be; the pods' gateway on this node */
+    __u16 cluster_id;
+    __u16 flags;
+};
+
+/* ---- events ring buffer ---- */
+enum {
+    MER_EVENT_DROP = 1,
+    MER_EVENT_TRACE = 4,
+};
+
+/* Trace observation points. */
+enum {
+    MER_TRACE_TO_POD = 0,
+    MER_TRACE_TO_STACK = 3,
+    MER_TRACE_TO_OVERLAY = 4,
+    MER_TRACE_FROM_POD = 5,
+    MER_TRACE_FROM_OVERLAY = 9,
+};
+
+/* Drop reasons: Cilium's numbering, positive. */
+enum {
+    MER_DROP_INVALID_SIP = 132,
+    MER_DROP_POLICY = 133,
+    MER_DROP_INVALID = 134,
+    MER_DROP_CT_INVALID_HDR = 135,
+    MER_DROP_UNKNOWN_L3 = 139,
+    MER_DROP_WRITE_ERROR = 141,
+    MER_DROP_UNKNOWN_L4 = 142,
+    MER_DROP_NO_TUNNEL_KEY = 147,
+    MER_DROP_UNROUTABLE = 151,
+    MER_DROP_CSUM_L3 = 153,
+    MER_DROP_CSUM_L4 = 154,
+    MER_DROP_CT_CREATE_FAILED = 155,
+    MER_DROP_FRAG_NOSUPPORT = 157,
+    MER_DROP_NO_SERVICE = 158,
+    MER_DROP_NO_TUNNEL_ENDPOINT = 160,
+    MER_DROP_UNSUPPORTED_L2 = 166,
+    MER_DROP_INVALID_IDENTITY = 171,
+    MER_DROP_POLICY_DENY = 181,
+    MER_DROP_NO_CONFIG = 185,
+    MER_DROP_TTL_EXCEEDED = 196,
+};
+
+struct mer_event {
+    __u8 type;           /* MER_EVENT_* */
+    __u8 subtype;        /* trace point or drop reason */
+    __u8 ct_state;       /* MER_CT_* */
+    __u8 proto;
+    __u32 ifindex;
+    __u32 src_identity;
+    __u32 dst_identity;
+    __u32 saddr;         /* be */
+    __u32 daddr;         /* be */
+    __u16 sport;         /* be */
+    __u16 dport;         /* be */
+    __u32 len;
+    __u32 tunnel_endpoint; /* be; set on MER_TRACE_TO_OVERLAY, whose VNI is src_identity */
+    __u32 pad;
+    __u64 timestamp_ns;
+};
+
+/* ---- metrics: per-CPU counters indexed by reason (0 = forwarded, else a drop reason) ---- */
+struct mer_metric {
+    __u64 packets;
+    __u64 bytes;
+};
+
+/* skb->mark while a packet moves between our programs inside a node. */
+#define MER_MARK_MAGIC_MASK 0xFFu
+#define MER_MARK_MAGIC_IDENTITY 0xA5u
+#define MER_MARK_IDENTITY_SHIFT 8
+
+#define MER_VXLAN_PORT 8472
+#define MER_VXLAN_OVERHEAD 50
+
+#endif

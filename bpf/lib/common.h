@@ -1,0 +1,343 @@
+/* Includes, map definitions and small helpers shared by every Meridian BPF program. */
+#ifndef MERIDIAN_COMMON_H
+#define MERIDIAN_COMMON_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "meridian/abi.h"
+
+#define always_inline inline __attribute__((always_inline))
+
+/* RFC 792 (linux/icmp.h would pull in libc headers). */
+#define ICMP_ECHOREPLY 0
+#define ICMP_DEST_UNREACH 3
+#define ICMP_PORT_UNREACH 3
+#define ICMP_ECHO 8
+
+struct icmp4_hdr {
+    __u8 type;
+    __u8 code;
+    __u16 checksum;
+    __u16 id;
+    __u16 sequence;
+};
+
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1FFF
+#define IP_DEFAULT_TTL 64
+
+/* Maps are pinned by name, so every program loaded on a node shares them and they outlive the agent. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, MER_ENDPOINTS_MAX);
+    __type(key, struct mer_endpoint_key);
+    __type(value, struct mer_endpoint_info);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} mer_endpoints SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+    __uint(max_entries, MER_IPCACHE_MAX);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, struct mer_ipcache_key);
+    __type(value, struct mer_ipcache_value);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} mer_ipcache SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, MER_SERVICES_MAX);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, struct mer_lb4_key);
+    __type(value, struct mer_lb4_service);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} mer_lb4_svc SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, MER_BACKENDS_MAX);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, __u32);
+    __type(value, struct mer_lb4_backend);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} mer_lb4_be SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, MER_REVNAT_MAX);
+    __type(key, __u16);
+    __type(value, struct mer_lb4_revnat);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} mer_lb4_revnat SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, MER_CT_MAX);
+    __type(key, struct mer_ct_key);
+    __type(value, struct mer_ct_entry);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} mer_ct4 SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, MER_FRAG_MAX);
+    __type(key, struct mer_frag_key);
+    __type(value, struct mer_frag_ports);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} mer_frag4 SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, MER_EVENTS_BYTES);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} mer_events SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct mer_config);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} mer_config SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, MER_METRICS_MAX);
+    __type(key, __u32);
+    __type(value, struct mer_metric);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} mer_metrics SEC(".maps");
+
+/* The addresses and ports of one IPv4 packet, as parsed. */
+struct packet4 {
+    __u32 saddr;
+    __u32 daddr;
+    __u16 sport;
+    __u16 dport;
+    __u8 proto;
+    __u8 tcp_flags;
+    __u8 is_fragment;      /* any fragment */
+    __u8 is_later_fragment; /* a fragment without the L4 header */
+    __u32 l4_off;
+    __u16 frag_id;
+    __u8 ttl;
+    __u8 icmp_type;
+};
+
+static always_inline const struct mer_config *node_config(void)
+{
+    __u32 zero = 0;
+    return bpf_map_lookup_elem(&mer_config, &zero);
+}
+
+static always_inline void count(__u32 reason, __u32 len)
+{
+    struct mer_metric *m = bpf_map_lookup_elem(&mer_metrics, &reason);
+    if (m) {
+        m->packets += 1;
+        m->bytes += len;
+    }
+}
+
+static always_inline void emit_event(struct __sk_buff *skb, __u8 type, __u8 subtype, const struct packet4 *pkt,
+                                     __u8 ct_state, __u32 src_identity, __u32 dst_identity)
+{
+    struct mer_event *ev = bpf_ringbuf_reserve(&mer_events, sizeof(*ev), 0);
+    if (!ev)
+        return;
+    ev->type = type;
+    ev->subtype = subtype;
+    ev->ct_state = ct_state;
+    ev->proto = pkt ? pkt->proto : 0;
+    ev->ifindex = skb->ifindex;
+    ev->src_identity = src_identity;
+    ev->dst_identity = dst_identity;
+    ev->saddr = pkt ? pkt->saddr : 0;
+    ev->daddr = pkt ? pkt->daddr : 0;
+    ev->sport = pkt ? pkt->sport : 0;
+    ev->dport = pkt ? pkt->dport : 0;
+    ev->len = skb->len;
+    ev->timestamp_ns = bpf_ktime_get_ns();
+    bpf_ringbuf_submit(ev, 0);
+}
+
+/* Every drop goes through here: it is counted under its reason and reported. */
+static always_inline int drop(struct __sk_buff *skb, __u8 reason, const struct packet4 *pkt,
+                              __u32 src_identity, __u32 dst_identity)
+{
+    count(reason, skb->len);
+    emit_event(skb, MER_EVENT_DROP, reason, pkt, 0, src_identity, dst_identity);
+    return TC_ACT_SHOT;
+}
+
+static always_inline void trace(struct __sk_buff *skb, __u8 point, const struct packet4 *pkt, __u8 ct_state,
+                                __u32 src_identity, __u32 dst_identity)
+{
+    count(0, skb->len);
+    /* Only the first packet of a connection is reported; established traffic is counted. */
+    if (ct_state == MER_CT_NEW)
+        emit_event(skb, MER_EVENT_TRACE, point, pkt, ct_state, src_identity, dst_identity);
+}
+
+static always_inline __u32 mark_identity(__u32 identity)
+{
+    return (identity << MER_MARK_IDENTITY_SHIFT) | MER_MARK_MAGIC_IDENTITY;
+}
+
+/* The identity an earlier program of ours left in skb->mark, or 0. */
+static always_inline __u32 identity_from_mark(__u32 mark)
+{
+    if ((mark & MER_MARK_MAGIC_MASK) != MER_MARK_MAGIC_IDENTITY)
+        return 0;
+    return mark >> MER_MARK_IDENTITY_SHIFT;
+}
+
+static always_inline const struct mer_ipcache_value *ipcache_lookup(__u32 ip4)
+{
+    struct mer_ipcache_key key = { .prefixlen = 32, .ip4 = ip4 };
+    return bpf_map_lookup_elem(&mer_ipcache, &key);
+}
+
+static always_inline const struct mer_endpoint_info *endpoint_lookup(__u32 ip4)
+{
+    struct mer_endpoint_key key = { .ip4 = ip4 };
+    return bpf_map_lookup_elem(&mer_endpoints, &key);
+}
+
+/*
+ * Parses the Ethernet and IPv4 headers and the ports. Returns 0 or a drop reason.
+ * Later fragments take their ports from the first fragment's record.
+ */
+static always_inline int parse_ipv4(struct __sk_buff *skb, struct packet4 *pkt)
+{
+    void *data, *data_end;
+    struct iphdr *ip;
+    __u32 ihl;
+    __u16 frag;
+
+    if (bpf_skb_pull_data(skb, ETH_HLEN + sizeof(struct iphdr) + sizeof(struct tcphdr)) < 0) {
+        /* Short packets (e.g. an empty UDP datagram) cannot be pulled that far; pull what is there. */
+        bpf_skb_pull_data(skb, 0);
+    }
+    data = (void *)(long)skb->data;
+    data_end = (void *)(long)skb->data_end;
+    ip = data + ETH_HLEN;
+    if ((void *)(ip + 1) > data_end)
+        return MER_DROP_INVALID;
+    if (ip->version != 4)
+        return MER_DROP_INVALID;
+    ihl = ip->ihl * 4;
+    if (ihl < sizeof(struct iphdr))
+        return MER_DROP_INVALID;
+    pkt->saddr = ip->saddr;
+    pkt->daddr = ip->daddr;
+    pkt->proto = ip->protocol;
+    pkt->ttl = ip->ttl;
+    pkt->l4_off = ETH_HLEN + ihl;
+    pkt->frag_id = ip->id;
+    pkt->sport = 0;
+    pkt->dport = 0;
+    pkt->tcp_flags = 0;
+    pkt->icmp_type = 0;
+    frag = bpf_ntohs(ip->frag_off);
+    pkt->is_fragment = (frag & (IP_MF | IP_OFFSET)) != 0;
+    pkt->is_later_fragment = (frag & IP_OFFSET) != 0;
+
+    if (pkt->is_later_fragment) {
+        struct mer_frag_key fk = { .saddr = pkt->saddr, .daddr = pkt->daddr, .id = pkt->frag_id, .proto = pkt->proto };
+        struct mer_frag_ports *ports;
+        if (pkt->proto != IPPROTO_TCP && pkt->proto != IPPROTO_UDP)
+            return 0;
+        ports = bpf_map_lookup_elem(&mer_frag4, &fk);
+        if (!ports)
+            return MER_DROP_FRAG_NOSUPPORT;
+        pkt->sport = ports->sport;
+        pkt->dport = ports->dport;
+        return 0;
+    }
+
+    switch (pkt->proto) {
+    case IPPROTO_TCP: {
+        struct tcphdr tcp;
+        if (bpf_skb_load_bytes(skb, pkt->l4_off, &tcp, sizeof(tcp)) < 0)
+            return MER_DROP_CT_INVALID_HDR;
+        pkt->sport = tcp.source;
+        pkt->dport = tcp.dest;
+        pkt->tcp_flags = ((__u8 *)&tcp)[13];
+        break;
+    }
+    case IPPROTO_UDP: {
+        struct udphdr udp;
+        if (bpf_skb_load_bytes(skb, pkt->l4_off, &udp, sizeof(udp)) < 0)
+            return MER_DROP_CT_INVALID_HDR;
+        pkt->sport = udp.source;
+        pkt->dport = udp.dest;
+        break;
+    }
+    case IPPROTO_ICMP: {
+        struct icmp4_hdr icmp;
+        if (bpf_skb_load_bytes(skb, pkt->l4_off, &icmp, sizeof(icmp)) < 0)
+            return MER_DROP_CT_INVALID_HDR;
+        pkt->icmp_type = icmp.type;
+        /* Echo requests and replies are tracked by their identifier, like ports. */
+        if (icmp.type == ICMP_ECHO)
+            pkt->sport = icmp.id;
+        else if (icmp.type == ICMP_ECHOREPLY)
+            pkt->dport = icmp.id;
+        break;
+    }
+    default:
+        break;
+    }
+
+    if (pkt->is_fragment && (pkt->proto == IPPROTO_TCP || pkt->proto == IPPROTO_UDP)) {
+        struct mer_frag_key fk = { .saddr = pkt->saddr, .daddr = pkt->daddr, .id = pkt->frag_id, .proto = pkt->proto };
+        struct mer_frag_ports ports = { .sport = pkt->sport, .dport = pkt->dport };
+        bpf_map_update_elem(&mer_frag4, &fk, &ports, BPF_ANY);
+    }
+    return 0;
+}
+
+static always_inline int is_icmp_error(const struct packet4 *pkt)
+{
+    return pkt->proto == IPPROTO_ICMP && pkt->icmp_type != ICMP_ECHO && pkt->icmp_type != ICMP_ECHOREPLY;
+}
+
+/* Writes the MACs and sends the frame out of the host-side veth, where to-pod runs. */
+static always_inline int redirect_to_endpoint(struct __sk_buff *skb, const struct mer_endpoint_info *ep)
+{
+    if (bpf_skb_store_bytes(skb, 0, ep->mac, 6, 0) < 0 || bpf_skb_store_bytes(skb, 6, ep->node_mac, 6, 0) < 0)
+        return -1;
+    return bpf_redirect(ep->ifindex, 0);
+}
+
+/* Decrements the TTL when the packet is routed; returns 0, or a drop reason. */
+static always_inline int decrement_ttl(struct __sk_buff *skb, struct packet4 *pkt)
+{
+    __u16 old_word, new_word;
+    __u8 buf[2];
+
+    if (pkt->ttl <= 1)
+        return MER_DROP_TTL_EXCEEDED;
+    if (bpf_skb_load_bytes(skb, ETH_HLEN + offsetof(struct iphdr, ttl), buf, 2) < 0)
+        return MER_DROP_INVALID;
+    __builtin_memcpy(&old_word, buf, 2);
+    buf[0] -= 1;
+    __builtin_memcpy(&new_word, buf, 2);
+    if (bpf_l3_csum_replace(skb, ETH_HLEN + offsetof(struct iphdr, check), old_word, new_word, 2) < 0)
+        return MER_DROP_CSUM_L3;
+    if (bpf_skb_store_bytes(skb, ETH_HLEN + offsetof(struct iphdr, ttl), buf, 1, 0) < 0)
+        return MER_DROP_WRITE_ERROR;
+    pkt->ttl -= 1;
+    return 0;
+}
+
+#endif
