@@ -164,7 +164,7 @@ let package = Package(
             name: "MeridianIntegrationTests",
             dependencies: [
                 "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianPKI",
-                "MeridianControlPlane", "MeridianLab",
+                "MeridianControlPlane", "MeridianLab", "MeridianDatapath", "CMeridianBPF",
             ],
             swiftSettings: strict
         ),

@@ -180,7 +180,9 @@ actor PodRuntime {
         ])
         let result = try await Subprocess.run(.path(FilePath(executable)), arguments: ["cni"], environment: environment,
                                               input: .string(config), output: .string(limit: 1 << 20), error: .string(limit: 1 << 16))
-        let decoded = try? JSONDecoder().decode(CNIResult.self, from: Data(result.standardOutput.utf8))
+        let output = result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+        // DEL and CHECK print nothing when they succeed.
+        let decoded = output.isEmpty ? CNIResult() : try? JSONDecoder().decode(CNIResult.self, from: Data(output.utf8))
         guard case .exited(0) = result.terminationStatus, let decoded else {
             var message = result.standardError + result.standardOutput
             if let msg = decoded?.msg {
@@ -219,8 +221,11 @@ actor PodRuntime {
             "CLUSTER_NAME": context.cluster.name, "POD_IP": running.address ?? "",
         ]
         for variable in container.env { variables[Environment.Key(stringLiteral: variable.name)] = variable.value }
+        // The built-in workloads (`meridian tool ...`) run from the node's own binary.
+        var commandLine = container.commandLine
+        if commandLine.first == "meridian" { commandLine[0] = executable }
         let arguments = ["-f", "/bin/sh", "-c", wrapper, "pod", paths.pid, paths.exit, paths.log,
-                         "ip", "netns", "exec", running.networkNamespace] + container.commandLine
+                         "ip", "netns", "exec", running.networkNamespace] + commandLine
         let result = try await Subprocess.run(.name("setsid"), arguments: Arguments(arguments), environment: .inherit.updating(variables),
                                               output: .discarded, error: .string(limit: 4096))
         guard case .exited(0) = result.terminationStatus else {

@@ -6,7 +6,7 @@ import MeridianLab
 /// `meridian lab up|down|status`: several clusters on this machine, for demos and tests.
 struct LabCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "lab", abstract: "Run several clusters on this machine.", subcommands: [Up.self, Down.self, Status.self])
+        commandName: "lab", abstract: "Run several clusters on this machine.", subcommands: [Up.self, Down.self, Status.self, RestartAgent.self])
 
     struct LabOptions: ParsableArguments {
         @Option(help: "Lab directory (default: $MERIDIAN_LAB_DIR or ~/.local/state/meridian/lab).") var directory: String?
@@ -59,6 +59,31 @@ struct LabCommand: AsyncParsableCommand {
                 }
                 if config.contexts.count != before { try config.save() }
                 print("✅ lab in \(lab.directory) removed (\(before - config.contexts.count) contexts)")
+            }
+        }
+    }
+
+    struct RestartAgent: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "restart-agent", abstract: "Stop a node's agent, optionally wait, and start it again (its pods keep running).")
+        @OptionGroup var options: LabOptions
+        @Option(help: "Cluster name.") var cluster: String
+        @Option(help: "Node name.") var node: String
+        @Option(help: "Seconds to leave the agent down.") var downFor: Double = 0
+
+        func run() async throws {
+            try await reportingErrors {
+                let lab = options.lab
+                guard let state = lab.loadState(), let labCluster = state.cluster(cluster),
+                      let labNode = labCluster.nodes.first(where: { $0.name == node }) else {
+                    throw ValidationError("no node \(node) in cluster \(cluster) of the lab in \(lab.directory)")
+                }
+                await lab.stopAgent(labNode)
+                if downFor > 0 { try await Task.sleep(for: .milliseconds(Int(downFor * 1000))) }
+                let previous = lab.registrations(of: labNode)
+                try lab.startAgent(labNode, cluster: labCluster, prefix: state.prefix)
+                try await lab.waitForNode(labNode, cluster: labCluster, timeout: .seconds(30), previous: previous)
+                print("✅ agent of \(cluster)/\(node) restarted")
             }
         }
     }

@@ -128,7 +128,9 @@ struct ExecCommand: AsyncParsableCommand {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
             if !FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") { process.executableURL = URL(fileURLWithPath: "/sbin/ip") }
-            process.arguments = ["netns", "exec", netns] + command
+            var commandLine = command
+            if commandLine.first == "meridian" { commandLine[0] = currentExecutable() }
+            process.arguments = ["netns", "exec", netns] + commandLine
             var environment = ProcessInfo.processInfo.environment
             environment["POD_NAME"] = pod
             environment["POD_NAMESPACE"] = namespace

@@ -91,7 +91,7 @@ public struct ManagedEtcd: Sendable {
     private func start() throws -> Process {
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
-        FileManager.default.createFile(atPath: configuration.logPath, contents: nil)
+        if !FileManager.default.fileExists(atPath: configuration.logPath) { FileManager.default.createFile(atPath: configuration.logPath, contents: nil) }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: configuration.logPath))
         try log.seekToEnd()
         Self.reapOrphan(pidFile: pidFile)

@@ -1,3 +1,4 @@
+import Foundation
 import CLibBPF
 import Glibc
 
@@ -10,6 +11,14 @@ public struct BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: Sendable {
     public init(name: String, fd: Int32) {
         self.name = name
         self.fd = fd
+    }
+
+    /// Opens a map pinned at `path` (for inspection tools and tests). The descriptor stays open
+    /// for the life of the process.
+    public init(pinnedAt path: String) throws(BPFError) {
+        let fd = bpf_obj_get(path)
+        try BPFError.check(fd, "open pinned map \(path)")
+        self.init(name: (path as NSString).lastPathComponent, fd: fd)
     }
 
     public func lookup(_ key: Key) -> Value? {

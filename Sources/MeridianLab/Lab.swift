@@ -146,7 +146,7 @@ public struct Lab: Sendable {
     public func startControlPlane(_ cluster: LabCluster, sharedCA: Bool = true) throws -> Int32 {
         try FileManager.default.createDirectory(atPath: cluster.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let logPath = cluster.dataDirectory + "/control-plane.log"
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         try log.seekToEnd()
         let process = Process()
@@ -186,9 +186,10 @@ public struct Lab: Sendable {
 
     /// Stops every process the lab started and removes its directory. Safe to call on a
     /// half-made or already removed lab.
-    public func down() async {
+    /// `prefix` names the lab's namespaces when its state file is gone (a crash mid-`up`).
+    public func down(prefix: String? = nil) async {
         let state = loadState()
-        await removeNodes(prefix: state?.prefix ?? Self.defaultPrefix)
+        await removeNodes(prefix: state?.prefix ?? prefix ?? Self.defaultPrefix)
         if let state {
             for cluster in state.clusters { await stopControlPlane(cluster) }
         }

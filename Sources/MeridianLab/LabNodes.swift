@@ -90,7 +90,7 @@ extension Lab {
 
     @discardableResult
     public func startAgent(_ node: LabNode, cluster: LabCluster, prefix: String) throws -> Int32 {
-        _ = FileManager.default.createFile(atPath: node.logPath, contents: nil)
+        if !FileManager.default.fileExists(atPath: node.logPath) { _ = FileManager.default.createFile(atPath: node.logPath, contents: nil) }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: node.logPath))
         try log.seekToEnd()
         let process = Process()
@@ -109,12 +109,18 @@ extension Lab {
         if let pid = Self.readPID(node.pidFile) { await Self.terminate(pid, signal: signal) }
     }
 
-    /// Waits until the node's agent has registered the node (its log says so) or exited.
-    func waitForNode(_ node: LabNode, cluster: LabCluster, timeout: Duration) async throws {
+    /// How many times the node's agent has registered the node so far, per its log.
+    public func registrations(of node: LabNode) -> Int {
+        ((try? String(contentsOfFile: node.logPath, encoding: .utf8)) ?? "").components(separatedBy: "node registered").count - 1
+    }
+
+    /// Waits until the node's agent has registered the node more than `previous` times (its log
+    /// says so), or exited.
+    public func waitForNode(_ node: LabNode, cluster: LabCluster, timeout: Duration, previous: Int = 0) async throws {
         let deadline = ContinuousClock.now + timeout
         while true {
             let log = (try? String(contentsOfFile: node.logPath, encoding: .utf8)) ?? ""
-            if log.contains("node registered") { return }
+            if registrations(of: node) > previous { return }
             if let pid = Self.readPID(node.pidFile), !Self.isAlive(pid) {
                 throw LabError("agent of \(cluster.name)/\(node.name) exited during start-up; see \(node.logPath):\n\(log.suffix(2000))")
             }

@@ -12,6 +12,8 @@ import Testing
 struct LabFixture: Sendable {
     let directory: String
     let lab: Lab
+    /// Names every namespace of this test's lab, so tests never touch a user's lab.
+    var prefix: String = "mt" + String(UUID().uuidString.prefix(6).lowercased())
 
     var configPath: String { directory + "/config.yaml" }
     var labDirectory: String { directory + "/lab" }
@@ -27,12 +29,12 @@ struct LabFixture: Sendable {
         return root.appendingPathComponent(".build/debug/meridian").path
     }
 
-    static func with(clusters: Int, heartbeat: Double = 1, enable: Bool = true,
+    static func with(clusters: Int, nodes: Int = 0, heartbeat: Double = 1, enable: Bool = true,
                      _ body: (LabFixture) async throws -> Void) async throws {
         let directory = "/tmp/meridian-test-\(UUID().uuidString.prefix(8).lowercased())"
         let fixture = LabFixture(directory: directory, lab: Lab(directory: directory + "/lab", executable: executable))
         do {
-            let up = try await fixture.meridian(["lab", "up", "--clusters", "\(clusters)"])
+            let up = try await fixture.meridian(["lab", "up", "--clusters", "\(clusters)", "--nodes", "\(nodes)"])
             try #require(up.status == 0, "lab up failed: \(up.stderr)")
             if enable {
                 for index in 1...clusters {
@@ -50,7 +52,7 @@ struct LabFixture: Sendable {
 
     func tearDown() async {
         _ = try? await meridian(["lab", "down"])
-        await lab.down()
+        await lab.down(prefix: prefix)
         try? FileManager.default.removeItem(atPath: directory)
     }
 
@@ -69,6 +71,7 @@ struct LabFixture: Sendable {
         var environment = ProcessInfo.processInfo.environment
         environment["MERIDIAN_CONFIG"] = configPath
         environment["MERIDIAN_LAB_DIR"] = labDirectory
+        environment["MERIDIAN_LAB_PREFIX"] = prefix
         process.environment = environment
         let out = Pipe(), err = Pipe(), input = Pipe()
         process.standardOutput = out

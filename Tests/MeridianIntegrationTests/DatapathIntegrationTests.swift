@@ -1,0 +1,342 @@
+import Foundation
+import CMeridianBPF
+import Glibc
+import MeridianCore
+import MeridianDatapath
+import MeridianEtcd
+import MeridianLab
+import MeridianStore
+import Testing
+
+/// The datapath on a real lab: node namespaces running agents, pods set up through the CNI
+/// plugin, real TCP and UDP through the BPF programs, VXLAN between nodes.
+@Suite("Datapath on lab nodes", .serialized, .enabled(if: getuid() == 0, "network namespaces and BPF need root; CI runs as root"))
+struct DatapathIntegrationTests {
+    static let echo = ["meridian", "tool", "echo-server", "--port", "8080", "--udp-port", "9090"]
+
+    static func pod(_ name: String, node: String, labels: [String: String] = [:], command: [String] = echo) -> String {
+        let labelLines = labels.map { "    \($0.key): \($0.value)" }.joined(separator: "\n")
+        let commandList = command.map { "\"\($0)\"" }.joined(separator: ", ")
+        return """
+            apiVersion: v1
+            kind: Pod
+            metadata:
+              name: \(name)
+            \(labels.isEmpty ? "" : "  labels:\n" + labelLines)
+            spec:
+              nodeName: \(node)
+              containers:
+              - name: main
+                command: [\(commandList)]
+                ports:
+                - name: http
+                  containerPort: 8080
+            ---
+
+            """
+    }
+
+    static func backends(replicas: Int) -> String {
+        """
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata:
+          name: backend
+        spec:
+          replicas: \(replicas)
+          selector:
+            matchLabels:
+              app: backend
+          template:
+            metadata:
+              labels:
+                app: backend
+            spec:
+              containers:
+              - name: echo
+                command: ["meridian", "tool", "echo-server", "--port", "8080"]
+                ports:
+                - name: http
+                  containerPort: 8080
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata:
+          name: backend
+        spec:
+          selector:
+            app: backend
+          ports:
+          - port: 80
+            targetPort: http
+        ---
+
+        """
+    }
+
+    static let sleeper = ["sleep", "100000"]
+
+    @Test("pods reach pods on the same node and across nodes, TCP and UDP, small and 64 KiB")
+    func podToPod() async throws {
+        try await LabFixture.with(clusters: 1, nodes: 2, enable: false) { lab in
+            try await lab.apply(Self.pod("server-a", node: "node1") + Self.pod("server-b", node: "node2") + Self.pod("client", node: "node1", command: Self.sleeper))
+            let pods = try await lab.waitRunning(["server-a", "server-b", "client"])
+            #expect(pods["server-a"]?.node == "node1" && pods["server-b"]?.node == "node2")
+            for server in ["server-a", "server-b"] {
+                let ip = try #require(pods[server]?.ip)
+                let answer = try await lab.exec("client", ["curl", "-s", "-m", "5", "http://\(ip):8080/"])
+                #expect(answer.status == 0, "TCP to \(server): \(answer.stderr)")
+                #expect(answer.stdout.contains("\"pod\":\"\(server)\""))
+                #expect(answer.stdout.contains("\"client\":\"\(pods["client"]?.ip ?? "?")\""), "the server sees the client's own address")
+                let large = try await lab.exec("client", ["curl", "-s", "-m", "10", "-o", "/dev/null", "-w", "%{size_download}", "http://\(ip):8080/bytes/65536"])
+                #expect(large.stdout == "65536", "64 KiB over TCP to \(server): \(large.stdout) \(large.stderr)")
+                for size in [32, 65000] {
+                    let udp = try await lab.exec("client", ["meridian", "tool", "udp-probe", ip, "9090", "--size", "\(size)"])
+                    #expect(udp.status == 0, "UDP \(size) bytes to \(server): \(udp.stdout) \(udp.stderr)")
+                }
+            }
+        }
+    }
+
+    @Test("a ClusterIP spreads over every backend on both nodes, by address and by DNS name")
+    func clusterIPLoadBalancing() async throws {
+        try await LabFixture.with(clusters: 1, nodes: 2, enable: false) { lab in
+            try await lab.apply(Self.backends(replicas: 4) + Self.pod("client", node: "node1", command: Self.sleeper))
+            try await lab.waitRunning(["client"])
+            let backendPods = try await lab.waitDeployment("backend", ready: 4)
+            #expect(Set(backendPods.compactMap(\.node)) == ["node1", "node2"])
+            let clusterIP = try await lab.clusterIP("backend")
+            var served: Set<String> = []
+            for _ in 0..<40 {
+                let answer = try await lab.exec("client", ["curl", "-s", "-m", "5", "http://\(clusterIP)/"])
+                #expect(answer.status == 0, "\(answer.stderr)")
+                if let pod = Self.field("pod", in: answer.stdout) { served.insert(pod) }
+                if served.count == 4 { break }
+            }
+            #expect(served == Set(backendPods.map(\.name)))
+            for name in ["backend.default.svc.cluster.local", "backend.default", "backend"] {
+                let answer = try await lab.exec("client", ["curl", "-s", "-m", "5", "http://\(name)/"])
+                #expect(answer.status == 0 && answer.stdout.contains("\"pod\":\"backend-"), "\(name): \(answer.stdout) \(answer.stderr)")
+            }
+            let unknown = try await lab.exec("client", ["curl", "-s", "-m", "5", "http://nothing.default.svc.cluster.local/"])
+            #expect(unknown.status == 6, "an unknown service name does not resolve (curl exit 6), got \(unknown.status)")
+        }
+    }
+
+    @Test("scaling to zero refuses new connections at once; a deleted pod leaves no state behind")
+    func scaleToZeroAndDelete() async throws {
+        try await LabFixture.with(clusters: 1, nodes: 2, enable: false) { lab in
+            try await lab.apply(Self.backends(replicas: 2) + Self.pod("client", node: "node2", command: Self.sleeper)
+                                + Self.pod("victim", node: "node1"))
+            let pods = try await lab.waitRunning(["client", "victim"])
+            _ = try await lab.waitDeployment("backend", ready: 2)
+            let clusterIP = try await lab.clusterIP("backend")
+            #expect(try await lab.exec("client", ["curl", "-s", "-m", "5", "http://\(clusterIP)/"]).status == 0)
+
+            try await lab.run(["scale", "deployment", "backend", "--replicas", "0"])
+            try await eventually("backends gone") { try await lab.pods().filter { $0.name.hasPrefix("backend-") }.isEmpty }
+            try await eventually("connections refused (curl exit 7), not timed out") {
+                try await lab.exec("client", ["curl", "-s", "-m", "5", "http://\(clusterIP)/"]).status == 7
+            }
+
+            let victimIP = try #require(pods["victim"]?.ip)
+            let node = try #require(try lab.cluster("cluster1").nodes.first { $0.name == "node1" })
+            try await lab.run(["delete", "pod", "victim"])
+            // With the backends scaled away and the victim deleted, node1 runs no pod: no pod veth may remain.
+            try await eventually("the victim's endpoint, status, namespace and veth are gone") {
+                let endpoint = try await lab.withAdmin("cluster1") { try await $0.get(MeshKind.endpoints.stateKey(cluster: "cluster1", name: victimIP)) }
+                let status = try await lab.withAdmin("cluster1") { try await $0.get(KeyLayout.podStatus(namespace: "default", name: "victim")) }
+                let namespaces = Lab.namespaces(prefix: lab.prefix)
+                let links = try await lab.links(inNamespace: node.namespace).filter { $0.hasPrefix("mer") && $0 != "mer_vxlan" }
+                return endpoint == nil && status == nil && !namespaces.contains { $0.hasSuffix("-victim") } && links.isEmpty
+            }
+            let endpoints = try BPFMap<mer_endpoint_key, mer_endpoint_info>(pinnedAt: node.pinDirectory + "/mer_endpoints")
+            let victimKey = mer_endpoint_key(ip4: try #require(IPAddress(victimIP)?.datapathValue))
+            #expect(endpoints.lookup(victimKey) == nil, "the victim's endpoint map entry is removed")
+            let services = try BPFMap<mer_lb4_key, mer_lb4_service>(pinnedAt: node.pinDirectory + "/mer_lb4_svc")
+            let backendSlots = services.entries().filter { $0.key.backend_slot != 0 }
+            #expect(backendSlots.isEmpty, "no backend slot survives scaling to zero: \(backendSlots.count)")
+            let unreachable = try await lab.exec("client", ["curl", "-s", "-m", "2", "http://\(victimIP):8080/"])
+            #expect(unreachable.status != 0)
+        }
+    }
+
+    @Test("an agent restart interrupts neither a running stream nor new connections to services")
+    func agentRestart() async throws {
+        try await LabFixture.with(clusters: 1, nodes: 2, enable: false) { lab in
+            try await lab.apply(Self.backends(replicas: 2) + Self.pod("client", node: "node1", command: Self.sleeper)
+                                + Self.pod("streamer", node: "node2"))
+            let pods = try await lab.waitRunning(["client", "streamer"])
+            _ = try await lab.waitDeployment("backend", ready: 2)
+            let clusterIP = try await lab.clusterIP("backend")
+            let streamer = try #require(pods["streamer"]?.ip)
+            let cluster = try lab.cluster("cluster1")
+            let state = try #require(lab.lab.loadState())
+
+            try await withThrowingTaskGroup(of: LabFixture.Result.self) { group in
+                // 4 MiB at 1 MiB/s: the stream is running while both agents are away.
+                group.addTask {
+                    try await lab.exec("client", ["curl", "-s", "-m", "30", "--limit-rate", "1M", "-o", "/dev/null", "-w", "%{size_download}",
+                                                  "http://\(streamer):8080/bytes/4194304"])
+                }
+                try await Task.sleep(for: .milliseconds(700))
+                for node in cluster.nodes { await lab.lab.stopAgent(node) }
+                for _ in 0..<5 {
+                    let answer = try await lab.exec("client", ["curl", "-s", "-m", "5", "http://\(clusterIP)/"])
+                    #expect(answer.status == 0, "new connection while agents are down: \(answer.stderr)")
+                }
+                for node in cluster.nodes {
+                    let previous = lab.lab.registrations(of: node)
+                    try lab.lab.startAgent(node, cluster: cluster, prefix: state.prefix)
+                    try await lab.lab.waitForNode(node, cluster: cluster, timeout: .seconds(30), previous: previous)
+                }
+                for _ in 0..<5 {
+                    let answer = try await lab.exec("client", ["curl", "-s", "-m", "5", "http://backend/"])
+                    #expect(answer.status == 0, "new connection after the restart: \(answer.stderr)")
+                }
+                let stream = try #require(try await group.next())
+                #expect(stream.stdout == "4194304", "the stream completed whole: \(stream.stdout) \(stream.stderr)")
+            }
+            // The restarted agents kept the pods they had, without restarting them.
+            #expect(try await lab.pods().allSatisfy { $0.restarts == 0 && $0.status == "Running" })
+        }
+    }
+
+    @Test("bad workloads get a clear error or a visible status, never a half-made pod")
+    func badWorkloads() async throws {
+        try await LabFixture.with(clusters: 1, nodes: 1, enable: false) { lab in
+            let noCommand = """
+                apiVersion: apps/v1
+                kind: Deployment
+                metadata:
+                  name: broken
+                spec:
+                  selector:
+                    matchLabels: {app: broken}
+                  template:
+                    metadata:
+                      labels: {app: broken}
+                    spec:
+                      containers:
+                      - name: main
+                        image: nginx
+                """
+            let rejected = try await lab.meridian(["apply", "-f", "-"], stdin: noCommand)
+            #expect(rejected.status != 0)
+            #expect(rejected.stderr.contains("spec.template.spec.containers[0].command"), "\(rejected.stderr)")
+            let badPort = Self.pod("badport", node: "node1").replacingOccurrences(of: "containerPort: 8080", with: "containerPort: 70000")
+            let portResult = try await lab.meridian(["apply", "-f", "-"], stdin: badPort)
+            #expect(portResult.status != 0 && portResult.stderr.contains("containerPort"), "\(portResult.stderr)")
+            #expect(try await lab.pods().isEmpty, "rejected manifests create nothing")
+
+            try await lab.apply(Self.pod("crasher", node: "node1", command: ["sh", "-c", "echo boom; exit 3"]))
+            try await eventually("the crashing pod shows CrashLoopBackOff with its exit code") {
+                let pod = try await lab.pods().first { $0.name == "crasher" }
+                return pod?.status == "CrashLoopBackOff" && pod?.message?.contains("exited with 3") == true
+            }
+        }
+    }
+
+    @Test("lab down leaves no namespace, process, pin or file behind")
+    func labDownIsClean() async throws {
+        var prefix = ""
+        var directory = ""
+        try await LabFixture.with(clusters: 1, nodes: 2, enable: false) { lab in
+            prefix = lab.prefix
+            directory = lab.directory
+            try await lab.apply(Self.backends(replicas: 2))
+            _ = try await lab.waitDeployment("backend", ready: 2)
+            #expect(Lab.namespaces(prefix: prefix).count == 1 + 2 + 2)
+        }
+        #expect(Lab.namespaces(prefix: prefix).isEmpty)
+        let mounts = try String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)
+        #expect(!mounts.contains(directory))
+        #expect(!FileManager.default.fileExists(atPath: directory))
+        let leftovers = (try FileManager.default.contentsOfDirectory(atPath: "/proc")).compactMap(Int32.init).filter { pid in
+            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            return String(decoding: data, as: UTF8.self).contains(directory) || String(decoding: data, as: UTF8.self).contains(prefix)
+        }
+        #expect(leftovers.isEmpty, "processes left: \(leftovers)")
+        let etcNetns = (try? FileManager.default.contentsOfDirectory(atPath: "/etc/netns")) ?? []
+        #expect(!etcNetns.contains { $0.hasPrefix(prefix) })
+    }
+
+    static func field(_ name: String, in json: String) -> String? {
+        guard let data = json.data(using: .utf8),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+        return object[name] as? String
+    }
+}
+
+/// What `get pods -o json` says about a pod.
+struct PodRow: Decodable, Sendable {
+    var namespace: String
+    var name: String
+    var status: String
+    var restarts: Int
+    var ip: String?
+    var node: String?
+    var message: String?
+}
+
+extension LabFixture {
+    func run(_ arguments: [String]) async throws {
+        let result = try await meridian(arguments)
+        try #require(result.status == 0, "meridian \(arguments.joined(separator: " ")) failed: \(result.stderr)")
+    }
+
+    func apply(_ yaml: String) async throws {
+        let result = try await meridian(["apply", "-f", "-"], stdin: yaml)
+        try #require(result.status == 0, "apply failed: \(result.stderr)")
+    }
+
+    func exec(_ pod: String, _ command: [String]) async throws -> Result {
+        try await meridian(["exec", pod, "--"] + command)
+    }
+
+    func pods() async throws -> [PodRow] {
+        let result = try await meridian(["get", "pods", "-o", "json"])
+        try #require(result.status == 0, "get pods failed: \(result.stderr)")
+        return try JSONDecoder().decode([PodRow].self, from: Data(result.stdout.utf8))
+    }
+
+    @discardableResult
+    func waitRunning(_ names: [String], timeout: Duration = .seconds(30)) async throws -> [String: PodRow] {
+        var found: [String: PodRow] = [:]
+        try await eventually("pods \(names) running", timeout: timeout) {
+            let pods = try await pods()
+            found = Dictionary(pods.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            return names.allSatisfy { found[$0]?.status == "Running" && found[$0]?.ip != nil }
+        }
+        return found
+    }
+
+    func waitDeployment(_ name: String, ready: Int, timeout: Duration = .seconds(30)) async throws -> [PodRow] {
+        var owned: [PodRow] = []
+        try await eventually("deployment \(name) has \(ready) running pods", timeout: timeout) {
+            owned = try await pods().filter { $0.name.hasPrefix(name + "-") }
+            return owned.count == ready && owned.allSatisfy { $0.status == "Running" && $0.ip != nil }
+        }
+        return owned
+    }
+
+    func clusterIP(_ service: String) async throws -> String {
+        let result = try await meridian(["get", "services", "-o", "json"])
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]])
+        return try #require(rows.first { $0["name"] as? String == service }?["clusterIP"] as? String)
+    }
+
+    func links(inNamespace namespace: String) async throws -> [String] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["ip", "-n", namespace, "-o", "link", "show"]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap { line in
+            line.split(separator: ":").dropFirst().first.map { String($0.trimmingCharacters(in: .whitespaces).split(separator: "@").first ?? "") }
+        }
+    }
+}
