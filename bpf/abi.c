@@ -15,6 +15,6 @@ _Static_assert(sizeof(struct mer_lb4_revnat) == 8, "lb4 revnat");
 _Static_assert(sizeof(struct mer_ct_key) == 16, "ct key");
 _Static_assert(sizeof(struct mer_ct_entry) == 40, "ct entry");
 _Static_assert(sizeof(struct mer_frag_key) == 12, "frag key");
-_Static_assert(sizeof(struct mer_config) == 16, "config");
+_Static_assert(sizeof(struct mer_config) == 20, "config");
 _Static_assert(sizeof(struct mer_event) == 48, "event");
 _Static_assert(sizeof(struct mer_metric) == 16, "metric");

@@ -1,8 +1,10 @@
 /*
  * from-overlay: tc ingress on the node's collect-metadata VXLAN device, after the kernel has
  * decapsulated. The VNI is the sender's security identity; the host identity is never accepted
- * from the wire. Packets for local pods go to their veth (to-pod runs there) with the identity
- * in skb->mark; packets for the node itself go to its stack.
+ * from the wire, the sending node must be a known node, and a cluster-scoped identity must
+ * belong to that node's cluster (a node cannot speak for another cluster's pods). Packets for
+ * local pods go to their veth (to-pod runs there) with the identity in skb->mark; packets for
+ * the node itself go to its stack.
  */
 #include "lib/common.h"
 
@@ -37,12 +39,24 @@ SEC("tc")
 int from_overlay(struct __sk_buff *skb)
 {
     struct bpf_tunnel_key key = {};
+    const struct mer_ipcache_value *sender;
+    const struct mer_config *cfg;
     __u32 src_identity;
 
     if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0) < 0)
         return drop(skb, MER_DROP_NO_TUNNEL_KEY, 0, 0, 0);
     src_identity = key.tunnel_id & 0xFFFFFF;
     if (src_identity == MER_ID_HOST || src_identity == MER_ID_UNKNOWN)
+        return drop(skb, MER_DROP_INVALID_IDENTITY, 0, src_identity, 0);
+
+    cfg = node_config();
+    if (!cfg)
+        return drop(skb, MER_DROP_NO_CONFIG, 0, src_identity, 0);
+    sender = ipcache_lookup(bpf_htonl(key.remote_ipv4));
+    if (!sender || sender->identity != MER_ID_REMOTE_NODE)
+        return drop(skb, MER_DROP_UNKNOWN_SENDER, 0, src_identity, 0);
+    if (src_identity >= MER_FIRST_CLUSTER_IDENTITY && cfg->identity_cluster_shift < 32 &&
+        (src_identity >> cfg->identity_cluster_shift) != sender->cluster_id)
         return drop(skb, MER_DROP_INVALID_IDENTITY, 0, src_identity, 0);
 
     if (skb->protocol == bpf_htons(ETH_P_IP))

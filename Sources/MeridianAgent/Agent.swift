@@ -62,6 +62,7 @@ public struct Agent: Sendable {
             config.node_ip = context.nodeIP.datapathValue ?? 0
             config.gateway_ip = context.gateway.datapathValue ?? 0
             config.cluster_id = UInt16(context.cluster.id)
+            config.identity_cluster_shift = UInt32(context.identityLayout.shift)
             try datapath.config.update(0, config)
             try datapath.attachOverlay(device: NodeNetwork.vxlanDevice)
 
@@ -74,6 +75,7 @@ public struct Agent: Sendable {
                 KeyLayout.resources(plural: ResourceKind.service.plural),
                 KeyLayout.resources(plural: ResourceKind.pod.plural),
                 KeyLayout.podStatusPrefix,
+                Self.remoteNodesPrefix, Self.remoteEndpointsPrefix, Self.remoteServicesPrefix,
             ])
             let names = ServiceNameTable()
             let runtime = PodRuntime(context: context, client: client, mirror: mirror, endpoints: endpoints,
@@ -95,6 +97,11 @@ public struct Agent: Sendable {
             }
         }
     }
+
+    /// What the control plane imported from every peer (KVStoreMesh: agents read only their own etcd).
+    static let remoteNodesPrefix = "cilium/cache/nodes/v1/"
+    static let remoteEndpointsPrefix = "cilium/cache/ip/v1/"
+    static let remoteServicesPrefix = "cilium/cache/services/v1/"
 
     // MARK: Node
 
@@ -201,7 +208,10 @@ public struct Agent: Sendable {
                     endpoints: await mirror.snapshot(MeshKind.endpoints.statePrefix(cluster: context.cluster.name)),
                     services: await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.service.plural)),
                     pods: await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.pod.plural)),
-                    podStatuses: await mirror.snapshot(KeyLayout.podStatusPrefix))
+                    podStatuses: await mirror.snapshot(KeyLayout.podStatusPrefix),
+                    remoteNodes: await mirror.snapshot(Self.remoteNodesPrefix),
+                    remoteEndpoints: await mirror.snapshot(Self.remoteEndpointsPrefix),
+                    remoteServices: await mirror.snapshot(Self.remoteServicesPrefix))
                 let desired = DesiredDatapath.compute(inputs, context: context)
                 names.replace(desired.serviceIPs)
                 do {

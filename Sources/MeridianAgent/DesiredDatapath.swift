@@ -44,66 +44,73 @@ struct DesiredDatapath: Sendable {
         var services: [String: Data]
         var pods: [String: Data]
         var podStatuses: [String: Data]
+        /// Imported from peers: `cilium/cache/{nodes,ip,services}/v1/<peer>/...`.
+        var remoteNodes: [String: Data] = [:]
+        var remoteEndpoints: [String: Data] = [:]
+        var remoteServices: [String: Data] = [:]
     }
 
     static func compute(_ inputs: Inputs, context: NodeContext) -> DesiredDatapath {
         var desired = DesiredDatapath()
         let clusterID = UInt16(context.cluster.id)
-        for (key, value) in inputs.nodes {
+        let tunnel = UInt8(MER_IPCACHE_F_TUNNEL)
+        let remoteFlag = UInt8(MER_IPCACHE_F_REMOTE_CLUSTER)
+        for (key, value) in inputs.nodes.merging(inputs.remoteNodes, uniquingKeysWith: { a, _ in a }) {
             guard let node = try? StoreCoding.decode(NodeRecord.self, from: value, key: key),
                   let internalAddress = node.ipAddresses.first(where: { $0.type == .internalIP }),
                   let nodeIP = IPAddress(internalAddress.ip) else { continue }
-            let isSelf = node.name == context.nodeName
+            let isRemote = node.cluster != context.cluster.name
+            let nodeCluster = UInt16(truncatingIfNeeded: node.clusterID)
+            let isSelf = !isRemote && node.name == context.nodeName
             if let cidr = node.ipv4AllocCIDR {
                 desired.ipcache[cidr] = IPCacheEntry(identity: ReservedIdentity.world.rawValue, tunnelEndpoint: nodeIP,
-                                                     flags: UInt8(MER_IPCACHE_F_TUNNEL), clusterID: clusterID)
+                                                     flags: tunnel | (isRemote ? remoteFlag : 0), clusterID: nodeCluster)
             }
             if let host = try? IPCIDR(address: nodeIP, prefixLength: 32) {
                 desired.ipcache[host] = isSelf
                     ? IPCacheEntry(identity: ReservedIdentity.host.rawValue, tunnelEndpoint: nil, flags: UInt8(MER_IPCACHE_F_LOCAL_NODE), clusterID: clusterID)
-                    : IPCacheEntry(identity: ReservedIdentity.remoteNode.rawValue, tunnelEndpoint: nil, flags: 0, clusterID: clusterID)
+                    : IPCacheEntry(identity: ReservedIdentity.remoteNode.rawValue, tunnelEndpoint: nil, flags: isRemote ? remoteFlag : 0,
+                                   clusterID: nodeCluster)
             }
         }
         if let gateway = try? IPCIDR(address: context.gateway, prefixLength: 32) {
             desired.ipcache[gateway] = IPCacheEntry(identity: ReservedIdentity.host.rawValue, tunnelEndpoint: nil,
                                                     flags: UInt8(MER_IPCACHE_F_LOCAL_NODE), clusterID: clusterID)
         }
-        for (key, value) in inputs.endpoints {
-            guard let pair = try? StoreCoding.decode(IPIdentityPair.self, from: value, key: key),
-                  let prefix = try? pair.prefix(), prefix.family == .ipv4 else { continue }
-            desired.ipcache[prefix] = IPCacheEntry(identity: pair.id, tunnelEndpoint: IPAddress(pair.hostIP),
-                                                   flags: UInt8(MER_IPCACHE_F_TUNNEL), clusterID: clusterID)
+        let layout = context.identityLayout
+        for (records, isRemote) in [(inputs.endpoints, false), (inputs.remoteEndpoints, true)] {
+            for (key, value) in records {
+                guard let pair = try? StoreCoding.decode(IPIdentityPair.self, from: value, key: key),
+                      let prefix = try? pair.prefix(), prefix.family == .ipv4 else { continue }
+                let owner = isRemote ? UInt16(truncatingIfNeeded: layout.clusterID(of: pair.id).rawValue) : clusterID
+                desired.ipcache[prefix] = IPCacheEntry(identity: pair.id, tunnelEndpoint: IPAddress(pair.hostIP),
+                                                       flags: tunnel | (isRemote ? remoteFlag : 0), clusterID: owner)
+            }
         }
 
-        var statuses: [String: PodStatus] = [:]
-        for (key, value) in inputs.podStatuses {
-            let name = String(key.dropFirst(KeyLayout.podStatusPrefix.count))
-            statuses[name] = try? StoreCoding.decode(PodStatus.self, from: value, key: key)
-        }
-        var pods: [ObservedPod] = []
-        for (key, value) in inputs.pods {
-            guard case let .pod(pod)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key) else { continue }
-            let namespace = pod.metadata.namespace ?? KubernetesObject.defaultNamespace
-            pods.append(ObservedPod(pod: pod, status: statuses["\(namespace)/\(pod.metadata.name)"]))
-        }
-        for (key, value) in inputs.services {
-            guard case let .service(service)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key),
-                  let clusterIP = service.spec.clusterIP, let vip = IPAddress(clusterIP), vip.family == .ipv4 else { continue }
-            let namespace = service.metadata.namespace ?? KubernetesObject.defaultNamespace
-            desired.serviceIPs["\(service.metadata.name).\(namespace)"] = vip
-            for resolved in ServiceBackendResolver.resolve(service, pods: pods) {
-                guard let proto = Self.proto(resolved.servicePort.protocol) else { continue }
-                let frontend = Frontend(address: vip, port: UInt16(resolved.servicePort.port), proto: proto)
-                desired.services[frontend] = resolved.backends.compactMap { backend in
-                    IPAddress(backend.podIP).map { BackendAddress(address: $0, port: UInt16(backend.port), proto: proto, clusterID: clusterID) }
+        let frontends = ServiceFrontends.compute(
+            cluster: context.cluster.name, clusterID: context.cluster.id, serviceRecords: inputs.services,
+            podRecords: inputs.pods, statusRecords: inputs.podStatuses, remoteRecords: inputs.remoteServices)
+        for frontend in frontends {
+            guard let vip = IPAddress(frontend.address), let proto = L4Protocol(rawValue: frontend.proto).flatMap(Self.proto) else { continue }
+            desired.serviceIPs["\(frontend.name).\(frontend.namespace)"] = vip
+            desired.services[Frontend(address: vip, port: frontend.port, proto: proto)] = frontend.backends.compactMap { backend in
+                IPAddress(backend.ip).map {
+                    BackendAddress(address: $0, port: backend.port, proto: proto, clusterID: UInt16(truncatingIfNeeded: backend.clusterID))
                 }
             }
+        }
+        // Services whose ports all lack a protocol the datapath handles still resolve by name.
+        for (key, value) in inputs.services {
+            guard case let .service(service)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key),
+                  let clusterIP = service.spec.clusterIP, let vip = IPAddress(clusterIP) else { continue }
+            desired.serviceIPs["\(service.metadata.name).\(service.metadata.namespace ?? KubernetesObject.defaultNamespace)"] = vip
         }
         return desired
     }
 
-    static func proto(_ transport: TransportProtocol) -> UInt8? {
-        switch transport {
+    static func proto(_ l4: L4Protocol) -> UInt8? {
+        switch l4 {
         case .tcp: 6
         case .udp: 17
         default: nil

@@ -41,8 +41,8 @@ struct MeshExporter: Sendable {
         }
     }
 
-    /// Reconciles the exported services from the Service and Namespace resources, then again on
-    /// every change to either.
+    /// Reconciles the exported services from the Service, Namespace and Pod resources and the
+    /// pods' statuses (backends are the ready pods a Service selects), then again on every change.
     private func exportServices() async throws {
         var backoff = ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(5))
         var canaryWritten = false
@@ -54,10 +54,10 @@ struct MeshExporter: Sendable {
                     canaryWritten = true
                 }
                 backoff.reset()
-                try await client.watch(prefix: KeyLayout.resourcesPrefix, startRevision: revision + 1) { events, _ in
+                try await client.watch(prefix: KeyLayout.meridianPrefix, startRevision: revision + 1) { events, _ in
                     let relevant = events.contains { event in
-                        event.key.hasPrefix(KeyLayout.resources(plural: ResourceKind.service.plural))
-                            || event.key.hasPrefix(KeyLayout.resources(plural: ResourceKind.namespace.plural))
+                        [ResourceKind.service, .namespace, .pod].contains { event.key.hasPrefix(KeyLayout.resources(plural: $0.plural)) }
+                            || event.key.hasPrefix(KeyLayout.podStatusPrefix)
                     }
                     if relevant { _ = try await reconcileServices() }
                 }
@@ -73,6 +73,7 @@ struct MeshExporter: Sendable {
     private func reconcileServices() async throws -> Int64 {
         let services = try await client.list(prefix: KeyLayout.resources(plural: ResourceKind.service.plural))
         let namespaces = try await client.list(prefix: KeyLayout.resources(plural: ResourceKind.namespace.plural))
+        let pods = try await ObservedPods.list(client)
         var nonGlobalNamespaces: Set<String> = []
         for item in namespaces.items {
             guard case let .namespace(ns)? = try? StoreCoding.decode(KubernetesObject.self, from: item.value, key: item.key) else { continue }
@@ -88,7 +89,8 @@ struct MeshExporter: Sendable {
             }
             let namespace = service.metadata.namespace ?? "default"
             guard !nonGlobalNamespaces.contains(namespace),
-                  let exported = ServiceExport.clusterService(for: service, cluster: cluster) else { continue }
+                  let exported = ServiceExport.clusterService(for: service, cluster: cluster,
+                                                              backends: ServiceExport.backends(of: service, pods: pods.pods)) else { continue }
             desired[MeshKind.services.stateKey(cluster: cluster.name, name: "\(namespace)/\(service.metadata.name)")] = jsonData(exported)
         }
         let existing = try await client.list(prefix: MeshKind.services.statePrefix(cluster: cluster.name))
@@ -98,7 +100,7 @@ struct MeshExporter: Sendable {
             try await MeshCache.apply(diff, to: client)
             logger.info("services exported", metadata: ["count": "\(desired.count)", "changed": "\(diff.puts.count)", "removed": "\(diff.deletes.count)"])
         }
-        return max(services.revision, namespaces.revision)
+        return max(services.revision, namespaces.revision, pods.revision)
     }
 }
 
@@ -106,6 +108,18 @@ struct MeshExporter: Sendable {
 public enum ServiceExport {
     /// Namespaces annotated `"false"` are not exported (Cilium 1.19's global-namespace filter).
     public static let namespaceGlobalAnnotation = "clustermesh.cilium.io/global"
+
+    /// The ready backends of `service` by address and port name, as a ClusterService carries them.
+    public static func backends(of service: Service, pods: [ObservedPod]) -> [String: [String: L4Addr]] {
+        var result: [String: [String: L4Addr]] = [:]
+        for resolved in ServiceBackendResolver.resolve(service, pods: pods) {
+            guard let proto = L4Protocol(rawValue: resolved.servicePort.protocol.rawValue) else { continue }
+            for backend in resolved.backends {
+                result[backend.podIP, default: [:]][resolved.servicePort.name ?? ""] = L4Addr(protocol: proto, port: UInt16(backend.port))
+            }
+        }
+        return result
+    }
 
     /// The exported record, or nil when the service is not global and shared. Frontends are the
     /// service's cluster IPs; backends come from the cluster's ready endpoints (none until the
@@ -129,3 +143,4 @@ public enum ServiceExport {
             includeExternal: true, shared: true, clusterID: cluster.id)
     }
 }
+

@@ -37,7 +37,8 @@ final class DatapathFixture {
             throw error
         }
         try datapath.config.update(0, mer_config(
-            vxlan_ifindex: 1, node_ip: Self.addr(Self.nodeIP), gateway_ip: Self.addr(Self.gatewayIP), cluster_id: 1, flags: 0))
+            vxlan_ifindex: 1, node_ip: Self.addr(Self.nodeIP), gateway_ip: Self.addr(Self.gatewayIP), cluster_id: 1, flags: 0,
+            identity_cluster_shift: 16))
         try addEndpoint(ip: Self.clientIP, identity: Self.clientIdentity, ifindex: Self.loopbackIndex)
     }
 

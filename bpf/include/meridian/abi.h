@@ -41,6 +41,7 @@ enum {
     MER_ID_HOST = 1,
     MER_ID_WORLD = 2,
     MER_ID_REMOTE_NODE = 6,
+    MER_FIRST_CLUSTER_IDENTITY = 256, /* below: reserved identities shared by every cluster */
 };
 
 /* ---- local endpoints: pod IPv4 (be) -> endpoint ---- */
@@ -195,6 +196,7 @@ struct mer_config {
     __u32 gateway_ip;    /* be; the pods' gateway on this node */
     __u16 cluster_id;
     __u16 flags;
+    __u32 identity_cluster_shift; /* 16, or 15 with 511 clusters: identity >> shift = cluster ID */
 };
 
 /* ---- events ring buffer ---- */
@@ -231,6 +233,7 @@ enum {
     MER_DROP_NO_TUNNEL_ENDPOINT = 160,
     MER_DROP_UNSUPPORTED_L2 = 166,
     MER_DROP_INVALID_IDENTITY = 171,
+    MER_DROP_UNKNOWN_SENDER = 172,
     MER_DROP_POLICY_DENY = 181,
     MER_DROP_NO_CONFIG = 185,
     MER_DROP_TTL_EXCEEDED = 196,
