@@ -34,6 +34,8 @@ actor PodRuntime {
         var startedAt: String
         var containers: [ContainerProcess]
         var specDigest: String
+        /// Routes to pod CIDRs behind a smaller underlay MTU, as programmed: CIDR → MTU.
+        var routes: [String: Int]?
     }
 
     private let context: NodeContext
@@ -117,7 +119,44 @@ actor PodRuntime {
                 await supervise(key, pod)
             }
         }
+        await applyRoutes(await smallerMTURoutes())
         save()
+    }
+
+    /// Pod CIDRs of nodes (usually in other clusters) whose underlay MTU is smaller than this
+    /// node's, with the pod MTU that fits them: traffic to them is sized at the source instead
+    /// of being fragmented on the way.
+    private func smallerMTURoutes() async -> [String: Int] {
+        let localMTU = context.podMTU + MeridianMTU.vxlanOverhead
+        var routes: [String: Int] = [:]
+        for prefix in [MeshKind.nodes.statePrefix(cluster: context.cluster.name), Agent.remoteNodesPrefix] {
+            for (key, value) in await mirror.snapshot(prefix) {
+                guard let node = try? StoreCoding.decode(NodeRecord.self, from: value, key: key), let mtu = node.mtu, mtu < localMTU,
+                      let cidr = node.ipv4AllocCIDR else { continue }
+                routes[cidr.description] = min(routes[cidr.description] ?? Int.max, mtu - MeridianMTU.vxlanOverhead)
+            }
+        }
+        return routes
+    }
+
+    private func applyRoutes(_ desired: [String: Int]) async {
+        for (key, running) in pods where running.address != nil {
+            let current = running.routes ?? [:]
+            guard current != desired else { continue }
+            var applied = current
+            let n = ["ip", "-n", running.networkNamespace, "route"]
+            for (cidr, mtu) in desired where current[cidr] != mtu {
+                if (try? await HostCommand.run(n + ["replace", cidr, "via", context.gateway.description, "dev", "eth0", "mtu", "\(mtu)"])) != nil {
+                    applied[cidr] = mtu
+                }
+            }
+            for cidr in current.keys where desired[cidr] == nil {
+                await HostCommand.attempt(n + ["del", cidr])
+                applied[cidr] = nil
+            }
+            pods[key]?.routes = applied
+            logger.info("pod routes sized for smaller MTUs", metadata: ["pod": "\(key)", "routes": "\(applied)"])
+        }
     }
 
     // MARK: Start

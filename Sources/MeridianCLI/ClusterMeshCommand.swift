@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MeridianCore
 import MeridianControlPlane
 import MeridianEtcd
 import MeridianStore
@@ -183,7 +184,12 @@ struct ClusterMeshCommand: AsyncParsableCommand {
                 let status = try StoreCoding.decode(RemoteClusterStatus.self, from: item.value, key: item.key)
                 statuses[status.name] = status
             }
-            return ClusterMeshStatusReport(settings: info.settings, meshEnabled: info.meshEnabled, peers: peers, statuses: statuses)
+            var report = ClusterMeshStatusReport(settings: info.settings, meshEnabled: info.meshEnabled, peers: peers, statuses: statuses)
+            let localNodes: [(String, NodeRecord)] = try await MeshRows.gather(.nodes, client: client, localCluster: info.settings.name, allClusters: true)
+            report.addMTUs(local: localNodes.filter { $0.0 == info.settings.name }.compactMap(\.1.mtu),
+                           remote: Dictionary(grouping: localNodes.filter { $0.0 != info.settings.name }, by: \.0).mapValues { $0.compactMap(\.1.mtu) })
+            report.warnings += try await LabelConsistency.warnings(client, localCluster: info.settings.name)
+            return report
         }
     }
 }

@@ -13,6 +13,8 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
         public var id: UInt32
         public var clustermeshEnabled: Bool
         public var maxConnectedClusters: UInt32
+        /// The smallest underlay MTU among the cluster's registered nodes.
+        public var mtu: Int?
     }
 
     public struct Summary: Codable, Sendable, Hashable {
@@ -39,11 +41,16 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
         public var lastError: String?
         public var lastHeartbeat: Date?
         public var errors: [String]
+        /// The smallest underlay MTU among the remote cluster's nodes, as imported.
+        public var mtu: Int?
     }
 
     public var cluster: LocalCluster
     public var summary: Summary
     public var remoteClusters: [Remote]
+    /// Conditions that do not stop the mesh but will bite: MTU mismatches, global services
+    /// whose backends carry different labels in different clusters.
+    public var warnings: [String] = []
 
     public var allReady: Bool { remoteClusters.allSatisfy(\.ready) }
 
@@ -77,6 +84,20 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
         summary = Summary(configured: remotes.count, connected: remotes.filter(\.connected).count, ready: remotes.filter(\.ready).count)
     }
 
+    /// Adds the MTUs of the local and remote clusters' nodes and warns about mismatches: pods
+    /// then need per-destination MTUs (the agents program them), and anything that assumes one
+    /// MTU across the mesh breaks.
+    public mutating func addMTUs(local: [Int], remote: [String: [Int]]) {
+        cluster.mtu = local.min()
+        for index in remoteClusters.indices {
+            remoteClusters[index].mtu = remote[remoteClusters[index].name]?.min()
+            if let localMTU = cluster.mtu, let remoteMTU = remoteClusters[index].mtu, localMTU != remoteMTU {
+                warnings.append("MTU mismatch: \(cluster.name) has underlay MTU \(localMTU), \(remoteClusters[index].name) has \(remoteMTU); "
+                                + "traffic between them is sized for \(min(localMTU, remoteMTU) - 50) bytes per packet")
+            }
+        }
+    }
+
     public var json: String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -102,8 +123,13 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
             lines.append("- \(remote.name)\(id): \(state), \(remote.counts.nodes) nodes, \(remote.counts.endpoints) endpoints, \(remote.counts.identities) identities, \(remote.counts.services) services, \(remote.numFailures) failures (last: \(last))")
             let synced = MeshKind.allCases.map { "\($0.rawValue)=\(remote.synced[$0] ? "synced" : "pending")" }.joined(separator: " ")
             lines.append("    synchronization: \(synced)")
+            if let mtu = remote.mtu { lines.append("    underlay MTU: \(mtu)") }
             let rejected = MeshKind.allCases.filter { remote.rejected[$0] > 0 }.map { "\($0.rawValue)=\(remote.rejected[$0])" }
             if !rejected.isEmpty { lines.append("    rejected records: " + rejected.joined(separator: " ")) }
+        }
+        if !warnings.isEmpty {
+            lines.append("\(warnings.count) Warnings:")
+            lines.append(contentsOf: warnings.map { "  ⚠️  \($0)" })
         }
         let errors = remoteClusters.flatMap { remote in remote.errors.map { "\(remote.name): \($0)" } }
         if !errors.isEmpty {

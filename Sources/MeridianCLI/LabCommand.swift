@@ -22,18 +22,25 @@ struct LabCommand: AsyncParsableCommand {
         @OptionGroup var options: LabOptions
         @Option(help: "Number of clusters.") var clusters: Int = 2
         @Option(help: "Nodes per cluster (network namespaces running `meridian agent`); 0 for control planes only.") var nodes: Int = 0
+        @Option(help: "Underlay MTU per cluster, comma-separated in cluster order (e.g. 1500,1400); the last value repeats.") var mtu: String = "1500"
 
         func run() async throws {
             try await reportingErrors {
                 let lab = options.lab
-                let state = try await lab.up(clusters: clusters, nodes: nodes)
+                let mtus = try mtu.split(separator: ",").map { value -> Int in
+                    guard let number = Int(value.trimmingCharacters(in: .whitespaces)) else {
+                        throw ValidationError("--mtu: expected numbers separated by commas, got \(mtu)")
+                    }
+                    return number
+                }
+                let state = try await lab.up(clusters: clusters, nodes: nodes, mtus: mtus)
                 var config = try MeridianConfig.load()
                 for cluster in state.clusters {
                     config.upsert(MeridianContext(labCluster: cluster, lab: lab.directory))
                 }
                 try config.save()
                 for cluster in state.clusters {
-                    print("✅ \(cluster.name) (ID \(cluster.id)) up: etcd \(cluster.endpoint), pods \(cluster.podCIDR), services \(cluster.serviceCIDR), context \(cluster.name)")
+                    print("✅ \(cluster.name) (ID \(cluster.id)) up: etcd \(cluster.endpoint), pods \(cluster.podCIDR), services \(cluster.serviceCIDR), underlay MTU \(cluster.underlayMTU), context \(cluster.name)")
                     for node in cluster.nodes {
                         print("   \(node.name): netns \(node.namespace), underlay \(node.underlayIP), log \(node.logPath)")
                     }

@@ -160,7 +160,7 @@ struct Table {
         for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
         func line(_ cells: [String]) -> String {
             cells.enumerated().map { i, cell in i == cells.count - 1 ? cell : cell.padding(toLength: widths[i] + 3, withPad: " ", startingAt: 0) }
-                .joined().trimmingCharacters(in: .whitespaces)
+                .joined().replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
         }
         return ([line(headers)] + rows.map(line)).joined(separator: "\n")
     }

@@ -87,8 +87,12 @@ public struct Lab: Sendable {
 
     /// Starts `count` clusters named `cluster1...` with IDs 1..., pod CIDRs `10.<id>.0.0/16` and
     /// service CIDRs `10.<100+id>.0.0/16`, and waits until each control plane is ready.
-    public func up(clusters count: Int, nodes nodeCount: Int = 0, readyTimeout: Duration = .seconds(60)) async throws -> LabState {
+    /// `mtus` are the clusters' underlay MTUs in order (the last repeats; default 1500).
+    public func up(clusters count: Int, nodes nodeCount: Int = 0, mtus: [Int] = [], readyTimeout: Duration = .seconds(60)) async throws -> LabState {
         guard (0...20).contains(nodeCount) else { throw LabError("--nodes must be between 0 and 20, got \(nodeCount)") }
+        if let bad = mtus.first(where: { !(1280...9000).contains($0) }) {
+            throw LabError("--mtu values must be between 1280 and 9000, got \(bad)")
+        }
         guard (1...250).contains(count) else { throw LabError("--clusters must be between 1 and 250, got \(count)") }
         if let existing = loadState(), !existing.clusters.isEmpty {
             throw LabError("a lab is already up in \(directory) (\(existing.clusters.map(\.name).joined(separator: ", "))); run `meridian lab down` first")
@@ -103,6 +107,7 @@ public struct Lab: Sendable {
             state.clusters.append(LabCluster(
                 name: "cluster\(index)", id: id, podCIDR: "10.\(id).0.0/16", serviceCIDR: "10.\(100 + id).0.0/16",
                 dataDirectory: "\(directory)/cluster\(index)", clientPort: ports.removeFirst(), peerPort: ports.removeFirst()))
+            state.clusters[index - 1].underlayMTU = mtus.isEmpty ? 1500 : mtus[min(index - 1, mtus.count - 1)]
         }
         try save(state)
         do {
