@@ -131,8 +131,10 @@ public struct Agent: Sendable {
         }
         let count = 1 << (24 - clusterCIDR.prefixLength)
         let base = clusterCIDR.address.bytes
-        // Index 0 is skipped so node pod CIDRs read 10.C.N.0/24 for node N.
-        for index in 1..<count {
+        // Index 0 is skipped so node pod CIDRs read 10.C.N.0/24; a node named with a number N
+        // asks for index N first, so a lab's layout is predictable.
+        let preferred = Int(String(configuration.nodeName.reversed().prefix { $0.isNumber }.reversed())).flatMap { (1..<count).contains($0) ? $0 : nil }
+        for index in ([preferred].compactMap { $0 } + Array(1..<count)) {
             var bytes = base
             bytes[2] = bytes[2] | UInt8((index >> 0) & 0xFF)
             bytes[1] = bytes[1] | UInt8((index >> 8) & 0xFF)
