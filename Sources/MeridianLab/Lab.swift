@@ -215,8 +215,10 @@ public struct Lab: Sendable {
 
     static func processes(mentioning text: String) -> [Int32] {
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
-        let me = getpid()
-        return entries.compactMap(Int32.init).filter { $0 != me && commandLine($0)?.contains(text) == true }
+        // Neither this process nor the one that started it (e.g. `meridian demo --directory D`
+        // running `lab down`) is one of the lab's.
+        let spared: Set<Int32> = [getpid(), getppid()]
+        return entries.compactMap(Int32.init).filter { !spared.contains($0) && commandLine($0)?.contains(text) == true }
     }
 
     static func terminate(_ pid: Int32, signal: Int32) async {
