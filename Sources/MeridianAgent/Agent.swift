@@ -18,6 +18,8 @@ public struct AgentConfiguration: Sendable {
     public var executable: String
     public var resyncInterval: Duration
     public var nodeLeaseTTL: Duration
+    /// The size of the pod CIDR a node carves from the cluster's (24: 253 pods per node).
+    public var nodePodPrefixLength: Int = 24
 
     public init(nodeName: String, etcd: EtcdClientConfiguration, stateDirectory: String, pinDirectory: String,
                 underlayDevice: String, netnsPrefix: String, executable: String,
@@ -121,29 +123,29 @@ public struct Agent: Sendable {
     }
 
     private func carvePodCIDR(_ client: EtcdClient, cluster: ClusterSettings) async throws -> IPCIDR {
-        guard let clusterCIDR = IPCIDR(cluster.podCIDR), clusterCIDR.family == .ipv4, clusterCIDR.prefixLength <= 24 else {
-            throw AgentAPIError("cluster pod CIDR \(cluster.podCIDR) must be an IPv4 prefix of /24 or shorter")
+        let size = configuration.nodePodPrefixLength
+        guard let clusterCIDR = IPCIDR(cluster.podCIDR), clusterCIDR.family == .ipv4, clusterCIDR.prefixLength < size, (16...29).contains(size) else {
+            throw AgentAPIError("cluster pod CIDR \(cluster.podCIDR) must be an IPv4 prefix shorter than the node's /\(size) (16...29)")
         }
         let owned = try await client.list(prefix: KeyLayout.podCIDRPrefix)
         if let mine = owned.items.first(where: { $0.stringValue == configuration.nodeName }) {
             let text = String(mine.key.dropFirst(KeyLayout.podCIDRPrefix.count)).replacingOccurrences(of: "_", with: "/")
             if let cidr = IPCIDR(text) { return cidr }
         }
-        let count = 1 << (24 - clusterCIDR.prefixLength)
-        let base = clusterCIDR.address.bytes
+        let count = 1 << (size - clusterCIDR.prefixLength)
+        let base = clusterCIDR.address.bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
         // Index 0 is skipped so node pod CIDRs read 10.C.N.0/24; a node named with a number N
         // asks for index N first, so a lab's layout is predictable.
         let preferred = Int(String(configuration.nodeName.reversed().prefix { $0.isNumber }.reversed())).flatMap { (1..<count).contains($0) ? $0 : nil }
         for index in ([preferred].compactMap { $0 } + Array(1..<count)) {
-            var bytes = base
-            bytes[2] = bytes[2] | UInt8((index >> 0) & 0xFF)
-            bytes[1] = bytes[1] | UInt8((index >> 8) & 0xFF)
-            let candidate = try IPCIDR(address: IPAddress(bytes: bytes)!, prefixLength: 24)
+            let value = base | (UInt32(index) << UInt32(32 - size))
+            let bytes = [UInt8(value >> 24), UInt8((value >> 16) & 0xFF), UInt8((value >> 8) & 0xFF), UInt8(value & 0xFF)]
+            let candidate = try IPCIDR(address: IPAddress(bytes: bytes)!, prefixLength: size)
             if try await client.create(KeyLayout.podCIDR(candidate.description), Data(configuration.nodeName.utf8)) {
                 return candidate
             }
         }
-        throw AgentAPIError("cluster pod CIDR \(cluster.podCIDR) has no free /24 left for node \(configuration.nodeName)")
+        throw AgentAPIError("cluster pod CIDR \(cluster.podCIDR) has no free /\(size) left for node \(configuration.nodeName)")
     }
 
     static func underlay(_ device: String) async throws -> (IPAddress, Int) {

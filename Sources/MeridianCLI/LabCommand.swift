@@ -22,6 +22,7 @@ struct LabCommand: AsyncParsableCommand {
         @OptionGroup var options: LabOptions
         @Option(help: "Number of clusters.") var clusters: Int = 2
         @Option(help: "Nodes per cluster (network namespaces running `meridian agent`); 0 for control planes only.") var nodes: Int = 0
+        @Option(help: "Prefix length of each node's pod CIDR (24: 253 pods per node).") var nodePodPrefix: Int = 24
         @Option(help: "Underlay MTU per cluster, comma-separated in cluster order (e.g. 1500,1400); the last value repeats.") var mtu: String = "1500"
 
         func run() async throws {
@@ -33,7 +34,7 @@ struct LabCommand: AsyncParsableCommand {
                     }
                     return number
                 }
-                let state = try await lab.up(clusters: clusters, nodes: nodes, mtus: mtus)
+                let state = try await lab.up(clusters: clusters, nodes: nodes, mtus: mtus, nodePodPrefixLength: nodePodPrefix)
                 var config = try MeridianConfig.load()
                 for cluster in state.clusters {
                     config.upsert(MeridianContext(labCluster: cluster, lab: lab.directory))

@@ -23,6 +23,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Device carrying the node's address to other nodes.") var underlayDevice: String
     @Option(help: "Prefix of pod network namespace names.") var netnsPrefix: String
     @Option(help: "Seconds between full re-reads of the maps.") var resyncSeconds: Int = 30
+    @Option(help: "Prefix length of the pod CIDR this node carves from the cluster's (16...29).") var podCIDRPrefixLength: Int = 24
 
     func run() async throws {
         try await reportingErrors {
@@ -35,9 +36,11 @@ struct AgentCommand: AsyncParsableCommand {
                 tls: EtcdTLS(caPEM: try String(contentsOfFile: caCert, encoding: .utf8),
                              certificatePEM: try String(contentsOfFile: cert, encoding: .utf8),
                              privateKeyPEM: try String(contentsOfFile: key, encoding: .utf8), serverName: serverName))
-            let agent = Agent(configuration: AgentConfiguration(
+            var configuration = AgentConfiguration(
                 nodeName: node, etcd: etcd, stateDirectory: stateDir, pinDirectory: pinDir, underlayDevice: underlayDevice,
-                netnsPrefix: netnsPrefix, executable: currentExecutable(), resyncInterval: .seconds(resyncSeconds)), logger: logger)
+                netnsPrefix: netnsPrefix, executable: currentExecutable(), resyncInterval: .seconds(resyncSeconds))
+            configuration.nodePodPrefixLength = podCIDRPrefixLength
+            let agent = Agent(configuration: configuration, logger: logger)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await agent.run() }
                 group.addTask {

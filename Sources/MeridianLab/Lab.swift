@@ -14,6 +14,8 @@ public struct LabCluster: Codable, Sendable, Hashable {
     public var peerPort: Int
     public var controlPlanePID: Int32?
     public var underlayMTU: Int = 1500
+    /// The prefix length of each node's pod CIDR.
+    public var nodePodPrefixLength: Int = 24
     public var nodes: [LabNode] = []
 
     public init(name: String, id: UInt32, podCIDR: String, serviceCIDR: String, dataDirectory: String,
@@ -88,7 +90,11 @@ public struct Lab: Sendable {
     /// Starts `count` clusters named `cluster1...` with IDs 1..., pod CIDRs `10.<id>.0.0/16` and
     /// service CIDRs `10.<100+id>.0.0/16`, and waits until each control plane is ready.
     /// `mtus` are the clusters' underlay MTUs in order (the last repeats; default 1500).
-    public func up(clusters count: Int, nodes nodeCount: Int = 0, mtus: [Int] = [], readyTimeout: Duration = .seconds(60)) async throws -> LabState {
+    public func up(clusters count: Int, nodes nodeCount: Int = 0, mtus: [Int] = [], nodePodPrefixLength: Int = 24,
+                   readyTimeout: Duration = .seconds(60)) async throws -> LabState {
+        guard (17...29).contains(nodePodPrefixLength) else {
+            throw LabError("--node-pod-prefix must be between 17 and 29 (the clusters' pod CIDRs are /16), got \(nodePodPrefixLength)")
+        }
         guard (0...20).contains(nodeCount) else { throw LabError("--nodes must be between 0 and 20, got \(nodeCount)") }
         if let bad = mtus.first(where: { !(1280...9000).contains($0) }) {
             throw LabError("--mtu values must be between 1280 and 9000, got \(bad)")
@@ -108,6 +114,7 @@ public struct Lab: Sendable {
                 name: "cluster\(index)", id: id, podCIDR: "10.\(id).0.0/16", serviceCIDR: "10.\(100 + id).0.0/16",
                 dataDirectory: "\(directory)/cluster\(index)", clientPort: ports.removeFirst(), peerPort: ports.removeFirst()))
             state.clusters[index - 1].underlayMTU = mtus.isEmpty ? 1500 : mtus[min(index - 1, mtus.count - 1)]
+            state.clusters[index - 1].nodePodPrefixLength = nodePodPrefixLength
         }
         try save(state)
         do {

@@ -85,7 +85,8 @@ extension Lab {
                 "--ca-cert", paths.caCertificate, "--cert", paths.agentCertificate, "--key", paths.agentKey,
                 "--server-name", cluster.serverName,
                 "--state-dir", node.stateDirectory, "--pin-dir", node.pinDirectory,
-                "--underlay-device", Self.underlayDevice, "--netns-prefix", "\(prefix)-c\(cluster.id)"]
+                "--underlay-device", Self.underlayDevice, "--netns-prefix", "\(prefix)-c\(cluster.id)",
+                "--pod-cidr-prefix-length", "\(cluster.nodePodPrefixLength)"]
     }
 
     @discardableResult

@@ -237,6 +237,26 @@ struct DatapathIntegrationTests {
         }
     }
 
+    @Test("a node whose pod range is exhausted shows the pod's failure and leaks nothing")
+    func exhaustedPodRange() async throws {
+        // A /29 per node: .0 network, .1 gateway, .7 broadcast leave five pod addresses.
+        try await LabFixture.with(clusters: 1, nodes: 1, enable: false, nodePodPrefix: 29) { lab in
+            let names = (1...6).map { "p\($0)" }
+            try await lab.apply(names.map { Self.pod($0, node: "node1", command: Self.sleeper) }.joined())
+            try await eventually("five pods running and the sixth failed") {
+                let pods = try await lab.pods()
+                return pods.filter { $0.status == "Running" }.count == 5 && pods.filter { $0.status == "Error" }.count == 1
+            }
+            let failed = try #require(try await lab.pods().first { $0.status == "Error" })
+            #expect(failed.message?.contains("exhausted") == true, "\(failed.message ?? "no message")")
+            #expect(failed.ip == nil)
+            #expect(Lab.namespaces(prefix: lab.prefix).filter { $0.hasSuffix("-" + failed.name) }.isEmpty, "the failed pod's namespace is gone")
+            let node = try #require(try lab.cluster("cluster1").nodes.first)
+            let veths = try await lab.links(inNamespace: node.namespace).filter { $0.hasPrefix("mer") && $0 != "mer_vxlan" }
+            #expect(veths.count == 5, "one veth per running pod: \(veths)")
+        }
+    }
+
     @Test("lab down leaves no namespace, process, pin or file behind")
     func labDownIsClean() async throws {
         var prefix = ""
