@@ -193,7 +193,7 @@ public struct Agent: Sendable {
         try await withThrowingDiscardingTaskGroup { group in
             let (events, continuation) = AsyncStream.makeStream(of: Bool.self, bufferingPolicy: .bufferingNewest(1))
             group.addTask {
-                for await _ in mirror.changes { continuation.yield(false) }
+                for await _ in await mirror.subscribe() { continuation.yield(false) }
             }
             group.addTask {
                 while true {

@@ -74,7 +74,7 @@ actor PodRuntime {
     func run() async throws {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
-                for await _ in self.mirror.changes { await self.reconcile() }
+                for await _ in await self.mirror.subscribe() { await self.reconcile() }
             }
             group.addTask {
                 while true {

@@ -10,7 +10,7 @@ import MeridianStore
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure Meridian against baselines measured in the same run.",
-        subcommands: [ControlPlaneBench.self])
+        subcommands: [DatapathBench.self, ControlPlaneBench.self])
 }
 
 /// Mesh propagation: a change written in cluster2's etcd until it is in cluster1's cache, against

@@ -20,29 +20,42 @@ struct WorkloadController: Sendable {
             KeyLayout.podStatusPrefix,
             MeshKind.nodes.statePrefix(cluster: cluster.name),
         ])
+        let (ticks, tick) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await mirror.run(client: client) }
             group.addTask {
-                for await _ in mirror.changes {
-                    guard await mirror.isSynced else { continue }
-                    do {
-                        try await reconcile(mirror)
-                    } catch {
-                        logger.warning("workload reconcile failed; retrying on the next change", metadata: ["error": "\(error)"])
-                    }
-                }
+                for await _ in await mirror.subscribe() { tick.yield() }
             }
             group.addTask {
                 // Retries placements that found no node when nodes arrive without other changes.
                 while true {
                     try await Task.sleep(for: .seconds(2))
-                    if await mirror.isSynced { try? await reconcile(mirror) }
+                    tick.yield()
+                }
+            }
+            group.addTask {
+                var orphans = OrphanedStatuses()
+                for await _ in ticks {
+                    guard await mirror.isSynced else { continue }
+                    do {
+                        try await reconcile(mirror, orphans: &orphans)
+                    } catch {
+                        logger.warning("workload reconcile failed; retrying on the next change", metadata: ["error": "\(error)"])
+                    }
                 }
             }
         }
     }
 
-    private func reconcile(_ mirror: PrefixMirror) async throws {
+    /// Statuses seen without their pod, and since when. The mirror follows pods and statuses
+    /// on separate watches, so a status can arrive before the pod written in the same
+    /// transaction; only a status orphaned for `grace` is removed.
+    struct OrphanedStatuses {
+        var since: [String: ContinuousClock.Instant] = [:]
+        var grace: Duration = .seconds(5)
+    }
+
+    private func reconcile(_ mirror: PrefixMirror, orphans: inout OrphanedStatuses) async throws {
         var pods: [String: Pod] = [:]
         for (key, value) in await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.pod.plural)) {
             if case let .pod(pod)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key) { pods[key] = pod }
@@ -115,7 +128,12 @@ struct WorkloadController: Sendable {
         }
         // A status whose pod is gone (deleted while unscheduled, or its node is gone) goes too.
         let live = Set(pods.values.map { "\($0.metadata.namespace ?? KubernetesObject.defaultNamespace)/\($0.metadata.name)" })
+        let now = ContinuousClock.now
+        orphans.since = orphans.since.filter { statuses[$0.key] != nil && !live.contains($0.key) }
         for name in statuses.keys where !live.contains(name) {
+            let since = orphans.since[name] ?? now
+            orphans.since[name] = since
+            guard now - since >= orphans.grace else { continue }
             let parts = name.split(separator: "/", maxSplits: 1).map(String.init)
             if parts.count == 2 { deletes.append(KeyLayout.podStatus(namespace: parts[0], name: parts[1])) }
         }

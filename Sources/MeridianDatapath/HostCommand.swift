@@ -1,4 +1,5 @@
 import Foundation
+import Subprocess
 
 /// A failed host command (`ip`, `sysctl`), with the command line and what it printed, so a
 /// setup error says exactly which step broke.
@@ -20,29 +21,14 @@ public enum HostCommand {
     @discardableResult
     public static func run(_ arguments: [String]) async throws -> String {
         precondition(!arguments.isEmpty)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        let output = Pipe()
-        let error = Pipe()
-        process.standardOutput = output
-        process.standardError = error
-        process.standardInput = FileHandle.nullDevice
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do {
-                try process.run()
-            } catch {
-                process.terminationHandler = nil
-                continuation.resume(throwing: error)
-            }
+        let result = try await Subprocess.run(
+            .name(arguments[0]), arguments: Arguments(Array(arguments.dropFirst())),
+            output: .string(limit: 1 << 20), error: .string(limit: 1 << 16))
+        guard case .exited(0) = result.terminationStatus else {
+            throw HostCommandError(command: arguments, status: "\(result.terminationStatus)",
+                                   output: result.standardError + result.standardOutput)
         }
-        let stdout = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let stderr = String(decoding: error.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        guard status == 0 else {
-            throw HostCommandError(command: arguments, status: "exit \(status)", output: stderr + stdout)
-        }
-        return stdout
+        return result.standardOutput
     }
 
     /// The blocking form, for short-lived processes such as the CNI plugin that do one thing.
@@ -65,6 +51,13 @@ public enum HostCommand {
             throw HostCommandError(command: arguments, status: "exit \(process.terminationStatus)", output: stderr + stdout)
         }
         return stdout
+    }
+
+    /// Starts a long-running command in its own session with no terminal and no pipes back to
+    /// this process (so nothing waits on its output), and returns once it is launched.
+    public static func detach(_ arguments: [String]) async throws {
+        let quoted = arguments.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+        try await run(["sh", "-c", "setsid -f \(quoted) </dev/null >/dev/null 2>&1"])
     }
 
     /// Runs the command and reports success instead of throwing: for teardown steps whose target may be gone.

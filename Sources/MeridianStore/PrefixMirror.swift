@@ -3,20 +3,30 @@ import MeridianEtcd
 
 /// A live copy of every key under some etcd prefixes: listed once, then kept current by a
 /// watch, re-listed whenever the watch breaks or its revision is compacted. Consumers read
-/// `snapshot()` and wait on `changes` to learn that something moved, so a reconciler can
-/// rebuild its desired state from one consistent view.
+/// `snapshot()` and wait on their own `subscribe()` stream to learn that something moved, so
+/// a reconciler can rebuild its desired state from one consistent view.
 public actor PrefixMirror {
     public let prefixes: [String]
     private var values: [String: [String: Data]] = [:]
     private var generation: UInt64 = 0
     private var synced: Set<String> = []
-    private let continuation: AsyncStream<UInt64>.Continuation
-    /// Yields the new generation after each batch of changes (buffering only the newest).
-    public nonisolated let changes: AsyncStream<UInt64>
+    private var subscribers: [UInt64: AsyncStream<UInt64>.Continuation] = [:]
+    private var nextSubscriber: UInt64 = 0
 
     public init(prefixes: [String]) {
         self.prefixes = prefixes
-        (changes, continuation) = AsyncStream.makeStream(of: UInt64.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// A stream of its own for one consumer (an AsyncStream has a single consumer): yields the
+    /// new generation after each batch of changes, buffering only the newest, starting with
+    /// the current one.
+    public func subscribe() -> AsyncStream<UInt64> {
+        let (stream, continuation) = AsyncStream.makeStream(of: UInt64.self, bufferingPolicy: .bufferingNewest(1))
+        let id = nextSubscriber
+        nextSubscriber += 1
+        subscribers[id] = continuation
+        continuation.yield(generation)
+        return stream
     }
 
     /// Every key and value under `prefix`.
@@ -68,6 +78,9 @@ public actor PrefixMirror {
 
     private func bump() {
         generation += 1
-        continuation.yield(generation)
+        for (id, continuation) in subscribers {
+            // A consumer that stopped listening is forgotten at the next change.
+            if case .terminated = continuation.yield(generation) { subscribers[id] = nil }
+        }
     }
 }

@@ -1,0 +1,333 @@
+import ArgumentParser
+import CMeridianBPF
+import Foundation
+import MeridianCore
+import MeridianDatapath
+import MeridianEtcd
+import MeridianLab
+import MeridianStore
+
+/// `meridian bench datapath`: TCP throughput (iperf3) and request/response rate (sockperf
+/// ping-pong) through Meridian's datapath, side by side with a bare veth pair and a plain kernel
+/// VXLAN tunnel measured in the same run on the same lab underlay; and the propagation latency
+/// of a backend change from one cluster's store into the other cluster's load-balancer map.
+struct DatapathBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "datapath", abstract: "Throughput, request/response rate and backend propagation against same-run baselines.")
+
+    @Option(help: "Runs per row (median and spread are reported).") var runs: Int = 3
+    @Option(help: "Seconds per run.") var seconds: Int = 5
+    @Option(help: "Backend changes for the propagation measurement.") var changes: Int = 200
+    @Flag(help: "A small size: 1 run of 2 s per row, 50 changes.") var quick = false
+    @Flag(help: "Leave the lab up afterwards (for inspection).") var keep = false
+    @Flag(help: "Only the backend propagation measurement.") var propagationOnly = false
+    @Option(name: .shortAndLong, help: "text or json.") var output: OutputFormat = .text
+
+    struct Row: Codable {
+        var name: String
+        var what: String
+        var throughputGbps: SampleSummary
+        var requestsPerSecond: SampleSummary
+    }
+
+    struct Report: Codable {
+        var runs: Int
+        var secondsPerRun: Int
+        var rows: [Row]
+        var backendPropagationMs: SampleSummary?
+        var ratios: [String: Double]
+    }
+
+    func validate() throws {
+        guard runs >= 1, seconds >= 1, changes >= 1 else { throw ValidationError("--runs, --seconds and --changes must be at least 1") }
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            for tool in ["iperf3", "sockperf"] where !Self.onPath(tool) {
+                throw CLIError("\(tool) is not installed; run ./scripts/setup.sh (or apt-get install iperf3 sockperf)")
+            }
+            let directory = "/tmp/meridian-bench-\(getpid())"
+            let prefix = "mbench\(getpid() % 100000)"
+            setenv("MERIDIAN_LAB_PREFIX", prefix, 1)
+            let lab = Lab(directory: directory, executable: currentExecutable())
+            do {
+                let report = try await measure(lab: lab, prefix: prefix)
+                if !keep { await lab.down(prefix: prefix) }
+                print(output == .json ? MeshRows.encode(report) : Self.text(report))
+            } catch {
+                if !keep { await lab.down(prefix: prefix) }
+                throw error
+            }
+        }
+    }
+
+    private func measure(lab: Lab, prefix: String) async throws -> Report {
+        let runCount = quick ? 1 : runs
+        let duration = quick ? 2 : seconds
+        let changeCount = quick ? 50 : changes
+        FileHandle.standardError.write(Data("bench: bringing up 2 clusters × 2 nodes…\n".utf8))
+        let state = try await lab.up(clusters: 2, nodes: 2)
+        var environment = ProcessInfo.processInfo.environment
+        environment["MERIDIAN_LAB_DIR"] = lab.directory
+        environment["MERIDIAN_CONFIG"] = lab.directory + "/config.yaml"
+        func meridian(_ arguments: [String], stdin: String? = nil) throws {
+            let (status, output) = try DemoCommand.runChild(currentExecutable(), arguments, environment: environment, stdin: stdin)
+            guard status == 0 else { throw CLIError("meridian \(arguments.joined(separator: " ")) failed: \(output)") }
+        }
+        var config = MeridianConfig()
+        for cluster in state.clusters { config.upsert(MeridianContext(labCluster: cluster, lab: lab.directory)) }
+        try config.save(to: lab.directory + "/config.yaml")
+        for cluster in ["cluster1", "cluster2"] { try meridian(["clustermesh", "enable", "--context", cluster, "--heartbeat-interval", "2"]) }
+        try meridian(["clustermesh", "connect", "--context", "cluster1", "--destination-context", "cluster2"])
+        try meridian(["clustermesh", "status", "--context", "cluster1", "--wait", "--wait-duration", "60s"])
+
+        func serverPod(_ name: String, node: String, labels: String = "") -> String {
+            """
+            apiVersion: v1
+            kind: Pod
+            metadata:
+              name: \(name)
+              labels: {bench: \(labels.isEmpty ? "none" : labels)}
+            spec:
+              nodeName: \(node)
+              containers:
+              - {name: iperf, command: ["iperf3", "-s"]}
+              - {name: sockperf, command: ["sockperf", "sr", "--tcp", "-p", "11111"]}
+            ---
+
+            """
+        }
+        let service = """
+            apiVersion: v1
+            kind: Service
+            metadata:
+              name: bench
+              annotations: {service.cilium.io/global: "true"}
+            spec:
+              selector: {bench: remote}
+              ports:
+              - {name: iperf, port: 5201}
+              - {name: sockperf, port: 11111}
+            ---
+
+            """
+        let client = """
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: client}
+            spec:
+              nodeName: node1
+              containers:
+              - {name: main, command: ["sleep", "infinity"]}
+            ---
+
+            """
+        try meridian(["apply", "--context", "cluster1", "-f", "-"],
+                     stdin: client + serverPod("local", node: "node1") + serverPod("peer", node: "node2") + service)
+        try meridian(["apply", "--context", "cluster2", "-f", "-"], stdin: serverPod("remote", node: "node1", labels: "remote") + service)
+        let ipsC1 = try await waitForPods(["client", "local", "peer"], context: "cluster1", environment: environment)
+        let ipsC2 = try await waitForPods(["remote"], context: "cluster2", environment: environment)
+        let clientNamespace = "\(prefix)-c1-default-client"
+        let clusterIP = try serviceIP(environment: environment)
+        try await waitUntil("cluster1 balances the bench service to cluster2") {
+            let (_, output) = try DemoCommand.runChild(currentExecutable(), ["service", "list", "--context", "cluster1"], environment: environment, stdin: nil)
+            return output.contains(ipsC2["remote"] ?? "?")
+        }
+
+        // Baselines on the same underlay: a bare veth pair, and a plain VXLAN tunnel (no programs
+        // of ours) between two namespaces on cluster1's and cluster2's segments, through the router.
+        try await Baselines.create(prefix: prefix)
+        let targets: [(String, String, String, String)] = [
+            ("veth", "bare veth pair between two namespaces (physical baseline)", "\(prefix)-bv-a", Baselines.vethPeer),
+            ("plain_vxlan", "kernel VXLAN between two underlay namespaces across the lab router, no BPF (kernel baseline)", "\(prefix)-bx-a", Baselines.vxlanPeer),
+            ("same_node", "Meridian pod to pod on one node", clientNamespace, ipsC1["local"]!),
+            ("cross_node", "Meridian pod to pod across nodes, VXLAN", clientNamespace, ipsC1["peer"]!),
+            ("cross_cluster", "Meridian pod to pod across clusters, VXLAN through the router", clientNamespace, ipsC2["remote"]!),
+            ("global_service", "Meridian pod to a global service's ClusterIP, backend in the other cluster", clientNamespace, clusterIP),
+        ]
+        var rows: [Row] = []
+        for (name, what, namespace, address) in targets where !propagationOnly {
+            FileHandle.standardError.write(Data("bench: \(name)…\n".utf8))
+            var throughput: [Double] = []
+            var rates: [Double] = []
+            for _ in 0..<runCount {
+                throughput.append(try await Self.iperf(namespace: namespace, address: address, seconds: duration))
+                rates.append(try await Self.sockperf(namespace: namespace, address: address, seconds: duration))
+            }
+            rows.append(Row(name: name, what: what, throughputGbps: SampleSummary(throughput)!, requestsPerSecond: SampleSummary(rates)!))
+        }
+
+        FileHandle.standardError.write(Data("bench: backend propagation (\(changeCount) changes)…\n".utf8))
+        let propagation = try await BackendPropagation.measure(lab: lab, state: state, changes: changeCount)
+
+        let byName = Dictionary(uniqueKeysWithValues: rows.map { ($0.name, $0) })
+        func ratio(_ a: String, _ b: String, _ metric: KeyPath<Row, SampleSummary>) -> Double {
+            (byName[a]?[keyPath: metric].p50 ?? 0) / max(byName[b]?[keyPath: metric].p50 ?? 1, 1e-9)
+        }
+        var ratios: [String: Double] = [:]
+        for row in ["cross_cluster", "global_service", "cross_node"] {
+            ratios["\(row)_vs_plain_vxlan_throughput"] = ratio(row, "plain_vxlan", \.throughputGbps)
+            ratios["\(row)_vs_plain_vxlan_request_rate"] = ratio(row, "plain_vxlan", \.requestsPerSecond)
+        }
+        ratios["same_node_vs_veth_throughput"] = ratio("same_node", "veth", \.throughputGbps)
+        ratios["same_node_vs_veth_request_rate"] = ratio("same_node", "veth", \.requestsPerSecond)
+        return Report(runs: runCount, secondsPerRun: duration, rows: rows, backendPropagationMs: SampleSummary(propagation), ratios: ratios)
+    }
+
+    private func waitForPods(_ names: [String], context: String, environment: [String: String]) async throws -> [String: String] {
+        var ips: [String: String] = [:]
+        try await waitUntil("pods \(names) running in \(context)") {
+            let (_, output) = try DemoCommand.runChild(currentExecutable(), ["get", "pods", "--context", context, "-o", "json"], environment: environment, stdin: nil)
+            let rows = (try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [[String: Any]]) ?? []
+            for row in rows where row["status"] as? String == "Running" {
+                if let name = row["name"] as? String, let ip = row["ip"] as? String { ips[name] = ip }
+            }
+            return names.allSatisfy { ips[$0] != nil }
+        }
+        try await Task.sleep(for: .milliseconds(500)) // let the servers bind
+        return ips
+    }
+
+    private func serviceIP(environment: [String: String]) throws -> String {
+        let (_, output) = try DemoCommand.runChild(currentExecutable(), ["get", "services", "--context", "cluster1", "-o", "json"], environment: environment, stdin: nil)
+        let rows = (try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [[String: Any]]) ?? []
+        guard let ip = rows.first(where: { $0["name"] as? String == "bench" })?["clusterIP"] as? String else { throw CLIError("bench service has no ClusterIP") }
+        return ip
+    }
+
+    private func waitUntil(_ what: String, timeout: Duration = .seconds(60), _ condition: () throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if (try? condition()) == true { return }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw CLIError("timed out waiting for \(what)")
+    }
+
+    /// Gbit/s received, from iperf3's JSON report.
+    static func iperf(namespace: String, address: String, seconds: Int) async throws -> Double {
+        let output = try await HostCommand.run(["ip", "netns", "exec", namespace, "iperf3", "-c", address, "-t", "\(seconds)", "-J"])
+        guard let json = try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any],
+              let end = json["end"] as? [String: Any], let received = end["sum_received"] as? [String: Any],
+              let bits = received["bits_per_second"] as? Double else { throw CLIError("unreadable iperf3 output to \(address)") }
+        return bits / 1e9
+    }
+
+    /// Round trips per second of sockperf's TCP ping-pong (one request in flight).
+    static func sockperf(namespace: String, address: String, seconds: Int) async throws -> Double {
+        // sockperf reports on stderr.
+        let output = try await HostCommand.run(["sh", "-c", "ip netns exec '\(namespace)' sockperf pp --tcp -i \(address) -p 11111 -t \(seconds) 2>&1"])
+        // "[Total Run] RunTime=1.001 sec; ... ReceivedMessages=19367": replies per second.
+        func number(after label: String) -> Double? {
+            guard let range = output.range(of: label) else { return nil }
+            return Double(output[range.upperBound...].prefix { $0.isNumber || $0 == "." })
+        }
+        guard let received = number(after: "ReceivedMessages="), let runtime = number(after: "RunTime="), runtime > 0 else {
+            throw CLIError("unreadable sockperf output to \(address): \(output.suffix(300))")
+        }
+        return received / runtime
+    }
+
+    static func onPath(_ tool: String) -> Bool {
+        (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").contains {
+            FileManager.default.isExecutableFile(atPath: "\($0)/\(tool)")
+        }
+    }
+
+    static func text(_ report: Report) -> String {
+        var rows: [[String]] = []
+        for row in report.rows {
+            rows.append([row.name, String(format: "%.2f", row.throughputGbps.p50), String(format: "%.2f–%.2f", row.throughputGbps.min, row.throughputGbps.max),
+                         String(format: "%.0f", row.requestsPerSecond.p50), String(format: "%.0f–%.0f", row.requestsPerSecond.min, row.requestsPerSecond.max),
+                         row.what])
+        }
+        var lines = ["Datapath, \(report.runs) run(s) of \(report.secondsPerRun) s per row (median, then min–max):",
+                     Table(headers: ["ROW", "GBIT/S", "SPREAD", "RR/S", "SPREAD", "WHAT"], rows: rows).render()]
+        if let propagation = report.backendPropagationMs {
+            lines.append(String(format: "Backend propagation, store of cluster2 → LB map of a cluster1 node, %d changes: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms",
+                                propagation.count, propagation.p50, propagation.p90, propagation.p99, propagation.max))
+        }
+        lines.append("Ratios (p50 / p50):")
+        for (name, value) in report.ratios.sorted(by: { $0.key < $1.key }) { lines.append(String(format: "  %@ = %.3f", name, value)) }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// The same-run baselines, built in namespaces named with the lab's prefix (so `lab down`
+/// removes them): `-bv-a`/`-bv-b`, a bare veth pair; `-bx-a`/`-bx-b`, plain VXLAN (VNI 100,
+/// UDP 4789) between cluster1's and cluster2's underlay segments, no BPF anywhere.
+enum Baselines {
+    static let vethPeer = "192.168.78.2"
+    static let vxlanPeer = "192.168.77.2"
+
+    static func create(prefix: String) async throws {
+        let (va, vb) = ("\(prefix)-bv-a", "\(prefix)-bv-b")
+        try await HostCommand.ip("netns", "add", va)
+        try await HostCommand.ip("netns", "add", vb)
+        try await HostCommand.run(["ip", "-n", va, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", vb])
+        for (namespace, address) in [(va, "192.168.78.1"), (vb, vethPeer)] {
+            try await HostCommand.run(["ip", "-n", namespace, "link", "set", "lo", "up"])
+            try await HostCommand.run(["ip", "-n", namespace, "addr", "add", "\(address)/24", "dev", "eth0"])
+            try await HostCommand.run(["ip", "-n", namespace, "link", "set", "eth0", "up"])
+        }
+        let underlay = "\(prefix)-underlay"
+        let ends = [("\(prefix)-bx-a", 1, "172.30.1.201", "172.30.2.201", "192.168.77.1"),
+                    ("\(prefix)-bx-b", 2, "172.30.2.201", "172.30.1.201", vxlanPeer)]
+        for (namespace, cluster, local, remote, inner) in ends {
+            let port = "bx\(cluster)"
+            try await HostCommand.ip("netns", "add", namespace)
+            try await HostCommand.run(["ip", "-n", underlay, "link", "add", port, "type", "veth", "peer", "name", "ul0", "netns", namespace])
+            try await HostCommand.run(["ip", "-n", underlay, "link", "set", port, "master", "br-c\(cluster)", "up"])
+            let n = ["ip", "-n", namespace]
+            try await HostCommand.run(n + ["link", "set", "lo", "up"])
+            try await HostCommand.run(n + ["addr", "add", "\(local)/24", "dev", "ul0"])
+            try await HostCommand.run(n + ["link", "set", "ul0", "up"])
+            try await HostCommand.run(n + ["route", "add", "172.30.0.0/16", "via", "172.30.\(cluster).254"])
+            try await HostCommand.run(n + ["link", "add", "vx0", "type", "vxlan", "id", "100", "local", local, "remote", remote, "dstport", "4789", "dev", "ul0"])
+            try await HostCommand.run(n + ["link", "set", "vx0", "mtu", "1450", "up"])
+            try await HostCommand.run(n + ["addr", "add", "\(inner)/24", "dev", "vx0"])
+        }
+        for namespace in ["\(prefix)-bv-b", "\(prefix)-bx-b"] {
+            try await HostCommand.detach(["ip", "netns", "exec", namespace, "iperf3", "-s"])
+            try await HostCommand.detach(["ip", "netns", "exec", namespace, "sockperf", "sr", "--tcp", "-p", "11111"])
+        }
+        try await Task.sleep(for: .milliseconds(500))
+    }
+}
+
+/// A backend appearing in cluster2's store (a pod record and a Running status, on a node that
+/// does not exist, so nothing but the control planes and agents react) until its address is in
+/// the backends map of cluster1's first node: exporter, mesh import, agent reconcile, map write.
+enum BackendPropagation {
+    static func measure(lab: Lab, state: LabState, changes: Int) async throws -> [Double] {
+        guard let cluster1 = state.cluster("cluster1"), let node = cluster1.nodes.first, let cluster2 = state.cluster("cluster2") else {
+            throw CLIError("the bench lab has no cluster1 node")
+        }
+        let backends = try BPFMap<UInt32, mer_lb4_backend>(pinnedAt: node.pinDirectory + "/mer_lb4_be")
+        let context = MeridianContext(labCluster: cluster2, lab: nil)
+        var samples: [Double] = []
+        try await EtcdClient.withClient(try context.clientConfiguration()) { client in
+            for index in 0..<changes {
+                let name = "phantom-\(index)"
+                let ip = "10.2.\(200 + index / 250).\(1 + index % 250)"
+                let pod = KubernetesObject.pod(Pod(
+                    metadata: ObjectMeta(name: name, namespace: "default", labels: ["bench": "remote"]),
+                    spec: PodSpec(containers: [Container(name: "main", command: ["true"], ports: [])], nodeName: "bench-phantom")))
+                let status = PodStatus(phase: .running, podIP: ip, nodeName: "bench-phantom")
+                guard let wanted = IPAddress(ip)?.datapathValue else { continue }
+                let started = ContinuousClock.now
+                try await client.commit(puts: [(ResourceStore.key(for: pod), StoreCoding.encode(pod)),
+                                               (KeyLayout.podStatus(namespace: "default", name: name), StoreCoding.encode(status))])
+                let deadline = started + .seconds(30)
+                while !backends.entries().contains(where: { $0.value.address == wanted }) {
+                    guard ContinuousClock.now < deadline else { throw CLIError("backend \(ip) did not reach cluster1's map in 30 s") }
+                    try await Task.sleep(for: .microseconds(500))
+                }
+                let elapsed = ContinuousClock.now - started
+                samples.append(Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15)
+            }
+        }
+        return samples
+    }
+}
