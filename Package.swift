@@ -156,6 +156,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "MeridianAgentTests",
+            dependencies: ["MeridianAgent", "MeridianCore", "MeridianDatapath"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "MeridianMeshTests",
             dependencies: ["MeridianControlPlane", "MeridianCLI", "MeridianStore", "MeridianEtcd"],
             swiftSettings: strict

@@ -141,6 +141,33 @@ struct CrossClusterIntegrationTests {
         }
     }
 
+    @Test("status warns when a global service's backends carry different labels in different clusters")
+    func labelConsistency() async throws {
+        try await Self.mesh { lab in
+            let service = """
+                apiVersion: v1
+                kind: Service
+                metadata:
+                  name: web
+                  annotations: {service.cilium.io/global: "true"}
+                spec:
+                  selector: {app: web}
+                  ports: [{port: 80, targetPort: 8080}]
+                ---
+
+                """
+            let first = try await lab.meridian(["apply", "--context", "cluster1", "-f", "-"],
+                                               stdin: service + DatapathIntegrationTests.pod("web", node: "node1", labels: ["app": "web"]))
+            let second = try await lab.meridian(["apply", "--context", "cluster2", "-f", "-"],
+                                                stdin: service + DatapathIntegrationTests.pod("web", node: "node1", labels: ["app": "web", "tier": "gold"]))
+            try #require(first.status == 0 && second.status == 0, "\(first.stderr) \(second.stderr)")
+            try await eventually("the label mismatch is reported", timeout: .seconds(40)) {
+                let status = try await lab.meridian(["clustermesh", "status", "--context", "cluster1"]).stdout
+                return status.contains("global service default/web: backends carry different labels") && status.contains("k8s:tier=gold")
+            }
+        }
+    }
+
     @Test("the overlay drops a VNI claiming another cluster's identity, and packets from unknown senders")
     func forgedIdentitiesAreDropped() async throws {
         try await Self.mesh { lab in
