@@ -98,7 +98,8 @@ static always_inline int handle_ipv4(struct __sk_buff *skb)
         reason = ct_create(&pkt, MER_CT_DIR_OUT, skb->len, rev_nat_index, src_identity);
         if (reason)
             return drop(skb, reason, &pkt, src_identity, dst_identity);
-    } else if (ct_state == MER_CT_ESTABLISHED && entry && entry->rev_nat_index != rev_nat_index && svc) {
+    } else if (ct_state == MER_CT_ESTABLISHED && entry && entry->rev_nat_index != rev_nat_index) {
+        /* The same tuple now goes (or no longer goes) through a service: replies follow suit. */
         entry->rev_nat_index = rev_nat_index;
     }
 

@@ -83,6 +83,8 @@ public struct Agent: Sendable {
             let runtime = PodRuntime(context: context, client: client, mirror: mirror, endpoints: endpoints,
                                      stateDirectory: configuration.stateDirectory, netnsPrefix: configuration.netnsPrefix,
                                      executable: configuration.executable, agentSocket: configuration.socketPath, logger: logger)
+            // Endpoints whose pod record never made it to disk (the agent stopped mid-start) go.
+            await endpoints.removeOrphans(keeping: await runtime.knownContainers)
             let api = AgentAPIServer(socketPath: configuration.socketPath, handler: { await endpoints.handle($0) }, logger: logger)
             let dns = ClusterDNSServer(address: context.gateway, port: 53, names: names, logger: logger)
             logger.info("agent ready", metadata: [

@@ -39,8 +39,10 @@ public enum CNIPlugin {
                                            namespace: namespace, pod: pod)
                 return (0, result)
             case "DEL":
-                _ = try? send(.deleteEndpoint(containerID: containerID), config)
+                // The link goes either way; the agent must be told, or the runtime retries.
                 PodNetwork.remove(containerID: containerID)
+                let response = try send(.deleteEndpoint(containerID: containerID), config)
+                if let error = response.error { throw CNIError(code: 11, message: "endpoint removal failed", details: error) }
                 return (0, "")
             case "CHECK":
                 let response = try send(.checkEndpoint(containerID: containerID), config)

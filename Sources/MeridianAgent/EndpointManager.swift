@@ -43,6 +43,15 @@ actor EndpointManager {
 
     var all: [EndpointRecord] { Array(endpoints.values) }
 
+    /// Deletes endpoints whose container the pod runtime does not know (left by an agent that
+    /// stopped between a CNI ADD and recording the pod).
+    func removeOrphans(keeping containers: Set<String>) async {
+        for containerID in endpoints.keys where !containers.contains(containerID) {
+            logger.info("removing an endpoint no pod owns", metadata: ["container": "\(containerID)"])
+            await delete(containerID: containerID)
+        }
+    }
+
     /// Re-attaches programs to every known endpoint's veth (after an agent restart the maps are
     /// still pinned; the programs are new objects and replace the old ones in place).
     func restore() async {
@@ -124,6 +133,10 @@ actor EndpointManager {
         let labels = try await identityLabels(namespace: spec.namespace, pod: spec.pod)
         let allocator = IdentityAllocator(client: client, clusterID: context.cluster.id, layout: context.identityLayout)
         let identity = try await allocator.allocate(labels)
+        // The actor may have served a DEL for this container while it waited on etcd.
+        guard endpoints[spec.containerID]?.address == record.address else {
+            throw AgentAPIError("container \(spec.containerID) was deleted while its endpoint was being created")
+        }
         record.identity = identity
         try writeEndpointMap(record)
         try datapath.attachEndpoint(hostInterface: spec.interface.hostInterface)

@@ -6,6 +6,9 @@ import MeridianDatapath
 /// programmed and writes only the difference, in an order that never exposes a frontend
 /// slot without its backend (backends first, then slots, then the service entry; removals
 /// the other way round). `resync()` re-reads the maps, so drift from any cause is repaired.
+/// Backend IDs and reverse-NAT indices are handed out from a high-water mark rather than
+/// reused at once, and conntrack entries still naming a removed one are purged, so a live
+/// connection can never be steered to a backend of another service that inherited its ID.
 struct MapSynchronizer {
     let datapath: NodeDatapath
     private(set) var ipcache: [IPCIDR: IPCacheEntry] = [:]
@@ -14,6 +17,8 @@ struct MapSynchronizer {
     private(set) var reverseNAT: [UInt16: RevNATTarget] = [:]
     private var backendIDs: [BackendAddress: UInt32] = [:]
     private var revNATIndices: [RevNATTarget: UInt16] = [:]
+    private var nextBackendID: UInt32 = 1
+    private var nextRevNAT: UInt16 = 1
     private(set) var writes = 0
 
     struct SlotKey: Hashable {
@@ -55,6 +60,8 @@ struct MapSynchronizer {
             reverseNAT[index] = target
             revNATIndices[target] = index
         }
+        nextBackendID = max(nextBackendID, (backends.keys.max() ?? 0) &+ 1)
+        nextRevNAT = max(nextRevNAT, (reverseNAT.keys.max() ?? 0) &+ 1)
         slots = [:]
         for (key, value) in datapath.services.entries() {
             let frontend = Frontend(address: IPAddress(datapathValue: key.address), port: UInt16(bigEndian: key.dport), proto: key.proto)
@@ -119,24 +126,41 @@ struct MapSynchronizer {
         for (key, value) in changed where key.slot == 0 { try writeSlot(key, value) }
         for key in slots.keys where key.slot == 0 && wantedSlots[key] == nil { try deleteSlot(key) }
         for key in slots.keys where key.slot != 0 && wantedSlots[key] == nil { try deleteSlot(key) }
-        for (id, backend) in backends where !usedBackends.contains(id) {
+        let removedBackends = Set(backends.keys).subtracting(usedBackends)
+        let removedRevNAT = Set(reverseNAT.keys).subtracting(usedRevNAT)
+        if !removedBackends.isEmpty || !removedRevNAT.isEmpty {
+            try purgeConntrack(backends: removedBackends, reverseNAT: removedRevNAT)
+        }
+        for id in removedBackends {
             try datapath.backends.delete(id)
-            backends[id] = nil
-            backendIDs[backend] = nil
+            if let backend = backends.removeValue(forKey: id) { backendIDs[backend] = nil }
             writes += 1
         }
-        for (index, target) in reverseNAT where !usedRevNAT.contains(index) {
+        for index in removedRevNAT {
             try datapath.reverseNAT.delete(index)
-            reverseNAT[index] = nil
-            revNATIndices[target] = nil
+            if let target = reverseNAT.removeValue(forKey: index) { revNATIndices[target] = nil }
             writes += 1
+        }
+    }
+
+    /// Removes the service legs that chose a removed backend and forgets reverse NAT on the
+    /// connections of a removed frontend, before either ID can be handed out again.
+    private mutating func purgeConntrack(backends removed: Set<UInt32>, reverseNAT removedRevNAT: Set<UInt16>) throws(BPFError) {
+        for (key, entry) in datapath.conntrack.entries() {
+            let staleService = key.dir == UInt8(MER_CT_DIR_SERVICE) && removed.contains(entry.backend_id)
+            let staleRevNAT = entry.rev_nat_index != 0 && removedRevNAT.contains(entry.rev_nat_index)
+            if staleService || staleRevNAT {
+                try datapath.conntrack.delete(key)
+                writes += 1
+            }
         }
     }
 
     private mutating func backendID(for backend: BackendAddress) throws(BPFError) -> UInt32 {
         if let id = backendIDs[backend] { return id }
-        var id = UInt32(backends.count + 1)
-        while backends[id] != nil { id &+= 1 }
+        var id = nextBackendID
+        while id == 0 || backends[id] != nil { id &+= 1 }
+        nextBackendID = id &+ 1
         guard let address = backend.address.datapathValue else { throw BPFError("backend \(backend.address) is not IPv4", errno: 22) }
         try datapath.backends.update(id, mer_lb4_backend(address: address, port: backend.port.bigEndian, proto: backend.proto,
                                                          flags: UInt8(MER_BACKEND_ACTIVE), cluster_id: backend.clusterID, pad: 0))
@@ -148,8 +172,9 @@ struct MapSynchronizer {
 
     private mutating func revNATIndex(for target: RevNATTarget) throws(BPFError) -> UInt16 {
         if let index = revNATIndices[target] { return index }
-        var index = UInt16(truncatingIfNeeded: reverseNAT.count + 1)
+        var index = nextRevNAT
         while index == 0 || reverseNAT[index] != nil { index &+= 1 }
+        nextRevNAT = index &+ 1
         guard let address = target.address.datapathValue else { throw BPFError("frontend \(target.address) is not IPv4", errno: 22) }
         try datapath.reverseNAT.update(index, mer_lb4_revnat(address: address, port: target.port.bigEndian, pad: 0))
         reverseNAT[index] = target

@@ -36,6 +36,9 @@ actor PodRuntime {
         var specDigest: String
         /// Routes to pod CIDRs behind a smaller underlay MTU, as programmed: CIDR → MTU.
         var routes: [String: Int]?
+        /// Set from before the CNI ADD until the containers run: a pod found so after a restart
+        /// was interrupted mid-start and is cleaned up and started again.
+        var launching: Bool?
     }
 
     private let context: NodeContext
@@ -109,7 +112,8 @@ actor PodRuntime {
                   pod.spec.nodeName == context.nodeName else { continue }
             desired["\(pod.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(pod.metadata.name)"] = pod
         }
-        for (key, running) in pods where desired[key] == nil || desired[key].map({ Self.digest($0.spec) }) != running.specDigest {
+        for (key, running) in pods where desired[key] == nil || desired[key].map({ Self.digest($0.spec) }) != running.specDigest
+            || running.launching == true {
             await stop(key, running)
         }
         for (key, pod) in desired.sorted(by: { $0.key < $1.key }) {
@@ -164,10 +168,12 @@ actor PodRuntime {
     private func start(_ key: String, _ pod: Pod) async {
         let namespace = pod.metadata.namespace ?? KubernetesObject.defaultNamespace
         let containerID = UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
-        let netns = "\(netnsPrefix)-\(namespace)-\(pod.metadata.name)"
+        let netns = PodNaming.networkNamespace(prefix: netnsPrefix, namespace: namespace, pod: pod.metadata.name)
         await report(key, PodStatus(phase: .pending, reason: PodStatusReason.containerCreating, nodeName: context.nodeName))
         var running = RunningPod(namespace: namespace, name: pod.metadata.name, containerID: containerID, networkNamespace: netns,
-                                 startedAt: Self.timestamp(), containers: [], specDigest: Self.digest(pod.spec))
+                                 startedAt: Self.timestamp(), containers: [], specDigest: Self.digest(pod.spec), launching: true)
+        pods[key] = running
+        save()
         do {
             await HostCommand.attempt(["ip", "netns", "del", netns])
             try await HostCommand.ip("netns", "add", netns)
@@ -179,7 +185,9 @@ actor PodRuntime {
                 let pid = try await launch(container, pod: pod, running: running)
                 running.containers.append(ContainerProcess(name: container.name, pid: pid, restartCount: 0, finished: false))
             }
+            running.launching = nil
             pods[key] = running
+            save()
             logger.info("pod started", metadata: ["pod": "\(key)", "ip": "\(result.address ?? "-")", "netns": "\(netns)"])
             await reportRunning(key, running, pod: pod)
         } catch {
@@ -192,6 +200,7 @@ actor PodRuntime {
             // Remember the failure so it is not retried in a tight loop; a changed spec retries.
             running.containers = pod.spec.containers.map { ContainerProcess(name: $0.name, pid: 0, restartCount: 0, finished: true) }
             running.address = nil
+            running.launching = nil
             pods[key] = running
         }
     }
@@ -350,7 +359,7 @@ actor PodRuntime {
         for container in running.containers where container.pid > 0 && Self.isAlive(container.pid) {
             Glibc.kill(-container.pid, SIGKILL)
         }
-        if running.address != nil {
+        if running.address != nil || running.launching == true {
             do {
                 _ = try await cni(command: "DEL", containerID: running.containerID, netns: running.networkNamespace,
                                   namespace: running.namespace, pod: running.name)
@@ -406,6 +415,9 @@ actor PodRuntime {
         return state != "Z"
     }
 
+    /// The containers of every pod this runtime knows, running or being started.
+    var knownContainers: Set<String> { Set(pods.values.map(\.containerID)) }
+
     /// A digest of the spec that is stable across agent restarts (unlike `hashValue`), so a
     /// restarted agent recognises the pods it started.
     static func digest(_ spec: PodSpec) -> String {
@@ -420,5 +432,14 @@ actor PodRuntime {
 
     static func timestamp() -> String {
         ISO8601DateFormatter().string(from: Date())
+    }
+}
+
+/// How a pod's network namespace is named, for the runtime that creates it and the tools that
+/// enter it (`meridian exec`).
+public enum PodNaming {
+    /// `<prefix>-<namespace>.<pod>`: a namespace name has no dot, so two pods never share a name.
+    public static func networkNamespace(prefix: String, namespace: String, pod: String) -> String {
+        "\(prefix)-\(namespace).\(pod)"
     }
 }

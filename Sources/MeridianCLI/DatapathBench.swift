@@ -1,6 +1,7 @@
 import ArgumentParser
 import CMeridianBPF
 import Foundation
+import MeridianAgent
 import MeridianCore
 import MeridianDatapath
 import MeridianEtcd
@@ -11,6 +12,7 @@ import MeridianStore
 /// ping-pong) through Meridian's datapath, side by side with a bare veth pair and a plain kernel
 /// VXLAN tunnel measured in the same run on the same lab underlay; and the propagation latency
 /// of a backend change from one cluster's store into the other cluster's load-balancer map.
+/// Connection rate is wrk against the built-in echo server, one connection per request.
 struct DatapathBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "datapath", abstract: "Throughput, request/response rate and backend propagation against same-run baselines.")
@@ -28,6 +30,8 @@ struct DatapathBench: AsyncParsableCommand {
         var what: String
         var throughputGbps: SampleSummary
         var requestsPerSecond: SampleSummary
+        /// New TCP connections per second (one HTTP request each, `Connection: close`), from wrk.
+        var connectionsPerSecond: SampleSummary
     }
 
     struct Report: Codable {
@@ -44,8 +48,8 @@ struct DatapathBench: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            for tool in ["iperf3", "sockperf"] where !Self.onPath(tool) {
-                throw CLIError("\(tool) is not installed; run ./scripts/setup.sh (or apt-get install iperf3 sockperf)")
+            for tool in ["iperf3", "sockperf", "wrk"] where !Self.onPath(tool) {
+                throw CLIError("\(tool) is not installed; run ./scripts/setup.sh (or apt-get install iperf3 sockperf wrk)")
             }
             let directory = "/tmp/meridian-bench-\(getpid())"
             let prefix = "mbench\(getpid() % 100000)"
@@ -94,6 +98,7 @@ struct DatapathBench: AsyncParsableCommand {
               containers:
               - {name: iperf, command: ["iperf3", "-s"]}
               - {name: sockperf, command: ["sockperf", "sr", "--tcp", "-p", "11111"]}
+              - {name: http, command: ["meridian", "tool", "echo-server", "--port", "8080"]}
             ---
 
             """
@@ -109,6 +114,7 @@ struct DatapathBench: AsyncParsableCommand {
               ports:
               - {name: iperf, port: 5201}
               - {name: sockperf, port: 11111}
+              - {name: http, port: 8080}
             ---
 
             """
@@ -128,7 +134,7 @@ struct DatapathBench: AsyncParsableCommand {
         try meridian(["apply", "--context", "cluster2", "-f", "-"], stdin: serverPod("remote", node: "node1", labels: "remote") + service)
         let ipsC1 = try await waitForPods(["client", "local", "peer"], context: "cluster1", environment: environment)
         let ipsC2 = try await waitForPods(["remote"], context: "cluster2", environment: environment)
-        let clientNamespace = "\(prefix)-c1-default-client"
+        let clientNamespace = PodNaming.networkNamespace(prefix: "\(prefix)-c1", namespace: "default", pod: "client")
         let clusterIP = try serviceIP(environment: environment)
         try await waitUntil("cluster1 balances the bench service to cluster2") {
             let (_, output) = try DemoCommand.runChild(currentExecutable(), ["service", "list", "--context", "cluster1"], environment: environment, stdin: nil)
@@ -137,7 +143,7 @@ struct DatapathBench: AsyncParsableCommand {
 
         // Baselines on the same underlay: a bare veth pair, and a plain VXLAN tunnel (no programs
         // of ours) between two namespaces on cluster1's and cluster2's segments, through the router.
-        try await Baselines.create(prefix: prefix)
+        try await Baselines.create(prefix: prefix, executable: currentExecutable())
         let targets: [(String, String, String, String)] = [
             ("veth", "bare veth pair between two namespaces (physical baseline)", "\(prefix)-bv-a", Baselines.vethPeer),
             ("plain_vxlan", "kernel VXLAN between two underlay namespaces across the lab router, no BPF (kernel baseline)", "\(prefix)-bx-a", Baselines.vxlanPeer),
@@ -151,11 +157,14 @@ struct DatapathBench: AsyncParsableCommand {
             FileHandle.standardError.write(Data("bench: \(name)…\n".utf8))
             var throughput: [Double] = []
             var rates: [Double] = []
+            var connections: [Double] = []
             for _ in 0..<runCount {
                 throughput.append(try await Self.iperf(namespace: namespace, address: address, seconds: duration))
                 rates.append(try await Self.sockperf(namespace: namespace, address: address, seconds: duration))
+                connections.append(try await Self.connectionRate(namespace: namespace, address: address, seconds: duration))
             }
-            rows.append(Row(name: name, what: what, throughputGbps: SampleSummary(throughput)!, requestsPerSecond: SampleSummary(rates)!))
+            rows.append(Row(name: name, what: what, throughputGbps: SampleSummary(throughput)!, requestsPerSecond: SampleSummary(rates)!,
+                            connectionsPerSecond: SampleSummary(connections)!))
         }
 
         FileHandle.standardError.write(Data("bench: backend propagation (\(changeCount) changes)…\n".utf8))
@@ -170,6 +179,10 @@ struct DatapathBench: AsyncParsableCommand {
             ratios["\(row)_vs_plain_vxlan_throughput"] = ratio(row, "plain_vxlan", \.throughputGbps)
             ratios["\(row)_vs_plain_vxlan_request_rate"] = ratio(row, "plain_vxlan", \.requestsPerSecond)
         }
+        for row in ["cross_cluster", "global_service", "cross_node"] {
+            ratios["\(row)_vs_plain_vxlan_connection_rate"] = ratio(row, "plain_vxlan", \.connectionsPerSecond)
+        }
+        ratios["same_node_vs_veth_connection_rate"] = ratio("same_node", "veth", \.connectionsPerSecond)
         ratios["same_node_vs_veth_throughput"] = ratio("same_node", "veth", \.throughputGbps)
         ratios["same_node_vs_veth_request_rate"] = ratio("same_node", "veth", \.requestsPerSecond)
         return Report(runs: runCount, secondsPerRun: duration, rows: rows, backendPropagationMs: SampleSummary(propagation), ratios: ratios)
@@ -229,6 +242,20 @@ struct DatapathBench: AsyncParsableCommand {
         return received / runtime
     }
 
+    /// Connections per second: wrk with one connection, closing it after every request.
+    static func connectionRate(namespace: String, address: String, seconds: Int) async throws -> Double {
+        let output = try await HostCommand.run(["ip", "netns", "exec", namespace, "wrk", "-t1", "-c1", "-d\(seconds)s",
+                                                "-H", "Connection: close", "http://\(address):8080/"])
+        guard let range = output.range(of: "Requests/sec:"),
+              let rate = Double(output[range.upperBound...].trimmingCharacters(in: .whitespaces).prefix { $0.isNumber || $0 == "." }) else {
+            throw CLIError("unreadable wrk output to \(address): \(output.suffix(300))")
+        }
+        if output.contains("Non-2xx") || output.contains("Socket errors") {
+            throw CLIError("wrk saw errors against \(address): \(output.suffix(300))")
+        }
+        return rate
+    }
+
     static func onPath(_ tool: String) -> Bool {
         (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").contains {
             FileManager.default.isExecutableFile(atPath: "\($0)/\(tool)")
@@ -240,10 +267,11 @@ struct DatapathBench: AsyncParsableCommand {
         for row in report.rows {
             rows.append([row.name, String(format: "%.2f", row.throughputGbps.p50), String(format: "%.2f–%.2f", row.throughputGbps.min, row.throughputGbps.max),
                          String(format: "%.0f", row.requestsPerSecond.p50), String(format: "%.0f–%.0f", row.requestsPerSecond.min, row.requestsPerSecond.max),
-                         row.what])
+                         String(format: "%.0f", row.connectionsPerSecond.p50),
+                         String(format: "%.0f–%.0f", row.connectionsPerSecond.min, row.connectionsPerSecond.max), row.what])
         }
         var lines = ["Datapath, \(report.runs) run(s) of \(report.secondsPerRun) s per row (median, then min–max):",
-                     Table(headers: ["ROW", "GBIT/S", "SPREAD", "RR/S", "SPREAD", "WHAT"], rows: rows).render()]
+                     Table(headers: ["ROW", "GBIT/S", "SPREAD", "RR/S", "SPREAD", "CONN/S", "SPREAD", "WHAT"], rows: rows).render()]
         if let propagation = report.backendPropagationMs {
             lines.append(String(format: "Backend propagation, store of cluster2 → LB map of a cluster1 node, %d changes: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms",
                                 propagation.count, propagation.p50, propagation.p90, propagation.p99, propagation.max))
@@ -261,7 +289,7 @@ enum Baselines {
     static let vethPeer = "192.168.78.2"
     static let vxlanPeer = "192.168.77.2"
 
-    static func create(prefix: String) async throws {
+    static func create(prefix: String, executable: String) async throws {
         let (va, vb) = ("\(prefix)-bv-a", "\(prefix)-bv-b")
         try await HostCommand.ip("netns", "add", va)
         try await HostCommand.ip("netns", "add", vb)
@@ -291,6 +319,7 @@ enum Baselines {
         for namespace in ["\(prefix)-bv-b", "\(prefix)-bx-b"] {
             try await HostCommand.detach(["ip", "netns", "exec", namespace, "iperf3", "-s"])
             try await HostCommand.detach(["ip", "netns", "exec", namespace, "sockperf", "sr", "--tcp", "-p", "11111"])
+            try await HostCommand.detach(["ip", "netns", "exec", namespace, executable, "tool", "echo-server", "--port", "8080"])
         }
         try await Task.sleep(for: .milliseconds(500))
     }

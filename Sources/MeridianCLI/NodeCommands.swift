@@ -127,7 +127,7 @@ struct ExecCommand: AsyncParsableCommand {
             guard view.status == PodPhase.running.rawValue else {
                 throw ValidationError("pod \(namespace)/\(pod) is \(view.status), not Running\(view.message.map { ": \($0)" } ?? "")")
             }
-            let netns = "\(state.prefix)-c\(cluster.id)-\(namespace)-\(pod)"
+            let netns = PodNaming.networkNamespace(prefix: "\(state.prefix)-c\(cluster.id)", namespace: namespace, pod: pod)
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
             if !FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") { process.executableURL = URL(fileURLWithPath: "/sbin/ip") }

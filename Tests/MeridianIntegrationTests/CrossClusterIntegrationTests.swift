@@ -122,7 +122,7 @@ struct CrossClusterIntegrationTests {
             #expect(remotes.first?["mtu"] as? Int == 1400)
 
             let state = try #require(lab.lab.loadState())
-            let podNamespace = "\(state.prefix)-c1-default-server"
+            let podNamespace = "\(state.prefix)-c1-default.server"
             try await eventually("cluster1's pod routes cluster2's pods with MTU 1350") {
                 let routes = try await lab.command(["ip", "-n", podNamespace, "route"])
                 return routes.contains("10.2.1.0/24") && routes.contains("mtu 1350")

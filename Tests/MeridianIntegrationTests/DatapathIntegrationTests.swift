@@ -148,7 +148,7 @@ struct DatapathIntegrationTests {
                 let status = try await lab.withAdmin("cluster1") { try await $0.get(KeyLayout.podStatus(namespace: "default", name: "victim")) }
                 let namespaces = Lab.namespaces(prefix: lab.prefix)
                 let links = try await lab.links(inNamespace: node.namespace).filter { $0.hasPrefix("mer") && $0 != "mer_vxlan" }
-                return endpoint == nil && status == nil && !namespaces.contains { $0.hasSuffix("-victim") } && links.isEmpty
+                return endpoint == nil && status == nil && !namespaces.contains { $0.hasSuffix(".victim") } && links.isEmpty
             }
             let endpoints = try BPFMap<mer_endpoint_key, mer_endpoint_info>(pinnedAt: node.pinDirectory + "/mer_endpoints")
             let victimKey = mer_endpoint_key(ip4: try #require(IPAddress(victimIP)?.datapathValue))
@@ -250,7 +250,7 @@ struct DatapathIntegrationTests {
             let failed = try #require(try await lab.pods().first { $0.status == "Error" })
             #expect(failed.message?.contains("exhausted") == true, "\(failed.message ?? "no message")")
             #expect(failed.ip == nil)
-            #expect(Lab.namespaces(prefix: lab.prefix).filter { $0.hasSuffix("-" + failed.name) }.isEmpty, "the failed pod's namespace is gone")
+            #expect(Lab.namespaces(prefix: lab.prefix).filter { $0.hasSuffix("." + failed.name) }.isEmpty, "the failed pod's namespace is gone")
             let node = try #require(try lab.cluster("cluster1").nodes.first)
             let veths = try await lab.links(inNamespace: node.namespace).filter { $0.hasPrefix("mer") && $0 != "mer_vxlan" }
             #expect(veths.count == 5, "one veth per running pod: \(veths)")

@@ -108,6 +108,10 @@ static always_inline int lb4_local(struct __sk_buff *skb, struct packet4 *pkt, c
             return MER_DROP_CT_CREATE_FAILED;
     } else if (se) {
         ct_account(se, pkt, 0, skb->len, now);
+        /* Only the client's flags reach this entry; once it closes, the backend choice need not
+         * outlive the connection's own close timeout. */
+        if (se->flags & (MER_CT_F_TX_CLOSING | MER_CT_F_RX_CLOSING))
+            se->lifetime = now + MER_CT_TIMEOUT_TCP_CLOSE;
     }
     return nat4_rewrite(skb, pkt, 0, be->address, be->port);
 }
