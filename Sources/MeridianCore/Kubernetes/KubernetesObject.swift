@@ -6,6 +6,9 @@ public enum ResourceKind: String, Codable, Sendable, CaseIterable {
     case service = "Service"
     case pod = "Pod"
     case deployment = "Deployment"
+    case networkPolicy = "NetworkPolicy"
+    case ciliumNetworkPolicy = "CiliumNetworkPolicy"
+    case ciliumClusterwideNetworkPolicy = "CiliumClusterwideNetworkPolicy"
 
     /// The lowercase plural Kubernetes uses in API paths and `kubectl get`.
     public var plural: String {
@@ -14,6 +17,9 @@ public enum ResourceKind: String, Codable, Sendable, CaseIterable {
         case .service: "services"
         case .pod: "pods"
         case .deployment: "deployments"
+        case .networkPolicy: "networkpolicies"
+        case .ciliumNetworkPolicy: "ciliumnetworkpolicies"
+        case .ciliumClusterwideNetworkPolicy: "ciliumclusterwidenetworkpolicies"
         }
     }
 
@@ -23,13 +29,16 @@ public enum ResourceKind: String, Codable, Sendable, CaseIterable {
         case .service: "svc"
         case .pod: "po"
         case .deployment: "deploy"
+        case .networkPolicy: "netpol"
+        case .ciliumNetworkPolicy: "cnp"
+        case .ciliumClusterwideNetworkPolicy: "ccnp"
         }
     }
 
     public var isNamespaced: Bool {
         switch self {
-        case .namespace: false
-        case .service, .pod, .deployment: true
+        case .namespace, .ciliumClusterwideNetworkPolicy: false
+        case .service, .pod, .deployment, .networkPolicy, .ciliumNetworkPolicy: true
         }
     }
 
@@ -38,6 +47,8 @@ public enum ResourceKind: String, Codable, Sendable, CaseIterable {
         switch self {
         case .namespace, .service, .pod: "v1"
         case .deployment: "apps/v1"
+        case .networkPolicy: "networking.k8s.io/v1"
+        case .ciliumNetworkPolicy, .ciliumClusterwideNetworkPolicy: "cilium.io/v2"
         }
     }
 
@@ -61,6 +72,9 @@ public enum KubernetesObject: Codable, Sendable, Hashable {
     case service(Service)
     case pod(Pod)
     case deployment(Deployment)
+    case networkPolicy(NetworkPolicy)
+    case ciliumNetworkPolicy(CiliumNetworkPolicy)
+    case ciliumClusterwideNetworkPolicy(CiliumClusterwideNetworkPolicy)
 
     public var kind: ResourceKind {
         switch self {
@@ -68,6 +82,9 @@ public enum KubernetesObject: Codable, Sendable, Hashable {
         case .service: .service
         case .pod: .pod
         case .deployment: .deployment
+        case .networkPolicy: .networkPolicy
+        case .ciliumNetworkPolicy: .ciliumNetworkPolicy
+        case .ciliumClusterwideNetworkPolicy: .ciliumClusterwideNetworkPolicy
         }
     }
 
@@ -78,6 +95,9 @@ public enum KubernetesObject: Codable, Sendable, Hashable {
             case let .service(service): service.metadata
             case let .pod(pod): pod.metadata
             case let .deployment(deployment): deployment.metadata
+            case let .networkPolicy(policy): policy.metadata
+            case let .ciliumNetworkPolicy(policy): policy.metadata
+            case let .ciliumClusterwideNetworkPolicy(policy): policy.metadata
             }
         }
         set {
@@ -94,6 +114,15 @@ public enum KubernetesObject: Codable, Sendable, Hashable {
             case var .deployment(deployment):
                 deployment.metadata = newValue
                 self = .deployment(deployment)
+            case var .networkPolicy(policy):
+                policy.metadata = newValue
+                self = .networkPolicy(policy)
+            case var .ciliumNetworkPolicy(policy):
+                policy.metadata = newValue
+                self = .ciliumNetworkPolicy(policy)
+            case var .ciliumClusterwideNetworkPolicy(policy):
+                policy.metadata = newValue
+                self = .ciliumClusterwideNetworkPolicy(policy)
             }
         }
     }
@@ -127,6 +156,10 @@ public enum KubernetesObject: Codable, Sendable, Hashable {
         case .service: self = .service(try Service(from: decoder))
         case .pod: self = .pod(try Pod(from: decoder))
         case .deployment: self = .deployment(try Deployment(from: decoder))
+        case .networkPolicy: self = .networkPolicy(try NetworkPolicy(from: decoder))
+        case .ciliumNetworkPolicy: self = .ciliumNetworkPolicy(try CiliumNetworkPolicy(from: decoder))
+        case .ciliumClusterwideNetworkPolicy:
+            self = .ciliumClusterwideNetworkPolicy(try CiliumClusterwideNetworkPolicy(from: decoder))
         }
     }
 
@@ -136,6 +169,9 @@ public enum KubernetesObject: Codable, Sendable, Hashable {
         case let .service(service): try service.encode(to: encoder)
         case let .pod(pod): try pod.encode(to: encoder)
         case let .deployment(deployment): try deployment.encode(to: encoder)
+        case let .networkPolicy(policy): try policy.encode(to: encoder)
+        case let .ciliumNetworkPolicy(policy): try policy.encode(to: encoder)
+        case let .ciliumClusterwideNetworkPolicy(policy): try policy.encode(to: encoder)
         }
     }
 }
@@ -147,6 +183,9 @@ extension KubernetesObject {
         case let .service(service): try service.validate()
         case let .pod(pod): try pod.validate()
         case let .deployment(deployment): try deployment.validate()
+        case let .networkPolicy(policy): try policy.validate()
+        case let .ciliumNetworkPolicy(policy): try policy.validate()
+        case let .ciliumClusterwideNetworkPolicy(policy): try policy.validate()
         }
     }
 }

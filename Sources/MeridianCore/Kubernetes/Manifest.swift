@@ -84,6 +84,10 @@ public enum ManifestDecoder {
         case .service: .service(try Service(manifest: object))
         case .pod: .pod(try Pod(manifest: object))
         case .deployment: .deployment(try Deployment(manifest: object))
+        case .networkPolicy: .networkPolicy(try NetworkPolicy(manifest: object))
+        case .ciliumNetworkPolicy: .ciliumNetworkPolicy(try CiliumNetworkPolicy(manifest: object))
+        case .ciliumClusterwideNetworkPolicy:
+            .ciliumClusterwideNetworkPolicy(try CiliumClusterwideNetworkPolicy(manifest: object))
         }
         try decoded.validate()
         return decoded
