@@ -218,19 +218,14 @@ static always_inline const struct mer_endpoint_info *endpoint_lookup(__u32 ip4)
  */
 static always_inline int parse_ipv4(struct __sk_buff *skb, struct packet4 *pkt)
 {
-    void *data, *data_end;
-    struct iphdr *ip;
+    struct iphdr header;
+    struct iphdr *ip = &header;
     __u32 ihl;
     __u16 frag;
 
-    if (bpf_skb_pull_data(skb, ETH_HLEN + sizeof(struct iphdr) + sizeof(struct tcphdr)) < 0) {
-        /* Short packets (e.g. an empty UDP datagram) cannot be pulled that far; pull what is there. */
-        bpf_skb_pull_data(skb, 0);
-    }
-    data = (void *)(long)skb->data;
-    data_end = (void *)(long)skb->data_end;
-    ip = data + ETH_HLEN;
-    if ((void *)(ip + 1) > data_end)
+    /* Copied out rather than pulled: no program writes through packet pointers, and pulling
+     * would make every packet's head writable (a copy for cloned skbs) on the hot path. */
+    if (bpf_skb_load_bytes(skb, ETH_HLEN, &header, sizeof(header)) < 0)
         return MER_DROP_INVALID;
     if (ip->version != 4)
         return MER_DROP_INVALID;
