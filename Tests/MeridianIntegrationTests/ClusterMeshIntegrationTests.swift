@@ -75,13 +75,13 @@ struct ClusterMeshIntegrationTests {
             let services = try await lab.meridian(["get", "services", "--context", "cluster1", "--all-clusters"])
             #expect(services.stdout.contains("my-backend-service"))
 
-            let status = try await lab.status("cluster1")
-            let remotes = try #require(status["remoteClusters"] as? [[String: Any]])
-            let counts = try #require(remotes.first?["counts"] as? [String: Int])
-            #expect(counts["endpoints"] == 1)
-            #expect(counts["identities"] == 1)
-            #expect(counts["services"] == 1)
-            #expect(counts["nodes"] == 0)
+            // The status is published periodically, so it catches up with the cache shortly after.
+            try await eventually("status counts match the cache") {
+                let status = try await lab.status("cluster1")
+                let remotes = try #require(status["remoteClusters"] as? [[String: Any]])
+                let counts = try #require(remotes.first?["counts"] as? [String: Int])
+                return counts["endpoints"] == 1 && counts["identities"] == 1 && counts["services"] == 1 && counts["nodes"] == 0
+            }
 
             // Deleting the Service withdraws its export everywhere.
             let delete = try await lab.meridian(["delete", "service", "my-backend-service", "--context", "cluster2"])
