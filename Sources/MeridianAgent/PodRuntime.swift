@@ -305,7 +305,7 @@ actor PodRuntime {
                     process.restartCount += 1
                     changed = true
                 }
-            } else if !Self.isAlive(process.pid) {
+            } else if !HostProcess.isAlive(process.pid) {
                 let paths = files(running, process.name)
                 let code = (try? String(contentsOfFile: paths.exit, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 137
                 process.lastExitCode = code
@@ -353,10 +353,10 @@ actor PodRuntime {
 
     private func stop(_ key: String, _ running: RunningPod) async {
         for container in running.containers where container.pid > 0 { Self.kill(container.pid) }
-        for _ in 0..<50 where running.containers.contains(where: { $0.pid > 0 && Self.isAlive($0.pid) }) {
+        for _ in 0..<50 where running.containers.contains(where: { $0.pid > 0 && HostProcess.isAlive($0.pid) }) {
             try? await Task.sleep(for: .milliseconds(100))
         }
-        for container in running.containers where container.pid > 0 && Self.isAlive(container.pid) {
+        for container in running.containers where container.pid > 0 && HostProcess.isAlive(container.pid) {
             Glibc.kill(-container.pid, SIGKILL)
         }
         if running.address != nil || running.launching == true {
@@ -404,15 +404,6 @@ actor PodRuntime {
     static func kill(_ pid: Int32) {
         guard pid > 0 else { return }
         Glibc.kill(-pid, SIGTERM)
-    }
-
-    static func isAlive(_ pid: Int32) -> Bool {
-        guard pid > 0, Glibc.kill(pid, 0) == 0 || errno == EPERM else { return false }
-        // A zombie has exited; only its parent's wait would remove it.
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return false }
-        let state = stat[stat.index(close, offsetBy: 2)...].prefix(1)
-        return state != "Z"
     }
 
     /// The containers of every pod this runtime knows, running or being started.

@@ -1,5 +1,6 @@
 import Foundation
 import MeridianControlPlane
+import MeridianDatapath
 import MeridianCore
 import MeridianPKI
 
@@ -186,7 +187,7 @@ public struct Lab: Sendable {
     public func waitUntilReady(_ cluster: LabCluster, timeout: Duration) async throws {
         let deadline = ContinuousClock.now + timeout
         while !FileManager.default.fileExists(atPath: cluster.paths.readyMarker) {
-            if let pid = Self.readPID(cluster.paths.pidFile), !Self.isAlive(pid) {
+            if let pid = Self.readPID(cluster.paths.pidFile), !HostProcess.isAlive(pid) {
                 throw LabError("control plane of \(cluster.name) exited during start-up; see \(cluster.dataDirectory)/control-plane.log")
             }
             guard ContinuousClock.now < deadline else {
@@ -232,21 +233,11 @@ public struct Lab: Sendable {
         guard pid > 1, kill(pid, 0) == 0 else { return }
         kill(pid, signal)
         for _ in 0..<100 {
-            if !isAlive(pid) { return }
+            if !HostProcess.isAlive(pid) { return }
             try? await Task.sleep(for: .milliseconds(50))
         }
         kill(pid, SIGKILL)
-        for _ in 0..<40 where isAlive(pid) { try? await Task.sleep(for: .milliseconds(50)) }
-    }
-
-    /// True while the process exists and is not a zombie awaiting its parent.
-    static func isAlive(_ pid: Int32) -> Bool {
-        guard kill(pid, 0) == 0 else { return false }
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return false }
-        let state = stat[stat.index(close, offsetBy: 2)...].prefix(1)
-        if state == "Z" { var status: Int32 = 0; waitpid(pid, &status, WNOHANG); return false }
-        return true
+        for _ in 0..<40 where HostProcess.isAlive(pid) { try? await Task.sleep(for: .milliseconds(50)) }
     }
 }
 

@@ -122,7 +122,7 @@ extension Lab {
         while true {
             let log = (try? String(contentsOfFile: node.logPath, encoding: .utf8)) ?? ""
             if registrations(of: node) > previous { return }
-            if let pid = Self.readPID(node.pidFile), !Self.isAlive(pid) {
+            if let pid = Self.readPID(node.pidFile), !HostProcess.isAlive(pid) {
                 throw LabError("agent of \(cluster.name)/\(node.name) exited during start-up; see \(node.logPath):\n\(log.suffix(2000))")
             }
             guard ContinuousClock.now < deadline else {
