@@ -18,3 +18,5 @@ _Static_assert(sizeof(struct mer_frag_key) == 12, "frag key");
 _Static_assert(sizeof(struct mer_config) == 20, "config");
 _Static_assert(sizeof(struct mer_event) == 48, "event");
 _Static_assert(sizeof(struct mer_metric) == 16, "metric");
+_Static_assert(sizeof(struct mer_policy_key) == 15, "policy key");
+_Static_assert(sizeof(struct mer_policy_entry) == 8, "policy entry");

@@ -1,13 +1,14 @@
 /*
  * from-pod: tc ingress on a pod's host-side veth, i.e. every packet the pod sends.
  * Order: ARP responder; source check; service LB (sticky backend, DNAT); conntrack; ipcache of
- * the destination; then local delivery, VXLAN encapsulation with the source identity as VNI, or
- * the node's stack.
+ * the destination; egress policy for new connections; then local delivery, VXLAN encapsulation
+ * with the source identity as VNI, or the node's stack.
  */
 #include "lib/common.h"
 #include "lib/conntrack.h"
 #include "lib/lb.h"
 #include "lib/arp.h"
+#include "lib/policy.h"
 
 static always_inline int encap_and_redirect(struct __sk_buff *skb, const struct mer_config *cfg,
                                             const struct packet4 *pkt, __u32 src_identity,
@@ -95,6 +96,11 @@ static always_inline int handle_ipv4(struct __sk_buff *skb)
         dst_identity = dst->identity;
 
     if (ct_state == MER_CT_NEW && !is_icmp_error(&pkt)) {
+        /* Egress policy is decided once, on the connection's first packet, against the
+         * destination's identity (after DNAT: the backend's). */
+        reason = policy_verdict(src_ep, MER_POLICY_EGRESS, dst_identity, &pkt);
+        if (reason)
+            return drop(skb, reason, &pkt, src_identity, dst_identity);
         reason = ct_create(&pkt, MER_CT_DIR_OUT, skb->len, rev_nat_index, src_identity);
         if (reason)
             return drop(skb, reason, &pkt, src_identity, dst_identity);

@@ -1,13 +1,15 @@
 /*
  * to-pod: tc egress on a pod's host-side veth, i.e. every packet about to enter the pod, whether
  * it came from a local pod, from the overlay or from the node's stack. Conntrack in the
- * receiving direction; replies to connections through a service get their frontend back as
+ * receiving direction; ingress policy for new connections (replies of allowed connections pass
+ * through conntrack); replies to connections through a service get their frontend back as
  * source (reverse NAT). The source identity arrives in skb->mark from our other programs, else
  * from the ipcache.
  */
 #include "lib/common.h"
 #include "lib/conntrack.h"
 #include "lib/lb.h"
+#include "lib/policy.h"
 
 static always_inline int handle_ipv4(struct __sk_buff *skb)
 {
@@ -47,6 +49,9 @@ static always_inline int handle_ipv4(struct __sk_buff *skb)
         if (reason)
             return drop(skb, reason, &pkt, src_identity, ep->identity);
     } else if (ct_state == MER_CT_NEW) {
+        reason = policy_verdict(ep, MER_POLICY_INGRESS, src_identity, &pkt);
+        if (reason)
+            return drop(skb, reason, &pkt, src_identity, ep->identity);
         reason = ct_create(&pkt, MER_CT_DIR_IN, skb->len, 0, src_identity);
         if (reason)
             return drop(skb, reason, &pkt, src_identity, ep->identity);

@@ -18,6 +18,7 @@ public final class NodeDatapath: Sendable {
     public let reverseNAT: BPFMap<UInt16, mer_lb4_revnat>
     public let conntrack: BPFMap<mer_ct_key, mer_ct_entry>
     public let config: BPFMap<UInt32, mer_config>
+    public let policy: BPFMap<mer_policy_key, mer_policy_entry>
     public let metrics: PerCPUArrayMap<mer_metric>
     public let eventsFD: Int32
 
@@ -41,6 +42,7 @@ public final class NodeDatapath: Sendable {
         reverseNAT = BPFMap(name: MER_MAP_REVNAT, fd: try maps.mapFD(MER_MAP_REVNAT))
         conntrack = BPFMap(name: MER_MAP_CT, fd: try maps.mapFD(MER_MAP_CT))
         config = BPFMap(name: MER_MAP_CONFIG, fd: try maps.mapFD(MER_MAP_CONFIG))
+        policy = BPFMap(name: MER_MAP_POLICY, fd: try maps.mapFD(MER_MAP_POLICY))
         metrics = try PerCPUArrayMap(name: MER_MAP_METRICS, fd: try maps.mapFD(MER_MAP_METRICS))
         eventsFD = try maps.mapFD(MER_MAP_EVENTS)
     }

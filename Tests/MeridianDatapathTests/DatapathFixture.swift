@@ -50,14 +50,34 @@ final class DatapathFixture {
     static func addr(_ text: String) -> UInt32 { IPAddress(text)!.datapathValue! }
     static func port(_ value: UInt16) -> UInt16 { value.bigEndian }
 
-    func addEndpoint(ip: String, identity: UInt32, ifindex: UInt32, mac: [UInt8] = Packets.podMAC) throws {
+    func addEndpoint(ip: String, identity: UInt32, ifindex: UInt32, mac: [UInt8] = Packets.podMAC, flags: Int = 0) throws {
         var info = mer_endpoint_info()
+        info.flags = UInt16(flags)
         info.ifindex = ifindex
         info.identity = identity
         info.endpoint_id = 1
         withUnsafeMutableBytes(of: &info.mac) { $0.copyBytes(from: mac) }
         withUnsafeMutableBytes(of: &info.node_mac) { $0.copyBytes(from: Packets.gatewayMAC) }
         try datapath.endpoints.update(mer_endpoint_key(ip4: Self.addr(ip)), info)
+    }
+
+    /// A policy entry for endpoint 1: `identity` 0 is any, `proto` nil any protocol and port,
+    /// `portBits` how many leading bits of `port` must match (16 = exactly).
+    func addPolicy(direction: Int, identity: UInt32, proto: UInt8?, port: UInt16 = 0, portBits: UInt32 = 16, deny: Bool = false) throws {
+        var key = mer_policy_key()
+        key.endpoint_id = UInt16(1).bigEndian
+        key.direction = UInt8(direction)
+        key.identity = identity.bigEndian
+        if let proto {
+            key.proto = proto
+            key.dport = port.bigEndian
+            key.prefixlen = UInt32(MER_POLICY_STATIC_PREFIX) + 8 + portBits
+        } else {
+            key.prefixlen = UInt32(MER_POLICY_STATIC_PREFIX)
+        }
+        var entry = mer_policy_entry()
+        entry.deny = deny ? 1 : 0
+        try datapath.policy.update(key, entry)
     }
 
     func addRoute(_ cidr: String, identity: UInt32, tunnel: String?, flags: UInt8 = 0) throws {

@@ -21,6 +21,7 @@
 #define MER_MAP_EVENTS "mer_events"
 #define MER_MAP_CONFIG "mer_config"
 #define MER_MAP_METRICS "mer_metrics"
+#define MER_MAP_POLICY "mer_policy"
 
 /* Map sizes. */
 enum {
@@ -33,6 +34,7 @@ enum {
     MER_FRAG_MAX = 8192,
     MER_EVENTS_BYTES = 1 << 20,
     MER_METRICS_MAX = 256,
+    MER_POLICY_MAX = 262144,
 };
 
 /* Reserved security identities (Cilium's numbering). */
@@ -51,6 +53,8 @@ struct mer_endpoint_key {
 
 enum {
     MER_ENDPOINT_F_NONE = 0,
+    MER_ENDPOINT_F_INGRESS_ENFORCED = 1 << 0, /* a policy selects the pod for ingress: default deny */
+    MER_ENDPOINT_F_EGRESS_ENFORCED = 1 << 1,  /* likewise for egress */
 };
 
 struct mer_endpoint_info {
@@ -80,6 +84,35 @@ struct mer_ipcache_value {
     __u16 cluster_id;
     __u8 flags;
     __u8 pad;
+};
+
+/* ---- policy: (endpoint, direction, remote identity, protocol, port) -> verdict ----
+ * An LPM trie whose prefix always covers endpoint, direction and identity (64 bits), and then
+ * as much of protocol (8) and port (16) as the rule names: prefix 64 is "any protocol, any
+ * port", 72 "this protocol, any port", 72+n "this protocol, ports sharing the top n bits".
+ * Identity 0 means any identity; the datapath looks up the exact identity, then 0, and a deny
+ * in either wins. */
+struct mer_policy_key {
+    __u32 prefixlen;
+    __u16 endpoint_id;   /* big-endian, so the trie orders it */
+    __u8 direction;      /* MER_POLICY_INGRESS / _EGRESS */
+    __u8 pad;
+    __u32 identity;      /* big-endian */
+    __u8 proto;
+    __u16 dport;         /* be */
+} __attribute__((packed));
+
+enum {
+    MER_POLICY_INGRESS = 0,
+    MER_POLICY_EGRESS = 1,
+    MER_POLICY_STATIC_PREFIX = 64,
+    MER_POLICY_FULL_PREFIX = 88,
+};
+
+struct mer_policy_entry {
+    __u8 deny;
+    __u8 pad[3];
+    __u32 pad2;
 };
 
 /* ---- services: frontend slot table ---- */
