@@ -35,7 +35,7 @@ struct BackendAddress: Hashable, Sendable {
 struct DesiredDatapath: Sendable {
     var ipcache: [IPCIDR: IPCacheEntry] = [:]
     var services: [Frontend: [BackendAddress]] = [:]
-    /// Service name per frontend, for DNS and for `service list`.
+    /// ClusterIP per `service.namespace`, for DNS.
     var serviceIPs: [String: IPAddress] = [:]
 
     struct Inputs: Sendable {
@@ -93,14 +93,13 @@ struct DesiredDatapath: Sendable {
             podRecords: inputs.pods, statusRecords: inputs.podStatuses, remoteRecords: inputs.remoteServices)
         for frontend in frontends {
             guard let vip = IPAddress(frontend.address), let proto = L4Protocol(rawValue: frontend.proto).flatMap(Self.proto) else { continue }
-            desired.serviceIPs["\(frontend.name).\(frontend.namespace)"] = vip
             desired.services[Frontend(address: vip, port: frontend.port, proto: proto)] = frontend.backends.compactMap { backend in
                 IPAddress(backend.ip).map {
                     BackendAddress(address: $0, port: backend.port, proto: proto, clusterID: UInt16(truncatingIfNeeded: backend.clusterID))
                 }
             }
         }
-        // Services whose ports all lack a protocol the datapath handles still resolve by name.
+        // Every Service with a ClusterIP resolves by name, whatever its ports.
         for (key, value) in inputs.services {
             guard case let .service(service)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key),
                   let clusterIP = service.spec.clusterIP, let vip = IPAddress(clusterIP) else { continue }
