@@ -56,7 +56,7 @@ public struct Agent: Sendable {
         try await EtcdClient.withClient(configuration.etcd) { client in
             let context = try await prepareNode(client)
             let network = NodeNetwork(underlayDevice: configuration.underlayDevice, underlayMTU: context.podMTU + MeridianMTU.vxlanOverhead,
-                                      gateway: context.gateway)
+                                      gateway: context.gateway, podCIDR: context.podCIDR)
             try await network.setUp()
             let datapath = try NodeDatapath(pinDirectory: configuration.pinDirectory)
             var config = mer_config()
@@ -74,10 +74,12 @@ public struct Agent: Sendable {
             let mirror = PrefixMirror(prefixes: [
                 MeshKind.nodes.statePrefix(cluster: context.cluster.name),
                 MeshKind.endpoints.statePrefix(cluster: context.cluster.name),
-                KeyLayout.resources(plural: ResourceKind.service.plural),
-                KeyLayout.resources(plural: ResourceKind.pod.plural),
+                // One watch for every resource kind, so its revision says how far policies, pods
+                // and namespaces have all been read.
+                KeyLayout.resourcesPrefix,
                 KeyLayout.podStatusPrefix,
-                Self.remoteNodesPrefix, Self.remoteEndpointsPrefix, Self.remoteServicesPrefix,
+                MeshKind.identities.statePrefix(cluster: context.cluster.name),
+                Self.remoteNodesPrefix, Self.remoteEndpointsPrefix, Self.remoteServicesPrefix, Self.remoteIdentitiesPrefix,
             ])
             let names = ServiceNameTable()
             let runtime = PodRuntime(context: context, client: client, mirror: mirror, endpoints: endpoints,
@@ -97,7 +99,9 @@ public struct Agent: Sendable {
                 group.addTask { try await api.run() }
                 group.addTask { try await dns.run() }
                 group.addTask { try await runtime.run() }
-                group.addTask { try await reconcileDatapath(datapath, mirror: mirror, names: names, context: context) }
+                group.addTask {
+                    try await reconcileDatapath(datapath, mirror: mirror, endpoints: endpoints, names: names, context: context, client: client)
+                }
             }
         }
     }
@@ -106,6 +110,7 @@ public struct Agent: Sendable {
     static let remoteNodesPrefix = "cilium/cache/nodes/v1/"
     static let remoteEndpointsPrefix = "cilium/cache/ip/v1/"
     static let remoteServicesPrefix = "cilium/cache/services/v1/"
+    static let remoteIdentitiesPrefix = "cilium/cache/identities/v1/"
 
     // MARK: Node
 
@@ -188,9 +193,14 @@ public struct Agent: Sendable {
     // MARK: Datapath
 
     /// Recomputes the desired maps on every change of the records they derive from, applies
-    /// the difference, and re-reads the maps every `resyncInterval` to repair drift.
-    private func reconcileDatapath(_ datapath: NodeDatapath, mirror: PrefixMirror, names: ServiceNameTable, context: NodeContext) async throws {
+    /// the difference, and re-reads the maps every `resyncInterval` to repair drift. Each pass
+    /// first follows label changes, then programs every endpoint's policy, then the shared maps
+    /// (which carry the CIDR identities policy needs), then publishes what is in force.
+    private func reconcileDatapath(_ datapath: NodeDatapath, mirror: PrefixMirror, endpoints: EndpointManager, names: ServiceNameTable,
+                                   context: NodeContext, client: EtcdClient) async throws {
         var synchronizer = MapSynchronizer(datapath: datapath)
+        var cidrIdentities = CIDRIdentityTable()
+        var published: NodePolicyStatus?
         var lastResync = ContinuousClock.now
         try await withThrowingDiscardingTaskGroup { group in
             let (events, continuation) = AsyncStream.makeStream(of: Bool.self, bufferingPolicy: .bufferingNewest(1))
@@ -209,17 +219,37 @@ public struct Agent: Sendable {
                     synchronizer.resync()
                     lastResync = .now
                 }
+                let revision = await mirror.revision(of: KeyLayout.resourcesPrefix)
+                let localEndpoints = await mirror.snapshot(MeshKind.endpoints.statePrefix(cluster: context.cluster.name))
+                let remoteEndpoints = await mirror.snapshot(Self.remoteEndpointsPrefix)
+                await endpoints.refreshIdentities(pods: await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.pod.plural)),
+                                                  namespaces: await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.namespace.plural)))
+                var policies: [String: Data] = [:]
+                for kind in [ResourceKind.networkPolicy, .ciliumNetworkPolicy, .ciliumClusterwideNetworkPolicy] {
+                    policies.merge(await mirror.snapshot(KeyLayout.resources(plural: kind.plural)), uniquingKeysWith: { a, _ in a })
+                }
+                let policy = PolicySnapshot.compute(
+                    PolicySnapshot.Inputs(
+                        policies: policies,
+                        localIdentities: await mirror.snapshot(MeshKind.identities.statePrefix(cluster: context.cluster.name)),
+                        remoteIdentities: await mirror.snapshot(Self.remoteIdentitiesPrefix),
+                        endpoints: localEndpoints, remoteEndpoints: remoteEndpoints, revision: revision),
+                    cluster: context.cluster, cidrIdentities: cidrIdentities)
+                cidrIdentities = policy.cidrIdentities
                 let inputs = DesiredDatapath.Inputs(
                     nodes: await mirror.snapshot(MeshKind.nodes.statePrefix(cluster: context.cluster.name)),
-                    endpoints: await mirror.snapshot(MeshKind.endpoints.statePrefix(cluster: context.cluster.name)),
+                    endpoints: localEndpoints,
                     services: await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.service.plural)),
                     pods: await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.pod.plural)),
                     podStatuses: await mirror.snapshot(KeyLayout.podStatusPrefix),
                     remoteNodes: await mirror.snapshot(Self.remoteNodesPrefix),
-                    remoteEndpoints: await mirror.snapshot(Self.remoteEndpointsPrefix),
+                    remoteEndpoints: remoteEndpoints,
                     remoteServices: await mirror.snapshot(Self.remoteServicesPrefix))
-                let desired = DesiredDatapath.compute(inputs, context: context)
+                var desired = DesiredDatapath.compute(inputs, context: context)
+                desired.ipcache.merge(policy.ipcacheEntries(besides: desired.ipcache, clusterID: UInt16(context.cluster.id)),
+                                      uniquingKeysWith: { cluster, _ in cluster })
                 names.replace(desired.serviceIPs)
+                // CIDR identities reach the ipcache before entries naming them reach the policy map.
                 do {
                     let writes = try synchronizer.apply(desired)
                     if writes > 0 {
@@ -227,6 +257,16 @@ public struct Agent: Sendable {
                     }
                 } catch {
                     logger.error("datapath update failed; will retry at the next change or resync", metadata: ["error": "\(error)"])
+                }
+                let status = NodePolicyStatus(node: context.nodeName, cluster: context.cluster.name, revision: revision,
+                                              endpoints: await endpoints.applyPolicy(policy))
+                if status != published {
+                    do {
+                        try await client.put(KeyLayout.nodeStatus(context.nodeName), StoreCoding.encode(status))
+                        published = status
+                    } catch {
+                        logger.warning("could not publish the node's policy status", metadata: ["error": "\(error)"])
+                    }
                 }
             }
         }

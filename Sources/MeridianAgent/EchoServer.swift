@@ -7,17 +7,22 @@ import NIOPosix
 /// answers with who served the request (pod, namespace, node, cluster, from the environment the
 /// node sets) and who asked, so load balancing and cross-cluster paths are visible in a curl.
 /// `GET /bytes/N` returns N bytes, and a request body is counted, for large-payload tests. With a
-/// UDP port it also echoes datagrams back unchanged.
+/// UDP port it also echoes datagrams back unchanged. It can listen on several ports of each
+/// kind, so policy tests can tell ports apart.
 public struct EchoServer: Sendable {
     public var host: String
-    public var port: Int
-    public var udpPort: Int?
+    public var ports: [Int]
+    public var udpPorts: [Int]
     public var environment: [String: String]
 
     public init(host: String = "0.0.0.0", port: Int, udpPort: Int? = nil, environment: [String: String]) {
+        self.init(host: host, ports: [port], udpPorts: udpPort.map { [$0] } ?? [], environment: environment)
+    }
+
+    public init(host: String = "0.0.0.0", ports: [Int], udpPorts: [Int], environment: [String: String]) {
         self.host = host
-        self.port = port
-        self.udpPort = udpPort
+        self.ports = ports
+        self.udpPorts = udpPorts
         self.environment = environment
     }
 
@@ -35,14 +40,16 @@ public struct EchoServer: Sendable {
 
     public func run() async throws {
         try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await serveHTTP() }
-            if let udpPort {
+            for port in ports {
+                group.addTask { try await serveHTTP(port: port) }
+            }
+            for udpPort in udpPorts {
                 group.addTask { try await serveUDP(port: udpPort) }
             }
         }
     }
 
-    private func serveHTTP() async throws {
+    private func serveHTTP(port: Int) async throws {
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .bind(host: host, port: port) { channel in

@@ -15,12 +15,18 @@ struct EndpointRecord: Codable, Sendable, Hashable {
     var interface: PodInterfaceDescription?
     var identity: UInt32?
     var endpointID: UInt16
+    /// The identity's labels (Cilium's label string), to notice when the pod's or its
+    /// namespace's labels change.
+    var labels: String?
+    var namedPorts: [NamedPort]?
 }
 
 /// Owns the node's pod addresses and endpoints: hands out addresses from the node's pod CIDR,
 /// programs the endpoints map and the veth's programs, allocates the pod's identity and
 /// publishes its ipcache record (`cilium/state/ip/v1/default/<ip>`) for the rest of the
-/// cluster and for peers. Its state is kept in a file so a restarted agent knows its pods.
+/// cluster and for peers. It follows label changes with a new identity, and programs each
+/// endpoint's policy map entries and enforcement flags, before a new endpoint's first packet.
+/// Its state is kept in a file so a restarted agent knows its pods.
 actor EndpointManager {
     private let context: NodeContext
     private let client: EtcdClient
@@ -28,6 +34,9 @@ actor EndpointManager {
     private let stateFile: String
     private let logger: Logger
     private var endpoints: [String: EndpointRecord] = [:]
+    private var policy: PolicySnapshot?
+    /// What the policy map holds per endpoint ID.
+    private var programmed: [UInt16: EndpointPolicyProgram] = [:]
 
     init(context: NodeContext, client: EtcdClient, datapath: NodeDatapath, stateDirectory: String, logger: Logger) {
         self.context = context
@@ -55,6 +64,12 @@ actor EndpointManager {
     /// Re-attaches programs to every known endpoint's veth (after an agent restart the maps are
     /// still pinned; the programs are new objects and replace the old ones in place).
     func restore() async {
+        for (key, value) in datapath.policy.entries() {
+            programmed[UInt16(bigEndian: key.endpoint_id), default: EndpointPolicyProgram()].entries[PolicyMapKey(key)] = value.deny != 0
+        }
+        for (_, value) in datapath.endpoints.entries() {
+            programmed[value.endpoint_id, default: EndpointPolicyProgram()].flags = value.flags
+        }
         for record in endpoints.values {
             guard let interface = record.interface else { continue }
             do {
@@ -130,7 +145,7 @@ actor EndpointManager {
             throw AgentAPIError("container \(spec.containerID) has no address \(spec.interface.address) reserved on this node")
         }
         record.interface = spec.interface
-        let labels = try await identityLabels(namespace: spec.namespace, pod: spec.pod)
+        let (labels, namedPorts) = try await identityLabels(namespace: spec.namespace, pod: spec.pod)
         let allocator = IdentityAllocator(client: client, clusterID: context.cluster.id, layout: context.identityLayout)
         let identity = try await allocator.allocate(labels)
         // The actor may have served a DEL for this container while it waited on etcd.
@@ -138,16 +153,112 @@ actor EndpointManager {
             throw AgentAPIError("container \(spec.containerID) was deleted while its endpoint was being created")
         }
         record.identity = identity
+        record.labels = labels.ciliumString
+        record.namedPorts = namedPorts
+        // Policy first: the endpoint's first packet already meets its entries and flags.
+        try programPolicy(record, labels: labels)
         try writeEndpointMap(record)
         try datapath.attachEndpoint(hostInterface: spec.interface.hostInterface)
         endpoints[spec.containerID] = record
         try save()
-        let pair = IPIdentityPair(
-            ip: record.address, hostIP: context.nodeIP.description, id: identity, key: 0, metadata: "",
-            k8sNamespace: spec.namespace, k8sPodName: spec.pod)
-        try await client.put(MeshKind.endpoints.stateKey(cluster: context.cluster.name, name: record.address), StoreCoding.encode(pair))
+        try await publish(record)
         logger.info("endpoint created", metadata: ["pod": "\(spec.namespace)/\(spec.pod)", "ip": "\(record.address)", "identity": "\(identity)"])
         return identity
+    }
+
+    private func publish(_ record: EndpointRecord) async throws {
+        guard let identity = record.identity else { return }
+        let pair = IPIdentityPair(
+            ip: record.address, hostIP: context.nodeIP.description, id: identity, key: 0, metadata: "",
+            k8sNamespace: record.namespace, k8sPodName: record.pod, namedPorts: record.namedPorts?.isEmpty == false ? record.namedPorts : nil)
+        try await client.put(MeshKind.endpoints.stateKey(cluster: context.cluster.name, name: record.address), StoreCoding.encode(pair))
+    }
+
+    // MARK: Labels and policy
+
+    /// Gives endpoints whose pod or namespace labels changed the identity of their new labels:
+    /// the endpoint map, the policy entries and the published ipcache record follow, without
+    /// restarting the pod. `pods` and `namespaces` are the mirrored resource records.
+    func refreshIdentities(pods: [String: Data], namespaces: [String: Data]) async {
+        for (containerID, record) in endpoints {
+            guard let current = record.identity,
+                  let podData = pods[KeyLayout.resource(plural: ResourceKind.pod.plural, namespace: record.namespace, name: record.pod)],
+                  case let .pod(pod)? = try? StoreCoding.decode(KubernetesObject.self, from: podData, key: record.pod) else { continue }
+            var namespaceLabels: [String: String] = [:]
+            if let data = namespaces[KeyLayout.resource(plural: ResourceKind.namespace.plural, namespace: nil, name: record.namespace)],
+               case let .namespace(ns)? = try? StoreCoding.decode(KubernetesObject.self, from: data, key: record.namespace) {
+                namespaceLabels = ns.metadata.labels
+            }
+            let labels = podLabels(pod, namespace: record.namespace, namespaceLabels: namespaceLabels)
+            guard labels.ciliumString != record.labels else { continue }
+            do {
+                let identity = try await IdentityAllocator(client: client, clusterID: context.cluster.id, layout: context.identityLayout).allocate(labels)
+                guard var updated = endpoints[containerID], updated.address == record.address else { continue }
+                updated.identity = identity
+                updated.labels = labels.ciliumString
+                try programPolicy(updated, labels: labels)
+                try writeEndpointMap(updated)
+                endpoints[containerID] = updated
+                try save()
+                try await publish(updated)
+                if identity != current {
+                    logger.info("labels changed; endpoint has a new identity", metadata: [
+                        "pod": "\(record.namespace)/\(record.pod)", "from": "\(current)", "to": "\(identity)"])
+                }
+            } catch {
+                logger.warning("could not follow a label change; will retry", metadata: ["pod": "\(record.namespace)/\(record.pod)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Programs every endpoint for a new policy snapshot; returns what is in force per endpoint.
+    func applyPolicy(_ snapshot: PolicySnapshot) -> [EndpointPolicyStatus] {
+        policy = snapshot
+        var status: [EndpointPolicyStatus] = []
+        for record in endpoints.values.sorted(by: { $0.endpointID < $1.endpointID }) {
+            guard let identity = record.identity else { continue }
+            do {
+                let before = programmed[record.endpointID]?.flags
+                try programPolicy(record, labels: record.labels.flatMap { try? LabelSet(ciliumString: $0) })
+                if programmed[record.endpointID]?.flags != before { try writeEndpointMap(record) }
+            } catch {
+                logger.error("could not program the endpoint's policy", metadata: ["pod": "\(record.namespace)/\(record.pod)", "error": "\(error)"])
+            }
+            let program = programmed[record.endpointID] ?? EndpointPolicyProgram()
+            status.append(EndpointPolicyStatus(
+                namespace: record.namespace, pod: record.pod, identity: identity, endpointID: record.endpointID,
+                ingressEnforced: program.flags & UInt16(MER_ENDPOINT_F_INGRESS_ENFORCED) != 0,
+                egressEnforced: program.flags & UInt16(MER_ENDPOINT_F_EGRESS_ENFORCED) != 0,
+                ingressEntries: program.count(direction: UInt8(MER_POLICY_INGRESS)),
+                egressEntries: program.count(direction: UInt8(MER_POLICY_EGRESS))))
+        }
+        return status
+    }
+
+    /// Brings the endpoint's policy entries to what the snapshot says, writing new and changed
+    /// entries before deleting stale ones (a connection never meets a gap), and records the
+    /// flags `writeEndpointMap` then sets. Without a snapshot yet, nothing changes.
+    private func programPolicy(_ record: EndpointRecord, labels: LabelSet?) throws {
+        guard let policy, let identity = record.identity else { return }
+        let wanted = policy.program(identity: identity, labels: labels, namedPorts: record.namedPorts ?? [])
+        let current = programmed[record.endpointID] ?? EndpointPolicyProgram()
+        for (key, deny) in wanted.entries where current.entries[key] != deny {
+            var value = mer_policy_entry()
+            value.deny = deny ? 1 : 0
+            try datapath.policy.update(key.datapathKey(endpointID: record.endpointID), value)
+            programmed[record.endpointID, default: EndpointPolicyProgram()].entries[key] = deny
+        }
+        for key in current.entries.keys where wanted.entries[key] == nil {
+            _ = try datapath.policy.delete(key.datapathKey(endpointID: record.endpointID))
+            programmed[record.endpointID]?.entries[key] = nil
+        }
+        programmed[record.endpointID, default: EndpointPolicyProgram()].flags = wanted.flags
+    }
+
+    private func forgetPolicy(endpointID: UInt16) {
+        for key in (programmed.removeValue(forKey: endpointID)?.entries.keys).map(Array.init) ?? [] {
+            _ = try? datapath.policy.delete(key.datapathKey(endpointID: endpointID))
+        }
     }
 
     func delete(containerID: String) async {
@@ -155,6 +266,7 @@ actor EndpointManager {
         if let ip = IPAddress(record.address)?.datapathValue {
             _ = try? datapath.endpoints.delete(mer_endpoint_key(ip4: ip))
         }
+        forgetPolicy(endpointID: record.endpointID)
         _ = try? await client.delete(MeshKind.endpoints.stateKey(cluster: context.cluster.name, name: record.address))
         try? save()
         logger.info("endpoint deleted", metadata: ["pod": "\(record.namespace)/\(record.pod)", "ip": "\(record.address)"])
@@ -167,12 +279,14 @@ actor EndpointManager {
         info.ifindex = UInt32(try TrafficControl.interfaceIndex(interface.hostInterface))
         info.identity = identity
         info.endpoint_id = record.endpointID
+        info.flags = programmed[record.endpointID]?.flags ?? 0
         withUnsafeMutableBytes(of: &info.mac) { $0.copyBytes(from: interface.podMAC.prefix(6)) }
         withUnsafeMutableBytes(of: &info.node_mac) { $0.copyBytes(from: interface.hostMAC.prefix(6)) }
         try datapath.endpoints.update(mer_endpoint_key(ip4: ip), info)
     }
 
-    private func identityLabels(namespace: String, pod: String) async throws -> LabelSet {
+    /// The pod's identity labels and named ports, read from the store.
+    private func identityLabels(namespace: String, pod: String) async throws -> (LabelSet, [NamedPort]) {
         let store = ResourceStore(client: client)
         guard case let .pod(object)? = try await store.get(.pod, namespace: namespace, name: pod) else {
             throw AgentAPIError("pod \(namespace)/\(pod) does not exist")
@@ -181,8 +295,18 @@ actor EndpointManager {
         if case let .namespace(ns)? = try await store.get(.namespace, namespace: nil, name: namespace) {
             namespaceLabels = ns.metadata.labels
         }
+        let namedPorts = object.spec.containers.flatMap(\.ports).compactMap { port -> NamedPort? in
+            guard let name = port.name, let number = UInt16(exactly: port.containerPort),
+                  let l4 = L4Protocol(rawValue: port.protocol.rawValue) else { return nil }
+            return NamedPort(name: name, port: number, protocol: l4)
+        }
+        return (podLabels(object, namespace: namespace, namespaceLabels: namespaceLabels), namedPorts)
+    }
+
+    private func podLabels(_ pod: Pod, namespace: String, namespaceLabels: [String: String]) -> LabelSet {
+        var namespaceLabels = namespaceLabels
         namespaceLabels[LabelKeys.namespaceMetadataName] = namespace
-        return LabelSet.podIdentityLabels(podLabels: object.metadata.labels, namespace: namespace, namespaceLabels: namespaceLabels,
+        return LabelSet.podIdentityLabels(podLabels: pod.metadata.labels, namespace: namespace, namespaceLabels: namespaceLabels,
                                           serviceAccount: nil, cluster: context.cluster.name)
     }
 

@@ -294,6 +294,11 @@ actor PodRuntime {
         let now = Date().timeIntervalSince1970
         let policy = pod.spec.effectiveRestartPolicy
         var changed = false
+        // A label change gives the endpoint a new identity; the status follows.
+        if let identity = await endpoints.endpoint(namespace: running.namespace, pod: running.name)?.identity, identity != running.identity {
+            running.identity = identity
+            changed = true
+        }
         for index in running.containers.indices {
             var process = running.containers[index]
             guard !process.finished else { continue }

@@ -10,7 +10,7 @@ struct GetCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "get", abstract: "List resources and mesh state.")
 
     enum Kind: String, CaseIterable, ExpressibleByArgument {
-        case nodes, endpoints, identities, services, namespaces, pods, deployments
+        case nodes, endpoints, identities, services, namespaces, pods, deployments, policies
 
         init?(argument: String) {
             switch argument.lowercased() {
@@ -21,13 +21,14 @@ struct GetCommand: AsyncParsableCommand {
             case "namespace", "namespaces", "ns": self = .namespaces
             case "pod", "pods", "po": self = .pods
             case "deployment", "deployments", "deploy": self = .deployments
+            case "policy", "policies", "netpol", "networkpolicies", "cnp", "ciliumnetworkpolicies": self = .policies
             default: return nil
             }
         }
     }
 
     @OptionGroup var contextOptions: ContextOptions
-    @Argument(help: "nodes, endpoints, identities, services, namespaces, pods or deployments.") var kind: Kind
+    @Argument(help: "nodes, endpoints, identities, services, namespaces, pods, deployments or policies.") var kind: Kind
     @Flag(help: "Include records imported from remote clusters.") var allClusters = false
     @Option(name: .shortAndLong, help: "Namespace (services).") var namespace: String?
     @Option(name: .shortAndLong, help: "text, wide or json.") var output: OutputFormat = .text
@@ -58,6 +59,9 @@ struct MeshRows {
     static func load(_ kind: GetCommand.Kind, client: EtcdClient, localCluster: String, allClusters: Bool, namespace: String?,
                      wide: Bool = false) async throws -> MeshRows {
         switch kind {
+        case .policies:
+            guard let record = try await client.get(KeyLayout.clusterSettings) else { throw CLIError("cluster has no published settings") }
+            return try await PolicyClusterView.load(client: client, settings: StoreCoding.decode(ClusterSettings.self, from: record.value, key: record.key)).rows()
         case .pods:
             let pods = try await PodView.load(client: client, namespace: namespace)
             let headers = wide ? ["NAMESPACE", "NAME", "STATUS", "RESTARTS", "IP", "NODE", "IDENTITY"] : ["NAMESPACE", "NAME", "STATUS", "RESTARTS", "IP", "NODE"]

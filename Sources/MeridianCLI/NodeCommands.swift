@@ -69,17 +69,38 @@ struct CNICommand: AsyncParsableCommand {
 /// `meridian tool ...`: built-in workloads for demos and tests.
 struct ToolCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "tool", abstract: "Built-in workloads for demos and tests.",
-                                                    subcommands: [EchoServerCommand.self, UDPProbeCommand.self])
+                                                    subcommands: [EchoServerCommand.self, UDPProbeCommand.self, ReachCommand.self])
 
     struct EchoServerCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "echo-server",
                                                         abstract: "HTTP server answering with its pod, namespace, node, cluster and the client.")
-        @Option(help: "TCP port for HTTP.") var port: Int = 8080
-        @Option(help: "UDP port to echo datagrams on.") var udpPort: Int?
+        @Option(help: "TCP port for HTTP (repeat for several).") var port: [Int] = []
+        @Option(help: "UDP port to echo datagrams on (repeat for several).") var udpPort: [Int] = []
 
         func run() async throws {
             try await reportingErrors {
-                try await EchoServer(port: port, udpPort: udpPort, environment: ProcessInfo.processInfo.environment).run()
+                try await EchoServer(ports: port.isEmpty ? [8080] : port, udpPorts: udpPort, environment: ProcessInfo.processInfo.environment).run()
+            }
+        }
+    }
+
+    struct ReachCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "reach",
+            abstract: "Probe TCP handshakes and UDP echoes to many destinations at once; prints one line per target.")
+        @Argument(help: "Targets as tcp:ADDRESS:PORT or udp:ADDRESS:PORT.") var targets: [String]
+        @Option(help: "Seconds to wait for every probe.") var timeout: Double = 1
+
+        func run() async throws {
+            try await reportingErrors {
+                let parsed = try targets.map(ReachProbe.Target.init(parsing:))
+                let outcomes = ReachProbe.run(parsed, timeout: timeout)
+                for target in parsed {
+                    switch outcomes[target] ?? .failed("not probed") {
+                    case .reached: print("\(target) reached")
+                    case let .failed(reason): print("\(target) failed: \(reason)")
+                    }
+                }
             }
         }
     }

@@ -3,8 +3,10 @@ import MeridianCore
 /// The devices an agent owns in its node's network namespace: the collect-metadata VXLAN
 /// device (`mer_vxlan`, UDP 8472, the source identity in the VNI), and the pods' gateway
 /// address, a /32 on the namespace's loopback (kernels without the dummy link type are
-/// common in sandboxes; the address only has to be local). Setup is idempotent, so a
-/// restarted agent finds what it made before and keeps it.
+/// common in sandboxes; the address only has to be local). Pod traffic that leaves the node
+/// unencapsulated (to addresses outside every cluster) is masqueraded behind the node's
+/// underlay address, as Cilium does by default, so the outside can answer without routes to
+/// pod CIDRs. Setup is idempotent, so a restarted agent finds what it made before and keeps it.
 public struct NodeNetwork: Sendable {
     public static let vxlanDevice = "mer_vxlan"
     public static let gatewayDevice = "lo"
@@ -12,11 +14,17 @@ public struct NodeNetwork: Sendable {
     public var underlayDevice: String
     public var underlayMTU: Int
     public var gateway: IPAddress
+    /// The node's pod CIDR, masqueraded when it leaves through the underlay.
+    public var podCIDR: IPCIDR?
 
-    public init(underlayDevice: String, underlayMTU: Int, gateway: IPAddress) {
+    /// The nftables table the masquerade rule lives in (one per node namespace).
+    public static let natTable = "meridian"
+
+    public init(underlayDevice: String, underlayMTU: Int, gateway: IPAddress, podCIDR: IPCIDR? = nil) {
         self.underlayDevice = underlayDevice
         self.underlayMTU = underlayMTU
         self.gateway = gateway
+        self.podCIDR = podCIDR
     }
 
     /// The MTU of pods and of the VXLAN device: the underlay's minus the encapsulation.
@@ -33,6 +41,14 @@ public struct NodeNetwork: Sendable {
         try await HostCommand.sysctl("net.ipv4.conf.\(Self.vxlanDevice).rp_filter", "0")
         try await HostCommand.sysctl("net.ipv4.conf.\(Self.vxlanDevice).accept_local", "1")
         try await HostCommand.ip("addr", "replace", "\(gateway)/32", "dev", Self.gatewayDevice)
+        if let podCIDR {
+            _ = await HostCommand.attempt(["nft", "delete", "table", "ip", Self.natTable])
+            try await HostCommand.run(["nft", "add", "table", "ip", Self.natTable])
+            try await HostCommand.run(["nft", "add", "chain", "ip", Self.natTable, "postrouting",
+                                       "{ type nat hook postrouting priority srcnat; policy accept; }"])
+            try await HostCommand.run(["nft", "add", "rule", "ip", Self.natTable, "postrouting",
+                                       "ip", "saddr", "\(podCIDR)", "oifname", underlayDevice, "masquerade"])
+        }
     }
 
     public static func linkExists(_ name: String) async -> Bool {

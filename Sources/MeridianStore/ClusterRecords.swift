@@ -12,6 +12,9 @@ public struct ClusterSettings: Codable, Sendable, Hashable {
     public var clientEndpoints: [String]
     /// The DNS name in the etcd server certificate that clients verify.
     public var serverName: String
+    /// Cilium's `policy-default-local-cluster`: policy selectors without a cluster label match
+    /// only this cluster's endpoints. Absent means on.
+    public var policyDefaultLocalCluster: Bool?
 
     public init(name: String, id: UInt32, podCIDR: String, serviceCIDR: String, maxConnectedClusters: UInt32, clientEndpoints: [String], serverName: String) {
         self.name = name

@@ -28,10 +28,13 @@ public enum KeyLayout {
     public static let podCIDRPrefix = "meridian/ipam/podcidrs/"
     /// `meridian/status/pods/<namespace>/<name>`: what the node running a pod reports.
     public static let podStatusPrefix = "meridian/status/pods/"
+    /// `meridian/status/nodes/<node>`: the policy a node's agent has programmed (`NodePolicyStatus`).
+    public static let nodeStatusPrefix = "meridian/status/nodes/"
     /// `meridian/identities/labels/<labels>`: the numeric identity of a label set.
     public static let identityIndexPrefix = "meridian/identities/labels/"
 
     public static func podCIDR(_ cidr: String) -> String { podCIDRPrefix + cidr.replacingOccurrences(of: "/", with: "_") }
+    public static func nodeStatus(_ node: String) -> String { nodeStatusPrefix + node }
     public static func podStatus(namespace: String, name: String) -> String { "\(podStatusPrefix)\(namespace)/\(name)" }
 
     public static func peer(_ name: String) -> String { peersPrefix + name }

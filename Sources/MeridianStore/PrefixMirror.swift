@@ -10,6 +10,7 @@ public actor PrefixMirror {
     private var values: [String: [String: Data]] = [:]
     private var generation: UInt64 = 0
     private var synced: Set<String> = []
+    private var revisions: [String: Int64] = [:]
     private var subscribers: [UInt64: AsyncStream<UInt64>.Continuation] = [:]
     private var nextSubscriber: UInt64 = 0
 
@@ -29,8 +30,16 @@ public actor PrefixMirror {
         return stream
     }
 
-    /// Every key and value under `prefix`.
-    public func snapshot(_ prefix: String) -> [String: Data] { values[prefix] ?? [:] }
+    /// Every key and value under `prefix`: a mirrored prefix, or a narrower prefix inside one.
+    public func snapshot(_ prefix: String) -> [String: Data] {
+        if let exact = values[prefix] { return exact }
+        guard let outer = prefixes.first(where: { prefix.hasPrefix($0) }) else { return [:] }
+        return (values[outer] ?? [:]).filter { $0.key.hasPrefix(prefix) }
+    }
+
+    /// The store revision the copy of `prefix` (a mirrored prefix) reflects: every change to it
+    /// up to this revision has been applied. A quiet prefix stays at the revision it was listed at.
+    public func revision(of prefix: String) -> Int64 { revisions[prefix] ?? 0 }
 
     public var isSynced: Bool { synced.count == prefixes.count }
 
@@ -47,9 +56,9 @@ public actor PrefixMirror {
         while !Task.isCancelled {
             do {
                 let listing = try await client.list(prefix: prefix)
-                replace(prefix, with: listing.items)
-                try await client.watch(prefix: prefix, startRevision: listing.revision + 1) { events, _ in
-                    await self.apply(prefix, events)
+                replace(prefix, with: listing.items, revision: listing.revision)
+                try await client.watch(prefix: prefix, startRevision: listing.revision + 1) { events, revision in
+                    await self.apply(prefix, events, revision: revision)
                 }
             } catch {
                 if Task.isCancelled { return }
@@ -58,13 +67,15 @@ public actor PrefixMirror {
         }
     }
 
-    private func replace(_ prefix: String, with items: [EtcdKeyValue]) {
+    private func replace(_ prefix: String, with items: [EtcdKeyValue], revision: Int64) {
         values[prefix] = Dictionary(items.map { ($0.key, $0.value) }, uniquingKeysWith: { _, last in last })
+        revisions[prefix] = revision
         synced.insert(prefix)
         bump()
     }
 
-    private func apply(_ prefix: String, _ events: [EtcdWatchEvent]) {
+    private func apply(_ prefix: String, _ events: [EtcdWatchEvent], revision: Int64) {
+        revisions[prefix] = max(revisions[prefix] ?? 0, revision)
         var current = values[prefix] ?? [:]
         for event in events {
             switch event {

@@ -453,10 +453,10 @@ extension NetworkPolicy {
                     selector = EndpointSelector(selector.requirements + PolicySelectors.kubernetes(podSelector).requirements)
                 }
             } else {
+                // Without a namespaceSelector a peer is always in the policy's own namespace, even
+                // when the podSelector names the namespace label itself.
                 selector = PolicySelectors.kubernetes(peer.podSelector ?? LabelSelector())
-                if !selector.constrains(kubernetesKey: LabelKeys.podNamespace) {
-                    selector = selector.adding(.equals(LabelSource.k8s, LabelKeys.podNamespace, namespace))
-                }
+                    .adding(.equals(LabelSource.k8s, LabelKeys.podNamespace, namespace))
             }
             return .endpoints(PolicySelectors.defaultCluster(selector, settings: settings))
         }

@@ -1,0 +1,104 @@
+import Foundation
+import Glibc
+
+/// Checks many TCP and UDP destinations at once from one process (`meridian tool reach`), for
+/// policy reachability tests: a TCP destination is reachable when the handshake completes, a UDP
+/// one when its echo comes back. All probes share one deadline and one `poll` loop, so a set
+/// of denied destinations costs one timeout, not one each.
+enum ReachProbe {
+    struct Target: Hashable, Sendable, CustomStringConvertible {
+        enum Transport: String, Sendable { case tcp, udp }
+        var transport: Transport
+        var address: String
+        var port: UInt16
+
+        /// `tcp:10.1.1.5:8080` or `udp:10.1.1.5:5353`.
+        init(parsing text: String) throws {
+            let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 3, let transport = Transport(rawValue: parts[0].lowercased()), let port = UInt16(parts[2]), port > 0 else {
+                throw CLIError("target \(text): expected tcp:ADDRESS:PORT or udp:ADDRESS:PORT")
+            }
+            var probe = in_addr()
+            guard inet_pton(AF_INET, String(parts[1]), &probe) == 1 else { throw CLIError("target \(text): \(parts[1]) is not an IPv4 address") }
+            self.transport = transport
+            self.address = String(parts[1])
+            self.port = port
+        }
+
+        var description: String { "\(transport.rawValue):\(address):\(port)" }
+    }
+
+    enum Outcome: Equatable, Sendable {
+        case reached
+        case failed(String)
+    }
+
+    static func run(_ targets: [Target], timeout: Double) -> [Target: Outcome] {
+        var outcomes: [Target: Outcome] = [:]
+        var pending: [(Target, Int32)] = []
+        let payload = Array("meridian-reach".utf8)
+        for target in targets {
+            let fd = socket(AF_INET, Int32((target.transport == .tcp ? SOCK_STREAM : SOCK_DGRAM).rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            guard fd >= 0 else {
+                outcomes[target] = .failed("socket: \(String(cString: strerror(errno)))")
+                continue
+            }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = target.port.bigEndian
+            _ = inet_pton(AF_INET, target.address, &address.sin_addr)
+            let result = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            if result != 0 && errno != EINPROGRESS {
+                outcomes[target] = .failed("connect: \(String(cString: strerror(errno)))")
+                close(fd)
+                continue
+            }
+            if target.transport == .udp && send(fd, payload, payload.count, 0) != payload.count {
+                outcomes[target] = .failed("send: \(String(cString: strerror(errno)))")
+                close(fd)
+                continue
+            }
+            pending.append((target, fd))
+        }
+        let deadline = Date().addingTimeInterval(timeout)
+        while !pending.isEmpty {
+            let remaining = deadline.timeIntervalSinceNow
+            if remaining <= 0 { break }
+            var fds = pending.map { target, fd in
+                pollfd(fd: fd, events: Int16(target.transport == .tcp ? POLLOUT : POLLIN), revents: 0)
+            }
+            let ready = poll(&fds, nfds_t(fds.count), Int32(remaining * 1000) + 1)
+            if ready < 0 && errno != EINTR { break }
+            var still: [(Target, Int32)] = []
+            for (index, entry) in pending.enumerated() {
+                let (target, fd) = entry
+                guard fds[index].revents != 0 else {
+                    still.append(entry)
+                    continue
+                }
+                var error: Int32 = 0
+                var length = socklen_t(MemoryLayout<Int32>.size)
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+                if error != 0 {
+                    outcomes[target] = .failed(String(cString: strerror(error)))
+                } else if target.transport == .tcp {
+                    outcomes[target] = .reached
+                } else {
+                    var buffer = [UInt8](repeating: 0, count: 256)
+                    let received = recv(fd, &buffer, buffer.count, 0)
+                    outcomes[target] = received == payload.count && Array(buffer[0..<received]) == payload
+                        ? .reached : .failed("echo differs or recv failed")
+                }
+                close(fd)
+            }
+            pending = still
+        }
+        for (target, fd) in pending {
+            outcomes[target] = .failed("timed out after \(timeout) s")
+            close(fd)
+        }
+        return outcomes
+    }
+}

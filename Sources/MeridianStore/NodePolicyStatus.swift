@@ -1,0 +1,46 @@
+import MeridianCore
+
+/// What one node's agent has programmed into its policy map, published under
+/// `meridian/status/nodes/<node>` after every policy pass. `get policies` reads it to show what is
+/// in force, and `revision` lets a caller wait until a policy it applied is enforced: every
+/// resource change up to that store revision is reflected in the node's maps.
+public struct NodePolicyStatus: Codable, Sendable, Hashable {
+    public var node: String
+    public var cluster: String
+    /// The store revision of the resources (policies, pods, namespaces) the programmed policy
+    /// was computed from.
+    public var revision: Int64
+    public var endpoints: [EndpointPolicyStatus]
+
+    public init(node: String, cluster: String, revision: Int64, endpoints: [EndpointPolicyStatus]) {
+        self.node = node
+        self.cluster = cluster
+        self.revision = revision
+        self.endpoints = endpoints
+    }
+}
+
+/// One local endpoint's programmed policy.
+public struct EndpointPolicyStatus: Codable, Sendable, Hashable {
+    public var namespace: String
+    public var pod: String
+    public var identity: UInt32
+    public var endpointID: UInt16
+    public var ingressEnforced: Bool
+    public var egressEnforced: Bool
+    /// Policy-map entries per direction.
+    public var ingressEntries: Int
+    public var egressEntries: Int
+
+    public init(namespace: String, pod: String, identity: UInt32, endpointID: UInt16, ingressEnforced: Bool, egressEnforced: Bool,
+                ingressEntries: Int, egressEntries: Int) {
+        self.namespace = namespace
+        self.pod = pod
+        self.identity = identity
+        self.endpointID = endpointID
+        self.ingressEnforced = ingressEnforced
+        self.egressEnforced = egressEnforced
+        self.ingressEntries = ingressEntries
+        self.egressEntries = egressEntries
+    }
+}
