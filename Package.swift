@@ -162,7 +162,10 @@ let package = Package(
         ),
         .testTarget(
             name: "MeridianMeshTests",
-            dependencies: ["MeridianControlPlane", "MeridianCLI", "MeridianStore", "MeridianEtcd"],
+            dependencies: [
+                "MeridianControlPlane", "MeridianCLI", "MeridianStore", "MeridianEtcd", "MeridianCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

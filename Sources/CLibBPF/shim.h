@@ -30,6 +30,19 @@ static inline int meridian_bpf_test_run(int prog_fd, const void *packet, unsigne
     return err;
 }
 
+/* Runs a program `repeat` times over `packet`; the kernel's average duration per run in ns. */
+static inline int meridian_bpf_test_run_timed(int prog_fd, const void *packet, unsigned int size, unsigned int repeat,
+                                              unsigned int *duration_ns, unsigned int *retval)
+{
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = packet, .data_size_in = size, .repeat = repeat);
+    int err = bpf_prog_test_run_opts(prog_fd, &opts);
+    if (duration_ns)
+        *duration_ns = opts.duration;
+    if (retval)
+        *retval = opts.retval;
+    return err;
+}
+
 /* Attaches a program to the clsact hook of a device, replacing what holds the same handle and priority. */
 static inline int meridian_tc_attach(int ifindex, int egress, int prog_fd, unsigned int handle, unsigned int priority)
 {

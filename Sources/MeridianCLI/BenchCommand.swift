@@ -10,7 +10,7 @@ import MeridianStore
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure Meridian against baselines measured in the same run.",
-        subcommands: [DatapathBench.self, ControlPlaneBench.self])
+        subcommands: [DatapathBench.self, ServicesBench.self, PolicyBench.self, ControlPlaneBench.self])
 }
 
 /// Mesh propagation: a change written in cluster2's etcd until it is in cluster1's cache, against
@@ -20,10 +20,41 @@ struct ControlPlaneBench: AsyncParsableCommand {
         commandName: "controlplane", abstract: "Propagation latency and throughput of mesh import.")
 
     @Option(help: "Changes per measurement.") var changes: Int = 1000
-    @Flag(help: "A small size (100 changes).") var quick = false
+    @Flag(help: "A small size (100 changes; with --scale 5 clusters × 10 nodes × 100 endpoints × 10 identities, churn 50/s for 10 s).")
+    var quick = false
     @Option(name: .shortAndLong, help: "text or json.") var output: OutputFormat = .text
+    @Flag(help: "Scale run instead: cluster1 importing from many mocked remote clusters (time to ready, churn, CPU and memory).")
+    var scale = false
+    @Option(help: "With --scale: mocked remote clusters, 1...254 (default 250).") var clusters: Int?
+    @Option(help: "With --scale: nodes per mocked cluster (default 100).") var nodes: Int?
+    @Option(help: "With --scale: endpoints per mocked cluster (default 1000).") var endpoints: Int?
+    @Option(help: "With --scale: identities per mocked cluster (default 100).") var identities: Int?
+    @Option(help: "With --scale: endpoint updates per second across all mocks; 0 skips the churn (default 325).") var churn: Int?
+    @Option(help: "With --scale: seconds of churn (default 30).") var churnSeconds: Int?
+    @Option(help: "With --scale: seconds to wait for every remote to be ready (default 600, 120 with --quick).") var syncTimeout: Int?
+
+    /// `--quick` or issue 6's sizes, each overridden by its option when given.
+    var scaleSizes: ScaleSizes {
+        var sizes = quick ? ScaleSizes.quick : ScaleSizes.issue
+        if let clusters { sizes.clusters = clusters }
+        if let nodes { sizes.nodesPerCluster = nodes }
+        if let endpoints { sizes.endpointsPerCluster = endpoints }
+        if let identities { sizes.identitiesPerCluster = identities }
+        if let churn { sizes.churnPerSecond = churn }
+        if let churnSeconds { sizes.churnSeconds = churnSeconds }
+        return sizes
+    }
 
     func validate() throws {
+        if scale {
+            try scaleSizes.validate()
+            if let syncTimeout, syncTimeout < 10 { throw ValidationError("--sync-timeout must be at least 10 seconds") }
+            return
+        }
+        let scaleOnly = [("--clusters", clusters), ("--nodes", nodes), ("--endpoints", endpoints), ("--identities", identities),
+                         ("--churn", churn), ("--churn-seconds", churnSeconds), ("--sync-timeout", syncTimeout)]
+            .filter { $0.1 != nil }.map(\.0)
+        guard scaleOnly.isEmpty else { throw ValidationError("\(scaleOnly.joined(separator: ", ")) only apply with --scale") }
         guard changes >= 10 else { throw ValidationError("--changes must be at least 10") }
     }
 
@@ -37,6 +68,14 @@ struct ControlPlaneBench: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if scale {
+            try await reportingErrors {
+                let bench = ScaleBench(sizes: scaleSizes, syncTimeout: .seconds(syncTimeout ?? (quick ? 120 : 600)))
+                let report = try await bench.run()
+                print(output == .json ? MeshRows.encode(report) : ScaleBench.text(report))
+            }
+            return
+        }
         try await reportingErrors {
             let count = quick ? 100 : changes
             let directory = "/tmp/meridian-bench-\(getpid())"

@@ -51,58 +51,21 @@ struct DatapathBench: AsyncParsableCommand {
             for tool in ["iperf3", "sockperf", "wrk"] where !Self.onPath(tool) {
                 throw CLIError("\(tool) is not installed; run ./scripts/setup.sh (or apt-get install iperf3 sockperf wrk)")
             }
-            let directory = "/tmp/meridian-bench-\(getpid())"
-            let prefix = "mbench\(getpid() % 100000)"
-            setenv("MERIDIAN_LAB_PREFIX", prefix, 1)
-            let lab = Lab(directory: directory, executable: currentExecutable())
-            do {
-                let report = try await measure(lab: lab, prefix: prefix)
-                if !keep { await lab.down(prefix: prefix) }
-                print(output == .json ? MeshRows.encode(report) : Self.text(report))
-            } catch {
-                if !keep { await lab.down(prefix: prefix) }
-                throw error
-            }
+            let report = try await BenchLab.with(clusters: 2, nodes: 2, keep: keep) { lab in try await measure(lab) }
+            print(output == .json ? MeshRows.encode(report) : Self.text(report))
         }
     }
 
-    private func measure(lab: Lab, prefix: String) async throws -> Report {
+    private func measure(_ bench: BenchLab) async throws -> Report {
         let runCount = quick ? 1 : runs
         let duration = quick ? 2 : seconds
         let changeCount = quick ? 50 : changes
-        FileHandle.standardError.write(Data("bench: bringing up 2 clusters × 2 nodes…\n".utf8))
-        let state = try await lab.up(clusters: 2, nodes: 2)
-        var environment = ProcessInfo.processInfo.environment
-        environment["MERIDIAN_LAB_DIR"] = lab.directory
-        environment["MERIDIAN_CONFIG"] = lab.directory + "/config.yaml"
-        func meridian(_ arguments: [String], stdin: String? = nil) throws {
-            let (status, output) = try DemoCommand.runChild(currentExecutable(), arguments, environment: environment, stdin: stdin)
-            guard status == 0 else { throw CLIError("meridian \(arguments.joined(separator: " ")) failed: \(output)") }
-        }
-        var config = MeridianConfig()
-        for cluster in state.clusters { config.upsert(MeridianContext(labCluster: cluster, lab: lab.directory)) }
-        try config.save(to: lab.directory + "/config.yaml")
+        let (lab, state, prefix) = (bench.lab, bench.state, bench.prefix)
+        func meridian(_ arguments: [String], stdin: String? = nil) throws { try bench.meridian(arguments, stdin: stdin) }
         for cluster in ["cluster1", "cluster2"] { try meridian(["clustermesh", "enable", "--context", cluster, "--heartbeat-interval", "2"]) }
         try meridian(["clustermesh", "connect", "--context", "cluster1", "--destination-context", "cluster2"])
         try meridian(["clustermesh", "status", "--context", "cluster1", "--wait", "--wait-duration", "60s"])
 
-        func serverPod(_ name: String, node: String, labels: String = "") -> String {
-            """
-            apiVersion: v1
-            kind: Pod
-            metadata:
-              name: \(name)
-              labels: {bench: \(labels.isEmpty ? "none" : labels)}
-            spec:
-              nodeName: \(node)
-              containers:
-              - {name: iperf, command: ["iperf3", "-s"]}
-              - {name: sockperf, command: ["sockperf", "sr", "--tcp", "-p", "11111"]}
-              - {name: http, command: ["meridian", "tool", "echo-server", "--port", "8080"]}
-            ---
-
-            """
-        }
         let service = """
             apiVersion: v1
             kind: Service
@@ -121,7 +84,7 @@ struct DatapathBench: AsyncParsableCommand {
         let client = """
             apiVersion: v1
             kind: Pod
-            metadata: {name: client}
+            metadata: {name: client, labels: {bench: client}}
             spec:
               nodeName: node1
               containers:
@@ -130,15 +93,15 @@ struct DatapathBench: AsyncParsableCommand {
 
             """
         try meridian(["apply", "--context", "cluster1", "-f", "-"],
-                     stdin: client + serverPod("local", node: "node1") + serverPod("peer", node: "node2") + service)
-        try meridian(["apply", "--context", "cluster2", "-f", "-"], stdin: serverPod("remote", node: "node1", labels: "remote") + service)
-        let ipsC1 = try await waitForPods(["client", "local", "peer"], context: "cluster1", environment: environment)
-        let ipsC2 = try await waitForPods(["remote"], context: "cluster2", environment: environment)
-        let clientNamespace = PodNaming.networkNamespace(prefix: "\(prefix)-c1", namespace: "default", pod: "client")
-        let clusterIP = try serviceIP(environment: environment)
-        try await waitUntil("cluster1 balances the bench service to cluster2") {
-            let (_, output) = try DemoCommand.runChild(currentExecutable(), ["service", "list", "--context", "cluster1"], environment: environment, stdin: nil)
-            return output.contains(ipsC2["remote"] ?? "?")
+                     stdin: client + BenchLab.serverPod("local", node: "node1", labels: ["bench": "none"])
+                         + BenchLab.serverPod("peer", node: "node2", labels: ["bench": "none"]) + service)
+        try meridian(["apply", "--context", "cluster2", "-f", "-"], stdin: BenchLab.serverPod("remote", node: "node1", labels: ["bench": "remote"]) + service)
+        let ipsC1 = try await bench.waitForPods(["client", "local", "peer"], context: "cluster1")
+        let ipsC2 = try await bench.waitForPods(["remote"], context: "cluster2")
+        let clientNamespace = bench.podNamespace(cluster: 1, pod: "client")
+        let clusterIP = try bench.serviceIP("bench", context: "cluster1")
+        try await BenchLab.waitUntil("cluster1 balances the bench service to cluster2") {
+            try bench.meridian(["service", "list", "--context", "cluster1"]).contains(ipsC2["remote"] ?? "?")
         }
 
         // Baselines on the same underlay: a bare veth pair, and a plain VXLAN tunnel (no programs
@@ -154,17 +117,18 @@ struct DatapathBench: AsyncParsableCommand {
         ]
         var rows: [Row] = []
         for (name, what, namespace, address) in targets where !propagationOnly {
-            FileHandle.standardError.write(Data("bench: \(name)…\n".utf8))
-            var throughput: [Double] = []
-            var rates: [Double] = []
-            var connections: [Double] = []
-            for _ in 0..<runCount {
-                throughput.append(try await Self.iperf(namespace: namespace, address: address, seconds: duration))
-                rates.append(try await Self.sockperf(namespace: namespace, address: address, seconds: duration))
-                connections.append(try await Self.connectionRate(namespace: namespace, address: address, seconds: duration))
-            }
-            rows.append(Row(name: name, what: what, throughputGbps: SampleSummary(throughput)!, requestsPerSecond: SampleSummary(rates)!,
-                            connectionsPerSecond: SampleSummary(connections)!))
+            rows.append(try await Self.measureRow(name: name, what: what, namespace: namespace, address: address, runs: runCount, seconds: duration))
+        }
+        if !propagationOnly {
+            // The cross-cluster path again with policy enforcing at both ends: the client's
+            // cluster allows its egress, the server's cluster allows its ingress.
+            try meridian(["apply", "--context", "cluster1", "-f", "-"], stdin: PolicyBench.allowPolicy(
+                name: "bench-client-egress", subject: ["bench": "client"], direction: .egress, peer: ["bench": "remote"], cluster: "cluster2"))
+            try meridian(["apply", "--context", "cluster2", "-f", "-"], stdin: PolicyBench.allowPolicy(
+                name: "bench-remote-ingress", subject: ["bench": "remote"], direction: .ingress, peer: ["bench": "client"], cluster: "cluster1"))
+            try await PolicyBench.waitEnforced([("cluster1", "client", .egress, 1), ("cluster2", "remote", .ingress, 1)], bench: bench)
+            rows.append(try await Self.measureRow(name: "cross_cluster_policy", what: "Meridian pod to pod across clusters, allow rules enforced at egress and ingress",
+                                                  namespace: clientNamespace, address: ipsC2["remote"]!, runs: runCount, seconds: duration))
         }
 
         FileHandle.standardError.write(Data("bench: backend propagation (\(changeCount) changes)…\n".utf8))
@@ -175,85 +139,57 @@ struct DatapathBench: AsyncParsableCommand {
             (byName[a]?[keyPath: metric].p50 ?? 0) / max(byName[b]?[keyPath: metric].p50 ?? 1, 1e-9)
         }
         var ratios: [String: Double] = [:]
-        for row in ["cross_cluster", "global_service", "cross_node"] {
+        for row in ["cross_cluster", "global_service", "cross_node", "cross_cluster_policy"] {
             ratios["\(row)_vs_plain_vxlan_throughput"] = ratio(row, "plain_vxlan", \.throughputGbps)
             ratios["\(row)_vs_plain_vxlan_request_rate"] = ratio(row, "plain_vxlan", \.requestsPerSecond)
         }
-        for row in ["cross_cluster", "global_service", "cross_node"] {
+        for row in ["cross_cluster", "global_service", "cross_node", "cross_cluster_policy"] {
             ratios["\(row)_vs_plain_vxlan_connection_rate"] = ratio(row, "plain_vxlan", \.connectionsPerSecond)
         }
+        ratios["cross_cluster_policy_vs_cross_cluster_throughput"] = ratio("cross_cluster_policy", "cross_cluster", \.throughputGbps)
+        ratios["cross_cluster_policy_vs_cross_cluster_connection_rate"] = ratio("cross_cluster_policy", "cross_cluster", \.connectionsPerSecond)
         ratios["same_node_vs_veth_connection_rate"] = ratio("same_node", "veth", \.connectionsPerSecond)
         ratios["same_node_vs_veth_throughput"] = ratio("same_node", "veth", \.throughputGbps)
         ratios["same_node_vs_veth_request_rate"] = ratio("same_node", "veth", \.requestsPerSecond)
         return Report(runs: runCount, secondsPerRun: duration, rows: rows, backendPropagationMs: SampleSummary(propagation), ratios: ratios)
     }
 
-    private func waitForPods(_ names: [String], context: String, environment: [String: String]) async throws -> [String: String] {
-        var ips: [String: String] = [:]
-        try await waitUntil("pods \(names) running in \(context)") {
-            let (_, output) = try DemoCommand.runChild(currentExecutable(), ["get", "pods", "--context", context, "-o", "json"], environment: environment, stdin: nil)
-            let rows = (try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [[String: Any]]) ?? []
-            for row in rows where row["status"] as? String == "Running" {
-                if let name = row["name"] as? String, let ip = row["ip"] as? String { ips[name] = ip }
-            }
-            return names.allSatisfy { ips[$0] != nil }
-        }
-        try await Task.sleep(for: .milliseconds(500)) // let the servers bind
-        return ips
-    }
-
-    private func serviceIP(environment: [String: String]) throws -> String {
-        let (_, output) = try DemoCommand.runChild(currentExecutable(), ["get", "services", "--context", "cluster1", "-o", "json"], environment: environment, stdin: nil)
-        let rows = (try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [[String: Any]]) ?? []
-        guard let ip = rows.first(where: { $0["name"] as? String == "bench" })?["clusterIP"] as? String else { throw CLIError("bench service has no ClusterIP") }
-        return ip
-    }
-
-    private func waitUntil(_ what: String, timeout: Duration = .seconds(60), _ condition: () throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if (try? condition()) == true { return }
-            try await Task.sleep(for: .milliseconds(200))
-        }
-        throw CLIError("timed out waiting for \(what)")
-    }
-
     /// Gbit/s received, from iperf3's JSON report.
     static func iperf(namespace: String, address: String, seconds: Int) async throws -> Double {
         let output = try await HostCommand.run(["ip", "netns", "exec", namespace, "iperf3", "-c", address, "-t", "\(seconds)", "-J"])
-        guard let json = try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any],
-              let end = json["end"] as? [String: Any], let received = end["sum_received"] as? [String: Any],
-              let bits = received["bits_per_second"] as? Double else { throw CLIError("unreadable iperf3 output to \(address)") }
-        return bits / 1e9
+        guard let gbps = BenchParsing.iperfGbps(output) else { throw CLIError("unreadable iperf3 output to \(address)") }
+        return gbps
     }
 
     /// Round trips per second of sockperf's TCP ping-pong (one request in flight).
     static func sockperf(namespace: String, address: String, seconds: Int) async throws -> Double {
         // sockperf reports on stderr.
         let output = try await HostCommand.run(["sh", "-c", "ip netns exec '\(namespace)' sockperf pp --tcp -i \(address) -p 11111 -t \(seconds) 2>&1"])
-        // "[Total Run] RunTime=1.001 sec; ... ReceivedMessages=19367": replies per second.
-        func number(after label: String) -> Double? {
-            guard let range = output.range(of: label) else { return nil }
-            return Double(output[range.upperBound...].prefix { $0.isNumber || $0 == "." })
-        }
-        guard let received = number(after: "ReceivedMessages="), let runtime = number(after: "RunTime="), runtime > 0 else {
-            throw CLIError("unreadable sockperf output to \(address): \(output.suffix(300))")
-        }
-        return received / runtime
+        guard let rate = BenchParsing.sockperfRate(output) else { throw CLIError("unreadable sockperf output to \(address): \(output.suffix(300))") }
+        return rate
     }
 
     /// Connections per second: wrk with one connection, closing it after every request.
     static func connectionRate(namespace: String, address: String, seconds: Int) async throws -> Double {
         let output = try await HostCommand.run(["ip", "netns", "exec", namespace, "wrk", "-t1", "-c1", "-d\(seconds)s",
                                                 "-H", "Connection: close", "http://\(address):8080/"])
-        guard let range = output.range(of: "Requests/sec:"),
-              let rate = Double(output[range.upperBound...].trimmingCharacters(in: .whitespaces).prefix { $0.isNumber || $0 == "." }) else {
-            throw CLIError("unreadable wrk output to \(address): \(output.suffix(300))")
-        }
-        if output.contains("Non-2xx") || output.contains("Socket errors") {
-            throw CLIError("wrk saw errors against \(address): \(output.suffix(300))")
-        }
+        guard let rate = BenchParsing.wrkRate(output) else { throw CLIError("wrk failed or saw errors against \(address): \(output.suffix(300))") }
         return rate
+    }
+
+    /// Throughput, request rate and connection rate, `runs` times each.
+    static func measureRow(name: String, what: String, namespace: String, address: String, runs: Int, seconds: Int) async throws -> Row {
+        BenchLab.progress("\(name)…")
+        var throughput: [Double] = []
+        var rates: [Double] = []
+        var connections: [Double] = []
+        for _ in 0..<runs {
+            throughput.append(try await iperf(namespace: namespace, address: address, seconds: seconds))
+            rates.append(try await sockperf(namespace: namespace, address: address, seconds: seconds))
+            connections.append(try await connectionRate(namespace: namespace, address: address, seconds: seconds))
+        }
+        return Row(name: name, what: what, throughputGbps: SampleSummary(throughput)!, requestsPerSecond: SampleSummary(rates)!,
+                   connectionsPerSecond: SampleSummary(connections)!)
     }
 
     static func onPath(_ tool: String) -> Bool {

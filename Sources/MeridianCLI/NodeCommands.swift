@@ -69,7 +69,7 @@ struct CNICommand: AsyncParsableCommand {
 /// `meridian tool ...`: built-in workloads for demos and tests.
 struct ToolCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "tool", abstract: "Built-in workloads for demos and tests.",
-                                                    subcommands: [EchoServerCommand.self, UDPProbeCommand.self, ReachCommand.self])
+                                                    subcommands: [EchoServerCommand.self, UDPProbeCommand.self, ReachCommand.self, ConnectLatencyCommand.self])
 
     struct EchoServerCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "echo-server",
@@ -101,6 +101,23 @@ struct ToolCommand: AsyncParsableCommand {
                     case let .failed(reason): print("\(target) failed: \(reason)")
                     }
                 }
+            }
+        }
+    }
+
+    struct ConnectLatencyCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "connect-latency",
+            abstract: "Time TCP handshakes to one destination, one after another; prints the samples in microseconds.")
+        @Argument(help: "Destination as ADDRESS:PORT.") var destination: String
+        @Option(help: "Handshakes to time.") var count: Int = 100
+        @Option(help: "Seconds to wait for one handshake.") var timeout: Double = 2
+
+        func run() async throws {
+            try await reportingErrors {
+                let target = try ReachProbe.Target(parsing: "tcp:" + destination)
+                let samples = try ReachProbe.connectTimes(target, count: count, timeout: timeout)
+                print("connect-us: " + samples.map { String(format: "%.1f", $0) }.joined(separator: " "))
             }
         }
     }

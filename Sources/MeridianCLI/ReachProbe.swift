@@ -101,4 +101,33 @@ enum ReachProbe {
         }
         return outcomes
     }
+
+    /// Times `count` blocking TCP handshakes to `target` in microseconds; each connection is reset
+    /// at once (no TIME_WAIT piles up). Fails on the first handshake that does not complete.
+    static func connectTimes(_ target: Target, count: Int, timeout: Double) throws -> [Double] {
+        var samples: [Double] = []
+        samples.reserveCapacity(count)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = target.port.bigEndian
+        _ = inet_pton(AF_INET, target.address, &address.sin_addr)
+        var limit = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - timeout.rounded(.down)) * 1_000_000))
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        for _ in 0..<count {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { throw CLIError("socket: \(String(cString: strerror(errno)))") }
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+            let started = ContinuousClock.now
+            let result = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            let elapsed = ContinuousClock.now - started
+            let failure = errno
+            close(fd)
+            guard result == 0 else { throw CLIError("connect to \(target): \(String(cString: strerror(failure)))") }
+            samples.append(Double(elapsed.components.seconds) * 1e6 + Double(elapsed.components.attoseconds) / 1e12)
+        }
+        return samples
+    }
 }

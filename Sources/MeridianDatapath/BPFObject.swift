@@ -67,4 +67,17 @@ public final class BPFObject: @unchecked Sendable {
         try BPFError.check(result, "test run of \(program)")
         return (verdict, Array(output.prefix(Int(outputSize))))
     }
+
+    /// Runs the program `repeat` times over `packet` in the kernel and returns the last verdict
+    /// and the kernel's mean time per run, in nanoseconds.
+    public func timedRun(program: String, packet: [UInt8], repeat count: UInt32) throws(BPFError) -> (verdict: UInt32, nanoseconds: UInt32) {
+        let fd = try programFD(program)
+        var duration: UInt32 = 0
+        var verdict: UInt32 = 0
+        let result = packet.withUnsafeBytes { input in
+            meridian_bpf_test_run_timed(fd, input.baseAddress, UInt32(input.count), count, &duration, &verdict)
+        }
+        try BPFError.check(result, "timed run of \(program)")
+        return (verdict, duration)
+    }
 }

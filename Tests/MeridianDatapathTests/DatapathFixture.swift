@@ -10,8 +10,9 @@ let runningAsRoot = getuid() == 0
 /// A private bpffs mounted in a temporary directory, holding one node's datapath for a test,
 /// unmounted (which frees maps and programs) when the test ends.
 final class DatapathFixture {
-    let directory: String
-    let datapath: NodeDatapath
+    let scratch: ScratchDatapath
+    var directory: String { scratch.directory }
+    var datapath: NodeDatapath { scratch.datapath }
 
     static let clientIP = "10.1.1.5"
     static let clientIdentity: UInt32 = (1 << 16) | 300
@@ -20,31 +21,11 @@ final class DatapathFixture {
     static let loopbackIndex: UInt32 = 1 // BPF_PROG_TEST_RUN runs packets as if received on lo
 
     init() throws {
-        let template = NSTemporaryDirectory() + "meridian-bpftest-XXXXXX"
-        var buffer = Array(template.utf8CString)
-        guard let made = mkdtemp(&buffer) else { throw BPFError("mkdtemp", errno: errno) }
-        directory = String(cString: made)
-        guard mount("bpf", directory, "bpf", 0, nil) == 0 else {
-            let code = errno
-            rmdir(directory)
-            throw BPFError("mount bpffs at \(directory)", errno: code)
-        }
-        do {
-            datapath = try NodeDatapath(pinDirectory: directory + "/node")
-        } catch {
-            umount2(directory, Int32(MNT_DETACH))
-            rmdir(directory)
-            throw error
-        }
+        scratch = try ScratchDatapath(prefix: "meridian-bpftest")
         try datapath.config.update(0, mer_config(
             vxlan_ifindex: 1, node_ip: Self.addr(Self.nodeIP), gateway_ip: Self.addr(Self.gatewayIP), cluster_id: 1, flags: 0,
             identity_cluster_shift: 16))
         try addEndpoint(ip: Self.clientIP, identity: Self.clientIdentity, ifindex: Self.loopbackIndex)
-    }
-
-    deinit {
-        umount2(directory, Int32(MNT_DETACH))
-        rmdir(directory)
     }
 
     static func addr(_ text: String) -> UInt32 { IPAddress(text)!.datapathValue! }
