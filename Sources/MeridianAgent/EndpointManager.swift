@@ -218,7 +218,7 @@ actor EndpointManager {
         for record in endpoints.values.sorted(by: { $0.endpointID < $1.endpointID }) {
             guard let identity = record.identity else { continue }
             do {
-                let before = programmed[record.endpointID]?.flags
+                let before = datapath.endpoints.lookup(mer_endpoint_key(ip4: IPAddress(record.address)?.datapathValue ?? 0))?.flags
                 try programPolicy(record, labels: record.labels.flatMap { try? LabelSet(ciliumString: $0) })
                 if programmed[record.endpointID]?.flags != before { try writeEndpointMap(record) }
             } catch {
@@ -235,9 +235,11 @@ actor EndpointManager {
         return status
     }
 
-    /// Brings the endpoint's policy entries to what the snapshot says, writing new and changed
-    /// entries before deleting stale ones (a connection never meets a gap), and records the
-    /// flags `writeEndpointMap` then sets. Without a snapshot yet, nothing changes.
+    /// Brings the endpoint's policy entries to what the snapshot says without a moment of wrong
+    /// drops: new and changed entries first; then, if a direction stops being enforced, its flag
+    /// is cleared in the endpoint map before its entries go; stale entries last. A direction that
+    /// becomes enforced gets its flag from the caller's `writeEndpointMap`, after its entries.
+    /// Without a snapshot yet, nothing changes.
     private func programPolicy(_ record: EndpointRecord, labels: LabelSet?) throws {
         guard let policy, let identity = record.identity else { return }
         let wanted = policy.program(identity: identity, labels: labels, namedPorts: record.namedPorts ?? [])
@@ -247,6 +249,11 @@ actor EndpointManager {
             value.deny = deny ? 1 : 0
             try datapath.policy.update(key.datapathKey(endpointID: record.endpointID), value)
             programmed[record.endpointID, default: EndpointPolicyProgram()].entries[key] = deny
+        }
+        let kept = current.flags & wanted.flags
+        if kept != current.flags {
+            programmed[record.endpointID, default: EndpointPolicyProgram()].flags = kept
+            try writeEndpointMap(record)
         }
         for key in current.entries.keys where wanted.entries[key] == nil {
             _ = try datapath.policy.delete(key.datapathKey(endpointID: record.endpointID))

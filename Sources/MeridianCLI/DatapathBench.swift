@@ -110,6 +110,8 @@ struct DatapathBench: AsyncParsableCommand {
         let targets: [(String, String, String, String)] = [
             ("veth", "bare veth pair between two namespaces (physical baseline)", "\(prefix)-bv-a", Baselines.vethPeer),
             ("plain_vxlan", "kernel VXLAN between two underlay namespaces across the lab router, no BPF (kernel baseline)", "\(prefix)-bx-a", Baselines.vxlanPeer),
+            ("kernel_pods", "kernel pod networking without BPF: pod veth, node routing, VXLAN across the router, node routing, pod veth (flannel-like)",
+             "\(prefix)-bk-pa", Baselines.kernelPodPeer),
             ("same_node", "Meridian pod to pod on one node", clientNamespace, ipsC1["local"]!),
             ("cross_node", "Meridian pod to pod across nodes, VXLAN", clientNamespace, ipsC1["peer"]!),
             ("cross_cluster", "Meridian pod to pod across clusters, VXLAN through the router", clientNamespace, ipsC2["remote"]!),
@@ -142,6 +144,9 @@ struct DatapathBench: AsyncParsableCommand {
         for row in ["cross_cluster", "global_service", "cross_node", "cross_cluster_policy"] {
             ratios["\(row)_vs_plain_vxlan_throughput"] = ratio(row, "plain_vxlan", \.throughputGbps)
             ratios["\(row)_vs_plain_vxlan_request_rate"] = ratio(row, "plain_vxlan", \.requestsPerSecond)
+            ratios["\(row)_vs_kernel_pods_throughput"] = ratio(row, "kernel_pods", \.throughputGbps)
+            ratios["\(row)_vs_kernel_pods_request_rate"] = ratio(row, "kernel_pods", \.requestsPerSecond)
+            ratios["\(row)_vs_kernel_pods_connection_rate"] = ratio(row, "kernel_pods", \.connectionsPerSecond)
         }
         for row in ["cross_cluster", "global_service", "cross_node", "cross_cluster_policy"] {
             ratios["\(row)_vs_plain_vxlan_connection_rate"] = ratio(row, "plain_vxlan", \.connectionsPerSecond)
@@ -220,10 +225,13 @@ struct DatapathBench: AsyncParsableCommand {
 
 /// The same-run baselines, built in namespaces named with the lab's prefix (so `lab down`
 /// removes them): `-bv-a`/`-bv-b`, a bare veth pair; `-bx-a`/`-bx-b`, plain VXLAN (VNI 100,
-/// UDP 4789) between cluster1's and cluster2's underlay segments, no BPF anywhere.
+/// UDP 4789) between cluster1's and cluster2's underlay segments, no BPF anywhere; and
+/// `-bk-pa` → `-bk-na` → `-bk-nb` → `-bk-pb`, the same tunnel with what a kernel-only CNI adds
+/// around it (a pod veth and routing in each node namespace, pod MTU 1450 as Meridian's).
 enum Baselines {
     static let vethPeer = "192.168.78.2"
     static let vxlanPeer = "192.168.77.2"
+    static let kernelPodPeer = "192.168.91.2"
 
     static func create(prefix: String, executable: String) async throws {
         let (va, vb) = ("\(prefix)-bv-a", "\(prefix)-bv-b")
@@ -252,12 +260,46 @@ enum Baselines {
             try await HostCommand.run(n + ["link", "set", "vx0", "mtu", "1450", "up"])
             try await HostCommand.run(n + ["addr", "add", "\(inner)/24", "dev", "vx0"])
         }
-        for namespace in ["\(prefix)-bv-b", "\(prefix)-bx-b"] {
+        try await createKernelPods(prefix: prefix)
+        for namespace in ["\(prefix)-bv-b", "\(prefix)-bx-b", "\(prefix)-bk-pb"] {
             try await HostCommand.detach(["ip", "netns", "exec", namespace, "iperf3", "-s"])
             try await HostCommand.detach(["ip", "netns", "exec", namespace, "sockperf", "sr", "--tcp", "-p", "11111"])
             try await HostCommand.detach(["ip", "netns", "exec", namespace, executable, "tool", "echo-server", "--port", "8080"])
         }
         try await Task.sleep(for: .milliseconds(500))
+    }
+
+    /// Two node namespaces on cluster1's and cluster2's segments joined by VXLAN (VNI 101), each
+    /// with a pod namespace behind a veth and a route to the other pod subnet through the tunnel.
+    static func createKernelPods(prefix: String) async throws {
+        let underlay = "\(prefix)-underlay"
+        let sides = [(1, "a", "172.30.1.202", "172.30.2.202", "192.168.99.1", "192.168.90", "192.168.91", "192.168.99.2"),
+                     (2, "b", "172.30.2.202", "172.30.1.202", "192.168.99.2", "192.168.91", "192.168.90", "192.168.99.1")]
+        for (cluster, side, local, remote, tunnelAddress, podNet, remotePodNet, remoteTunnel) in sides {
+            let (node, pod) = ("\(prefix)-bk-n\(side)", "\(prefix)-bk-p\(side)")
+            try await HostCommand.ip("netns", "add", node)
+            try await HostCommand.ip("netns", "add", pod)
+            let n = ["ip", "-n", node]
+            try await HostCommand.run(["ip", "-n", underlay, "link", "add", "bk\(cluster)", "type", "veth", "peer", "name", "ul0", "netns", node])
+            try await HostCommand.run(["ip", "-n", underlay, "link", "set", "bk\(cluster)", "master", "br-c\(cluster)", "up"])
+            try await HostCommand.run(n + ["link", "set", "lo", "up"])
+            try await HostCommand.run(n + ["addr", "add", "\(local)/24", "dev", "ul0"])
+            try await HostCommand.run(n + ["link", "set", "ul0", "up"])
+            try await HostCommand.run(n + ["route", "add", "172.30.0.0/16", "via", "172.30.\(cluster).254"])
+            try await HostCommand.run(n + ["link", "add", "vk0", "type", "vxlan", "id", "101", "local", local, "remote", remote, "dstport", "4789", "dev", "ul0"])
+            try await HostCommand.run(n + ["link", "set", "vk0", "mtu", "1450", "up"])
+            try await HostCommand.run(n + ["addr", "add", "\(tunnelAddress)/24", "dev", "vk0"])
+            try await HostCommand.run(["ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            try await HostCommand.run(n + ["link", "add", "pod0", "type", "veth", "peer", "name", "eth0", "netns", pod])
+            try await HostCommand.run(n + ["addr", "add", "\(podNet).1/24", "dev", "pod0"])
+            try await HostCommand.run(n + ["link", "set", "pod0", "mtu", "1450", "up"])
+            try await HostCommand.run(n + ["route", "add", "\(remotePodNet).0/24", "via", remoteTunnel, "dev", "vk0"])
+            let p = ["ip", "-n", pod]
+            try await HostCommand.run(p + ["link", "set", "lo", "up"])
+            try await HostCommand.run(p + ["addr", "add", "\(podNet).2/24", "dev", "eth0"])
+            try await HostCommand.run(p + ["link", "set", "eth0", "mtu", "1450", "up"])
+            try await HostCommand.run(p + ["route", "add", "default", "via", "\(podNet).1"])
+        }
     }
 }
 

@@ -48,6 +48,14 @@ public struct NodeNetwork: Sendable {
                                        "{ type nat hook postrouting priority srcnat; policy accept; }"])
             try await HostCommand.run(["nft", "add", "rule", "ip", Self.natTable, "postrouting",
                                        "ip", "saddr", "\(podCIDR)", "oifname", underlayDevice, "masquerade"])
+            // A NAT hook turns connection tracking on in the namespace; the tunnel's UDP (outer
+            // headers only: the inner packets are redirected by the programs and never meet
+            // netfilter) is exempt, or every encapsulated packet would pay a conntrack lookup.
+            for (chain, hook) in [("tunnel-in", "prerouting"), ("tunnel-out", "output")] {
+                try await HostCommand.run(["nft", "add", "chain", "ip", Self.natTable, chain,
+                                           "{ type filter hook \(hook) priority raw; policy accept; }"])
+                try await HostCommand.run(["nft", "add", "rule", "ip", Self.natTable, chain, "udp", "dport", "\(MeridianMTU.vxlanPort)", "notrack"])
+            }
         }
     }
 
