@@ -56,7 +56,7 @@ public struct Agent: Sendable {
         try await EtcdClient.withClient(configuration.etcd) { client in
             let context = try await prepareNode(client)
             let network = NodeNetwork(underlayDevice: configuration.underlayDevice, underlayMTU: context.podMTU + MeridianMTU.vxlanOverhead,
-                                      gateway: context.gateway, podCIDR: context.podCIDR)
+                                      gateway: context.gateway)
             try await network.setUp()
             let datapath = try NodeDatapath(pinDirectory: configuration.pinDirectory)
             var config = mer_config()

@@ -201,11 +201,15 @@ struct ChurnStamp: Sendable, Hashable {
     }
 }
 
+/// Nanoseconds on a monotonic clock since this process first asked; stamps are compared only
+/// within the process that wrote them.
 func monotonicNanoseconds() -> UInt64 {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+    let origin = monotonicOrigin // initialized at first use, so read it before the clock
+    let elapsed = ContinuousClock.now - origin
+    return UInt64(max(0, elapsed.components.seconds)) * 1_000_000_000 + UInt64(max(0, elapsed.components.attoseconds / 1_000_000_000))
 }
+
+private let monotonicOrigin = ContinuousClock.now
 
 // MARK: - /proc and arithmetic (pure)
 
@@ -223,9 +227,9 @@ enum ProcFS {
     /// A `kB` line of `/proc/<pid>/status` (`VmHWM`, `VmRSS`), in kB.
     static func kilobytes(_ field: String, status: String) -> Int? {
         for line in status.split(separator: "\n") where line.hasPrefix(field + ":") {
-            let value = line.dropFirst(field.count + 1).split(separator: " ", omittingEmptySubsequences: true)
+            let value = line.dropFirst(field.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" })
             guard value.count == 2, value[1] == "kB" else { return nil }
-            return Int(value[0].trimmingCharacters(in: .whitespaces))
+            return Int(value[0])
         }
         return nil
     }
@@ -247,6 +251,20 @@ enum ProcFS {
         guard let handle = FileHandle(forWritingAtPath: "/proc/\(pid)/clear_refs") else { return false }
         defer { try? handle.close() }
         return (try? handle.write(contentsOf: Data("5".utf8))) != nil
+    }
+
+    /// Busy and total jiffies of all CPUs, from the first line of `/proc/stat`
+    /// (`cpu user nice system idle iowait irq softirq steal ...`); idle and iowait are not busy.
+    static func machineTicks(procStat: String) -> (busy: UInt64, total: UInt64)? {
+        guard let line = procStat.split(separator: "\n").first, line.hasPrefix("cpu ") else { return nil }
+        let values = line.split(separator: " ").dropFirst().prefix(8).compactMap { UInt64($0) }
+        guard values.count >= 5 else { return nil }
+        let total = values.reduce(0, +)
+        return (total - values[3] - values[4], total)
+    }
+
+    static func machineTicks() -> (busy: UInt64, total: UInt64)? {
+        (try? String(contentsOfFile: "/proc/stat", encoding: .utf8)).flatMap { machineTicks(procStat: $0) }
     }
 
     static func readPID(_ path: String) -> Int32? {
@@ -273,6 +291,9 @@ struct ChurnOutcome: Codable, Sendable, Hashable {
     var latencyMs: SampleSummary?
     /// From the first write to the last arrival.
     var lastArrivalSeconds: Double
+    /// Baseline of the same run: write to arrival at a watch on the written mock's own etcd
+    /// (the first mock's updates only).
+    var directLatencyMs: SampleSummary? = nil
 }
 
 enum ScaleArithmetic {
@@ -322,12 +343,15 @@ struct PhaseUsage: Codable, Sendable, Hashable {
     var phase: String
     var seconds: Double
     var processes: [ProcessUsage]
+    /// Every process of the machine, as a percentage of one core (the machine's limit is cores × 100).
+    var machineCPUPercentOfOneCore: Double?
 }
 
 /// CPU ticks of each process at a phase's start (whose peak memory is reset there).
 struct PhaseMeter {
     let groups: [ProcessGroup]
     let startTicks: [Int32: UInt64]
+    let machineStart: (busy: UInt64, total: UInt64)?
     let started: ContinuousClock.Instant
 
     static func start(_ groups: [ProcessGroup]) -> PhaseMeter {
@@ -336,11 +360,11 @@ struct PhaseMeter {
             ProcFS.resetPeak(pid: pid)
             ticks[pid] = ProcFS.cpuTicks(pid: pid)
         }
-        return PhaseMeter(groups: groups, startTicks: ticks, started: .now)
+        return PhaseMeter(groups: groups, startTicks: ticks, machineStart: ProcFS.machineTicks(), started: .now)
     }
 
     func finish(_ phase: String) -> PhaseUsage {
-        let seconds = (ContinuousClock.now - started).seconds
+        let seconds = (ContinuousClock.now - started).inSeconds
         let usage = groups.map { group in
             var ticks: UInt64 = 0
             var peak = 0
@@ -355,12 +379,17 @@ struct PhaseMeter {
                                 cpuPercentOfOneCore: ScaleArithmetic.cpuPercent(ticks: ticks, ticksPerSecond: ProcFS.clockTicksPerSecond, seconds: seconds),
                                 peakMemoryMB: Double(peak) / 1024)
         }
-        return PhaseUsage(phase: phase, seconds: seconds, processes: usage)
+        var machine: Double?
+        if let begin = machineStart, let end = ProcFS.machineTicks(), end.total > begin.total {
+            let cores = Double(ProcessInfo.processInfo.activeProcessorCount)
+            machine = Double(end.busy - begin.busy) / Double(end.total - begin.total) * cores * 100
+        }
+        return PhaseUsage(phase: phase, seconds: seconds, processes: usage, machineCPUPercentOfOneCore: machine)
     }
 }
 
 extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
 
 // MARK: - The mocks' etcd processes
@@ -430,7 +459,7 @@ final class MockFleet: @unchecked Sendable {
         environment["GOMAXPROCS"] = "1"
         for mock in mocks {
             let logPath = home(mock) + "/etcd.log"
-            FileManager.default.createFile(atPath: logPath, contents: nil)
+            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
             let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
             defer { try? log.close() }
             let process = Process()
@@ -604,7 +633,7 @@ struct ScaleBench {
         return try await EtcdClient.withClient(try localContext.clientConfiguration()) { local in
             try await withClients(fleet.mocks.map(fleet.context)) { remotes in
                 try await fleet.waitReachable(remotes, timeout: .seconds(Int64(60 + sizes.clusters)))
-                let mockStart = (ContinuousClock.now - setupStarted).seconds
+                let mockStart = (ContinuousClock.now - setupStarted).inSeconds
                 return try await withThrowingTaskGroup(of: Void.self, returning: ScaleReport.self) { group in
                     let report = try await measure(bench, cluster1: cluster1, localContext: localContext, local: local, remotes: remotes,
                                                    fleet: fleet, ca: ca, mockStart: mockStart) { remotesWritten in
@@ -644,7 +673,7 @@ struct ScaleBench {
             }
             recordsWritten.withLock { $0 += records.count }
         }
-        let mockWrite = (ContinuousClock.now - writeStarted).seconds
+        let mockWrite = (ContinuousClock.now - writeStarted).inSeconds
         startHeartbeats(remotes)
 
         // clustermesh enable on cluster1, then what `connect` does for each mock, short of
@@ -667,7 +696,7 @@ struct ScaleBench {
                                     certificatePEM: certificate.certificatePEM, privateKeyPEM: certificate.privateKeyPEM)
             peers.withLock { $0[mock.index] = record }
         }
-        let prepare = (ContinuousClock.now - prepareStarted).seconds
+        let prepare = (ContinuousClock.now - prepareStarted).inSeconds
 
         let groups = processGroups(cluster1: cluster1, fleet: fleet)
         var phases: [PhaseUsage] = []
@@ -684,7 +713,7 @@ struct ScaleBench {
         for start in stride(from: 0, to: records.count, by: 25) {
             try await local.commit(puts: records[start..<min(start + 25, records.count)].map { (KeyLayout.peer($0.name), StoreCoding.encode($0)) })
         }
-        let peersWritten = (ContinuousClock.now - syncStarted).seconds
+        let peersWritten = (ContinuousClock.now - syncStarted).inSeconds
         let sync = try await waitForSync(local: local, mocks: mocks, started: syncStarted, peersWritten: peersWritten)
         phases.append(meter.finish("sync"))
         BenchLab.progress(sync.completed
@@ -700,7 +729,7 @@ struct ScaleBench {
         } catch {
             status.error = "\(error)"
         }
-        status.seconds = (ContinuousClock.now - statusStarted).seconds
+        status.seconds = (ContinuousClock.now - statusStarted).inSeconds
 
         // Churn: endpoint updates across the mocks at the target rate.
         var churn: ChurnOutcome?
@@ -735,13 +764,13 @@ struct ScaleBench {
                              peersWritten: Double) async throws -> ScaleReport.Sync {
         let names = Set(mocks.map(\.name))
         let expected = ScaleReport.Counts(nodes: sizes.totalNodes, endpoints: sizes.totalEndpoints, identities: sizes.totalIdentities)
-        var sync = ScaleReport.Sync(completed: false, timeoutSeconds: syncTimeout.seconds, peerRecordsWrittenSeconds: peersWritten,
+        var sync = ScaleReport.Sync(completed: false, timeoutSeconds: syncTimeout.inSeconds, peerRecordsWrittenSeconds: peersWritten,
                                     remotesReady: 0, expected: expected, imported: .init(nodes: 0, endpoints: 0, identities: 0),
                                     rejected: 0, failures: 0)
         var lastProgress = ContinuousClock.now
         var lastCount = ContinuousClock.now - .seconds(10)
         while true {
-            let elapsed = (ContinuousClock.now - started).seconds
+            let elapsed = (ContinuousClock.now - started).inSeconds
             let statuses = try await local.list(prefix: KeyLayout.remoteStatusPrefix).items
                 .compactMap { try? StoreCoding.decode(RemoteClusterStatus.self, from: $0.value, key: $0.key) }
                 .filter { names.contains($0.name) }
@@ -757,7 +786,7 @@ struct ScaleBench {
                                                    endpoints: try await local.count(prefix: "cilium/cache/ip/v1/"),
                                                    identities: try await local.count(prefix: "cilium/cache/identities/v1/"))
                 lastCount = .now
-                if sync.imported == expected { sync.cacheCompleteSeconds = (ContinuousClock.now - started).seconds }
+                if sync.imported == expected { sync.cacheCompleteSeconds = (ContinuousClock.now - started).inSeconds }
             }
             if sync.allRemotesReadySeconds != nil && sync.cacheCompleteSeconds != nil {
                 sync.completed = true
@@ -779,21 +808,31 @@ struct ScaleBench {
     private func runChurn(local: EtcdClient, remotes: [EtcdClient], mocks: [MockCluster]) async throws -> ChurnOutcome {
         let sizes = sizes
         let arrivals = ScaleBox([Int: (sent: UInt64, arrived: UInt64)]())
+        let direct = ScaleBox([Int: (sent: UInt64, arrived: UInt64)]())
         let startRevision = try await local.status().revision + 1
+        let directRevision = try await remotes[0].status().revision + 1
+        /// Records the stamped puts of a watch batch, first sighting only.
+        @Sendable func record(_ events: [EtcdWatchEvent], into box: ScaleBox<[Int: (sent: UInt64, arrived: UInt64)]>) {
+            let now = monotonicNanoseconds()
+            let decoder = JSONDecoder()
+            var seen: [(Int, UInt64)] = []
+            for case let .put(kv) in events {
+                if let pair = try? decoder.decode(IPIdentityPair.self, from: kv.value), let stamp = ChurnStamp(metadata: pair.metadata) {
+                    seen.append((stamp.sequence, stamp.sentNanoseconds))
+                }
+            }
+            box.withLock { arrivals in
+                for (sequence, sent) in seen where arrivals[sequence] == nil { arrivals[sequence] = (sent, now) }
+            }
+        }
         return try await withThrowingTaskGroup(of: Void.self, returning: ChurnOutcome.self) { group in
             group.addTask {
-                try await local.watch(prefix: "cilium/cache/ip/v1/", startRevision: startRevision) { events, _ in
-                    let now = monotonicNanoseconds()
-                    let decoder = JSONDecoder()
-                    var seen: [(Int, UInt64)] = []
-                    for case let .put(kv) in events {
-                        if let pair = try? decoder.decode(IPIdentityPair.self, from: kv.value), let stamp = ChurnStamp(metadata: pair.metadata) {
-                            seen.append((stamp.sequence, stamp.sentNanoseconds))
-                        }
-                    }
-                    arrivals.withLock { arrivals in
-                        for (sequence, sent) in seen where arrivals[sequence] == nil { arrivals[sequence] = (sent, now) }
-                    }
+                try await local.watch(prefix: "cilium/cache/ip/v1/", startRevision: startRevision) { events, _ in record(events, into: arrivals) }
+            }
+            // The same run's floor: the first mock's updates seen by a watch on that mock's etcd.
+            group.addTask {
+                try await remotes[0].watch(prefix: MeshKind.endpoints.statePrefix(cluster: mocks[0].name), startRevision: directRevision) { events, _ in
+                    record(events, into: direct)
                 }
             }
             let total = sizes.totalChurn
@@ -836,8 +875,10 @@ struct ScaleBench {
             }
             group.cancelAll()
             let observed = arrivals.withLock { Array($0.values) }
-            return ScaleArithmetic.churnOutcome(target: sizes.churnPerSecond, seconds: sizes.churnSeconds, written: written, writeFailures: failures,
-                                                writeSpan: Double(lastWrite - start) / 1e9, arrivals: observed, start: start)
+            var outcome = ScaleArithmetic.churnOutcome(target: sizes.churnPerSecond, seconds: sizes.churnSeconds, written: written, writeFailures: failures,
+                                                       writeSpan: Double(lastWrite - start) / 1e9, arrivals: observed, start: start)
+            outcome.directLatencyMs = SampleSummary(direct.withLock { $0.values.map { Double($0.arrived &- $0.sent) / 1e6 } })
+            return outcome
         }
     }
 
@@ -848,6 +889,10 @@ struct ScaleBench {
             "imported_vs_expected_records": sync.expected.total > 0 ? Double(sync.imported.total) / Double(sync.expected.total) : 1,
         ]
         if let churn {
+            if let mesh = churn.latencyMs, let direct = churn.directLatencyMs, direct.p50 > 0, direct.p99 > 0 {
+                ratios["mesh_vs_direct_watch_latency_p50"] = mesh.p50 / direct.p50
+                ratios["mesh_vs_direct_watch_latency_p99"] = mesh.p99 / direct.p99
+            }
             ratios["sustained_vs_target_churn"] = churn.sustainedPerSecond / Double(churn.targetPerSecond)
             ratios["written_vs_target_churn"] = churn.writtenPerSecond / Double(churn.targetPerSecond)
             ratios["delivered_vs_written_churn"] = churn.written > 0 ? Double(churn.arrived) / Double(churn.written) : 0
@@ -892,6 +937,10 @@ struct ScaleBench {
                 lines.append(String(format: "       mock write -> cluster1 cache: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms",
                                     latency.p50, latency.p90, latency.p99, latency.max))
             }
+            if let latency = churn.directLatencyMs {
+                lines.append(String(format: "       baseline, mock write -> watch on that mock: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms",
+                                    latency.p50, latency.p90, latency.p99, latency.max))
+            }
         }
         lines.append("process".padding(toLength: 28, withPad: " ", startingAt: 0) + "phase   seconds   CPU % of one core   peak MB")
         for phase in report.resources {
@@ -900,6 +949,10 @@ struct ScaleBench {
                 lines.append(role.padding(toLength: 28, withPad: " ", startingAt: 0)
                     + phase.phase.padding(toLength: 6, withPad: " ", startingAt: 0)
                     + String(format: " %8.1f   %17.0f   %7.0f", phase.seconds, usage.cpuPercentOfOneCore, usage.peakMemoryMB))
+            }
+            if let machine = phase.machineCPUPercentOfOneCore {
+                lines.append("whole machine".padding(toLength: 28, withPad: " ", startingAt: 0) + phase.phase.padding(toLength: 6, withPad: " ", startingAt: 0)
+                    + String(format: " %8.1f   %17.0f   (of %ld)", phase.seconds, machine, report.machine.cores * 100))
             }
         }
         lines.append("ratios: " + report.ratios.sorted { $0.key < $1.key }.map { "\($0.key) " + String(format: "%.3f", $0.value) }.joined(separator: ", "))

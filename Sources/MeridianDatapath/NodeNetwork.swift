@@ -3,10 +3,10 @@ import MeridianCore
 /// The devices an agent owns in its node's network namespace: the collect-metadata VXLAN
 /// device (`mer_vxlan`, UDP 8472, the source identity in the VNI), and the pods' gateway
 /// address, a /32 on the namespace's loopback (kernels without the dummy link type are
-/// common in sandboxes; the address only has to be local). Pod traffic that leaves the node
-/// unencapsulated (to addresses outside every cluster) is masqueraded behind the node's
-/// underlay address, as Cilium does by default, so the outside can answer without routes to
-/// pod CIDRs. Setup is idempotent, so a restarted agent finds what it made before and keeps it.
+/// common in sandboxes; the address only has to be local). Pod traffic to addresses outside
+/// every cluster leaves through the node's stack with the pod's address (the lab's underlay
+/// routes pod CIDRs to their nodes). Setup is idempotent, so a restarted agent finds what it
+/// made before and keeps it.
 public struct NodeNetwork: Sendable {
     public static let vxlanDevice = "mer_vxlan"
     public static let gatewayDevice = "lo"
@@ -14,17 +14,11 @@ public struct NodeNetwork: Sendable {
     public var underlayDevice: String
     public var underlayMTU: Int
     public var gateway: IPAddress
-    /// The node's pod CIDR, masqueraded when it leaves through the underlay.
-    public var podCIDR: IPCIDR?
 
-    /// The nftables table the masquerade rule lives in (one per node namespace).
-    public static let natTable = "meridian"
-
-    public init(underlayDevice: String, underlayMTU: Int, gateway: IPAddress, podCIDR: IPCIDR? = nil) {
+    public init(underlayDevice: String, underlayMTU: Int, gateway: IPAddress) {
         self.underlayDevice = underlayDevice
         self.underlayMTU = underlayMTU
         self.gateway = gateway
-        self.podCIDR = podCIDR
     }
 
     /// The MTU of pods and of the VXLAN device: the underlay's minus the encapsulation.
@@ -41,22 +35,6 @@ public struct NodeNetwork: Sendable {
         try await HostCommand.sysctl("net.ipv4.conf.\(Self.vxlanDevice).rp_filter", "0")
         try await HostCommand.sysctl("net.ipv4.conf.\(Self.vxlanDevice).accept_local", "1")
         try await HostCommand.ip("addr", "replace", "\(gateway)/32", "dev", Self.gatewayDevice)
-        if let podCIDR {
-            _ = await HostCommand.attempt(["nft", "delete", "table", "ip", Self.natTable])
-            try await HostCommand.run(["nft", "add", "table", "ip", Self.natTable])
-            try await HostCommand.run(["nft", "add", "chain", "ip", Self.natTable, "postrouting",
-                                       "{ type nat hook postrouting priority srcnat; policy accept; }"])
-            try await HostCommand.run(["nft", "add", "rule", "ip", Self.natTable, "postrouting",
-                                       "ip", "saddr", "\(podCIDR)", "oifname", underlayDevice, "masquerade"])
-            // A NAT hook turns connection tracking on in the namespace; the tunnel's UDP (outer
-            // headers only: the inner packets are redirected by the programs and never meet
-            // netfilter) is exempt, or every encapsulated packet would pay a conntrack lookup.
-            for (chain, hook) in [("tunnel-in", "prerouting"), ("tunnel-out", "output")] {
-                try await HostCommand.run(["nft", "add", "chain", "ip", Self.natTable, chain,
-                                           "{ type filter hook \(hook) priority raw; policy accept; }"])
-                try await HostCommand.run(["nft", "add", "rule", "ip", Self.natTable, chain, "udp", "dport", "\(MeridianMTU.vxlanPort)", "notrack"])
-            }
-        }
     }
 
     public static func linkExists(_ name: String) async -> Bool {

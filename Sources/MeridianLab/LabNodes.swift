@@ -21,7 +21,10 @@ public struct LabNode: Codable, Sendable, Hashable {
 /// The lab's underlay: namespace `<prefix>-underlay` routes between one bridge per cluster
 /// (`br-c<ID>`, 172.30.<ID>.254/24, the cluster's underlay MTU). Node N of cluster C is
 /// namespace `<prefix>-c<C>-n<N>` with `ul0` at 172.30.<C>.<N>, reaching other clusters through
-/// the underlay router only. Nothing is added to the root namespace and nothing routes out.
+/// the underlay router only. The router also routes each node's pod CIDR to the node, as a
+/// routed fabric would, so an address in the underlay (a server standing for the world outside
+/// the clusters) talks to pods without NAT. Nothing is added to the root namespace and nothing
+/// routes out.
 extension Lab {
     public static var defaultPrefix: String {
         if let explicit = ProcessInfo.processInfo.environment["MERIDIAN_LAB_PREFIX"], !explicit.isEmpty { return explicit }
@@ -65,12 +68,24 @@ extension Lab {
         try await HostCommand.run(n + ["link", "set", Self.underlayDevice, "mtu", "\(cluster.underlayMTU)", "up"])
         try await HostCommand.run(n + ["addr", "add", "\(address)/24", "dev", Self.underlayDevice])
         try await HostCommand.run(n + ["route", "add", "172.30.0.0/16", "via", "172.30.\(cluster.id).254", "dev", Self.underlayDevice])
+        if let podCIDR = Self.nodePodCIDR(clusterCIDR: cluster.podCIDR, prefixLength: cluster.nodePodPrefixLength, number: number) {
+            try await HostCommand.run(["ip", "-n", underlay, "route", "replace", podCIDR, "via", address])
+        }
         var node = LabNode(name: "node\(number)", namespace: namespace, underlayIP: address,
                            stateDirectory: "\(cluster.dataDirectory)/nodes/node\(number)",
                            pinDirectory: "\(bpffsDirectory)/\(cluster.name)-node\(number)")
         try FileManager.default.createDirectory(atPath: node.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         node.agentPID = try startAgent(node, cluster: cluster, prefix: state.prefix)
         state.clusters[index].nodes.append(node)
+    }
+
+    /// The pod CIDR node `number` carves (its agent asks for index `number` first), as text.
+    static func nodePodCIDR(clusterCIDR: String, prefixLength: Int, number: Int) -> String? {
+        let parts = clusterCIDR.split(separator: "/")
+        let octets = parts.first?.split(separator: ".").compactMap { UInt32($0) } ?? []
+        guard octets.count == 4, (16...30).contains(prefixLength), number > 0, number < 1 << (prefixLength - 16) else { return nil }
+        let base = octets.reduce(UInt32(0)) { $0 << 8 | $1 } | UInt32(number) << UInt32(32 - prefixLength)
+        return "\(base >> 24).\((base >> 16) & 0xFF).\((base >> 8) & 0xFF).\(base & 0xFF)/\(prefixLength)"
     }
 
     /// The agent's command line: it runs inside the node's network namespace (entered with
