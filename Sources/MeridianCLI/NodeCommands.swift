@@ -90,11 +90,12 @@ struct ToolCommand: AsyncParsableCommand {
             abstract: "Probe TCP handshakes and UDP echoes to many destinations at once; prints one line per target.")
         @Argument(help: "Targets as tcp:ADDRESS:PORT or udp:ADDRESS:PORT.") var targets: [String]
         @Option(help: "Seconds to wait for every probe.") var timeout: Double = 1
+        @Option(help: "Local IPv4 address to send from (default: chosen by routing).") var source: String?
 
         func run() async throws {
             try await reportingErrors {
                 let parsed = try targets.map(ReachProbe.Target.init(parsing:))
-                let outcomes = ReachProbe.run(parsed, timeout: timeout)
+                let outcomes = try ReachProbe.run(parsed, timeout: timeout, source: source)
                 for target in parsed {
                     switch outcomes[target] ?? .failed("not probed") {
                     case .reached: print("\(target) reached")

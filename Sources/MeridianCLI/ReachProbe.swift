@@ -33,15 +33,30 @@ enum ReachProbe {
         case failed(String)
     }
 
-    static func run(_ targets: [Target], timeout: Double) -> [Target: Outcome] {
+    static func run(_ targets: [Target], timeout: Double, source: String? = nil) throws -> [Target: Outcome] {
         var outcomes: [Target: Outcome] = [:]
         var pending: [(Target, Int32)] = []
         let payload = Array("meridian-reach".utf8)
+        var local = sockaddr_in()
+        local.sin_family = sa_family_t(AF_INET)
+        if let source, inet_pton(AF_INET, source, &local.sin_addr) != 1 {
+            throw CLIError("--source \(source) is not an IPv4 address")
+        }
         for target in targets {
             let fd = socket(AF_INET, Int32((target.transport == .tcp ? SOCK_STREAM : SOCK_DGRAM).rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
             guard fd >= 0 else {
                 outcomes[target] = .failed("socket: \(String(cString: strerror(errno)))")
                 continue
+            }
+            if source != nil {
+                let bound = withUnsafePointer(to: &local) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                }
+                if bound != 0 {
+                    outcomes[target] = .failed("bind \(source ?? ""): \(String(cString: strerror(errno)))")
+                    close(fd)
+                    continue
+                }
             }
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)

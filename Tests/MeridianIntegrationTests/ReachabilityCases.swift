@@ -184,6 +184,18 @@ struct ReachabilityProbe: Sendable, Hashable, CustomStringConvertible {
         }
 
         let tokens = text.split(whereSeparator: { $0 == " " || $0 == "\t" })
+        if tokens.first == "world" {
+            // world -> <cluster> <namespace>/<pod> <port>/<tcp|udp> <allow|deny>
+            guard tokens.count == 6, tokens[1] == "->" else {
+                throw fail("expected \"world -> <c1|c2> <ns>/<pod> <port>/<tcp|udp> <allow|deny>\"")
+            }
+            let destination = try pod(tokens[3])
+            let (number, transport) = try Self.port(tokens[4], fail: fail)
+            self.init(fromCluster: Self.worldSource, fromNamespace: "", fromPod: "",
+                      to: .pod(cluster: try cluster(tokens[2]), namespace: destination.namespace, name: destination.name),
+                      port: number, transport: transport, allowed: try Self.verdict(tokens[5], fail: fail))
+            return
+        }
         guard tokens.count == 6 || tokens.count == 7 else {
             throw fail(
                 "expected \"<c1|c2> <ns>/<pod> -> <c1|c2> <ns>/<pod> <port>/<tcp|udp> <allow|deny>\" "
@@ -203,29 +215,38 @@ struct ReachabilityProbe: Sendable, Hashable, CustomStringConvertible {
             target = .pod(cluster: try cluster(tokens[3]), namespace: destination.namespace, name: destination.name)
         }
 
-        let portToken = tokens[tokens.count - 2]
-        let portParts = portToken.split(separator: "/", omittingEmptySubsequences: false)
-        guard portParts.count == 2, let number = UInt16(portParts[0]), number > 0 else {
-            throw fail("expected <port>/<tcp|udp> with a port in 1...65535, got \"\(portToken)\"")
-        }
-        let transport: TransportProtocol
-        switch portParts[1].lowercased() {
-        case "tcp": transport = .tcp
-        case "udp": transport = .udp
-        default: throw fail("unknown protocol \"\(portParts[1])\"; expected tcp or udp")
-        }
-
-        let verdict = tokens[tokens.count - 1]
-        let allowed: Bool
-        switch verdict {
-        case "allow": allowed = true
-        case "deny": allowed = false
-        default: throw fail("expected allow or deny as the last word, got \"\(verdict)\"")
-        }
+        let (number, transport) = try Self.port(tokens[tokens.count - 2], fail: fail)
+        let allowed = try Self.verdict(tokens[tokens.count - 1], fail: fail)
 
         self.init(
             fromCluster: try cluster(tokens[0]), fromNamespace: source.namespace, fromPod: source.name,
             to: target, port: number, transport: transport, allowed: allowed)
+    }
+
+    /// `fromCluster` of a probe whose source is the world server.
+    static let worldSource = "world"
+
+    /// True when the world server opens the connection.
+    var fromWorld: Bool { fromCluster == Self.worldSource }
+
+    static func port(_ token: Substring, fail: (String) -> ReachabilityProbeError) throws(ReachabilityProbeError) -> (UInt16, TransportProtocol) {
+        let parts = token.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let number = UInt16(parts[0]), number > 0 else {
+            throw fail("expected <port>/<tcp|udp> with a port in 1...65535, got \"\(token)\"")
+        }
+        switch parts[1].lowercased() {
+        case "tcp": return (number, .tcp)
+        case "udp": return (number, .udp)
+        default: throw fail("unknown protocol \"\(parts[1])\"; expected tcp or udp")
+        }
+    }
+
+    static func verdict(_ token: Substring, fail: (String) -> ReachabilityProbeError) throws(ReachabilityProbeError) -> Bool {
+        switch token {
+        case "allow": return true
+        case "deny": return false
+        default: throw fail("expected allow or deny as the last word, got \"\(token)\"")
+        }
     }
 
     /// The source pod in the topology, or nil if the probe names an unknown pod.
@@ -241,7 +262,8 @@ struct ReachabilityProbe: Sendable, Hashable, CustomStringConvertible {
 
     /// `cluster1 alpha/client -> world 8080/tcp allow`.
     var description: String {
-        "\(fromCluster) \(fromNamespace)/\(fromPod) -> \(to) \(port)/\(transport.rawValue.lowercased()) \(allowed ? "allow" : "deny")"
+        let source = fromWorld ? "world" : "\(fromCluster) \(fromNamespace)/\(fromPod)"
+        return "\(source) -> \(to) \(port)/\(transport.rawValue.lowercased()) \(allowed ? "allow" : "deny")"
     }
 }
 
@@ -249,7 +271,92 @@ struct ReachabilityProbe: Sendable, Hashable, CustomStringConvertible {
 
 enum ReachabilityCases {
     static let all: [ReachabilityCase] = ciliumSelectors + ciliumClusters + ciliumEntitiesAndCIDRs
-        + ciliumPorts + ciliumDenyAndDefaultDeny + kubernetesNetworkPolicies
+        + ciliumPorts + ciliumDenyAndDefaultDeny + kubernetesNetworkPolicies + fromOutside
+
+    // MARK: Connections from outside the clusters (the world server opens them)
+
+    static let fromOutside: [ReachabilityCase] = [
+        ReachabilityCase(
+            name: "CNP fromCIDR admits the outside server on one port, and never selects pods",
+            policies: ["cluster1": cnp("web-from-outside", "alpha", """
+                endpointSelector:
+                  matchLabels:
+                    app: web
+                ingress:
+                - fromCIDR:
+                  - 172.30.1.254/32
+                  toPorts:
+                  - ports:
+                    - port: "8080"
+                      protocol: TCP
+                """)],
+            probes: [
+                "world -> c1 alpha/web 8080/tcp allow",
+                "world -> c1 alpha/web 9090/tcp deny",
+                "world -> c1 alpha/web 5353/udp deny",
+                "c1 alpha/client -> c1 alpha/web 8080/tcp deny",
+                "world -> c1 alpha/api 8080/tcp allow",
+            ]),
+        ReachabilityCase(
+            name: "CNP fromEntities world admits outside traffic but no pod of either cluster",
+            policies: ["cluster1": cnp("web-from-world", "alpha", """
+                endpointSelector:
+                  matchLabels:
+                    app: web
+                ingress:
+                - fromEntities:
+                  - world
+                """)],
+            probes: [
+                "world -> c1 alpha/web 8080/tcp allow",
+                "world -> c1 alpha/web 5353/udp allow",
+                "c1 alpha/client -> c1 alpha/web 8080/tcp deny",
+                "c2 alpha/client -> c1 alpha/web 8080/tcp deny",
+            ]),
+        ReachabilityCase(
+            name: "NP ipBlock except on ingress keeps the excepted outside address out, pods by podSelector in",
+            policies: ["cluster1": np("web-ingress", "alpha", """
+                podSelector:
+                  matchLabels:
+                    app: web
+                ingress:
+                - from:
+                  - ipBlock:
+                      cidr: 172.30.0.0/16
+                      except:
+                      - 172.30.1.254/32
+                  - podSelector:
+                      matchLabels:
+                        app: client
+                """)],
+            probes: [
+                "world -> c1 alpha/web 8080/tcp deny",
+                "world -> c1 alpha/web 5353/udp deny",
+                "c1 alpha/client -> c1 alpha/web 8080/tcp allow",
+                "c1 beta/client -> c1 alpha/web 8080/tcp deny",
+                "world -> c1 alpha/api 8080/tcp allow",
+            ]),
+        ReachabilityCase(
+            name: "CCNP ingressDeny fromCIDR beats fromEntities all, only in the enforcing cluster",
+            policies: ["cluster1": ccnp("web-not-from-outside", """
+                endpointSelector:
+                  matchLabels:
+                    app: web
+                ingress:
+                - fromEntities:
+                  - all
+                ingressDeny:
+                - fromCIDRSet:
+                  - cidr: 172.30.1.0/24
+                """)],
+            probes: [
+                "world -> c1 alpha/web 8080/tcp deny",
+                "world -> c1 alpha/web 5353/udp deny",
+                "c1 alpha/client -> c1 alpha/web 8080/tcp allow",
+                "world -> c2 alpha/web 8080/tcp allow",
+                "world -> c1 alpha/api 5353/udp allow",
+            ]),
+    ]
 
     // MARK: CiliumNetworkPolicy selectors and namespaces
 

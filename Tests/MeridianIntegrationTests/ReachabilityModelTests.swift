@@ -13,7 +13,9 @@ struct ReachabilityModelTests {
         let rules = try ReachabilityModel.rules(for: matrixCase)
         for text in matrixCase.probes {
             let probe = try ReachabilityProbe(parsing: text)
-            let from = try #require(ReachabilityModel.endpoint(probe.sourcePod), "\(caseName): \(text): unknown source pod")
+            let from = probe.fromWorld
+                ? ReachabilityModel.world
+                : try #require(ReachabilityModel.endpoint(probe.sourcePod), "\(caseName): \(text): unknown source pod")
             let to: PolicyEndpoint
             switch probe.to {
             case .world:
@@ -180,7 +182,7 @@ enum ReachabilityModel {
     /// Records an issue when the probe names a pod the topology lacks, a pod talking to itself,
     /// or a port the destination does not listen on (an allow could then never be observed).
     static func checkAgainstTopology(_ probe: ReachabilityProbe, text: String, caseName: String) throws {
-        let source = try #require(probe.sourcePod, "\(caseName): \(text): the source pod is not in the topology")
+        let source = probe.fromWorld ? nil : try #require(probe.sourcePod, "\(caseName): \(text): the source pod is not in the topology")
         let listening: [ReachabilityPort]
         switch probe.to {
         case .world:
