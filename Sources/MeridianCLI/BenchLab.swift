@@ -91,24 +91,19 @@ struct BenchLab {
 
     /// A pod running the three measuring servers: iperf3, sockperf (TCP 11111) and the echo server (8080).
     static func serverPod(_ name: String, node: String, labels: [String: String]) -> String {
-        """
-        apiVersion: v1
-        kind: Pod
-        metadata:
-          name: \(name)
-          labels: {\(labels.sorted { $0.key < $1.key }.map { "\($0.key): \"\($0.value)\"" }.joined(separator: ", "))}
-        spec:
-          nodeName: \(node)
-          containers:
-          - {name: iperf, command: ["iperf3", "-s"]}
-          - {name: sockperf, command: ["sockperf", "sr", "--tcp", "-p", "11111"]}
-          - {name: http, command: ["meridian", "tool", "echo-server", "--port", "8080"]}
-        ---
-
-        """
+        pod(name, node: node, labels: labels, containers: [
+            #"{name: iperf, command: ["iperf3", "-s"]}"#,
+            #"{name: sockperf, command: ["sockperf", "sr", "--tcp", "-p", "11111"]}"#,
+            #"{name: http, command: ["meridian", "tool", "echo-server", "--port", "8080"]}"#,
+        ])
     }
 
+    /// A pod that only sleeps, to run clients in.
     static func clientPod(_ name: String, node: String, labels: [String: String] = [:]) -> String {
+        pod(name, node: node, labels: labels, containers: [#"{name: main, command: ["sleep", "infinity"]}"#])
+    }
+
+    private static func pod(_ name: String, node: String, labels: [String: String], containers: [String]) -> String {
         """
         apiVersion: v1
         kind: Pod
@@ -118,7 +113,7 @@ struct BenchLab {
         spec:
           nodeName: \(node)
           containers:
-          - {name: main, command: ["sleep", "infinity"]}
+        \(containers.map { "  - " + $0 }.joined(separator: "\n"))
         ---
 
         """

@@ -20,6 +20,7 @@ struct PolicyBench: AsyncParsableCommand {
     @Option(help: "Rules in the large set.") var rules: Int = 10_000
     @Flag(help: "A small size: 1 run of 2 s per row, 1,000 rules.") var quick = false
     @Flag(help: "Leave the lab up afterwards.") var keep = false
+    @Flag(help: "Only the kernel's policy decision cost (no lab).") var lookupOnly = false
     @Option(name: .shortAndLong, help: "text or json.") var output: OutputFormat = .text
 
     struct Report: Codable {
@@ -48,7 +49,9 @@ struct PolicyBench: AsyncParsableCommand {
             }
             BenchLab.progress("policy decision cost in the kernel (BPF_PROG_TEST_RUN)…")
             let lookup = try PolicyLookupBench.measure(sizes: quick ? [1, 10_000] : [1, 1000, 10_000, 100_000])
-            var report = try await BenchLab.with(clusters: 1, nodes: 2, keep: keep) { try await measure($0) }
+            var report = lookupOnly
+                ? Report(runs: 0, secondsPerRun: 0, rules: 0, rows: [], programSeconds: 0, serverIngressEntries: 0, lookup: [], ratios: [:])
+                : try await BenchLab.with(clusters: 1, nodes: 2, keep: keep) { try await measure($0) }
             report.lookup = lookup
             if let first = lookup.first, let last = lookup.last, first.entries != last.entries {
                 report.ratios["lookup_\(last.entries)_vs_\(first.entries)_entries_ns_per_packet"] =
@@ -164,11 +167,13 @@ struct PolicyBench: AsyncParsableCommand {
     }
 
     static func text(_ report: Report) -> String {
-        var lines = [DatapathBench.text(DatapathBench.Report(runs: report.runs, secondsPerRun: report.secondsPerRun, rows: report.rows,
+        var lines = report.rows.isEmpty ? [] : [DatapathBench.text(DatapathBench.Report(runs: report.runs, secondsPerRun: report.secondsPerRun, rows: report.rows,
                                                              backendPropagationMs: nil, ratios: [:]))
                         .split(separator: "\n").dropLast().joined(separator: "\n")]
-        lines.append(String(format: "%d rules applied and programmed in %.1f s (%d ingress entries on the server).",
-                            report.rules, report.programSeconds, report.serverIngressEntries))
+        if !report.rows.isEmpty {
+            lines.append(String(format: "%d rules applied and programmed in %.1f s (%d ingress entries on the server).",
+                                report.rules, report.programSeconds, report.serverIngressEntries))
+        }
         lines.append("Policy decision in to_pod (kernel time per connection's first packet, 5 × 200,000 runs):")
         lines.append(Table(headers: ["ENTRIES", "NS/PACKET", "SPREAD"], rows: report.lookup.map {
             ["\($0.entries)", String(format: "%.0f", $0.nanosecondsPerPacket.p50),

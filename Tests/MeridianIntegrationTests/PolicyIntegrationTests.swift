@@ -264,13 +264,17 @@ struct PolicyMesh {
                 let targets = try sourceProbes.map { try target($0) }
                 group.addTask {
                     // The world server's side runs in the lab's underlay, from the server's address.
-                    let result = first.fromWorld
-                        ? try await Self.run(["ip", "netns", "exec", "\(lab.prefix)-underlay", LabFixture.executable, "tool", "reach",
-                                              "--timeout", "1", "--source", ReachabilityTopology.worldAddress] + targets)
-                        : try await lab.meridian(["exec", "--context", first.fromCluster, "-n", first.fromNamespace, first.fromPod, "--",
-                                                  "meridian", "tool", "reach", "--timeout", "1"] + targets)
-                    try #require(result.status == 0, "reach from \(first.fromNamespace)/\(first.fromPod) failed: \(result.stderr)")
-                    let reached = Set(result.stdout.split(separator: "\n").compactMap { line in
+                    let output: String
+                    if first.fromWorld {
+                        output = try await lab.command(["ip", "netns", "exec", "\(lab.prefix)-underlay", LabFixture.executable, "tool", "reach",
+                                                        "--timeout", "1", "--source", ReachabilityTopology.worldAddress] + targets)
+                    } else {
+                        let result = try await lab.meridian(["exec", "--context", first.fromCluster, "-n", first.fromNamespace, first.fromPod, "--",
+                                                             "meridian", "tool", "reach", "--timeout", "1"] + targets)
+                        try #require(result.status == 0, "reach from \(first.fromNamespace)/\(first.fromPod) failed: \(result.stderr)")
+                        output = result.stdout
+                    }
+                    let reached = Set(output.split(separator: "\n").compactMap { line in
                         line.hasSuffix(" reached") ? String(line.dropLast(" reached".count)) : nil
                     })
                     return Dictionary(zip(sourceProbes, targets).map { ($0, reached.contains($1)) }, uniquingKeysWith: { a, _ in a })
@@ -280,22 +284,6 @@ struct PolicyMesh {
             for try await partial in group { outcomes.merge(partial, uniquingKeysWith: { a, _ in a }) }
             return outcomes
         }
-    }
-
-    /// Runs a host command (in the lab's underlay) and collects its output.
-    static func run(_ arguments: [String]) async throws -> LabFixture.Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return LabFixture.Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-                                 stderr: String(decoding: stderr, as: UTF8.self))
     }
 
     func target(_ probe: ReachabilityProbe) throws -> String {

@@ -100,6 +100,19 @@ struct BenchmarkSupportTests {
         #expect(compiled[0].peers.description.contains("cluster1"))
     }
 
+    @Test("the bench pods decode as pods with their containers, node and labels")
+    func benchPods() throws {
+        let objects = try ManifestDecoder.decode(BenchLab.serverPod("server", node: "node2", labels: ["bench": "server"])
+                                                 + BenchLab.clientPod("client", node: "node1"), source: "bench")
+        guard objects.count == 2, case let .pod(server) = objects[0], case let .pod(client) = objects[1] else {
+            Issue.record("expected two pods, got \(objects)")
+            return
+        }
+        #expect(server.spec.containers.map(\.name) == ["iperf", "sockperf", "http"])
+        #expect(server.spec.nodeName == "node2" && server.metadata.labels == ["bench": "server"])
+        #expect(client.spec.containers.map(\.command) == [["sleep", "infinity"]])
+    }
+
     @Test("reach targets are parsed strictly")
     func reachTargets() throws {
         let target = try ReachProbe.Target(parsing: "udp:10.1.2.3:5353")
