@@ -54,7 +54,9 @@ struct ControlPlaneBench: AsyncParsableCommand {
         let scaleOnly = [("--clusters", clusters), ("--nodes", nodes), ("--endpoints", endpoints), ("--identities", identities),
                          ("--churn", churn), ("--churn-seconds", churnSeconds), ("--sync-timeout", syncTimeout)]
             .filter { $0.1 != nil }.map(\.0)
-        guard scaleOnly.isEmpty else { throw ValidationError("\(scaleOnly.joined(separator: ", ")) only apply with --scale") }
+        guard scaleOnly.isEmpty else {
+            throw ValidationError("\(scaleOnly.joined(separator: ", ")) only \(scaleOnly.count == 1 ? "applies" : "apply") with --scale")
+        }
         guard changes >= 10 else { throw ValidationError("--changes must be at least 10") }
     }
 

@@ -120,17 +120,24 @@ struct DatapathBench: AsyncParsableCommand {
         var rows: [Row] = []
         for (name, what, namespace, address) in targets where !propagationOnly {
             rows.append(try await Self.measureRow(name: name, what: what, namespace: namespace, address: address, runs: runCount, seconds: duration))
-        }
-        if !propagationOnly {
-            // The cross-cluster path again with policy enforcing at both ends: the client's
-            // cluster allows its egress, the server's cluster allows its ingress.
-            try meridian(["apply", "--context", "cluster1", "-f", "-"], stdin: PolicyBench.allowPolicy(
-                name: "bench-client-egress", subject: ["bench": "client"], direction: .egress, peer: ["bench": "remote"], cluster: "cluster2"))
-            try meridian(["apply", "--context", "cluster2", "-f", "-"], stdin: PolicyBench.allowPolicy(
-                name: "bench-remote-ingress", subject: ["bench": "remote"], direction: .ingress, peer: ["bench": "client"], cluster: "cluster1"))
-            try await PolicyBench.waitEnforced([("cluster1", "client", .egress, 1), ("cluster2", "remote", .ingress, 1)], bench: bench)
+            guard name == "cross_cluster" else { continue }
+            // The same path again with policy enforcing at both ends (the client's cluster allows
+            // its egress, the server's its ingress), right after the row without it and before
+            // the service row: connections through the ClusterIP leave the server with TIME_WAIT
+            // tuples that later direct connections from the same ports would run into.
+            let policies = [
+                ("cluster1", PolicyBench.allowPolicy(name: "bench-client-egress", subject: ["bench": "client"], direction: .egress,
+                                                     peer: ["bench": "remote"], cluster: "cluster2")),
+                ("cluster2", PolicyBench.allowPolicy(name: "bench-remote-ingress", subject: ["bench": "remote"], direction: .ingress,
+                                                     peer: ["bench": "client"], cluster: "cluster1")),
+            ]
+            let enforcedOn: [(String, String, TrafficDirection, Int)] = [("cluster1", "client", .egress, 1), ("cluster2", "remote", .ingress, 1)]
+            for (cluster, yaml) in policies { try meridian(["apply", "--context", cluster, "-f", "-"], stdin: yaml) }
+            try await PolicyBench.waitEnforced(enforcedOn, bench: bench)
             rows.append(try await Self.measureRow(name: "cross_cluster_policy", what: "Meridian pod to pod across clusters, allow rules enforced at egress and ingress",
                                                   namespace: clientNamespace, address: ipsC2["remote"]!, runs: runCount, seconds: duration))
+            for (cluster, yaml) in policies { try meridian(["delete", "--context", cluster, "-f", "-"], stdin: yaml) }
+            try await PolicyBench.waitEnforced(enforcedOn, bench: bench, enforced: false)
         }
 
         FileHandle.standardError.write(Data("bench: backend propagation (\(changeCount) changes)…\n".utf8))

@@ -144,9 +144,10 @@ struct PolicyBench: AsyncParsableCommand {
     }
 
     /// Waits until each (cluster, pod, direction, minimum entries) is enforced as its node
-    /// reports; returns the largest entry count seen.
+    /// reports (or, with `enforced` false, no longer enforced); returns the largest entry count seen.
     @discardableResult
-    static func waitEnforced(_ pods: [(String, String, TrafficDirection, Int)], bench: BenchLab, timeout: Duration = .seconds(60)) async throws -> Int {
+    static func waitEnforced(_ pods: [(String, String, TrafficDirection, Int)], bench: BenchLab, enforced wanted: Bool = true,
+                             timeout: Duration = .seconds(60)) async throws -> Int {
         var largest = 0
         try await BenchLab.waitUntil("policy programmed for \(pods.map { "\($0.0)/\($0.1)" })", timeout: timeout) {
             for (cluster, pod, direction, minimum) in pods {
@@ -158,7 +159,7 @@ struct PolicyBench: AsyncParsableCommand {
                 guard let endpoint = statuses.flatMap(\.endpoints).first(where: { $0.pod == pod }) else { return false }
                 let (enforced, entries) = direction == .ingress
                     ? (endpoint.ingressEnforced, endpoint.ingressEntries) : (endpoint.egressEnforced, endpoint.egressEntries)
-                guard enforced, entries >= minimum else { return false }
+                guard wanted ? enforced && entries >= minimum : !enforced else { return false }
                 largest = max(largest, entries)
             }
             return true

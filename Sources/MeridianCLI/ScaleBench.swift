@@ -294,6 +294,9 @@ struct ChurnOutcome: Codable, Sendable, Hashable {
     /// Baseline of the same run: write to arrival at a watch on the written mock's own etcd
     /// (the first mock's updates only).
     var directLatencyMs: SampleSummary? = nil
+    /// Revisions of cluster1's etcd per second over the phase: every write there (cache
+    /// updates, status records, anything else), to compare with the updates delivered.
+    var cluster1EtcdRevisionsPerSecond: Double? = nil
 }
 
 enum ScaleArithmetic {
@@ -567,6 +570,9 @@ struct ScaleReport: Codable, Sendable {
         var imported: Counts
         var rejected: Int
         var failures: Int
+        /// The remotes' last connection errors (first 160 characters), with how many remotes
+        /// reported each.
+        var lastErrors: [String: Int] = [:]
     }
 
     /// `clustermesh status` (the same report function) run once after the sync.
@@ -635,7 +641,7 @@ struct ScaleBench {
                 try await fleet.waitReachable(remotes, timeout: .seconds(Int64(60 + sizes.clusters)))
                 let mockStart = (ContinuousClock.now - setupStarted).inSeconds
                 return try await withThrowingTaskGroup(of: Void.self, returning: ScaleReport.self) { group in
-                    let report = try await measure(bench, cluster1: cluster1, localContext: localContext, local: local, remotes: remotes,
+                    let report = try await measure(cluster1: cluster1, localContext: localContext, local: local, remotes: remotes,
                                                    fleet: fleet, ca: ca, mockStart: mockStart) { remotesWritten in
                         // Mocks beat every 30 s, well inside the importer's 2 × 60 s watchdog.
                         group.addTask {
@@ -653,8 +659,7 @@ struct ScaleBench {
         }
     }
 
-    // swiftlint:disable:next function_body_length
-    private func measure(_ bench: BenchLab, cluster1: LabCluster, localContext: MeridianContext, local: EtcdClient, remotes: [EtcdClient],
+    private func measure(cluster1: LabCluster, localContext: MeridianContext, local: EtcdClient, remotes: [EtcdClient],
                          fleet: MockFleet, ca: CertificateAuthority, mockStart: Double,
                          startHeartbeats: ([EtcdClient]) -> Void) async throws -> ScaleReport {
         let mocks = fleet.mocks
@@ -736,8 +741,11 @@ struct ScaleBench {
         if sizes.churnPerSecond > 0 && sync.completed {
             BenchLab.progress("churn: \(sizes.churnPerSecond) updates/s across \(mocks.count) mock(s) for \(sizes.churnSeconds) s…")
             meter = PhaseMeter.start(groups)
+            let revisionBefore = try await local.status().revision
             churn = try await runChurn(local: local, remotes: remotes, mocks: mocks)
-            phases.append(meter.finish("churn"))
+            let churnPhase = meter.finish("churn")
+            phases.append(churnPhase)
+            churn?.cluster1EtcdRevisionsPerSecond = Double(try await local.status().revision - revisionBefore) / churnPhase.seconds
         } else if sizes.churnPerSecond > 0 {
             notes.append("churn skipped: the sync did not complete")
         }
@@ -777,6 +785,7 @@ struct ScaleBench {
             sync.remotesReady = statuses.filter(\.ready).count
             sync.rejected = statuses.reduce(0) { total, status in total + MeshKind.allCases.reduce(0) { $0 + status.rejected[$1] } }
             sync.failures = statuses.reduce(0) { $0 + $1.numFailures }
+            sync.lastErrors = Dictionary(statuses.compactMap { $0.lastError.map { (String($0.prefix(160)), 1) } }, uniquingKeysWith: +)
             let reported = statuses.reduce(0) { $0 + $1.counts.nodes + $1.counts.endpoints + $1.counts.identities }
             if sync.allRemotesReadySeconds == nil && sync.remotesReady == mocks.count { sync.allRemotesReadySeconds = elapsed }
             // Counting the cache walks etcd's index; do it only when the statuses say it may be
@@ -922,6 +931,9 @@ struct ScaleBench {
             + "; all remotes ready: \(seconds(sync.allRemotesReadySeconds)); cache complete: \(seconds(sync.cacheCompleteSeconds))")
         lines.append("      \(sync.remotesReady)/\(s.clusters) ready; cached \(sync.imported.nodes)/\(sync.expected.nodes) nodes, \(sync.imported.endpoints)/\(sync.expected.endpoints) endpoints, "
             + "\(sync.imported.identities)/\(sync.expected.identities) identities; \(sync.rejected) rejected; \(sync.failures) connection failures")
+        for (error, count) in sync.lastErrors.sorted(by: { $0.value > $1.value }).prefix(3) {
+            lines.append("      last error of \(count) remote(s): \(error)")
+        }
         if let status = report.clustermeshStatus {
             let outcome = status.error.map { "failed: \($0.prefix(200))" } ?? (status.allReady == true ? "all ready" : "not all ready")
             lines.append("clustermesh status report: \(outcome) (" + String(format: "%.1f s", status.seconds) + ")")
@@ -936,6 +948,9 @@ struct ScaleBench {
             if let latency = churn.latencyMs {
                 lines.append(String(format: "       mock write -> cluster1 cache: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms",
                                     latency.p50, latency.p90, latency.p99, latency.max))
+            }
+            if let revisions = churn.cluster1EtcdRevisionsPerSecond {
+                lines.append(String(format: "       cluster1's etcd took %.0f revisions/s (every write there, including status records)", revisions))
             }
             if let latency = churn.directLatencyMs {
                 lines.append(String(format: "       baseline, mock write -> watch on that mock: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms",

@@ -14,10 +14,14 @@ public final class StatusBoard: Sendable {
 
     public init() {}
 
+    /// Applies `change`; only a real change stamps `updated` and bumps the version, so an
+    /// importer reporting the same counts after every watch batch causes no status write.
     public func update(_ name: String, _ change: (inout RemoteClusterStatus) -> Void) {
         state.withLock { state in
-            var status = state.statuses[name] ?? RemoteClusterStatus(name: name)
+            let before = state.statuses[name]
+            var status = before ?? RemoteClusterStatus(name: name)
             change(&status)
+            guard status != before else { return }
             status.updated = Date()
             state.statuses[name] = status
             state.version += 1

@@ -189,13 +189,27 @@ public struct EtcdClient: Sendable {
         return response.kvs.first.map(EtcdKeyValue.init)
     }
 
-    /// Every key under `prefix`, read at one revision.
-    public func list(prefix: String) async throws(EtcdError) -> EtcdListing {
-        var request = Etcdserverpb_RangeRequest()
-        request.key = Data(prefix.utf8)
-        request.rangeEnd = Self.prefixEnd(prefix)
-        let response = try await call("list \(prefix)") { try await kv.range(request, options: unaryOptions) }
-        return EtcdListing(items: response.kvs.map(EtcdKeyValue.init), revision: response.header.revision)
+    /// Every key under `prefix`, read at one revision. Read in pages of `pageSize` keys, every
+    /// page at the first page's revision, so a prefix of any size (a mesh of hundreds of clusters'
+    /// endpoints) stays under the transport's per-message limit.
+    public func list(prefix: String, pageSize: Int64 = 1000) async throws(EtcdError) -> EtcdListing {
+        var items: [EtcdKeyValue] = []
+        var start = Data(prefix.utf8)
+        var revision: Int64 = 0
+        while true {
+            var request = Etcdserverpb_RangeRequest()
+            request.key = start
+            request.rangeEnd = Self.prefixEnd(prefix)
+            request.limit = pageSize
+            request.revision = revision
+            let page = request
+            let response = try await call("list \(prefix)") { try await kv.range(page, options: unaryOptions) }
+            if revision == 0 { revision = response.header.revision }
+            items += response.kvs.map(EtcdKeyValue.init)
+            guard response.more, let last = response.kvs.last else { break }
+            start = last.key + Data([0])
+        }
+        return EtcdListing(items: items, revision: revision)
     }
 
     /// Number of keys under `prefix`, without transferring them.
