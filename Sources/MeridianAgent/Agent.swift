@@ -224,18 +224,6 @@ public struct Agent: Sendable {
                 let remoteEndpoints = await mirror.snapshot(Self.remoteEndpointsPrefix)
                 await endpoints.refreshIdentities(pods: await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.pod.plural)),
                                                   namespaces: await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.namespace.plural)))
-                var policies: [String: Data] = [:]
-                for kind in [ResourceKind.networkPolicy, .ciliumNetworkPolicy, .ciliumClusterwideNetworkPolicy] {
-                    policies.merge(await mirror.snapshot(KeyLayout.resources(plural: kind.plural)), uniquingKeysWith: { a, _ in a })
-                }
-                let policy = PolicySnapshot.compute(
-                    PolicySnapshot.Inputs(
-                        policies: policies,
-                        localIdentities: await mirror.snapshot(MeshKind.identities.statePrefix(cluster: context.cluster.name)),
-                        remoteIdentities: await mirror.snapshot(Self.remoteIdentitiesPrefix),
-                        endpoints: localEndpoints, remoteEndpoints: remoteEndpoints, revision: revision),
-                    cluster: context.cluster, cidrIdentities: cidrIdentities)
-                cidrIdentities = policy.cidrIdentities
                 let inputs = DesiredDatapath.Inputs(
                     nodes: await mirror.snapshot(MeshKind.nodes.statePrefix(cluster: context.cluster.name)),
                     endpoints: localEndpoints,
@@ -246,6 +234,18 @@ public struct Agent: Sendable {
                     remoteEndpoints: remoteEndpoints,
                     remoteServices: await mirror.snapshot(Self.remoteServicesPrefix))
                 var desired = DesiredDatapath.compute(inputs, context: context)
+                var policies: [String: Data] = [:]
+                for kind in [ResourceKind.networkPolicy, .ciliumNetworkPolicy, .ciliumClusterwideNetworkPolicy] {
+                    policies.merge(await mirror.snapshot(KeyLayout.resources(plural: kind.plural)), uniquingKeysWith: { a, _ in a })
+                }
+                let policy = PolicySnapshot.compute(
+                    PolicySnapshot.Inputs(
+                        policies: policies,
+                        localIdentities: await mirror.snapshot(MeshKind.identities.statePrefix(cluster: context.cluster.name)),
+                        remoteIdentities: await mirror.snapshot(Self.remoteIdentitiesPrefix),
+                        namedPorts: desired.namedPorts, revision: revision),
+                    cluster: context.cluster, cidrIdentities: cidrIdentities)
+                cidrIdentities = policy.cidrIdentities
                 desired.ipcache.merge(policy.ipcacheEntries(besides: desired.ipcache, clusterID: UInt16(context.cluster.id)),
                                       uniquingKeysWith: { cluster, _ in cluster })
                 names.replace(desired.serviceIPs)

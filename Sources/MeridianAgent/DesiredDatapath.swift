@@ -37,6 +37,9 @@ struct DesiredDatapath: Sendable {
     var services: [Frontend: [BackendAddress]] = [:]
     /// ClusterIP per `service.namespace`, for DNS.
     var serviceIPs: [String: IPAddress] = [:]
+    /// The named ports of every identity, from the ipcache records (read here, in the one pass
+    /// that decodes them, for policy).
+    var namedPorts: [UInt32: Set<NamedPort>] = [:]
 
     struct Inputs: Sendable {
         var nodes: [String: Data]
@@ -85,6 +88,7 @@ struct DesiredDatapath: Sendable {
                 let owner = isRemote ? UInt16(truncatingIfNeeded: layout.clusterID(of: pair.id).rawValue) : clusterID
                 desired.ipcache[prefix] = IPCacheEntry(identity: pair.id, tunnelEndpoint: IPAddress(pair.hostIP),
                                                        flags: tunnel | (isRemote ? remoteFlag : 0), clusterID: owner)
+                if let ports = pair.namedPorts { desired.namedPorts[pair.id, default: []].formUnion(ports) }
             }
         }
 

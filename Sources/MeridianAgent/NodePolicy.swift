@@ -17,8 +17,8 @@ struct PolicySnapshot: Sendable {
         var policies: [String: Data]
         var localIdentities: [String: Data]
         var remoteIdentities: [String: Data]
-        var endpoints: [String: Data]
-        var remoteEndpoints: [String: Data]
+        /// Named ports per identity (`DesiredDatapath.namedPorts`).
+        var namedPorts: [UInt32: Set<NamedPort>]
         var revision: Int64
     }
 
@@ -39,13 +39,8 @@ struct PolicySnapshot: Sendable {
         for identity in cidrIdentities.identities.values {
             identities[identity] = CIDRIdentityTable.labels
         }
-        var namedPorts: [UInt32: Set<NamedPort>] = [:]
-        for (key, value) in inputs.endpoints.merging(inputs.remoteEndpoints, uniquingKeysWith: { local, _ in local }) {
-            guard let pair = try? StoreCoding.decode(IPIdentityPair.self, from: value, key: key), let ports = pair.namedPorts else { continue }
-            namedPorts[pair.id, default: []].formUnion(ports)
-        }
         let resolver = PolicyResolver(rules: rules, identities: identities,
-                                      namedPorts: namedPorts.mapValues { $0.sorted { ($0.name, $0.port) < ($1.name, $1.port) } },
+                                      namedPorts: inputs.namedPorts.mapValues { $0.sorted { ($0.name, $0.port) < ($1.name, $1.port) } },
                                       localCluster: cluster.name)
         return PolicySnapshot(resolver: resolver, cidrIdentities: cidrIdentities, revision: inputs.revision)
     }
