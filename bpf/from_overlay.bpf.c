@@ -3,10 +3,11 @@
  * decapsulated. The VNI is the sender's security identity; the host identity is never accepted
  * from the wire, the sending node must be a known node, and a cluster-scoped identity must
  * belong to that node's cluster (a node cannot speak for another cluster's pods). Packets for
- * local pods go to their veth (to-pod runs there) with the identity in skb->mark; packets for
- * the node itself go to its stack.
+ * local pods go through `pod_ingress` (conntrack, ingress policy, reverse NAT) here and are then
+ * handed straight into the pod's namespace with bpf_redirect_peer, skipping the host veth and a
+ * backlog queue; packets for the node itself go to its stack.
  */
-#include "lib/common.h"
+#include "lib/deliver.h"
 
 static always_inline int handle_ipv4(struct __sk_buff *skb, __u32 src_identity)
 {
@@ -21,9 +22,13 @@ static always_inline int handle_ipv4(struct __sk_buff *skb, __u32 src_identity)
 
     ep = endpoint_lookup(pkt.daddr);
     if (ep) {
-        skb->mark = mark_identity(src_identity);
-        trace(skb, MER_TRACE_FROM_OVERLAY, &pkt, MER_CT_NEW, src_identity, ep->identity);
-        if (redirect_to_endpoint(skb, ep) < 0)
+        __u8 ct_state;
+
+        reason = pod_ingress(skb, &pkt, ep, src_identity, &ct_state);
+        if (reason)
+            return drop(skb, reason, &pkt, src_identity, ep->identity);
+        trace(skb, MER_TRACE_FROM_OVERLAY, &pkt, ct_state, src_identity, ep->identity);
+        if (redirect_into_endpoint(skb, ep) < 0)
             return drop(skb, MER_DROP_WRITE_ERROR, &pkt, src_identity, ep->identity);
         return TC_ACT_REDIRECT;
     }

@@ -1,22 +1,16 @@
 /*
  * to-pod: tc egress on a pod's host-side veth, i.e. every packet about to enter the pod, whether
- * it came from a local pod, from the overlay or from the node's stack. Conntrack in the
- * receiving direction; ingress policy for new connections (replies of allowed connections pass
- * through conntrack); replies to connections through a service get their frontend back as
- * source (reverse NAT). The source identity arrives in skb->mark from our other programs, else
- * from the ipcache.
+ * it came from a local pod or from the node's stack (packets from the overlay are delivered by
+ * from-overlay itself, straight into the pod). `pod_ingress` does conntrack, ingress policy and
+ * reverse NAT. The source identity arrives in skb->mark from from-pod, else from the ipcache.
  */
-#include "lib/common.h"
-#include "lib/conntrack.h"
-#include "lib/lb.h"
-#include "lib/policy.h"
+#include "lib/deliver.h"
 
 static always_inline int handle_ipv4(struct __sk_buff *skb)
 {
     struct packet4 pkt = {};
     const struct mer_endpoint_info *ep;
     const struct mer_ipcache_value *src;
-    struct mer_ct_entry *entry;
     __u32 src_identity;
     __u8 ct_state;
     int reason;
@@ -38,25 +32,9 @@ static always_inline int handle_ipv4(struct __sk_buff *skb)
     }
     skb->mark = 0;
 
-    if (is_icmp_error(&pkt)) {
-        trace(skb, MER_TRACE_TO_POD, &pkt, MER_CT_RELATED, src_identity, ep->identity);
-        return TC_ACT_OK;
-    }
-
-    ct_state = ct_lookup(&pkt, MER_CT_DIR_IN, skb->len, &entry);
-    if (ct_state == MER_CT_REPLY && entry) {
-        reason = lb4_rev_nat(skb, &pkt, entry->rev_nat_index);
-        if (reason)
-            return drop(skb, reason, &pkt, src_identity, ep->identity);
-    } else if (ct_state == MER_CT_NEW) {
-        reason = policy_verdict(ep, MER_POLICY_INGRESS, src_identity, &pkt);
-        if (reason)
-            return drop(skb, reason, &pkt, src_identity, ep->identity);
-        reason = ct_create(&pkt, MER_CT_DIR_IN, skb->len, 0, src_identity);
-        if (reason)
-            return drop(skb, reason, &pkt, src_identity, ep->identity);
-    }
-
+    reason = pod_ingress(skb, &pkt, ep, src_identity, &ct_state);
+    if (reason)
+        return drop(skb, reason, &pkt, src_identity, ep->identity);
     trace(skb, MER_TRACE_TO_POD, &pkt, ct_state, src_identity, ep->identity);
     return TC_ACT_OK;
 }

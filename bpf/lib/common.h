@@ -314,6 +314,17 @@ static always_inline int redirect_to_endpoint(struct __sk_buff *skb, const struc
     return bpf_redirect(ep->ifindex, 0);
 }
 
+/*
+ * Hands a packet from a tc ingress hook straight to the pod's side of its veth (the peer of the
+ * host interface), as if the pod had received it: no host veth transmit, no backlog queue.
+ */
+static always_inline int redirect_into_endpoint(struct __sk_buff *skb, const struct mer_endpoint_info *ep)
+{
+    if (bpf_skb_store_bytes(skb, 0, ep->mac, 6, 0) < 0 || bpf_skb_store_bytes(skb, 6, ep->node_mac, 6, 0) < 0)
+        return -1;
+    return bpf_redirect_peer(ep->ifindex, 0);
+}
+
 /* Decrements the TTL when the packet is routed; returns 0, or a drop reason. */
 static always_inline int decrement_ttl(struct __sk_buff *skb, struct packet4 *pkt)
 {
