@@ -158,26 +158,9 @@ public struct CiliumEgressRule: Codable, Sendable, Hashable {
     }
 }
 
-/// A CIDR with holes, Cilium's `fromCIDRSet`/`toCIDRSet` element.
-public struct CiliumCIDRRule: Codable, Sendable, Hashable {
-    public var cidr: String
-    public var except: [String]
-
-    public init(cidr: String, except: [String] = []) {
-        self.cidr = cidr
-        self.except = except
-    }
-
-    private enum CodingKeys: String, CodingKey {
-        case cidr, except
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        cidr = try container.decode(String.self, forKey: .cidr)
-        except = try container.decodeIfPresent([String].self, forKey: .except) ?? []
-    }
-}
+/// A CIDR with holes, Cilium's `fromCIDRSet`/`toCIDRSet` element: the same shape as a
+/// NetworkPolicy `ipBlock`, validated by Cilium's rules (`validateAsCIDRSet`).
+public typealias CiliumCIDRRule = IPBlock
 
 /// A `toPorts` element: a list of ports. Layer-7 rules are not supported.
 public struct CiliumPortRule: Codable, Sendable, Hashable {
@@ -370,7 +353,7 @@ extension CiliumPolicyRule {
             var cidrSet: [CiliumCIDRRule]?
             if let setValue = map.optional("\(prefix)CIDRSet") {
                 var rules: [CiliumCIDRRule] = []
-                for entry in try setValue.list() { rules.append(try CiliumCIDRRule(manifest: entry)) }
+                for entry in try setValue.list() { rules.append(try CiliumCIDRRule(cidrSetManifest: entry)) }
                 cidrSet = rules
             }
             var endpoints: [LabelSelector]?
@@ -406,7 +389,7 @@ extension CiliumPolicyRule {
 }
 
 extension CiliumCIDRRule {
-    init(manifest value: ManifestValue) throws(FieldError) {
+    init(cidrSetManifest value: ManifestValue) throws(FieldError) {
         let map = try value.mapping()
         for field in ["cidrGroupRef", "cidrGroupSelector"] {
             if let present = map.optional(field) {
@@ -556,7 +539,7 @@ extension CiliumPeerFields {
             _ = try PolicyCIDR.parsePrefixOrAddress(text, at: path.field("\(prefix)CIDR").index(index))
         }
         for (index, rule) in (cidrSet ?? []).enumerated() {
-            try rule.validate(at: path.field("\(prefix)CIDRSet").index(index))
+            try rule.validateAsCIDRSet(at: path.field("\(prefix)CIDRSet").index(index))
         }
         for (index, rule) in (toPorts ?? []).enumerated() {
             let rulePath = path.field("toPorts").index(index)
@@ -574,7 +557,8 @@ extension CiliumPeerFields {
 }
 
 extension CiliumCIDRRule {
-    func validate(at path: FieldPath) throws(FieldError) {
+    /// Cilium's rule for holes: inside the prefix (a hole may equal it).
+    func validateAsCIDRSet(at path: FieldPath) throws(FieldError) {
         let block = try PolicyCIDR.parse(cidr, at: path.field("cidr"))
         for (index, text) in except.enumerated() {
             let exceptPath = path.field("except").index(index)
@@ -583,12 +567,6 @@ extension CiliumCIDRRule {
                 throw FieldError(exceptPath, "must lie inside cidr \(cidr), got \(text)")
             }
         }
-    }
-
-    func peer() throws(IPParseError) -> CIDRPeer {
-        var holes: [IPCIDR] = []
-        for text in except { holes.append(try IPCIDR(parsing: text)) }
-        return CIDRPeer(cidr: try IPCIDR(parsing: cidr), except: holes)
     }
 }
 

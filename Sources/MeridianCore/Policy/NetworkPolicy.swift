@@ -124,7 +124,8 @@ public struct NetworkPolicyPeer: Codable, Sendable, Hashable {
     }
 }
 
-/// Addresses outside the cluster, given as a prefix with holes.
+/// Addresses outside the cluster, given as a prefix with holes: a NetworkPolicy `ipBlock`, and
+/// (as `CiliumCIDRRule`) a Cilium `fromCIDRSet`/`toCIDRSet` element.
 public struct IPBlock: Codable, Sendable, Hashable {
     /// As written, such as `10.0.0.0/8`; validated to parse.
     public var cidr: String
