@@ -12,6 +12,8 @@ _Static_assert(sizeof(struct mer_lb4_key) == 12, "lb4 key");
 _Static_assert(sizeof(struct mer_lb4_service) == 12, "lb4 service");
 _Static_assert(sizeof(struct mer_lb4_backend) == 12, "lb4 backend");
 _Static_assert(sizeof(struct mer_lb4_revnat) == 8, "lb4 revnat");
+_Static_assert(sizeof(struct mer_sock_revnat_key) == 16, "sock revnat key");
+_Static_assert(sizeof(struct mer_sock_revnat_value) == 8, "sock revnat value");
 _Static_assert(sizeof(struct mer_ct_key) == 16, "ct key");
 _Static_assert(sizeof(struct mer_ct_entry) == 40, "ct entry");
 _Static_assert(sizeof(struct mer_frag_key) == 12, "frag key");

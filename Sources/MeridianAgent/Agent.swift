@@ -20,6 +20,9 @@ public struct AgentConfiguration: Sendable {
     public var nodeLeaseTTL: Duration
     /// The size of the pod CIDR a node carves from the cluster's (24: 253 pods per node).
     public var nodePodPrefixLength: Int = 24
+    /// The cgroup v2 directory the node's pods run in (Cilium's `--cgroup-root`). With one,
+    /// services are balanced at the socket for the pods; without, in the packet path only.
+    public var cgroup: String?
 
     public init(nodeName: String, etcd: EtcdClientConfiguration, stateDirectory: String, pinDirectory: String,
                 underlayDevice: String, netnsPrefix: String, executable: String,
@@ -67,6 +70,7 @@ public struct Agent: Sendable {
             config.identity_cluster_shift = UInt32(context.identityLayout.shift)
             try datapath.config.update(0, config)
             try datapath.attachOverlay(device: NodeNetwork.vxlanDevice)
+            if let cgroup = configuration.cgroup { try datapath.attachSockets(cgroup: cgroup) }
 
             let endpoints = EndpointManager(context: context, client: client, datapath: datapath,
                                             stateDirectory: configuration.stateDirectory, logger: logger)
@@ -84,7 +88,7 @@ public struct Agent: Sendable {
             let names = ServiceNameTable()
             let runtime = PodRuntime(context: context, client: client, mirror: mirror, endpoints: endpoints,
                                      stateDirectory: configuration.stateDirectory, netnsPrefix: configuration.netnsPrefix,
-                                     executable: configuration.executable, agentSocket: configuration.socketPath, logger: logger)
+                                     cgroup: configuration.cgroup, executable: configuration.executable, agentSocket: configuration.socketPath, logger: logger)
             // Endpoints whose pod record never made it to disk (the agent stopped mid-start) go.
             await endpoints.removeOrphans(keeping: await runtime.knownContainers)
             let api = AgentAPIServer(socketPath: configuration.socketPath, handler: { await endpoints.handle($0) }, logger: logger)
@@ -92,6 +96,7 @@ public struct Agent: Sendable {
             logger.info("agent ready", metadata: [
                 "node": "\(context.nodeName)", "cluster": "\(context.cluster.name)", "podCIDR": "\(context.podCIDR)",
                 "nodeIP": "\(context.nodeIP)", "mtu": "\(context.podMTU)",
+                "socketLB": "\(configuration.cgroup ?? "off")",
             ])
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask { try await mirror.run(client: client) }

@@ -47,6 +47,7 @@ actor PodRuntime {
     private let endpoints: EndpointManager
     private let stateDirectory: String
     private let netnsPrefix: String
+    private let cgroup: String?
     private let executable: String
     private let agentSocket: String
     private let logger: Logger
@@ -56,13 +57,14 @@ actor PodRuntime {
     private var rerunRequested = false
 
     init(context: NodeContext, client: EtcdClient, mirror: PrefixMirror, endpoints: EndpointManager, stateDirectory: String,
-         netnsPrefix: String, executable: String, agentSocket: String, logger: Logger) {
+         netnsPrefix: String, cgroup: String?, executable: String, agentSocket: String, logger: Logger) {
         self.context = context
         self.client = client
         self.mirror = mirror
         self.endpoints = endpoints
         self.stateDirectory = stateDirectory + "/pods"
         self.netnsPrefix = netnsPrefix
+        self.cgroup = cgroup
         self.executable = executable
         self.agentSocket = agentSocket
         self.logger = logger
@@ -263,7 +265,10 @@ actor PodRuntime {
         let paths = files(running, container.name)
         try? FileManager.default.removeItem(atPath: paths.exit)
         try? FileManager.default.removeItem(atPath: paths.pid)
-        let wrapper = "echo $$ > \"$1\"; shift; exit_file=\"$1\"; shift; log=\"$1\"; shift; \"$@\" >> \"$log\" 2>&1 < /dev/null; echo $? > \"$exit_file\""
+        // The wrapper joins the node's pod cgroup first (when there is one), so the container
+        // and everything it starts are under the node's socket programs.
+        let joinCgroup = cgroup.map { "echo $$ > '\($0)/cgroup.procs' || exit 1; " } ?? ""
+        let wrapper = joinCgroup + "echo $$ > \"$1\"; shift; exit_file=\"$1\"; shift; log=\"$1\"; shift; \"$@\" >> \"$log\" 2>&1 < /dev/null; echo $? > \"$exit_file\""
         var variables: [Environment.Key: String?] = [
             "POD_NAME": running.name, "POD_NAMESPACE": running.namespace, "NODE_NAME": context.nodeName,
             "CLUSTER_NAME": context.cluster.name, "POD_IP": running.address ?? "",

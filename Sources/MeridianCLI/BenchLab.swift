@@ -70,9 +70,14 @@ struct BenchLab {
         return ip
     }
 
-    /// The network namespace of a pod of `cluster` (1-based ID).
-    func podNamespace(cluster: Int, namespace: String = "default", pod: String) -> String {
-        PodNaming.networkNamespace(prefix: "\(prefix)-c\(cluster)", namespace: namespace, pod: pod)
+    /// Where a tool runs as a process of a pod of `cluster` (1-based ID) on `node` would: in
+    /// the pod's network namespace and the node's pod cgroup.
+    func podPlace(cluster: Int, node: String, namespace: String = "default", pod: String) throws -> ToolPlace {
+        guard let labNode = state.clusters.first(where: { $0.id == cluster })?.nodes.first(where: { $0.name == node }) else {
+            throw CLIError("the bench lab has no node \(node) in cluster \(cluster)")
+        }
+        return ToolPlace(namespace: PodNaming.networkNamespace(prefix: "\(prefix)-c\(cluster)", namespace: namespace, pod: pod),
+                         cgroup: lab.cgroup(of: labNode))
     }
 
     func withClient<R: Sendable>(_ cluster: String, _ body: (EtcdClient) async throws -> R) async throws -> R {

@@ -98,7 +98,7 @@ struct DatapathBench: AsyncParsableCommand {
         try meridian(["apply", "--context", "cluster2", "-f", "-"], stdin: BenchLab.serverPod("remote", node: "node1", labels: ["bench": "remote"]) + service)
         let ipsC1 = try await bench.waitForPods(["client", "local", "peer"], context: "cluster1")
         let ipsC2 = try await bench.waitForPods(["remote"], context: "cluster2")
-        let clientNamespace = bench.podNamespace(cluster: 1, pod: "client")
+        let clientPlace = try bench.podPlace(cluster: 1, node: "node1", pod: "client")
         let clusterIP = try bench.serviceIP("bench", context: "cluster1")
         try await BenchLab.waitUntil("cluster1 balances the bench service to cluster2") {
             try bench.meridian(["service", "list", "--context", "cluster1"]).contains(ipsC2["remote"] ?? "?")
@@ -107,19 +107,19 @@ struct DatapathBench: AsyncParsableCommand {
         // Baselines on the same underlay: a bare veth pair, and a plain VXLAN tunnel (no programs
         // of ours) between two namespaces on cluster1's and cluster2's segments, through the router.
         try await Baselines.create(prefix: prefix, executable: currentExecutable())
-        let targets: [(String, String, String, String)] = [
-            ("veth", "bare veth pair between two namespaces (physical baseline)", "\(prefix)-bv-a", Baselines.vethPeer),
-            ("plain_vxlan", "kernel VXLAN between two underlay namespaces across the lab router, no BPF (kernel baseline)", "\(prefix)-bx-a", Baselines.vxlanPeer),
+        let targets: [(String, String, ToolPlace, String)] = [
+            ("veth", "bare veth pair between two namespaces (physical baseline)", ToolPlace(namespace: "\(prefix)-bv-a"), Baselines.vethPeer),
+            ("plain_vxlan", "kernel VXLAN between two underlay namespaces across the lab router, no BPF (kernel baseline)", ToolPlace(namespace: "\(prefix)-bx-a"), Baselines.vxlanPeer),
             ("kernel_pods", "kernel pod networking without BPF: pod veth, node routing, VXLAN across the router, node routing, pod veth (flannel-like)",
-             "\(prefix)-bk-pa", Baselines.kernelPodPeer),
-            ("same_node", "Meridian pod to pod on one node", clientNamespace, ipsC1["local"]!),
-            ("cross_node", "Meridian pod to pod across nodes, VXLAN", clientNamespace, ipsC1["peer"]!),
-            ("cross_cluster", "Meridian pod to pod across clusters, VXLAN through the router", clientNamespace, ipsC2["remote"]!),
-            ("global_service", "Meridian pod to a global service's ClusterIP, backend in the other cluster", clientNamespace, clusterIP),
+             ToolPlace(namespace: "\(prefix)-bk-pa"), Baselines.kernelPodPeer),
+            ("same_node", "Meridian pod to pod on one node", clientPlace, ipsC1["local"]!),
+            ("cross_node", "Meridian pod to pod across nodes, VXLAN", clientPlace, ipsC1["peer"]!),
+            ("cross_cluster", "Meridian pod to pod across clusters, VXLAN through the router", clientPlace, ipsC2["remote"]!),
+            ("global_service", "Meridian pod to a global service's ClusterIP, backend in the other cluster", clientPlace, clusterIP),
         ]
         var rows: [Row] = []
-        for (name, what, namespace, address) in targets where !propagationOnly {
-            rows.append(try await Self.measureRow(name: name, what: what, namespace: namespace, address: address, runs: runCount, seconds: duration))
+        for (name, what, place, address) in targets where !propagationOnly {
+            rows.append(try await Self.measureRow(name: name, what: what, place: place, address: address, runs: runCount, seconds: duration))
             guard name == "cross_cluster" else { continue }
             // The same path again with policy enforcing at both ends (the client's cluster allows
             // its egress, the server's its ingress), right after the row without it and before
@@ -135,7 +135,7 @@ struct DatapathBench: AsyncParsableCommand {
             for (cluster, yaml) in policies { try meridian(["apply", "--context", cluster, "-f", "-"], stdin: yaml) }
             try await PolicyBench.waitEnforced(enforcedOn, bench: bench)
             rows.append(try await Self.measureRow(name: "cross_cluster_policy", what: "Meridian pod to pod across clusters, allow rules enforced at egress and ingress",
-                                                  namespace: clientNamespace, address: ipsC2["remote"]!, runs: runCount, seconds: duration))
+                                                  place: clientPlace, address: ipsC2["remote"]!, runs: runCount, seconds: duration))
             for (cluster, yaml) in policies { try meridian(["delete", "--context", cluster, "-f", "-"], stdin: yaml) }
             try await PolicyBench.waitEnforced(enforcedOn, bench: bench, enforced: false)
         }
@@ -167,38 +167,38 @@ struct DatapathBench: AsyncParsableCommand {
     }
 
     /// Gbit/s received, from iperf3's JSON report.
-    static func iperf(namespace: String, address: String, seconds: Int) async throws -> Double {
-        let output = try await HostCommand.run(["ip", "netns", "exec", namespace, "iperf3", "-c", address, "-t", "\(seconds)", "-J"])
+    static func iperf(place: ToolPlace, address: String, seconds: Int) async throws -> Double {
+        let output = try await HostCommand.run(place.command(["iperf3", "-c", address, "-t", "\(seconds)", "-J"]))
         guard let gbps = BenchParsing.iperfGbps(output) else { throw CLIError("unreadable iperf3 output to \(address)") }
         return gbps
     }
 
     /// Round trips per second of sockperf's TCP ping-pong (one request in flight).
-    static func sockperf(namespace: String, address: String, seconds: Int) async throws -> Double {
+    static func sockperf(place: ToolPlace, address: String, seconds: Int) async throws -> Double {
         // sockperf reports on stderr.
-        let output = try await HostCommand.run(["sh", "-c", "ip netns exec '\(namespace)' sockperf pp --tcp -i \(address) -p 11111 -t \(seconds) 2>&1"])
+        let output = try await HostCommand.run(place.command(["sh", "-c", "exec sockperf pp --tcp -i \(address) -p 11111 -t \(seconds) 2>&1"]))
         guard let rate = BenchParsing.sockperfRate(output) else { throw CLIError("unreadable sockperf output to \(address): \(output.suffix(300))") }
         return rate
     }
 
     /// Connections per second: wrk with one connection, closing it after every request.
-    static func connectionRate(namespace: String, address: String, seconds: Int) async throws -> Double {
-        let output = try await HostCommand.run(["ip", "netns", "exec", namespace, "wrk", "-t1", "-c1", "-d\(seconds)s",
-                                                "-H", "Connection: close", "http://\(address):8080/"])
+    static func connectionRate(place: ToolPlace, address: String, seconds: Int) async throws -> Double {
+        let output = try await HostCommand.run(place.command(["wrk", "-t1", "-c1", "-d\(seconds)s",
+                                                "-H", "Connection: close", "http://\(address):8080/"]))
         guard let rate = BenchParsing.wrkRate(output) else { throw CLIError("wrk failed or saw errors against \(address): \(output.suffix(300))") }
         return rate
     }
 
     /// Throughput, request rate and connection rate, `runs` times each.
-    static func measureRow(name: String, what: String, namespace: String, address: String, runs: Int, seconds: Int) async throws -> Row {
+    static func measureRow(name: String, what: String, place: ToolPlace, address: String, runs: Int, seconds: Int) async throws -> Row {
         BenchLab.progress("\(name)…")
         var throughput: [Double] = []
         var rates: [Double] = []
         var connections: [Double] = []
         for _ in 0..<runs {
-            throughput.append(try await iperf(namespace: namespace, address: address, seconds: seconds))
-            rates.append(try await sockperf(namespace: namespace, address: address, seconds: seconds))
-            connections.append(try await connectionRate(namespace: namespace, address: address, seconds: seconds))
+            throughput.append(try await iperf(place: place, address: address, seconds: seconds))
+            rates.append(try await sockperf(place: place, address: address, seconds: seconds))
+            connections.append(try await connectionRate(place: place, address: address, seconds: seconds))
         }
         return Row(name: name, what: what, throughputGbps: SampleSummary(throughput)!, requestsPerSecond: SampleSummary(rates)!,
                    connectionsPerSecond: SampleSummary(connections)!)

@@ -24,6 +24,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Prefix of pod network namespace names.") var netnsPrefix: String
     @Option(help: "Seconds between full re-reads of the maps.") var resyncSeconds: Int = 30
     @Option(help: "Prefix length of the pod CIDR this node carves from the cluster's (16...29).") var podCIDRPrefixLength: Int = 24
+    @Option(help: "cgroup v2 directory the node's pods run in; services are then balanced at connect().") var cgroup: String?
 
     func run() async throws {
         try await reportingErrors {
@@ -40,6 +41,7 @@ struct AgentCommand: AsyncParsableCommand {
                 nodeName: node, etcd: etcd, stateDirectory: stateDir, pinDirectory: pinDir, underlayDevice: underlayDevice,
                 netnsPrefix: netnsPrefix, executable: currentExecutable(), resyncInterval: .seconds(resyncSeconds))
             configuration.nodePodPrefixLength = podCIDRPrefixLength
+            configuration.cgroup = cgroup
             let agent = Agent(configuration: configuration, logger: logger)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await agent.run() }
@@ -153,8 +155,8 @@ struct ExecCommand: AsyncParsableCommand {
         try await reportingErrors {
             guard !command.isEmpty else { throw ValidationError("give the command after --, e.g. meridian exec \(pod) -- curl http://...") }
             let context = try contextOptions.resolve()
-            guard let labDirectory = context.lab, let state = Lab(directory: labDirectory, executable: currentExecutable()).loadState(),
-                  let cluster = state.cluster(context.cluster) else {
+            guard let labDirectory = context.lab, case let lab = Lab(directory: labDirectory, executable: currentExecutable()),
+                  let state = lab.loadState(), let cluster = state.cluster(context.cluster) else {
                 throw ValidationError("context \(context.name) is not a lab cluster; exec runs commands in lab pods on this machine")
             }
             let views = try await EtcdClient.withClient(try context.clientConfiguration()) { client in
@@ -167,12 +169,13 @@ struct ExecCommand: AsyncParsableCommand {
                 throw ValidationError("pod \(namespace)/\(pod) is \(view.status), not Running\(view.message.map { ": \($0)" } ?? "")")
             }
             let netns = PodNaming.networkNamespace(prefix: "\(state.prefix)-c\(cluster.id)", namespace: namespace, pod: pod)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-            if !FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") { process.executableURL = URL(fileURLWithPath: "/sbin/ip") }
+            let node = cluster.nodes.first { $0.name == view.node }
+            let place = ToolPlace(namespace: netns, cgroup: node.map(lab.cgroup(of:)))
             var commandLine = command
             if commandLine.first == "meridian" { commandLine[0] = currentExecutable() }
-            process.arguments = ["netns", "exec", netns] + commandLine
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = place.command(commandLine)
             var environment = ProcessInfo.processInfo.environment
             environment["POD_NAME"] = pod
             environment["POD_NAMESPACE"] = namespace

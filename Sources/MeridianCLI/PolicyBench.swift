@@ -69,16 +69,16 @@ struct PolicyBench: AsyncParsableCommand {
                            stdin: BenchLab.clientPod("client", node: "node1", labels: ["bench": "client"])
                                + BenchLab.serverPod("server", node: "node2", labels: ["bench": "server"]))
         let ips = try await bench.waitForPods(["client", "server"], context: "cluster1")
-        let client = bench.podNamespace(cluster: 1, pod: "client")
+        let client = try bench.podPlace(cluster: 1, node: "node1", pod: "client")
         let server = ips["server"]!
         var rows: [DatapathBench.Row] = []
         rows.append(try await DatapathBench.measureRow(name: "no_policy", what: "pod to pod across nodes, no policy selects either pod",
-                                                       namespace: client, address: server, runs: runCount, seconds: duration))
+                                                       place: client, address: server, runs: runCount, seconds: duration))
         try bench.meridian(["apply", "--context", "cluster1", "-f", "-"], stdin: Self.allowPolicy(
             name: "bench-allow", subject: ["bench": "server"], direction: .ingress, peer: ["bench": "client"], cluster: "cluster1"))
         try await Self.waitEnforced([("cluster1", "server", .ingress, 1)], bench: bench)
         rows.append(try await DatapathBench.measureRow(name: "rules_1", what: "the same, the server's ingress enforced with one allow rule",
-                                                       namespace: client, address: server, runs: runCount, seconds: duration))
+                                                       place: client, address: server, runs: runCount, seconds: duration))
 
         BenchLab.progress("programming \(ruleCount) more rules…")
         let started = ContinuousClock.now
@@ -91,7 +91,7 @@ struct PolicyBench: AsyncParsableCommand {
         let programSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         rows.append(try await DatapathBench.measureRow(
             name: "rules_\(ruleCount)", what: "the same with \(ruleCount) more rules selecting the server (\(entries) ingress entries)",
-            namespace: client, address: server, runs: runCount, seconds: duration))
+            place: client, address: server, runs: runCount, seconds: duration))
 
         let byName = Dictionary(uniqueKeysWithValues: rows.map { ($0.name, $0) })
         func ratio(_ a: String, _ b: String, _ metric: KeyPath<DatapathBench.Row, SampleSummary>) -> Double {

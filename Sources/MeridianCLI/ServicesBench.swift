@@ -93,9 +93,9 @@ struct ServicesBench: AsyncParsableCommand {
                            stdin: BenchLab.clientPod("client", node: "node1") + BenchLab.serverPod("server", node: "node1", labels: ["bench": "server"]) + service)
         _ = try await bench.waitForPods(["client", "server"], context: "cluster1")
         let vip = try bench.serviceIP("bench", context: "cluster1")
-        let client = bench.podNamespace(cluster: 1, pod: "client")
+        let client = try bench.podPlace(cluster: 1, node: "node1", pod: "client")
         try await BenchLab.waitUntil("the bench service answers") {
-            try await Self.connectLatencies(namespace: client, address: vip, count: 1).count == 1
+            try await Self.connectLatencies(place: client, address: vip, count: 1).count == 1
         }
         guard let cluster = bench.state.cluster("cluster1"), let node = cluster.nodes.first else { throw CLIError("the bench lab has no node") }
         let iptables = IPTablesPath(prefix: bench.prefix)
@@ -111,12 +111,12 @@ struct ServicesBench: AsyncParsableCommand {
                 BenchLab.progress("\(size) services: Meridian…")
                 try maps.addDummies(from: programmed, to: size)
                 programmed = size
-                let meridian = try await side(namespace: client, address: vip, runs: runCount, seconds: duration) {
+                let meridian = try await side(place: client, address: vip, runs: runCount, seconds: duration) {
                     try maps.timeOneMoreService(index: 200_000)
                 }
                 BenchLab.progress("\(size) services: iptables (restore of \(3 * size) rules)…")
                 _ = try await iptables.load(services: size)
-                let kernel = try await side(namespace: iptables.client, address: Self.iptablesVIP, runs: runCount, seconds: duration) {
+                let kernel = try await side(place: ToolPlace(namespace: iptables.client), address: Self.iptablesVIP, runs: runCount, seconds: duration) {
                     try await iptables.load(services: size + 1)
                 }
                 points.append(Point(services: size, meridian: meridian, iptables: kernel))
@@ -144,24 +144,24 @@ struct ServicesBench: AsyncParsableCommand {
         return Report(runs: runCount, secondsPerRun: duration, points: points, ratios: ratios)
     }
 
-    private func side(namespace: String, address: String, runs: Int, seconds: Int,
+    private func side(place: ToolPlace, address: String, runs: Int, seconds: Int,
                       addOne: () async throws -> Double) async throws -> Side {
         var rates: [Double] = []
         var latencies: [Double] = []
         var adds: [Double] = []
         for _ in 0..<runs {
-            rates.append(try await DatapathBench.connectionRate(namespace: namespace, address: address, seconds: seconds))
-            latencies += try await Self.connectLatencies(namespace: namespace, address: address, count: connects)
+            rates.append(try await DatapathBench.connectionRate(place: place, address: address, seconds: seconds))
+            latencies += try await Self.connectLatencies(place: place, address: address, count: connects)
             adds.append(try await addOne())
         }
         return Side(connectionsPerSecond: SampleSummary(rates)!, connectMicroseconds: SampleSummary(latencies)!,
                     addServiceMilliseconds: SampleSummary(adds)!)
     }
 
-    /// TCP connect times to ADDRESS:8080 in µs, measured from inside `namespace`.
-    static func connectLatencies(namespace: String, address: String, count: Int) async throws -> [Double] {
-        let output = try await HostCommand.run(["ip", "netns", "exec", namespace, currentExecutable(), "tool", "connect-latency",
-                                                "\(address):8080", "--count", "\(count)"])
+    /// TCP connect times to ADDRESS:8080 in µs, measured from `place`.
+    static func connectLatencies(place: ToolPlace, address: String, count: Int) async throws -> [Double] {
+        let output = try await HostCommand.run(place.command([currentExecutable(), "tool", "connect-latency",
+                                                              "\(address):8080", "--count", "\(count)"]))
         let samples = BenchParsing.connectLatencies(output)
         guard samples.count == count else { throw CLIError("connect-latency to \(address): \(output.suffix(300))") }
         return samples

@@ -2,7 +2,7 @@ import Foundation
 
 /// A BPF object file compiled from `bpf/` by the package build and carried inside the binary.
 /// The generated extensions (one per program file) add the instances: `fromPod`, `toPod`,
-/// `fromOverlay`.
+/// `fromOverlay`, `sock`.
 public struct EmbeddedBPFObject: Sendable {
     public let name: String
     let base64: String
@@ -21,5 +21,5 @@ public struct EmbeddedBPFObject: Sendable {
     }
 
     /// The programs of a node, one per attach point.
-    public static var nodePrograms: [EmbeddedBPFObject] { [.fromPod, .toPod, .fromOverlay] }
+    public static var nodePrograms: [EmbeddedBPFObject] { [.fromPod, .toPod, .fromOverlay, .sock] }
 }

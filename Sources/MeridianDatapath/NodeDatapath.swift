@@ -1,8 +1,9 @@
+import CLibBPF
 import CMeridianBPF
 import Glibc
 import MeridianCore
 
-/// The datapath of one node: its three programs loaded, its maps (pinned under
+/// The datapath of one node: its tc programs and its socket programs loaded, its maps (pinned under
 /// `pinDirectory`) opened with their C layouts. An agent makes one at start; loading again
 /// over existing pins reuses the maps, so state and traffic survive an agent restart.
 public final class NodeDatapath: Sendable {
@@ -10,6 +11,7 @@ public final class NodeDatapath: Sendable {
     public let fromPod: BPFObject
     public let toPod: BPFObject
     public let fromOverlay: BPFObject
+    public let sockets: BPFObject
 
     public let endpoints: BPFMap<mer_endpoint_key, mer_endpoint_info>
     public let ipcache: BPFMap<mer_ipcache_key, mer_ipcache_value>
@@ -19,12 +21,18 @@ public final class NodeDatapath: Sendable {
     public let conntrack: BPFMap<mer_ct_key, mer_ct_entry>
     public let config: BPFMap<UInt32, mer_config>
     public let policy: BPFMap<mer_policy_key, mer_policy_entry>
+    public let socketReverseNAT: BPFMap<mer_sock_revnat_key, mer_sock_revnat_value>
     public let metrics: PerCPUArrayMap<mer_metric>
     public let eventsFD: Int32
 
     public static let fromPodProgram = "from_pod"
     public static let toPodProgram = "to_pod"
     public static let fromOverlayProgram = "from_overlay"
+    /// The socket programs and the cgroup hook each goes on.
+    public static let socketPrograms: [(name: String, hook: bpf_attach_type)] = [
+        ("sock_connect4", BPF_CGROUP_INET4_CONNECT), ("sock_sendmsg4", BPF_CGROUP_UDP4_SENDMSG),
+        ("sock_recvmsg4", BPF_CGROUP_UDP4_RECVMSG), ("sock_getpeername4", BPF_CGROUP_INET4_GETPEERNAME),
+    ]
 
     public init(pinDirectory: String) throws(BPFError) {
         if mkdir(pinDirectory, 0o700) != 0 && errno != EEXIST {
@@ -34,6 +42,7 @@ public final class NodeDatapath: Sendable {
         fromPod = try BPFObject(.fromPod, pinDirectory: pinDirectory)
         toPod = try BPFObject(.toPod, pinDirectory: pinDirectory)
         fromOverlay = try BPFObject(.fromOverlay, pinDirectory: pinDirectory)
+        sockets = try BPFObject(.sock, pinDirectory: pinDirectory)
         let maps = fromPod
         endpoints = BPFMap(name: MER_MAP_ENDPOINTS, fd: try maps.mapFD(MER_MAP_ENDPOINTS))
         ipcache = BPFMap(name: MER_MAP_IPCACHE, fd: try maps.mapFD(MER_MAP_IPCACHE))
@@ -43,6 +52,7 @@ public final class NodeDatapath: Sendable {
         conntrack = BPFMap(name: MER_MAP_CT, fd: try maps.mapFD(MER_MAP_CT))
         config = BPFMap(name: MER_MAP_CONFIG, fd: try maps.mapFD(MER_MAP_CONFIG))
         policy = BPFMap(name: MER_MAP_POLICY, fd: try maps.mapFD(MER_MAP_POLICY))
+        socketReverseNAT = BPFMap(name: MER_MAP_SOCK_REVNAT, fd: try sockets.mapFD(MER_MAP_SOCK_REVNAT))
         metrics = try PerCPUArrayMap(name: MER_MAP_METRICS, fd: try maps.mapFD(MER_MAP_METRICS))
         eventsFD = try maps.mapFD(MER_MAP_EVENTS)
     }
@@ -61,6 +71,19 @@ public final class NodeDatapath: Sendable {
         let index = try TrafficControl.interfaceIndex(device)
         try TrafficControl.attach(programFD: try fromOverlay.programFD(Self.fromOverlayProgram), interfaceIndex: index,
                                   direction: .ingress, device: device)
+    }
+
+    /// Puts the socket programs on the cgroup v2 directory holding the node's pods, so every
+    /// connect() and UDP send to a service picks its backend at the socket. Attaching again
+    /// (an agent restart) replaces the node's programs.
+    public func attachSockets(cgroup: String) throws(BPFError) {
+        let directory = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard directory >= 0 else { throw BPFError("open cgroup \(cgroup)", errno: errno) }
+        defer { close(directory) }
+        for (name, hook) in Self.socketPrograms {
+            let result = bpf_prog_attach(try sockets.programFD(name), directory, hook, 0)
+            try BPFError.check(result, "attach \(name) to cgroup \(cgroup)")
+        }
     }
 
     /// Packets and bytes counted under `reason` (0 = forwarded) over all CPUs.

@@ -19,7 +19,8 @@ public struct LabNode: Codable, Sendable, Hashable {
 }
 
 /// The lab's underlay: namespace `<prefix>-underlay` routes between one bridge per cluster
-/// (`br-c<ID>`, 172.30.<ID>.254/24, the cluster's underlay MTU). Node N of cluster C is
+/// (`br-c<ID>`, the cluster's underlay MTU), reaching each through its leg `rt-c<ID>` at
+/// 172.30.<ID>.254/24. Node N of cluster C is
 /// namespace `<prefix>-c<C>-n<N>` with `ul0` at 172.30.<C>.<N>, reaching other clusters through
 /// the underlay router only. The router also routes each node's pod CIDR to the node, as a
 /// routed fabric would, so an address in the underlay (a server standing for the world outside
@@ -34,6 +35,11 @@ extension Lab {
     static func underlayNamespace(_ prefix: String) -> String { "\(prefix)-underlay" }
     public static let underlayDevice = "ul0"
     var bpffsDirectory: String { directory + "/bpffs" }
+    /// A cgroup v2 mount of the lab's own, holding one cgroup per node for its pods.
+    var cgroupDirectory: String { directory + "/cgroup" }
+
+    /// The cgroup the node's pods run in; its agent puts the socket programs on it.
+    public func cgroup(of node: LabNode) -> String { cgroupDirectory + "/" + node.namespace }
 
     func createUnderlay(_ state: inout LabState) async throws {
         let underlay = Self.underlayNamespace(state.prefix)
@@ -44,12 +50,26 @@ extension Lab {
             let bridge = "br-c\(cluster.id)"
             try await HostCommand.run(["ip", "-n", underlay, "link", "add", bridge, "type", "bridge"])
             try await HostCommand.run(["ip", "-n", underlay, "link", "set", bridge, "mtu", "\(cluster.underlayMTU)", "up"])
-            try await HostCommand.run(["ip", "-n", underlay, "addr", "add", "172.30.\(cluster.id).254/24", "dev", bridge])
+            // The router's leg is a veth port of the bridge, like a router's NIC on the segment.
+            // Routing out of the bridge device itself would segment every tunnelled GSO packet
+            // in software (a bridge offers no segmentation offload for encapsulated packets),
+            // which no real fabric does and which would cap every cross-segment path.
+            let (leg, legPort) = ("rt-c\(cluster.id)", "rt-c\(cluster.id)-br")
+            try await HostCommand.run(["ip", "-n", underlay, "link", "add", leg, "mtu", "\(cluster.underlayMTU)", "type", "veth", "peer", "name", legPort])
+            try await HostCommand.run(["ip", "-n", underlay, "link", "set", legPort, "master", bridge, "mtu", "\(cluster.underlayMTU)", "up"])
+            try await HostCommand.run(["ip", "-n", underlay, "addr", "add", "172.30.\(cluster.id).254/24", "dev", leg])
+            try await HostCommand.run(["ip", "-n", underlay, "link", "set", leg, "up"])
         }
         try FileManager.default.createDirectory(atPath: bpffsDirectory, withIntermediateDirectories: true)
         if !Self.isBPFFS(bpffsDirectory) {
             guard mount("bpf", bpffsDirectory, "bpf", 0, nil) == 0 else {
                 throw LabError("cannot mount a bpf filesystem at \(bpffsDirectory): \(String(cString: strerror(errno)))")
+            }
+        }
+        try FileManager.default.createDirectory(atPath: cgroupDirectory, withIntermediateDirectories: true)
+        if !Self.isMounted(cgroupDirectory, type: "cgroup2") {
+            guard mount("cgroup2", cgroupDirectory, "cgroup2", 0, nil) == 0 else {
+                throw LabError("cannot mount cgroup2 at \(cgroupDirectory) (socket load balancing needs cgroup v2): \(String(cString: strerror(errno)))")
             }
         }
     }
@@ -75,6 +95,9 @@ extension Lab {
                            stateDirectory: "\(cluster.dataDirectory)/nodes/node\(number)",
                            pinDirectory: "\(bpffsDirectory)/\(cluster.name)-node\(number)")
         try FileManager.default.createDirectory(atPath: node.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        guard mkdir(cgroup(of: node), 0o755) == 0 || errno == EEXIST else {
+            throw LabError("cannot create cgroup \(cgroup(of: node)): \(String(cString: strerror(errno)))")
+        }
         node.agentPID = try startAgent(node, cluster: cluster, prefix: state.prefix)
         state.clusters[index].nodes.append(node)
     }
@@ -101,7 +124,7 @@ extension Lab {
                 "--server-name", cluster.serverName,
                 "--state-dir", node.stateDirectory, "--pin-dir", node.pinDirectory,
                 "--underlay-device", Self.underlayDevice, "--netns-prefix", "\(prefix)-c\(cluster.id)",
-                "--pod-cidr-prefix-length", "\(cluster.nodePodPrefixLength)"]
+                "--pod-cidr-prefix-length", "\(cluster.nodePodPrefixLength)", "--cgroup", cgroup(of: node)]
     }
 
     @discardableResult
@@ -166,6 +189,13 @@ extension Lab {
             for entry in entries where entry.hasPrefix(prefix + "-") { try? FileManager.default.removeItem(atPath: "/etc/netns/\(entry)") }
         }
         if Self.isBPFFS(bpffsDirectory) { umount2(bpffsDirectory, Int32(MNT_DETACH)) }
+        if Self.isMounted(cgroupDirectory, type: "cgroup2") {
+            // A cgroup goes with rmdir once its processes are gone; that also detaches the
+            // socket programs.
+            let nodeCgroups = (try? FileManager.default.contentsOfDirectory(atPath: cgroupDirectory)) ?? []
+            for entry in nodeCgroups where entry.hasPrefix(prefix + "-") { rmdir(cgroupDirectory + "/" + entry) }
+            umount2(cgroupDirectory, Int32(MNT_DETACH))
+        }
     }
 
     /// Network namespaces named `<prefix>-...`.
@@ -189,11 +219,14 @@ extension Lab {
     }
 
     /// Whether a bpf filesystem is mounted at `path` (per /proc/self/mounts).
-    static func isBPFFS(_ path: String) -> Bool {
+    static func isBPFFS(_ path: String) -> Bool { isMounted(path, type: "bpf") }
+
+    /// Whether a filesystem of `type` is mounted at `path` (per /proc/self/mounts).
+    static func isMounted(_ path: String, type: String) -> Bool {
         guard let mounts = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return false }
         return mounts.split(separator: "\n").contains { line in
             let fields = line.split(separator: " ")
-            return fields.count > 2 && fields[1] == path && fields[2] == "bpf"
+            return fields.count > 2 && fields[1] == path && fields[2] == type
         }
     }
 }

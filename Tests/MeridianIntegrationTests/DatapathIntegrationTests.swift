@@ -1,6 +1,7 @@
 import Foundation
 import CMeridianBPF
 import Glibc
+import MeridianAgent
 import MeridianCore
 import MeridianDatapath
 import MeridianEtcd
@@ -54,7 +55,7 @@ struct DatapathIntegrationTests {
             spec:
               containers:
               - name: echo
-                command: ["meridian", "tool", "echo-server", "--port", "8080"]
+                command: ["meridian", "tool", "echo-server", "--port", "8080", "--udp-port", "9090"]
                 ports:
                 - name: http
                   containerPort: 8080
@@ -120,6 +121,71 @@ struct DatapathIntegrationTests {
             }
             let unknown = try await lab.exec("client", ["curl", "-s", "-m", "5", "http://nothing.default.svc.cluster.local/"])
             #expect(unknown.status == 6, "an unknown service name does not resolve (curl exit 6), got \(unknown.status)")
+        }
+    }
+
+    /// Run in a pod: connects to TCP_VIP:80 and sends a datagram to UDP_VIP:9090 from an
+    /// unconnected UDP socket; prints what the socket calls show, then the kernel's own view
+    /// of the TCP connection (`ss`, which no socket program rewrites).
+    static let socketProbe = """
+        import socket, subprocess, sys
+        tcp_vip, udp_vip = sys.argv[1], sys.argv[2]
+        tcp = socket.create_connection((tcp_vip, 80), timeout=5)
+        peer = tcp.getpeername()
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.settimeout(5)
+        udp.sendto(b"probe", (udp_vip, 9090))
+        data, source = udp.recvfrom(2048)
+        kernel = subprocess.run(["ss", "-tnH", "state", "established"], capture_output=True, text=True).stdout.split()
+        print(f"peer={peer[0]}:{peer[1]} udp_source={source[0]}:{source[1]} udp_data={data.decode()} kernel={','.join(kernel)}")
+        """
+
+    /// The `ss` part of the socket probe's output.
+    static func kernelView(_ output: String) -> String {
+        output.components(separatedBy: "kernel=").dropFirst().first ?? ""
+    }
+
+    @Test("a pod's connect() to a service goes straight to a backend; getpeername and UDP replies show the ClusterIP; outside the pod cgroup the packet path balances")
+    func socketLoadBalancing() async throws {
+        try await LabFixture.with(clusters: 1, nodes: 2, enable: false) { lab in
+            let udpService = """
+                apiVersion: v1
+                kind: Service
+                metadata:
+                  name: backend-udp
+                spec:
+                  selector:
+                    app: backend
+                  ports:
+                  - {port: 9090, protocol: UDP}
+                ---
+
+                """
+            try await lab.apply(Self.backends(replicas: 1) + udpService + Self.pod("client", node: "node1", command: Self.sleeper))
+            try await lab.waitRunning(["client"])
+            let backend = try #require(try await lab.waitDeployment("backend", ready: 1).first?.ip)
+            let clusterIP = try await lab.clusterIP("backend")
+            let udpIP = try await lab.clusterIP("backend-udp")
+
+            // Through `meridian exec`, which joins the node's pod cgroup as the pod does.
+            let inPod = try await lab.exec("client", ["python3", "-c", Self.socketProbe, clusterIP, udpIP])
+            #expect(inPod.status == 0, "\(inPod.stdout) \(inPod.stderr)")
+            #expect(inPod.stdout.contains("peer=\(clusterIP):80 "), "getpeername shows the service: \(inPod.stdout)")
+            #expect(inPod.stdout.contains("udp_source=\(udpIP):9090 udp_data=probe"), "the UDP reply comes from the service: \(inPod.stdout)")
+            let kernelInPod = Self.kernelView(inPod.stdout)
+            #expect(kernelInPod.contains("\(backend):8080"), "the kernel's socket is connected to the backend: \(inPod.stdout)")
+            #expect(!kernelInPod.contains("\(clusterIP):80"), "no socket is connected to the ClusterIP: \(inPod.stdout)")
+
+            // A process in the pod's network namespace but outside its cgroup: the socket stays
+            // connected to the ClusterIP and the packet path translates it.
+            let netns = PodNaming.networkNamespace(prefix: "\(lab.prefix)-c1", namespace: "default", pod: "client")
+            let outside = try await lab.host(["ip", "netns", "exec", netns, "python3", "-c", Self.socketProbe, clusterIP, udpIP])
+            #expect(outside.status == 0, "\(outside.stdout) \(outside.stderr)")
+            #expect(outside.stdout.contains("peer=\(clusterIP):80 "), "\(outside.stdout)")
+            #expect(outside.stdout.contains("udp_source=\(udpIP):9090 udp_data=probe"), "\(outside.stdout)")
+            let kernelOutside = Self.kernelView(outside.stdout)
+            #expect(kernelOutside.contains("\(clusterIP):80") && !kernelOutside.contains("\(backend):8080"),
+                    "outside the cgroup the socket is connected to the service: \(outside.stdout)")
         }
     }
 
@@ -279,6 +345,12 @@ struct DatapathIntegrationTests {
         #expect(leftovers.isEmpty, "processes left: \(leftovers)")
         let etcNetns = (try? FileManager.default.contentsOfDirectory(atPath: "/etc/netns")) ?? []
         #expect(!etcNetns.contains { $0.hasPrefix(prefix) })
+        let mountFields: [[Substring]] = mounts.split(separator: "\n").map { $0.split(separator: " ") }
+        let cgroupMounts: [String] = mountFields.filter { $0.count > 2 && $0[2] == "cgroup2" }.map { String($0[1]) }
+        for mount in cgroupMounts {
+            let left = ((try? FileManager.default.contentsOfDirectory(atPath: mount)) ?? []).filter { $0.hasPrefix(prefix + "-") }
+            #expect(left.isEmpty, "node cgroups left under \(mount): \(left)")
+        }
     }
 
     static func field(_ name: String, in json: String) -> String? {

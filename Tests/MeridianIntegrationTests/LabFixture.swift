@@ -66,8 +66,17 @@ struct LabFixture: Sendable {
     /// Runs the `meridian` binary with this lab's config and directory.
     @discardableResult
     func meridian(_ arguments: [String], stdin: String? = nil) async throws -> Result {
+        try await launch(Self.executable, arguments, stdin: stdin)
+    }
+
+    /// Runs a command on the host (resolved on PATH), with this lab's environment.
+    func host(_ command: [String]) async throws -> Result {
+        try await launch("/usr/bin/env", command, stdin: nil)
+    }
+
+    private func launch(_ executable: String, _ arguments: [String], stdin: String?) async throws -> Result {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.executable)
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         var environment = ProcessInfo.processInfo.environment
         environment["MERIDIAN_CONFIG"] = configPath

@@ -64,6 +64,27 @@ static always_inline int nat4_rewrite(struct __sk_buff *skb, struct packet4 *pkt
 }
 
 /*
+ * A random backend among the `count` slots of the service at `address`:`port`, or 0 when it
+ * has none. Both balancers choose through here: per connection at the socket (sock.bpf.c),
+ * per flow in the packet path otherwise.
+ */
+static always_inline const struct mer_lb4_backend *lb4_pick_backend(__u32 address, __u16 port, __u8 proto, __u16 count,
+                                                                    __u32 *backend_id)
+{
+    struct mer_lb4_key slot = { .address = address, .dport = port, .proto = proto };
+    const struct mer_lb4_service *chosen;
+
+    if (count == 0)
+        return 0;
+    slot.backend_slot = (bpf_get_prandom_u32() % count) + 1;
+    chosen = bpf_map_lookup_elem(&mer_lb4_svc, &slot);
+    if (!chosen)
+        return 0;
+    *backend_id = chosen->backend_id;
+    return bpf_map_lookup_elem(&mer_lb4_be, backend_id);
+}
+
+/*
  * Chooses the backend for a packet to `svc`: the one this connection already uses when it is
  * still there, otherwise a random slot, remembered in a service conntrack entry. Then DNATs.
  * Returns 0 or a drop reason.
@@ -88,18 +109,9 @@ static always_inline int lb4_local(struct __sk_buff *skb, struct packet4 *pkt, c
             be = 0;
     }
     if (!be) {
-        struct mer_lb4_key slot = { .address = pkt->daddr, .dport = pkt->dport, .proto = pkt->proto };
-        const struct mer_lb4_service *chosen;
         struct mer_ct_entry fresh = { .rev_nat_index = svc->rev_nat_index };
 
-        if (count == 0)
-            return MER_DROP_NO_SERVICE;
-        slot.backend_slot = (bpf_get_prandom_u32() % count) + 1;
-        chosen = bpf_map_lookup_elem(&mer_lb4_svc, &slot);
-        if (!chosen)
-            return MER_DROP_NO_SERVICE;
-        backend_id = chosen->backend_id;
-        be = bpf_map_lookup_elem(&mer_lb4_be, &backend_id);
+        be = lb4_pick_backend(pkt->daddr, pkt->dport, pkt->proto, count, &backend_id);
         if (!be)
             return MER_DROP_NO_SERVICE;
         fresh.backend_id = backend_id;

@@ -22,6 +22,7 @@
 #define MER_MAP_CONFIG "mer_config"
 #define MER_MAP_METRICS "mer_metrics"
 #define MER_MAP_POLICY "mer_policy"
+#define MER_MAP_SOCK_REVNAT "mer_sock_rnat4"
 
 /* Map sizes. */
 enum {
@@ -35,6 +36,7 @@ enum {
     MER_EVENTS_BYTES = 1 << 20,
     MER_METRICS_MAX = 256,
     MER_POLICY_MAX = 262144,
+    MER_SOCK_REVNAT_MAX = 131072,
 };
 
 /* Reserved security identities (Cilium's numbering). */
@@ -150,6 +152,24 @@ struct mer_lb4_revnat {
     __u32 address;       /* be; the frontend to restore on replies */
     __u16 port;          /* be */
     __u16 pad;
+};
+
+/*
+ * ---- socket LB: what a socket asked for, by (socket cookie, backend) ----
+ * connect() to a service is rewritten to one backend, so the socket is connected to the backend
+ * itself; this record lets getpeername() and a UDP reply's source show the service again.
+ */
+struct mer_sock_revnat_key {
+    __u64 cookie;
+    __u32 address;       /* be; the backend */
+    __u16 port;          /* be */
+    __u16 pad;
+};
+
+struct mer_sock_revnat_value {
+    __u32 address;       /* be; the service frontend */
+    __u16 port;          /* be */
+    __u16 rev_nat_index;
 };
 
 /* ---- conntrack ---- */
