@@ -205,6 +205,7 @@ public struct Agent: Sendable {
                                    context: NodeContext, client: EtcdClient) async throws {
         var synchronizer = MapSynchronizer(datapath: datapath)
         var cidrIdentities = CIDRIdentityTable()
+        var decodeCaches = DatapathDecodeCaches()
         var published: NodePolicyStatus?
         var lastResync = ContinuousClock.now
         try await withThrowingDiscardingTaskGroup { group in
@@ -238,7 +239,7 @@ public struct Agent: Sendable {
                     remoteNodes: await mirror.snapshot(Self.remoteNodesPrefix),
                     remoteEndpoints: remoteEndpoints,
                     remoteServices: await mirror.snapshot(Self.remoteServicesPrefix))
-                var desired = DesiredDatapath.compute(inputs, context: context)
+                var desired = DesiredDatapath.compute(inputs, context: context, caches: &decodeCaches)
                 var policies: [String: Data] = [:]
                 for kind in [ResourceKind.networkPolicy, .ciliumNetworkPolicy, .ciliumClusterwideNetworkPolicy] {
                     policies.merge(await mirror.snapshot(KeyLayout.resources(plural: kind.plural)), uniquingKeysWith: { a, _ in a })

@@ -30,6 +30,40 @@ struct BackendAddress: Hashable, Sendable {
     var clusterID: UInt16
 }
 
+/// Store records decoded in an earlier pass, reused while their bytes are unchanged. With
+/// hundreds of thousands of imported records, decoding every one on every pass was most of
+/// the agent's CPU; comparing bytes is a small fraction of decoding them.
+struct RecordDecodeCache<Record: Decodable & Sendable>: Sendable {
+    private var entries: [String: (data: Data, record: Record?)] = [:]
+
+    /// The decoded records of `records` (those that decode), keeping only these for next time.
+    mutating func decode(_ records: [String: Data]) -> [(key: String, record: Record)] {
+        var next: [String: (data: Data, record: Record?)] = [:]
+        next.reserveCapacity(records.count)
+        var decoded: [(key: String, record: Record)] = []
+        decoded.reserveCapacity(records.count)
+        for (key, value) in records {
+            let record: Record?
+            if let cached = entries[key], cached.data == value {
+                record = cached.record
+            } else {
+                record = try? StoreCoding.decode(Record.self, from: value, key: key)
+            }
+            next[key] = (value, record)
+            if let record { decoded.append((key, record)) }
+        }
+        entries = next
+        return decoded
+    }
+}
+
+/// The decode caches one agent keeps across its passes.
+struct DatapathDecodeCaches: Sendable {
+    var nodes = RecordDecodeCache<NodeRecord>()
+    var endpoints = RecordDecodeCache<IPIdentityPair>()
+    var remoteEndpoints = RecordDecodeCache<IPIdentityPair>()
+}
+
 /// What the node's maps should hold, computed from the cluster's records. Pure: the same
 /// records always give the same state, so it can be diffed against what is programmed.
 struct DesiredDatapath: Sendable {
@@ -54,13 +88,17 @@ struct DesiredDatapath: Sendable {
     }
 
     static func compute(_ inputs: Inputs, context: NodeContext) -> DesiredDatapath {
+        var caches = DatapathDecodeCaches()
+        return compute(inputs, context: context, caches: &caches)
+    }
+
+    static func compute(_ inputs: Inputs, context: NodeContext, caches: inout DatapathDecodeCaches) -> DesiredDatapath {
         var desired = DesiredDatapath()
         let clusterID = UInt16(context.cluster.id)
         let tunnel = UInt8(MER_IPCACHE_F_TUNNEL)
         let remoteFlag = UInt8(MER_IPCACHE_F_REMOTE_CLUSTER)
-        for (key, value) in inputs.nodes.merging(inputs.remoteNodes, uniquingKeysWith: { a, _ in a }) {
-            guard let node = try? StoreCoding.decode(NodeRecord.self, from: value, key: key),
-                  let internalAddress = node.ipAddresses.first(where: { $0.type == .internalIP }),
+        for (_, node) in caches.nodes.decode(inputs.nodes.merging(inputs.remoteNodes, uniquingKeysWith: { a, _ in a })) {
+            guard let internalAddress = node.ipAddresses.first(where: { $0.type == .internalIP }),
                   let nodeIP = IPAddress(internalAddress.ip) else { continue }
             let isRemote = node.cluster != context.cluster.name
             let nodeCluster = UInt16(truncatingIfNeeded: node.clusterID)
@@ -81,10 +119,10 @@ struct DesiredDatapath: Sendable {
                                                     flags: UInt8(MER_IPCACHE_F_LOCAL_NODE), clusterID: clusterID)
         }
         let layout = context.identityLayout
-        for (records, isRemote) in [(inputs.endpoints, false), (inputs.remoteEndpoints, true)] {
-            for (key, value) in records {
-                guard let pair = try? StoreCoding.decode(IPIdentityPair.self, from: value, key: key),
-                      let prefix = try? pair.prefix(), prefix.family == .ipv4 else { continue }
+        let decodedEndpoints = [(caches.endpoints.decode(inputs.endpoints), false), (caches.remoteEndpoints.decode(inputs.remoteEndpoints), true)]
+        for (records, isRemote) in decodedEndpoints {
+            for (_, pair) in records {
+                guard let prefix = try? pair.prefix(), prefix.family == .ipv4 else { continue }
                 let owner = isRemote ? UInt16(truncatingIfNeeded: layout.clusterID(of: pair.id).rawValue) : clusterID
                 desired.ipcache[prefix] = IPCacheEntry(identity: pair.id, tunnelEndpoint: IPAddress(pair.hostIP),
                                                        flags: tunnel | (isRemote ? remoteFlag : 0), clusterID: owner)

@@ -55,6 +55,7 @@ actor PodRuntime {
     private var reported: [String: PodStatus] = [:]
     private var reconciling = false
     private var rerunRequested = false
+    private var mtuRoutes: (revisions: [Int64], routes: [String: Int])?
 
     init(context: NodeContext, client: EtcdClient, mirror: PrefixMirror, endpoints: EndpointManager, stateDirectory: String,
          netnsPrefix: String, cgroup: String?, executable: String, agentSocket: String, logger: Logger) {
@@ -132,16 +133,24 @@ actor PodRuntime {
     /// Pod CIDRs of nodes (usually in other clusters) whose underlay MTU is smaller than this
     /// node's, with the pod MTU that fits them: traffic to them is sized at the source instead
     /// of being fragmented on the way.
+    /// Computed again only when a node record moved (the mirror's revisions of the two node
+    /// prefixes): with thousands of remote nodes, decoding them all on every pass cost most of
+    /// the agent's CPU.
     private func smallerMTURoutes() async -> [String: Int] {
+        let prefixes = [MeshKind.nodes.statePrefix(cluster: context.cluster.name), Agent.remoteNodesPrefix]
+        var revisions: [Int64] = []
+        for prefix in prefixes { revisions.append(await mirror.revision(of: prefix)) }
+        if let cached = mtuRoutes, cached.revisions == revisions { return cached.routes }
         let localMTU = context.podMTU + MeridianMTU.vxlanOverhead
         var routes: [String: Int] = [:]
-        for prefix in [MeshKind.nodes.statePrefix(cluster: context.cluster.name), Agent.remoteNodesPrefix] {
+        for prefix in prefixes {
             for (key, value) in await mirror.snapshot(prefix) {
                 guard let node = try? StoreCoding.decode(NodeRecord.self, from: value, key: key), let mtu = node.mtu, mtu < localMTU,
                       let cidr = node.ipv4AllocCIDR else { continue }
                 routes[cidr.description] = min(routes[cidr.description] ?? Int.max, mtu - MeridianMTU.vxlanOverhead)
             }
         }
+        mtuRoutes = (revisions, routes)
         return routes
     }
 
@@ -267,8 +276,8 @@ actor PodRuntime {
         try? FileManager.default.removeItem(atPath: paths.pid)
         // The wrapper joins the node's pod cgroup first (when there is one), so the container
         // and everything it starts are under the node's socket programs.
-        let joinCgroup = cgroup.map { "echo $$ > '\($0)/cgroup.procs' || exit 1; " } ?? ""
-        let wrapper = joinCgroup + "echo $$ > \"$1\"; shift; exit_file=\"$1\"; shift; log=\"$1\"; shift; \"$@\" >> \"$log\" 2>&1 < /dev/null; echo $? > \"$exit_file\""
+        let wrapper = "cgroup=\"$1\"; shift; if [ -n \"$cgroup\" ]; then echo $$ > \"$cgroup/cgroup.procs\" || exit 1; fi; "
+            + "echo $$ > \"$1\"; shift; exit_file=\"$1\"; shift; log=\"$1\"; shift; \"$@\" >> \"$log\" 2>&1 < /dev/null; echo $? > \"$exit_file\""
         var variables: [Environment.Key: String?] = [
             "POD_NAME": running.name, "POD_NAMESPACE": running.namespace, "NODE_NAME": context.nodeName,
             "CLUSTER_NAME": context.cluster.name, "POD_IP": running.address ?? "",
@@ -277,7 +286,7 @@ actor PodRuntime {
         // The built-in workloads (`meridian tool ...`) run from the node's own binary.
         var commandLine = container.commandLine
         if commandLine.first == "meridian" { commandLine[0] = executable }
-        let arguments = ["-f", "/bin/sh", "-c", wrapper, "pod", paths.pid, paths.exit, paths.log,
+        let arguments = ["-f", "/bin/sh", "-c", wrapper, "pod", cgroup ?? "", paths.pid, paths.exit, paths.log,
                          "ip", "netns", "exec", running.networkNamespace] + commandLine
         let result = try await Subprocess.run(.name("setsid"), arguments: Arguments(arguments), environment: .inherit.updating(variables),
                                               output: .discarded, error: .string(limit: 4096))

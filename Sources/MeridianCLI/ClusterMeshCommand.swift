@@ -180,11 +180,17 @@ struct ClusterMeshCommand: AsyncParsableCommand {
             let info = try await ClusterAccessInfo.load(context, client: client)
             let peers = try await client.list(prefix: KeyLayout.peersPrefix).items.map { String($0.key.dropFirst(KeyLayout.peersPrefix.count)) }
             var statuses: [String: RemoteClusterStatus] = [:]
+            var reporter: StatusReporterRecord?
             for item in try await client.list(prefix: KeyLayout.remoteStatusPrefix).items {
+                if item.key == KeyLayout.statusReporter {
+                    reporter = try StoreCoding.decode(StatusReporterRecord.self, from: item.value, key: item.key)
+                    continue
+                }
                 let status = try StoreCoding.decode(RemoteClusterStatus.self, from: item.value, key: item.key)
                 statuses[status.name] = status
             }
-            var report = ClusterMeshStatusReport(settings: info.settings, meshEnabled: info.meshEnabled, peers: peers, statuses: statuses)
+            var report = ClusterMeshStatusReport(settings: info.settings, meshEnabled: info.meshEnabled, peers: peers, statuses: statuses,
+                                                 reportedAt: reporter?.reportedAt)
             let localNodes: [(String, NodeRecord)] = try await MeshRows.gather(.nodes, client: client, localCluster: info.settings.name, allClusters: true)
             report.addMTUs(local: localNodes.filter { $0.0 == info.settings.name }.compactMap(\.1.mtu),
                            remote: Dictionary(grouping: localNodes.filter { $0.0 != info.settings.name }, by: \.0).mapValues { $0.compactMap(\.1.mtu) })

@@ -40,6 +40,8 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
         public var lastFailure: Date?
         public var lastError: String?
         public var lastHeartbeat: Date?
+        /// Writes into this cluster's store that failed and were retried.
+        public var localStoreRetries: Int?
         public var errors: [String]
         /// The smallest underlay MTU among the remote cluster's nodes, as imported.
         public var mtu: Int?
@@ -54,13 +56,16 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
 
     public var allReady: Bool { remoteClusters.allSatisfy(\.ready) }
 
-    public init(settings: ClusterSettings, meshEnabled: Bool, peers: [String], statuses: [String: RemoteClusterStatus], now: Date = Date()) {
+    /// `reportedAt` is the control plane's latest liveness stamp (`StatusReporterRecord`); the
+    /// statuses are taken as current only while it is fresh.
+    public init(settings: ClusterSettings, meshEnabled: Bool, peers: [String], statuses: [String: RemoteClusterStatus],
+                reportedAt: Date?, now: Date = Date()) {
         cluster = LocalCluster(name: settings.name, id: settings.id, clustermeshEnabled: meshEnabled, maxConnectedClusters: settings.maxConnectedClusters)
         var remotes: [Remote] = []
         for name in peers.sorted() {
             let stored = statuses[name]
             let status = stored ?? RemoteClusterStatus(name: name)
-            let stale = stored?.reportedAt.map { now.timeIntervalSince($0) > Self.staleAfter } ?? true
+            let stale = reportedAt.map { now.timeIntervalSince($0) > Self.staleAfter } ?? true
             var errors: [String] = []
             if stored == nil || stale {
                 errors.append("the control plane of \(settings.name) is not reporting on \(name); is it running?")
@@ -78,7 +83,7 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
                 configRetrieved: status.configRetrieved, syncCanaries: status.syncCanaries, synced: status.synced,
                 counts: status.counts, rejected: status.rejected, numFailures: status.numFailures,
                 lastFailure: status.lastFailure, lastError: status.lastError, lastHeartbeat: status.lastHeartbeat,
-                errors: errors))
+                localStoreRetries: status.localStoreRetries, errors: errors))
         }
         remoteClusters = remotes
         summary = Summary(configured: remotes.count, connected: remotes.filter(\.connected).count, ready: remotes.filter(\.ready).count)
@@ -126,6 +131,7 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
             if let mtu = remote.mtu { lines.append("    underlay MTU: \(mtu)") }
             let rejected = MeshKind.allCases.filter { remote.rejected[$0] > 0 }.map { "\($0.rawValue)=\(remote.rejected[$0])" }
             if !rejected.isEmpty { lines.append("    rejected records: " + rejected.joined(separator: " ")) }
+            if let retries = remote.localStoreRetries { lines.append("    writes into this cluster's store retried: \(retries)") }
         }
         if !warnings.isEmpty {
             lines.append("\(warnings.count) Warnings:")

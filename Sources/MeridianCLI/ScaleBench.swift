@@ -780,6 +780,7 @@ struct ScaleBench {
         while true {
             let elapsed = (ContinuousClock.now - started).inSeconds
             let statuses = try await local.list(prefix: KeyLayout.remoteStatusPrefix).items
+                .filter { $0.key != KeyLayout.statusReporter }
                 .compactMap { try? StoreCoding.decode(RemoteClusterStatus.self, from: $0.value, key: $0.key) }
                 .filter { names.contains($0.name) }
             sync.remotesReady = statuses.filter(\.ready).count

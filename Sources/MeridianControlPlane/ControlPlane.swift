@@ -146,10 +146,14 @@ public struct ControlPlane: Sendable {
 
 private struct SettingsChanged: Error {}
 
-/// Copies the status board into `meridian/clustermesh/status/<remote>` whenever it changes, and
-/// at least every two seconds so readers can tell a live control plane from a dead one.
+/// Copies the status board into `meridian/clustermesh/status/<remote>` whenever a status changes,
+/// and stamps `meridian/clustermesh/status/.reporter` every two seconds so readers can tell a
+/// live control plane from a dead one. A heartbeat alone rewrites a remote's status only when
+/// the published one is 30 s old: with hundreds of remotes, rewriting every status on every
+/// beat or refresh is hundreds of puts per second into the local store for nothing.
 struct StatusPublisher: Sendable {
     static let refresh: Duration = .seconds(2)
+    static let heartbeatRepublish: TimeInterval = 30
 
     let client: EtcdClient
     let board: StatusBoard
@@ -158,28 +162,49 @@ struct StatusPublisher: Sendable {
     func run() async throws {
         var published: [String: RemoteClusterStatus] = [:]
         var lastVersion = -1
-        var lastFull = ContinuousClock.now
+        var lastReport = ContinuousClock.now - Self.refresh
         while true {
             let (version, statuses) = board.snapshot()
-            let full = ContinuousClock.now - lastFull >= Self.refresh
-            if version != lastVersion || full {
+            let reportDue = ContinuousClock.now - lastReport >= Self.refresh
+            if version != lastVersion || reportDue {
                 do {
-                    for (name, status) in statuses where full || published[name] != status {
+                    let now = Date()
+                    for (name, status) in statuses where Self.needsPublishing(status, over: published[name]) {
                         var report = status
-                        report.reportedAt = Date()
+                        report.reportedAt = now
                         try await client.put(KeyLayout.remoteStatus(name), jsonData(report))
+                        published[name] = status
                     }
                     for name in published.keys where statuses[name] == nil {
                         try await client.delete(KeyLayout.remoteStatus(name))
+                        published[name] = nil
                     }
-                    published = statuses
                     lastVersion = version
-                    if full { lastFull = .now }
+                    if reportDue {
+                        try await client.put(KeyLayout.statusReporter, jsonData(StatusReporterRecord(reportedAt: now)))
+                        lastReport = .now
+                    }
                 } catch {
                     logger.warning("status publication failed", metadata: ["error": "\(error)"])
                 }
             }
             try await Task.sleep(for: .milliseconds(200))
         }
+    }
+
+    /// Whether `status` differs from what was published in more than its heartbeat stamps, or
+    /// the published heartbeat is getting old.
+    static func needsPublishing(_ status: RemoteClusterStatus, over published: RemoteClusterStatus?) -> Bool {
+        guard let published else { return true }
+        if withoutHeartbeat(status) != withoutHeartbeat(published) { return true }
+        guard let beat = status.lastHeartbeat else { return false }
+        return beat.timeIntervalSince(published.lastHeartbeat ?? .distantPast) >= heartbeatRepublish
+    }
+
+    private static func withoutHeartbeat(_ status: RemoteClusterStatus) -> RemoteClusterStatus {
+        var copy = status
+        copy.lastHeartbeat = nil
+        copy.updated = .distantPast
+        return copy
     }
 }

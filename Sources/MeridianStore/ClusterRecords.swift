@@ -77,6 +77,14 @@ public struct PeerRecord: Codable, Sendable, Hashable {
     }
 }
 
+/// When the importing control plane last said it is alive (`KeyLayout.statusReporter`). The
+/// remote statuses are current as long as this is fresh, however old their own stamps are.
+public struct StatusReporterRecord: Codable, Sendable, Hashable {
+    public var reportedAt: Date
+
+    public init(reportedAt: Date) { self.reportedAt = reportedAt }
+}
+
 /// One remote cluster as seen by the importing control plane; published (on a short lease, so
 /// it disappears with the control plane) for `clustermesh status`. Its JSON is the documented,
 /// stable status format.
@@ -134,9 +142,13 @@ public struct RemoteClusterStatus: Codable, Sendable, Hashable {
     public var lastFailure: Date?
     public var lastError: String?
     public var lastHeartbeat: Date?
+    /// Writes of this remote's data into the local store that failed and were retried (the
+    /// connection to the remote stays up meanwhile); nil until the first.
+    public var localStoreRetries: Int?
     /// When the status last changed.
     public var updated: Date
-    /// When the control plane last published it (at least every few seconds while it runs).
+    /// When the control plane last published it (when it changed; its liveness is in
+    /// `StatusReporterRecord`).
     public var reportedAt: Date?
 
     public init(name: String) {

@@ -22,6 +22,9 @@ public enum KeyLayout {
     public static let clusterMeshSettings = "meridian/clustermesh/settings"
     public static let peersPrefix = "meridian/clustermesh/peers/"
     public static let remoteStatusPrefix = "meridian/clustermesh/status/"
+    /// The control plane's liveness beside the remote statuses (a name no cluster can have):
+    /// rewritten every few seconds, so a remote's status is rewritten only when it changes.
+    public static let statusReporter = remoteStatusPrefix + ".reporter"
     public static let resourcesPrefix = "meridian/resources/"
     public static let serviceIPPrefix = "meridian/ipam/services/"
     /// `meridian/ipam/podcidrs/<cidr with / as _>` holds the node a pod CIDR is carved out for.

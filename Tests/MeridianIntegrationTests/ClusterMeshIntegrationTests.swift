@@ -151,6 +151,39 @@ struct ClusterMeshIntegrationTests {
         }
     }
 
+    @Test func aStalledLocalStoreDoesNotCountAsAFailureOfTheRemote() async throws {
+        try await LabFixture.with(clusters: 2) { lab in
+            try await lab.connect("cluster1", ["cluster2"])
+            try await lab.waitReady("cluster1")
+            let cluster1 = try lab.cluster("cluster1")
+            let etcd = try #require(Int32((try String(contentsOfFile: cluster1.paths.etcdData + ".pid", encoding: .utf8))
+                .trimmingCharacters(in: .whitespacesAndNewlines)))
+            // cluster1's etcd freezes for longer than a request may take (5 s) while cluster2 changes.
+            #expect(kill(etcd, SIGSTOP) == 0)
+            try await lab.withAdmin("cluster2") { c2 in
+                try await c2.put("cilium/state/ip/v1/default/10.2.0.9", StateFixtures.endpoint(ip: "10.2.0.9", identity: 131_073, hostIP: "192.168.2.10", pod: "p9"))
+            }
+            try await Task.sleep(for: .seconds(7))
+            #expect(kill(etcd, SIGCONT) == 0)
+            try await lab.withAdmin("cluster1") { c1 in
+                try await eventually("the endpoint written during the stall is cached") {
+                    try await c1.get("cilium/cache/ip/v1/cluster2/10.2.0.9") != nil
+                }
+                try await eventually("the status shows the retried write") {
+                    let status = try await c1.get(KeyLayout.remoteStatus("cluster2")).map {
+                        try StoreCoding.decode(RemoteClusterStatus.self, from: $0.value, key: $0.key)
+                    }
+                    return (status?.localStoreRetries ?? 0) >= 1
+                }
+                let status = try #require(try await c1.get(KeyLayout.remoteStatus("cluster2")).map {
+                    try StoreCoding.decode(RemoteClusterStatus.self, from: $0.value, key: $0.key)
+                })
+                #expect(status.numFailures == 0, "the connection to cluster2 was not torn down: \(status.lastError ?? "")")
+                #expect(status.ready)
+            }
+        }
+    }
+
     @Test func peerRestartIsSurvivedAndItsDeletionsAreSeen() async throws {
         try await LabFixture.with(clusters: 2) { lab in
             try await lab.connect("cluster1", ["cluster2"])

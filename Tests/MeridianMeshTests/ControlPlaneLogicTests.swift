@@ -116,7 +116,7 @@ struct SeededGenerator: RandomNumberGenerator {
     @Test func aFreshReadyPeerIsReady() {
         let now = Date()
         let report = ClusterMeshStatusReport(settings: settings, meshEnabled: true, peers: ["cluster2"],
-                                             statuses: ["cluster2": ready("cluster2", reportedAt: now)], now: now)
+                                             statuses: ["cluster2": ready("cluster2", reportedAt: now)], reportedAt: now, now: now)
         #expect(report.allReady)
         #expect(report.summary.ready == 1)
         #expect(report.text.contains("cluster2: ready, 2 nodes, 5 endpoints, 3 identities, 1 services"))
@@ -125,9 +125,17 @@ struct SeededGenerator: RandomNumberGenerator {
     @Test func aStaleStatusMeansTheControlPlaneIsNotReporting() {
         let now = Date()
         let report = ClusterMeshStatusReport(settings: settings, meshEnabled: true, peers: ["cluster2"],
-                                             statuses: ["cluster2": ready("cluster2", reportedAt: now.addingTimeInterval(-60))], now: now)
+                                             statuses: ["cluster2": ready("cluster2", reportedAt: now)], reportedAt: now.addingTimeInterval(-60), now: now)
         #expect(!report.allReady)
         #expect(report.remoteClusters[0].errors.first?.contains("not reporting") == true)
+    }
+
+    @Test func aStatusUnchangedForLongIsCurrentWhileTheControlPlaneReports() {
+        let now = Date()
+        let report = ClusterMeshStatusReport(settings: settings, meshEnabled: true, peers: ["cluster2"],
+                                             statuses: ["cluster2": ready("cluster2", reportedAt: now.addingTimeInterval(-3600))],
+                                             reportedAt: now.addingTimeInterval(-1), now: now)
+        #expect(report.allReady)
     }
 
     @Test func aConfiguredPeerWithoutStatusIsNotReadyAndPendingKindsAreNamed() {
@@ -137,13 +145,37 @@ struct SeededGenerator: RandomNumberGenerator {
         syncing.synced.services = false
         syncing.synced.endpoints = false
         let report = ClusterMeshStatusReport(settings: settings, meshEnabled: true, peers: ["cluster2", "cluster3"],
-                                             statuses: ["cluster3": syncing], now: now)
+                                             statuses: ["cluster3": syncing], reportedAt: now, now: now)
         #expect(report.summary.configured == 2)
         #expect(report.summary.ready == 0)
         #expect(report.remoteClusters[1].errors == ["synchronization in progress for endpoints, services"])
         let json = report.json
         #expect(json.contains("\"remoteClusters\""))
         #expect(json.contains("\"summary\""))
+    }
+}
+
+@Suite struct StatusPublishingTests {
+    func status(heartbeat: Date?) -> RemoteClusterStatus {
+        var status = RemoteClusterStatus(name: "cluster2")
+        status.connected = true
+        status.lastHeartbeat = heartbeat
+        return status
+    }
+
+    @Test func aHeartbeatAloneIsRepublishedOnlyWhenThePublishedOneIsOld() {
+        let start = Date()
+        let published = status(heartbeat: start)
+        #expect(StatusPublisher.needsPublishing(published, over: nil), "a status never published is published")
+        var beat = published
+        beat.lastHeartbeat = start.addingTimeInterval(2)
+        beat.updated = start.addingTimeInterval(2)
+        #expect(!StatusPublisher.needsPublishing(beat, over: published), "a 2 s newer heartbeat alone waits")
+        beat.lastHeartbeat = start.addingTimeInterval(StatusPublisher.heartbeatRepublish)
+        #expect(StatusPublisher.needsPublishing(beat, over: published), "a heartbeat 30 s newer than the published one is published")
+        var changed = published
+        changed.counts.nodes = 3
+        #expect(StatusPublisher.needsPublishing(changed, over: published), "any other change is published at once")
     }
 }
 
