@@ -192,6 +192,7 @@ struct DatapathBench: AsyncParsableCommand {
     /// Throughput, request rate and connection rate, `runs` times each.
     static func measureRow(name: String, what: String, place: ToolPlace, address: String, runs: Int, seconds: Int) async throws -> Row {
         BenchLab.progress("\(name)…")
+        try await place.prepareForConnectionLoad()
         var throughput: [Double] = []
         var rates: [Double] = []
         var connections: [Double] = []
@@ -340,6 +341,12 @@ enum BackendPropagation {
                 }
                 let elapsed = ContinuousClock.now - started
                 samples.append(Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15)
+            }
+            // The phantoms leave again, so a lab kept with --keep balances to its real backend only.
+            for index in 0..<changes {
+                try await client.commit(puts: [], deletes: [ResourceStore.key(for: .pod(Pod(
+                    metadata: ObjectMeta(name: "phantom-\(index)", namespace: "default"), spec: PodSpec(containers: [])))),
+                    KeyLayout.podStatus(namespace: "default", name: "phantom-\(index)")])
             }
         }
         return samples

@@ -146,6 +146,7 @@ struct ServicesBench: AsyncParsableCommand {
 
     private func side(place: ToolPlace, address: String, runs: Int, seconds: Int,
                       addOne: () async throws -> Double) async throws -> Side {
+        try await place.prepareForConnectionLoad()
         var rates: [Double] = []
         var latencies: [Double] = []
         var adds: [Double] = []

@@ -145,7 +145,7 @@ struct DatapathIntegrationTests {
         output.components(separatedBy: "kernel=").dropFirst().first ?? ""
     }
 
-    @Test("a pod's connect() to a service goes straight to a backend; getpeername and UDP replies show the ClusterIP; outside the pod cgroup the packet path balances")
+    @Test("a pod's connect() to a service goes straight to a backend; getpeername and UDP replies show the ClusterIP; a backend reaches itself; outside the pod cgroup the packet path balances")
     func socketLoadBalancing() async throws {
         try await LabFixture.with(clusters: 1, nodes: 2, enable: false) { lab in
             let udpService = """
@@ -163,7 +163,8 @@ struct DatapathIntegrationTests {
                 """
             try await lab.apply(Self.backends(replicas: 1) + udpService + Self.pod("client", node: "node1", command: Self.sleeper))
             try await lab.waitRunning(["client"])
-            let backend = try #require(try await lab.waitDeployment("backend", ready: 1).first?.ip)
+            let backendPod = try #require(try await lab.waitDeployment("backend", ready: 1).first)
+            let backend = try #require(backendPod.ip)
             let clusterIP = try await lab.clusterIP("backend")
             let udpIP = try await lab.clusterIP("backend-udp")
 
@@ -175,6 +176,12 @@ struct DatapathIntegrationTests {
             let kernelInPod = Self.kernelView(inPod.stdout)
             #expect(kernelInPod.contains("\(backend):8080"), "the kernel's socket is connected to the backend: \(inPod.stdout)")
             #expect(!kernelInPod.contains("\(clusterIP):80"), "no socket is connected to the ClusterIP: \(inPod.stdout)")
+
+            // Hairpin: the backend reaches itself through its own service (the socket is
+            // connected to the pod's own address, so the packets never leave the pod).
+            let hairpin = try await lab.exec(backendPod.name, ["curl", "-s", "-m", "5", "http://\(clusterIP)/"])
+            #expect(hairpin.status == 0 && hairpin.stdout.contains("\"pod\":\"\(backendPod.name)\""),
+                    "a backend reaches itself through its ClusterIP: \(hairpin.stdout) \(hairpin.stderr)")
 
             // A process in the pod's network namespace but outside its cgroup: the socket stays
             // connected to the ClusterIP and the packet path translates it.
