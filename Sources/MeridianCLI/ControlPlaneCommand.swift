@@ -28,6 +28,7 @@ struct ControlPlaneCommand: AsyncParsableCommand {
     @Option(help: "Shared CA certificate (recommended for meshed clusters).") var caCert: String?
     @Option(help: "Key of the shared CA.") var caKey: String?
     @Option(help: "etcd executable.") var etcdBinary: String = "/usr/bin/etcd"
+    @Option(help: "Seconds between scans for unused identities; one is deleted after two scans without use.") var identityGCInterval: Int = 900
 
     func validate() throws {
         guard MaxConnectedClusters(rawValue: maxConnectedClusters) != nil else {
@@ -37,6 +38,7 @@ struct ControlPlaneCommand: AsyncParsableCommand {
             throw ValidationError("--etcd-endpoints needs --etcd-ca, --etcd-cert, --etcd-key and --etcd-server-name")
         }
         if (caCert == nil) != (caKey == nil) { throw ValidationError("--ca-cert and --ca-key go together") }
+        guard identityGCInterval >= 1 else { throw ValidationError("--identity-gc-interval must be at least 1 second, got \(identityGCInterval)") }
         if !etcdEndpoints.isEmpty && caCert == nil {
             throw ValidationError("with --etcd-endpoints, pass --ca-cert and --ca-key of the CA your etcd trusts for client certificates, so the read-only certificates `clustermesh connect` issues to peers are accepted")
         }
@@ -50,12 +52,13 @@ struct ControlPlaneCommand: AsyncParsableCommand {
         }()
         let external = etcdEndpoints.isEmpty ? nil : ControlPlaneConfiguration.ExternalEtcd(
             endpoints: etcdEndpoints, caPath: etcdCA!, certificatePath: etcdCert!, keyPath: etcdKey!, serverName: etcdServerName!)
-        let configuration = ControlPlaneConfiguration(
+        var configuration = ControlPlaneConfiguration(
             clusterName: clusterName, clusterID: clusterID, podCIDR: podCIDR, serviceCIDR: serviceCIDR,
             maxConnectedClusters: MaxConnectedClusters(rawValue: maxConnectedClusters)!,
             dataDirectory: URL(fileURLWithPath: dataDir).standardizedFileURL.path, listenHost: listenHost,
             etcdClientPort: etcdClientPort, etcdPeerPort: etcdPeerPort, externalEtcd: external,
             sharedCACertificatePath: caCert, sharedCAKeyPath: caKey, etcdExecutable: etcdBinary)
+        configuration.identityGCInterval = .seconds(identityGCInterval)
         let controlPlane = ControlPlane(configuration: configuration, logger: logger)
         try await reportingErrors {
             try await withThrowingTaskGroup { group in

@@ -24,6 +24,7 @@ struct LabCommand: AsyncParsableCommand {
         @Option(help: "Nodes per cluster (network namespaces running `meridian agent`); 0 for control planes only.") var nodes: Int = 0
         @Option(help: "Prefix length of each node's pod CIDR (24: 253 pods per node).") var nodePodPrefix: Int = 24
         @Option(help: "Underlay MTU per cluster, comma-separated in cluster order (e.g. 1500,1400); the last value repeats.") var mtu: String = "1500"
+        @Option(help: "Seconds between the control planes' scans for unused identities (default: theirs, 900).") var identityGCInterval: Int?
 
         func run() async throws {
             try await reportingErrors {
@@ -34,7 +35,8 @@ struct LabCommand: AsyncParsableCommand {
                     }
                     return number
                 }
-                let state = try await lab.up(clusters: clusters, nodes: nodes, mtus: mtus, nodePodPrefixLength: nodePodPrefix)
+                let state = try await lab.up(clusters: clusters, nodes: nodes, mtus: mtus, nodePodPrefixLength: nodePodPrefix,
+                                           identityGCSeconds: identityGCInterval)
                 var config = try MeridianConfig.load()
                 for cluster in state.clusters {
                     config.upsert(MeridianContext(labCluster: cluster, lab: lab.directory))

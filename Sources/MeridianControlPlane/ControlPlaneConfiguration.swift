@@ -36,6 +36,8 @@ public struct ControlPlaneConfiguration: Sendable, Hashable {
     public var sharedCACertificatePath: String?
     public var sharedCAKeyPath: String?
     public var etcdExecutable: String
+    /// How often unused identities are looked for; one is deleted after two scans without use.
+    public var identityGCInterval: Duration = .seconds(900)
 
     public init(
         clusterName: String, clusterID: UInt32, podCIDR: String, serviceCIDR: String,

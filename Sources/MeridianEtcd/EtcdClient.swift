@@ -257,6 +257,61 @@ public struct EtcdClient: Sendable {
         return response.succeeded
     }
 
+    /// Rewrites `key` with its own value if that value is `expected`, which moves its mod
+    /// revision: a user of a record says "still in use" to anyone who will delete it only if it
+    /// has not moved. Returns whether the key held `expected`.
+    public func touch(_ key: String, ifValue expected: Data) async throws(EtcdError) -> Bool {
+        var compare = Etcdserverpb_Compare()
+        compare.key = Data(key.utf8)
+        compare.target = .value
+        compare.result = .equal
+        compare.value = expected
+        var put = Etcdserverpb_PutRequest()
+        put.key = Data(key.utf8)
+        put.value = expected
+        put.ignoreLease = true
+        var op = Etcdserverpb_RequestOp()
+        op.requestPut = put
+        return try await conditionally(compare, op, "touch \(key)")
+    }
+
+    /// Deletes `key` if its mod revision is still `revision`. Returns whether it deleted.
+    public func delete(_ key: String, ifModRevision revision: Int64) async throws(EtcdError) -> Bool {
+        var compare = Etcdserverpb_Compare()
+        compare.key = Data(key.utf8)
+        compare.target = .mod
+        compare.result = .equal
+        compare.modRevision = revision
+        return try await conditionally(compare, Self.deleteOp(key), "delete \(key) at revision \(revision)")
+    }
+
+    /// Deletes `key` if it holds `expected`. Returns whether it deleted.
+    public func delete(_ key: String, ifValue expected: Data) async throws(EtcdError) -> Bool {
+        var compare = Etcdserverpb_Compare()
+        compare.key = Data(key.utf8)
+        compare.target = .value
+        compare.result = .equal
+        compare.value = expected
+        return try await conditionally(compare, Self.deleteOp(key), "delete \(key) if unchanged")
+    }
+
+    private static func deleteOp(_ key: String) -> Etcdserverpb_RequestOp {
+        var delete = Etcdserverpb_DeleteRangeRequest()
+        delete.key = Data(key.utf8)
+        var op = Etcdserverpb_RequestOp()
+        op.requestDeleteRange = delete
+        return op
+    }
+
+    private func conditionally(_ compare: Etcdserverpb_Compare, _ op: Etcdserverpb_RequestOp, _ context: String) async throws(EtcdError) -> Bool {
+        var txn = Etcdserverpb_TxnRequest()
+        txn.compare = [compare]
+        txn.success = [op]
+        let request = txn
+        let response = try await call(context) { try await kv.txn(request, options: unaryOptions) }
+        return response.succeeded
+    }
+
     /// Applies puts and deletes atomically (etcd allows each key once per transaction).
     public func commit(puts: [(key: String, value: Data)], deletes: [String] = [], lease: Int64 = 0) async throws(EtcdError) {
         var txn = Etcdserverpb_TxnRequest()

@@ -17,6 +17,8 @@ public struct LabCluster: Codable, Sendable, Hashable {
     public var underlayMTU: Int = 1500
     /// The prefix length of each node's pod CIDR.
     public var nodePodPrefixLength: Int = 24
+    /// `--identity-gc-interval` of the control plane, in seconds (nil: the control plane's default).
+    public var identityGCSeconds: Int?
     public var nodes: [LabNode] = []
 
     public init(name: String, id: UInt32, podCIDR: String, serviceCIDR: String, dataDirectory: String,
@@ -92,7 +94,10 @@ public struct Lab: Sendable {
     /// service CIDRs `10.<100+id>.0.0/16`, and waits until each control plane is ready.
     /// `mtus` are the clusters' underlay MTUs in order (the last repeats; default 1500).
     public func up(clusters count: Int, nodes nodeCount: Int = 0, mtus: [Int] = [], nodePodPrefixLength: Int = 24,
-                   readyTimeout: Duration = .seconds(60)) async throws -> LabState {
+                   identityGCSeconds: Int? = nil, readyTimeout: Duration = .seconds(60)) async throws -> LabState {
+        if let identityGCSeconds, identityGCSeconds < 1 {
+            throw LabError("--identity-gc-interval must be at least 1 second, got \(identityGCSeconds)")
+        }
         guard (17...29).contains(nodePodPrefixLength) else {
             throw LabError("--node-pod-prefix must be between 17 and 29 (the clusters' pod CIDRs are /16), got \(nodePodPrefixLength)")
         }
@@ -116,6 +121,7 @@ public struct Lab: Sendable {
                 dataDirectory: "\(directory)/cluster\(index)", clientPort: ports.removeFirst(), peerPort: ports.removeFirst()))
             state.clusters[index - 1].underlayMTU = mtus.isEmpty ? 1500 : mtus[min(index - 1, mtus.count - 1)]
             state.clusters[index - 1].nodePodPrefixLength = nodePodPrefixLength
+            state.clusters[index - 1].identityGCSeconds = identityGCSeconds
         }
         try save(state)
         do {
@@ -151,6 +157,7 @@ public struct Lab: Sendable {
          "--data-dir", cluster.dataDirectory,
          "--etcd-client-port", "\(cluster.clientPort)", "--etcd-peer-port", "\(cluster.peerPort)"]
             + (sharedCA ? ["--ca-cert", caCertificatePath, "--ca-key", caKeyPath] : [])
+            + (cluster.identityGCSeconds.map { ["--identity-gc-interval", "\($0)"] } ?? [])
     }
 
     /// Starts a cluster's control plane in its own session (detached from the caller's terminal),

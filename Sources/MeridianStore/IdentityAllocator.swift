@@ -6,6 +6,12 @@ import MeridianEtcd
 /// the cluster sees the same answer: `cilium/state/identities/v1/id/<id>` holds the labels
 /// (the exported record peers import) and `meridian/identities/labels/<labels>` the reverse
 /// index. Two nodes racing for the same labels both end up with the winner's ID.
+///
+/// Unused identities are collected by the control plane (`IdentityCollector`), which deletes an
+/// identity only if its record has not moved since it found it unused. Reusing an existing
+/// identity therefore touches its record first (a conditional rewrite of the same labels): either
+/// the touch lands and the collector's delete fails, or the collector was first and the touch
+/// fails, and the stale index entry is dropped and the labels allocated afresh.
 public struct IdentityAllocator: Sendable {
     public let client: EtcdClient
     public let clusterID: UInt32
@@ -22,7 +28,10 @@ public struct IdentityAllocator: Sendable {
         let indexKey = KeyLayout.identityIndexPrefix + text
         for _ in 0..<64 {
             if let existing = try await client.get(indexKey), let id = UInt32(existing.stringValue) {
-                return id
+                let idKey = MeshKind.identities.stateKey(cluster: "", name: "\(id)")
+                if try await client.touch(idKey, ifValue: Data(text.utf8)) { return id }
+                _ = try await client.delete(indexKey, ifValue: existing.value)
+                continue
             }
             let used = Set(try await client.list(prefix: MeshKind.identities.statePrefix(cluster: ""))
                 .items.compactMap { UInt32($0.key.split(separator: "/").last ?? "") })

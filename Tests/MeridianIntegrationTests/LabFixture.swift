@@ -30,12 +30,13 @@ struct LabFixture: Sendable {
     }
 
     static func with(clusters: Int, nodes: Int = 0, heartbeat: Double = 1, enable: Bool = true, mtus: String = "1500",
-                     nodePodPrefix: Int = 24, _ body: (LabFixture) async throws -> Void) async throws {
+                     nodePodPrefix: Int = 24, identityGCSeconds: Int? = nil, _ body: (LabFixture) async throws -> Void) async throws {
         let directory = "/tmp/meridian-test-\(UUID().uuidString.prefix(8).lowercased())"
         let fixture = LabFixture(directory: directory, lab: Lab(directory: directory + "/lab", executable: executable))
         do {
             let up = try await fixture.meridian(["lab", "up", "--clusters", "\(clusters)", "--nodes", "\(nodes)", "--mtu", mtus,
-                                                     "--node-pod-prefix", "\(nodePodPrefix)"])
+                                                     "--node-pod-prefix", "\(nodePodPrefix)"]
+                                                    + (identityGCSeconds.map { ["--identity-gc-interval", "\($0)"] } ?? []))
             try #require(up.status == 0, "lab up failed: \(up.stderr)")
             if enable {
                 for index in 1...clusters {

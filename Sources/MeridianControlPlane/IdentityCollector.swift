@@ -1,0 +1,53 @@
+import Foundation
+import Logging
+import MeridianCore
+import MeridianEtcd
+import MeridianStore
+
+/// Garbage-collects the cluster's identities (Cilium's operator does the same in kvstore mode):
+/// an identity that no endpoint record uses is deleted, with its label index, once it has been
+/// found unused on two scans an interval apart without its record moving. Allocation touches an
+/// identity's record before reusing it (`IdentityAllocator`), and the delete is conditional on
+/// the record's mod revision, so an identity being taken up again is never deleted under its
+/// user. Deleting it also withdraws it from every peer that imports it.
+struct IdentityCollector: Sendable {
+    let client: EtcdClient
+    let interval: Duration
+    let logger: Logger
+
+    /// Identities found unused, with the mod revision their record had then.
+    typealias Candidates = [UInt32: Int64]
+
+    func run() async throws {
+        var candidates: Candidates = [:]
+        while true {
+            try await Task.sleep(for: interval)
+            do {
+                candidates = try await collect(candidates)
+            } catch {
+                logger.warning("identity garbage collection failed; will retry", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// One scan: deletes the candidates of the last scan that are still unused and unmoved, and
+    /// returns this scan's candidates.
+    func collect(_ previous: Candidates) async throws -> Candidates {
+        let identities = try await client.list(prefix: MeshKind.identities.statePrefix(cluster: ""))
+        let endpoints = try await client.list(prefix: MeshKind.endpoints.statePrefix(cluster: ""))
+        let used = Set(endpoints.items.compactMap { try? StoreCoding.decode(IPIdentityPair.self, from: $0.value, key: $0.key).id })
+        var next: Candidates = [:]
+        for record in identities.items {
+            guard let id = UInt32(record.key.dropFirst(MeshKind.identities.statePrefix(cluster: "").count)), !used.contains(id) else { continue }
+            guard previous[id] == record.modRevision else {
+                next[id] = record.modRevision
+                continue
+            }
+            guard try await client.delete(record.key, ifModRevision: record.modRevision) else { continue }
+            let indexKey = KeyLayout.identityIndexPrefix + record.stringValue
+            _ = try await client.delete(indexKey, ifValue: Data("\(id)".utf8))
+            logger.info("identity collected", metadata: ["identity": "\(id)", "labels": "\(record.stringValue)"])
+        }
+        return next
+    }
+}
