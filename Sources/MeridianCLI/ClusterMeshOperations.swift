@@ -74,6 +74,13 @@ enum ConnectValidation {
         if let podsA = IPCIDR(a.settings.podCIDR), let podsB = IPCIDR(b.settings.podCIDR), podsA.overlaps(podsB) {
             throw CLIError("cannot connect \(a.settings.name) and \(b.settings.name): pod CIDRs \(a.settings.podCIDR) and \(b.settings.podCIDR) overlap; pod IPs must be unique across the mesh")
         }
+        // Services are looked up before anything else, so a pod address inside the other
+        // cluster's service CIDR could be shadowed there by a service on the same address.
+        for (pods, services) in [(a, b), (b, a)] {
+            if let podCIDR = IPCIDR(pods.settings.podCIDR), let serviceCIDR = IPCIDR(services.settings.serviceCIDR), podCIDR.overlaps(serviceCIDR) {
+                throw CLIError("cannot connect \(a.settings.name) and \(b.settings.name): \(pods.settings.name)'s pod CIDR \(pods.settings.podCIDR) overlaps \(services.settings.name)'s service CIDR \(services.settings.serviceCIDR); \(services.settings.name) would take those pod addresses for its services")
+            }
+        }
         let skiA = try CertificateInspection.subjectKeyIdentifier(ofCertificatePEM: a.ca.certificatePEM)
         let skiB = try CertificateInspection.subjectKeyIdentifier(ofCertificatePEM: b.ca.certificatePEM)
         if skiA != skiB && !allowMismatchingCA {

@@ -87,7 +87,11 @@ struct MockCluster: Sendable, Hashable {
 
     var id: UInt32 { UInt32(index + 2) }
     var name: String { "mock\(id)" }
-    var podCIDR: String { "10.\(id).0.0/16" }
+    /// The second octet of the mock's pod addresses: its ID, except for mock101, whose
+    /// `10.101.0.0/16` is cluster1's service CIDR (connect refuses that overlap); it takes the
+    /// `10.0.0.0/16` no cluster uses.
+    var podOctet: UInt32 { id == 101 ? 0 : id }
+    var podCIDR: String { "10.\(podOctet).0.0/16" }
     /// Never used for anything; the settings record needs one that overlaps no pod CIDR.
     var serviceCIDR: String { "100.96.\(id).0/24" }
     var serverName: String { "etcd.\(name).meridian" }
@@ -95,9 +99,9 @@ struct MockCluster: Sendable, Hashable {
     func nodeName(_ node: Int) -> String { "node\(node + 1)" }
     /// The node's underlay address (its tunnel endpoint), 100.64.<id>.<node + 1>.
     func nodeIP(_ node: Int) -> String { "100.64.\(id).\(node + 1)" }
-    func nodePodCIDR(_ node: Int) -> String { "10.\(id).\(node + 1).0/24" }
+    func nodePodCIDR(_ node: Int) -> String { "10.\(podOctet).\(node + 1).0/24" }
     /// Endpoint `j` lives on node `j % nodes`, at address `.(j / nodes + 2)` of that node's /24.
-    func endpointIP(_ endpoint: Int, nodes: Int) -> String { "10.\(id).\(endpoint % nodes + 1).\(endpoint / nodes + 2)" }
+    func endpointIP(_ endpoint: Int, nodes: Int) -> String { "10.\(podOctet).\(endpoint % nodes + 1).\(endpoint / nodes + 2)" }
     /// The `i`-th (0-based) identity of the cluster: local index `i + 1` of its range.
     func identity(_ i: Int) -> UInt32 {
         (id << UInt32(IdentityLayout(maxConnectedClusters: .c255).shift)) + UInt32(i + 1)

@@ -139,6 +139,18 @@ struct SecurityAndValidationTests {
             result = try await lab.meridian(["clustermesh", "connect", "--context", "cluster2", "--destination-context", "impostor", "--allow-mismatching-ca"])
             #expect(result.status != 0)
             #expect(result.stderr.contains("cluster ID 2"))
+            // A cluster whose pods would live in cluster1's service CIDR (10.101.0.0/16).
+            let shadowPorts = try FreePorts.reserve(2)
+            let shadow = LabCluster(name: "shadow", id: 3, podCIDR: "10.101.128.0/17", serviceCIDR: "10.210.0.0/16",
+                                    dataDirectory: lab.labDirectory + "/shadow", clientPort: shadowPorts[0], peerPort: shadowPorts[1])
+            try lab.lab.startControlPlane(shadow)
+            try await lab.lab.waitUntilReady(shadow, timeout: .seconds(30))
+            try await lab.addContext(shadow)
+            #expect(try await lab.meridian(["clustermesh", "enable", "--context", "shadow"]).status == 0)
+            result = try await lab.meridian(["clustermesh", "connect", "--context", "cluster1", "--destination-context", "shadow"])
+            #expect(result.status != 0)
+            #expect(result.stderr.contains("shadow's pod CIDR 10.101.128.0/17 overlaps cluster1's service CIDR 10.101.0.0/16"), "\(result.stderr)")
+            await lab.lab.stopControlPlane(shadow)
             try await lab.withAdmin("cluster1") { c1 in
                 try Task.checkCancellation()
                 #expect(try await c1.count(prefix: KeyLayout.peersPrefix) == 0)

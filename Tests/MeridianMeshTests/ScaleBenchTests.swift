@@ -216,12 +216,13 @@ struct ScaleBenchTests {
         }
     }
 
-    @Test("pod CIDRs, node addresses and identity ranges of all 254 possible mocks never overlap, nor cluster1's")
+    @Test("pod CIDRs, node addresses and identity ranges of all 254 possible mocks never overlap, nor cluster1's pod and service CIDRs")
     func addressPlan() throws {
         let mocks = (0..<ScaleSizes.maxClusters).map(MockCluster.init(index:))
         #expect(mocks.first?.id == 2 && mocks.last?.id == 255)
         #expect(Set(mocks.map(\.name)).count == mocks.count)
-        let cidrs = try [IPCIDR(parsing: "10.1.0.0/16")] + mocks.map { try IPCIDR(parsing: $0.podCIDR) }
+        // cluster1's pod and service CIDRs, then every mock's pod CIDR.
+        let cidrs = try [IPCIDR(parsing: "10.1.0.0/16"), IPCIDR(parsing: "10.101.0.0/16")] + mocks.map { try IPCIDR(parsing: $0.podCIDR) }
         for (i, a) in cidrs.enumerated() {
             for b in cidrs[(i + 1)...] { #expect(!a.overlaps(b), "\(a) overlaps \(b)") }
         }
