@@ -76,14 +76,15 @@ public actor PrefixMirror {
 
     private func apply(_ prefix: String, _ events: [EtcdWatchEvent], revision: Int64) {
         revisions[prefix] = max(revisions[prefix] ?? 0, revision)
-        var current = values[prefix] ?? [:]
+        // In place: copying the prefix's dictionary out and back cost a copy of every record per
+        // watch batch (hundreds of thousands of imported ones at scale). A consumer still holding
+        // a snapshot of it makes the first write copy, as it must.
         for event in events {
             switch event {
-            case let .put(kv): current[kv.key] = kv.value
-            case let .delete(key, _): current[key] = nil
+            case let .put(kv): values[prefix, default: [:]][kv.key] = kv.value
+            case let .delete(key, _): values[prefix]?[key] = nil
             }
         }
-        values[prefix] = current
         bump()
     }
 
