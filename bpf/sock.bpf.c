@@ -6,7 +6,9 @@
  * backend sees; with packet-level DNAT a new connection can reuse a port whose backend tuple is
  * still in TIME_WAIT on the server and have its SYN dropped there. getpeername() and the source
  * of UDP replies show the service again, from the record kept per (socket, backend).
- * Services without backends are left to the packet path, which refuses them.
+ * Services without backends are left to the packet path, which refuses them. An unconnected UDP
+ * socket is balanced per datagram (each sendmsg picks a backend; replies from any of them show the
+ * service), a connected one once, at connect().
  */
 #include "lib/lb.h"
 
@@ -23,6 +25,13 @@ struct {
     __uint(pinning, LIBBPF_PIN_BY_NAME);
 } mer_sock_rnat4 SEC(".maps");
 
+/* The port (network order, in the low 16 bits). Read as the 32-bit field it is: kernels before
+ * 5.17 refuse narrower loads of user_port, which a plain cast lets the compiler emit. */
+static always_inline __u16 sock_user_port(const struct bpf_sock_addr *ctx)
+{
+    return (__u16)*(volatile const __u32 *)&ctx->user_port;
+}
+
 static always_inline __u8 sock_l4_protocol(const struct bpf_sock_addr *ctx)
 {
     if (ctx->type == SOCK_STREAM_TYPE)
@@ -37,7 +46,7 @@ static always_inline void sock4_translate(struct bpf_sock_addr *ctx)
 {
     __u8 proto = sock_l4_protocol(ctx);
     __u32 address = ctx->user_ip4;
-    __u16 port = (__u16)ctx->user_port;
+    __u16 port = sock_user_port(ctx);
     struct mer_lb4_key key = { .address = address, .dport = port, .proto = proto };
     const struct mer_lb4_service *svc;
     const struct mer_lb4_backend *be;
@@ -71,7 +80,7 @@ static always_inline void sock4_restore(struct bpf_sock_addr *ctx)
     struct mer_sock_revnat_key rkey = {
         .cookie = bpf_get_socket_cookie(ctx),
         .address = ctx->user_ip4,
-        .port = (__u16)ctx->user_port,
+        .port = sock_user_port(ctx),
     };
     const struct mer_sock_revnat_value *rval = bpf_map_lookup_elem(&mer_sock_rnat4, &rkey);
 

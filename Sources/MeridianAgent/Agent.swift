@@ -221,12 +221,17 @@ public struct Agent: Sendable {
             }
             for await fullResync in events {
                 guard await mirror.isSynced else { continue }
-                if fullResync || ContinuousClock.now - lastResync > configuration.resyncInterval {
+                let resyncing = fullResync || ContinuousClock.now - lastResync > configuration.resyncInterval
+                if resyncing {
                     synchronizer.resync()
                     lastResync = .now
                 }
                 let revision = await mirror.revision(of: KeyLayout.resourcesPrefix)
                 let localEndpoints = await mirror.snapshot(MeshKind.endpoints.statePrefix(cluster: context.cluster.name))
+                if resyncing {
+                    await endpoints.republish(missingFrom: localEndpoints,
+                                              identities: await mirror.snapshot(MeshKind.identities.statePrefix(cluster: context.cluster.name)))
+                }
                 let remoteEndpoints = await mirror.snapshot(Self.remoteEndpointsPrefix)
                 await endpoints.refreshIdentities(pods: await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.pod.plural)),
                                                   namespaces: await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.namespace.plural)))

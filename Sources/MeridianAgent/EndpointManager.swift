@@ -166,6 +166,46 @@ actor EndpointManager {
         return identity
     }
 
+    /// Publishes again the records of this node's endpoints that the store lacks or holds with
+    /// another identity or node (a publish that failed, a record deleted by hand). Peers and the
+    /// identity collector go by these records, so they must not stay missing until the pod changes.
+    /// An identity record of theirs that went missing meanwhile is written back (with its label
+    /// index, where free); one whose number now holds other labels makes the endpoint allocate
+    /// afresh on the next label check.
+    func republish(missingFrom published: [String: Data], identities: [String: Data]) async {
+        for (containerID, record) in endpoints {
+            guard let identity = record.identity else { continue }
+            if let labels = record.labels {
+                let idKey = MeshKind.identities.stateKey(cluster: "", name: "\(identity)")
+                switch identities[idKey].map({ String(decoding: $0, as: UTF8.self) }) {
+                case nil:
+                    do {
+                        if try await client.create(idKey, Data(labels.utf8)) {
+                            _ = try await client.create(KeyLayout.identityIndexPrefix + labels, Data("\(identity)".utf8))
+                            logger.info("identity record restored", metadata: ["identity": "\(identity)", "labels": "\(labels)"])
+                        }
+                    } catch {
+                        logger.warning("could not restore an identity record; will retry", metadata: ["identity": "\(identity)", "error": "\(error)"])
+                    }
+                case labels?:
+                    break
+                case _?:
+                    endpoints[containerID]?.labels = nil
+                    continue
+                }
+            }
+            let key = MeshKind.endpoints.stateKey(cluster: context.cluster.name, name: record.address)
+            if let data = published[key], let pair = try? StoreCoding.decode(IPIdentityPair.self, from: data, key: key),
+               pair.id == identity, pair.hostIP == context.nodeIP.description { continue }
+            do {
+                try await publish(record)
+                logger.info("endpoint record published again", metadata: ["pod": "\(record.namespace)/\(record.pod)", "ip": "\(record.address)"])
+            } catch {
+                logger.warning("could not publish an endpoint record; will retry", metadata: ["ip": "\(record.address)", "error": "\(error)"])
+            }
+        }
+    }
+
     private func publish(_ record: EndpointRecord) async throws {
         guard let identity = record.identity else { return }
         let pair = IPIdentityPair(

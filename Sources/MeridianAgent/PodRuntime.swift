@@ -276,8 +276,11 @@ actor PodRuntime {
         try? FileManager.default.removeItem(atPath: paths.pid)
         // The wrapper joins the node's pod cgroup first (when there is one), so the container
         // and everything it starts are under the node's socket programs.
-        let wrapper = "cgroup=\"$1\"; shift; if [ -n \"$cgroup\" ]; then echo $$ > \"$cgroup/cgroup.procs\" || exit 1; fi; "
-            + "echo $$ > \"$1\"; shift; exit_file=\"$1\"; shift; log=\"$1\"; shift; \"$@\" >> \"$log\" 2>&1 < /dev/null; echo $? > \"$exit_file\""
+        // A failed join is reported like a failed container (its log and exit status 126).
+        let wrapper = "cgroup=\"$1\"; pid_file=\"$2\"; exit_file=\"$3\"; log=\"$4\"; shift 4; echo $$ > \"$pid_file\"; "
+            + "if [ -n \"$cgroup\" ] && ! echo $$ 2>> \"$log\" > \"$cgroup/cgroup.procs\"; then "
+            + "echo \"cannot join the node's pod cgroup $cgroup\" >> \"$log\"; echo 126 > \"$exit_file\"; exit 126; fi; "
+            + "\"$@\" >> \"$log\" 2>&1 < /dev/null; echo $? > \"$exit_file\""
         var variables: [Environment.Key: String?] = [
             "POD_NAME": running.name, "POD_NAMESPACE": running.namespace, "NODE_NAME": context.nodeName,
             "CLUSTER_NAME": context.cluster.name, "POD_IP": running.address ?? "",

@@ -169,8 +169,10 @@ struct ExecCommand: AsyncParsableCommand {
                 throw ValidationError("pod \(namespace)/\(pod) is \(view.status), not Running\(view.message.map { ": \($0)" } ?? "")")
             }
             let netns = PodNaming.networkNamespace(prefix: "\(state.prefix)-c\(cluster.id)", namespace: namespace, pod: pod)
-            let node = cluster.nodes.first { $0.name == view.node }
-            let place = ToolPlace(namespace: netns, cgroup: node.map(lab.cgroup(of:)))
+            guard let node = cluster.nodes.first(where: { $0.name == view.node }) else {
+                throw ValidationError("pod \(namespace)/\(pod) runs on node \(view.node ?? "?"), which the lab does not have")
+            }
+            let place = ToolPlace(namespace: netns, cgroup: lab.cgroup(of: node))
             var commandLine = command
             if commandLine.first == "meridian" { commandLine[0] = currentExecutable() }
             let process = Process()

@@ -35,7 +35,8 @@ struct IdentityCollector: Sendable {
     func collect(_ previous: Candidates) async throws -> Candidates {
         let identities = try await client.list(prefix: MeshKind.identities.statePrefix(cluster: ""))
         let endpoints = try await client.list(prefix: MeshKind.endpoints.statePrefix(cluster: ""))
-        let used = Set(endpoints.items.compactMap { try? StoreCoding.decode(IPIdentityPair.self, from: $0.value, key: $0.key).id })
+        // An endpoint record that does not decode could name any identity: collect nothing.
+        let used = Set(try endpoints.items.map { try StoreCoding.decode(IPIdentityPair.self, from: $0.value, key: $0.key).id })
         var next: Candidates = [:]
         for record in identities.items {
             guard let id = UInt32(record.key.dropFirst(MeshKind.identities.statePrefix(cluster: "").count)), !used.contains(id) else { continue }
@@ -43,9 +44,12 @@ struct IdentityCollector: Sendable {
                 next[id] = record.modRevision
                 continue
             }
-            guard try await client.delete(record.key, ifModRevision: record.modRevision) else { continue }
+            // The record and its index go together, and only if neither moved: between two
+            // separate deletes an allocator could take the number up again under the same index.
             let indexKey = KeyLayout.identityIndexPrefix + record.stringValue
-            _ = try await client.delete(indexKey, ifValue: Data("\(id)".utf8))
+            let index = try await client.get(indexKey)
+            let keys = index?.stringValue == "\(id)" ? [record.key, indexKey] : [record.key]
+            guard try await client.delete(keys, ifModRevisions: [(record.key, record.modRevision), (indexKey, index?.modRevision ?? 0)]) else { continue }
             logger.info("identity collected", metadata: ["identity": "\(id)", "labels": "\(record.stringValue)"])
         }
         return next

@@ -88,16 +88,17 @@ struct RemoteClusterImporter: Sendable {
         }
     }
 
-    /// Runs an operation on the local store until it succeeds. A slow or briefly unavailable
-    /// local etcd is not a failure of the remote connection: treating it as one would reconnect,
+    /// Runs an operation on the local store, retrying while the store is slow or unreachable.
+    /// That is not a failure of the remote connection: treating it as one would reconnect,
     /// re-list and re-diff the whole remote, adding load just when the local store is
-    /// overloaded. The remote's watch waits meanwhile (its stream is flow-controlled).
-    private func untilStored<T: Sendable>(_ what: String, _ operation: () async throws -> T) async throws -> T {
+    /// overloaded. The remote's watch waits meanwhile (its stream is flow-controlled). Errors a
+    /// retry cannot mend (a refused permission, a malformed request) fail the connection as before.
+    private func retryingLocalWrite<T: Sendable>(_ what: String, _ operation: () async throws -> T) async throws -> T {
         var delay = Duration.milliseconds(100)
         while true {
             do {
                 return try await operation()
-            } catch {
+            } catch let error as EtcdError where error.code == .timeout || error.code == .unavailable {
                 try Task.checkCancellation()
                 logger.warning("writing into the local store failed; retrying", metadata: [
                     "remote": "\(name)", "what": "\(what)", "error": "\(error)", "retryIn": "\(delay)",
@@ -136,7 +137,7 @@ struct RemoteClusterImporter: Sendable {
             var cachedConfig = config
             cachedConfig.capabilities.cached = true
             cachedConfig.capabilities.syncedCanaries = true
-            try await untilStored("cluster configuration") { try await local.put(KeyLayout.clusterConfig(name), jsonData(cachedConfig)) }
+            try await retryingLocalWrite("cluster configuration") { try await local.put(KeyLayout.clusterConfig(name), jsonData(cachedConfig)) }
             onReady()
             let progress = SyncProgress(usesCanaries: config.capabilities.syncedCanaries ?? false)
             let validator = RemoteRecordValidator(remoteName: name, remoteID: ClusterID(config.id),
@@ -207,10 +208,10 @@ struct RemoteClusterImporter: Sendable {
                 rejected += 1
             }
         }
-        let existing = try await untilStored("\(kind) cache listing") { try await local.list(prefix: cachePrefix) }
+        let existing = try await retryingLocalWrite("\(kind) cache listing") { try await local.list(prefix: cachePrefix) }
         let current = Dictionary(existing.items.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
         let diff = CacheDiff(desired: desired, current: current)
-        try await untilStored("\(kind) cache") { try await MeshCache.apply(diff, to: local) }
+        try await retryingLocalWrite("\(kind) cache") { try await MeshCache.apply(diff, to: local) }
         let keys = Shared(Set(desired.keys))
         let rejectedTotal = rejected
         board.update(name) { status in
@@ -240,7 +241,7 @@ struct RemoteClusterImporter: Sendable {
                     deletes.insert(cacheKey)
                 }
             }
-            try await untilStored("\(kind) cache") { try await MeshCache.apply(CacheDiff(puts: puts, deletes: deletes), to: local) }
+            try await retryingLocalWrite("\(kind) cache") { try await MeshCache.apply(CacheDiff(puts: puts, deletes: deletes), to: local) }
             let count = keys.withLock { keys in
                 keys.formUnion(puts.keys)
                 keys.subtract(deletes)
@@ -270,7 +271,7 @@ struct RemoteClusterImporter: Sendable {
     }
 
     private func markSynced(_ kind: MeshKind) async throws {
-        try await untilStored("\(kind) sync canary") { try await local.put(KeyLayout.syncCanary(cluster: name, prefix: kind.cacheCanaryPrefix), iso8601Now()) }
+        try await retryingLocalWrite("\(kind) sync canary") { try await local.put(KeyLayout.syncCanary(cluster: name, prefix: kind.cacheCanaryPrefix), iso8601Now()) }
         board.update(name) { status in
             status.synced[kind] = true
             if status.pendingKinds.isEmpty {

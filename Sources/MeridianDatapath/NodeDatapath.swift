@@ -11,6 +11,7 @@ public final class NodeDatapath: Sendable {
     public let fromPod: BPFObject
     public let toPod: BPFObject
     public let fromOverlay: BPFObject
+    /// The socket programs (`sock.bpf.c`), attached to the node's pod cgroup by `attachSockets`.
     public let sockets: BPFObject
 
     public let endpoints: BPFMap<mer_endpoint_key, mer_endpoint_info>
@@ -21,7 +22,6 @@ public final class NodeDatapath: Sendable {
     public let conntrack: BPFMap<mer_ct_key, mer_ct_entry>
     public let config: BPFMap<UInt32, mer_config>
     public let policy: BPFMap<mer_policy_key, mer_policy_entry>
-    public let socketReverseNAT: BPFMap<mer_sock_revnat_key, mer_sock_revnat_value>
     public let metrics: PerCPUArrayMap<mer_metric>
     public let eventsFD: Int32
 
@@ -52,7 +52,6 @@ public final class NodeDatapath: Sendable {
         conntrack = BPFMap(name: MER_MAP_CT, fd: try maps.mapFD(MER_MAP_CT))
         config = BPFMap(name: MER_MAP_CONFIG, fd: try maps.mapFD(MER_MAP_CONFIG))
         policy = BPFMap(name: MER_MAP_POLICY, fd: try maps.mapFD(MER_MAP_POLICY))
-        socketReverseNAT = BPFMap(name: MER_MAP_SOCK_REVNAT, fd: try sockets.mapFD(MER_MAP_SOCK_REVNAT))
         metrics = try PerCPUArrayMap(name: MER_MAP_METRICS, fd: try maps.mapFD(MER_MAP_METRICS))
         eventsFD = try maps.mapFD(MER_MAP_EVENTS)
     }

@@ -169,6 +169,9 @@ public struct EtcdClient: Sendable {
         guard let rpc = error as? RPCError else { return EtcdError(.other, "\(context): \(error)", cause: error) }
         let code: EtcdError.Code = switch rpc.code {
         case .unavailable: .unavailable
+        // The server's auth store moved (a role or user changed) between the token and the
+        // request: transient, the same request succeeds when sent again.
+        case .invalidArgument where rpc.message.contains("revision of auth store is old"): .unavailable
         case .permissionDenied: .permissionDenied
         case .unauthenticated: .unauthenticated
         case .invalidArgument, .failedPrecondition, .outOfRange: .invalidArgument
@@ -285,14 +288,22 @@ public struct EtcdClient: Sendable {
         return try await conditionally(compare, Self.deleteOp(key), "delete \(key) at revision \(revision)")
     }
 
-    /// Deletes `key` if it holds `expected`. Returns whether it deleted.
-    public func delete(_ key: String, ifValue expected: Data) async throws(EtcdError) -> Bool {
-        var compare = Etcdserverpb_Compare()
-        compare.key = Data(key.utf8)
-        compare.target = .value
-        compare.result = .equal
-        compare.value = expected
-        return try await conditionally(compare, Self.deleteOp(key), "delete \(key) if unchanged")
+    /// Deletes `keys` in one transaction if every key in `unchanged` still has the mod revision
+    /// given (0: the key does not exist). Returns whether it deleted.
+    public func delete(_ keys: [String], ifModRevisions unchanged: [(key: String, modRevision: Int64)]) async throws(EtcdError) -> Bool {
+        var txn = Etcdserverpb_TxnRequest()
+        for (key, revision) in unchanged {
+            var compare = Etcdserverpb_Compare()
+            compare.key = Data(key.utf8)
+            compare.target = .mod
+            compare.result = .equal
+            compare.modRevision = revision
+            txn.compare.append(compare)
+        }
+        txn.success = keys.map(Self.deleteOp)
+        let request = txn
+        let response = try await call("delete of \(keys.count) keys if unchanged") { try await kv.txn(request, options: unaryOptions) }
+        return response.succeeded
     }
 
     private static func deleteOp(_ key: String) -> Etcdserverpb_RequestOp {

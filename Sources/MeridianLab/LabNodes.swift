@@ -35,7 +35,8 @@ extension Lab {
     static func underlayNamespace(_ prefix: String) -> String { "\(prefix)-underlay" }
     public static let underlayDevice = "ul0"
     var bpffsDirectory: String { directory + "/bpffs" }
-    /// A cgroup v2 mount of the lab's own, holding one cgroup per node for its pods.
+    /// Where the lab mounts the cgroup v2 hierarchy (the system's one hierarchy, seen from the
+    /// lab directory), to make one cgroup per node for its pods.
     var cgroupDirectory: String { directory + "/cgroup" }
 
     /// The cgroup the node's pods run in; its agent puts the socket programs on it.
@@ -189,13 +190,29 @@ extension Lab {
             for entry in entries where entry.hasPrefix(prefix + "-") { try? FileManager.default.removeItem(atPath: "/etc/netns/\(entry)") }
         }
         if Self.isBPFFS(bpffsDirectory) { umount2(bpffsDirectory, Int32(MNT_DETACH)) }
-        if Self.isMounted(cgroupDirectory, type: "cgroup2") {
-            // A cgroup goes with rmdir once its processes are gone; that also detaches the
-            // socket programs.
-            let nodeCgroups = (try? FileManager.default.contentsOfDirectory(atPath: cgroupDirectory)) ?? []
-            for entry in nodeCgroups where entry.hasPrefix(prefix + "-") { rmdir(cgroupDirectory + "/" + entry) }
-            umount2(cgroupDirectory, Int32(MNT_DETACH))
+        await removeNodeCgroups(prefix: prefix)
+    }
+
+    /// Removes the node cgroups (which detaches the socket programs) and unmounts the hierarchy.
+    /// The cgroups live in the system's hierarchy, so they would outlive the lab: the hierarchy is
+    /// mounted again for this if a crash left it unmounted, and a cgroup whose last processes are
+    /// still exiting is retried for a while.
+    func removeNodeCgroups(prefix: String) async {
+        guard FileManager.default.fileExists(atPath: cgroupDirectory) else { return }
+        if !Self.isMounted(cgroupDirectory, type: "cgroup2"), mount("cgroup2", cgroupDirectory, "cgroup2", 0, nil) != 0 { return }
+        let nodeCgroups = ((try? FileManager.default.contentsOfDirectory(atPath: cgroupDirectory)) ?? []).filter { $0.hasPrefix(prefix + "-") }
+        for entry in nodeCgroups {
+            let path = cgroupDirectory + "/" + entry
+            var attempts = 0
+            while rmdir(path) != 0 && errno == EBUSY && attempts < 50 {
+                attempts += 1
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+            if FileManager.default.fileExists(atPath: path) {
+                FileHandle.standardError.write(Data("warning: could not remove cgroup \(path): \(String(cString: strerror(errno)))\n".utf8))
+            }
         }
+        umount2(cgroupDirectory, Int32(MNT_DETACH))
     }
 
     /// Network namespaces named `<prefix>-...`.

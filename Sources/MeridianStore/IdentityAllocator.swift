@@ -30,7 +30,7 @@ public struct IdentityAllocator: Sendable {
             if let existing = try await client.get(indexKey), let id = UInt32(existing.stringValue) {
                 let idKey = MeshKind.identities.stateKey(cluster: "", name: "\(id)")
                 if try await client.touch(idKey, ifValue: Data(text.utf8)) { return id }
-                _ = try await client.delete(indexKey, ifValue: existing.value)
+                _ = try await client.delete(indexKey, ifModRevision: existing.modRevision)
                 continue
             }
             let used = Set(try await client.list(prefix: MeshKind.identities.statePrefix(cluster: ""))

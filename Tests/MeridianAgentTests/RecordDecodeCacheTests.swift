@@ -31,14 +31,15 @@ struct RecordDecodeCacheTests {
         let start = countedDecodes.load(ordering: .relaxed)
         func decodes() -> Int { countedDecodes.load(ordering: .relaxed) - start }
 
-        #expect(Self.values(cache.decode(["a": Self.json(1), "b": Self.json(2), "bad": Data("not json".utf8)])) == ["a": 1, "b": 2],
+        let bad = Data("{\"value\":\"not a number\"}".utf8)
+        #expect(Self.values(cache.decode(["a": Self.json(1), "b": Self.json(2), "bad": bad])) == ["a": 1, "b": 2],
                 "records that do not decode are left out")
-        #expect(decodes() == 2)
-        #expect(Self.values(cache.decode(["a": Self.json(1), "b": Self.json(3), "bad": Data("not json".utf8)])) == ["a": 1, "b": 3])
-        #expect(decodes() == 3, "only the changed record is decoded again (the undecodable one is remembered too)")
-        #expect(cache.decode(["b": Self.json(3)]).map(\.key) == ["b"], "a removed record is gone")
         #expect(decodes() == 3)
+        #expect(Self.values(cache.decode(["a": Self.json(1), "b": Self.json(3), "bad": bad])) == ["a": 1, "b": 3])
+        #expect(decodes() == 4, "only the changed record is decoded again (the undecodable one is remembered too)")
+        #expect(cache.decode(["b": Self.json(3)]).map(\.key) == ["b"], "a removed record is gone")
+        #expect(decodes() == 4)
         #expect(Self.values(cache.decode(["a": Self.json(1), "b": Self.json(3)])) == ["a": 1, "b": 3])
-        #expect(decodes() == 4, "a record that left and came back is decoded afresh")
+        #expect(decodes() == 5, "a record that left and came back is decoded afresh")
     }
 }

@@ -160,6 +160,7 @@ struct ClusterMeshIntegrationTests {
                 .trimmingCharacters(in: .whitespacesAndNewlines)))
             // cluster1's etcd freezes for longer than a request may take (5 s) while cluster2 changes.
             #expect(kill(etcd, SIGSTOP) == 0)
+            defer { kill(etcd, SIGCONT) }
             try await lab.withAdmin("cluster2") { c2 in
                 try await c2.put("cilium/state/ip/v1/default/10.2.0.9", StateFixtures.endpoint(ip: "10.2.0.9", identity: 131_073, hostIP: "192.168.2.10", pod: "p9"))
             }

@@ -221,7 +221,8 @@ struct DatapathIntegrationTests {
             try await lab.apply(Self.pod("web", node: "node1", labels: ["app": "web-v2"]))
             var second: UInt32 = 0
             try await eventually("the pod has the identity of its new labels") {
-                second = try await endpointIdentity(ip) ?? first
+                guard let current = try await endpointIdentity(ip) else { return false }
+                second = current
                 return second != first
             }
             try await eventually("the identity no endpoint uses is collected, with its label index", timeout: .seconds(30)) {
@@ -242,7 +243,8 @@ struct DatapathIntegrationTests {
             try await lab.apply(Self.pod("web", node: "node1", labels: ["app": "web"]))
             var third: UInt32 = 0
             try await eventually("the pod has an identity for its old labels again") {
-                third = try await endpointIdentity(ip) ?? second
+                guard let current = try await endpointIdentity(ip) else { return false }
+                third = current
                 return third != second
             }
             let labelsOfThird = try await identities()[third]
@@ -251,18 +253,43 @@ struct DatapathIntegrationTests {
             #expect(answer.status == 0 && answer.stdout.contains("\"pod\":\"web\""), "\(answer.stdout) \(answer.stderr)")
 
             // A label index left pointing at a deleted identity (what a collection racing an
-            // allocation leaves) is not trusted: the allocation's touch fails and it starts over.
-            try await lab.apply(Self.pod("web", node: "node1", labels: ["app": "web-v3"]))
-            try await eventually("the pod moved to a third label set") { try await endpointIdentity(ip) != third }
+            // allocation would leave) is not trusted: the allocation's touch fails and it starts
+            // over. The record goes while the pod still names it, so the collector keeps away.
             try await lab.withAdmin("cluster1") { client in
                 _ = try await client.delete(MeshKind.identities.stateKey(cluster: "", name: "\(third)"))
             }
+            try await lab.apply(Self.pod("web", node: "node1", labels: ["app": "web-v3"]))
+            // (Its number may be the freed one: identities are compared by their labels here.)
+            try await eventually("the pod moved to a third label set") {
+                guard let current = try await endpointIdentity(ip) else { return false }
+                return try await identities()[current]?.contains("app=web-v3") == true
+            }
+            let staleIndex = try await lab.withAdmin("cluster1") { client in
+                try await client.list(prefix: KeyLayout.identityIndexPrefix).items.first { $0.key.contains("app=web") && !$0.key.contains("web-v") }
+            }
+            #expect(staleIndex?.stringValue == "\(third)", "the index of the old labels still names the deleted identity: \(staleIndex?.stringValue ?? "none")")
             try await lab.apply(Self.pod("web", node: "node1", labels: ["app": "web"]))
             try await eventually("the old labels get an identity whose record exists") {
                 guard let current = try await endpointIdentity(ip) else { return false }
                 let labels = try await identities()[current]
                 return labels?.contains("app=web") == true && labels?.contains("web-v") == false
             }
+
+            // The client's endpoint record is lost (deleted by hand): the collector takes its
+            // identity, and the agent's next resync (30 s) publishes the record again and writes
+            // the identity back, so the running pod keeps a valid identity.
+            let clientIdentity = try #require(try await endpointIdentity(clientIP))
+            let clientLabels = try #require(try await identities()[clientIdentity])
+            try await lab.withAdmin("cluster1") { client in
+                _ = try await client.delete(MeshKind.endpoints.stateKey(cluster: "cluster1", name: clientIP))
+            }
+            try await eventually("the lost endpoint's identity is collected") { try await identities()[clientIdentity] == nil }
+            try await eventually("the agent publishes the endpoint and its identity again", timeout: .seconds(60)) {
+                guard let current = try await endpointIdentity(clientIP) else { return false }
+                return try await identities()[current] == clientLabels
+            }
+            let again = try await lab.exec("client", ["curl", "-s", "-m", "5", "http://\(ip):8080/"])
+            #expect(again.status == 0, "\(again.stderr)")
         }
     }
 

@@ -65,8 +65,8 @@ static always_inline int nat4_rewrite(struct __sk_buff *skb, struct packet4 *pkt
 
 /*
  * A random backend among the `count` slots of the service at `address`:`port`, or 0 when it
- * has none. Both balancers choose through here: per connection at the socket (sock.bpf.c),
- * per flow in the packet path otherwise.
+ * has none. Both balancers choose through here: at the socket (sock.bpf.c; per connect(), or
+ * per datagram for unconnected UDP), and per flow in the packet path otherwise.
  */
 static always_inline const struct mer_lb4_backend *lb4_pick_backend(__u32 address, __u16 port, __u8 proto, __u16 count,
                                                                     __u32 *backend_id)
