@@ -275,17 +275,16 @@ public struct EtcdClient: Sendable {
         put.ignoreLease = true
         var op = Etcdserverpb_RequestOp()
         op.requestPut = put
-        return try await conditionally(compare, op, "touch \(key)")
+        var txn = Etcdserverpb_TxnRequest()
+        txn.compare = [compare]
+        txn.success = [op]
+        let request = txn
+        return try await call("touch \(key)") { try await kv.txn(request, options: unaryOptions) }.succeeded
     }
 
     /// Deletes `key` if its mod revision is still `revision`. Returns whether it deleted.
     public func delete(_ key: String, ifModRevision revision: Int64) async throws(EtcdError) -> Bool {
-        var compare = Etcdserverpb_Compare()
-        compare.key = Data(key.utf8)
-        compare.target = .mod
-        compare.result = .equal
-        compare.modRevision = revision
-        return try await conditionally(compare, Self.deleteOp(key), "delete \(key) at revision \(revision)")
+        try await delete([key], ifModRevisions: [(key, revision)])
     }
 
     /// Deletes `keys` in one transaction if every key in `unchanged` still has the mod revision
@@ -312,15 +311,6 @@ public struct EtcdClient: Sendable {
         var op = Etcdserverpb_RequestOp()
         op.requestDeleteRange = delete
         return op
-    }
-
-    private func conditionally(_ compare: Etcdserverpb_Compare, _ op: Etcdserverpb_RequestOp, _ context: String) async throws(EtcdError) -> Bool {
-        var txn = Etcdserverpb_TxnRequest()
-        txn.compare = [compare]
-        txn.success = [op]
-        let request = txn
-        let response = try await call(context) { try await kv.txn(request, options: unaryOptions) }
-        return response.succeeded
     }
 
     /// Applies puts and deletes atomically (etcd allows each key once per transaction).
