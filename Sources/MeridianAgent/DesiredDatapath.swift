@@ -87,11 +87,6 @@ struct DesiredDatapath: Sendable {
         var remoteServices: [String: Data] = [:]
     }
 
-    static func compute(_ inputs: Inputs, context: NodeContext) -> DesiredDatapath {
-        var caches = DatapathDecodeCaches()
-        return compute(inputs, context: context, caches: &caches)
-    }
-
     static func compute(_ inputs: Inputs, context: NodeContext, caches: inout DatapathDecodeCaches) -> DesiredDatapath {
         var desired = DesiredDatapath()
         let clusterID = UInt16(context.cluster.id)

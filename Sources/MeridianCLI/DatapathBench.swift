@@ -255,18 +255,8 @@ enum Baselines {
         let ends = [("\(prefix)-bx-a", 1, "172.30.1.201", "172.30.2.201", "192.168.77.1"),
                     ("\(prefix)-bx-b", 2, "172.30.2.201", "172.30.1.201", vxlanPeer)]
         for (namespace, cluster, local, remote, inner) in ends {
-            let port = "bx\(cluster)"
-            try await HostCommand.ip("netns", "add", namespace)
-            try await HostCommand.run(["ip", "-n", underlay, "link", "add", port, "type", "veth", "peer", "name", "ul0", "netns", namespace])
-            try await HostCommand.run(["ip", "-n", underlay, "link", "set", port, "master", "br-c\(cluster)", "up"])
-            let n = ["ip", "-n", namespace]
-            try await HostCommand.run(n + ["link", "set", "lo", "up"])
-            try await HostCommand.run(n + ["addr", "add", "\(local)/24", "dev", "ul0"])
-            try await HostCommand.run(n + ["link", "set", "ul0", "up"])
-            try await HostCommand.run(n + ["route", "add", "172.30.0.0/16", "via", "172.30.\(cluster).254"])
-            try await HostCommand.run(n + ["link", "add", "vx0", "type", "vxlan", "id", "100", "local", local, "remote", remote, "dstport", "4789", "dev", "ul0"])
-            try await HostCommand.run(n + ["link", "set", "vx0", "mtu", "1450", "up"])
-            try await HostCommand.run(n + ["addr", "add", "\(inner)/24", "dev", "vx0"])
+            try await tunnelEndpoint(namespace: namespace, underlay: underlay, port: "bx\(cluster)", cluster: cluster,
+                                     local: local, remote: remote, device: "vx0", vni: 100, address: inner)
         }
         try await createKernelPods(prefix: prefix)
         for namespace in ["\(prefix)-bv-b", "\(prefix)-bx-b", "\(prefix)-bk-pb"] {
@@ -277,6 +267,24 @@ enum Baselines {
         try await Task.sleep(for: .milliseconds(500))
     }
 
+    /// A new namespace on cluster `cluster`'s underlay segment (`ul0` at `local`, through the
+    /// bridge port `port`, routed to the other segments by the lab router) with a plain VXLAN
+    /// device to `remote` holding `address`/24, MTU 1450.
+    static func tunnelEndpoint(namespace: String, underlay: String, port: String, cluster: Int, local: String, remote: String,
+                               device: String, vni: Int, address: String) async throws {
+        try await HostCommand.ip("netns", "add", namespace)
+        try await HostCommand.run(["ip", "-n", underlay, "link", "add", port, "type", "veth", "peer", "name", "ul0", "netns", namespace])
+        try await HostCommand.run(["ip", "-n", underlay, "link", "set", port, "master", "br-c\(cluster)", "up"])
+        let n = ["ip", "-n", namespace]
+        try await HostCommand.run(n + ["link", "set", "lo", "up"])
+        try await HostCommand.run(n + ["addr", "add", "\(local)/24", "dev", "ul0"])
+        try await HostCommand.run(n + ["link", "set", "ul0", "up"])
+        try await HostCommand.run(n + ["route", "add", "172.30.0.0/16", "via", "172.30.\(cluster).254"])
+        try await HostCommand.run(n + ["link", "add", device, "type", "vxlan", "id", "\(vni)", "local", local, "remote", remote, "dstport", "4789", "dev", "ul0"])
+        try await HostCommand.run(n + ["link", "set", device, "mtu", "1450", "up"])
+        try await HostCommand.run(n + ["addr", "add", "\(address)/24", "dev", device])
+    }
+
     /// Two node namespaces on cluster1's and cluster2's segments joined by VXLAN (VNI 101), each
     /// with a pod namespace behind a veth and a route to the other pod subnet through the tunnel.
     static func createKernelPods(prefix: String) async throws {
@@ -285,18 +293,10 @@ enum Baselines {
                      (2, "b", "172.30.2.202", "172.30.1.202", "192.168.99.2", "192.168.91", "192.168.90", "192.168.99.1")]
         for (cluster, side, local, remote, tunnelAddress, podNet, remotePodNet, remoteTunnel) in sides {
             let (node, pod) = ("\(prefix)-bk-n\(side)", "\(prefix)-bk-p\(side)")
-            try await HostCommand.ip("netns", "add", node)
+            try await tunnelEndpoint(namespace: node, underlay: underlay, port: "bk\(cluster)", cluster: cluster,
+                                     local: local, remote: remote, device: "vk0", vni: 101, address: tunnelAddress)
             try await HostCommand.ip("netns", "add", pod)
             let n = ["ip", "-n", node]
-            try await HostCommand.run(["ip", "-n", underlay, "link", "add", "bk\(cluster)", "type", "veth", "peer", "name", "ul0", "netns", node])
-            try await HostCommand.run(["ip", "-n", underlay, "link", "set", "bk\(cluster)", "master", "br-c\(cluster)", "up"])
-            try await HostCommand.run(n + ["link", "set", "lo", "up"])
-            try await HostCommand.run(n + ["addr", "add", "\(local)/24", "dev", "ul0"])
-            try await HostCommand.run(n + ["link", "set", "ul0", "up"])
-            try await HostCommand.run(n + ["route", "add", "172.30.0.0/16", "via", "172.30.\(cluster).254"])
-            try await HostCommand.run(n + ["link", "add", "vk0", "type", "vxlan", "id", "101", "local", local, "remote", remote, "dstport", "4789", "dev", "ul0"])
-            try await HostCommand.run(n + ["link", "set", "vk0", "mtu", "1450", "up"])
-            try await HostCommand.run(n + ["addr", "add", "\(tunnelAddress)/24", "dev", "vk0"])
             try await HostCommand.run(["ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
             try await HostCommand.run(n + ["link", "add", "pod0", "type", "veth", "peer", "name", "eth0", "netns", pod])
             try await HostCommand.run(n + ["addr", "add", "\(podNet).1/24", "dev", "pod0"])

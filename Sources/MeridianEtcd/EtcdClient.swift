@@ -251,13 +251,7 @@ public struct EtcdClient: Sendable {
         put.key = Data(key.utf8)
         put.value = value
         put.lease = lease
-        var op = Etcdserverpb_RequestOp()
-        op.requestPut = put
-        var txn = Etcdserverpb_TxnRequest()
-        txn.compare = [compare]
-        txn.success = [op]
-        let response = try await call("create \(key)") { try await kv.txn(txn, options: unaryOptions) }
-        return response.succeeded
+        return try await guardedPut(put, if: compare, "create \(key)")
     }
 
     /// Rewrites `key` with its own value if that value is `expected`, which moves its mod
@@ -273,13 +267,18 @@ public struct EtcdClient: Sendable {
         put.key = Data(key.utf8)
         put.value = expected
         put.ignoreLease = true
+        return try await guardedPut(put, if: compare, "touch \(key)")
+    }
+
+    /// One put in a transaction guarded by `compare`; whether the guard held.
+    private func guardedPut(_ put: Etcdserverpb_PutRequest, if compare: Etcdserverpb_Compare, _ context: @autoclosure () -> String) async throws(EtcdError) -> Bool {
         var op = Etcdserverpb_RequestOp()
         op.requestPut = put
         var txn = Etcdserverpb_TxnRequest()
         txn.compare = [compare]
         txn.success = [op]
         let request = txn
-        return try await call("touch \(key)") { try await kv.txn(request, options: unaryOptions) }.succeeded
+        return try await call(context()) { try await kv.txn(request, options: unaryOptions) }.succeeded
     }
 
     /// Deletes `key` if its mod revision is still `revision`. Returns whether it deleted.
