@@ -37,6 +37,17 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(name: "MeridianDNS", swiftSettings: strict),
+        // Processes of this host: the supervisor of child processes (start, log, restart with
+        // backoff, stop with SIGTERM then SIGKILL, reap), detached daemons, and host commands.
+        .target(
+            name: "MeridianHost",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
         // Generated etcd v3 protobuf + gRPC client code (scripts/generate-protos.sh).
         .target(
             name: "MeridianEtcdAPI",
@@ -74,7 +85,7 @@ let package = Package(
         .target(
             name: "MeridianControlPlane",
             dependencies: [
-                "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianPKI",
+                "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianPKI", "MeridianHost",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -97,8 +108,7 @@ let package = Package(
         .target(
             name: "MeridianDatapath",
             dependencies: [
-                "MeridianCore", "CLibBPF", "CMeridianBPF",
-                .product(name: "Subprocess", package: "swift-subprocess"),
+                "MeridianCore", "MeridianHost", "CLibBPF", "CMeridianBPF",
             ],
             swiftSettings: strict,
             plugins: ["BPFObjectsPlugin"]
@@ -108,7 +118,7 @@ let package = Package(
         .target(
             name: "MeridianAgent",
             dependencies: [
-                "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianDatapath", "MeridianDNS", "CMeridianBPF",
+                "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianDatapath", "MeridianDNS", "MeridianHost", "CMeridianBPF",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -120,14 +130,14 @@ let package = Package(
         ),
         .target(
             name: "MeridianLab",
-            dependencies: ["MeridianCore", "MeridianControlPlane", "MeridianPKI", "MeridianStore", "MeridianDatapath"],
+            dependencies: ["MeridianCore", "MeridianControlPlane", "MeridianPKI", "MeridianStore", "MeridianHost"],
             swiftSettings: strict
         ),
         .target(
             name: "MeridianCLI",
             dependencies: [
                 "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianPKI",
-                "MeridianControlPlane", "MeridianLab", "MeridianAgent", "MeridianDatapath",
+                "MeridianControlPlane", "MeridianLab", "MeridianAgent", "MeridianDatapath", "MeridianHost",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -140,6 +150,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "MeridianDNSTests", dependencies: ["MeridianDNS"], swiftSettings: strict),
+        .testTarget(
+            name: "MeridianHostTests",
+            dependencies: ["MeridianHost", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "MeridianCoreTests",
             dependencies: ["MeridianCore"],

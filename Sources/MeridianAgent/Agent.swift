@@ -4,6 +4,7 @@ import Logging
 import MeridianCore
 import MeridianDatapath
 import MeridianEtcd
+import MeridianHost
 import MeridianStore
 
 /// How an agent is started: which node it is, how it reaches its cluster's etcd, where it

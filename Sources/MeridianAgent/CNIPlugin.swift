@@ -1,6 +1,7 @@
 import Foundation
 import MeridianCore
 import MeridianDatapath
+import MeridianHost
 
 /// The CNI plugin (`meridian cni`), speaking the CNI 1.0 protocol: the command and container
 /// in `CNI_*` environment variables, the network configuration as JSON on stdin, the result

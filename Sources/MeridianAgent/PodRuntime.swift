@@ -3,6 +3,7 @@ import Glibc
 import Logging
 import MeridianCore
 import MeridianDatapath
+import MeridianHost
 import MeridianEtcd
 import MeridianStore
 import Subprocess
@@ -203,7 +204,7 @@ actor PodRuntime {
             await reportRunning(key, running, pod: pod)
         } catch {
             logger.error("pod could not start", metadata: ["pod": "\(key)", "error": "\(error)"])
-            for container in running.containers { Self.kill(container.pid) }
+            await HostProcess.terminate(running.containers.map(\.pid), .init(wholeGroup: true))
             _ = try? await cni(command: "DEL", containerID: containerID, netns: netns, namespace: namespace, pod: pod.metadata.name)
             await HostCommand.attempt(["ip", "netns", "del", netns])
             removeResolvConf(netns: netns)
@@ -281,20 +282,20 @@ actor PodRuntime {
             + "if [ -n \"$cgroup\" ] && ! echo $$ 2>> \"$log\" > \"$cgroup/cgroup.procs\"; then "
             + "echo \"cannot join the node's pod cgroup $cgroup\" >> \"$log\"; echo 126 > \"$exit_file\"; exit 126; fi; "
             + "\"$@\" >> \"$log\" 2>&1 < /dev/null; echo $? > \"$exit_file\""
-        var variables: [Environment.Key: String?] = [
+        var variables = [
             "POD_NAME": running.name, "POD_NAMESPACE": running.namespace, "NODE_NAME": context.nodeName,
             "CLUSTER_NAME": context.cluster.name, "POD_IP": running.address ?? "",
         ]
-        for variable in container.env { variables[Environment.Key(stringLiteral: variable.name)] = variable.value }
+        for variable in container.env { variables[variable.name] = variable.value }
         // The built-in workloads (`meridian tool ...`) run from the node's own binary.
         var commandLine = container.commandLine
         if commandLine.first == "meridian" { commandLine[0] = executable }
-        let arguments = ["-f", "/bin/sh", "-c", wrapper, "pod", cgroup ?? "", paths.pid, paths.exit, paths.log,
+        let arguments = ["/bin/sh", "-c", wrapper, "pod", cgroup ?? "", paths.pid, paths.exit, paths.log,
                          "ip", "netns", "exec", running.networkNamespace] + commandLine
-        let result = try await Subprocess.run(.name("setsid"), arguments: Arguments(arguments), environment: .inherit.updating(variables),
-                                              output: .discarded, error: .string(limit: 4096))
-        guard case .exited(0) = result.terminationStatus else {
-            throw AgentAPIError("could not start container \(container.name): \(result.standardError)")
+        do {
+            try await HostProcess.launchDetached(arguments, logPath: paths.log, environment: variables)
+        } catch {
+            throw AgentAPIError("could not start container \(container.name): \(error)")
         }
         for _ in 0..<200 {
             if let text = try? String(contentsOfFile: paths.pid, encoding: .utf8),
@@ -374,13 +375,7 @@ actor PodRuntime {
     // MARK: Stop
 
     private func stop(_ key: String, _ running: RunningPod) async {
-        for container in running.containers where container.pid > 0 { Self.kill(container.pid) }
-        for _ in 0..<50 where running.containers.contains(where: { $0.pid > 0 && HostProcess.isAlive($0.pid) }) {
-            try? await Task.sleep(for: .milliseconds(100))
-        }
-        for container in running.containers where container.pid > 0 && HostProcess.isAlive(container.pid) {
-            Glibc.kill(-container.pid, SIGKILL)
-        }
+        await HostProcess.terminate(running.containers.map(\.pid), .init(wholeGroup: true))
         if running.address != nil || running.launching == true {
             do {
                 _ = try await cni(command: "DEL", containerID: running.containerID, netns: running.networkNamespace,
@@ -420,12 +415,6 @@ actor PodRuntime {
         if let data = try? JSONEncoder().encode(pods) {
             try? data.write(to: URL(fileURLWithPath: stateDirectory + "/pods.json"), options: .atomic)
         }
-    }
-
-    /// Terminates a container's whole process group (the wrapper shell and the command).
-    static func kill(_ pid: Int32) {
-        guard pid > 0 else { return }
-        Glibc.kill(-pid, SIGTERM)
     }
 
     /// The containers of every pod this runtime knows, running or being started.

@@ -5,6 +5,7 @@ import MeridianAgent
 import MeridianCore
 import MeridianDatapath
 import MeridianEtcd
+import MeridianHost
 import MeridianLab
 import MeridianStore
 
@@ -260,9 +261,9 @@ enum Baselines {
         }
         try await createKernelPods(prefix: prefix)
         for namespace in ["\(prefix)-bv-b", "\(prefix)-bx-b", "\(prefix)-bk-pb"] {
-            try await HostCommand.detach(["ip", "netns", "exec", namespace, "iperf3", "-s"])
-            try await HostCommand.detach(["ip", "netns", "exec", namespace, "sockperf", "sr", "--tcp", "-p", "11111"])
-            try await HostCommand.detach(["ip", "netns", "exec", namespace, executable, "tool", "echo-server", "--port", "8080"])
+            try await HostProcess.launchDetached(["ip", "netns", "exec", namespace, "iperf3", "-s"], logPath: nil)
+            try await HostProcess.launchDetached(["ip", "netns", "exec", namespace, "sockperf", "sr", "--tcp", "-p", "11111"], logPath: nil)
+            try await HostProcess.launchDetached(["ip", "netns", "exec", namespace, executable, "tool", "echo-server", "--port", "8080"], logPath: nil)
         }
         try await Task.sleep(for: .milliseconds(500))
     }

@@ -91,7 +91,7 @@ struct LabCommand: AsyncParsableCommand {
                 await lab.stopAgent(labNode)
                 if downFor > 0 { try await Task.sleep(for: .milliseconds(Int(downFor * 1000))) }
                 let previous = lab.registrations(of: labNode)
-                try lab.startAgent(labNode, cluster: labCluster, prefix: state.prefix)
+                try await lab.startAgent(labNode, cluster: labCluster, prefix: state.prefix)
                 try await lab.waitForNode(labNode, cluster: labCluster, timeout: .seconds(30), previous: previous)
                 print("✅ agent of \(cluster)/\(node) restarted")
             }

@@ -1,9 +1,11 @@
 import ArgumentParser
 import Foundation
+import Logging
 import MeridianControlPlane
 import MeridianCore
 import MeridianDatapath
 import MeridianEtcd
+import MeridianHost
 import MeridianLab
 import MeridianPKI
 import MeridianStore
@@ -410,7 +412,8 @@ final class MockFleet: @unchecked Sendable {
     let mocks: [MockCluster]
     private let ports: [(client: Int, peer: Int)]
     private let lock = NSLock()
-    private var processes: [Process] = []
+    private var processes: [Int: Int32] = [:]
+    private var exited: Set<Int> = []
 
     init(directory: String, count: Int) throws {
         self.directory = directory
@@ -461,28 +464,28 @@ final class MockFleet: @unchecked Sendable {
         ]
     }
 
-    func start(executable: String = "/usr/bin/etcd") throws {
-        var environment = ProcessInfo.processInfo.environment
-        environment["GOMAXPROCS"] = "1"
-        for mock in mocks {
-            let logPath = home(mock) + "/etcd.log"
-            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-            let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-            defer { try? log.close() }
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments(mock)
-            process.environment = environment
-            process.currentDirectoryURL = URL(fileURLWithPath: home(mock))
-            process.standardInput = FileHandle.nullDevice
-            process.standardOutput = log
-            process.standardError = log
-            try process.run()
-            lock.withLock { processes.append(process) }
+    /// Runs every mock's etcd under a supervisor while `body` runs, and stops them all (SIGTERM,
+    /// SIGKILL after 10 s) when it returns or throws; then the files go.
+    func running<R: Sendable>(executable: String = "/usr/bin/etcd", _ body: () async throws -> R) async throws -> R {
+        let logger = Logger(label: "meridian.bench.mocks")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        return try await withThrowingTaskGroup(of: Void.self, returning: R.self) { group in
+            for mock in mocks {
+                let command = SupervisedCommand(
+                    executable: executable, arguments: arguments(mock), environment: ["GOMAXPROCS": "1"],
+                    workingDirectory: home(mock), logPath: home(mock) + "/etcd.log", dieWithSupervisor: true)
+                let supervisor = ProcessSupervisor(command, restart: .never, stopGrace: .seconds(10), logger: logger)
+                group.addTask {
+                    try await supervisor.run { pid in self.lock.withLock { self.processes[mock.index] = pid } }
+                    self.lock.withLock { _ = self.exited.insert(mock.index) }
+                }
+            }
+            defer { group.cancelAll() }
+            return try await body()
         }
     }
 
-    var pids: [Int32] { lock.withLock { processes.map(\.processIdentifier) } }
+    var pids: [Int32] { lock.withLock { Array(processes.values) } }
 
     /// Waits until every mock answers.
     func waitReachable(_ clients: [EtcdClient], timeout: Duration) async throws {
@@ -490,7 +493,7 @@ final class MockFleet: @unchecked Sendable {
         for (index, client) in clients.enumerated() {
             while true {
                 if (try? await client.status()) != nil { break }
-                if let process = lock.withLock({ processes.count > index ? processes[index] : nil }), !process.isRunning {
+                if lock.withLock({ exited.contains(index) }) {
                     throw CLIError("mock etcd \(mocks[index].name) exited; see \(home(mocks[index]))/etcd.log")
                 }
                 guard ContinuousClock.now < deadline else {
@@ -499,21 +502,6 @@ final class MockFleet: @unchecked Sendable {
                 try await Task.sleep(for: .milliseconds(200))
             }
         }
-    }
-
-    /// SIGTERM to all, SIGKILL to what is left after 10 s; then the files go. Safe to call twice.
-    func stop() async {
-        let all = lock.withLock { let all = processes; processes = []; return all }
-        for process in all where process.isRunning { kill(process.processIdentifier, SIGTERM) }
-        let deadline = ContinuousClock.now + .seconds(10)
-        while all.contains(where: { HostProcess.isAlive($0.processIdentifier) }), ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(100))
-        }
-        for process in all where HostProcess.isAlive(process.processIdentifier) { kill(process.processIdentifier, SIGKILL) }
-        for _ in 0..<40 where all.contains(where: { HostProcess.isAlive($0.processIdentifier) }) {
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        try? FileManager.default.removeItem(atPath: directory)
     }
 }
 
@@ -619,26 +607,20 @@ struct ScaleBench {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/etcd") else { throw CLIError("etcd is not installed; run ./scripts/setup.sh") }
         return try await BenchLab.with(clusters: 1, nodes: 1) { bench in
             let fleet = try MockFleet(directory: bench.lab.directory + "/mocks", count: sizes.clusters)
-            do {
-                let report = try await measure(bench, fleet: fleet)
-                BenchLab.progress("stopping \(sizes.clusters) mock etcd(s)…")
-                await fleet.stop()
-                return report
-            } catch {
-                await fleet.stop()
-                throw error
-            }
+            let ca = try CertificateAuthority(certificatePEM: String(contentsOfFile: bench.lab.caCertificatePath, encoding: .utf8),
+                                              privateKeyPEM: String(contentsOfFile: bench.lab.caKeyPath, encoding: .utf8))
+            try fleet.prepare(ca: ca)
+            BenchLab.progress("starting \(sizes.clusters) mock etcd(s)…")
+            let setupStarted = ContinuousClock.now
+            let report = try await fleet.running { try await measure(bench, fleet: fleet, ca: ca, setupStarted: setupStarted) }
+            BenchLab.progress("stopped \(sizes.clusters) mock etcd(s)")
+            return report
         }
     }
 
-    private func measure(_ bench: BenchLab, fleet: MockFleet) async throws -> ScaleReport {
+    private func measure(_ bench: BenchLab, fleet: MockFleet, ca: CertificateAuthority,
+                         setupStarted: ContinuousClock.Instant) async throws -> ScaleReport {
         guard let cluster1 = bench.state.cluster("cluster1") else { throw CLIError("the bench lab has no cluster1") }
-        let ca = try CertificateAuthority(certificatePEM: String(contentsOfFile: bench.lab.caCertificatePath, encoding: .utf8),
-                                          privateKeyPEM: String(contentsOfFile: bench.lab.caKeyPath, encoding: .utf8))
-        BenchLab.progress("starting \(sizes.clusters) mock etcd(s)…")
-        let setupStarted = ContinuousClock.now
-        try fleet.prepare(ca: ca)
-        try fleet.start()
         let localContext = MeridianContext(labCluster: cluster1, lab: nil)
         return try await EtcdClient.withClient(try localContext.clientConfiguration()) { local in
             try await withClients(fleet.mocks.map(fleet.context)) { remotes in

@@ -3,6 +3,7 @@ import CMeridianBPF
 import Foundation
 import MeridianCore
 import MeridianDatapath
+import MeridianHost
 import MeridianLab
 
 /// `meridian bench services`: one client and one service, while 1, 1,000, 10,000 and 100,000
@@ -122,11 +123,11 @@ struct ServicesBench: AsyncParsableCommand {
                 points.append(Point(services: size, meridian: meridian, iptables: kernel))
             }
         } catch {
-            _ = try? bench.lab.startAgent(node, cluster: cluster, prefix: bench.prefix)
+            _ = try? await bench.lab.startAgent(node, cluster: cluster, prefix: bench.prefix)
             throw error
         }
         BenchLab.progress("starting the agent again (it removes the extra services)")
-        try bench.lab.startAgent(node, cluster: cluster, prefix: bench.prefix)
+        try await bench.lab.startAgent(node, cluster: cluster, prefix: bench.prefix)
 
         var ratios: [String: Double] = [:]
         if let first = points.first, let last = points.last, first.services != last.services {
@@ -272,7 +273,7 @@ struct IPTablesPath {
         try await HostCommand.run(["ip", "-n", client, "route", "add", "default", "via", "192.168.80.1"])
         try await HostCommand.run(["ip", "-n", server, "route", "add", "default", "via", "192.168.81.1"])
         try await HostCommand.run(["ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
-        try await HostCommand.detach(["ip", "netns", "exec", server, currentExecutable(), "tool", "echo-server", "--port", "8080"])
+        try await HostProcess.launchDetached(["ip", "netns", "exec", server, currentExecutable(), "tool", "echo-server", "--port", "8080"], logPath: nil)
         try await Task.sleep(for: .milliseconds(300))
     }
 

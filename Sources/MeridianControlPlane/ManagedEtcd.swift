@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MeridianHost
 
 /// Settings of the etcd child process a control plane starts when no external etcd is given.
 public struct ManagedEtcdConfiguration: Sendable, Hashable {
@@ -60,9 +61,11 @@ public struct ManagedEtcdConfiguration: Sendable, Hashable {
     }
 }
 
-/// Runs and supervises an etcd child process: starts it, restarts it with backoff when it dies,
-/// and stops it (SIGTERM, then SIGKILL) when the supervising task is cancelled. The child is
-/// started through `setpriv --pdeathsig` so it cannot outlive a control plane that was killed.
+/// The cluster's etcd as a child of its control plane: run under a `ProcessSupervisor` that
+/// restarts it with a doubling delay when it dies and stops it (SIGTERM, then SIGKILL) when the
+/// control plane stops. A control plane that is killed leaves its etcd serving the cluster's
+/// agents and administrators; the next control plane on the same data directory stops that etcd
+/// before it starts its own.
 public struct ManagedEtcd: Sendable {
     public let configuration: ManagedEtcdConfiguration
     public let executable: String
@@ -74,74 +77,26 @@ public struct ManagedEtcd: Sendable {
         self.logger = logger
     }
 
+    /// Where the running etcd's pid is kept, beside its data directory.
+    public var pidFile: String { configuration.dataDirectory + ".pid" }
+
     /// Supervises etcd until cancelled. `onStart` is called with the pid of every (re)start.
     public func run(onStart: @Sendable (Int32) -> Void = { _ in }) async throws {
-        var restarts = 0
-        while !Task.isCancelled {
-            let process = try start()
-            onStart(process.processIdentifier)
-            let status = await waitForExit(process)
-            if Task.isCancelled { return }
-            restarts += 1
-            logger.warning("etcd exited", metadata: ["status": "\(status)", "restarts": "\(restarts)"])
-            try await Task.sleep(for: .milliseconds(min(5000, 200 * (1 << min(restarts, 5)))))
-        }
-    }
-
-    private func start() throws -> Process {
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
-        if !FileManager.default.fileExists(atPath: configuration.logPath) { FileManager.default.createFile(atPath: configuration.logPath, contents: nil) }
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: configuration.logPath))
-        try log.seekToEnd()
-        Self.reapOrphan(pidFile: pidFile)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = configuration.arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: configuration.socketDirectory)
-        process.standardOutput = log
-        process.standardError = log
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        try? "\(process.processIdentifier)\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
-        logger.info("etcd started", metadata: ["pid": "\(process.processIdentifier)", "url": "\(configuration.clientURL)"])
-        return process
+        await Self.stopOrphan(pidFile: pidFile)
+        let command = SupervisedCommand(
+            executable: executable, arguments: configuration.arguments, workingDirectory: configuration.socketDirectory,
+            logPath: configuration.logPath, pidFile: pidFile, dieWithSupervisor: false)
+        let supervisor = ProcessSupervisor(command, restart: .always(initial: .milliseconds(200), maximum: .seconds(5)), logger: logger)
+        try await supervisor.run(onStart: onStart)
     }
 
-    /// Waits for the process to exit; on cancellation terminates it and still waits, so no
-    /// child outlives its supervisor.
-    private func waitForExit(_ process: Process) async -> Int32 {
-        let exited = AsyncStream<Int32> { continuation in
-            process.terminationHandler = { continuation.yield($0.terminationStatus); continuation.finish() }
-            if !process.isRunning { continuation.yield(process.terminationStatus); continuation.finish() }
-        }
-        return await withTaskCancellationHandler {
-            for await status in exited { return status }
-            return process.terminationStatus
-        } onCancel: {
-            Self.stop(process)
-        }
-    }
-
-    private var pidFile: String { configuration.dataDirectory + ".pid" }
-
-    /// Kills an etcd left behind by a previous run that used the same data directory.
-    static func reapOrphan(pidFile: String) {
-        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
-              let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1,
-              let cmdline = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8),
-              cmdline.contains("etcd"), cmdline.contains(URL(fileURLWithPath: pidFile).deletingLastPathComponent().path)
+    /// Stops an etcd left behind by a previous run that used the same data directory.
+    static func stopOrphan(pidFile: String) async {
+        guard let pid = HostProcess.pid(inFile: pidFile), let commandLine = HostProcess.commandLine(pid),
+              commandLine.contains("etcd"), commandLine.contains(URL(fileURLWithPath: pidFile).deletingLastPathComponent().path)
         else { return }
-        kill(pid, SIGTERM)
-        for _ in 0..<50 where kill(pid, 0) == 0 { usleep(100_000) }
-        if kill(pid, 0) == 0 { kill(pid, SIGKILL) }
-    }
-
-    private static func stop(_ process: Process) {
-        guard process.isRunning else { return }
-        let pid = process.processIdentifier
-        kill(pid, SIGTERM)
-        for _ in 0..<50 where process.isRunning { usleep(100_000) }
-        if process.isRunning { kill(pid, SIGKILL) }
+        await HostProcess.terminate(pid)
     }
 }

@@ -1,4 +1,5 @@
 import MeridianCore
+import MeridianHost
 
 /// The devices an agent owns in its node's network namespace: the collect-metadata VXLAN
 /// device (`mer_vxlan`, UDP 8472, the source identity in the VNI), and the pods' gateway

@@ -1,5 +1,6 @@
 import Foundation
 import MeridianCore
+import MeridianHost
 
 /// What the CNI plugin builds for one pod: a veth pair whose host side (`mer<hash>`) stays in
 /// the node's namespace and whose other side becomes the pod's interface, a /32 address, a

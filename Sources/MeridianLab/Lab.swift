@@ -1,6 +1,6 @@
 import Foundation
 import MeridianControlPlane
-import MeridianDatapath
+import MeridianHost
 import MeridianCore
 import MeridianPKI
 
@@ -13,7 +13,6 @@ public struct LabCluster: Codable, Sendable, Hashable {
     public var dataDirectory: String
     public var clientPort: Int
     public var peerPort: Int
-    public var controlPlanePID: Int32?
     public var underlayMTU: Int = 1500
     /// The prefix length of each node's pod CIDR.
     public var nodePodPrefixLength: Int = 24
@@ -22,7 +21,7 @@ public struct LabCluster: Codable, Sendable, Hashable {
     public var nodes: [LabNode] = []
 
     public init(name: String, id: UInt32, podCIDR: String, serviceCIDR: String, dataDirectory: String,
-                clientPort: Int, peerPort: Int, controlPlanePID: Int32? = nil) {
+                clientPort: Int, peerPort: Int) {
         self.name = name
         self.id = id
         self.podCIDR = podCIDR
@@ -30,7 +29,6 @@ public struct LabCluster: Codable, Sendable, Hashable {
         self.dataDirectory = dataDirectory
         self.clientPort = clientPort
         self.peerPort = peerPort
-        self.controlPlanePID = controlPlanePID
     }
 
     public var endpoint: String { "https://127.0.0.1:\(clientPort)" }
@@ -126,8 +124,7 @@ public struct Lab: Sendable {
         try save(state)
         do {
             for index in state.clusters.indices {
-                state.clusters[index].controlPlanePID = try startControlPlane(state.clusters[index])
-                try save(state)
+                try await startControlPlane(state.clusters[index])
             }
             for cluster in state.clusters { try await waitUntilReady(cluster, timeout: readyTimeout) }
             if nodeCount > 0 {
@@ -162,30 +159,20 @@ public struct Lab: Sendable {
 
     /// Starts a cluster's control plane in its own session (detached from the caller's terminal),
     /// logging to its data directory. The control plane records its own pid there.
-    @discardableResult
-    public func startControlPlane(_ cluster: LabCluster, sharedCA: Bool = true) throws -> Int32 {
+    public func startControlPlane(_ cluster: LabCluster, sharedCA: Bool = true) async throws {
         try FileManager.default.createDirectory(atPath: cluster.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let logPath = cluster.dataDirectory + "/control-plane.log"
-        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        try log.seekToEnd()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
-        process.arguments = [executable] + controlPlaneArguments(cluster, sharedCA: sharedCA)
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
-        return process.processIdentifier
+        try await HostProcess.launchDetached([executable] + controlPlaneArguments(cluster, sharedCA: sharedCA),
+                                             logPath: cluster.dataDirectory + "/control-plane.log")
     }
 
     /// Stops a cluster's control plane (and so its etcd) and waits for both to be gone.
     public func stopControlPlane(_ cluster: LabCluster, signal: Int32 = SIGTERM) async {
-        if let pid = Self.readPID(cluster.paths.pidFile) {
-            await Self.terminate(pid, signal: signal)
+        if let pid = HostProcess.pid(inFile: cluster.paths.pidFile) {
+            await HostProcess.terminate(pid, .init(signal: signal))
         }
-        if let etcd = Self.readPID(cluster.paths.etcdData + ".pid"), Self.commandLine(etcd)?.contains(cluster.dataDirectory) == true {
-            await Self.terminate(etcd, signal: SIGTERM)
+        if let etcd = HostProcess.pid(inFile: cluster.paths.etcdData + ".pid"),
+           HostProcess.commandLine(etcd)?.contains(cluster.dataDirectory) == true {
+            await HostProcess.terminate(etcd)
         }
         try? FileManager.default.removeItem(atPath: cluster.paths.readyMarker)
         try? FileManager.default.removeItem(atPath: cluster.paths.pidFile)
@@ -194,7 +181,7 @@ public struct Lab: Sendable {
     public func waitUntilReady(_ cluster: LabCluster, timeout: Duration) async throws {
         let deadline = ContinuousClock.now + timeout
         while !FileManager.default.fileExists(atPath: cluster.paths.readyMarker) {
-            if let pid = Self.readPID(cluster.paths.pidFile), !HostProcess.isAlive(pid) {
+            if let pid = HostProcess.pid(inFile: cluster.paths.pidFile), !HostProcess.isAlive(pid) {
                 throw LabError("control plane of \(cluster.name) exited during start-up; see \(cluster.dataDirectory)/control-plane.log")
             }
             guard ContinuousClock.now < deadline else {
@@ -214,37 +201,8 @@ public struct Lab: Sendable {
             for cluster in state.clusters { await stopControlPlane(cluster) }
         }
         // Anything still running from this directory (for example after a crash mid-`up`).
-        for pid in Self.processes(mentioning: directory) { await Self.terminate(pid, signal: SIGTERM) }
+        await HostProcess.terminate(HostProcess.others().filter { HostProcess.commandLine($0)?.contains(directory) == true })
         try? FileManager.default.removeItem(atPath: directory)
-    }
-
-    static func readPID(_ path: String) -> Int32? {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
-        return Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
-    }
-
-    static func commandLine(_ pid: Int32) -> String? {
-        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
-        return String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
-    }
-
-    static func processes(mentioning text: String) -> [Int32] {
-        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
-        // Neither this process nor the one that started it (e.g. `meridian demo --directory D`
-        // running `lab down`) is one of the lab's.
-        let spared: Set<Int32> = [getpid(), getppid()]
-        return entries.compactMap(Int32.init).filter { !spared.contains($0) && commandLine($0)?.contains(text) == true }
-    }
-
-    static func terminate(_ pid: Int32, signal: Int32) async {
-        guard pid > 1, kill(pid, 0) == 0 else { return }
-        kill(pid, signal)
-        for _ in 0..<100 {
-            if !HostProcess.isAlive(pid) { return }
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        kill(pid, SIGKILL)
-        for _ in 0..<40 where HostProcess.isAlive(pid) { try? await Task.sleep(for: .milliseconds(50)) }
     }
 }
 

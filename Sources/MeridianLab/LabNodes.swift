@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
 import MeridianControlPlane
-import MeridianDatapath
+import MeridianHost
 
 /// One node of a lab cluster: a network namespace on the cluster's underlay segment, running
 /// a `meridian agent`.
@@ -11,7 +11,6 @@ public struct LabNode: Codable, Sendable, Hashable {
     public var underlayIP: String
     public var stateDirectory: String
     public var pinDirectory: String
-    public var agentPID: Int32?
 
     public var logPath: String { stateDirectory + "/agent.log" }
     /// Written by the agent itself once it runs (setsid may fork, so the launcher's pid is not it).
@@ -99,7 +98,7 @@ extension Lab {
         guard mkdir(cgroup(of: node), 0o755) == 0 || errno == EEXIST else {
             throw LabError("cannot create cgroup \(cgroup(of: node)): \(String(cString: strerror(errno)))")
         }
-        node.agentPID = try startAgent(node, cluster: cluster, prefix: state.prefix)
+        try await startAgent(node, cluster: cluster, prefix: state.prefix)
         state.clusters[index].nodes.append(node)
     }
 
@@ -128,25 +127,15 @@ extension Lab {
                 "--pod-cidr-prefix-length", "\(cluster.nodePodPrefixLength)", "--cgroup", cgroup(of: node)]
     }
 
-    @discardableResult
-    public func startAgent(_ node: LabNode, cluster: LabCluster, prefix: String) throws -> Int32 {
-        if !FileManager.default.fileExists(atPath: node.logPath) { _ = FileManager.default.createFile(atPath: node.logPath, contents: nil) }
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: node.logPath))
-        try log.seekToEnd()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
-        process.arguments = agentArguments(node, cluster: cluster, prefix: prefix)
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = log
-        process.standardError = log
+    /// Starts a node's agent in its own session, logging to the node's state directory.
+    public func startAgent(_ node: LabNode, cluster: LabCluster, prefix: String) async throws {
         try? FileManager.default.removeItem(atPath: node.pidFile)
-        try process.run()
-        return process.processIdentifier
+        try await HostProcess.launchDetached(agentArguments(node, cluster: cluster, prefix: prefix), logPath: node.logPath)
     }
 
     /// Stops a node's agent; its pods, programs and maps stay, as on a real node.
     public func stopAgent(_ node: LabNode, signal: Int32 = SIGTERM) async {
-        if let pid = Self.readPID(node.pidFile) { await Self.terminate(pid, signal: signal) }
+        if let pid = HostProcess.pid(inFile: node.pidFile) { await HostProcess.terminate(pid, .init(signal: signal)) }
     }
 
     /// How many times the node's agent has registered the node so far, per its log.
@@ -161,7 +150,7 @@ extension Lab {
         while true {
             let log = (try? String(contentsOfFile: node.logPath, encoding: .utf8)) ?? ""
             if registrations(of: node) > previous { return }
-            if let pid = Self.readPID(node.pidFile), !HostProcess.isAlive(pid) {
+            if let pid = HostProcess.pid(inFile: node.pidFile), !HostProcess.isAlive(pid) {
                 throw LabError("agent of \(cluster.name)/\(node.name) exited during start-up; see \(node.logPath):\n\(log.suffix(2000))")
             }
             guard ContinuousClock.now < deadline else {
@@ -178,9 +167,7 @@ extension Lab {
         let namespaces = Self.namespaces(prefix: prefix)
         let inodes = Set(namespaces.compactMap { Self.inode("/var/run/netns/\($0)") })
         if !inodes.isEmpty {
-            for pid in Self.processes(inNetworkNamespaces: inodes) { kill(pid, SIGTERM) }
-            try? await Task.sleep(for: .milliseconds(300))
-            for pid in Self.processes(inNetworkNamespaces: inodes) { await Self.terminate(pid, signal: SIGKILL) }
+            await HostProcess.terminate(Self.processes(inNetworkNamespaces: inodes), .init(grace: .milliseconds(300)))
         }
         for namespace in namespaces {
             await HostCommand.attempt(["ip", "netns", "del", namespace])
@@ -228,11 +215,7 @@ extension Lab {
     }
 
     static func processes(inNetworkNamespaces inodes: Set<UInt64>) -> [Int32] {
-        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
-        let me = getpid()
-        return entries.compactMap(Int32.init).filter { pid in
-            pid != me && Self.inode("/proc/\(pid)/ns/net").map(inodes.contains) == true
-        }
+        HostProcess.others().filter { Self.inode("/proc/\($0)/ns/net").map(inodes.contains) == true }
     }
 
     /// Whether a bpf filesystem is mounted at `path` (per /proc/self/mounts).

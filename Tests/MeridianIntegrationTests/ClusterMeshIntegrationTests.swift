@@ -141,7 +141,7 @@ struct ClusterMeshIntegrationTests {
                 try await c2.put("cilium/state/ip/v1/default/10.2.0.4", StateFixtures.endpoint(ip: "10.2.0.4", identity: 131_073, hostIP: "192.168.2.10", pod: "p4"))
             }
             await lab.lab.stopControlPlane(cluster1)
-            try lab.lab.startControlPlane(cluster1)
+            try await lab.lab.startControlPlane(cluster1)
             try await lab.lab.waitUntilReady(cluster1, timeout: .seconds(30))
             try await lab.waitReady("cluster1")
             try await lab.withAdmin("cluster1") { c1 in
@@ -209,7 +209,7 @@ struct ClusterMeshIntegrationTests {
                 try Task.checkCancellation()
                 #expect(try await c1.count(prefix: "cilium/cache/ip/v1/cluster2/") == 2)
             }
-            try lab.lab.startControlPlane(cluster2)
+            try await lab.lab.startControlPlane(cluster2)
             try await lab.lab.waitUntilReady(cluster2, timeout: .seconds(30))
             try await lab.withAdmin("cluster2") { c2 in
                 try await c2.delete("cilium/state/ip/v1/default/10.2.0.1")
@@ -276,7 +276,7 @@ struct ClusterMeshIntegrationTests {
                 #expect(try await c1.count(prefix: "cilium/cache/ip/v1/cluster2/") == 1)
             }
             await lab.lab.stopControlPlane(cluster1)
-            try lab.lab.startControlPlane(cluster1)
+            try await lab.lab.startControlPlane(cluster1)
             try await lab.lab.waitUntilReady(cluster1, timeout: .seconds(30))
             try await lab.withAdmin("cluster1") { c1 in
                 try await eventually("the former peer's data is drained on start") {

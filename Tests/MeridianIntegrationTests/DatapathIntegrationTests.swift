@@ -357,7 +357,7 @@ struct DatapathIntegrationTests {
                 }
                 for node in cluster.nodes {
                     let previous = lab.lab.registrations(of: node)
-                    try lab.lab.startAgent(node, cluster: cluster, prefix: state.prefix)
+                    try await lab.lab.startAgent(node, cluster: cluster, prefix: state.prefix)
                     try await lab.lab.waitForNode(node, cluster: cluster, timeout: .seconds(30), previous: previous)
                 }
                 for _ in 0..<5 {

@@ -129,7 +129,7 @@ struct SecurityAndValidationTests {
             let ports = try FreePorts.reserve(2)
             let impostor = LabCluster(name: "impostor", id: 2, podCIDR: "10.1.128.0/17", serviceCIDR: "10.200.0.0/16",
                                       dataDirectory: lab.labDirectory + "/impostor", clientPort: ports[0], peerPort: ports[1])
-            try lab.lab.startControlPlane(impostor, sharedCA: false)
+            try await lab.lab.startControlPlane(impostor, sharedCA: false)
             try await lab.lab.waitUntilReady(impostor, timeout: .seconds(30))
             try await lab.addContext(impostor)
             #expect(try await lab.meridian(["clustermesh", "enable", "--context", "impostor"]).status == 0)
@@ -143,7 +143,7 @@ struct SecurityAndValidationTests {
             let shadowPorts = try FreePorts.reserve(2)
             let shadow = LabCluster(name: "shadow", id: 3, podCIDR: "10.101.128.0/17", serviceCIDR: "10.210.0.0/16",
                                     dataDirectory: lab.labDirectory + "/shadow", clientPort: shadowPorts[0], peerPort: shadowPorts[1])
-            try lab.lab.startControlPlane(shadow)
+            try await lab.lab.startControlPlane(shadow)
             try await lab.lab.waitUntilReady(shadow, timeout: .seconds(30))
             try await lab.addContext(shadow)
             #expect(try await lab.meridian(["clustermesh", "enable", "--context", "shadow"]).status == 0)
@@ -164,7 +164,7 @@ struct SecurityAndValidationTests {
             let ports = try FreePorts.reserve(2)
             let other = LabCluster(name: "other", id: 7, podCIDR: "10.7.0.0/16", serviceCIDR: "10.107.0.0/16",
                                    dataDirectory: lab.labDirectory + "/other", clientPort: ports[0], peerPort: ports[1])
-            try lab.lab.startControlPlane(other, sharedCA: false)
+            try await lab.lab.startControlPlane(other, sharedCA: false)
             try await lab.lab.waitUntilReady(other, timeout: .seconds(30))
             try await lab.addContext(other)
             #expect(try await lab.meridian(["clustermesh", "enable", "--context", "other", "--heartbeat-interval", "1"]).status == 0)

@@ -8,6 +8,12 @@ public struct HostCommandError: Error, Sendable, CustomStringConvertible {
     public var status: String
     public var output: String
 
+    public init(command: [String], status: String, output: String) {
+        self.command = command
+        self.status = status
+        self.output = output
+    }
+
     public var description: String {
         "`\(command.joined(separator: " "))` failed (\(status)): \(output.trimmingCharacters(in: .whitespacesAndNewlines))"
     }
@@ -51,13 +57,6 @@ public enum HostCommand {
             throw HostCommandError(command: arguments, status: "exit \(process.terminationStatus)", output: stderr + stdout)
         }
         return stdout
-    }
-
-    /// Starts a long-running command in its own session with no terminal and no pipes back to
-    /// this process (so nothing waits on its output), and returns once it is launched.
-    public static func detach(_ arguments: [String]) async throws {
-        let quoted = arguments.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
-        try await run(["sh", "-c", "setsid -f \(quoted) </dev/null >/dev/null 2>&1"])
     }
 
     /// Runs the command and reports success instead of throwing: for teardown steps whose target may be gone.
