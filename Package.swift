@@ -128,6 +128,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // What unit tests (and the policy lookup benchmark) stand in for the real parts with: an
+        // in-memory key-value store with etcd's semantics, crafted frames and a scratch datapath.
+        .target(
+            name: "MeridianTestSupport",
+            dependencies: [
+                "MeridianCore", "MeridianEtcd", "MeridianDatapath", "MeridianHost", "CMeridianBPF",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "MeridianLab",
             dependencies: ["MeridianCore", "MeridianControlPlane", "MeridianPKI", "MeridianStore", "MeridianHost"],
@@ -137,7 +147,7 @@ let package = Package(
             name: "MeridianCLI",
             dependencies: [
                 "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianPKI",
-                "MeridianControlPlane", "MeridianLab", "MeridianAgent", "MeridianDatapath", "MeridianHost",
+                "MeridianControlPlane", "MeridianLab", "MeridianAgent", "MeridianDatapath", "MeridianHost", "MeridianTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -150,6 +160,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "MeridianDNSTests", dependencies: ["MeridianDNS"], swiftSettings: strict),
+        .testTarget(
+            name: "MeridianStoreTests",
+            dependencies: ["MeridianStore", "MeridianEtcd", "MeridianCore", "MeridianHost", "MeridianTestSupport"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "MeridianHostTests",
             dependencies: ["MeridianHost", .product(name: "Logging", package: "swift-log")],
@@ -167,7 +182,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MeridianDatapathTests",
-            dependencies: ["MeridianDatapath", "MeridianCore", "CMeridianBPF"],
+            dependencies: ["MeridianDatapath", "MeridianCore", "MeridianTestSupport", "CMeridianBPF"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -186,7 +201,7 @@ let package = Package(
         .testTarget(
             name: "MeridianIntegrationTests",
             dependencies: [
-                "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianPKI",
+                "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianPKI", "MeridianHost",
                 "MeridianControlPlane", "MeridianLab", "MeridianDatapath", "CMeridianBPF",
             ],
             swiftSettings: strict

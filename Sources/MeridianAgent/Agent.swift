@@ -122,7 +122,7 @@ public struct Agent: Sendable {
 
     /// Reads the cluster settings, the node's underlay address and MTU, and carves (or finds)
     /// the node's pod CIDR: the first /24 of the cluster's pod CIDR no other node holds.
-    private func prepareNode(_ client: EtcdClient) async throws -> NodeContext {
+    private func prepareNode(_ client: any KeyValueStore) async throws -> NodeContext {
         guard let settingsRecord = try await client.get(KeyLayout.clusterSettings) else {
             throw AgentAPIError("cluster settings not found in etcd; is the control plane running?")
         }
@@ -135,7 +135,7 @@ public struct Agent: Sendable {
                            gateway: IPAddress(bytes: gatewayBytes)!, podMTU: mtu - MeridianMTU.vxlanOverhead, clusterDomain: "cluster.local")
     }
 
-    private func carvePodCIDR(_ client: EtcdClient, cluster: ClusterSettings) async throws -> IPCIDR {
+    private func carvePodCIDR(_ client: any KeyValueStore, cluster: ClusterSettings) async throws -> IPCIDR {
         let size = configuration.nodePodPrefixLength
         guard let clusterCIDR = IPCIDR(cluster.podCIDR), clusterCIDR.family == .ipv4, clusterCIDR.prefixLength < size, (16...29).contains(size) else {
             throw AgentAPIError("cluster pod CIDR \(cluster.podCIDR) must be an IPv4 prefix shorter than the node's /\(size) (16...29)")
@@ -175,7 +175,7 @@ public struct Agent: Sendable {
 
     /// Publishes the node record under a lease the agent keeps alive; when the lease is lost
     /// (etcd restarted, long pause) it registers again.
-    private func registerNode(_ client: EtcdClient, context: NodeContext) async throws {
+    private func registerNode(_ client: any KeyValueStore, context: NodeContext) async throws {
         let record = NodeRecord(
             name: context.nodeName, cluster: context.cluster.name,
             ipAddresses: [NodeAddress(type: .internalIP, ip: context.nodeIP.description)],
@@ -203,7 +203,7 @@ public struct Agent: Sendable {
     /// first follows label changes, then programs every endpoint's policy, then the shared maps
     /// (which carry the CIDR identities policy needs), then publishes what is in force.
     private func reconcileDatapath(_ datapath: NodeDatapath, mirror: PrefixMirror, endpoints: EndpointManager, names: ServiceNameTable,
-                                   context: NodeContext, client: EtcdClient) async throws {
+                                   context: NodeContext, client: any KeyValueStore) async throws {
         var synchronizer = MapSynchronizer(datapath: datapath)
         var cidrIdentities = CIDRIdentityTable()
         var decodeCaches = DatapathDecodeCaches()

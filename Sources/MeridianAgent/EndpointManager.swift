@@ -29,7 +29,7 @@ struct EndpointRecord: Codable, Sendable, Hashable {
 /// Its state is kept in a file so a restarted agent knows its pods.
 actor EndpointManager {
     private let context: NodeContext
-    private let client: EtcdClient
+    private let client: any KeyValueStore
     private let datapath: NodeDatapath
     private let stateFile: String
     private let logger: Logger
@@ -38,7 +38,7 @@ actor EndpointManager {
     /// What the policy map holds per endpoint ID.
     private var programmed: [UInt16: EndpointPolicyProgram] = [:]
 
-    init(context: NodeContext, client: EtcdClient, datapath: NodeDatapath, stateDirectory: String, logger: Logger) {
+    init(context: NodeContext, client: any KeyValueStore, datapath: NodeDatapath, stateDirectory: String, logger: Logger) {
         self.context = context
         self.client = client
         self.datapath = datapath

@@ -43,7 +43,7 @@ actor PodRuntime {
     }
 
     private let context: NodeContext
-    private let client: EtcdClient
+    private let client: any KeyValueStore
     private let mirror: PrefixMirror
     private let endpoints: EndpointManager
     private let stateDirectory: String
@@ -58,7 +58,7 @@ actor PodRuntime {
     private var rerunRequested = false
     private var mtuRoutes: (revisions: [Int64], routes: [String: Int])?
 
-    init(context: NodeContext, client: EtcdClient, mirror: PrefixMirror, endpoints: EndpointManager, stateDirectory: String,
+    init(context: NodeContext, client: any KeyValueStore, mirror: PrefixMirror, endpoints: EndpointManager, stateDirectory: String,
          netnsPrefix: String, cgroup: String?, executable: String, agentSocket: String, logger: Logger) {
         self.context = context
         self.client = client

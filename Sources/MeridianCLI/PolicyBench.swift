@@ -3,6 +3,7 @@ import Foundation
 import CMeridianBPF
 import MeridianCore
 import MeridianDatapath
+import MeridianTestSupport
 import MeridianEtcd
 import MeridianStore
 

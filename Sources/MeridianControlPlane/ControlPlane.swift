@@ -76,7 +76,7 @@ public struct ControlPlane: Sendable {
             clientEndpoints: [], serverName: configuration.etcdServerName)
     }
 
-    private func runControllers(_ client: EtcdClient) async throws {
+    private func runControllers(_ client: any KeyValueStore) async throws {
         let meshSettings = Shared(ClusterMeshSettings(enabled: false))
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await runExporterWhileEnabled(client, settings: meshSettings) }
@@ -97,7 +97,7 @@ public struct ControlPlane: Sendable {
 
     /// Watches `meridian/clustermesh/settings` and runs the exporter exactly while clustermesh
     /// is enabled, restarting it when its settings change.
-    private func runExporterWhileEnabled(_ client: EtcdClient, settings shared: Shared<ClusterMeshSettings>) async throws {
+    private func runExporterWhileEnabled(_ client: any KeyValueStore, settings shared: Shared<ClusterMeshSettings>) async throws {
         var backoff = ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(5))
         while !Task.isCancelled {
             do {
@@ -105,7 +105,7 @@ public struct ControlPlane: Sendable {
                 let settings = try current.map { try StoreCoding.decode(ClusterMeshSettings.self, from: $0.value, key: $0.key) }
                     ?? ClusterMeshSettings(enabled: false)
                 shared.withLock { $0 = settings }
-                let revision = try await client.status().revision
+                let revision = try await client.currentRevision()
                 try await withThrowingTaskGroup { group in
                     if settings.enabled {
                         let exporter = MeshExporter(client: client, cluster: localSettings, settings: settings, logger: logger)
@@ -131,13 +131,13 @@ public struct ControlPlane: Sendable {
         }
     }
 
-    private func isEnabled(_ client: EtcdClient) async throws -> Bool {
+    private func isEnabled(_ client: any KeyValueStore) async throws -> Bool {
         guard let kv = try await client.get(KeyLayout.clusterMeshSettings) else { return false }
         return try StoreCoding.decode(ClusterMeshSettings.self, from: kv.value, key: kv.key).enabled
     }
 
     /// Removes what this cluster exported when clustermesh is disabled.
-    private func withdrawExport(_ client: EtcdClient) async throws {
+    private func withdrawExport(_ client: any KeyValueStore) async throws {
         try await client.delete(KeyLayout.clusterConfig(configuration.clusterName))
         try await client.delete(KeyLayout.heartbeat)
         try await client.delete(prefix: MeshKind.services.statePrefix(cluster: configuration.clusterName))
@@ -156,7 +156,7 @@ struct StatusPublisher: Sendable {
     static let refresh: Duration = .seconds(2)
     static let heartbeatRepublish: TimeInterval = 30
 
-    let client: EtcdClient
+    let client: any KeyValueStore
     let board: StatusBoard
     let logger: Logger
 

@@ -11,7 +11,7 @@ import MeridianStore
 /// the record's mod revision, so an identity being taken up again is never deleted under its
 /// user. Deleting it also withdraws it from every peer that imports it.
 struct IdentityCollector: Sendable {
-    let client: EtcdClient
+    let client: any KeyValueStore
     let interval: Duration
     let logger: Logger
 

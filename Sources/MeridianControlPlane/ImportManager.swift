@@ -8,7 +8,7 @@ import Synchronization
 /// importers for new peers, restarts them when a peer's record changes, and on removal stops the
 /// importer and drains everything imported from that peer.
 struct ImportManager: Sendable {
-    let local: EtcdClient
+    let local: any KeyValueStore
     let localCluster: ClusterSettings
     let board: StatusBoard
     let timing: @Sendable () -> ImportTiming

@@ -26,7 +26,7 @@ public enum MeshCache {
     /// etcd's per-transaction operation limit is configurable; stay well below the default 128.
     static let batchSize = 100
 
-    public static func apply(_ diff: CacheDiff, to client: EtcdClient) async throws(EtcdError) {
+    public static func apply(_ diff: CacheDiff, to client: any KeyValueStore) async throws(EtcdError) {
         let puts = diff.puts.sorted { $0.key < $1.key }.map { (key: $0.key, value: $0.value) }
         let deletes = diff.deletes.sorted()
         var start = 0
@@ -45,7 +45,7 @@ public enum MeshCache {
 
     /// Removes everything imported from `remote`: the cached records, its canaries and cached
     /// cluster config, and (unless kept) its status record.
-    public static func drain(_ client: EtcdClient, remote: String, keepStatus: Bool = false) async throws(EtcdError) {
+    public static func drain(_ client: any KeyValueStore, remote: String, keepStatus: Bool = false) async throws(EtcdError) {
         for kind in MeshKind.allCases {
             try await client.delete(prefix: kind.cachePrefix(cluster: remote))
         }

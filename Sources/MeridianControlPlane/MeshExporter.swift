@@ -11,7 +11,7 @@ import MeridianStore
 /// `cilium/state` directly by their owners (agents, identity allocation), so their canaries are
 /// written as soon as exporting starts.
 struct MeshExporter: Sendable {
-    let client: EtcdClient
+    let client: any KeyValueStore
     let cluster: ClusterSettings
     let settings: ClusterMeshSettings
     let logger: Logger

@@ -34,7 +34,7 @@ public struct ImportTiming: Sendable, Hashable {
 /// drains except when the cache TTL of an unreachable remote runs out.
 struct RemoteClusterImporter: Sendable {
     let peer: PeerRecord
-    let local: EtcdClient
+    let local: any KeyValueStore
     let localCluster: ClusterSettings
     let board: StatusBoard
     /// Read afresh at every use, so `clustermesh enable` changes apply to running importers.
@@ -157,7 +157,7 @@ struct RemoteClusterImporter: Sendable {
         while true { try await Task.sleep(for: .seconds(3600)) }
     }
 
-    private func retrieveConfig(_ remote: EtcdClient) async throws -> CiliumClusterConfig {
+    private func retrieveConfig(_ remote: any KeyValueStore) async throws -> CiliumClusterConfig {
         let deadline = ContinuousClock.now + timing.configTimeout
         var delay = Duration.milliseconds(100)
         while true {
@@ -194,7 +194,7 @@ struct RemoteClusterImporter: Sendable {
     }
 
     /// List, sweep and watch one kind.
-    private func mirror(_ kind: MeshKind, from remote: EtcdClient, validator: RemoteRecordValidator, progress: SyncProgress) async throws {
+    private func mirror(_ kind: MeshKind, from remote: any KeyValueStore, validator: RemoteRecordValidator, progress: SyncProgress) async throws {
         let statePrefix = kind.statePrefix(cluster: name)
         let cachePrefix = kind.cachePrefix(cluster: name)
         let listing = try await remote.list(prefix: statePrefix)
@@ -254,7 +254,7 @@ struct RemoteClusterImporter: Sendable {
         }
     }
 
-    private func watchCanaries(_ remote: EtcdClient, progress: SyncProgress) async throws {
+    private func watchCanaries(_ remote: any KeyValueStore, progress: SyncProgress) async throws {
         guard progress.usesCanaries else { return }
         let prefix = "\(KeyLayout.syncedPrefix)\(name)/"
         let listing = try await remote.list(prefix: prefix)
@@ -283,7 +283,7 @@ struct RemoteClusterImporter: Sendable {
     }
 
     /// Fails (forcing a reconnect) when no heartbeat update arrives within the timeout.
-    private func watchHeartbeat(_ remote: EtcdClient) async throws {
+    private func watchHeartbeat(_ remote: any KeyValueStore) async throws {
         let last = Shared(ContinuousClock.now)
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {

@@ -9,7 +9,7 @@ import MeridianStore
 /// gone) and the scheduler (binds unscheduled pods to the registered node with the fewest
 /// pods). Nodes then run what is bound to them.
 struct WorkloadController: Sendable {
-    let client: EtcdClient
+    let client: any KeyValueStore
     let cluster: ClusterSettings
     let logger: Logger
 

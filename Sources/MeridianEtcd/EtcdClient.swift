@@ -38,51 +38,11 @@ public struct EtcdClientConfiguration: Sendable, Hashable {
     }
 }
 
-/// One key and its metadata as etcd stores it.
-public struct EtcdKeyValue: Sendable, Hashable {
-    public var key: String
-    public var value: Data
-    public var createRevision: Int64
-    public var modRevision: Int64
-    public var lease: Int64
-
-    public var stringValue: String { String(decoding: value, as: UTF8.self) }
-
+extension EtcdKeyValue {
     init(_ kv: Mvccpb_KeyValue) {
-        key = String(decoding: kv.key, as: UTF8.self)
-        value = kv.value
-        createRevision = kv.createRevision
-        modRevision = kv.modRevision
-        lease = kv.lease
+        self.init(key: String(decoding: kv.key, as: UTF8.self), value: kv.value, createRevision: kv.createRevision,
+                  modRevision: kv.modRevision, lease: kv.lease)
     }
-
-    public init(key: String, value: Data, createRevision: Int64 = 0, modRevision: Int64 = 0, lease: Int64 = 0) {
-        self.key = key
-        self.value = value
-        self.createRevision = createRevision
-        self.modRevision = modRevision
-        self.lease = lease
-    }
-}
-
-/// A change observed by a watch.
-public enum EtcdWatchEvent: Sendable, Hashable {
-    case put(EtcdKeyValue)
-    case delete(key: String, revision: Int64)
-
-    public var key: String {
-        switch self {
-        case let .put(kv): kv.key
-        case let .delete(key, _): key
-        }
-    }
-}
-
-/// A list result: the keys and the store revision they were read at (the revision a watch
-/// resumes from, plus one).
-public struct EtcdListing: Sendable {
-    public var items: [EtcdKeyValue]
-    public var revision: Int64
 }
 
 /// What a role may do on a key range; mirrors etcd's permission types.
@@ -93,7 +53,7 @@ public enum EtcdPermission: Sendable, Hashable {
 /// A thin, typed etcd v3 client over grpc-swift-2: KV, transactions, leases, watches and the RBAC
 /// administration Meridian needs. It owns no background work of its own: connections run inside
 /// `withClient`, and long-running calls (watch, keep-alive) run in the caller's task.
-public struct EtcdClient: Sendable {
+public struct EtcdClient: KeyValueStore {
     private let grpc: GRPCClient<HTTP2ClientTransport.Posix>
     public let configuration: EtcdClientConfiguration
 
@@ -148,6 +108,8 @@ public struct EtcdClient: Sendable {
         return try HTTP2ClientTransport.Posix(target: target, transportSecurity: security, config: config)
     }
 
+    public var location: String { "\(configuration.endpoint)" }
+
     private var unaryOptions: CallOptions {
         var options = CallOptions.defaults
         options.timeout = configuration.requestTimeout
@@ -195,7 +157,7 @@ public struct EtcdClient: Sendable {
     /// Every key under `prefix`, read at one revision. Read in pages of `pageSize` keys, every
     /// page at the first page's revision, so a prefix of any size (a mesh of hundreds of clusters'
     /// endpoints) stays under the transport's per-message limit.
-    public func list(prefix: String, pageSize: Int64 = 1000) async throws(EtcdError) -> EtcdListing {
+    public func list(prefix: String, pageSize: Int64) async throws(EtcdError) -> EtcdListing {
         var items: [EtcdKeyValue] = []
         var start = Data(prefix.utf8)
         var revision: Int64 = 0
@@ -226,7 +188,7 @@ public struct EtcdClient: Sendable {
     }
 
     @discardableResult
-    public func put(_ key: String, _ value: Data, lease: Int64 = 0) async throws(EtcdError) -> Int64 {
+    public func put(_ key: String, _ value: Data, lease: Int64) async throws(EtcdError) -> Int64 {
         var request = Etcdserverpb_PutRequest()
         request.key = Data(key.utf8)
         request.value = value
@@ -235,13 +197,8 @@ public struct EtcdClient: Sendable {
         return response.header.revision
     }
 
-    @discardableResult
-    public func put(_ key: String, _ value: String, lease: Int64 = 0) async throws(EtcdError) -> Int64 {
-        try await put(key, Data(value.utf8), lease: lease)
-    }
-
     /// Writes `value` only if the key does not exist. Returns whether it wrote.
-    public func create(_ key: String, _ value: Data, lease: Int64 = 0) async throws(EtcdError) -> Bool {
+    public func create(_ key: String, _ value: Data, lease: Int64) async throws(EtcdError) -> Bool {
         var compare = Etcdserverpb_Compare()
         compare.key = Data(key.utf8)
         compare.target = .create
@@ -281,11 +238,6 @@ public struct EtcdClient: Sendable {
         return try await call(context()) { try await kv.txn(request, options: unaryOptions) }.succeeded
     }
 
-    /// Deletes `key` if its mod revision is still `revision`. Returns whether it deleted.
-    public func delete(_ key: String, ifModRevision revision: Int64) async throws(EtcdError) -> Bool {
-        try await delete([key], ifModRevisions: [(key, revision)])
-    }
-
     /// Deletes `keys` in one transaction if every key in `unchanged` still has the mod revision
     /// given (0: the key does not exist). Returns whether it deleted.
     public func delete(_ keys: [String], ifModRevisions unchanged: [(key: String, modRevision: Int64)]) async throws(EtcdError) -> Bool {
@@ -313,7 +265,7 @@ public struct EtcdClient: Sendable {
     }
 
     /// Applies puts and deletes atomically (etcd allows each key once per transaction).
-    public func commit(puts: [(key: String, value: Data)], deletes: [String] = [], lease: Int64 = 0) async throws(EtcdError) {
+    public func commit(puts: [(key: String, value: Data)], deletes: [String], lease: Int64) async throws(EtcdError) {
         var txn = Etcdserverpb_TxnRequest()
         for (key, value) in puts {
             var put = Etcdserverpb_PutRequest()
@@ -360,18 +312,12 @@ public struct EtcdClient: Sendable {
         return (response.header.clusterID, response.header.revision, response.version)
     }
 
-    /// The end of the key range that covers every key starting with `prefix`.
-    public static func prefixEnd(_ prefix: String) -> Data {
-        var bytes = Array(prefix.utf8)
-        while let last = bytes.last {
-            if last < 0xff {
-                bytes[bytes.count - 1] = last + 1
-                return Data(bytes)
-            }
-            bytes.removeLast()
-        }
-        return Data([0])
+    public func currentRevision() async throws(EtcdError) -> Int64 {
+        try await status().revision
     }
+
+    /// The end of the key range that covers every key starting with `prefix`.
+    public static func prefixEnd(_ prefix: String) -> Data { keyRangeEnd(of: prefix) }
 
     // MARK: Leases
 

@@ -13,11 +13,11 @@ import MeridianEtcd
 /// the touch lands and the collector's delete fails, or the collector was first and the touch
 /// fails, and the stale index entry is dropped and the labels allocated afresh.
 public struct IdentityAllocator: Sendable {
-    public let client: EtcdClient
+    public let client: any KeyValueStore
     public let clusterID: UInt32
     public let layout: IdentityLayout
 
-    public init(client: EtcdClient, clusterID: UInt32, layout: IdentityLayout) {
+    public init(client: any KeyValueStore, clusterID: UInt32, layout: IdentityLayout) {
         self.client = client
         self.clusterID = clusterID
         self.layout = layout

@@ -4,7 +4,7 @@ import MeridianEtcd
 
 /// The cluster's pods joined with their statuses, read in one go.
 public enum ObservedPods {
-    public static func list(_ client: EtcdClient) async throws -> (pods: [ObservedPod], revision: Int64) {
+    public static func list(_ client: any KeyValueStore) async throws -> (pods: [ObservedPod], revision: Int64) {
         let specs = try await client.list(prefix: KeyLayout.resources(plural: ResourceKind.pod.plural))
         let statuses = try await client.list(prefix: KeyLayout.podStatusPrefix)
         return (decode(pods: specs.items.map { ($0.key, $0.value) }, statuses: statuses.items.map { ($0.key, $0.value) }),

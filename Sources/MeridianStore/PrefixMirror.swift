@@ -44,7 +44,7 @@ public actor PrefixMirror {
     public var isSynced: Bool { synced.count == prefixes.count }
 
     /// Runs the list-watch loops until cancelled.
-    public func run(client: EtcdClient, retryDelay: Duration = .milliseconds(500)) async throws {
+    public func run(client: any KeyValueStore, retryDelay: Duration = .milliseconds(500)) async throws {
         try await withThrowingDiscardingTaskGroup { group in
             for prefix in prefixes {
                 group.addTask { try await self.follow(prefix, client: client, retryDelay: retryDelay) }
@@ -52,7 +52,7 @@ public actor PrefixMirror {
         }
     }
 
-    private func follow(_ prefix: String, client: EtcdClient, retryDelay: Duration) async throws {
+    private func follow(_ prefix: String, client: any KeyValueStore, retryDelay: Duration) async throws {
         while !Task.isCancelled {
             do {
                 let listing = try await client.list(prefix: prefix)

@@ -12,9 +12,9 @@ public enum ApplyOutcome: String, Sendable, Hashable {
 /// exist, Services get a ClusterIP from the cluster's service CIDR, and a multi-document apply
 /// is one etcd transaction: all of it lands or none of it does.
 public struct ResourceStore: Sendable {
-    public let client: EtcdClient
+    public let client: any KeyValueStore
 
-    public init(client: EtcdClient) {
+    public init(client: any KeyValueStore) {
         self.client = client
     }
 
@@ -113,7 +113,7 @@ struct ServiceIPAllocator {
     let cidr: IPCIDR
     var used: [String: String]
 
-    static func load(_ client: EtcdClient, serviceCIDR: String) async throws -> ServiceIPAllocator {
+    static func load(_ client: any KeyValueStore, serviceCIDR: String) async throws -> ServiceIPAllocator {
         guard let cidr = IPCIDR(serviceCIDR) else { throw StoreError.malformed(key: KeyLayout.clusterSettings, detail: "service CIDR \(serviceCIDR)") }
         let claims = try await client.list(prefix: KeyLayout.serviceIPPrefix).items
         var used: [String: String] = [:]

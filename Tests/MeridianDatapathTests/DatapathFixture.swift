@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import MeridianCore
 @testable import MeridianDatapath
+import MeridianTestSupport
 
 /// CI runs as root; these tests load real programs into the kernel and need CAP_BPF.
 let runningAsRoot = getuid() == 0

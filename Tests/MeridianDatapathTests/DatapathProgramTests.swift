@@ -1,6 +1,7 @@
 import CMeridianBPF
 import Testing
 @testable import MeridianDatapath
+import MeridianTestSupport
 
 /// The BPF programs run by the kernel over crafted packets (BPF_PROG_TEST_RUN), with maps
 /// filled the way the agent fills them.

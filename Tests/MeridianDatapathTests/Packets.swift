@@ -1,6 +1,7 @@
 import Foundation
 import MeridianCore
 import MeridianDatapath
+import MeridianTestSupport
 
 /// The program tests' name for the crafted frames.
 typealias Packets = CraftedFrames

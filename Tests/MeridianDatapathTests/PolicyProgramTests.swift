@@ -1,6 +1,7 @@
 import CMeridianBPF
 import Testing
 @testable import MeridianDatapath
+import MeridianTestSupport
 
 /// Policy enforcement in the programs: egress in from-pod against the destination's identity,
 /// ingress in to-pod against the source's, on a connection's first packet, with the lookup

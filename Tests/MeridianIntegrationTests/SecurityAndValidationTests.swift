@@ -1,6 +1,7 @@
 import Foundation
 import MeridianControlPlane
 import MeridianEtcd
+import MeridianHost
 import MeridianLab
 import MeridianPKI
 import MeridianStore

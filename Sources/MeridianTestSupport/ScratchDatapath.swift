@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import MeridianDatapath
 
 /// A node datapath that lives only as long as this object: a private bpffs mounted on a fresh
 /// directory named with the owner's prefix, the programs loaded and the maps pinned there, all

@@ -1,0 +1,53 @@
+import Foundation
+import Logging
+import MeridianEtcd
+import MeridianHost
+
+/// A real etcd (Debian's) for one test, on loopback ports chosen free, without TLS or auth, in
+/// a scratch directory: started under a `ProcessSupervisor` and stopped, with its files
+/// removed, when the body returns. For tests that hold the in-memory store to etcd's behaviour;
+/// it needs no root.
+public enum ScratchEtcd {
+    public static let executable = "/usr/bin/etcd"
+
+    public static var isInstalled: Bool { FileManager.default.isExecutableFile(atPath: executable) }
+
+    public struct Unavailable: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Runs `body` with a client of a fresh etcd and its client URL.
+    public static func with<R: Sendable>(_ body: (EtcdClient, String) async throws -> R) async throws -> R {
+        let directory = NSTemporaryDirectory() + "meridian-scratch-etcd-\(UUID().uuidString.prefix(8).lowercased())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let ports = try FreePorts.reserve(2)
+        let client = "http://127.0.0.1:\(ports[0])"
+        let peer = "http://127.0.0.1:\(ports[1])"
+        let command = SupervisedCommand(
+            executable: executable,
+            arguments: ["--name", "scratch", "--data-dir", directory + "/data",
+                        "--listen-client-urls", client, "--advertise-client-urls", client,
+                        "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                        "--initial-cluster", "scratch=\(peer)", "--logger", "zap", "--log-outputs", "stderr"],
+            logPath: directory + "/etcd.log", dieWithSupervisor: true)
+        let supervisor = ProcessSupervisor(command, restart: .never, stopGrace: .seconds(5), logger: Logger(label: "test.etcd"))
+        let configuration = EtcdClientConfiguration(endpoint: .tcp(host: "127.0.0.1", port: ports[0]), tls: nil,
+                                                    requestTimeout: .seconds(5), maxReconnectBackoff: .milliseconds(200))
+        return try await withThrowingTaskGroup(of: Void.self, returning: R.self) { group in
+            group.addTask { try await supervisor.run() }
+            defer { group.cancelAll() }
+            return try await EtcdClient.withClient(configuration) { etcd in
+                let deadline = ContinuousClock.now + .seconds(30)
+                while (try? await etcd.status()) == nil {
+                    guard ContinuousClock.now < deadline else {
+                        let log = (try? String(contentsOfFile: directory + "/etcd.log", encoding: .utf8)) ?? ""
+                        throw Unavailable(description: "scratch etcd did not answer within 30 s: \(log.suffix(2000))")
+                    }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                return try await body(etcd, client)
+            }
+        }
+    }
+}
