@@ -161,6 +161,14 @@ let package = Package(
         ),
         .testTarget(name: "MeridianDNSTests", dependencies: ["MeridianDNS"], swiftSettings: strict),
         .testTarget(
+            name: "MeridianControlPlaneTests",
+            dependencies: [
+                "MeridianControlPlane", "MeridianStore", "MeridianEtcd", "MeridianCore", "MeridianTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "MeridianStoreTests",
             dependencies: ["MeridianStore", "MeridianEtcd", "MeridianCore", "MeridianHost", "MeridianTestSupport"],
             swiftSettings: strict
@@ -202,7 +210,7 @@ let package = Package(
             name: "MeridianIntegrationTests",
             dependencies: [
                 "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianPKI", "MeridianHost",
-                "MeridianControlPlane", "MeridianLab", "MeridianDatapath", "CMeridianBPF",
+                "MeridianControlPlane", "MeridianLab", "MeridianDatapath", "MeridianTestSupport", "CMeridianBPF",
             ],
             swiftSettings: strict
         ),

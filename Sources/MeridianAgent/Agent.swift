@@ -100,7 +100,7 @@ public struct Agent: Sendable {
                 "socketLB": "\(configuration.cgroup ?? "off")",
             ])
             try await withThrowingDiscardingTaskGroup { group in
-                group.addTask { try await mirror.run(client: client) }
+                group.addTask { try await mirror.run(store: client) }
                 group.addTask { try await registerNode(client, context: context) }
                 group.addTask { try await api.run() }
                 group.addTask { try await dns.run() }

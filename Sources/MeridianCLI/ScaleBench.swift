@@ -505,13 +505,6 @@ final class MockFleet: @unchecked Sendable {
     }
 }
 
-/// A value shared by concurrently running tasks of the bench.
-final class ScaleBox<Value: Sendable>: Sendable {
-    private let state: Mutex<Value>
-    init(_ value: Value) { state = Mutex(value) }
-    func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { state.withLock { body(&$0) } }
-}
-
 /// Runs `body` for every item with at most `lanes` running at once.
 func forEachConcurrently<T: Sendable>(_ items: [T], lanes: Int, _ body: @escaping @Sendable (T) async throws -> Void) async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in
@@ -655,7 +648,7 @@ struct ScaleBench {
         BenchLab.progress("writing \(sizes.totalNodes) nodes, \(sizes.totalEndpoints) endpoints, \(sizes.totalIdentities) identities into the mocks…")
         let writeStarted = ContinuousClock.now
         let caRecord = CertificateAuthorityRecord(certificatePEM: ca.certificatePEM, privateKeyPEM: ca.privateKeyPEM)
-        let recordsWritten = ScaleBox(0)
+        let recordsWritten = Shared(0)
         try await forEachConcurrently(mocks, lanes: 4) { mock in
             let records = ScaleRecords.state(of: mock, sizes: sizes)
                 + ScaleRecords.control(of: mock, endpoint: fleet.endpoint(mock), ca: caRecord, now: iso8601())
@@ -674,7 +667,7 @@ struct ScaleBench {
         try await local.put(KeyLayout.clusterMeshSettings, StoreCoding.encode(ClusterMeshSettings(enabled: true)))
         try await ClusterAccess.createRemoteRole(local, cluster: cluster1.name)
         let localInfo = try await ClusterAccessInfo.load(localContext, client: local)
-        let peers = ScaleBox([Int: PeerRecord]())
+        let peers = Shared([Int: PeerRecord]())
         try await forEachConcurrently(mocks, lanes: 4) { mock in
             let remote = remotes[mock.index]
             let info = try await ClusterAccessInfo.load(fleet.context(mock), client: remote)
@@ -803,12 +796,12 @@ struct ScaleBench {
     /// seconds in, to mock `g % clusters`); a watch on cluster1's cache records arrivals.
     private func runChurn(local: EtcdClient, remotes: [EtcdClient], mocks: [MockCluster]) async throws -> ChurnOutcome {
         let sizes = sizes
-        let arrivals = ScaleBox([Int: (sent: UInt64, arrived: UInt64)]())
-        let direct = ScaleBox([Int: (sent: UInt64, arrived: UInt64)]())
+        let arrivals = Shared([Int: (sent: UInt64, arrived: UInt64)]())
+        let direct = Shared([Int: (sent: UInt64, arrived: UInt64)]())
         let startRevision = try await local.status().revision + 1
         let directRevision = try await remotes[0].status().revision + 1
         /// Records the stamped puts of a watch batch, first sighting only.
-        @Sendable func record(_ events: [EtcdWatchEvent], into box: ScaleBox<[Int: (sent: UInt64, arrived: UInt64)]>) {
+        @Sendable func record(_ events: [EtcdWatchEvent], into box: Shared<[Int: (sent: UInt64, arrived: UInt64)]>) {
             let now = monotonicNanoseconds()
             let decoder = JSONDecoder()
             var seen: [(Int, UInt64)] = []
@@ -834,7 +827,7 @@ struct ScaleBench {
             let total = sizes.totalChurn
             let lanes = min(16, total)
             let start = monotonicNanoseconds()
-            let results = ScaleBox((written: 0, failures: 0, last: start))
+            let results = Shared((written: 0, failures: 0, last: start))
             try await withThrowingTaskGroup(of: Void.self) { writers in
                 for lane in 0..<lanes {
                     writers.addTask {

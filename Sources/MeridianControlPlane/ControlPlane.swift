@@ -86,8 +86,8 @@ public struct ControlPlane: Sendable {
                     var timing = ImportTiming(heartbeatTimeout: .milliseconds(Int64(settings.heartbeatIntervalSeconds * 2000)))
                     if settings.cacheTTLSeconds > 0 { timing.cacheTTL = .milliseconds(Int64(settings.cacheTTLSeconds * 1000)) }
                     return timing
-                }, logger: logger)
-                try await manager.run()
+                }, connector: .etcd, logger: logger)
+                await manager.run()
             }
             group.addTask { try await StatusPublisher(client: client, board: board, logger: logger).run() }
             group.addTask { try await WorkloadController(client: client, cluster: localSettings, logger: logger).run() }
@@ -95,57 +95,61 @@ public struct ControlPlane: Sendable {
         }
     }
 
-    /// Watches `meridian/clustermesh/settings` and runs the exporter exactly while clustermesh
-    /// is enabled, restarting it when its settings change.
+    /// Follows `meridian/clustermesh/settings` and runs the exporter exactly while clustermesh is
+    /// enabled: a change of the settings stops the running exporter and, once it has exited,
+    /// starts one with the new settings, or withdraws the export when clustermesh was disabled.
     private func runExporterWhileEnabled(_ client: any KeyValueStore, settings shared: Shared<ClusterMeshSettings>) async throws {
-        var backoff = ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(5))
-        while !Task.isCancelled {
-            do {
-                let current = try await client.get(KeyLayout.clusterMeshSettings)
-                let settings = try current.map { try StoreCoding.decode(ClusterMeshSettings.self, from: $0.value, key: $0.key) }
-                    ?? ClusterMeshSettings(enabled: false)
-                shared.withLock { $0 = settings }
-                let revision = try await client.currentRevision()
-                try await withThrowingTaskGroup { group in
-                    if settings.enabled {
-                        let exporter = MeshExporter(client: client, cluster: localSettings, settings: settings, logger: logger)
-                        group.addTask { try await exporter.run() }
+        let (changes, publish) = AsyncStream.makeStream(of: ClusterMeshSettings.self, bufferingPolicy: .bufferingNewest(1))
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask {
+                defer { publish.finish() }
+                try await ListWatch(client, .key(KeyLayout.clusterMeshSettings), restart: .after(ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(5))))
+                    .follow(onStoreFailure: { error in logger.warning("clustermesh settings watch failed", metadata: ["error": "\(error)"]) }) { state, _ in
+                        let settings = state[KeyLayout.clusterMeshSettings].flatMap {
+                            try? StoreCoding.decode(ClusterMeshSettings.self, from: $0.value, key: $0.key)
+                        } ?? ClusterMeshSettings(enabled: false)
+                        publish.yield(settings)
                     }
-                    group.addTask {
-                        // Ends (restarting the loop) at the first change of the settings key.
-                        try await client.watch(key: KeyLayout.clusterMeshSettings, startRevision: revision + 1) { events, _ in
-                            if !events.isEmpty { throw SettingsChanged() }
-                        }
+            }
+            var settings = changes.makeAsyncIterator()
+            var current = await settings.next()
+            while let running = current {
+                shared.withLock { $0 = running }
+                // The exporter of these settings runs until they change; it has exited when the
+                // group returns, before anything is withdrawn or another one starts.
+                let next = await withTaskGroup(of: Void.self) { group -> ClusterMeshSettings? in
+                    if running.enabled {
+                        let exporter = MeshExporter(client: client, cluster: localSettings, settings: running, logger: logger)
+                        group.addTask { await exporter.runRetrying() }
                     }
-                    defer { group.cancelAll() }
-                    try await group.next()
+                    var next = await settings.next()
+                    while next == running { next = await settings.next() }
+                    group.cancelAll()
+                    return next
                 }
-            } catch is SettingsChanged {
-                backoff.reset()
-                if !(try await isEnabled(client)) { try await withdrawExport(client) }
-            } catch {
-                if Task.isCancelled { return }
-                logger.warning("clustermesh settings watch failed", metadata: ["error": "\(error)"])
-                try await Task.sleep(for: backoff.next())
+                if running.enabled, let next, !next.enabled { await withdrawExport(client) }
+                current = next
             }
         }
     }
 
-    private func isEnabled(_ client: any KeyValueStore) async throws -> Bool {
-        guard let kv = try await client.get(KeyLayout.clusterMeshSettings) else { return false }
-        return try StoreCoding.decode(ClusterMeshSettings.self, from: kv.value, key: kv.key).enabled
-    }
-
-    /// Removes what this cluster exported when clustermesh is disabled.
-    private func withdrawExport(_ client: any KeyValueStore) async throws {
-        try await client.delete(KeyLayout.clusterConfig(configuration.clusterName))
-        try await client.delete(KeyLayout.heartbeat)
-        try await client.delete(prefix: MeshKind.services.statePrefix(cluster: configuration.clusterName))
-        try await client.delete(prefix: "\(KeyLayout.syncedPrefix)\(configuration.clusterName)/")
+    /// Removes what this cluster exported when clustermesh is disabled, retrying until it is done.
+    private func withdrawExport(_ client: any KeyValueStore) async {
+        var backoff = ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(5))
+        while !Task.isCancelled {
+            do {
+                try await client.delete(KeyLayout.clusterConfig(configuration.clusterName))
+                try await client.delete(KeyLayout.heartbeat)
+                try await client.delete(prefix: MeshKind.services.statePrefix(cluster: configuration.clusterName))
+                try await client.delete(prefix: "\(KeyLayout.syncedPrefix)\(configuration.clusterName)/")
+                return
+            } catch {
+                logger.warning("withdrawing the export failed; retrying", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: backoff.next())
+            }
+        }
     }
 }
-
-private struct SettingsChanged: Error {}
 
 /// Copies the status board into `meridian/clustermesh/status/<remote>` whenever a status changes,
 /// and stamps `meridian/clustermesh/status/.reporter` every two seconds so readers can tell a

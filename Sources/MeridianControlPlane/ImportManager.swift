@@ -2,105 +2,96 @@ import Foundation
 import Logging
 import MeridianEtcd
 import MeridianStore
-import Synchronization
 
 /// Keeps one importer running per peer recorded under `meridian/clustermesh/peers/`: starts
-/// importers for new peers, restarts them when a peer's record changes, and on removal stops the
-/// importer and drains everything imported from that peer.
+/// importers for new peers; when a peer's record changes, stops its importer and starts a new
+/// one once the old one has exited; when a peer is removed, its importer drains what it
+/// imported and exits. Data of clusters that stopped being peers while this control plane was
+/// down is drained at start. A drain that fails is retried by its importer and never stops the
+/// others.
 struct ImportManager: Sendable {
     let local: any KeyValueStore
     let localCluster: ClusterSettings
     let board: StatusBoard
     let timing: @Sendable () -> ImportTiming
+    let connector: RemoteStoreConnector
     let logger: Logger
 
-    /// A running importer and the signal that stops it.
+    /// An importer of one remote, how to stop it, and its end.
     private struct Running {
-        var record: PeerRecord
-        var stop: AsyncStream<Void>.Continuation
+        var record: PeerRecord?
+        var stop: AsyncStream<Bool>.Continuation
+        /// Finishes when the importer has exited; its successor waits for it.
+        var exited: AsyncStream<Void>
     }
 
-    func run() async throws {
-        let (changes, publish) = AsyncStream<[PeerRecord]>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        try await withThrowingDiscardingTaskGroup { group in
+    func run() async {
+        let (changes, publish) = AsyncStream<[String: PeerRecord]>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        await withDiscardingTaskGroup { group in
             group.addTask {
                 defer { publish.finish() }
-                try await watchPeers { publish.yield($0) }
+                try? await ListWatch(local, .prefix(KeyLayout.peersPrefix), restart: .after(ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(5))))
+                    .follow(onStoreFailure: { error in logger.warning("peer watch failed", metadata: ["error": "\(error)"]) }) { state, _ in
+                        var peers: [String: PeerRecord] = [:]
+                        for kv in state.values {
+                            if let record = decode(kv) { peers[record.name] = record }
+                        }
+                        publish.yield(peers)
+                    }
             }
             var running: [String: Running] = [:]
-            var firstListing = true
-            for await desired in changes {
-                let wanted = Dictionary(desired.map { ($0.name, $0) }, uniquingKeysWith: { _, b in b })
-                if firstListing {
-                    firstListing = false
-                    try await drainOrphans(keeping: Set(wanted.keys))
+            var orphansDrained = false
+            for await wanted in changes {
+                if !orphansDrained, let orphans = await orphans(keeping: Set(wanted.keys)) {
+                    orphansDrained = true
+                    for name in orphans {
+                        logger.info("draining data of a cluster that is no longer a peer", metadata: ["remote": "\(name)"])
+                        running[name] = start(name, record: nil, after: nil, in: &group)
+                    }
                 }
-                for (name, entry) in running where wanted[name] != entry.record {
+                for (name, entry) in running where entry.record != nil && wanted[name] != entry.record {
+                    let drain = wanted[name] == nil
+                    logger.info(drain ? "peer removed, draining" : "peer record changed, restarting its import", metadata: ["remote": "\(name)"])
+                    entry.stop.yield(drain)
                     entry.stop.finish()
-                    running[name] = nil
-                    if wanted[name] == nil {
-                        logger.info("peer removed, draining", metadata: ["remote": "\(name)"])
-                        // Let the stopped importer leave before its data is removed.
-                        try await Task.sleep(for: .milliseconds(100))
-                        try await MeshCache.drain(local, remote: name)
-                        board.remove(name)
-                    }
+                    running[name]?.record = nil
                 }
-                for record in wanted.values where running[record.name] == nil {
-                    let (stopped, stop) = AsyncStream<Void>.makeStream()
-                    running[record.name] = Running(record: record, stop: stop)
-                    let importer = RemoteClusterImporter(peer: record, local: local, localCluster: localCluster,
-                                                         board: board, timingSource: timing, logger: logger)
+                for record in wanted.values where running[record.name]?.record == nil {
                     logger.info("peer configured, importing", metadata: ["remote": "\(record.name)"])
-                    group.addTask {
-                        await withTaskGroup { inner in
-                            inner.addTask { await importer.run() }
-                            inner.addTask { for await _ in stopped {} }
-                            await inner.next()
-                            inner.cancelAll()
-                        }
-                    }
+                    running[record.name] = start(record.name, record: record, after: running[record.name]?.exited, in: &group)
                 }
             }
+            group.cancelAll()
         }
     }
 
-    /// Drains clusters whose data is cached but which are no longer peers: they were
-    /// disconnected while this control plane was down.
-    private func drainOrphans(keeping peers: Set<String>) async throws {
-        let configs = try await local.list(prefix: KeyLayout.clusterConfigPrefix)
-        for item in configs.items {
-            let name = String(item.key.dropFirst(KeyLayout.clusterConfigPrefix.count))
-            guard name != localCluster.name, !peers.contains(name) else { continue }
-            logger.info("draining data of a cluster that is no longer a peer", metadata: ["remote": "\(name)"])
-            try await MeshCache.drain(local, remote: name)
+    /// Starts an importer for `name` once `predecessor` (the importer it replaces) has exited;
+    /// without a record it only drains.
+    private func start(_ name: String, record: PeerRecord?, after predecessor: AsyncStream<Void>?,
+                       in group: inout DiscardingTaskGroup) -> Running {
+        let (stops, stop) = AsyncStream.makeStream(of: Bool.self)
+        let (exited, exit) = AsyncStream.makeStream(of: Void.self)
+        let importer = RemoteClusterImporter(remote: name, peer: record, local: local, localCluster: localCluster, board: board,
+                                             timingSource: timing, connector: connector, logger: logger)
+        group.addTask {
+            defer { exit.finish() }
+            if let predecessor { for await _ in predecessor {} }
+            await importer.run(stops: stops)
         }
+        return Running(record: record, stop: stop, exited: exited)
     }
 
-    /// Lists and watches the peer records, re-listing on any watch failure.
-    private func watchPeers(_ reconcile: @escaping @Sendable ([PeerRecord]) -> Void) async throws {
-        var backoff = ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(5))
-        while !Task.isCancelled {
-            do {
-                let listing = try await local.list(prefix: KeyLayout.peersPrefix)
-                let records = Shared(Dictionary(listing.items.compactMap { decode($0) }.map { ($0.name, $0) }, uniquingKeysWith: { _, b in b }))
-                reconcile(Array(records.withLock { $0.values }))
-                backoff.reset()
-                try await local.watch(prefix: KeyLayout.peersPrefix, startRevision: listing.revision + 1) { events, _ in
-                    for event in events {
-                        let name = String(event.key.dropFirst(KeyLayout.peersPrefix.count))
-                        switch event {
-                        case let .put(kv): records.withLock { $0[name] = decode(kv) }
-                        case .delete: records.withLock { $0[name] = nil }
-                        }
-                    }
-                    reconcile(Array(records.withLock { $0.values }))
-                }
-            } catch {
-                if Task.isCancelled { return }
-                logger.warning("peer watch failed", metadata: ["error": "\(error)"])
-                try await Task.sleep(for: backoff.next())
-            }
+    /// Clusters whose data is cached but which are no longer peers (disconnected while this
+    /// control plane was down); nil when the store cannot be read now (asked again at the next
+    /// change of the peer records).
+    private func orphans(keeping peers: Set<String>) async -> [String]? {
+        do {
+            let configs = try await local.list(prefix: KeyLayout.clusterConfigPrefix)
+            return configs.items.map { String($0.key.dropFirst(KeyLayout.clusterConfigPrefix.count)) }
+                .filter { $0 != localCluster.name && !peers.contains($0) }
+        } catch {
+            logger.warning("could not look for data of former peers; will look again", metadata: ["error": "\(error)"])
+            return nil
         }
     }
 

@@ -16,6 +16,19 @@ struct MeshExporter: Sendable {
     let settings: ClusterMeshSettings
     let logger: Logger
 
+    /// Exports until cancelled, starting over after a backoff when a write of the start fails.
+    func runRetrying() async {
+        var backoff = ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(5))
+        while !Task.isCancelled {
+            do {
+                try await run()
+            } catch where !Task.isCancelled {
+                logger.warning("clustermesh export failed; restarting it", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: backoff.next())
+            } catch {}
+        }
+    }
+
     func run() async throws {
         let config = CiliumClusterConfig(id: cluster.id, capabilities: .init(
             syncedCanaries: true, maxConnectedClusters: cluster.maxConnectedClusters))
@@ -42,55 +55,49 @@ struct MeshExporter: Sendable {
     }
 
     /// Reconciles the exported services from the Service, Namespace and Pod resources and the
-    /// pods' statuses (backends are the ready pods a Service selects), then again on every change.
+    /// pods' statuses (backends are the ready pods a Service selects), then again on every change
+    /// of them; a reconcile that fails is retried with backoff.
     private func exportServices() async throws {
-        var backoff = ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(5))
-        var canaryWritten = false
-        while true {
-            do {
-                let revision = try await reconcileServices()
-                if !canaryWritten {
-                    try await client.put(KeyLayout.syncCanary(cluster: cluster.name, prefix: MeshKind.services.stateCanaryPrefix), iso8601Now())
-                    canaryWritten = true
-                }
-                backoff.reset()
-                try await client.watch(prefix: KeyLayout.meridianPrefix, startRevision: revision + 1) { events, _ in
-                    let relevant = events.contains { event in
-                        [ResourceKind.service, .namespace, .pod].contains { event.key.hasPrefix(KeyLayout.resources(plural: $0.plural)) }
-                            || event.key.hasPrefix(KeyLayout.podStatusPrefix)
-                    }
-                    if relevant { _ = try await reconcileServices() }
-                }
-            } catch {
-                if Task.isCancelled { throw CancellationError() }
+        let mirror = PrefixMirror(prefixes: [
+            KeyLayout.resources(plural: ResourceKind.service.plural), KeyLayout.resources(plural: ResourceKind.namespace.plural),
+            KeyLayout.resources(plural: ResourceKind.pod.plural), KeyLayout.podStatusPrefix,
+        ])
+        let canaryWritten = Shared(false)
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await mirror.run(store: client) }
+            await mirror.reconcile(onFailure: { error in
                 logger.warning("service export failed; retrying", metadata: ["error": "\(error)"])
-                try await Task.sleep(for: backoff.next())
+            }) {
+                try await reconcileServices(mirror)
+                if !canaryWritten.value {
+                    try await client.put(KeyLayout.syncCanary(cluster: cluster.name, prefix: MeshKind.services.stateCanaryPrefix), iso8601Now())
+                    canaryWritten.withLock { $0 = true }
+                }
             }
+            group.cancelAll()
         }
     }
 
-    /// Returns the revision the desired state was read at.
-    private func reconcileServices() async throws -> Int64 {
-        let services = try await client.list(prefix: KeyLayout.resources(plural: ResourceKind.service.plural))
-        let namespaces = try await client.list(prefix: KeyLayout.resources(plural: ResourceKind.namespace.plural))
-        let pods = try await ObservedPods.list(client)
+    private func reconcileServices(_ mirror: PrefixMirror) async throws {
         var nonGlobalNamespaces: Set<String> = []
-        for item in namespaces.items {
-            guard case let .namespace(ns)? = try? StoreCoding.decode(KubernetesObject.self, from: item.value, key: item.key) else { continue }
+        for (key, value) in await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.namespace.plural)) {
+            guard case let .namespace(ns)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key) else { continue }
             if ns.metadata.annotations[ServiceExport.namespaceGlobalAnnotation]?.lowercased() == "false" {
                 nonGlobalNamespaces.insert(ns.metadata.name)
             }
         }
+        let pods = ObservedPods.decode(pods: await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.pod.plural)).map { ($0.key, $0.value) },
+                                       statuses: await mirror.snapshot(KeyLayout.podStatusPrefix).map { ($0.key, $0.value) })
         var desired: [String: Data] = [:]
-        for item in services.items {
-            guard case let .service(service)? = try? StoreCoding.decode(KubernetesObject.self, from: item.value, key: item.key) else {
-                logger.error("skipping undecodable service record", metadata: ["key": "\(item.key)"])
+        for (key, value) in await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.service.plural)) {
+            guard case let .service(service)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key) else {
+                logger.error("skipping undecodable service record", metadata: ["key": "\(key)"])
                 continue
             }
             let namespace = service.metadata.namespace ?? "default"
             guard !nonGlobalNamespaces.contains(namespace),
                   let exported = ServiceExport.clusterService(for: service, cluster: cluster,
-                                                              backends: ServiceExport.backends(of: service, pods: pods.pods)) else { continue }
+                                                              backends: ServiceExport.backends(of: service, pods: pods)) else { continue }
             desired[MeshKind.services.stateKey(cluster: cluster.name, name: "\(namespace)/\(service.metadata.name)")] = jsonData(exported)
         }
         let existing = try await client.list(prefix: MeshKind.services.statePrefix(cluster: cluster.name))
@@ -100,7 +107,6 @@ struct MeshExporter: Sendable {
             try await MeshCache.apply(diff, to: client)
             logger.info("services exported", metadata: ["count": "\(desired.count)", "changed": "\(diff.puts.count)", "removed": "\(diff.deletes.count)"])
         }
-        return max(services.revision, namespaces.revision, pods.revision)
     }
 }
 

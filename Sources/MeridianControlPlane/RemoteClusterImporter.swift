@@ -3,341 +3,362 @@ import Logging
 import MeridianCore
 import MeridianEtcd
 import MeridianStore
-import Synchronization
 
-/// Timing knobs of the import state machine; tests shrink them, production keeps Cilium's.
-public struct ImportTiming: Sendable, Hashable {
-    /// A remote that sent no heartbeat for this long is reconnected (Cilium: 2 × 60 s).
-    public var heartbeatTimeout: Duration
-    /// How long to wait for `cilium/cluster-config/<remote>` before counting a failure.
-    public var configTimeout: Duration
-    /// Withdraw an unreachable remote's data after this long; nil keeps it (Cilium's default).
-    public var cacheTTL: Duration?
-    public var backoff: ReconnectBackoff
+/// Opens a store of a remote cluster for the length of a body: with the peer's read-only
+/// certificate over mTLS in production, an in-memory store in unit tests.
+public struct RemoteStoreConnector: Sendable {
+    public typealias Body = @Sendable (any KeyValueStore) async throws -> Void
+    private let open: @Sendable (PeerRecord, Body) async throws -> Void
 
-    public init(heartbeatTimeout: Duration = .seconds(120), configTimeout: Duration = .seconds(180),
-                cacheTTL: Duration? = nil, backoff: ReconnectBackoff = ReconnectBackoff()) {
-        self.heartbeatTimeout = heartbeatTimeout
-        self.configTimeout = configTimeout
-        self.cacheTTL = cacheTTL
-        self.backoff = backoff
+    public init(_ open: @escaping @Sendable (PeerRecord, Body) async throws -> Void) {
+        self.open = open
+    }
+
+    public func withStore(of peer: PeerRecord, _ body: Body) async throws {
+        try await open(peer, body)
+    }
+
+    /// The remote's etcd, reached with the credentials `clustermesh connect` recorded.
+    public static let etcd = RemoteStoreConnector { peer, body in
+        guard let url = peer.endpoints.first else {
+            throw ImportFailure.unusablePeer(remote: peer.name, reason: "its record names no endpoint")
+        }
+        let configuration: EtcdClientConfiguration
+        do {
+            configuration = EtcdClientConfiguration(
+                endpoint: try EtcdEndpoint(url: url),
+                tls: EtcdTLS(caPEM: peer.caPEM, certificatePEM: peer.certificatePEM, privateKeyPEM: peer.privateKeyPEM, serverName: peer.serverName),
+                requestTimeout: .seconds(5))
+        } catch {
+            throw ImportFailure.unusablePeer(remote: peer.name, reason: "\(error)")
+        }
+        try await EtcdClient.withClient(configuration) { try await body($0) }
     }
 }
 
-/// Imports one remote cluster into the local etcd's `cilium/cache/...`, KVStoreMesh style.
-///
-/// Per connection: connect → retrieve the remote's cluster config (required) → validate it →
-/// for each kind list, sweep entries the cache holds but the remote no longer has, then watch →
-/// each kind becomes synced when its listing is applied and (if the remote advertises sync
-/// canaries) its canary exists → ready. A heartbeat watchdog forces a reconnect when the remote
-/// goes quiet; reconnects back off with jitter. Disconnecting drains; the importer itself never
-/// drains except when the cache TTL of an unreachable remote runs out.
+/// Imports one remote cluster into the local store's `cilium/cache/...`, KVStoreMesh style, by
+/// carrying out what its `ImportStateMachine` decides: it runs each connection (config, one
+/// mirror per kind, canaries, heartbeat) in a task that reports back as events, fires the
+/// machine's timers, drains, and publishes the machine's status. It returns when the machine
+/// has finished: after a disconnect, once the remote's data is drained (or handed to the
+/// importer that replaces it).
 struct RemoteClusterImporter: Sendable {
-    let peer: PeerRecord
+    /// The remote's name and, unless the importer only drains what an earlier run left behind,
+    /// its peer record.
+    let remote: String
+    let peer: PeerRecord?
     let local: any KeyValueStore
     let localCluster: ClusterSettings
     let board: StatusBoard
-    /// Read afresh at every use, so `clustermesh enable` changes apply to running importers.
+    /// Read afresh at every event, so `clustermesh enable` changes apply to running importers.
     let timingSource: @Sendable () -> ImportTiming
+    let connector: RemoteStoreConnector
     let logger: Logger
 
-    private var name: String { peer.name }
-    private var timing: ImportTiming { timingSource() }
+    private typealias Event = ImportStateMachine.Event
 
-    func run() async {
-        var backoff = timing.backoff
-        var unreachableSince: ContinuousClock.Instant?
-        var withdrawn = false
-        board.update(name) { $0.phase = .connecting }
-        while !Task.isCancelled {
-            let started = ContinuousClock.now
-            do {
-                try await connectAndMirror(onReady: { unreachableSince = nil; withdrawn = false })
-            } catch {
-                if Task.isCancelled { return }
-                let message = "\(error)"
-                logger.warning("remote cluster connection failed", metadata: ["remote": "\(name)", "error": "\(message)"])
-                board.update(name) { status in
-                    status.connected = false
-                    status.ready = false
-                    status.phase = .backoff
-                    status.numFailures += 1
-                    status.lastFailure = Date()
-                    status.lastError = message
-                    status.synced = .init(nodes: false, endpoints: false, identities: false, services: false)
+    /// What a connection's task is told to do by the machine.
+    private enum ConnectionCommand: Sendable {
+        case writeCachedConfig(CiliumClusterConfig)
+        case mirror(MeshKind, ImportStateMachine.RemoteRecordScope)
+        case watchCanaries
+        case watchHeartbeat
+        case writeSyncCanary(MeshKind)
+    }
+
+    /// Runs until the machine finishes. Each value of `stops` is a disconnect: `true` drains the
+    /// remote's data, `false` hands over to a replacement importer.
+    func run(stops: AsyncStream<Bool>) async {
+        var machine = ImportStateMachine(remote: remote, expectedID: peer?.id ?? 0, localCluster: localCluster, timing: timingSource())
+        let (events, send) = AsyncStream.makeStream(of: Event.self)
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                for await drain in stops { send.yield(.disconnect(drain: drain)) }
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    let period = min(max(timingSource().heartbeatTimeout / 4, .milliseconds(50)), .seconds(5))
+                    guard (try? await Task.sleep(for: period)) != nil else { return }
+                    send.yield(.tick(now: .now))
                 }
             }
-            if ContinuousClock.now - started > .seconds(30) { backoff.reset() }
-            let since = unreachableSince ?? started
-            unreachableSince = since
-            let ttl = timing.cacheTTL
-            if let ttl, !withdrawn, ContinuousClock.now - since >= ttl {
-                logger.warning("cache TTL expired, withdrawing remote cluster data", metadata: ["remote": "\(name)"])
-                try? await MeshCache.drain(local, remote: name, keepStatus: true)
-                board.update(name) { status in
-                    status.phase = .withdrawn
-                    status.counts = .init(nodes: 0, endpoints: 0, identities: 0, services: 0)
+            var connections: [Int: AsyncStream<ConnectionCommand?>.Continuation] = [:]
+            var iterator = events.makeAsyncIterator()
+            var pending = machine.handle(peer == nil ? .disconnect(drain: true) : .start(now: .now))
+            while !machine.isFinished {
+                while !pending.isEmpty {
+                    let action = pending.removeFirst()
+                    if let result = await perform(action, group: &group, connections: &connections, send: send) {
+                        machine.timing = timingSource()
+                        pending += machine.handle(result)
+                    }
                 }
-                withdrawn = true
+                guard !machine.isFinished, let event = await iterator.next() else { break }
+                if case let .connectionFailed(_, failure, _, _) = event {
+                    logger.warning("remote cluster connection failed", metadata: ["remote": "\(remote)", "error": "\(failure)"])
+                }
+                machine.timing = timingSource()
+                pending = machine.handle(event)
             }
-            var delay = backoff.next()
-            if let ttl, !withdrawn {
-                delay = min(delay, max(.milliseconds(10), ttl - (ContinuousClock.now - since)))
-            }
-            try? await Task.sleep(for: delay)
+            for continuation in connections.values { continuation.finish() }
+            group.cancelAll()
         }
+    }
+
+    /// Carries out one action; returns the event it produced at once, if any (drains are
+    /// awaited here, so nothing else happens to the cache while one runs).
+    private func perform(_ action: ImportStateMachine.Action, group: inout DiscardingTaskGroup,
+                         connections: inout [Int: AsyncStream<ConnectionCommand?>.Continuation],
+                         send: AsyncStream<Event>.Continuation) async -> Event? {
+        switch action {
+        case let .connect(id):
+            guard let peer else { return nil }
+            let (commands, commander) = AsyncStream.makeStream(of: ConnectionCommand?.self)
+            connections[id] = commander
+            group.addTask { await runConnection(id, peer: peer, commands: commands, send: send) }
+        case let .writeCachedConfig(id, config):
+            connections[id]?.yield(.writeCachedConfig(config))
+        case let .mirror(id, kind, scope):
+            connections[id]?.yield(.mirror(kind, scope))
+        case let .watchCanaries(id):
+            connections[id]?.yield(.watchCanaries)
+        case let .watchHeartbeat(id):
+            connections[id]?.yield(.watchHeartbeat)
+        case let .writeSyncCanary(id, kind):
+            connections[id]?.yield(.writeSyncCanary(kind))
+        case let .closeConnection(id):
+            connections.removeValue(forKey: id)?.finish()
+        case let .scheduleRetry(token, delay):
+            group.addTask {
+                guard (try? await Task.sleep(for: delay)) != nil else { return }
+                send.yield(.retryDue(token: token, now: .now))
+            }
+        case let .scheduleDrainRetry(token, delay):
+            group.addTask {
+                guard (try? await Task.sleep(for: delay)) != nil else { return }
+                send.yield(.drainRetryDue(token: token))
+            }
+        case let .drain(keepStatus):
+            do {
+                try await MeshCache.drain(local, remote: remote, keepStatus: keepStatus)
+                logger.info(keepStatus ? "cache TTL expired; remote cluster data withdrawn" : "remote cluster data drained",
+                            metadata: ["remote": "\(remote)"])
+                return .drained
+            } catch {
+                logger.warning("draining remote cluster data failed; will retry", metadata: ["remote": "\(remote)", "error": "\(error)"])
+                return .drainFailed("\(error)", at: Date())
+            }
+        case let .publish(status):
+            board.set(status)
+        case let .finish(removeStatus):
+            if removeStatus { board.remove(remote) }
+        }
+        return nil
+    }
+
+    // MARK: A connection
+
+    /// One connection: opens the remote store, reads its config, then does what the machine
+    /// commands until the command stream ends (the machine closed the connection). Failures are
+    /// reported as events; the last event is always `connectionEnded`.
+    private func runConnection(_ id: Int, peer: PeerRecord, commands: AsyncStream<ConnectionCommand?>,
+                               send: AsyncStream<Event>.Continuation) async {
+        @Sendable func failed(_ error: any Error) {
+            guard !Task.isCancelled else { return }
+            send.yield(.connectionFailed(connection: id, Self.failure(error, remote: remote), at: Date(), now: .now))
+        }
+        do {
+            try await connector.withStore(of: peer) { remote in
+                send.yield(.connected(connection: id))
+                await withDiscardingTaskGroup { group in
+                    group.addTask {
+                        do {
+                            let config = try await retrieveConfig(remote)
+                            send.yield(.configRead(connection: id, config, at: Date(), now: .now))
+                        } catch {
+                            failed(error)
+                        }
+                    }
+                    for await command in commands {
+                        guard let command else { continue }
+                        do {
+                            switch command {
+                            case let .writeCachedConfig(config):
+                                try await retryingLocalWrite("cluster configuration", send: send) { () async throws(EtcdError) in
+                                    try await local.put(KeyLayout.clusterConfig(self.remote), StoreCoding.encode(config))
+                                }
+                            case let .mirror(kind, scope):
+                                group.addTask {
+                                    do { try await mirror(kind, scope: scope, from: remote, connection: id, send: send) } catch { failed(error) }
+                                }
+                            case .watchCanaries:
+                                group.addTask {
+                                    do { try await watchCanaries(remote, connection: id, send: send) } catch { failed(error) }
+                                }
+                            case .watchHeartbeat:
+                                group.addTask {
+                                    do { try await watchHeartbeat(remote, connection: id, send: send) } catch { failed(error) }
+                                }
+                            case let .writeSyncCanary(kind):
+                                try await retryingLocalWrite("\(kind) sync canary", send: send) { () async throws(EtcdError) in
+                                    try await local.put(KeyLayout.syncCanary(cluster: self.remote, prefix: kind.cacheCanaryPrefix), iso8601Now())
+                                }
+                                logger.info("remote kind synced", metadata: ["remote": "\(self.remote)", "kind": "\(kind)"])
+                                send.yield(.syncCanaryWritten(connection: id, kind))
+                            }
+                        } catch {
+                            failed(error)
+                        }
+                    }
+                    group.cancelAll()
+                }
+            }
+        } catch {
+            failed(error)
+        }
+        send.yield(.connectionEnded(connection: id, now: .now))
+    }
+
+    private static func failure(_ error: any Error, remote: String) -> ImportFailure {
+        switch error {
+        case let failure as ImportFailure: failure
+        case let failure as LocalStoreFailure: .localStore(remote: remote, detail: "\(failure.error)")
+        default: .remoteStore(remote: remote, detail: "\(error)")
+        }
+    }
+
+    /// A write into the local store that failed beyond retrying.
+    private struct LocalStoreFailure: Error {
+        var error: any Error
     }
 
     /// Runs an operation on the local store, retrying while the store is slow or unreachable.
     /// That is not a failure of the remote connection: treating it as one would reconnect,
     /// re-list and re-diff the whole remote, adding load just when the local store is
     /// overloaded. The remote's watch waits meanwhile (its stream is flow-controlled). Errors a
-    /// retry cannot mend (a refused permission, a malformed request) fail the connection as before.
-    private func retryingLocalWrite<T: Sendable>(_ what: String, _ operation: () async throws -> T) async throws -> T {
+    /// retry cannot mend (a refused permission, a malformed request) fail the connection.
+    private func retryingLocalWrite<T: Sendable>(_ what: String, send: AsyncStream<Event>.Continuation,
+                                                 _ operation: () async throws(EtcdError) -> T) async throws -> T {
         var delay = Duration.milliseconds(100)
         while true {
             do {
                 return try await operation()
-            } catch let error as EtcdError where error.code == .timeout || error.code == .unavailable {
+            } catch where error.code == .timeout || error.code == .unavailable {
                 try Task.checkCancellation()
                 logger.warning("writing into the local store failed; retrying", metadata: [
-                    "remote": "\(name)", "what": "\(what)", "error": "\(error)", "retryIn": "\(delay)",
+                    "remote": "\(remote)", "what": "\(what)", "error": "\(error)", "retryIn": "\(delay)",
                 ])
-                board.update(name) { $0.localStoreRetries = ($0.localStoreRetries ?? 0) + 1 }
+                send.yield(.localWriteRetried)
                 try await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(5))
+            } catch {
+                throw LocalStoreFailure(error: error)
             }
         }
     }
 
-    private func remoteConfiguration() throws -> EtcdClientConfiguration {
-        guard let url = peer.endpoints.first else {
-            throw EtcdError(.invalidArgument, "peer \(name) has no endpoints")
-        }
-        return EtcdClientConfiguration(
-            endpoint: try EtcdEndpoint(url: url),
-            tls: EtcdTLS(caPEM: peer.caPEM, certificatePEM: peer.certificatePEM, privateKeyPEM: peer.privateKeyPEM, serverName: peer.serverName),
-            requestTimeout: .seconds(5))
-    }
-
-    private func connectAndMirror(onReady: () -> Void) async throws {
-        let configuration = try remoteConfiguration()
-        try await EtcdClient.withClient(configuration) { remote in
-            board.update(name) { $0.phase = .waitingForConfig }
-            let config = try await retrieveConfig(remote)
-            try validate(config)
-            board.update(name) { status in
-                status.connected = true
-                status.configRetrieved = true
-                status.remoteClusterID = config.id
-                status.syncCanaries = config.capabilities.syncedCanaries ?? false
-                status.phase = .syncing
-                status.lastHeartbeat = Date()
-            }
-            var cachedConfig = config
-            cachedConfig.capabilities.cached = true
-            cachedConfig.capabilities.syncedCanaries = true
-            try await retryingLocalWrite("cluster configuration") { try await local.put(KeyLayout.clusterConfig(name), jsonData(cachedConfig)) }
-            onReady()
-            let progress = SyncProgress(usesCanaries: config.capabilities.syncedCanaries ?? false)
-            let validator = RemoteRecordValidator(remoteName: name, remoteID: ClusterID(config.id),
-                                                  layout: IdentityLayout(maxConnectedClusters: MaxConnectedClusters(rawValue: config.capabilities.maxConnectedClusters ?? 255) ?? .c255))
-            try await withThrowingDiscardingTaskGroup { group in
-                for kind in MeshKind.allCases {
-                    group.addTask { try await mirror(kind, from: remote, validator: validator, progress: progress) }
-                }
-                group.addTask { try await watchCanaries(remote, progress: progress) }
-                group.addTask { try await watchHeartbeat(remote) }
-                group.addTask { try await awaitForever() }
-            }
-        }
-    }
-
-    private func awaitForever() async throws {
-        while true { try await Task.sleep(for: .seconds(3600)) }
-    }
-
-    private func retrieveConfig(_ remote: any KeyValueStore) async throws -> CiliumClusterConfig {
-        let deadline = ContinuousClock.now + timing.configTimeout
+    private func retrieveConfig(_ store: any KeyValueStore) async throws -> CiliumClusterConfig {
+        let waited = timingSource().configTimeout
+        let deadline = ContinuousClock.now + waited
         var delay = Duration.milliseconds(100)
         while true {
-            if let kv = try await remote.get(KeyLayout.clusterConfig(name)) {
+            if let kv = try await store.get(KeyLayout.clusterConfig(remote)) {
                 do {
                     return try JSONDecoder().decode(CiliumClusterConfig.self, from: kv.value)
                 } catch {
-                    throw ImportError("cluster configuration of \(name) is malformed: \(error)")
+                    throw ImportFailure.configMalformed(remote: remote, detail: "\(error)")
                 }
             }
-            guard ContinuousClock.now < deadline else {
-                throw ImportError("remote cluster configuration required but not found (cilium/cluster-config/\(name)); is clustermesh enabled on \(name)?")
-            }
+            guard ContinuousClock.now < deadline else { throw ImportFailure.configNotFound(remote: remote, waited: waited) }
             try await Task.sleep(for: delay)
             delay = min(delay * 2, .seconds(30))
         }
     }
 
-    private func validate(_ config: CiliumClusterConfig) throws {
-        let localMax = localCluster.maxConnectedClusters
-        let remoteMax = config.capabilities.maxConnectedClusters ?? 255
-        guard remoteMax == localMax else {
-            throw ImportError("remote \(name) has maxConnectedClusters \(remoteMax), this cluster \(localMax); they must be equal")
-        }
-        guard config.id >= 1, config.id <= localMax else {
-            throw ImportError("remote \(name) has cluster ID \(config.id), outside 1...\(localMax)")
-        }
-        guard config.id == peer.id else {
-            throw ImportError("remote \(name) reports cluster ID \(config.id) but was connected as ID \(peer.id)")
-        }
-        guard config.id != localCluster.id else {
-            throw ImportError("remote \(name) has the local cluster's ID \(config.id)")
-        }
-    }
-
-    /// List, sweep and watch one kind.
-    private func mirror(_ kind: MeshKind, from remote: any KeyValueStore, validator: RemoteRecordValidator, progress: SyncProgress) async throws {
-        let statePrefix = kind.statePrefix(cluster: name)
-        let cachePrefix = kind.cachePrefix(cluster: name)
-        let listing = try await remote.list(prefix: statePrefix)
-        var desired: [String: Data] = [:]
-        var rejected = 0
-        for item in listing.items {
-            let relative = String(item.key.dropFirst(statePrefix.count))
-            if validator.accept(kind, name: relative, value: item.value) == nil {
-                desired[cachePrefix + relative] = item.value
-            } else {
-                rejected += 1
-            }
-        }
-        let existing = try await retryingLocalWrite("\(kind) cache listing") { try await local.list(prefix: cachePrefix) }
-        let current = Dictionary(existing.items.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
-        let diff = CacheDiff(desired: desired, current: current)
-        try await retryingLocalWrite("\(kind) cache") { try await MeshCache.apply(diff, to: local) }
-        let keys = Shared(Set(desired.keys))
-        let rejectedTotal = rejected
-        board.update(name) { status in
-            status.counts[kind] = desired.count
-            status.rejected[kind] = rejectedTotal
-        }
-        if progress.markListed(kind) { try await markSynced(kind) }
-        try await remote.watch(prefix: statePrefix, startRevision: listing.revision + 1) { events, _ in
-            var puts: [String: Data] = [:]
-            var deletes: Set<String> = []
-            var newlyRejected = 0
-            for event in events {
-                let relative = String(event.key.dropFirst(statePrefix.count))
-                let cacheKey = cachePrefix + relative
-                switch event {
-                case let .put(kv):
-                    if validator.accept(kind, name: relative, value: kv.value) == nil {
+    /// Lists, sweeps and watches one kind: the listing's valid records replace what the cache
+    /// holds of the kind (what the remote no longer has is deleted), then every watched change
+    /// is checked and applied.
+    private func mirror(_ kind: MeshKind, scope: ImportStateMachine.RemoteRecordScope, from remote: any KeyValueStore,
+                        connection id: Int, send: AsyncStream<Event>.Continuation) async throws {
+        let statePrefix = kind.statePrefix(cluster: self.remote)
+        let cachePrefix = kind.cachePrefix(cluster: self.remote)
+        let validator = RemoteRecordValidator(remoteName: scope.remote, remoteID: ClusterID(scope.id),
+                                              layout: IdentityLayout(maxConnectedClusters: MaxConnectedClusters(rawValue: scope.maxConnectedClusters) ?? .c255))
+        let keys = Shared(Set<String>())
+        try await ListWatch(remote, .prefix(statePrefix), restart: .never).run { update in
+            switch update {
+            case let .snapshot(items, _):
+                var desired: [String: Data] = [:]
+                var rejected = 0
+                for item in items {
+                    let relative = String(item.key.dropFirst(statePrefix.count))
+                    if validator.accept(kind, name: relative, value: item.value) == nil {
+                        desired[cachePrefix + relative] = item.value
+                    } else {
+                        rejected += 1
+                    }
+                }
+                let existing = try await retryingLocalWrite("\(kind) cache listing", send: send) { () async throws(EtcdError) in
+                    try await local.list(prefix: cachePrefix)
+                }
+                let current = Dictionary(existing.items.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+                try await retryingLocalWrite("\(kind) cache", send: send) { () async throws(EtcdError) in
+                    try await MeshCache.apply(CacheDiff(desired: desired, current: current), to: local)
+                }
+                keys.withLock { $0 = Set(desired.keys) }
+                send.yield(.listed(connection: id, kind, count: desired.count, rejected: rejected))
+            case let .changes(events, _):
+                var puts: [String: Data] = [:]
+                var deletes: Set<String> = []
+                var newlyRejected = 0
+                for event in events {
+                    let relative = String(event.key.dropFirst(statePrefix.count))
+                    let cacheKey = cachePrefix + relative
+                    if case let .put(kv) = event, validator.accept(kind, name: relative, value: kv.value) == nil {
                         puts[cacheKey] = kv.value
                         deletes.remove(cacheKey)
-                    } else {
-                        newlyRejected += 1
-                        puts[cacheKey] = nil
-                        deletes.insert(cacheKey)
+                        continue
                     }
-                case .delete:
+                    if case .put = event { newlyRejected += 1 }
                     puts[cacheKey] = nil
                     deletes.insert(cacheKey)
                 }
-            }
-            try await retryingLocalWrite("\(kind) cache") { try await MeshCache.apply(CacheDiff(puts: puts, deletes: deletes), to: local) }
-            let count = keys.withLock { keys in
-                keys.formUnion(puts.keys)
-                keys.subtract(deletes)
-                return keys.count
-            }
-            board.update(name) { status in
-                status.counts[kind] = count
-                status.rejected[kind] += newlyRejected
-            }
-        }
-    }
-
-    private func watchCanaries(_ remote: any KeyValueStore, progress: SyncProgress) async throws {
-        guard progress.usesCanaries else { return }
-        let prefix = "\(KeyLayout.syncedPrefix)\(name)/"
-        let listing = try await remote.list(prefix: prefix)
-        for item in listing.items { try await canarySeen(item.key, prefix: prefix, progress: progress) }
-        try await remote.watch(prefix: prefix, startRevision: listing.revision + 1) { events, _ in
-            for case let .put(kv) in events { try await canarySeen(kv.key, prefix: prefix, progress: progress) }
-        }
-    }
-
-    private func canarySeen(_ key: String, prefix: String, progress: SyncProgress) async throws {
-        let watched = String(key.dropFirst(prefix.count))
-        guard let kind = MeshKind.allCases.first(where: { $0.stateCanaryPrefix == watched }) else { return }
-        if progress.markCanary(kind) { try await markSynced(kind) }
-    }
-
-    private func markSynced(_ kind: MeshKind) async throws {
-        try await retryingLocalWrite("\(kind) sync canary") { try await local.put(KeyLayout.syncCanary(cluster: name, prefix: kind.cacheCanaryPrefix), iso8601Now()) }
-        board.update(name) { status in
-            status.synced[kind] = true
-            if status.pendingKinds.isEmpty {
-                status.ready = true
-                status.phase = .ready
-            }
-        }
-        logger.info("remote kind synced", metadata: ["remote": "\(name)", "kind": "\(kind)"])
-    }
-
-    /// Fails (forcing a reconnect) when no heartbeat update arrives within the timeout.
-    private func watchHeartbeat(_ remote: any KeyValueStore) async throws {
-        let last = Shared(ContinuousClock.now)
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask {
-                try await remote.watch(key: KeyLayout.heartbeat, startRevision: 0) { events, _ in
-                    guard !events.isEmpty else { return }
-                    last.withLock { $0 = .now }
-                    board.update(name) { $0.lastHeartbeat = Date() }
+                let diff = CacheDiff(puts: puts, deletes: deletes)
+                try await retryingLocalWrite("\(kind) cache", send: send) { () async throws(EtcdError) in
+                    try await MeshCache.apply(diff, to: local)
                 }
-            }
-            group.addTask {
-                while true {
-                    try await Task.sleep(for: timing.heartbeatTimeout / 4)
-                    let quiet = ContinuousClock.now - last.withLock { $0 }
-                    if quiet > timing.heartbeatTimeout {
-                        throw ImportError("no heartbeat from \(name) for \(quiet); reconnecting")
-                    }
+                let count = keys.withLock { keys in
+                    keys.formUnion(puts.keys)
+                    keys.subtract(deletes)
+                    return keys.count
                 }
+                send.yield(.changed(connection: id, kind, count: count, newlyRejected: newlyRejected))
             }
         }
     }
-}
 
-/// Which kinds have been listed and which canaries seen, for one connection.
-final class SyncProgress: Sendable {
-    private struct State {
-        var listed: Set<MeshKind> = []
-        var canaries: Set<MeshKind> = []
-        var synced: Set<MeshKind> = []
-    }
-
-    let usesCanaries: Bool
-    private let state = Mutex(State())
-
-    init(usesCanaries: Bool) { self.usesCanaries = usesCanaries }
-
-    /// Each returns true when it makes the kind synced for the first time.
-    func markListed(_ kind: MeshKind) -> Bool { mark(kind, canary: false) }
-    func markCanary(_ kind: MeshKind) -> Bool { mark(kind, canary: true) }
-
-    private func mark(_ kind: MeshKind, canary: Bool) -> Bool {
-        state.withLock { state in
-            if canary { state.canaries.insert(kind) } else { state.listed.insert(kind) }
-            let ready = state.listed.contains(kind) && (!usesCanaries || state.canaries.contains(kind))
-            guard ready, !state.synced.contains(kind) else { return false }
-            state.synced.insert(kind)
-            return true
+    private func watchCanaries(_ remote: any KeyValueStore, connection id: Int, send: AsyncStream<Event>.Continuation) async throws {
+        let prefix = "\(KeyLayout.syncedPrefix)\(self.remote)/"
+        @Sendable func seen(_ key: String) {
+            let watched = String(key.dropFirst(prefix.count))
+            guard let kind = MeshKind.allCases.first(where: { $0.stateCanaryPrefix == watched }) else { return }
+            send.yield(.canarySeen(connection: id, kind))
+        }
+        try await ListWatch(remote, .prefix(prefix), restart: .never).run { update in
+            switch update {
+            case let .snapshot(items, _): items.forEach { seen($0.key) }
+            case let .changes(events, _): for case let .put(kv) in events { seen(kv.key) }
+            }
         }
     }
-}
 
-/// A failure of the import state machine, with the reason shown in `clustermesh status`.
-struct ImportError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+    /// Reports every update of the remote's heartbeat; the machine's watchdog notices silence.
+    private func watchHeartbeat(_ remote: any KeyValueStore, connection id: Int, send: AsyncStream<Event>.Continuation) async throws {
+        try await ListWatch(remote, .key(KeyLayout.heartbeat), restart: .never).run { update in
+            guard case let .changes(events, _) = update, !events.isEmpty else { return }
+            send.yield(.heartbeat(connection: id, at: Date(), now: .now))
+        }
+    }
 }
 
 func iso8601Now() -> String {

@@ -14,16 +14,17 @@ public final class StatusBoard: Sendable {
 
     public init() {}
 
-    /// Applies `change`; only a real change stamps `updated` and bumps the version, so an
-    /// importer reporting the same counts after every watch batch causes no status write.
-    public func update(_ name: String, _ change: (inout RemoteClusterStatus) -> Void) {
+    /// Takes an importer's status; only a change (its `updated` aside) stamps `updated` and
+    /// bumps the version, so an importer reporting the same counts causes no status write.
+    public func set(_ status: RemoteClusterStatus) {
         state.withLock { state in
-            let before = state.statuses[name]
-            var status = before ?? RemoteClusterStatus(name: name)
-            change(&status)
-            guard status != before else { return }
-            status.updated = Date()
-            state.statuses[name] = status
+            var incoming = status
+            if let before = state.statuses[status.name] {
+                incoming.updated = before.updated
+                guard incoming != before else { return }
+            }
+            incoming.updated = Date()
+            state.statuses[status.name] = incoming
             state.version += 1
         }
     }
@@ -42,14 +43,4 @@ public final class StatusBoard: Sendable {
     public func status(_ name: String) -> RemoteClusterStatus? {
         state.withLock { $0.statuses[name] }
     }
-}
-
-/// A value shared between concurrently running closures of one controller (a `Mutex` that can
-/// be captured, since a `Mutex` itself cannot be copied into a closure).
-final class Shared<Value: Sendable>: Sendable {
-    private let state: Mutex<Value>
-
-    init(_ value: Value) { state = Mutex(value) }
-
-    func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { state.withLock { body(&$0) } }
 }

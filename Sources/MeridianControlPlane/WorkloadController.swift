@@ -20,37 +20,25 @@ struct WorkloadController: Sendable {
             KeyLayout.podStatusPrefix,
             MeshKind.nodes.statePrefix(cluster: cluster.name),
         ])
-        let (ticks, tick) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let orphans = Shared(OrphanedStatuses())
         try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await mirror.run(client: client) }
-            group.addTask {
-                for await _ in await mirror.subscribe() { tick.yield() }
+            group.addTask { try await mirror.run(store: client) }
+            // Every 2 s as well: placements that found no node are retried when nodes arrive.
+            await mirror.reconcile(every: .seconds(2), onFailure: { error in
+                logger.warning("workload reconcile failed; retrying", metadata: ["error": "\(error)"])
+            }) {
+                var seen = orphans.value
+                try await reconcile(mirror, orphans: &seen)
+                orphans.withLock { $0 = seen }
             }
-            group.addTask {
-                // Retries placements that found no node when nodes arrive without other changes.
-                while true {
-                    try await Task.sleep(for: .seconds(2))
-                    tick.yield()
-                }
-            }
-            group.addTask {
-                var orphans = OrphanedStatuses()
-                for await _ in ticks {
-                    guard await mirror.isSynced else { continue }
-                    do {
-                        try await reconcile(mirror, orphans: &orphans)
-                    } catch {
-                        logger.warning("workload reconcile failed; retrying on the next change", metadata: ["error": "\(error)"])
-                    }
-                }
-            }
+            group.cancelAll()
         }
     }
 
     /// Statuses seen without their pod, and since when. The mirror follows pods and statuses
     /// on separate watches, so a status can arrive before the pod written in the same
     /// transaction; only a status orphaned for `grace` is removed.
-    struct OrphanedStatuses {
+    struct OrphanedStatuses: Sendable {
         var since: [String: ContinuousClock.Instant] = [:]
         var grace: Duration = .seconds(5)
     }

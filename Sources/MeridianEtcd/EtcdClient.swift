@@ -147,11 +147,11 @@ public struct EtcdClient: KeyValueStore {
 
     // MARK: KV
 
-    public func get(_ key: String) async throws(EtcdError) -> EtcdKeyValue? {
+    public func read(_ key: String) async throws(EtcdError) -> (value: EtcdKeyValue?, revision: Int64) {
         var request = Etcdserverpb_RangeRequest()
         request.key = Data(key.utf8)
         let response = try await call("get \(key)") { try await kv.range(request, options: unaryOptions) }
-        return response.kvs.first.map(EtcdKeyValue.init)
+        return (response.kvs.first.map(EtcdKeyValue.init), response.header.revision)
     }
 
     /// Every key under `prefix`, read at one revision. Read in pages of `pageSize` keys, every

@@ -54,7 +54,8 @@ public protocol KeyValueStore: Sendable {
     /// Where the store is, for messages.
     var location: String { get }
 
-    func get(_ key: String) async throws(EtcdError) -> EtcdKeyValue?
+    /// One key (nil when absent) and the store revision it was read at.
+    func read(_ key: String) async throws(EtcdError) -> (value: EtcdKeyValue?, revision: Int64)
     /// Every key under `prefix`, read at one revision (in pages of `pageSize` keys).
     func list(prefix: String, pageSize: Int64) async throws(EtcdError) -> EtcdListing
     /// Number of keys under `prefix`.
@@ -97,6 +98,10 @@ public protocol KeyValueStore: Sendable {
 }
 
 extension KeyValueStore {
+    public func get(_ key: String) async throws(EtcdError) -> EtcdKeyValue? {
+        try await read(key).value
+    }
+
     public func list(prefix: String) async throws(EtcdError) -> EtcdListing {
         try await list(prefix: prefix, pageSize: 1000)
     }

@@ -85,13 +85,16 @@ public struct StatusReporterRecord: Codable, Sendable, Hashable {
     public init(reportedAt: Date) { self.reportedAt = reportedAt }
 }
 
-/// One remote cluster as seen by the importing control plane; published (on a short lease, so
-/// it disappears with the control plane) for `clustermesh status`. Its JSON is the documented,
-/// stable status format.
+/// One remote cluster as seen by the importing control plane, derived from its import state
+/// machine and published under `meridian/clustermesh/status/<remote>` when it changes, for
+/// `clustermesh status` (whether the control plane still reports is told by
+/// `StatusReporterRecord`). Its JSON is the documented, stable status format.
 public struct RemoteClusterStatus: Codable, Sendable, Hashable {
-    /// Phases of the per-remote state machine, in order.
+    /// Phases of the per-remote state machine (`ImportStateMachine`), in order.
     public enum Phase: String, Codable, Sendable, Hashable {
         case connecting, waitingForConfig = "waiting-for-config", syncing, ready, backoff, withdrawn
+        /// Disconnected: its data is being removed from the cache (retried until it is gone).
+        case draining
     }
 
     /// Counts per kind; also used for "synced" flags and rejections.

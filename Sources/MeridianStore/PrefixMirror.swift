@@ -1,8 +1,9 @@
 import Foundation
 import MeridianEtcd
 
-/// A live copy of every key under some etcd prefixes: listed once, then kept current by a
-/// watch, re-listed whenever the watch breaks or its revision is compacted. Consumers read
+/// A live copy of every key under some store prefixes, each followed by a `ListWatch`: listed,
+/// then kept current by a watch, listed again whenever the watch breaks or its revision is
+/// compacted. Consumers read
 /// `snapshot()` and wait on their own `subscribe()` stream to learn that something moved, so
 /// a reconciler can rebuild its desired state from one consistent view.
 public actor PrefixMirror {
@@ -43,26 +44,19 @@ public actor PrefixMirror {
 
     public var isSynced: Bool { synced.count == prefixes.count }
 
-    /// Runs the list-watch loops until cancelled.
-    public func run(client: any KeyValueStore, retryDelay: Duration = .milliseconds(500)) async throws {
+    /// Follows every prefix until cancelled, listing again after a short backoff whenever a
+    /// watch breaks.
+    public func run(store: any KeyValueStore, backoff: ReconnectBackoff = ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(2))) async throws {
         try await withThrowingDiscardingTaskGroup { group in
             for prefix in prefixes {
-                group.addTask { try await self.follow(prefix, client: client, retryDelay: retryDelay) }
-            }
-        }
-    }
-
-    private func follow(_ prefix: String, client: any KeyValueStore, retryDelay: Duration) async throws {
-        while !Task.isCancelled {
-            do {
-                let listing = try await client.list(prefix: prefix)
-                replace(prefix, with: listing.items, revision: listing.revision)
-                try await client.watch(prefix: prefix, startRevision: listing.revision + 1) { events, revision in
-                    await self.apply(prefix, events, revision: revision)
+                group.addTask {
+                    try await ListWatch(store, .prefix(prefix), restart: .after(backoff)).run { update in
+                        switch update {
+                        case let .snapshot(items, revision): await self.replace(prefix, with: items, revision: revision)
+                        case let .changes(events, revision): await self.apply(prefix, events, revision: revision)
+                        }
+                    }
                 }
-            } catch {
-                if Task.isCancelled { return }
-                try await Task.sleep(for: retryDelay)
             }
         }
     }
@@ -93,6 +87,45 @@ public actor PrefixMirror {
         for (id, continuation) in subscribers {
             // A consumer that stopped listening is forgotten at the next change.
             if case .terminated = continuation.yield(generation) { subscribers[id] = nil }
+        }
+    }
+}
+
+extension PrefixMirror {
+    /// Runs `body` once the mirror is synced and again after every change, until cancelled. A
+    /// failed run is repeated after the backoff's next delay even when nothing changes (and the
+    /// backoff resets after a run that succeeds); with `every`, it also runs that often.
+    public func reconcile(retry: ReconnectBackoff = ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(5)),
+                          every period: Duration? = nil,
+                          onFailure: @escaping @Sendable (any Error) -> Void,
+                          _ body: @escaping @Sendable () async throws -> Void) async {
+        let (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                for await _ in await self.subscribe() { wake.yield() }
+                wake.finish()
+            }
+            if let period {
+                group.addTask {
+                    while (try? await Task.sleep(for: period)) != nil { wake.yield() }
+                }
+            }
+            var backoff = retry
+            for await _ in wakes {
+                guard isSynced else { continue }
+                do {
+                    try await body()
+                    backoff.reset()
+                } catch {
+                    if Task.isCancelled { break }
+                    onFailure(error)
+                    let delay = backoff.next()
+                    group.addTask {
+                        if (try? await Task.sleep(for: delay)) != nil { wake.yield() }
+                    }
+                }
+            }
+            group.cancelAll()
         }
     }
 }

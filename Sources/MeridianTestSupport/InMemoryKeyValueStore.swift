@@ -53,11 +53,12 @@ public final class InMemoryKeyValueStore: KeyValueStore {
         var nextWatcher: UInt64 = 0
         var leases: [Int64: Lease] = [:]
         var nextLease: Int64 = 0x1000
-        var failures: [Operation: (code: EtcdError.Code, remaining: Int)] = [:]
+        var failures: [Operation: (code: EtcdError.Code, remaining: Int, keyPrefix: String?)] = [:]
         var writesHeld = false
         var heldWrites: [CheckedContinuation<Void, Never>] = []
         var heldWriteArrivals: [CheckedContinuation<Void, Never>] = []
         var operations: [Operation: Int] = [:]
+        var writeLog: [String] = []
     }
 
     private let state = Mutex(State())
@@ -70,10 +71,12 @@ public final class InMemoryKeyValueStore: KeyValueStore {
     // MARK: Steering
 
     /// The next `count` calls of the given kinds fail with `code` (`.unavailable`: as if the
-    /// store could not be reached).
-    public func failNext(_ count: Int, of operations: Set<Operation> = Set(Operation.allCases), with code: EtcdError.Code = .unavailable) {
+    /// store could not be reached); with `keyPrefix`, only calls on keys under it (the first key
+    /// of a transaction) count.
+    public func failNext(_ count: Int, of operations: Set<Operation> = Set(Operation.allCases), with code: EtcdError.Code = .unavailable,
+                         keyPrefix: String? = nil) {
         state.withLock { state in
-            for operation in operations { state.failures[operation] = (code, count) }
+            for operation in operations { state.failures[operation] = (code, count, keyPrefix) }
         }
     }
 
@@ -146,14 +149,20 @@ public final class InMemoryKeyValueStore: KeyValueStore {
         state.withLock { state in state.entries.mapValues(\.value) }
     }
 
+    /// Writes waiting while writes are held.
+    public var heldWriteCount: Int { state.withLock { $0.heldWrites.count } }
+
+    /// What every write that changed something did, in order: `put KEY` and `delete KEY`.
+    public var writeLog: [String] { state.withLock { $0.writeLog } }
+
     /// Number of open watches.
     public var openWatches: Int { state.withLock { $0.watchers.count } }
 
     // MARK: KeyValueStore
 
-    public func get(_ key: String) async throws(EtcdError) -> EtcdKeyValue? {
+    public func read(_ key: String) async throws(EtcdError) -> (value: EtcdKeyValue?, revision: Int64) {
         try admit(.read, "get \(key)", key: key)
-        return state.withLock { state in state.entries[key].map { Self.keyValue(key, $0) } }
+        return state.withLock { state in (state.entries[key].map { Self.keyValue(key, $0) }, state.revision) }
     }
 
     public func list(prefix: String, pageSize: Int64) async throws(EtcdError) -> EtcdListing {
@@ -171,7 +180,7 @@ public final class InMemoryKeyValueStore: KeyValueStore {
 
     @discardableResult
     public func put(_ key: String, _ value: Data, lease: Int64) async throws(EtcdError) -> Int64 {
-        try await write("put \(key)") { state throws(EtcdError) in
+        try await write("put \(key)", key: key) { state throws(EtcdError) in
             try Self.requireLease(lease, in: state)
             return (true, [(key, value)], [], lease)
         }
@@ -179,7 +188,7 @@ public final class InMemoryKeyValueStore: KeyValueStore {
 
     public func create(_ key: String, _ value: Data, lease: Int64) async throws(EtcdError) -> Bool {
         var created = false
-        try await write("create \(key)") { state throws(EtcdError) in
+        try await write("create \(key)", key: key) { state throws(EtcdError) in
             try Self.requireLease(lease, in: state)
             created = state.entries[key] == nil
             return (created, created ? [(key, value)] : [], [], lease)
@@ -189,7 +198,7 @@ public final class InMemoryKeyValueStore: KeyValueStore {
 
     public func touch(_ key: String, ifValue expected: Data) async throws(EtcdError) -> Bool {
         var touched = false
-        try await write("touch \(key)") { state throws(EtcdError) in
+        try await write("touch \(key)", key: key) { state throws(EtcdError) in
             guard let entry = state.entries[key], entry.value == expected else { return (false, [], [], 0) }
             touched = true
             return (true, [(key, expected)], [], entry.lease)
@@ -199,7 +208,7 @@ public final class InMemoryKeyValueStore: KeyValueStore {
 
     public func delete(_ keys: [String], ifModRevisions unchanged: [(key: String, modRevision: Int64)]) async throws(EtcdError) -> Bool {
         var deleted = false
-        try await write("delete of \(keys.count) keys if unchanged") { state throws(EtcdError) in
+        try await write("delete of \(keys.count) keys if unchanged", key: keys.first) { state throws(EtcdError) in
             deleted = unchanged.allSatisfy { (state.entries[$0.key]?.modRevision ?? 0) == $0.modRevision }
             return (deleted, [], deleted ? keys : [], 0)
         }
@@ -208,7 +217,7 @@ public final class InMemoryKeyValueStore: KeyValueStore {
 
     public func commit(puts: [(key: String, value: Data)], deletes: [String], lease: Int64) async throws(EtcdError) {
         guard !puts.isEmpty || !deletes.isEmpty else { return }
-        try await write("commit of \(puts.count + deletes.count) operations") { state throws(EtcdError) in
+        try await write("commit of \(puts.count + deletes.count) operations", key: puts.first?.key ?? deletes.first) { state throws(EtcdError) in
             let keys = puts.map(\.key) + deletes
             guard Set(keys).count == keys.count else {
                 throw EtcdError(.invalidArgument, "duplicate key given in txn request")
@@ -221,7 +230,7 @@ public final class InMemoryKeyValueStore: KeyValueStore {
     @discardableResult
     public func delete(_ key: String) async throws(EtcdError) -> Bool {
         var deleted = false
-        try await write("delete \(key)") { state throws(EtcdError) in
+        try await write("delete \(key)", key: key) { state throws(EtcdError) in
             deleted = state.entries[key] != nil
             return (deleted, [], [key], 0)
         }
@@ -231,7 +240,7 @@ public final class InMemoryKeyValueStore: KeyValueStore {
     @discardableResult
     public func delete(prefix: String) async throws(EtcdError) -> Int {
         var count = 0
-        try await write("delete prefix \(prefix)") { state throws(EtcdError) in
+        try await write("delete prefix \(prefix)", key: prefix) { state throws(EtcdError) in
             let doomed = state.entries.keys.filter { $0.hasPrefix(prefix) }.sorted()
             count = doomed.count
             return (!doomed.isEmpty, [], doomed, 0)
@@ -328,7 +337,8 @@ public final class InMemoryKeyValueStore: KeyValueStore {
         let failure = state.withLock { state -> EtcdError.Code? in
             state.operations[operation, default: 0] += 1
             guard let pending = state.failures[operation], pending.remaining > 0 else { return nil }
-            state.failures[operation] = pending.remaining > 1 ? (pending.code, pending.remaining - 1) : nil
+            if let prefix = pending.keyPrefix, key?.hasPrefix(prefix) != true { return nil }
+            state.failures[operation] = pending.remaining > 1 ? (pending.code, pending.remaining - 1, pending.keyPrefix) : nil
             return pending.code
         }
         if let failure { throw EtcdError(failure, "\(what) at \(location): injected failure") }
@@ -338,10 +348,10 @@ public final class InMemoryKeyValueStore: KeyValueStore {
     /// (whether anything happens, puts, deletes, the lease of the puts) under the lock and
     /// notifies the watchers. Returns the store revision after it.
     @discardableResult
-    private func write(_ what: String,
+    private func write(_ what: String, key: String?,
                        _ body: (inout State) throws(EtcdError) -> (apply: Bool, puts: [(key: String, value: Data)], deletes: [String], lease: Int64))
         async throws(EtcdError) -> Int64 {
-        try admit(.write, what)
+        try admit(.write, what, key: key)
         await waitWhileHeld()
         return try state.withLock { state throws(EtcdError) -> Int64 in
             let decision = try body(&state)
@@ -373,9 +383,11 @@ public final class InMemoryKeyValueStore: KeyValueStore {
             let entry = Entry(value: value, createRevision: created, modRevision: revision, lease: lease)
             state.entries[key] = entry
             events.append(.put(keyValue(key, entry)))
+            state.writeLog.append("put \(key)")
         }
         for key in deletes where state.entries.removeValue(forKey: key) != nil {
             events.append(.delete(key: key, revision: revision))
+            state.writeLog.append("delete \(key)")
         }
         guard !events.isEmpty else { return }
         state.revision = revision

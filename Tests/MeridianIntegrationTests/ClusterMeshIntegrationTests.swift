@@ -4,6 +4,7 @@ import MeridianEtcd
 import MeridianLab
 import MeridianPKI
 import MeridianStore
+import MeridianTestSupport
 import Testing
 
 /// End-to-end behaviour of clustermesh with real etcd processes over mTLS and real control

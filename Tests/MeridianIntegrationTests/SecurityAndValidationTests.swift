@@ -5,6 +5,7 @@ import MeridianHost
 import MeridianLab
 import MeridianPKI
 import MeridianStore
+import MeridianTestSupport
 import Testing
 
 /// What a remote cluster's certificate can and cannot do, refusals of bad connects, and bad

@@ -1,0 +1,154 @@
+import Foundation
+import MeridianEtcd
+
+/// The list → watch → back off → list again → sweep loop, written once for every component
+/// that follows part of a store: the agents' and controllers' mirrors, the import manager's
+/// peer records, the control plane's mesh settings, and the importer's view of each remote
+/// prefix. It lists a prefix (or reads one key) and hands the consumer the complete state,
+/// then watches from that revision and hands over every batch of changes. When the watch
+/// breaks (the store was unreachable, the revision was compacted away) it lists again, after a
+/// backoff if it restarts by itself, and hands over the new complete state: whatever the
+/// consumer still holds that the new state lacks was deleted meanwhile, and the consumer sweeps it.
+public struct ListWatch: Sendable {
+    /// What is followed.
+    public enum Scope: Sendable, Hashable, CustomStringConvertible {
+        case prefix(String)
+        /// Exactly one key (a peer may be allowed to read that key but not the range after it).
+        case key(String)
+
+        public var description: String {
+            switch self {
+            case let .prefix(prefix): "\(prefix)*"
+            case let .key(key): key
+            }
+        }
+    }
+
+    /// What the consumer is handed.
+    public enum Update: Sendable {
+        /// Everything in scope at `revision`; anything else the consumer holds is stale.
+        case snapshot([EtcdKeyValue], revision: Int64)
+        /// Changes up to `revision`, in order.
+        case changes([EtcdWatchEvent], revision: Int64)
+    }
+
+    /// What happens when the store fails the listing or the watch.
+    public enum Restart: Sendable {
+        /// The failure ends `run` (its caller decides what a failure means).
+        case never
+        /// List again after the backoff's next delay; the backoff resets after every listing.
+        case after(ReconnectBackoff)
+    }
+
+    public let store: any KeyValueStore
+    public let scope: Scope
+    public let restart: Restart
+
+    public init(_ store: any KeyValueStore, _ scope: Scope, restart: Restart) {
+        self.store = store
+        self.scope = scope
+        self.restart = restart
+    }
+
+    /// Follows the scope until the task is cancelled, the consumer throws (rethrown as it is),
+    /// or, with `.never`, the store fails. `onStoreFailure` hears of every store failure that
+    /// leads to a new listing.
+    public func run(onStoreFailure: @Sendable (EtcdError) -> Void = { _ in },
+                    _ consume: @escaping @Sendable (Update) async throws -> Void) async throws {
+        guard case var .after(backoff) = restart else {
+            do {
+                return try await followOnce(consume)
+            } catch let failure as StoreFailure {
+                throw failure.error
+            } catch let failure as ConsumerFailure {
+                throw failure.error
+            }
+        }
+        while true {
+            do {
+                return try await followOnce(consume)
+            } catch let failure as StoreFailure {
+                guard !Task.isCancelled else { throw failure.error }
+                if failure.afterListing { backoff.reset() }
+                onStoreFailure(failure.error)
+                try await Task.sleep(for: backoff.next())
+            } catch let failure as ConsumerFailure {
+                throw failure.error
+            }
+        }
+    }
+
+    /// Like `run`, but hands the consumer the whole state in scope (key → record) and its
+    /// revision after every listing and every batch of changes.
+    public func follow(onStoreFailure: @Sendable (EtcdError) -> Void = { _ in },
+                       _ consume: @escaping @Sendable (_ state: [String: EtcdKeyValue], _ revision: Int64) async throws -> Void) async throws {
+        let state = Shared([String: EtcdKeyValue]())
+        try await run(onStoreFailure: onStoreFailure) { update in
+            let (current, revision) = state.withLock { current in
+                switch update {
+                case let .snapshot(items, revision):
+                    current = Dictionary(items.map { ($0.key, $0) }, uniquingKeysWith: { _, last in last })
+                    return (current, revision)
+                case let .changes(events, revision):
+                    for event in events {
+                        switch event {
+                        case let .put(kv): current[kv.key] = kv
+                        case let .delete(key, _): current[key] = nil
+                        }
+                    }
+                    return (current, revision)
+                }
+            }
+            try await consume(current, revision)
+        }
+    }
+
+    /// One listing and the watch after it. Store errors come out as `StoreFailure`, the
+    /// consumer's as `ConsumerFailure`, so that only the first restart the loop.
+    private func followOnce(_ consume: @escaping @Sendable (Update) async throws -> Void) async throws {
+        let items: [EtcdKeyValue]
+        let revision: Int64
+        do {
+            switch scope {
+            case let .prefix(prefix):
+                let listing = try await store.list(prefix: prefix)
+                (items, revision) = (listing.items, listing.revision)
+            case let .key(key):
+                let read = try await store.read(key)
+                (items, revision) = (read.value.map { [$0] } ?? [], read.revision)
+            }
+        } catch {
+            throw StoreFailure(error: error, afterListing: false)
+        }
+        do {
+            try await consume(.snapshot(items, revision: revision))
+        } catch {
+            throw ConsumerFailure(error: error)
+        }
+        do {
+            let handle: @Sendable ([EtcdWatchEvent], Int64) async throws -> Void = { events, revision in
+                do {
+                    try await consume(.changes(events, revision: revision))
+                } catch {
+                    throw ConsumerFailure(error: error)
+                }
+            }
+            switch scope {
+            case let .prefix(prefix): try await store.watch(prefix: prefix, startRevision: revision + 1, handle: handle)
+            case let .key(key): try await store.watch(key: key, startRevision: revision + 1, handle: handle)
+            }
+        } catch let error as EtcdError {
+            throw StoreFailure(error: error, afterListing: true)
+        }
+    }
+
+    private struct StoreFailure: Error {
+        var error: EtcdError
+        /// The listing succeeded and the watch after it failed: the store was reachable.
+        var afterListing: Bool
+    }
+
+    private struct ConsumerFailure: Error {
+        var error: any Error
+    }
+}
