@@ -195,7 +195,8 @@ let package = Package(
         ),
         .testTarget(
             name: "MeridianAgentTests",
-            dependencies: ["MeridianAgent", "MeridianCore", "MeridianDatapath"],
+            dependencies: ["MeridianAgent", "MeridianCore", "MeridianDatapath", "MeridianTestSupport", "MeridianStore", "MeridianEtcd", "CMeridianBPF",
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -62,7 +62,7 @@ public struct Agent: Sendable {
             let network = NodeNetwork(underlayDevice: configuration.underlayDevice, underlayMTU: context.podMTU + MeridianMTU.vxlanOverhead,
                                       gateway: context.gateway)
             try await network.setUp()
-            let datapath = try NodeDatapath(pinDirectory: configuration.pinDirectory)
+            let datapath = try BPFNodeDatapath(pinDirectory: configuration.pinDirectory)
             var config = mer_config()
             config.vxlan_ifindex = UInt32(try TrafficControl.interfaceIndex(NodeNetwork.vxlanDevice))
             config.node_ip = context.nodeIP.datapathValue ?? 0
@@ -202,9 +202,9 @@ public struct Agent: Sendable {
     /// the difference, and re-reads the maps every `resyncInterval` to repair drift. Each pass
     /// first follows label changes, then programs every endpoint's policy, then the shared maps
     /// (which carry the CIDR identities policy needs), then publishes what is in force.
-    private func reconcileDatapath(_ datapath: NodeDatapath, mirror: PrefixMirror, endpoints: EndpointManager, names: ServiceNameTable,
+    private func reconcileDatapath(_ datapath: any NodeDatapath, mirror: PrefixMirror, endpoints: EndpointManager, names: ServiceNameTable,
                                    context: NodeContext, client: any KeyValueStore) async throws {
-        var synchronizer = MapSynchronizer(datapath: datapath)
+        var synchronizer = MapSynchronizer(maps: datapath.maps)
         var cidrIdentities = CIDRIdentityTable()
         var decodeCaches = DatapathDecodeCaches()
         var published: NodePolicyStatus?

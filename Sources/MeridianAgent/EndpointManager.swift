@@ -30,7 +30,7 @@ struct EndpointRecord: Codable, Sendable, Hashable {
 actor EndpointManager {
     private let context: NodeContext
     private let client: any KeyValueStore
-    private let datapath: NodeDatapath
+    private let datapath: any NodeDatapath
     private let stateFile: String
     private let logger: Logger
     private var endpoints: [String: EndpointRecord] = [:]
@@ -38,7 +38,7 @@ actor EndpointManager {
     /// What the policy map holds per endpoint ID.
     private var programmed: [UInt16: EndpointPolicyProgram] = [:]
 
-    init(context: NodeContext, client: any KeyValueStore, datapath: NodeDatapath, stateDirectory: String, logger: Logger) {
+    init(context: NodeContext, client: any KeyValueStore, datapath: any NodeDatapath, stateDirectory: String, logger: Logger) {
         self.context = context
         self.client = client
         self.datapath = datapath
@@ -64,10 +64,10 @@ actor EndpointManager {
     /// Re-attaches programs to every known endpoint's veth (after an agent restart the maps are
     /// still pinned; the programs are new objects and replace the old ones in place).
     func restore() async {
-        for (key, value) in datapath.policy.entries() {
+        for (key, value) in datapath.maps.policy.entries() {
             programmed[UInt16(bigEndian: key.endpoint_id), default: EndpointPolicyProgram()].entries[PolicyMapKey(key)] = value.deny != 0
         }
-        for (_, value) in datapath.endpoints.entries() {
+        for (_, value) in datapath.maps.endpoints.entries() {
             programmed[value.endpoint_id, default: EndpointPolicyProgram()].flags = value.flags
         }
         for record in endpoints.values {
@@ -98,7 +98,7 @@ actor EndpointManager {
             case let .checkEndpoint(containerID):
                 guard let record = endpoints[containerID], let identity = record.identity,
                       let ip = IPAddress(record.address)?.datapathValue,
-                      datapath.endpoints.lookup(mer_endpoint_key(ip4: ip)) != nil
+                      datapath.maps.endpoints.lookup(mer_endpoint_key(ip4: ip)) != nil
                 else { return AgentResponse(error: "endpoint of container \(containerID) is not programmed") }
                 return AgentResponse(address: record.address, identity: identity)
             }
@@ -258,7 +258,7 @@ actor EndpointManager {
         for record in endpoints.values.sorted(by: { $0.endpointID < $1.endpointID }) {
             guard let identity = record.identity else { continue }
             do {
-                let before = datapath.endpoints.lookup(mer_endpoint_key(ip4: IPAddress(record.address)?.datapathValue ?? 0))?.flags
+                let before = datapath.maps.endpoints.lookup(mer_endpoint_key(ip4: IPAddress(record.address)?.datapathValue ?? 0))?.flags
                 try programPolicy(record, labels: record.labels.flatMap { try? LabelSet(ciliumString: $0) })
                 if programmed[record.endpointID]?.flags != before { try writeEndpointMap(record) }
             } catch {
@@ -287,7 +287,7 @@ actor EndpointManager {
         for (key, deny) in wanted.entries where current.entries[key] != deny {
             var value = mer_policy_entry()
             value.deny = deny ? 1 : 0
-            try datapath.policy.update(key.datapathKey(endpointID: record.endpointID), value)
+            try datapath.maps.policy.update(key.datapathKey(endpointID: record.endpointID), value)
             programmed[record.endpointID, default: EndpointPolicyProgram()].entries[key] = deny
         }
         let kept = current.flags & wanted.flags
@@ -296,7 +296,7 @@ actor EndpointManager {
             try writeEndpointMap(record)
         }
         for key in current.entries.keys where wanted.entries[key] == nil {
-            _ = try datapath.policy.delete(key.datapathKey(endpointID: record.endpointID))
+            _ = try datapath.maps.policy.delete(key.datapathKey(endpointID: record.endpointID))
             programmed[record.endpointID]?.entries[key] = nil
         }
         programmed[record.endpointID, default: EndpointPolicyProgram()].flags = wanted.flags
@@ -304,14 +304,14 @@ actor EndpointManager {
 
     private func forgetPolicy(endpointID: UInt16) {
         for key in (programmed.removeValue(forKey: endpointID)?.entries.keys).map(Array.init) ?? [] {
-            _ = try? datapath.policy.delete(key.datapathKey(endpointID: endpointID))
+            _ = try? datapath.maps.policy.delete(key.datapathKey(endpointID: endpointID))
         }
     }
 
     func delete(containerID: String) async {
         guard let record = endpoints.removeValue(forKey: containerID) else { return }
         if let ip = IPAddress(record.address)?.datapathValue {
-            _ = try? datapath.endpoints.delete(mer_endpoint_key(ip4: ip))
+            _ = try? datapath.maps.endpoints.delete(mer_endpoint_key(ip4: ip))
         }
         forgetPolicy(endpointID: record.endpointID)
         _ = try? await client.delete(MeshKind.endpoints.stateKey(cluster: context.cluster.name, name: record.address))
@@ -323,13 +323,13 @@ actor EndpointManager {
         guard let interface = record.interface, let identity = record.identity,
               let ip = IPAddress(record.address)?.datapathValue else { return }
         var info = mer_endpoint_info()
-        info.ifindex = UInt32(try TrafficControl.interfaceIndex(interface.hostInterface))
+        info.ifindex = UInt32(try datapath.interfaceIndex(interface.hostInterface))
         info.identity = identity
         info.endpoint_id = record.endpointID
         info.flags = programmed[record.endpointID]?.flags ?? 0
         withUnsafeMutableBytes(of: &info.mac) { $0.copyBytes(from: interface.podMAC.prefix(6)) }
         withUnsafeMutableBytes(of: &info.node_mac) { $0.copyBytes(from: interface.hostMAC.prefix(6)) }
-        try datapath.endpoints.update(mer_endpoint_key(ip4: ip), info)
+        try datapath.maps.endpoints.update(mer_endpoint_key(ip4: ip), info)
     }
 
     /// The pod's identity labels and named ports, read from the store.

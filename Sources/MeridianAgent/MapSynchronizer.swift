@@ -10,7 +10,7 @@ import MeridianDatapath
 /// reused at once, and conntrack entries still naming a removed one are purged, so a live
 /// connection can never be steered to a backend of another service that inherited its ID.
 struct MapSynchronizer {
-    let datapath: NodeDatapath
+    let maps: NodeMaps
     private(set) var ipcache: [IPCIDR: IPCacheEntry] = [:]
     private(set) var slots: [SlotKey: mer_lb4_service] = [:]
     private(set) var backends: [UInt32: BackendAddress] = [:]
@@ -31,15 +31,15 @@ struct MapSynchronizer {
         var port: UInt16
     }
 
-    init(datapath: NodeDatapath) {
-        self.datapath = datapath
+    init(maps: NodeMaps) {
+        self.maps = maps
         resync()
     }
 
     /// Reloads the cache from the maps themselves.
     mutating func resync() {
         ipcache = [:]
-        for (key, value) in datapath.ipcache.entries() {
+        for (key, value) in maps.ipcache.entries() {
             guard let prefix = try? IPCIDR(address: IPAddress(datapathValue: key.ip4), prefixLength: Int(key.prefixlen)) else { continue }
             ipcache[prefix] = IPCacheEntry(identity: value.identity,
                                            tunnelEndpoint: value.tunnel_endpoint == 0 ? nil : IPAddress(datapathValue: value.tunnel_endpoint),
@@ -47,7 +47,7 @@ struct MapSynchronizer {
         }
         backends = [:]
         backendIDs = [:]
-        for (id, value) in datapath.backends.entries() {
+        for (id, value) in maps.backends.entries() {
             let backend = BackendAddress(address: IPAddress(datapathValue: value.address), port: UInt16(bigEndian: value.port),
                                          proto: value.proto, clusterID: value.cluster_id)
             backends[id] = backend
@@ -55,7 +55,7 @@ struct MapSynchronizer {
         }
         reverseNAT = [:]
         revNATIndices = [:]
-        for (index, value) in datapath.reverseNAT.entries() {
+        for (index, value) in maps.reverseNAT.entries() {
             let target = RevNATTarget(address: IPAddress(datapathValue: value.address), port: UInt16(bigEndian: value.port))
             reverseNAT[index] = target
             revNATIndices[target] = index
@@ -63,7 +63,7 @@ struct MapSynchronizer {
         nextBackendID = max(nextBackendID, (backends.keys.max() ?? 0) &+ 1)
         nextRevNAT = max(nextRevNAT, (reverseNAT.keys.max() ?? 0) &+ 1)
         slots = [:]
-        for (key, value) in datapath.services.entries() {
+        for (key, value) in maps.services.entries() {
             let frontend = Frontend(address: IPAddress(datapathValue: key.address), port: UInt16(bigEndian: key.dport), proto: key.proto)
             slots[SlotKey(frontend: frontend, slot: key.backend_slot)] = value
         }
@@ -86,13 +86,13 @@ struct MapSynchronizer {
             value.tunnel_endpoint = entry.tunnelEndpoint?.datapathValue ?? 0
             value.flags = entry.flags
             value.cluster_id = entry.clusterID
-            try datapath.ipcache.update(mer_ipcache_key(prefixlen: UInt32(prefix.prefixLength), ip4: ip), value)
+            try maps.ipcache.update(mer_ipcache_key(prefixlen: UInt32(prefix.prefixLength), ip4: ip), value)
             ipcache[prefix] = entry
             writes += 1
         }
         for prefix in ipcache.keys where desired[prefix] == nil {
             if let ip = prefix.address.datapathValue {
-                try datapath.ipcache.delete(mer_ipcache_key(prefixlen: UInt32(prefix.prefixLength), ip4: ip))
+                try maps.ipcache.delete(mer_ipcache_key(prefixlen: UInt32(prefix.prefixLength), ip4: ip))
                 writes += 1
             }
             ipcache[prefix] = nil
@@ -132,12 +132,12 @@ struct MapSynchronizer {
             try purgeConntrack(backends: removedBackends, reverseNAT: removedRevNAT)
         }
         for id in removedBackends {
-            try datapath.backends.delete(id)
+            try maps.backends.delete(id)
             if let backend = backends.removeValue(forKey: id) { backendIDs[backend] = nil }
             writes += 1
         }
         for index in removedRevNAT {
-            try datapath.reverseNAT.delete(index)
+            try maps.reverseNAT.delete(index)
             if let target = reverseNAT.removeValue(forKey: index) { revNATIndices[target] = nil }
             writes += 1
         }
@@ -146,11 +146,11 @@ struct MapSynchronizer {
     /// Removes the service legs that chose a removed backend and forgets reverse NAT on the
     /// connections of a removed frontend, before either ID can be handed out again.
     private mutating func purgeConntrack(backends removed: Set<UInt32>, reverseNAT removedRevNAT: Set<UInt16>) throws(BPFError) {
-        for (key, entry) in datapath.conntrack.entries() {
+        for (key, entry) in maps.conntrack.entries() {
             let staleService = key.dir == UInt8(MER_CT_DIR_SERVICE) && removed.contains(entry.backend_id)
             let staleRevNAT = entry.rev_nat_index != 0 && removedRevNAT.contains(entry.rev_nat_index)
             if staleService || staleRevNAT {
-                try datapath.conntrack.delete(key)
+                try maps.conntrack.delete(key)
                 writes += 1
             }
         }
@@ -162,7 +162,7 @@ struct MapSynchronizer {
         while id == 0 || backends[id] != nil { id &+= 1 }
         nextBackendID = id &+ 1
         guard let address = backend.address.datapathValue else { throw BPFError("backend \(backend.address) is not IPv4", errno: 22) }
-        try datapath.backends.update(id, mer_lb4_backend(address: address, port: backend.port.bigEndian, proto: backend.proto,
+        try maps.backends.update(id, mer_lb4_backend(address: address, port: backend.port.bigEndian, proto: backend.proto,
                                                          flags: UInt8(MER_BACKEND_ACTIVE), cluster_id: backend.clusterID, pad: 0))
         backends[id] = backend
         backendIDs[backend] = id
@@ -176,7 +176,7 @@ struct MapSynchronizer {
         while index == 0 || reverseNAT[index] != nil { index &+= 1 }
         nextRevNAT = index &+ 1
         guard let address = target.address.datapathValue else { throw BPFError("frontend \(target.address) is not IPv4", errno: 22) }
-        try datapath.reverseNAT.update(index, mer_lb4_revnat(address: address, port: target.port.bigEndian, pad: 0))
+        try maps.reverseNAT.update(index, mer_lb4_revnat(address: address, port: target.port.bigEndian, pad: 0))
         reverseNAT[index] = target
         revNATIndices[target] = index
         writes += 1
@@ -184,13 +184,13 @@ struct MapSynchronizer {
     }
 
     private mutating func writeSlot(_ key: SlotKey, _ value: mer_lb4_service) throws(BPFError) {
-        try datapath.services.update(cKey(key), value)
+        try maps.services.update(cKey(key), value)
         slots[key] = value
         writes += 1
     }
 
     private mutating func deleteSlot(_ key: SlotKey) throws(BPFError) {
-        try datapath.services.delete(cKey(key))
+        try maps.services.delete(cKey(key))
         slots[key] = nil
         writes += 1
     }

@@ -236,7 +236,7 @@ enum PolicyLookupBench {
             }
             var times: [Double] = []
             for _ in 0..<samples {
-                let run = try datapath.toPod.timedRun(program: NodeDatapath.toPodProgram, packet: probe, repeat: repeats)
+                let run = try datapath.toPod.timedRun(program: BPFNodeDatapath.toPodProgram, packet: probe, repeat: repeats)
                 guard run.verdict == 2 else { throw CLIError("the probe was not dropped (verdict \(run.verdict)); the lookup bench is miswired") }
                 times.append(Double(run.nanoseconds))
             }

@@ -3,10 +3,11 @@ import CMeridianBPF
 import Glibc
 import MeridianCore
 
-/// The datapath of one node: its tc programs and its socket programs loaded, its maps (pinned under
-/// `pinDirectory`) opened with their C layouts. An agent makes one at start; loading again
-/// over existing pins reuses the maps, so state and traffic survive an agent restart.
-public final class NodeDatapath: Sendable {
+/// The datapath of one node in the kernel: its tc programs and its socket programs loaded, its
+/// maps (pinned under `pinDirectory`) opened with their C layouts. An agent makes one at start;
+/// loading again over existing pins reuses the maps, so state and traffic survive an agent
+/// restart.
+public final class BPFNodeDatapath: NodeDatapath {
     public let pinDirectory: String
     public let fromPod: BPFObject
     public let toPod: BPFObject
@@ -54,6 +55,15 @@ public final class NodeDatapath: Sendable {
         policy = BPFMap(name: MER_MAP_POLICY, fd: try maps.mapFD(MER_MAP_POLICY))
         metrics = try PerCPUArrayMap(name: MER_MAP_METRICS, fd: try maps.mapFD(MER_MAP_METRICS))
         eventsFD = try maps.mapFD(MER_MAP_EVENTS)
+    }
+
+    public var maps: NodeMaps {
+        NodeMaps(endpoints: endpoints, ipcache: ipcache, services: services, backends: backends, reverseNAT: reverseNAT,
+                 conntrack: conntrack, config: config, policy: policy)
+    }
+
+    public func interfaceIndex(_ name: String) throws(BPFError) -> Int32 {
+        try TrafficControl.interfaceIndex(name)
     }
 
     /// Puts from-pod and to-pod on the host side of a pod's veth.

@@ -8,7 +8,7 @@ import MeridianDatapath
 /// which run packets through the programs with BPF_PROG_TEST_RUN and never attach them.
 public final class ScratchDatapath {
     public let directory: String
-    public let datapath: NodeDatapath
+    public let datapath: BPFNodeDatapath
 
     public init(prefix: String) throws(BPFError) {
         var template = Array((NSTemporaryDirectory() + "\(prefix)-bpf-XXXXXX").utf8CString)
@@ -20,7 +20,7 @@ public final class ScratchDatapath {
             throw BPFError("mount bpffs at \(directory)", errno: code)
         }
         do {
-            datapath = try NodeDatapath(pinDirectory: directory + "/node")
+            datapath = try BPFNodeDatapath(pinDirectory: directory + "/node")
         } catch {
             umount2(directory, Int32(MNT_DETACH))
             rmdir(directory)

@@ -13,7 +13,7 @@ let runningAsRoot = getuid() == 0
 final class DatapathFixture {
     let scratch: ScratchDatapath
     var directory: String { scratch.directory }
-    var datapath: NodeDatapath { scratch.datapath }
+    var datapath: BPFNodeDatapath { scratch.datapath }
 
     static let clientIP = "10.1.1.5"
     static let clientIdentity: UInt32 = (1 << 16) | 300
@@ -102,17 +102,17 @@ final class DatapathFixture {
     }
 
     func fromPod(_ packet: [UInt8]) throws -> (verdict: UInt32, frame: ParsedFrame) {
-        let result = try datapath.fromPod.testRun(program: NodeDatapath.fromPodProgram, packet: packet)
+        let result = try datapath.fromPod.testRun(program: BPFNodeDatapath.fromPodProgram, packet: packet)
         return (result.verdict, ParsedFrame(bytes: result.packet))
     }
 
     func toPod(_ packet: [UInt8]) throws -> (verdict: UInt32, frame: ParsedFrame) {
-        let result = try datapath.toPod.testRun(program: NodeDatapath.toPodProgram, packet: packet)
+        let result = try datapath.toPod.testRun(program: BPFNodeDatapath.toPodProgram, packet: packet)
         return (result.verdict, ParsedFrame(bytes: result.packet))
     }
 
     func fromOverlay(_ packet: [UInt8]) throws -> (verdict: UInt32, frame: ParsedFrame) {
-        let result = try datapath.fromOverlay.testRun(program: NodeDatapath.fromOverlayProgram, packet: packet)
+        let result = try datapath.fromOverlay.testRun(program: BPFNodeDatapath.fromOverlayProgram, packet: packet)
         return (result.verdict, ParsedFrame(bytes: result.packet))
     }
 
