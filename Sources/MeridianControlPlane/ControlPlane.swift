@@ -79,7 +79,11 @@ public struct ControlPlane: Sendable {
     private func runControllers(_ client: any KeyValueStore) async throws {
         let meshSettings = Shared(ClusterMeshSettings(enabled: false))
         try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await runExporterWhileEnabled(client, settings: meshSettings) }
+            group.addTask {
+                try await MeshExportSwitch(client: client, cluster: localSettings, logger: logger).run { settings in
+                    meshSettings.withLock { $0 = settings }
+                }
+            }
             group.addTask {
                 let manager = ImportManager(local: client, localCluster: localSettings, board: board, timing: {
                     let settings = meshSettings.withLock { $0 }
@@ -92,61 +96,6 @@ public struct ControlPlane: Sendable {
             group.addTask { try await StatusPublisher(client: client, board: board, logger: logger).run() }
             group.addTask { try await WorkloadController(client: client, cluster: localSettings, logger: logger).run() }
             group.addTask { try await IdentityCollector(client: client, interval: configuration.identityGCInterval, logger: logger).run() }
-        }
-    }
-
-    /// Follows `meridian/clustermesh/settings` and runs the exporter exactly while clustermesh is
-    /// enabled: a change of the settings stops the running exporter and, once it has exited,
-    /// starts one with the new settings, or withdraws the export when clustermesh was disabled.
-    private func runExporterWhileEnabled(_ client: any KeyValueStore, settings shared: Shared<ClusterMeshSettings>) async throws {
-        let (changes, publish) = AsyncStream.makeStream(of: ClusterMeshSettings.self, bufferingPolicy: .bufferingNewest(1))
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask {
-                defer { publish.finish() }
-                try await ListWatch(client, .key(KeyLayout.clusterMeshSettings), restart: .after(ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(5))))
-                    .follow(onStoreFailure: { error in logger.warning("clustermesh settings watch failed", metadata: ["error": "\(error)"]) }) { state, _ in
-                        let settings = state[KeyLayout.clusterMeshSettings].flatMap {
-                            try? StoreCoding.decode(ClusterMeshSettings.self, from: $0.value, key: $0.key)
-                        } ?? ClusterMeshSettings(enabled: false)
-                        publish.yield(settings)
-                    }
-            }
-            var settings = changes.makeAsyncIterator()
-            var current = await settings.next()
-            while let running = current {
-                shared.withLock { $0 = running }
-                // The exporter of these settings runs until they change; it has exited when the
-                // group returns, before anything is withdrawn or another one starts.
-                let next = await withTaskGroup(of: Void.self) { group -> ClusterMeshSettings? in
-                    if running.enabled {
-                        let exporter = MeshExporter(client: client, cluster: localSettings, settings: running, logger: logger)
-                        group.addTask { await exporter.runRetrying() }
-                    }
-                    var next = await settings.next()
-                    while next == running { next = await settings.next() }
-                    group.cancelAll()
-                    return next
-                }
-                if running.enabled, let next, !next.enabled { await withdrawExport(client) }
-                current = next
-            }
-        }
-    }
-
-    /// Removes what this cluster exported when clustermesh is disabled, retrying until it is done.
-    private func withdrawExport(_ client: any KeyValueStore) async {
-        var backoff = ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(5))
-        while !Task.isCancelled {
-            do {
-                try await client.delete(KeyLayout.clusterConfig(configuration.clusterName))
-                try await client.delete(KeyLayout.heartbeat)
-                try await client.delete(prefix: MeshKind.services.statePrefix(cluster: configuration.clusterName))
-                try await client.delete(prefix: "\(KeyLayout.syncedPrefix)\(configuration.clusterName)/")
-                return
-            } catch {
-                logger.warning("withdrawing the export failed; retrying", metadata: ["error": "\(error)"])
-                try? await Task.sleep(for: backoff.next())
-            }
         }
     }
 }

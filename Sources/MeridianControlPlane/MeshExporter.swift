@@ -110,6 +110,68 @@ struct MeshExporter: Sendable {
     }
 }
 
+/// Runs the exporter exactly while clustermesh is enabled, following
+/// `meridian/clustermesh/settings`: a change of the settings stops the running exporter and,
+/// once it has exited, starts one with the new settings, or withdraws the export when
+/// clustermesh was disabled.
+struct MeshExportSwitch: Sendable {
+    let client: any KeyValueStore
+    let cluster: ClusterSettings
+    let logger: Logger
+
+    func run(onSettings: @Sendable (ClusterMeshSettings) -> Void = { _ in }) async throws {
+        let (changes, publish) = AsyncStream.makeStream(of: ClusterMeshSettings.self, bufferingPolicy: .bufferingNewest(1))
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask {
+                defer { publish.finish() }
+                try await ListWatch(client, .key(KeyLayout.clusterMeshSettings), restart: .after(ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(5))))
+                    .follow(onStoreFailure: { error in logger.warning("clustermesh settings watch failed", metadata: ["error": "\(error)"]) }) { state, _ in
+                        let settings = state[KeyLayout.clusterMeshSettings].flatMap {
+                            try? StoreCoding.decode(ClusterMeshSettings.self, from: $0.value, key: $0.key)
+                        } ?? ClusterMeshSettings(enabled: false)
+                        publish.yield(settings)
+                    }
+            }
+            var settings = changes.makeAsyncIterator()
+            var current = await settings.next()
+            while let running = current {
+                onSettings(running)
+                // The exporter of these settings runs until they change; it has exited when the
+                // group returns, before anything is withdrawn or another one starts.
+                let next = await withTaskGroup(of: Void.self) { group -> ClusterMeshSettings? in
+                    if running.enabled {
+                        let exporter = MeshExporter(client: client, cluster: cluster, settings: running, logger: logger)
+                        group.addTask { await exporter.runRetrying() }
+                    }
+                    var next = await settings.next()
+                    while next == running { next = await settings.next() }
+                    group.cancelAll()
+                    return next
+                }
+                if running.enabled, let next, !next.enabled { await withdrawExport() }
+                current = next
+            }
+        }
+    }
+
+    /// Removes what this cluster exported when clustermesh is disabled, retrying until it is done.
+    private func withdrawExport() async {
+        var backoff = ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(5))
+        while !Task.isCancelled {
+            do {
+                try await client.delete(KeyLayout.clusterConfig(cluster.name))
+                try await client.delete(KeyLayout.heartbeat)
+                try await client.delete(prefix: MeshKind.services.statePrefix(cluster: cluster.name))
+                try await client.delete(prefix: "\(KeyLayout.syncedPrefix)\(cluster.name)/")
+                return
+            } catch {
+                logger.warning("withdrawing the export failed; retrying", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: backoff.next())
+            }
+        }
+    }
+}
+
 /// How a Service becomes the ClusterService its cluster exports.
 public enum ServiceExport {
     /// Namespaces annotated `"false"` are not exported (Cilium 1.19's global-namespace filter).

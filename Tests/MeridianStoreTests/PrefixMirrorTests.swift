@@ -1,0 +1,87 @@
+import Foundation
+import MeridianEtcd
+import MeridianStore
+import MeridianTestSupport
+import Testing
+
+/// A live copy of store prefixes, and reconciling against it, on the in-memory store.
+@Suite("Prefix mirror")
+struct PrefixMirrorTests {
+    static func data(_ text: String) -> Data { Data(text.utf8) }
+
+    static func running(_ mirror: PrefixMirror, _ store: any KeyValueStore, _ body: () async throws -> Void) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await mirror.run(store: store, backoff: ReconnectBackoff(initial: .milliseconds(10), maximum: .milliseconds(20))) }
+            defer { group.cancelAll() }
+            try await body()
+        }
+    }
+
+    @Test("synced once every prefix is listed; snapshots of a prefix and of a narrower one; the revision follows")
+    func snapshots() async throws {
+        let store = InMemoryKeyValueStore()
+        try await store.commit(puts: [("a/x/1", Self.data("1")), ("a/y/1", Self.data("2")), ("b/1", Self.data("3"))])
+        let mirror = PrefixMirror(prefixes: ["a/", "b/"])
+        #expect(await !mirror.isSynced)
+        try await Self.running(mirror, store) {
+            try await eventuallyTrue { await mirror.isSynced }
+            #expect(await mirror.snapshot("a/").count == 2)
+            #expect(await mirror.snapshot("a/x/") == ["a/x/1": Self.data("1")])
+            #expect(await mirror.snapshot("c/").isEmpty)
+            let written = try await store.put("b/2", Self.data("4"))
+            try await eventuallyTrue { await mirror.revision(of: "b/") == written }
+            #expect(await mirror.snapshot("b/").count == 2)
+        }
+    }
+
+    @Test("a broken watch is listed again, and what was deleted meanwhile leaves the copy")
+    func relistSweeps() async throws {
+        let store = InMemoryKeyValueStore()
+        try await store.commit(puts: [("a/1", Self.data("1")), ("a/2", Self.data("2"))])
+        let mirror = PrefixMirror(prefixes: ["a/"])
+        try await Self.running(mirror, store) {
+            try await eventuallyTrue { await mirror.snapshot("a/").count == 2 }
+            store.failNext(2, of: [.read])
+            store.breakWatches()
+            try await store.delete("a/1")
+            try await eventuallyTrue { await mirror.snapshot("a/") == ["a/2": Self.data("2")] }
+        }
+    }
+
+    @Test("reconcile runs once synced and after changes, and retries a failed run without waiting for a change")
+    func reconcileRetries() async throws {
+        let store = InMemoryKeyValueStore()
+        let mirror = PrefixMirror(prefixes: ["a/"])
+        let runs = Shared(0)
+        let failures = Shared(0)
+        try await Self.running(mirror, store) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    await mirror.reconcile(retry: ReconnectBackoff(initial: .milliseconds(10), maximum: .milliseconds(10)),
+                                           onFailure: { _ in failures.withLock { $0 += 1 } }) {
+                        let run = runs.withLock { $0 += 1; return $0 }
+                        if run == 2 || run == 3 { throw CancellationError() }
+                    }
+                }
+                defer { group.cancelAll() }
+                try await eventuallyTrue { runs.value == 1 }
+                try await store.put("a/1", Self.data("1"))
+                try await eventuallyTrue { runs.value == 4 }
+                #expect(failures.value == 2)
+                try await Task.sleep(for: .milliseconds(100))
+                #expect(runs.value == 4, "a run that succeeded is not repeated without a change")
+            }
+        }
+    }
+}
+
+/// Polls `condition` for up to 10 s.
+func eventuallyTrue(_ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + .seconds(10)
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+    Issue.record("condition not met within 10 s")
+    throw CancellationError()
+}
