@@ -122,7 +122,6 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -138,16 +137,52 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The built-in workloads of demos, tests and benchmarks: the echo server and the probes.
+        .target(
+            name: "MeridianTools",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        // What the administrator's commands do, as a library: contexts, clustermesh enable,
+        // connect, disconnect and status, apply, listings, policy trace and service list.
+        .target(
+            name: "MeridianAdmin",
+            dependencies: [
+                "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianPKI", "MeridianControlPlane",
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "MeridianLab",
-            dependencies: ["MeridianCore", "MeridianControlPlane", "MeridianPKI", "MeridianStore", "MeridianHost"],
+            dependencies: [
+                "MeridianCore", "MeridianControlPlane", "MeridianPKI", "MeridianStore", "MeridianEtcd", "MeridianHost", "MeridianAdmin",
+                "MeridianAgent",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+        // The benchmarks behind `meridian bench`: each brings up a lab of its own and drives it
+        // through the commands and library calls a user would, against baselines of the same run.
+        .target(
+            name: "MeridianBench",
+            dependencies: [
+                "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianPKI", "MeridianControlPlane", "MeridianDatapath",
+                "MeridianHost", "MeridianLab", "MeridianAdmin", "MeridianAgent", "MeridianTestSupport", "CMeridianBPF",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .target(
             name: "MeridianCLI",
             dependencies: [
                 "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianPKI",
-                "MeridianControlPlane", "MeridianLab", "MeridianAgent", "MeridianDatapath", "MeridianHost", "MeridianTestSupport",
+                "MeridianControlPlane", "MeridianLab", "MeridianAgent", "MeridianDatapath", "MeridianHost", "MeridianTools", "MeridianAdmin", "MeridianBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -200,9 +235,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
-            name: "MeridianMeshTests",
+            name: "MeridianAdminTests",
+            dependencies: ["MeridianAdmin", "MeridianStore", "MeridianCore"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "MeridianBenchTests",
             dependencies: [
-                "MeridianControlPlane", "MeridianCLI", "MeridianStore", "MeridianEtcd", "MeridianCore",
+                "MeridianBench", "MeridianCLI", "MeridianTools", "MeridianStore", "MeridianCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -211,7 +251,7 @@ let package = Package(
             name: "MeridianIntegrationTests",
             dependencies: [
                 "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianPKI", "MeridianHost",
-                "MeridianControlPlane", "MeridianLab", "MeridianDatapath", "MeridianTestSupport", "CMeridianBPF",
+                "MeridianControlPlane", "MeridianLab", "MeridianDatapath", "MeridianTestSupport", "MeridianAdmin", "CMeridianBPF",
             ],
             swiftSettings: strict
         ),

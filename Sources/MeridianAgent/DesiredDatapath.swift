@@ -125,7 +125,7 @@ struct DesiredDatapath: Sendable {
             }
         }
 
-        let frontends = ServiceFrontends.compute(
+        let frontends = GlobalServiceMerge.frontends(
             cluster: context.cluster.name, clusterID: context.cluster.id, serviceRecords: inputs.services,
             podRecords: inputs.pods, statusRecords: inputs.podStatuses, remoteRecords: inputs.remoteServices)
         for frontend in frontends {

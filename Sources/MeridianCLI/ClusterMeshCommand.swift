@@ -1,8 +1,6 @@
 import ArgumentParser
 import Foundation
-import MeridianCore
-import MeridianControlPlane
-import MeridianEtcd
+import MeridianAdmin
 import MeridianStore
 
 /// `meridian clustermesh ...`, shaped like `cilium clustermesh ...`.
@@ -25,21 +23,8 @@ struct ClusterMeshCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let context = try contextOptions.resolve()
-                try await EtcdClient.withClient(try context.clientConfiguration()) { client in
-                    let info = try await ClusterAccessInfo.load(context, client: client)
-                    try await ClusterAccess.createRemoteRole(client, cluster: info.settings.name)
-                    let settings = ClusterMeshSettings(enabled: true, heartbeatIntervalSeconds: heartbeatInterval, cacheTTLSeconds: cacheTTL)
-                    try await client.put(KeyLayout.clusterMeshSettings, StoreCoding.encode(settings))
-                    let deadline = ContinuousClock.now + .seconds(30)
-                    while try await client.get(KeyLayout.clusterConfig(info.settings.name)) == nil {
-                        guard ContinuousClock.now < deadline else {
-                            throw CLIError("clustermesh enabled, but the control plane of \(info.settings.name) has not published its cluster config within 30 s; is it running?")
-                        }
-                        try await Task.sleep(for: .milliseconds(100))
-                    }
-                    print("✅ ClusterMesh enabled on \(info.settings.name) (ID \(info.settings.id)): cilium/cluster-config/\(info.settings.name) published, heartbeat every \(heartbeatInterval) s")
-                }
+                let settings = try await ClusterMesh.enable(try contextOptions.resolve(), heartbeatInterval: heartbeatInterval, cacheTTL: cacheTTL)
+                print("✅ ClusterMesh enabled on \(settings.name) (ID \(settings.id)): cilium/cluster-config/\(settings.name) published, heartbeat every \(heartbeatInterval) s")
             }
         }
     }
@@ -51,10 +36,8 @@ struct ClusterMeshCommand: AsyncParsableCommand {
         func run() async throws {
             try await reportingErrors {
                 let context = try contextOptions.resolve()
-                try await EtcdClient.withClient(try context.clientConfiguration()) { client in
-                    try await client.put(KeyLayout.clusterMeshSettings, StoreCoding.encode(ClusterMeshSettings(enabled: false)))
-                    print("ClusterMesh disabled on \(context.cluster)")
-                }
+                try await ClusterMesh.disable(context)
+                print("ClusterMesh disabled on \(context.cluster)")
             }
         }
     }
@@ -78,35 +61,13 @@ struct ClusterMeshCommand: AsyncParsableCommand {
         func run() async throws {
             try await reportingErrors {
                 let config = try MeridianConfig.load()
-                let source = try config.context(contextOptions.context)
-                let targets = try destinations.map { try config.context($0) }
                 let mode = ConnectionMode(rawValue: connectionMode)!
-                try await withClients([source] + targets) { clients in
-                    var infos: [String: (ClusterAccessInfo, EtcdClient)] = [:]
-                    var names: [String] = []
-                    for (context, client) in zip([source] + targets, clients) {
-                        let info = try await ClusterAccessInfo.load(context, client: client)
-                        if infos[info.settings.name] != nil {
-                            throw CLIError("cannot connect: cluster \(info.settings.name) is given twice (context \(context.name))")
-                        }
-                        infos[info.settings.name] = (info, client)
-                        names.append(info.settings.name)
-                    }
-                    let pairs = mode.pairs(source: names[0], destinations: Array(names.dropFirst()))
-                    for (importer, exporter) in pairs {
-                        try ConnectValidation.validate(infos[importer]!.0, infos[exporter]!.0, allowMismatchingCA: allowMismatchingCA)
-                    }
-                    for (importer, exporter) in pairs {
-                        try await ClusterMeshOperations.grantImport(
-                            importer: infos[importer]!.0, importerClient: infos[importer]!.1,
-                            exporter: infos[exporter]!.0, exporterClient: infos[exporter]!.1)
-                    }
-                    for destination in names.dropFirst() {
-                        let arrow = mode == .unicast ? "=>" : "<=>"
-                        print("✅ Connected cluster \(names[0]) \(arrow) \(destination)")
-                    }
-                    if mode == .mesh && names.count > 2 { print("✅ Meshed clusters \(names.joined(separator: ", "))") }
+                let names = try await ClusterMesh.connect(try config.context(contextOptions.context), to: try destinations.map { try config.context($0) },
+                                                          mode: mode, allowMismatchingCA: allowMismatchingCA)
+                for destination in names.dropFirst() {
+                    print("✅ Connected cluster \(names[0]) \(mode == .unicast ? "=>" : "<=>") \(destination)")
                 }
+                if mode == .mesh && names.count > 2 { print("✅ Meshed clusters \(names.joined(separator: ", "))") }
             }
         }
     }
@@ -127,18 +88,10 @@ struct ClusterMeshCommand: AsyncParsableCommand {
         func run() async throws {
             try await reportingErrors {
                 let config = try MeridianConfig.load()
-                let source = try config.context(contextOptions.context)
-                let targets = try destinations.map { try config.context($0) }
-                try await withClients([source] + targets) { clients in
-                    let local = try await ClusterAccessInfo.load(source, client: clients[0])
-                    for (target, client) in zip(targets, clients.dropFirst()) {
-                        let remote = try await ClusterAccessInfo.load(target, client: client)
-                        try await ClusterMeshOperations.revokeImport(importer: local, importerClient: clients[0], exporter: remote, exporterClient: client)
-                        if connectionMode == "bidirectional" {
-                            try await ClusterMeshOperations.revokeImport(importer: remote, importerClient: client, exporter: local, exporterClient: clients[0])
-                        }
-                        print("✅ Disconnected cluster \(local.settings.name) \(connectionMode == "unicast" ? "=>" : "<=>") \(remote.settings.name)")
-                    }
+                let names = try await ClusterMesh.disconnect(try config.context(contextOptions.context), from: try destinations.map { try config.context($0) },
+                                                             bothWays: connectionMode == "bidirectional")
+                for remote in names.dropFirst() {
+                    print("✅ Disconnected cluster \(names[0]) \(connectionMode == "unicast" ? "=>" : "<=>") \(remote)")
                 }
             }
         }
@@ -159,15 +112,7 @@ struct ClusterMeshCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let context = try contextOptions.resolve()
-                let deadline = ContinuousClock.now + DurationParser.parse(waitDuration)!
-                let report = try await EtcdClient.withClient(try context.clientConfiguration()) { client in
-                    while true {
-                        let report = try await Self.report(client, context: context)
-                        if !wait || report.allReady || ContinuousClock.now >= deadline { return report }
-                        try await Task.sleep(for: .milliseconds(500))
-                    }
-                }
+                let report = try await ClusterMesh.status(try contextOptions.resolve(), wait: wait ? DurationParser.parse(waitDuration) : nil)
                 print(output == .json ? report.json : report.text)
                 if wait && !report.allReady {
                     FileHandle.standardError.write(Data("Error: timed out after \(waitDuration) waiting for all remote clusters to be ready\n".utf8))
@@ -175,46 +120,5 @@ struct ClusterMeshCommand: AsyncParsableCommand {
                 }
             }
         }
-
-        static func report(_ client: EtcdClient, context: MeridianContext) async throws -> ClusterMeshStatusReport {
-            let info = try await ClusterAccessInfo.load(context, client: client)
-            let peers = try await client.list(prefix: KeyLayout.peersPrefix).items.map { String($0.key.dropFirst(KeyLayout.peersPrefix.count)) }
-            var statuses: [String: RemoteClusterStatus] = [:]
-            var reporter: StatusReporterRecord?
-            for item in try await client.list(prefix: KeyLayout.remoteStatusPrefix).items {
-                if item.key == KeyLayout.statusReporter {
-                    reporter = try StoreCoding.decode(StatusReporterRecord.self, from: item.value, key: item.key)
-                    continue
-                }
-                let status = try StoreCoding.decode(RemoteClusterStatus.self, from: item.value, key: item.key)
-                statuses[status.name] = status
-            }
-            var report = ClusterMeshStatusReport(settings: info.settings, meshEnabled: info.meshEnabled, peers: peers, statuses: statuses,
-                                                 reportedAt: reporter?.reportedAt)
-            let localNodes: [(String, NodeRecord)] = try await MeshRows.gather(.nodes, client: client, localCluster: info.settings.name, allClusters: true)
-            report.addMTUs(local: localNodes.filter { $0.0 == info.settings.name }.compactMap(\.1.mtu),
-                           remote: Dictionary(grouping: localNodes.filter { $0.0 != info.settings.name }, by: \.0).mapValues { $0.compactMap(\.1.mtu) })
-            report.warnings += try await LabelConsistency.warnings(client, localCluster: info.settings.name)
-            return report
-        }
-    }
-}
-
-/// Parses Go-style durations as the cilium CLI takes them: `90s`, `5m`, `1h30m`, `250ms`.
-enum DurationParser {
-    static func parse(_ text: String) -> Duration? {
-        let units: [(String, Double)] = [("ms", 0.001), ("h", 3600), ("m", 60), ("s", 1)]
-        var rest = Substring(text)
-        var seconds = 0.0
-        guard !rest.isEmpty else { return nil }
-        while !rest.isEmpty {
-            let number = rest.prefix { $0.isNumber || $0 == "." }
-            guard let value = Double(number) else { return nil }
-            rest = rest.dropFirst(number.count)
-            guard let unit = units.first(where: { rest.hasPrefix($0.0) }) else { return nil }
-            rest = rest.dropFirst(unit.0.count)
-            seconds += value * unit.1
-        }
-        return .milliseconds(Int64(seconds * 1000))
     }
 }

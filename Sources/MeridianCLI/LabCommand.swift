@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MeridianAdmin
 import MeridianControlPlane
 import MeridianLab
 
@@ -36,12 +37,7 @@ struct LabCommand: AsyncParsableCommand {
                     return number
                 }
                 let state = try await lab.up(clusters: clusters, nodes: nodes, mtus: mtus, nodePodPrefixLength: nodePodPrefix,
-                                           identityGCSeconds: identityGCInterval)
-                var config = try MeridianConfig.load()
-                for cluster in state.clusters {
-                    config.upsert(MeridianContext(labCluster: cluster, lab: lab.directory))
-                }
-                try config.save()
+                                           identityGCSeconds: identityGCInterval, recordingContextsIn: MeridianConfig.path)
                 for cluster in state.clusters {
                     print("✅ \(cluster.name) (ID \(cluster.id)) up: etcd \(cluster.endpoint), pods \(cluster.podCIDR), services \(cluster.serviceCIDR), underlay MTU \(cluster.underlayMTU), context \(cluster.name)")
                     for node in cluster.nodes {
@@ -60,15 +56,8 @@ struct LabCommand: AsyncParsableCommand {
         func run() async throws {
             try await reportingErrors {
                 let lab = options.lab
-                await lab.down()
-                var config = try MeridianConfig.load()
-                let before = config.contexts.count
-                config.contexts.removeAll { $0.lab == lab.directory }
-                if let current = config.currentContext, !config.contexts.contains(where: { $0.name == current }) {
-                    config.currentContext = config.contexts.first?.name
-                }
-                if config.contexts.count != before { try config.save() }
-                print("✅ lab in \(lab.directory) removed (\(before - config.contexts.count) contexts)")
+                let removed = try await lab.down(configPath: MeridianConfig.path)
+                print("✅ lab in \(lab.directory) removed (\(removed) contexts)")
             }
         }
     }
@@ -83,16 +72,7 @@ struct LabCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let lab = options.lab
-                guard let state = lab.loadState(), let labCluster = state.cluster(cluster),
-                      let labNode = labCluster.nodes.first(where: { $0.name == node }) else {
-                    throw ValidationError("no node \(node) in cluster \(cluster) of the lab in \(lab.directory)")
-                }
-                await lab.stopAgent(labNode)
-                if downFor > 0 { try await Task.sleep(for: .milliseconds(Int(downFor * 1000))) }
-                let previous = lab.registrations(of: labNode)
-                try await lab.startAgent(labNode, cluster: labCluster, prefix: state.prefix)
-                try await lab.waitForNode(labNode, cluster: labCluster, timeout: .seconds(30), previous: previous)
+                try await options.lab.restartAgent(cluster: cluster, node: node, downFor: .milliseconds(Int64(downFor * 1000)))
                 print("✅ agent of \(cluster)/\(node) restarted")
             }
         }
@@ -116,18 +96,4 @@ struct LabCommand: AsyncParsableCommand {
             }
         }
     }
-}
-
-extension MeridianContext {
-    /// The administrator's context for a lab cluster.
-    init(labCluster cluster: LabCluster, lab: String?) {
-        self.init(name: cluster.name, cluster: cluster.name, endpoint: cluster.endpoint, serverName: cluster.serverName,
-                  certificateAuthority: cluster.paths.caCertificate, clientCertificate: cluster.paths.adminCertificate,
-                  clientKey: cluster.paths.adminKey, lab: lab)
-    }
-}
-
-/// The path of the running `meridian` binary, so the lab starts the same build.
-func currentExecutable() -> String {
-    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
 }

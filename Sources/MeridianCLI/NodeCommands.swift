@@ -2,10 +2,11 @@ import ArgumentParser
 import Foundation
 import Logging
 import MeridianAgent
+import MeridianTools
 import MeridianCore
 import MeridianEtcd
+import MeridianAdmin
 import MeridianLab
-import MeridianStore
 import UnixSignals
 
 /// `meridian agent`: the node agent, run inside the node's network namespace.
@@ -155,36 +156,12 @@ struct ExecCommand: AsyncParsableCommand {
         try await reportingErrors {
             guard !command.isEmpty else { throw ValidationError("give the command after --, e.g. meridian exec \(pod) -- curl http://...") }
             let context = try contextOptions.resolve()
-            guard let labDirectory = context.lab, case let lab = Lab(directory: labDirectory, executable: currentExecutable()),
-                  let state = lab.loadState(), let cluster = state.cluster(context.cluster) else {
-                throw ValidationError("context \(context.name) is not a lab cluster; exec runs commands in lab pods on this machine")
-            }
-            let views = try await EtcdClient.withClient(try context.clientConfiguration()) { client in
-                try await PodView.load(client: client, namespace: namespace)
-            }
-            guard let view = views.first(where: { $0.name == pod }) else {
-                throw ValidationError("pod \(namespace)/\(pod) not found in \(context.cluster)")
-            }
-            guard view.status == PodPhase.running.rawValue else {
-                throw ValidationError("pod \(namespace)/\(pod) is \(view.status), not Running\(view.message.map { ": \($0)" } ?? "")")
-            }
-            let netns = PodNaming.networkNamespace(prefix: "\(state.prefix)-c\(cluster.id)", namespace: namespace, pod: pod)
-            guard let node = cluster.nodes.first(where: { $0.name == view.node }) else {
-                throw ValidationError("pod \(namespace)/\(pod) runs on node \(view.node ?? "?"), which the lab does not have")
-            }
-            let place = ToolPlace(namespace: netns, cgroup: lab.cgroup(of: node))
+            guard let labDirectory = context.lab else { throw LabError.notALabCluster(context: context.name) }
+            let place = try await Lab(directory: labDirectory, executable: currentExecutable())
+                .execPlace(context: context, namespace: namespace, pod: pod)
             var commandLine = command
             if commandLine.first == "meridian" { commandLine[0] = currentExecutable() }
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = place.command(commandLine)
-            var environment = ProcessInfo.processInfo.environment
-            environment["POD_NAME"] = pod
-            environment["POD_NAMESPACE"] = namespace
-            process.environment = environment
-            try process.run()
-            process.waitUntilExit()
-            exitStatus = process.terminationStatus
+            exitStatus = try runInForeground(place.command(commandLine), environment: ["POD_NAME": pod, "POD_NAMESPACE": namespace])
         }
         if exitStatus != 0 { throw ExitCode(exitStatus) }
     }
@@ -208,17 +185,8 @@ struct ScaleCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            let context = try contextOptions.resolve()
-            try await EtcdClient.withClient(try context.clientConfiguration()) { client in
-                let store = ResourceStore(client: client)
-                guard case var .deployment(deployment)? = try await store.get(.deployment, namespace: namespace, name: name) else {
-                    throw ValidationError("deployment \(namespace)/\(name) not found in \(context.cluster)")
-                }
-                deployment.spec.replicas = replicas
-                let object = KubernetesObject.deployment(deployment)
-                try await client.put(ResourceStore.key(for: object), StoreCoding.encode(object))
-                print("deployment \(namespace)/\(name) scaled to \(replicas)")
-            }
+            try await Resources.scaleDeployment(name, namespace: namespace, replicas: replicas, context: try contextOptions.resolve())
+            print("deployment \(namespace)/\(name) scaled to \(replicas)")
         }
     }
 }

@@ -1,8 +1,9 @@
 import ArgumentParser
 import Foundation
+import MeridianAdmin
+import MeridianStore
 import MeridianCore
 import MeridianEtcd
-import MeridianStore
 
 /// `meridian apply -f FILE`: multi-document Kubernetes YAML, all or nothing.
 struct ApplyCommand: AsyncParsableCommand {
@@ -12,25 +13,12 @@ struct ApplyCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            let (text, source) = try readManifest(filename)
-            let objects = try ManifestDecoder.decode(text, source: source)
-            guard !objects.isEmpty else { throw CLIError("\(source): no objects to apply") }
-            let context = try contextOptions.resolve()
-            try await EtcdClient.withClient(try context.clientConfiguration()) { client in
-                for (object, outcome) in try await ResourceStore(client: client).apply(objects, source: source) {
-                    print("\(object.kind.rawValue.lowercased())/\(object.name) \(outcome.rawValue)")
-                }
+            let (text, source) = try Resources.readManifest(filename)
+            for (object, outcome) in try await Resources.apply(text, source: source, context: try contextOptions.resolve()) {
+                print("\(object.kind.rawValue.lowercased())/\(object.name) \(outcome.rawValue)")
             }
         }
     }
-}
-
-func readManifest(_ path: String) throws -> (String, String) {
-    if path == "-" {
-        return (String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self), "<stdin>")
-    }
-    guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read \(path)") }
-    return (String(decoding: data, as: UTF8.self), path)
 }
 
 /// `meridian delete KIND NAME` or `meridian delete -f FILE`.
@@ -51,28 +39,18 @@ struct DeleteCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            var doomed: [(ResourceKind, String?, String)] = []
+            let targets: [(kind: ResourceKind, namespace: String?, name: String)]
             if let filename {
-                let (text, source) = try readManifest(filename)
-                doomed = try ManifestDecoder.decode(text, source: source).map { ($0.kind, $0.namespace, $0.name) }
+                let (text, source) = try Resources.readManifest(filename)
+                targets = try Resources.objects(in: text, source: source)
             } else {
                 let kind = ResourceKind(userInput: target[0])!
-                doomed = [(kind, kind.isNamespaced ? namespace : nil, target[1])]
+                targets = [(kind, kind.isNamespaced ? namespace : nil, target[1])]
             }
-            let context = try contextOptions.resolve()
-            var missing = false
-            try await EtcdClient.withClient(try context.clientConfiguration()) { client in
-                let store = ResourceStore(client: client)
-                for (kind, ns, name) in doomed {
-                    if try await store.delete(kind, namespace: ns, name: name) {
-                        print("\(kind.rawValue.lowercased())/\(name) deleted")
-                    } else {
-                        FileHandle.standardError.write(Data("Error: \(kind.plural) \"\(name)\" not found\(ns.map { " in namespace \($0)" } ?? "")\n".utf8))
-                        missing = true
-                    }
-                }
-            }
-            if missing { throw ExitCode.failure }
+            let result = try await Resources.delete(targets, context: try contextOptions.resolve())
+            for deleted in result.deleted { print("\(deleted) deleted") }
+            for missing in result.missing { FileHandle.standardError.write(Data("Error: \(missing)\n".utf8)) }
+            if !result.missing.isEmpty { throw ExitCode.failure }
         }
     }
 }
@@ -97,7 +75,7 @@ struct ConfigCommand: AsyncParsableCommand {
             try await reportingErrors {
                 _ = try EtcdEndpoint(url: endpoint)
                 for path in [certificateAuthority, clientCertificate, clientKey] where !FileManager.default.isReadableFile(atPath: path) {
-                    throw CLIError("cannot read \(path)")
+                    throw AdminError.fileUnreadable(path: path)
                 }
                 var config = try MeridianConfig.load()
                 config.upsert(MeridianContext(
@@ -147,21 +125,5 @@ struct ConfigCommand: AsyncParsableCommand {
                 print("Switched to context \(name)")
             }
         }
-    }
-}
-
-/// Column-aligned output in the style of kubectl.
-struct Table {
-    var headers: [String]
-    var rows: [[String]]
-
-    func render() -> String {
-        var widths = headers.map(\.count)
-        for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
-        func line(_ cells: [String]) -> String {
-            cells.enumerated().map { i, cell in i == cells.count - 1 ? cell : cell.padding(toLength: widths[i] + 3, withPad: " ", startingAt: 0) }
-                .joined().replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
-        }
-        return ([line(headers)] + rows.map(line)).joined(separator: "\n")
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MeridianAdmin
 
 /// The `meridian` command: clustermesh management shaped like the cilium CLI, resource
 /// management shaped like kubectl, the lab, and the control-plane daemon.

@@ -47,10 +47,48 @@ public struct LabState: Codable, Sendable, Hashable {
     public func cluster(_ name: String) -> LabCluster? { clusters.first { $0.name == name } }
 }
 
-/// Errors of the lab, each saying what to do about it.
-public struct LabError: Error, Sendable, CustomStringConvertible {
-    public var description: String
-    public init(_ description: String) { self.description = description }
+/// Errors of the lab, each saying what it concerns and what to do about it.
+public enum LabError: Error, Sendable, CustomStringConvertible {
+    /// An option of `lab up` out of its range.
+    case outOfRange(option: String, allowed: String, got: String)
+    case alreadyUp(directory: String, clusters: [String])
+    case controlPlaneExited(cluster: String, log: String)
+    case controlPlaneNotReady(cluster: String, waited: Duration, log: String)
+    case mountFailed(type: String, path: String, reason: String)
+    case cgroupFailed(path: String, reason: String)
+    case agentExited(cluster: String, node: String, log: String, tail: String)
+    case agentNotRegistered(cluster: String, node: String, waited: Duration, log: String)
+    case nodeNotFound(cluster: String, node: String, lab: String)
+    case notALabCluster(context: String)
+    case podNotFound(namespace: String, pod: String, cluster: String)
+    case podNotRunning(namespace: String, pod: String, status: String, message: String?)
+    case podOnUnknownNode(namespace: String, pod: String, node: String?)
+    /// A `meridian` (or host) command a driver ran failed.
+    case commandFailed(command: [String], status: String, output: String)
+    case timedOut(waitingFor: String, after: Duration)
+    case missing(String)
+
+    public var description: String {
+        switch self {
+        case let .outOfRange(option, allowed, got): "\(option) must be \(allowed), got \(got)"
+        case let .alreadyUp(directory, clusters):
+            "a lab is already up in \(directory) (\(clusters.joined(separator: ", "))); run `meridian lab down` first"
+        case let .controlPlaneExited(cluster, log): "control plane of \(cluster) exited during start-up; see \(log)"
+        case let .controlPlaneNotReady(cluster, waited, log): "control plane of \(cluster) not ready after \(waited); see \(log)"
+        case let .mountFailed(type, path, reason): "cannot mount \(type) at \(path): \(reason)"
+        case let .cgroupFailed(path, reason): "cannot create cgroup \(path): \(reason)"
+        case let .agentExited(cluster, node, log, tail): "agent of \(cluster)/\(node) exited during start-up; see \(log):\n\(tail)"
+        case let .agentNotRegistered(cluster, node, waited, log): "agent of \(cluster)/\(node) not registered after \(waited); see \(log)"
+        case let .nodeNotFound(cluster, node, lab): "no node \(node) in cluster \(cluster) of the lab in \(lab)"
+        case let .notALabCluster(context): "context \(context) is not a lab cluster; exec runs commands in lab pods on this machine"
+        case let .podNotFound(namespace, pod, cluster): "pod \(namespace)/\(pod) not found in \(cluster)"
+        case let .podNotRunning(namespace, pod, status, message): "pod \(namespace)/\(pod) is \(status), not Running" + (message.map { ": \($0)" } ?? "")
+        case let .podOnUnknownNode(namespace, pod, node): "pod \(namespace)/\(pod) runs on node \(node ?? "?"), which the lab does not have"
+        case let .commandFailed(command, status, output): "`\(command.joined(separator: " "))` failed (\(status)): \(output.suffix(2000))"
+        case let .timedOut(what, after): "timed out after \(after) waiting for \(what)"
+        case let .missing(what): "the lab has no \(what)"
+        }
+    }
 }
 
 /// Brings up several clusters' control planes on this machine, each a `meridian control-plane`
@@ -94,18 +132,18 @@ public struct Lab: Sendable {
     public func up(clusters count: Int, nodes nodeCount: Int = 0, mtus: [Int] = [], nodePodPrefixLength: Int = 24,
                    identityGCSeconds: Int? = nil, readyTimeout: Duration = .seconds(60)) async throws -> LabState {
         if let identityGCSeconds, identityGCSeconds < 1 {
-            throw LabError("--identity-gc-interval must be at least 1 second, got \(identityGCSeconds)")
+            throw LabError.outOfRange(option: "--identity-gc-interval", allowed: "at least 1 second", got: "\(identityGCSeconds)")
         }
         guard (17...29).contains(nodePodPrefixLength) else {
-            throw LabError("--node-pod-prefix must be between 17 and 29 (the clusters' pod CIDRs are /16), got \(nodePodPrefixLength)")
+            throw LabError.outOfRange(option: "--node-pod-prefix", allowed: "between 17 and 29 (the clusters' pod CIDRs are /16)", got: "\(nodePodPrefixLength)")
         }
-        guard (0...20).contains(nodeCount) else { throw LabError("--nodes must be between 0 and 20, got \(nodeCount)") }
+        guard (0...20).contains(nodeCount) else { throw LabError.outOfRange(option: "--nodes", allowed: "between 0 and 20", got: "\(nodeCount)") }
         if let bad = mtus.first(where: { !(1280...9000).contains($0) }) {
-            throw LabError("--mtu values must be between 1280 and 9000, got \(bad)")
+            throw LabError.outOfRange(option: "--mtu values", allowed: "between 1280 and 9000", got: "\(bad)")
         }
-        guard (1...250).contains(count) else { throw LabError("--clusters must be between 1 and 250, got \(count)") }
+        guard (1...250).contains(count) else { throw LabError.outOfRange(option: "--clusters", allowed: "between 1 and 250", got: "\(count)") }
         if let existing = loadState(), !existing.clusters.isEmpty {
-            throw LabError("a lab is already up in \(directory) (\(existing.clusters.map(\.name).joined(separator: ", "))); run `meridian lab down` first")
+            throw LabError.alreadyUp(directory: directory, clusters: existing.clusters.map(\.name))
         }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let ca = try CertificateAuthority.create(commonName: "meridian-lab-ca")
@@ -182,10 +220,10 @@ public struct Lab: Sendable {
         let deadline = ContinuousClock.now + timeout
         while !FileManager.default.fileExists(atPath: cluster.paths.readyMarker) {
             if let pid = HostProcess.pid(inFile: cluster.paths.pidFile), !HostProcess.isAlive(pid) {
-                throw LabError("control plane of \(cluster.name) exited during start-up; see \(cluster.dataDirectory)/control-plane.log")
+                throw LabError.controlPlaneExited(cluster: cluster.name, log: cluster.dataDirectory + "/control-plane.log")
             }
             guard ContinuousClock.now < deadline else {
-                throw LabError("control plane of \(cluster.name) not ready after \(timeout); see \(cluster.dataDirectory)/control-plane.log")
+                throw LabError.controlPlaneNotReady(cluster: cluster.name, waited: timeout, log: cluster.dataDirectory + "/control-plane.log")
             }
             try await Task.sleep(for: .milliseconds(100))
         }

@@ -63,13 +63,13 @@ extension Lab {
         try FileManager.default.createDirectory(atPath: bpffsDirectory, withIntermediateDirectories: true)
         if !Self.isBPFFS(bpffsDirectory) {
             guard mount("bpf", bpffsDirectory, "bpf", 0, nil) == 0 else {
-                throw LabError("cannot mount a bpf filesystem at \(bpffsDirectory): \(String(cString: strerror(errno)))")
+                throw LabError.mountFailed(type: "a bpf filesystem", path: bpffsDirectory, reason: String(cString: strerror(errno)))
             }
         }
         try FileManager.default.createDirectory(atPath: cgroupDirectory, withIntermediateDirectories: true)
         if !Self.isMounted(cgroupDirectory, type: "cgroup2") {
             guard mount("cgroup2", cgroupDirectory, "cgroup2", 0, nil) == 0 else {
-                throw LabError("cannot mount cgroup2 at \(cgroupDirectory) (socket load balancing needs cgroup v2): \(String(cString: strerror(errno)))")
+                throw LabError.mountFailed(type: "cgroup2 (socket load balancing needs cgroup v2)", path: cgroupDirectory, reason: String(cString: strerror(errno)))
             }
         }
     }
@@ -96,7 +96,7 @@ extension Lab {
                            pinDirectory: "\(bpffsDirectory)/\(cluster.name)-node\(number)")
         try FileManager.default.createDirectory(atPath: node.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         guard mkdir(cgroup(of: node), 0o755) == 0 || errno == EEXIST else {
-            throw LabError("cannot create cgroup \(cgroup(of: node)): \(String(cString: strerror(errno)))")
+            throw LabError.cgroupFailed(path: cgroup(of: node), reason: String(cString: strerror(errno)))
         }
         try await startAgent(node, cluster: cluster, prefix: state.prefix)
         state.clusters[index].nodes.append(node)
@@ -151,10 +151,10 @@ extension Lab {
             let log = (try? String(contentsOfFile: node.logPath, encoding: .utf8)) ?? ""
             if registrations(of: node) > previous { return }
             if let pid = HostProcess.pid(inFile: node.pidFile), !HostProcess.isAlive(pid) {
-                throw LabError("agent of \(cluster.name)/\(node.name) exited during start-up; see \(node.logPath):\n\(log.suffix(2000))")
+                throw LabError.agentExited(cluster: cluster.name, node: node.name, log: node.logPath, tail: String(log.suffix(2000)))
             }
             guard ContinuousClock.now < deadline else {
-                throw LabError("agent of \(cluster.name)/\(node.name) not registered after \(timeout); see \(node.logPath)")
+                throw LabError.agentNotRegistered(cluster: cluster.name, node: node.name, waited: timeout, log: node.logPath)
             }
             try await Task.sleep(for: .milliseconds(100))
         }

@@ -73,7 +73,18 @@ public enum MeshKind: String, Sendable, Hashable, CaseIterable, Codable {
     }
 
     public var cacheCanaryPrefix: String {
-        "cilium/cache/" + stateCanaryPrefix.dropFirst("cilium/state/".count)
+        KeyLayout.cachePrefix + stateCanaryPrefix.dropFirst(KeyLayout.statePrefix.count)
+    }
+
+    /// Where an importing cluster caches this kind of every peer (`cilium/cache/ip/v1/`).
+    public var cacheRoot: String { cacheCanaryPrefix + "/" }
+
+    /// The peer a cache key of this kind belongs to (`cilium/cache/ip/v1/<peer>/...`).
+    public func cacheCluster(ofKey key: String) -> String? {
+        guard key.hasPrefix(cacheRoot) else { return nil }
+        let rest = key.dropFirst(cacheRoot.count)
+        guard let slash = rest.firstIndex(of: "/") else { return nil }
+        return String(rest[..<slash])
     }
 
     /// Where `cluster` publishes this kind in its own etcd. Endpoints and identities are not

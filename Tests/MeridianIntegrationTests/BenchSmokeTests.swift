@@ -8,7 +8,7 @@ import Testing
 @Suite("Benchmarks at a smoke size", .serialized, .enabled(if: getuid() == 0, "BPF and the lab need root; CI runs as root"))
 struct BenchSmokeTests {
     func json(_ arguments: [String]) async throws -> [String: Any] {
-        let fixture = LabFixture(directory: "/tmp/meridian-test-smoke", lab: .init(directory: "/tmp/meridian-test-smoke/lab", executable: LabFixture.executable))
+        let fixture = LabFixture(directory: "/tmp/meridian-test-smoke")
         let result = try await fixture.meridian(arguments)
         try #require(result.status == 0, "meridian \(arguments.joined(separator: " ")) failed: \(result.stderr.suffix(2000))")
         return try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])

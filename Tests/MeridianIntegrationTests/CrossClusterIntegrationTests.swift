@@ -29,7 +29,7 @@ struct CrossClusterIntegrationTests {
     @Test("the demo runs the seed walkthrough end to end and every step holds")
     func demo() async throws {
         let directory = "/tmp/meridian-test-\(UUID().uuidString.prefix(8).lowercased())"
-        let fixture = LabFixture(directory: directory, lab: Lab(directory: directory + "/lab", executable: LabFixture.executable))
+        let fixture = LabFixture(directory: directory)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let result = try await fixture.meridian(["demo", "--directory", fixture.labDirectory, "--calls", "20"])
         await fixture.tearDown()

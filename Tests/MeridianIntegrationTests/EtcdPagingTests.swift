@@ -1,4 +1,5 @@
 import Foundation
+import MeridianLab
 import Glibc
 import MeridianEtcd
 import Testing

@@ -5,18 +5,27 @@ import MeridianLab
 import MeridianPKI
 import MeridianStore
 import Testing
+import MeridianAdmin
 
-/// A lab of real control planes and etcd processes for one test, driven through the real
-/// `meridian` binary, with its own config file and directory; always torn down, also when the
-/// test fails.
+/// A lab of real control planes and etcd processes for one test: a `LabDriver` (the one the
+/// demo and the benchmarks use) with a directory, prefix and config file of its own, driven
+/// through the real `meridian` binary, and always torn down, also when the test fails. Adds what
+/// tests check with: `#require` on failures, and administrator clients with short timeouts.
 struct LabFixture: Sendable {
+    /// The test's own directory: the lab in `lab/`, the config file beside it.
     let directory: String
-    let lab: Lab
-    /// Names every namespace of this test's lab, so tests never touch a user's lab.
-    var prefix: String = "mt" + String(UUID().uuidString.prefix(6).lowercased())
+    let driver: LabDriver
 
-    var configPath: String { directory + "/config.yaml" }
-    var labDirectory: String { directory + "/lab" }
+    /// A fixture for `directory` (nothing is brought up).
+    init(directory: String) {
+        self.directory = directory
+        driver = LabDriver(directory: directory + "/lab", prefix: "mt" + String(UUID().uuidString.prefix(6).lowercased()),
+                           executable: Self.executable, configPath: directory + "/config.yaml")
+    }
+
+    var lab: Lab { driver.lab }
+    var prefix: String { driver.prefix }
+    var labDirectory: String { driver.lab.directory }
 
     static var executable: String {
         if let explicit = ProcessInfo.processInfo.environment["MERIDIAN_BIN"], !explicit.isEmpty { return explicit }
@@ -31,13 +40,12 @@ struct LabFixture: Sendable {
 
     static func with(clusters: Int, nodes: Int = 0, heartbeat: Double = 1, enable: Bool = true, mtus: String = "1500",
                      nodePodPrefix: Int = 24, identityGCSeconds: Int? = nil, _ body: (LabFixture) async throws -> Void) async throws {
-        let directory = "/tmp/meridian-test-\(UUID().uuidString.prefix(8).lowercased())"
-        let fixture = LabFixture(directory: directory, lab: Lab(directory: directory + "/lab", executable: executable))
-        do {
-            let up = try await fixture.meridian(["lab", "up", "--clusters", "\(clusters)", "--nodes", "\(nodes)", "--mtu", mtus,
-                                                     "--node-pod-prefix", "\(nodePodPrefix)"]
-                                                    + (identityGCSeconds.map { ["--identity-gc-interval", "\($0)"] } ?? []))
-            try #require(up.status == 0, "lab up failed: \(up.stderr)")
+        let fixture = LabFixture(directory: "/tmp/meridian-test-\(UUID().uuidString.prefix(8).lowercased())")
+        let driver = fixture.driver
+        defer { try? FileManager.default.removeItem(atPath: fixture.directory) }
+        let up = ["--clusters", "\(clusters)", "--nodes", "\(nodes)", "--mtu", mtus, "--node-pod-prefix", "\(nodePodPrefix)"]
+            + (identityGCSeconds.map { ["--identity-gc-interval", "\($0)"] } ?? [])
+        try await LabDriver.with(driver, up: up) { _ in
             if enable {
                 for index in 1...clusters {
                     let result = try await fixture.meridian(["clustermesh", "enable", "--context", "cluster\(index)", "--heartbeat-interval", "\(heartbeat)"])
@@ -45,80 +53,36 @@ struct LabFixture: Sendable {
                 }
             }
             try await body(fixture)
-        } catch {
-            await fixture.tearDown()
-            throw error
         }
-        await fixture.tearDown()
     }
+
+    typealias Result = LabDriver.Result
 
     func tearDown() async {
-        _ = try? await meridian(["lab", "down"])
-        await lab.down(prefix: prefix)
-        try? FileManager.default.removeItem(atPath: directory)
-    }
-
-    struct Result: Sendable {
-        var status: Int32
-        var stdout: String
-        var stderr: String
+        await driver.tearDown()
     }
 
     /// Runs the `meridian` binary with this lab's config and directory.
     @discardableResult
     func meridian(_ arguments: [String], stdin: String? = nil) async throws -> Result {
-        try await launch(Self.executable, arguments, stdin: stdin)
+        try await driver.run(arguments, stdin: stdin)
     }
 
     /// Runs a command on the host (resolved on PATH), with this lab's environment.
     func host(_ command: [String]) async throws -> Result {
-        try await launch("/usr/bin/env", command, stdin: nil)
-    }
-
-    private func launch(_ executable: String, _ arguments: [String], stdin: String?) async throws -> Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        var environment = ProcessInfo.processInfo.environment
-        environment["MERIDIAN_CONFIG"] = configPath
-        environment["MERIDIAN_LAB_DIR"] = labDirectory
-        environment["MERIDIAN_LAB_PREFIX"] = prefix
-        process.environment = environment
-        let out = Pipe(), err = Pipe(), input = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = stdin == nil ? FileHandle.nullDevice : input
-        try process.run()
-        if let stdin {
-            input.fileHandleForWriting.write(Data(stdin.utf8))
-            try input.fileHandleForWriting.close()
-        }
-        let (stdout, stderr) = await withTaskGroup(of: (Int, Data).self) { group in
-            group.addTask { (0, out.fileHandleForReading.readDataToEndOfFile()) }
-            group.addTask { (1, err.fileHandleForReading.readDataToEndOfFile()) }
-            var result = [Data(), Data()]
-            for await (index, data) in group { result[index] = data }
-            return (result[0], result[1])
-        }
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+        try await driver.host(command)
     }
 
     func cluster(_ name: String) throws -> LabCluster {
         try #require(lab.loadState()?.cluster(name))
     }
 
-    /// The administrator's client for a lab cluster.
+    /// The administrator's client for a lab cluster, with timeouts short enough for tests.
     func admin(_ name: String) throws -> EtcdClientConfiguration {
-        let cluster = try cluster(name)
-        let paths = cluster.paths
-        return EtcdClientConfiguration(
-            endpoint: .tcp(host: "127.0.0.1", port: cluster.clientPort),
-            tls: EtcdTLS(caPEM: try String(contentsOfFile: paths.caCertificate, encoding: .utf8),
-                         certificatePEM: try String(contentsOfFile: paths.adminCertificate, encoding: .utf8),
-                         privateKeyPEM: try String(contentsOfFile: paths.adminKey, encoding: .utf8),
-                         serverName: cluster.serverName),
-            requestTimeout: .seconds(3), maxReconnectBackoff: .milliseconds(300))
+        var configuration = try driver.context(name).clientConfiguration()
+        configuration.requestTimeout = .seconds(3)
+        configuration.maxReconnectBackoff = .milliseconds(300)
+        return configuration
     }
 
     @discardableResult
@@ -147,9 +111,7 @@ struct LabFixture: Sendable {
     }
 
     func status(_ cluster: String) async throws -> [String: Any] {
-        let result = try await meridian(["clustermesh", "status", "--context", cluster, "-o", "json"])
-        try #require(result.status == 0, "status failed: \(result.stderr)")
-        return try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        try await driver.meshStatus(cluster)
     }
 }
 

@@ -231,7 +231,7 @@ struct SecurityAndValidationTests {
     func controlPlaneRefusesInvalidClusterIdentity(flags: [String], expected: String) async throws {
         let directory = "/tmp/meridian-test-flags-\(UUID().uuidString.prefix(8).lowercased())"
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let fixture = LabFixture(directory: directory, lab: Lab(directory: directory + "/lab", executable: LabFixture.executable))
+        let fixture = LabFixture(directory: directory)
         let result = try await fixture.meridian(["control-plane"] + flags + [
             "--pod-cidr", "10.1.0.0/16", "--service-cidr", "10.101.0.0/16", "--data-dir", directory + "/cp",
         ])
@@ -244,7 +244,7 @@ struct SecurityAndValidationTests {
     @Test func overlappingPodAndServiceCIDRsAreRefused() async throws {
         let directory = "/tmp/meridian-test-flags-\(UUID().uuidString.prefix(8).lowercased())"
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let fixture = LabFixture(directory: directory, lab: Lab(directory: directory + "/lab", executable: LabFixture.executable))
+        let fixture = LabFixture(directory: directory)
         let result = try await fixture.meridian([
             "control-plane", "--cluster-name", "c1", "--cluster-id", "1", "--pod-cidr", "10.1.0.0/16",
             "--service-cidr", "10.1.200.0/24", "--data-dir", directory + "/cp",

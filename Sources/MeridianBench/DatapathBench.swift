@@ -1,4 +1,3 @@
-import ArgumentParser
 import CMeridianBPF
 import Foundation
 import MeridianAgent
@@ -8,64 +7,64 @@ import MeridianEtcd
 import MeridianHost
 import MeridianLab
 import MeridianStore
+import MeridianAdmin
 
 /// `meridian bench datapath`: TCP throughput (iperf3) and request/response rate (sockperf
 /// ping-pong) through Meridian's datapath, side by side with a bare veth pair and a plain kernel
 /// VXLAN tunnel measured in the same run on the same lab underlay; and the propagation latency
 /// of a backend change from one cluster's store into the other cluster's load-balancer map.
 /// Connection rate is wrk against the built-in echo server, one connection per request.
-struct DatapathBench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "datapath", abstract: "Throughput, request/response rate and backend propagation against same-run baselines.")
+public struct DatapathBenchmark: Sendable {
+    /// Runs per row (median and spread are reported).
+    public var runs = 3
+    public var seconds = 5
+    /// Backend changes for the propagation measurement.
+    public var changes = 200
+    /// A small size: 1 run of 2 s per row, 50 changes.
+    public var quick = false
+    /// Leave the lab up afterwards.
+    public var keep = false
+    /// Only the backend propagation measurement.
+    public var propagationOnly = false
 
-    @Option(help: "Runs per row (median and spread are reported).") var runs: Int = 3
-    @Option(help: "Seconds per run.") var seconds: Int = 5
-    @Option(help: "Backend changes for the propagation measurement.") var changes: Int = 200
-    @Flag(help: "A small size: 1 run of 2 s per row, 50 changes.") var quick = false
-    @Flag(help: "Leave the lab up afterwards (for inspection).") var keep = false
-    @Flag(help: "Only the backend propagation measurement.") var propagationOnly = false
-    @Option(name: .shortAndLong, help: "text or json.") var output: OutputFormat = .text
+    public init() {}
 
-    struct Row: Codable {
-        var name: String
-        var what: String
-        var throughputGbps: SampleSummary
-        var requestsPerSecond: SampleSummary
+    public struct Row: Codable, Sendable {
+        public var name: String
+        public var what: String
+        public var throughputGbps: SampleSummary
+        public var requestsPerSecond: SampleSummary
         /// New TCP connections per second (one HTTP request each, `Connection: close`), from wrk.
-        var connectionsPerSecond: SampleSummary
+        public var connectionsPerSecond: SampleSummary
     }
 
-    struct Report: Codable {
-        var runs: Int
-        var secondsPerRun: Int
-        var rows: [Row]
-        var backendPropagationMs: SampleSummary?
-        var ratios: [String: Double]
+    public struct Report: Codable, Sendable {
+        public var runs: Int
+        public var secondsPerRun: Int
+        public var rows: [Row]
+        public var backendPropagationMs: SampleSummary?
+        public var ratios: [String: Double]
     }
 
-    func validate() throws {
-        guard runs >= 1, seconds >= 1, changes >= 1 else { throw ValidationError("--runs, --seconds and --changes must be at least 1") }
+    public func validate() throws(BenchError) {
+        guard runs >= 1, seconds >= 1, changes >= 1 else { throw .invalidOption("--runs, --seconds and --changes must be at least 1") }
     }
 
-    func run() async throws {
-        try await reportingErrors {
-            for tool in ["iperf3", "sockperf", "wrk"] where !Self.onPath(tool) {
-                throw CLIError("\(tool) is not installed; run ./scripts/setup.sh (or apt-get install iperf3 sockperf wrk)")
-            }
-            let report = try await BenchLab.with(clusters: 2, nodes: 2, keep: keep) { lab in try await measure(lab) }
-            print(output == .json ? MeshRows.encode(report) : Self.text(report))
-        }
+    public func run() async throws -> Report {
+        try validate()
+        try BenchLab.require(["iperf3", "sockperf", "wrk"])
+        return try await BenchLab.with(clusters: 2, nodes: 2, keep: keep) { lab in try await measure(lab) }
     }
 
-    private func measure(_ bench: BenchLab) async throws -> Report {
+    private func measure(_ bench: LabDriver) async throws -> Report {
         let runCount = quick ? 1 : runs
         let duration = quick ? 2 : seconds
         let changeCount = quick ? 50 : changes
-        let (lab, state, prefix) = (bench.lab, bench.state, bench.prefix)
-        func meridian(_ arguments: [String], stdin: String? = nil) throws { try bench.meridian(arguments, stdin: stdin) }
-        for cluster in ["cluster1", "cluster2"] { try meridian(["clustermesh", "enable", "--context", cluster, "--heartbeat-interval", "2"]) }
-        try meridian(["clustermesh", "connect", "--context", "cluster1", "--destination-context", "cluster2"])
-        try meridian(["clustermesh", "status", "--context", "cluster1", "--wait", "--wait-duration", "60s"])
+        let prefix = bench.prefix
+        func meridian(_ arguments: [String], stdin: String? = nil) async throws { try await bench.mustRun(arguments, stdin: stdin) }
+        for cluster in ["cluster1", "cluster2"] { try await meridian(["clustermesh", "enable", "--context", cluster, "--heartbeat-interval", "2"]) }
+        try await meridian(["clustermesh", "connect", "--context", "cluster1", "--destination-context", "cluster2"])
+        try await meridian(["clustermesh", "status", "--context", "cluster1", "--wait", "--wait-duration", "60s"])
 
         let service = """
             apiVersion: v1
@@ -93,21 +92,21 @@ struct DatapathBench: AsyncParsableCommand {
             ---
 
             """
-        try meridian(["apply", "--context", "cluster1", "-f", "-"],
+        try await meridian(["apply", "--context", "cluster1", "-f", "-"],
                      stdin: client + BenchLab.serverPod("local", node: "node1", labels: ["bench": "none"])
                          + BenchLab.serverPod("peer", node: "node2", labels: ["bench": "none"]) + service)
-        try meridian(["apply", "--context", "cluster2", "-f", "-"], stdin: BenchLab.serverPod("remote", node: "node1", labels: ["bench": "remote"]) + service)
+        try await meridian(["apply", "--context", "cluster2", "-f", "-"], stdin: BenchLab.serverPod("remote", node: "node1", labels: ["bench": "remote"]) + service)
         let ipsC1 = try await bench.waitForPods(["client", "local", "peer"], context: "cluster1")
         let ipsC2 = try await bench.waitForPods(["remote"], context: "cluster2")
-        let clientPlace = try bench.podPlace(cluster: 1, node: "node1", pod: "client")
-        let clusterIP = try bench.serviceIP("bench", context: "cluster1")
-        try await BenchLab.waitUntil("cluster1 balances the bench service to cluster2") {
-            try bench.meridian(["service", "list", "--context", "cluster1"]).contains(ipsC2["remote"] ?? "?")
+        let clientPlace = try bench.podPlace(clusterID: 1, node: "node1", pod: "client")
+        let clusterIP = try await bench.serviceIP("bench", context: "cluster1")
+        try await LabDriver.waitUntil("cluster1 balances the bench service to cluster2") {
+            try await bench.mustRun(["service", "list", "--context", "cluster1"]).contains(ipsC2["remote"] ?? "?")
         }
 
         // Baselines on the same underlay: a bare veth pair, and a plain VXLAN tunnel (no programs
         // of ours) between two namespaces on cluster1's and cluster2's segments, through the router.
-        try await Baselines.create(prefix: prefix, executable: currentExecutable())
+        try await Baselines.create(prefix: prefix, executable: bench.executable)
         let targets: [(String, String, ToolPlace, String)] = [
             ("veth", "bare veth pair between two namespaces (physical baseline)", ToolPlace(namespace: "\(prefix)-bv-a"), Baselines.vethPeer),
             ("plain_vxlan", "kernel VXLAN between two underlay namespaces across the lab router, no BPF (kernel baseline)", ToolPlace(namespace: "\(prefix)-bx-a"), Baselines.vxlanPeer),
@@ -127,22 +126,22 @@ struct DatapathBench: AsyncParsableCommand {
             // the service row: connections through the ClusterIP leave the server with TIME_WAIT
             // tuples that later direct connections from the same ports would run into.
             let policies = [
-                ("cluster1", PolicyBench.allowPolicy(name: "bench-client-egress", subject: ["bench": "client"], direction: .egress,
+                ("cluster1", PolicyBenchmark.allowPolicy(name: "bench-client-egress", subject: ["bench": "client"], direction: .egress,
                                                      peer: ["bench": "remote"], cluster: "cluster2")),
-                ("cluster2", PolicyBench.allowPolicy(name: "bench-remote-ingress", subject: ["bench": "remote"], direction: .ingress,
+                ("cluster2", PolicyBenchmark.allowPolicy(name: "bench-remote-ingress", subject: ["bench": "remote"], direction: .ingress,
                                                      peer: ["bench": "client"], cluster: "cluster1")),
             ]
             let enforcedOn: [(String, String, TrafficDirection, Int)] = [("cluster1", "client", .egress, 1), ("cluster2", "remote", .ingress, 1)]
-            for (cluster, yaml) in policies { try meridian(["apply", "--context", cluster, "-f", "-"], stdin: yaml) }
-            try await PolicyBench.waitEnforced(enforcedOn, bench: bench)
+            for (cluster, yaml) in policies { try await meridian(["apply", "--context", cluster, "-f", "-"], stdin: yaml) }
+            try await PolicyBenchmark.waitEnforced(enforcedOn, bench: bench)
             rows.append(try await Self.measureRow(name: "cross_cluster_policy", what: "Meridian pod to pod across clusters, allow rules enforced at egress and ingress",
                                                   place: clientPlace, address: ipsC2["remote"]!, runs: runCount, seconds: duration))
-            for (cluster, yaml) in policies { try meridian(["delete", "--context", cluster, "-f", "-"], stdin: yaml) }
-            try await PolicyBench.waitEnforced(enforcedOn, bench: bench, enforced: false)
+            for (cluster, yaml) in policies { try await meridian(["delete", "--context", cluster, "-f", "-"], stdin: yaml) }
+            try await PolicyBenchmark.waitEnforced(enforcedOn, bench: bench, enforced: false)
         }
 
-        FileHandle.standardError.write(Data("bench: backend propagation (\(changeCount) changes)…\n".utf8))
-        let propagation = try await BackendPropagation.measure(lab: lab, state: state, changes: changeCount)
+        BenchLab.progress("backend propagation (\(changeCount) changes)…")
+        let propagation = try await BackendPropagation.measure(bench, changes: changeCount)
 
         let byName = Dictionary(uniqueKeysWithValues: rows.map { ($0.name, $0) })
         func ratio(_ a: String, _ b: String, _ metric: KeyPath<Row, SampleSummary>) -> Double {
@@ -170,7 +169,7 @@ struct DatapathBench: AsyncParsableCommand {
     /// Gbit/s received, from iperf3's JSON report.
     static func iperf(place: ToolPlace, address: String, seconds: Int) async throws -> Double {
         let output = try await HostCommand.run(place.command(["iperf3", "-c", address, "-t", "\(seconds)", "-J"]))
-        guard let gbps = BenchParsing.iperfGbps(output) else { throw CLIError("unreadable iperf3 output to \(address)") }
+        guard let gbps = BenchParsing.iperfGbps(output) else { throw BenchError.unreadableOutput(tool: "iperf3", target: address, output: output) }
         return gbps
     }
 
@@ -178,7 +177,7 @@ struct DatapathBench: AsyncParsableCommand {
     static func sockperf(place: ToolPlace, address: String, seconds: Int) async throws -> Double {
         // sockperf reports on stderr.
         let output = try await HostCommand.run(place.command(["sh", "-c", "exec sockperf pp --tcp -i \(address) -p 11111 -t \(seconds) 2>&1"]))
-        guard let rate = BenchParsing.sockperfRate(output) else { throw CLIError("unreadable sockperf output to \(address): \(output.suffix(300))") }
+        guard let rate = BenchParsing.sockperfRate(output) else { throw BenchError.unreadableOutput(tool: "sockperf", target: address, output: output) }
         return rate
     }
 
@@ -186,7 +185,7 @@ struct DatapathBench: AsyncParsableCommand {
     static func connectionRate(place: ToolPlace, address: String, seconds: Int) async throws -> Double {
         let output = try await HostCommand.run(place.command(["wrk", "-t1", "-c1", "-d\(seconds)s",
                                                 "-H", "Connection: close", "http://\(address):8080/"]))
-        guard let rate = BenchParsing.wrkRate(output) else { throw CLIError("wrk failed or saw errors against \(address): \(output.suffix(300))") }
+        guard let rate = BenchParsing.wrkRate(output) else { throw BenchError.unreadableOutput(tool: "wrk", target: address, output: output) }
         return rate
     }
 
@@ -206,13 +205,7 @@ struct DatapathBench: AsyncParsableCommand {
                    connectionsPerSecond: SampleSummary(connections)!)
     }
 
-    static func onPath(_ tool: String) -> Bool {
-        (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").contains {
-            FileManager.default.isExecutableFile(atPath: "\($0)/\(tool)")
-        }
-    }
-
-    static func text(_ report: Report) -> String {
+    public static func text(_ report: Report) -> String {
         var rows: [[String]] = []
         for row in report.rows {
             rows.append([row.name, String(format: "%.2f", row.throughputGbps.p50), String(format: "%.2f–%.2f", row.throughputGbps.min, row.throughputGbps.max),
@@ -316,14 +309,12 @@ enum Baselines {
 /// does not exist, so nothing but the control planes and agents react) until its address is in
 /// the backends map of cluster1's first node: exporter, mesh import, agent reconcile, map write.
 enum BackendPropagation {
-    static func measure(lab: Lab, state: LabState, changes: Int) async throws -> [Double] {
-        guard let cluster1 = state.cluster("cluster1"), let node = cluster1.nodes.first, let cluster2 = state.cluster("cluster2") else {
-            throw CLIError("the bench lab has no cluster1 node")
-        }
-        let backends = try BPFMap<UInt32, mer_lb4_backend>(pinnedAt: node.pinDirectory + "/mer_lb4_be")
-        let context = MeridianContext(labCluster: cluster2, lab: nil)
+    static func measure(_ bench: LabDriver, changes: Int) async throws -> [Double] {
+        guard let node = try bench.cluster("cluster1").nodes.first else { throw BenchError.missing("cluster1 node") }
+        // Read only: the agent's own writer put the backend there.
+        let backends = try BPFMap<UInt32, mer_lb4_backend>(pinnedAt: node.pinDirectory + "/" + MER_MAP_BACKENDS)
         var samples: [Double] = []
-        try await EtcdClient.withClient(try context.clientConfiguration()) { client in
+        try await bench.withClient("cluster2") { client in
             for index in 0..<changes {
                 let name = "phantom-\(index)"
                 let ip = "10.2.\(200 + index / 250).\(1 + index % 250)"
@@ -337,7 +328,7 @@ enum BackendPropagation {
                                                (KeyLayout.podStatus(namespace: "default", name: name), StoreCoding.encode(status))])
                 let deadline = started + .seconds(30)
                 while !backends.entries().contains(where: { $0.value.address == wanted }) {
-                    guard ContinuousClock.now < deadline else { throw CLIError("backend \(ip) did not reach cluster1's map in 30 s") }
+                    guard ContinuousClock.now < deadline else { throw BenchError.timedOut("backend \(ip) did not reach cluster1's map in 30 s") }
                     try await Task.sleep(for: .microseconds(500))
                 }
                 let elapsed = ContinuousClock.now - started

@@ -5,42 +5,42 @@ import Glibc
 /// policy reachability tests: a TCP destination is reachable when the handshake completes, a UDP
 /// one when its echo comes back. All probes share one deadline and one `poll` loop, so a set
 /// of denied destinations costs one timeout, not one each.
-enum ReachProbe {
-    struct Target: Hashable, Sendable, CustomStringConvertible {
-        enum Transport: String, Sendable { case tcp, udp }
-        var transport: Transport
-        var address: String
-        var port: UInt16
+public enum ReachProbe {
+    public struct Target: Hashable, Sendable, CustomStringConvertible {
+        public enum Transport: String, Sendable { case tcp, udp }
+        public var transport: Transport
+        public var address: String
+        public var port: UInt16
 
         /// `tcp:10.1.1.5:8080` or `udp:10.1.1.5:5353`.
-        init(parsing text: String) throws {
+        public init(parsing text: String) throws(ProbeError) {
             let parts = text.split(separator: ":", omittingEmptySubsequences: false)
             guard parts.count == 3, let transport = Transport(rawValue: parts[0].lowercased()), let port = UInt16(parts[2]), port > 0 else {
-                throw CLIError("target \(text): expected tcp:ADDRESS:PORT or udp:ADDRESS:PORT")
+                throw .badTarget(text, expected: "tcp:ADDRESS:PORT or udp:ADDRESS:PORT")
             }
             var probe = in_addr()
-            guard inet_pton(AF_INET, String(parts[1]), &probe) == 1 else { throw CLIError("target \(text): \(parts[1]) is not an IPv4 address") }
+            guard inet_pton(AF_INET, String(parts[1]), &probe) == 1 else { throw .badTarget(text, expected: "an IPv4 address, not \(parts[1])") }
             self.transport = transport
             self.address = String(parts[1])
             self.port = port
         }
 
-        var description: String { "\(transport.rawValue):\(address):\(port)" }
+        public var description: String { "\(transport.rawValue):\(address):\(port)" }
     }
 
-    enum Outcome: Equatable, Sendable {
+    public enum Outcome: Equatable, Sendable {
         case reached
         case failed(String)
     }
 
-    static func run(_ targets: [Target], timeout: Double, source: String? = nil) throws -> [Target: Outcome] {
+    public static func run(_ targets: [Target], timeout: Double, source: String? = nil) throws(ProbeError) -> [Target: Outcome] {
         var outcomes: [Target: Outcome] = [:]
         var pending: [(Target, Int32)] = []
         let payload = Array("meridian-reach".utf8)
         var local = sockaddr_in()
         local.sin_family = sa_family_t(AF_INET)
         if let source, inet_pton(AF_INET, source, &local.sin_addr) != 1 {
-            throw CLIError("--source \(source) is not an IPv4 address")
+            throw .badAddress(source)
         }
         for target in targets {
             let fd = socket(AF_INET, Int32((target.transport == .tcp ? SOCK_STREAM : SOCK_DGRAM).rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
@@ -119,7 +119,7 @@ enum ReachProbe {
 
     /// Times `count` blocking TCP handshakes to `target` in microseconds; each connection is reset
     /// at once (no TIME_WAIT piles up). Fails on the first handshake that does not complete.
-    static func connectTimes(_ target: Target, count: Int, timeout: Double) throws -> [Double] {
+    public static func connectTimes(_ target: Target, count: Int, timeout: Double) throws(ProbeError) -> [Double] {
         var samples: [Double] = []
         samples.reserveCapacity(count)
         var address = sockaddr_in()
@@ -130,7 +130,7 @@ enum ReachProbe {
         var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
         for _ in 0..<count {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { throw CLIError("socket: \(String(cString: strerror(errno)))") }
+            guard fd >= 0 else { throw .system(call: "socket", errno: errno) }
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
             setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
             let started = ContinuousClock.now
@@ -140,9 +140,30 @@ enum ReachProbe {
             let elapsed = ContinuousClock.now - started
             let failure = errno
             close(fd)
-            guard result == 0 else { throw CLIError("connect to \(target): \(String(cString: strerror(failure)))") }
+            guard result == 0 else { throw .unreachable(target.description, detail: String(cString: strerror(failure))) }
             samples.append(Double(elapsed.components.seconds) * 1e6 + Double(elapsed.components.attoseconds) / 1e12)
         }
         return samples
+    }
+}
+
+/// A probe that could not be made or did not get through, with what it concerned.
+public enum ProbeError: Error, Sendable, Hashable, CustomStringConvertible {
+    case badTarget(String, expected: String)
+    case badAddress(String)
+    case badSize(Int, allowed: ClosedRange<Int>)
+    case system(call: String, errno: Int32)
+    case unreachable(String, detail: String)
+    case echoDiffers(sent: Int, received: Int)
+
+    public var description: String {
+        switch self {
+        case let .badTarget(text, expected): "target \(text): expected \(expected)"
+        case let .badAddress(text): "not an IPv4 address: \(text)"
+        case let .badSize(size, allowed): "size \(size) is outside \(allowed.lowerBound)...\(allowed.upperBound)"
+        case let .system(call, code): "\(call): \(String(cString: strerror(code)))"
+        case let .unreachable(target, detail): "\(target): \(detail)"
+        case let .echoDiffers(sent, received): "echo differs: sent \(sent) bytes, got \(received)"
+        }
     }
 }

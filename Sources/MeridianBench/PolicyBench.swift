@@ -1,4 +1,3 @@
-import ArgumentParser
 import Foundation
 import CMeridianBPF
 import MeridianCore
@@ -6,100 +5,100 @@ import MeridianDatapath
 import MeridianTestSupport
 import MeridianEtcd
 import MeridianStore
+import MeridianLab
+import MeridianAdmin
 
 /// `meridian bench policy`: throughput, request rate and connection rate between two pods on
 /// different nodes with no policy, with one allow rule, and with that rule among thousands of
 /// others selecting the same server, plus how long the large set takes to reach the maps.
 /// Policy is decided by hash and trie lookups on a connection's first packet, so the
 /// connection rate is where a per-rule cost would show.
-struct PolicyBench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "policy", abstract: "Datapath figures with 0, 1 and many policy rules in force.")
+public struct PolicyBenchmark: Sendable {
+    public var runs = 3
+    public var seconds = 5
+    /// Rules in the large set.
+    public var rules = 10_000
+    /// A small size: 1 run of 2 s per row, 1,000 rules.
+    public var quick = false
+    public var keep = false
+    /// Only the kernel's policy decision cost (no lab).
+    public var lookupOnly = false
 
-    @Option(help: "Runs per row (median and spread are reported).") var runs: Int = 3
-    @Option(help: "Seconds per run.") var seconds: Int = 5
-    @Option(help: "Rules in the large set.") var rules: Int = 10_000
-    @Flag(help: "A small size: 1 run of 2 s per row, 1,000 rules.") var quick = false
-    @Flag(help: "Leave the lab up afterwards.") var keep = false
-    @Flag(help: "Only the kernel's policy decision cost (no lab).") var lookupOnly = false
-    @Option(name: .shortAndLong, help: "text or json.") var output: OutputFormat = .text
+    public init() {}
 
-    struct Report: Codable {
-        var runs: Int
-        var secondsPerRun: Int
-        var rules: Int
-        var rows: [DatapathBench.Row]
+    public struct Report: Codable, Sendable {
+        public var runs: Int
+        public var secondsPerRun: Int
+        public var rules: Int
+        public var rows: [DatapathBenchmark.Row]
         /// From applying the large set until the server's node reports it programmed.
-        var programSeconds: Double
-        var serverIngressEntries: Int
+        public var programSeconds: Double
+        public var serverIngressEntries: Int
         /// Kernel time per first packet of a connection at `to_pod` as the policy map grows.
-        var lookup: [PolicyLookupBench.Point]
-        var ratios: [String: Double]
+        public var lookup: [PolicyLookupBench.Point]
+        public var ratios: [String: Double]
     }
 
-    func validate() throws {
+    public func validate() throws(BenchError) {
         guard runs >= 1, seconds >= 1, (1...20_000).contains(rules) else {
-            throw ValidationError("--runs and --seconds must be at least 1, --rules 1...20000")
+            throw .invalidOption("--runs and --seconds must be at least 1, --rules 1...20000")
         }
     }
 
-    func run() async throws {
-        try await reportingErrors {
-            for tool in ["iperf3", "sockperf", "wrk"] where !DatapathBench.onPath(tool) {
-                throw CLIError("\(tool) is not installed; run ./scripts/setup.sh")
-            }
-            BenchLab.progress("policy decision cost in the kernel (BPF_PROG_TEST_RUN)…")
-            let lookup = try PolicyLookupBench.measure(sizes: quick ? [1, 10_000] : [1, 1000, 10_000, 100_000])
-            var report = lookupOnly
-                ? Report(runs: 0, secondsPerRun: 0, rules: 0, rows: [], programSeconds: 0, serverIngressEntries: 0, lookup: [], ratios: [:])
-                : try await BenchLab.with(clusters: 1, nodes: 2, keep: keep) { try await measure($0) }
-            report.lookup = lookup
-            if let first = lookup.first, let last = lookup.last, first.entries != last.entries {
-                report.ratios["lookup_\(last.entries)_vs_\(first.entries)_entries_ns_per_packet"] =
-                    last.nanosecondsPerPacket.p50 / max(first.nanosecondsPerPacket.p50, 1e-9)
-            }
-            print(output == .json ? MeshRows.encode(report) : Self.text(report))
+    public func run() async throws -> Report {
+        try validate()
+        try BenchLab.require(["iperf3", "sockperf", "wrk"])
+        BenchLab.progress("policy decision cost in the kernel (BPF_PROG_TEST_RUN)…")
+        let lookup = try PolicyLookupBench.measure(sizes: quick ? [1, 10_000] : [1, 1000, 10_000, 100_000])
+        var report = lookupOnly
+            ? Report(runs: 0, secondsPerRun: 0, rules: 0, rows: [], programSeconds: 0, serverIngressEntries: 0, lookup: [], ratios: [:])
+            : try await BenchLab.with(clusters: 1, nodes: 2, keep: keep) { try await measure($0) }
+        report.lookup = lookup
+        if let first = lookup.first, let last = lookup.last, first.entries != last.entries {
+            report.ratios["lookup_\(last.entries)_vs_\(first.entries)_entries_ns_per_packet"] =
+                last.nanosecondsPerPacket.p50 / max(first.nanosecondsPerPacket.p50, 1e-9)
         }
+        return report
     }
 
-    private func measure(_ bench: BenchLab) async throws -> Report {
+    private func measure(_ bench: LabDriver) async throws -> Report {
         let runCount = quick ? 1 : runs
         let duration = quick ? 2 : seconds
         let ruleCount = quick ? 1000 : rules
-        try bench.meridian(["apply", "--context", "cluster1", "-f", "-"],
-                           stdin: BenchLab.clientPod("client", node: "node1", labels: ["bench": "client"])
+        try await bench.mustRun(["apply", "--context", "cluster1", "-f", "-"],
+                                 stdin: BenchLab.clientPod("client", node: "node1", labels: ["bench": "client"])
                                + BenchLab.serverPod("server", node: "node2", labels: ["bench": "server"]))
         let ips = try await bench.waitForPods(["client", "server"], context: "cluster1")
-        let client = try bench.podPlace(cluster: 1, node: "node1", pod: "client")
+        let client = try bench.podPlace(clusterID: 1, node: "node1", pod: "client")
         let server = ips["server"]!
-        var rows: [DatapathBench.Row] = []
-        rows.append(try await DatapathBench.measureRow(name: "no_policy", what: "pod to pod across nodes, no policy selects either pod",
+        var rows: [DatapathBenchmark.Row] = []
+        rows.append(try await DatapathBenchmark.measureRow(name: "no_policy", what: "pod to pod across nodes, no policy selects either pod",
                                                        place: client, address: server, runs: runCount, seconds: duration))
-        try bench.meridian(["apply", "--context", "cluster1", "-f", "-"], stdin: Self.allowPolicy(
+        try await bench.mustRun(["apply", "--context", "cluster1", "-f", "-"], stdin: Self.allowPolicy(
             name: "bench-allow", subject: ["bench": "server"], direction: .ingress, peer: ["bench": "client"], cluster: "cluster1"))
         try await Self.waitEnforced([("cluster1", "server", .ingress, 1)], bench: bench)
-        rows.append(try await DatapathBench.measureRow(name: "rules_1", what: "the same, the server's ingress enforced with one allow rule",
+        rows.append(try await DatapathBenchmark.measureRow(name: "rules_1", what: "the same, the server's ingress enforced with one allow rule",
                                                        place: client, address: server, runs: runCount, seconds: duration))
 
         BenchLab.progress("programming \(ruleCount) more rules…")
         let started = ContinuousClock.now
         for (index, chunk) in stride(from: 0, to: ruleCount, by: 1000).enumerated() {
-            try bench.meridian(["apply", "--context", "cluster1", "-f", "-"],
-                               stdin: Self.extraRules(name: "bench-extra-\(index)", ports: chunk..<min(chunk + 1000, ruleCount)))
+            try await bench.mustRun(["apply", "--context", "cluster1", "-f", "-"],
+                                     stdin: Self.extraRules(name: "bench-extra-\(index)", ports: chunk..<min(chunk + 1000, ruleCount)))
         }
         let entries = try await Self.waitEnforced([("cluster1", "server", .ingress, ruleCount)], bench: bench, timeout: .seconds(300))
         let elapsed = ContinuousClock.now - started
         let programSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        rows.append(try await DatapathBench.measureRow(
+        rows.append(try await DatapathBenchmark.measureRow(
             name: "rules_\(ruleCount)", what: "the same with \(ruleCount) more rules selecting the server (\(entries) ingress entries)",
             place: client, address: server, runs: runCount, seconds: duration))
 
         let byName = Dictionary(uniqueKeysWithValues: rows.map { ($0.name, $0) })
-        func ratio(_ a: String, _ b: String, _ metric: KeyPath<DatapathBench.Row, SampleSummary>) -> Double {
+        func ratio(_ a: String, _ b: String, _ metric: KeyPath<DatapathBenchmark.Row, SampleSummary>) -> Double {
             (byName[a]?[keyPath: metric].p50 ?? 0) / max(byName[b]?[keyPath: metric].p50 ?? 1, 1e-9)
         }
         var ratios: [String: Double] = [:]
-        for (metric, path) in [("throughput", \DatapathBench.Row.throughputGbps), ("request_rate", \.requestsPerSecond),
+        for (metric, path) in [("throughput", \DatapathBenchmark.Row.throughputGbps), ("request_rate", \.requestsPerSecond),
                                ("connection_rate", \.connectionsPerSecond)] {
             ratios["rules_\(ruleCount)_vs_rules_1_\(metric)"] = ratio("rules_\(ruleCount)", "rules_1", path)
             ratios["rules_1_vs_no_policy_\(metric)"] = ratio("rules_1", "no_policy", path)
@@ -147,10 +146,10 @@ struct PolicyBench: AsyncParsableCommand {
     /// Waits until each (cluster, pod, direction, minimum entries) is enforced as its node
     /// reports (or, with `enforced` false, no longer enforced); returns the largest entry count seen.
     @discardableResult
-    static func waitEnforced(_ pods: [(String, String, TrafficDirection, Int)], bench: BenchLab, enforced wanted: Bool = true,
+    static func waitEnforced(_ pods: [(String, String, TrafficDirection, Int)], bench: LabDriver, enforced wanted: Bool = true,
                              timeout: Duration = .seconds(60)) async throws -> Int {
         var largest = 0
-        try await BenchLab.waitUntil("policy programmed for \(pods.map { "\($0.0)/\($0.1)" })", timeout: timeout) {
+        try await LabDriver.waitUntil("policy programmed for \(pods.map { "\($0.0)/\($0.1)" })", timeout: timeout) {
             for (cluster, pod, direction, minimum) in pods {
                 let statuses = try await bench.withClient(cluster) { client in
                     try await client.list(prefix: KeyLayout.nodeStatusPrefix).items.map {
@@ -168,8 +167,8 @@ struct PolicyBench: AsyncParsableCommand {
         return largest
     }
 
-    static func text(_ report: Report) -> String {
-        var lines = report.rows.isEmpty ? [] : [DatapathBench.text(DatapathBench.Report(runs: report.runs, secondsPerRun: report.secondsPerRun, rows: report.rows,
+    public static func text(_ report: Report) -> String {
+        var lines = report.rows.isEmpty ? [] : [DatapathBenchmark.text(DatapathBenchmark.Report(runs: report.runs, secondsPerRun: report.secondsPerRun, rows: report.rows,
                                                              backendPropagationMs: nil, ratios: [:]))
                         .split(separator: "\n").dropLast().joined(separator: "\n")]
         if !report.rows.isEmpty {
@@ -191,11 +190,13 @@ struct PolicyBench: AsyncParsableCommand {
 /// grows: the `to_pod` program run with BPF_PROG_TEST_RUN (the kernel times `repeat` runs) over
 /// a connection's first packet that no entry allows, so every run does the full decision
 /// (endpoint, conntrack miss, ipcache, the exact and the any-identity policy lookups, the drop and
-/// its event) and none leaves state behind. Uses a private bpffs; nothing is attached.
-enum PolicyLookupBench {
-    struct Point: Codable {
-        var entries: Int
-        var nanosecondsPerPacket: SampleSummary
+/// its event) and none leaves state behind. Uses a private bpffs; nothing is attached. It writes
+/// the scratch datapath's maps itself, as the program tests do: the agent's writer is not what
+/// it measures, and no agent runs there.
+public enum PolicyLookupBench {
+    public struct Point: Codable, Sendable {
+        public var entries: Int
+        public var nanosecondsPerPacket: SampleSummary
     }
 
     static let server = "10.1.1.5"
@@ -237,7 +238,7 @@ enum PolicyLookupBench {
             var times: [Double] = []
             for _ in 0..<samples {
                 let run = try datapath.toPod.timedRun(program: BPFNodeDatapath.toPodProgram, packet: probe, repeat: repeats)
-                guard run.verdict == 2 else { throw CLIError("the probe was not dropped (verdict \(run.verdict)); the lookup bench is miswired") }
+                guard run.verdict == 2 else { throw BenchError.miswired("the probe was not dropped (verdict \(run.verdict)); the lookup bench is miswired") }
                 times.append(Double(run.nanoseconds))
             }
             points.append(Point(entries: size, nanosecondsPerPacket: SampleSummary(times)!))

@@ -4,18 +4,18 @@ import MeridianEtcd
 import MeridianStore
 
 /// A pod as `get pods` and `exec` show it: the spec joined with the status its node reported.
-struct PodView: Encodable {
-    var namespace: String
-    var name: String
-    var status: String
-    var restarts: Int
-    var ip: String?
-    var node: String?
-    var identity: UInt32?
-    var labels: [String: String]
-    var message: String?
+public struct PodView: Encodable, Sendable {
+    public var namespace: String
+    public var name: String
+    public var status: String
+    public var restarts: Int
+    public var ip: String?
+    public var node: String?
+    public var identity: UInt32?
+    public var labels: [String: String]
+    public var message: String?
 
-    static func load(client: EtcdClient, namespace: String?) async throws -> [PodView] {
+    public static func load(client: any KeyValueStore, namespace: String?) async throws -> [PodView] {
         let objects = try await ResourceStore(client: client).list(.pod, namespace: namespace)
         let statusPrefix = namespace.map { KeyLayout.podStatusPrefix + $0 + "/" } ?? KeyLayout.podStatusPrefix
         var statuses: [String: PodStatus] = [:]

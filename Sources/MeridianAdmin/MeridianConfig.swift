@@ -34,10 +34,11 @@ public struct MeridianContext: Codable, Sendable, Hashable {
         self.lab = lab
     }
 
-    func clientConfiguration() throws -> EtcdClientConfiguration {
-        func read(_ path: String, _ what: String) throws -> String {
+    /// How to reach the context's etcd as its administrator.
+    public func clientConfiguration() throws -> EtcdClientConfiguration {
+        func read(_ path: String, _ what: String) throws(AdminError) -> String {
             do { return try String(contentsOfFile: path, encoding: .utf8) } catch {
-                throw CLIError("context \(name): cannot read \(what) \(path)")
+                throw .credentialUnreadable(context: name, what: what, path: path)
             }
         }
         return EtcdClientConfiguration(
@@ -75,7 +76,7 @@ public struct MeridianConfig: Codable, Sendable, Hashable {
         do {
             return try YAMLDecoder().decode(MeridianConfig.self, from: data)
         } catch {
-            throw CLIError("cannot parse \(path): \(error)")
+            throw AdminError.configUnreadable(path: path, detail: "\(error)")
         }
     }
 
@@ -87,13 +88,10 @@ public struct MeridianConfig: Codable, Sendable, Hashable {
         chmod(path, 0o600)
     }
 
-    public func context(_ name: String?) throws -> MeridianContext {
-        guard let wanted = name ?? currentContext else {
-            throw CLIError("no context given and no current-context set in \(Self.path); pass --context NAME")
-        }
+    public func context(_ name: String?) throws(AdminError) -> MeridianContext {
+        guard let wanted = name ?? currentContext else { throw .noCurrentContext(configPath: Self.path) }
         guard let context = contexts.first(where: { $0.name == wanted }) else {
-            let known = contexts.map(\.name).joined(separator: ", ")
-            throw CLIError("context \(wanted) not found in \(Self.path)" + (known.isEmpty ? " (no contexts; run `meridian lab up`)" : " (known: \(known))"))
+            throw .contextNotFound(wanted, configPath: Self.path, known: contexts.map(\.name))
         }
         return context
     }
@@ -104,10 +102,4 @@ public struct MeridianConfig: Codable, Sendable, Hashable {
         contexts.sort { $0.name < $1.name }
         if currentContext == nil { currentContext = context.name }
     }
-}
-
-/// A user-facing failure: printed as `Error: ...` and turned into a non-zero exit.
-public struct CLIError: Error, CustomStringConvertible, Sendable {
-    public var description: String
-    public init(_ description: String) { self.description = description }
 }

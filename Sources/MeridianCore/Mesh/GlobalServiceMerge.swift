@@ -1,6 +1,4 @@
 import Foundation
-import MeridianCore
-import MeridianStore
 
 /// One backend of a frontend as `service list` shows it and the datapath programs it.
 public struct FrontendBackend: Sendable, Hashable, Codable {
@@ -11,6 +9,15 @@ public struct FrontendBackend: Sendable, Hashable, Codable {
     public var state: String
     /// Whether the service's affinity prefers this backend's side.
     public var preferred: Bool
+
+    public init(ip: String, port: UInt16, cluster: String, clusterID: UInt32, state: String, preferred: Bool) {
+        self.ip = ip
+        self.port = port
+        self.cluster = cluster
+        self.clusterID = clusterID
+        self.state = state
+        self.preferred = preferred
+    }
 }
 
 /// One service frontend (ClusterIP, port, protocol) with the backends it balances over.
@@ -23,15 +30,27 @@ public struct ServiceFrontend: Sendable, Hashable, Codable {
     public var global: Bool
     public var affinity: String
     public var backends: [FrontendBackend]
+
+    public init(namespace: String, name: String, address: String, port: UInt16, proto: String, global: Bool, affinity: String,
+                backends: [FrontendBackend]) {
+        self.namespace = namespace
+        self.name = name
+        self.address = address
+        self.port = port
+        self.proto = proto
+        self.global = global
+        self.affinity = affinity
+        self.backends = backends
+    }
 }
 
-/// Works out every local Service's frontends and their backends: the cluster's own ready pods,
-/// merged for global Services with the backends remote clusters export for the same namespace
-/// and name (the global × shared rules and the affinity of `MeridianCore`). The agent programs
-/// the result; `service list` prints it. A remote Service without a local Service of the same
-/// name gets no frontend, as in Cilium.
-public enum ServiceFrontends {
-    public static func compute(
+/// The global-service merge: every local Service's frontends with their backends, the
+/// cluster's own ready pods merged, for global Services, with the backends remote clusters
+/// export for the same namespace and name (the global × shared rules, then the affinity). Pure:
+/// the agent programs the result and `service list` prints it. A remote Service without a local
+/// Service of the same name gets no frontend, as in Cilium.
+public enum GlobalServiceMerge {
+    public static func frontends(
         cluster: String, clusterID: UInt32, services: [Service], pods: [ObservedPod], remote: [ClusterService]
     ) -> [ServiceFrontend] {
         var remoteByName: [String: [ClusterService]] = [:]
@@ -74,17 +93,5 @@ public enum ServiceFrontends {
             }
         }
         return result.sorted { ($0.namespace, $0.name, $0.port) < ($1.namespace, $1.name, $1.port) }
-    }
-
-    /// Decodes the store records the computation needs (keys and values as listed).
-    public static func compute(cluster: String, clusterID: UInt32, serviceRecords: [String: Data], podRecords: [String: Data],
-                               statusRecords: [String: Data], remoteRecords: [String: Data]) -> [ServiceFrontend] {
-        let services = serviceRecords.compactMap { key, value -> Service? in
-            guard case let .service(service)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key) else { return nil }
-            return service
-        }
-        let pods = ObservedPods.decode(pods: podRecords.map { ($0.key, $0.value) }, statuses: statusRecords.map { ($0.key, $0.value) })
-        let remote = remoteRecords.compactMap { key, value in try? StoreCoding.decode(ClusterService.self, from: value, key: key) }
-        return compute(cluster: cluster, clusterID: clusterID, services: services, pods: pods, remote: remote)
     }
 }

@@ -1,15 +1,20 @@
-import MeridianDatapath
+import MeridianHost
 import MeridianHost
 
 /// Where a command runs as if a pod ran it: inside the pod's network namespace and, for a lab
 /// pod, in its node's pod cgroup, so the node's socket programs treat its connections as the
 /// pod's own (as `kubectl exec` lands in the pod's cgroup). Baseline namespaces have no cgroup.
-struct ToolPlace: Sendable {
-    var namespace: String
-    var cgroup: String?
+public struct ToolPlace: Sendable {
+    public var namespace: String
+    public var cgroup: String?
+
+    public init(namespace: String, cgroup: String? = nil) {
+        self.namespace = namespace
+        self.cgroup = cgroup
+    }
 
     /// The command line that runs `tool` here.
-    func command(_ tool: [String]) -> [String] {
+    public func command(_ tool: [String]) -> [String] {
         let inNamespace = ["ip", "netns", "exec", namespace] + tool
         guard let cgroup else { return inNamespace }
         return ["sh", "-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"", cgroup] + inNamespace
@@ -20,7 +25,7 @@ struct ToolPlace: Sendable {
     /// 28,000 ephemeral ports are all in TIME_WAIT within half a minute, and every connect() then
     /// scans for a free one: that slowed both paths of `bench services` alike to 2 ms per
     /// connect in the step after 1,000 services.
-    func prepareForConnectionLoad() async throws {
+    public func prepareForConnectionLoad() async throws {
         try await HostCommand.sysctl("net.ipv4.tcp_tw_reuse", "1", namespace: namespace)
     }
 }

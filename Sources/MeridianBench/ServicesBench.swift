@@ -1,10 +1,10 @@
-import ArgumentParser
 import CMeridianBPF
 import Foundation
 import MeridianCore
 import MeridianDatapath
 import MeridianHost
 import MeridianLab
+import MeridianAdmin
 
 /// `meridian bench services`: one client and one service, while 1, 1,000, 10,000 and 100,000
 /// other services are programmed, for Meridian's LB maps and for a kube-proxy-style iptables
@@ -16,70 +16,68 @@ import MeridianLab
 /// is stopped (programs keep forwarding without it), so the figures are the datapath's and the
 /// map writes'; the agent is started again at the end and removes them. Reverse-NAT indices are
 /// 16-bit (as in Cilium), so the extra services carry none: they never see traffic.
-struct ServicesBench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "services", abstract: "Connection rate and first-packet latency as the number of services grows, against iptables.")
+public struct ServicesBenchmark: Sendable {
+    /// Numbers of other services, in order.
+    public var sizes = [1, 1000, 10_000, 100_000]
+    public var runs = 3
+    /// Seconds per connection-rate run.
+    public var seconds = 3
+    /// TCP connects per first-packet latency sample.
+    public var connects = 300
+    /// A small size: 1 and 1,000 services, 1 run of 2 s.
+    public var quick = false
+    public var keep = false
 
-    @Option(help: "Comma-separated numbers of other services.") var sizes: String = "1,1000,10000,100000"
-    @Option(help: "Runs per measurement.") var runs: Int = 3
-    @Option(help: "Seconds per connection-rate run.") var seconds: Int = 3
-    @Option(help: "TCP connects per first-packet latency sample.") var connects: Int = 300
-    @Flag(help: "A small size: 1 and 1,000 services, 1 run of 2 s.") var quick = false
-    @Flag(help: "Leave the lab up afterwards.") var keep = false
-    @Option(name: .shortAndLong, help: "text or json.") var output: OutputFormat = .text
+    public init() {}
 
-    struct Side: Codable {
-        var connectionsPerSecond: SampleSummary
-        var connectMicroseconds: SampleSummary
+    public struct Side: Codable, Sendable {
+        public var connectionsPerSecond: SampleSummary
+        public var connectMicroseconds: SampleSummary
         /// Meridian: the map writes of one service with one backend. iptables: a full
         /// iptables-restore of the ruleset with one more service (what kube-proxy does per sync).
-        var addServiceMilliseconds: SampleSummary
+        public var addServiceMilliseconds: SampleSummary
     }
 
-    struct Point: Codable {
-        var services: Int
-        var meridian: Side
-        var iptables: Side
+    public struct Point: Codable, Sendable {
+        public var services: Int
+        public var meridian: Side
+        public var iptables: Side
     }
 
-    struct Report: Codable {
-        var runs: Int
-        var secondsPerRun: Int
-        var points: [Point]
-        var ratios: [String: Double]
+    public struct Report: Codable, Sendable {
+        public var runs: Int
+        public var secondsPerRun: Int
+        public var points: [Point]
+        public var ratios: [String: Double]
     }
 
     /// The test service of the iptables side and its server, behind a router namespace.
     static let iptablesVIP = "10.200.0.1"
     static let iptablesServer = "192.168.81.2"
 
-    func parsedSizes() throws -> [Int] {
-        let values = sizes.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+    /// Parses `--sizes` (comma-separated numbers of services, 1...150,000).
+    public static func parseSizes(_ text: String) throws(BenchError) -> [Int] {
+        let values = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !values.isEmpty, values.allSatisfy({ ($0 ?? -1) >= 1 && ($0 ?? 0) <= 150_000 }) else {
-            throw ValidationError("--sizes must be comma-separated numbers in 1...150000, got \(sizes)")
+            throw .invalidOption("--sizes must be comma-separated numbers in 1...150000, got \(text)")
         }
         return values.compactMap { $0 }.sorted()
     }
 
-    func validate() throws {
-        _ = try parsedSizes()
-        guard runs >= 1, seconds >= 1, connects >= 10 else { throw ValidationError("--runs, --seconds must be at least 1, --connects at least 10") }
+    public func validate() throws(BenchError) {
+        guard runs >= 1, seconds >= 1, connects >= 10 else { throw .invalidOption("--runs, --seconds must be at least 1, --connects at least 10") }
     }
 
-    func run() async throws {
-        try await reportingErrors {
-            for tool in ["wrk", "iptables-restore"] where !DatapathBench.onPath(tool) {
-                throw CLIError("\(tool) is not installed; run ./scripts/setup.sh")
-            }
-            let report = try await BenchLab.with(clusters: 1, nodes: 1, keep: keep) { try await measure($0) }
-            print(output == .json ? MeshRows.encode(report) : Self.text(report))
-        }
+    public func run() async throws -> Report {
+        try validate()
+        try BenchLab.require(["wrk", "iptables-restore"])
+        return try await BenchLab.with(clusters: 1, nodes: 1, keep: keep) { try await measure($0) }
     }
 
-    private func measure(_ bench: BenchLab) async throws -> Report {
+    private func measure(_ bench: LabDriver) async throws -> Report {
         let runCount = quick ? 1 : runs
         let duration = quick ? 2 : seconds
-        let steps = quick ? [1, 1000] : try parsedSizes()
+        let steps = quick ? [1, 1000] : sizes.sorted()
         let service = """
             apiVersion: v1
             kind: Service
@@ -90,17 +88,18 @@ struct ServicesBench: AsyncParsableCommand {
             ---
 
             """
-        try bench.meridian(["apply", "--context", "cluster1", "-f", "-"],
-                           stdin: BenchLab.clientPod("client", node: "node1") + BenchLab.serverPod("server", node: "node1", labels: ["bench": "server"]) + service)
+        try await bench.mustRun(["apply", "--context", "cluster1", "-f", "-"],
+                                 stdin: BenchLab.clientPod("client", node: "node1") + BenchLab.serverPod("server", node: "node1", labels: ["bench": "server"]) + service)
         _ = try await bench.waitForPods(["client", "server"], context: "cluster1")
-        let vip = try bench.serviceIP("bench", context: "cluster1")
-        let client = try bench.podPlace(cluster: 1, node: "node1", pod: "client")
-        try await BenchLab.waitUntil("the bench service answers") {
-            try await Self.connectLatencies(place: client, address: vip, count: 1).count == 1
+        let vip = try await bench.serviceIP("bench", context: "cluster1")
+        let client = try bench.podPlace(clusterID: 1, node: "node1", pod: "client")
+        try await LabDriver.waitUntil("the bench service answers") {
+            try await Self.connectLatencies(place: client, address: vip, count: 1, executable: bench.executable).count == 1
         }
-        guard let cluster = bench.state.cluster("cluster1"), let node = cluster.nodes.first else { throw CLIError("the bench lab has no node") }
+        let cluster = try bench.cluster("cluster1")
+        guard let node = cluster.nodes.first else { throw BenchError.missing("node") }
         let iptables = IPTablesPath(prefix: bench.prefix)
-        try await iptables.create()
+        try await iptables.create(executable: bench.executable)
 
         BenchLab.progress("stopping the node's agent; the datapath keeps forwarding")
         await bench.lab.stopAgent(node)
@@ -112,12 +111,13 @@ struct ServicesBench: AsyncParsableCommand {
                 BenchLab.progress("\(size) services: Meridian…")
                 try maps.addDummies(from: programmed, to: size)
                 programmed = size
-                let meridian = try await side(place: client, address: vip, runs: runCount, seconds: duration) {
+                let meridian = try await side(place: client, address: vip, runs: runCount, seconds: duration, executable: bench.executable) {
                     try maps.timeOneMoreService(index: 200_000)
                 }
                 BenchLab.progress("\(size) services: iptables (restore of \(3 * size) rules)…")
                 _ = try await iptables.load(services: size)
-                let kernel = try await side(place: ToolPlace(namespace: iptables.client), address: Self.iptablesVIP, runs: runCount, seconds: duration) {
+                let kernel = try await side(place: ToolPlace(namespace: iptables.client), address: Self.iptablesVIP, runs: runCount, seconds: duration,
+                                            executable: bench.executable) {
                     try await iptables.load(services: size + 1)
                 }
                 points.append(Point(services: size, meridian: meridian, iptables: kernel))
@@ -145,15 +145,15 @@ struct ServicesBench: AsyncParsableCommand {
         return Report(runs: runCount, secondsPerRun: duration, points: points, ratios: ratios)
     }
 
-    private func side(place: ToolPlace, address: String, runs: Int, seconds: Int,
+    private func side(place: ToolPlace, address: String, runs: Int, seconds: Int, executable: String,
                       addOne: () async throws -> Double) async throws -> Side {
         try await place.prepareForConnectionLoad()
         var rates: [Double] = []
         var latencies: [Double] = []
         var adds: [Double] = []
         for _ in 0..<runs {
-            rates.append(try await DatapathBench.connectionRate(place: place, address: address, seconds: seconds))
-            latencies += try await Self.connectLatencies(place: place, address: address, count: connects)
+            rates.append(try await DatapathBenchmark.connectionRate(place: place, address: address, seconds: seconds))
+            latencies += try await Self.connectLatencies(place: place, address: address, count: connects, executable: executable)
             adds.append(try await addOne())
         }
         return Side(connectionsPerSecond: SampleSummary(rates)!, connectMicroseconds: SampleSummary(latencies)!,
@@ -161,15 +161,15 @@ struct ServicesBench: AsyncParsableCommand {
     }
 
     /// TCP connect times to ADDRESS:8080 in µs, measured from `place`.
-    static func connectLatencies(place: ToolPlace, address: String, count: Int) async throws -> [Double] {
-        let output = try await HostCommand.run(place.command([currentExecutable(), "tool", "connect-latency",
+    static func connectLatencies(place: ToolPlace, address: String, count: Int, executable: String) async throws -> [Double] {
+        let output = try await HostCommand.run(place.command([executable, "tool", "connect-latency",
                                                               "\(address):8080", "--count", "\(count)"]))
         let samples = BenchParsing.connectLatencies(output)
-        guard samples.count == count else { throw CLIError("connect-latency to \(address): \(output.suffix(300))") }
+        guard samples.count == count else { throw BenchError.unreadableOutput(tool: "connect-latency", target: address, output: output) }
         return samples
     }
 
-    static func text(_ report: Report) -> String {
+    public static func text(_ report: Report) -> String {
         var rows: [[String]] = []
         for point in report.points {
             for (name, side) in [("meridian", point.meridian), ("iptables", point.iptables)] {
@@ -188,7 +188,11 @@ struct ServicesBench: AsyncParsableCommand {
     }
 }
 
-/// The node's LB maps opened from their pins, for writing services the agent does not know.
+/// The node's LB maps opened from their pins, for writing services the agent does not know:
+/// the other services are written here, past the agent's own writer, while the agent is
+/// stopped, so the figures are the datapath's and the map writes' alone (the agent would add
+/// its store reads and diff of 100,000 services to "add one"); the agent removes them when it
+/// starts again.
 struct ServiceMaps {
     let services: BPFMap<mer_lb4_key, mer_lb4_service>
     let backends: BPFMap<UInt32, mer_lb4_backend>
@@ -258,7 +262,7 @@ struct IPTablesPath {
     var router: String { "\(prefix)-ipt-n" }
     var server: String { "\(prefix)-ipt-s" }
 
-    func create() async throws {
+    func create(executable: String) async throws {
         for namespace in [client, router, server] {
             try await HostCommand.ip("netns", "add", namespace)
             try await HostCommand.run(["ip", "-n", namespace, "link", "set", "lo", "up"])
@@ -266,14 +270,14 @@ struct IPTablesPath {
         try await HostCommand.run(["ip", "-n", client, "link", "add", "eth0", "type", "veth", "peer", "name", "c0", "netns", router])
         try await HostCommand.run(["ip", "-n", server, "link", "add", "eth0", "type", "veth", "peer", "name", "s0", "netns", router])
         for (namespace, device, address) in [(client, "eth0", "192.168.80.2/24"), (router, "c0", "192.168.80.1/24"),
-                                             (router, "s0", "192.168.81.1/24"), (server, "eth0", "\(ServicesBench.iptablesServer)/24")] {
+                                             (router, "s0", "192.168.81.1/24"), (server, "eth0", "\(ServicesBenchmark.iptablesServer)/24")] {
             try await HostCommand.run(["ip", "-n", namespace, "addr", "add", address, "dev", device])
             try await HostCommand.run(["ip", "-n", namespace, "link", "set", device, "up"])
         }
         try await HostCommand.run(["ip", "-n", client, "route", "add", "default", "via", "192.168.80.1"])
         try await HostCommand.run(["ip", "-n", server, "route", "add", "default", "via", "192.168.81.1"])
         try await HostCommand.run(["ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
-        try await HostProcess.launchDetached(["ip", "netns", "exec", server, currentExecutable(), "tool", "echo-server", "--port", "8080"], logPath: nil)
+        try await HostProcess.launchDetached(["ip", "netns", "exec", server, executable, "tool", "echo-server", "--port", "8080"], logPath: nil)
         try await Task.sleep(for: .milliseconds(300))
     }
 
@@ -303,9 +307,9 @@ struct IPTablesPath {
             rules.append("-A KUBE-SVC-\(index) -j KUBE-SEP-\(index)")
             rules.append("-A KUBE-SEP-\(index) -p tcp -m tcp -j DNAT --to-destination \(IPAddress(datapathValue: backend.bigEndian)):8080")
         }
-        rules.append("-A KUBE-SERVICES -d \(ServicesBench.iptablesVIP)/32 -p tcp -m tcp --dport 8080 -j KUBE-SVC-TEST")
+        rules.append("-A KUBE-SERVICES -d \(ServicesBenchmark.iptablesVIP)/32 -p tcp -m tcp --dport 8080 -j KUBE-SVC-TEST")
         rules.append("-A KUBE-SVC-TEST -j KUBE-SEP-TEST")
-        rules.append("-A KUBE-SEP-TEST -p tcp -m tcp -j DNAT --to-destination \(ServicesBench.iptablesServer):8080")
+        rules.append("-A KUBE-SEP-TEST -p tcp -m tcp -j DNAT --to-destination \(ServicesBenchmark.iptablesServer):8080")
         return (["*nat"] + chains + rules + ["COMMIT", ""]).joined(separator: "\n")
     }
 }

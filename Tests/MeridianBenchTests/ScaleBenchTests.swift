@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+@testable import MeridianBench
 @testable import MeridianCLI
+import MeridianTools
 import MeridianCore
 import MeridianStore
 import Testing
@@ -115,7 +117,7 @@ struct ScaleBenchTests {
             try sizes.validate()
             return nil
         } catch {
-            return error.message
+            return error.description
         }
     }
 
@@ -157,18 +159,18 @@ struct ScaleBenchTests {
 
     @Test("the command line: --scale takes issue 6's sizes, --quick the small ones, options override; scale options need --scale")
     func commandLine() throws {
-        #expect(try ControlPlaneBench.parse(["--scale"]).scaleSizes == .issue)
-        #expect(try ControlPlaneBench.parse(["--scale", "--quick"]).scaleSizes == .quick)
-        let custom = try ControlPlaneBench.parse(["--scale", "--clusters", "10", "--nodes", "20", "--endpoints", "300",
+        #expect(try BenchCommand.ControlPlane.parse(["--scale"]).scaleSizes == .issue)
+        #expect(try BenchCommand.ControlPlane.parse(["--scale", "--quick"]).scaleSizes == .quick)
+        let custom = try BenchCommand.ControlPlane.parse(["--scale", "--clusters", "10", "--nodes", "20", "--endpoints", "300",
                                                   "--identities", "5", "--churn", "100", "--churn-seconds", "15"]).scaleSizes
         #expect(custom == ScaleSizes(clusters: 10, nodesPerCluster: 20, endpointsPerCluster: 300, identitiesPerCluster: 5,
                                      churnPerSecond: 100, churnSeconds: 15))
-        #expect(throws: (any Error).self) { try ControlPlaneBench.parse(["--scale", "--clusters", "255"]) }
-        #expect(throws: (any Error).self) { try ControlPlaneBench.parse(["--clusters", "5"]) }
+        #expect(throws: (any Error).self) { try BenchCommand.ControlPlane.parse(["--scale", "--clusters", "255"]) }
+        #expect(throws: (any Error).self) { try BenchCommand.ControlPlane.parse(["--clusters", "5"]) }
         // Without --scale the existing benchmark is unchanged.
-        let plain = try ControlPlaneBench.parse(["--changes", "50"])
+        let plain = try BenchCommand.ControlPlane.parse(["--changes", "50"])
         #expect(!plain.scale && plain.changes == 50)
-        #expect(throws: (any Error).self) { try ControlPlaneBench.parse(["--changes", "5"]) }
+        #expect(throws: (any Error).self) { try BenchCommand.ControlPlane.parse(["--changes", "5"]) }
     }
 
     // MARK: Records

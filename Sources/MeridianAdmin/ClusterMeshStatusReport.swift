@@ -1,4 +1,6 @@
 import Foundation
+import MeridianCore
+import MeridianEtcd
 import MeridianStore
 
 /// The result of `clustermesh status`, computed from the peers configured in a cluster and the
@@ -50,6 +52,15 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
     public var cluster: LocalCluster
     public var summary: Summary
     public var remoteClusters: [Remote]
+    /// Clusters that are no longer peers whose imported data is still being removed (a drain
+    /// that failed is retried; `lastError` says why it failed).
+    public var drainingClusters: [Draining] = []
+
+    /// A former peer whose data is being drained.
+    public struct Draining: Codable, Sendable, Hashable {
+        public var name: String
+        public var lastError: String?
+    }
     /// Conditions that do not stop the mesh but will bite: MTU mismatches, global services
     /// whose backends carry different labels in different clusters.
     public var warnings: [String] = []
@@ -87,6 +98,33 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
         }
         remoteClusters = remotes
         summary = Summary(configured: remotes.count, connected: remotes.filter(\.connected).count, ready: remotes.filter(\.ready).count)
+        let configured = Set(peers)
+        drainingClusters = statuses.values.filter { !configured.contains($0.name) && $0.phase == .draining }
+            .sorted { $0.name < $1.name }.map { Draining(name: $0.name, lastError: $0.lastError) }
+    }
+
+    /// The report of the cluster `client` reaches: its peers, the statuses its control plane
+    /// publishes, the MTUs of its and its peers' nodes, and label warnings of global services.
+    public static func load(_ client: any KeyValueStore, context: MeridianContext) async throws -> ClusterMeshStatusReport {
+        let info = try await ClusterAccessInfo.load(context, client: client)
+        let peers = try await client.list(prefix: KeyLayout.peersPrefix).items.map { String($0.key.dropFirst(KeyLayout.peersPrefix.count)) }
+        var statuses: [String: RemoteClusterStatus] = [:]
+        var reporter: StatusReporterRecord?
+        for item in try await client.list(prefix: KeyLayout.remoteStatusPrefix).items {
+            if item.key == KeyLayout.statusReporter {
+                reporter = try StoreCoding.decode(StatusReporterRecord.self, from: item.value, key: item.key)
+                continue
+            }
+            let status = try StoreCoding.decode(RemoteClusterStatus.self, from: item.value, key: item.key)
+            statuses[status.name] = status
+        }
+        var report = ClusterMeshStatusReport(settings: info.settings, meshEnabled: info.meshEnabled, peers: peers, statuses: statuses,
+                                             reportedAt: reporter?.reportedAt)
+        let nodes: [(String, NodeRecord)] = try await MeshRecords.gather(.nodes, client: client, localCluster: info.settings.name, allClusters: true)
+        report.addMTUs(local: nodes.filter { $0.0 == info.settings.name }.compactMap(\.1.mtu),
+                       remote: Dictionary(grouping: nodes.filter { $0.0 != info.settings.name }, by: \.0).mapValues { $0.compactMap(\.1.mtu) })
+        report.warnings += try await LabelConsistency.warnings(client, localCluster: info.settings.name)
+        return report
     }
 
     /// Adds the MTUs of the local and remote clusters' nodes and warns about mismatches: pods
@@ -136,6 +174,9 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
         if !warnings.isEmpty {
             lines.append("\(warnings.count) Warnings:")
             lines.append(contentsOf: warnings.map { "  ⚠️  \($0)" })
+        }
+        for draining in drainingClusters {
+            lines.append("Draining \(draining.name) (no longer a peer)" + (draining.lastError.map { ": \($0)" } ?? ""))
         }
         let errors = remoteClusters.flatMap { remote in remote.errors.map { "\(remote.name): \($0)" } }
         if !errors.isEmpty {

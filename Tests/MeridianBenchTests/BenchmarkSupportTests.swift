@@ -1,6 +1,8 @@
 import Foundation
 import ArgumentParser
+@testable import MeridianBench
 @testable import MeridianCLI
+import MeridianTools
 import MeridianCore
 import Testing
 
@@ -67,11 +69,11 @@ struct BenchmarkSupportTests {
 
     @Test("service sizes must be positive and at most 150,000")
     func sizes() throws {
-        #expect(try ServicesBench.parse(["--sizes", "1000,1,10"]).parsedSizes() == [1, 10, 1000])
+        #expect(try BenchCommand.Services.parse(["--sizes", "1000,1,10"]).benchmark().sizes == [1, 10, 1000])
         for bad in ["0", "1,x", "", "200000"] {
-            #expect(throws: (any Error).self, "--sizes \(bad)") { try ServicesBench.parse(["--sizes", bad]).parsedSizes() }
+            #expect(throws: (any Error).self, "--sizes \(bad)") { try BenchCommand.Services.parse(["--sizes", bad]).benchmark() }
         }
-        #expect(throws: (any Error).self) { try PolicyBench.parse(["--rules", "0"]) }
+        #expect(throws: (any Error).self) { try BenchCommand.Policy.parse(["--rules", "0"]) }
     }
 
     @Test("the iptables baseline has kube-proxy's shape, with the test service last")
@@ -81,19 +83,19 @@ struct BenchmarkSupportTests {
         #expect(lines.first == "*nat" && lines.last == "COMMIT")
         #expect(lines.filter { $0.hasPrefix("-A KUBE-SERVICES") }.count == 4)
         #expect(lines.filter { $0.hasPrefix(":KUBE-SVC-") }.count == 4 && lines.filter { $0.hasPrefix(":KUBE-SEP-") }.count == 4)
-        #expect(lines.last { $0.hasPrefix("-A KUBE-SERVICES") }?.contains(ServicesBench.iptablesVIP) == true)
+        #expect(lines.last { $0.hasPrefix("-A KUBE-SERVICES") }?.contains(ServicesBenchmark.iptablesVIP) == true)
         #expect(text.contains("-A KUBE-SERVICES -d 10.250.0.2/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-2"))
         #expect(text.contains("-A KUBE-SEP-2 -p tcp -m tcp -j DNAT --to-destination 10.99.0.2:8080"))
     }
 
     @Test("the policy benchmark's generated objects decode to the rules it claims")
     func generatedPolicies() throws {
-        let extra = try ManifestDecoder.decode(PolicyBench.extraRules(name: "bench-extra-0", ports: 0..<250), source: "extra")
+        let extra = try ManifestDecoder.decode(PolicyBenchmark.extraRules(name: "bench-extra-0", ports: 0..<250), source: "extra")
         let rules = PolicyCompiler.rules(for: extra, settings: PolicySettings(clusterName: "cluster1"))
         #expect(rules.count == 250)
         #expect(Set(rules.flatMap(\.ports).map(\.description)).count == 250)
         let allow = try ManifestDecoder.decode(
-            PolicyBench.allowPolicy(name: "a", subject: ["bench": "remote"], direction: .ingress, peer: ["bench": "client"], cluster: "cluster1"),
+            PolicyBenchmark.allowPolicy(name: "a", subject: ["bench": "remote"], direction: .ingress, peer: ["bench": "client"], cluster: "cluster1"),
             source: "allow")
         let compiled = PolicyCompiler.rules(for: allow, settings: PolicySettings(clusterName: "cluster2"))
         #expect(compiled.count == 1 && compiled[0].direction == .ingress && compiled[0].ports.count == 3)
@@ -118,7 +120,7 @@ struct BenchmarkSupportTests {
         let target = try ReachProbe.Target(parsing: "udp:10.1.2.3:5353")
         #expect(target.transport == .udp && target.address == "10.1.2.3" && target.port == 5353)
         for bad in ["tcp:10.1.2.3", "icmp:10.1.2.3:1", "tcp:10.1.2:80", "tcp:10.1.2.3:0", "tcp:10.1.2.3:70000"] {
-            #expect(throws: CLIError.self, "\(bad)") { try ReachProbe.Target(parsing: bad) }
+            #expect(throws: ProbeError.self, "\(bad)") { try ReachProbe.Target(parsing: bad) }
         }
     }
 }

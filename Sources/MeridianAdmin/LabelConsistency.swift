@@ -8,7 +8,7 @@ import MeridianStore
 /// one cluster's pods silently misses the other's. Compares the identity labels of every
 /// backend of every exported global service, local and imported.
 enum LabelConsistency {
-    static func warnings(_ client: EtcdClient, localCluster: String) async throws -> [String] {
+    static func warnings(_ client: any KeyValueStore, localCluster: String) async throws -> [String] {
         func list(_ prefix: String) async throws -> [EtcdKeyValue] { try await client.list(prefix: prefix).items }
         // Endpoint IP → identity, per cluster.
         var identityOf: [String: [String: UInt32]] = [:]

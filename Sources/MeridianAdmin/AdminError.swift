@@ -1,0 +1,67 @@
+import Foundation
+
+/// Why an administrator's operation on a cluster (what `meridian` commands do) could not be
+/// done, naming the context, cluster, file or field it concerns.
+public enum AdminError: Error, Sendable, Hashable, CustomStringConvertible {
+    case configUnreadable(path: String, detail: String)
+    case noCurrentContext(configPath: String)
+    case contextNotFound(String, configPath: String, known: [String])
+    case credentialUnreadable(context: String, what: String, path: String)
+    /// The cluster's control plane has not published its settings (or CA) yet.
+    case notBootstrapped(context: String, missing: String)
+    case exportNotPublished(cluster: String, waited: Duration)
+    case clusterGivenTwice(cluster: String, context: String)
+    case meshNotEnabled(cluster: String, context: String)
+    case invalidCluster(cluster: String, detail: String)
+    case cannotConnect(String, String, ConnectConflict)
+    case fileUnreadable(path: String)
+    case noObjects(source: String)
+    case invalidPort(String, reason: String)
+    case podNotFound(namespace: String, name: String, cluster: String)
+    case podWithoutIdentity(namespace: String, name: String, cluster: String)
+    case deploymentNotFound(namespace: String, name: String, cluster: String)
+
+    /// Why two clusters cannot be meshed.
+    public enum ConnectConflict: Sendable, Hashable {
+        case sameName(String)
+        case sameID(UInt32)
+        case maxConnectedClustersDiffer(UInt32, UInt32)
+        case podCIDRsOverlap(String, String)
+        case podCIDRInServiceCIDR(podCluster: String, podCIDR: String, serviceCluster: String, serviceCIDR: String)
+        case differentCAs
+    }
+
+    public var description: String {
+        switch self {
+        case let .configUnreadable(path, detail): "cannot parse \(path): \(detail)"
+        case let .noCurrentContext(path): "no context given and no current-context set in \(path); pass --context NAME"
+        case let .contextNotFound(name, path, known):
+            "context \(name) not found in \(path)" + (known.isEmpty ? " (no contexts; run `meridian lab up`)" : " (known: \(known.joined(separator: ", ")))")
+        case let .credentialUnreadable(context, what, path): "context \(context): cannot read \(what) \(path)"
+        case let .notBootstrapped(context, missing): "context \(context): cluster has no published \(missing); is its control plane running?"
+        case let .exportNotPublished(cluster, waited):
+            "clustermesh enabled, but the control plane of \(cluster) has not published its cluster config within \(waited); is it running?"
+        case let .clusterGivenTwice(cluster, context): "cannot connect: cluster \(cluster) is given twice (context \(context))"
+        case let .meshNotEnabled(cluster, context):
+            "clustermesh is not enabled on \(cluster); run `meridian clustermesh enable --context \(context)` first"
+        case let .invalidCluster(cluster, detail): "\(cluster): \(detail)"
+        case let .cannotConnect(a, b, conflict):
+            switch conflict {
+            case let .sameName(name): "cannot connect \(a) and \(b): both clusters are named \(name); cluster names must be unique in a mesh"
+            case let .sameID(id): "cannot connect \(a) and \(b): both have cluster ID \(id); identities would collide"
+            case let .maxConnectedClustersDiffer(x, y):
+                "cannot connect \(a) (maxConnectedClusters \(x)) and \(b) (\(y)): the value must be equal across the mesh"
+            case let .podCIDRsOverlap(x, y): "cannot connect \(a) and \(b): pod CIDRs \(x) and \(y) overlap; pod IPs must be unique across the mesh"
+            case let .podCIDRInServiceCIDR(podCluster, podCIDR, serviceCluster, serviceCIDR):
+                "cannot connect \(a) and \(b): \(podCluster)'s pod CIDR \(podCIDR) overlaps \(serviceCluster)'s service CIDR \(serviceCIDR); \(serviceCluster) would take those pod addresses for its services"
+            case .differentCAs: "cannot connect \(a) and \(b): their CAs differ; use a shared CA or pass --allow-mismatching-ca"
+            }
+        case let .fileUnreadable(path): "cannot read \(path)"
+        case let .noObjects(source): "\(source): no objects to apply"
+        case let .invalidPort(text, reason): "--port \(text): \(reason)"
+        case let .podNotFound(namespace, name, cluster): "pod \(namespace)/\(name) not found in cluster \(cluster)"
+        case let .podWithoutIdentity(namespace, name, cluster): "pod \(namespace)/\(name) in cluster \(cluster) has no identity yet (is it running?)"
+        case let .deploymentNotFound(namespace, name, cluster): "deployment \(namespace)/\(name) not found in \(cluster)"
+        }
+    }
+}

@@ -1,0 +1,218 @@
+import Foundation
+import MeridianControlPlane
+import MeridianCore
+import MeridianEtcd
+import MeridianPKI
+import MeridianStore
+
+/// What an administrator knows of one cluster when meshing it: its context, settings and CA.
+public struct ClusterAccessInfo: Sendable {
+    public var context: MeridianContext
+    public var settings: ClusterSettings
+    public var ca: CertificateAuthorityRecord
+    public var meshEnabled: Bool
+
+    public init(context: MeridianContext, settings: ClusterSettings, ca: CertificateAuthorityRecord, meshEnabled: Bool) {
+        self.context = context
+        self.settings = settings
+        self.ca = ca
+        self.meshEnabled = meshEnabled
+    }
+
+    public static func load(_ context: MeridianContext, client: any KeyValueStore) async throws -> ClusterAccessInfo {
+        guard let settingsKV = try await client.get(KeyLayout.clusterSettings) else {
+            throw AdminError.notBootstrapped(context: context.name, missing: "settings")
+        }
+        let settings = try StoreCoding.decode(ClusterSettings.self, from: settingsKV.value, key: settingsKV.key)
+        guard let caKV = try await client.get(KeyLayout.certificateAuthority) else {
+            throw AdminError.notBootstrapped(context: context.name, missing: "CA")
+        }
+        let ca = try StoreCoding.decode(CertificateAuthorityRecord.self, from: caKV.value, key: caKV.key)
+        let mesh = try await client.get(KeyLayout.clusterMeshSettings)
+            .map { try StoreCoding.decode(ClusterMeshSettings.self, from: $0.value, key: $0.key) }
+        return ClusterAccessInfo(context: context, settings: settings, ca: ca, meshEnabled: mesh?.enabled ?? false)
+    }
+}
+
+/// How `connect` pairs the clusters it is given.
+public enum ConnectionMode: String, CaseIterable, Sendable {
+    case bidirectional, unicast, mesh
+
+    /// Ordered (importer, exporter) pairs: the importer reads the exporter's state.
+    public func pairs(source: String, destinations: [String]) -> [(importer: String, exporter: String)] {
+        switch self {
+        case .unicast:
+            return destinations.map { (source, $0) }
+        case .bidirectional:
+            return destinations.flatMap { [(source, $0), ($0, source)] }
+        case .mesh:
+            let all = [source] + destinations
+            return all.flatMap { a in all.filter { $0 != a }.map { (a, $0) } }
+        }
+    }
+}
+
+/// The checks `clustermesh connect` makes before touching anything, with the reason each
+/// failure matters.
+public enum ConnectValidation {
+    public static func validate(_ a: ClusterAccessInfo, _ b: ClusterAccessInfo, allowMismatchingCA: Bool) throws {
+        for info in [a, b] where !info.meshEnabled {
+            throw AdminError.meshNotEnabled(cluster: info.settings.name, context: info.context.name)
+        }
+        for info in [a, b] {
+            guard let max = MaxConnectedClusters(rawValue: info.settings.maxConnectedClusters) else {
+                throw AdminError.invalidCluster(cluster: info.settings.name, detail: "unsupported maxConnectedClusters \(info.settings.maxConnectedClusters)")
+            }
+            do {
+                try ClusterValidation.validate(name: info.settings.name, id: info.settings.id, max: max)
+            } catch {
+                throw AdminError.invalidCluster(cluster: info.settings.name, detail: "\(error)")
+            }
+        }
+        guard a.settings.name != b.settings.name else {
+            throw AdminError.cannotConnect(a.context.name, b.context.name, .sameName(a.settings.name))
+        }
+        let (nameA, nameB) = (a.settings.name, b.settings.name)
+        guard a.settings.id != b.settings.id else { throw AdminError.cannotConnect(nameA, nameB, .sameID(a.settings.id)) }
+        guard a.settings.maxConnectedClusters == b.settings.maxConnectedClusters else {
+            throw AdminError.cannotConnect(nameA, nameB, .maxConnectedClustersDiffer(a.settings.maxConnectedClusters, b.settings.maxConnectedClusters))
+        }
+        if let podsA = IPCIDR(a.settings.podCIDR), let podsB = IPCIDR(b.settings.podCIDR), podsA.overlaps(podsB) {
+            throw AdminError.cannotConnect(nameA, nameB, .podCIDRsOverlap(a.settings.podCIDR, b.settings.podCIDR))
+        }
+        // Services are looked up before anything else, so a pod address inside the other
+        // cluster's service CIDR could be shadowed there by a service on the same address.
+        for (pods, services) in [(a, b), (b, a)] {
+            if let podCIDR = IPCIDR(pods.settings.podCIDR), let serviceCIDR = IPCIDR(services.settings.serviceCIDR), podCIDR.overlaps(serviceCIDR) {
+                throw AdminError.cannotConnect(nameA, nameB, .podCIDRInServiceCIDR(
+                    podCluster: pods.settings.name, podCIDR: pods.settings.podCIDR,
+                    serviceCluster: services.settings.name, serviceCIDR: services.settings.serviceCIDR))
+            }
+        }
+        let skiA = try CertificateInspection.subjectKeyIdentifier(ofCertificatePEM: a.ca.certificatePEM)
+        let skiB = try CertificateInspection.subjectKeyIdentifier(ofCertificatePEM: b.ca.certificatePEM)
+        if skiA != skiB && !allowMismatchingCA {
+            throw AdminError.cannotConnect(nameA, nameB, .differentCAs)
+        }
+    }
+}
+
+/// The clustermesh operations behind `meridian clustermesh ...`, shaped like the cilium CLI's.
+public enum ClusterMesh {
+    /// Creates the read-only `remote` role, turns clustermesh on with these knobs, and waits
+    /// until the control plane has published the cluster's config. Returns the cluster's settings.
+    public static func enable(_ context: MeridianContext, heartbeatInterval: Double, cacheTTL: Double,
+                              wait: Duration = .seconds(30)) async throws -> ClusterSettings {
+        try await EtcdClient.withClient(try context.clientConfiguration()) { client in
+            let info = try await ClusterAccessInfo.load(context, client: client)
+            try await ClusterAccess.createRemoteRole(client, cluster: info.settings.name)
+            let settings = ClusterMeshSettings(enabled: true, heartbeatIntervalSeconds: heartbeatInterval, cacheTTLSeconds: cacheTTL)
+            try await client.put(KeyLayout.clusterMeshSettings, StoreCoding.encode(settings))
+            let deadline = ContinuousClock.now + wait
+            while try await client.get(KeyLayout.clusterConfig(info.settings.name)) == nil {
+                guard ContinuousClock.now < deadline else { throw AdminError.exportNotPublished(cluster: info.settings.name, waited: wait) }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            return info.settings
+        }
+    }
+
+    /// Turns clustermesh off; the control plane withdraws the export.
+    public static func disable(_ context: MeridianContext) async throws {
+        try await EtcdClient.withClient(try context.clientConfiguration()) { client in
+            try await client.put(KeyLayout.clusterMeshSettings, StoreCoding.encode(ClusterMeshSettings(enabled: false)))
+        }
+    }
+
+    /// Connects `source` with every destination as `mode` pairs them, after checking every pair
+    /// (nothing is written when one fails). Returns the clusters' names, source first.
+    public static func connect(_ source: MeridianContext, to destinations: [MeridianContext], mode: ConnectionMode,
+                               allowMismatchingCA: Bool) async throws -> [String] {
+        let contexts = [source] + destinations
+        return try await withClients(contexts) { clients in
+            var infos: [String: (ClusterAccessInfo, EtcdClient)] = [:]
+            var names: [String] = []
+            for (context, client) in zip(contexts, clients) {
+                let info = try await ClusterAccessInfo.load(context, client: client)
+                guard infos[info.settings.name] == nil else { throw AdminError.clusterGivenTwice(cluster: info.settings.name, context: context.name) }
+                infos[info.settings.name] = (info, client)
+                names.append(info.settings.name)
+            }
+            let pairs = mode.pairs(source: names[0], destinations: Array(names.dropFirst()))
+            for (importer, exporter) in pairs {
+                try ConnectValidation.validate(infos[importer]!.0, infos[exporter]!.0, allowMismatchingCA: allowMismatchingCA)
+            }
+            for (importer, exporter) in pairs {
+                try await grantImport(importer: infos[importer]!.0, importerClient: infos[importer]!.1,
+                                      exporter: infos[exporter]!.0, exporterClient: infos[exporter]!.1)
+            }
+            return names
+        }
+    }
+
+    /// Disconnects `source` from every destination (both ways unless `unicast`); each side
+    /// drains the other's data. Returns the clusters' names, source first.
+    public static func disconnect(_ source: MeridianContext, from destinations: [MeridianContext], bothWays: Bool) async throws -> [String] {
+        try await withClients([source] + destinations) { clients in
+            let local = try await ClusterAccessInfo.load(source, client: clients[0])
+            var names = [local.settings.name]
+            for (target, client) in zip(destinations, clients.dropFirst()) {
+                let remote = try await ClusterAccessInfo.load(target, client: client)
+                try await revokeImport(importer: local, importerClient: clients[0], exporter: remote, exporterClient: client)
+                if bothWays {
+                    try await revokeImport(importer: remote, importerClient: client, exporter: local, exporterClient: clients[0])
+                }
+                names.append(remote.settings.name)
+            }
+            return names
+        }
+    }
+
+    /// Lets `importer` read `exporter`: a read-only user and certificate in the exporter, and a
+    /// peer record (with that certificate) in the importer.
+    public static func grantImport(importer: ClusterAccessInfo, importerClient: EtcdClient,
+                                   exporter: ClusterAccessInfo, exporterClient: EtcdClient) async throws {
+        let ca = try CertificateAuthority(certificatePEM: exporter.ca.certificatePEM, privateKeyPEM: exporter.ca.privateKeyPEM)
+        let user = ClusterAccess.remoteUser(peer: importer.settings.name)
+        let certificate = try ca.issue(CertificateRequest(commonName: user, usage: .client, validity: .days(1095)))
+        try await ClusterAccess.createRemoteRole(exporterClient, cluster: exporter.settings.name)
+        try await ClusterAccess.addRemoteUser(exporterClient, peer: importer.settings.name)
+        let peer = PeerRecord(
+            name: exporter.settings.name, id: exporter.settings.id, endpoints: exporter.settings.clientEndpoints,
+            serverName: exporter.settings.serverName, caPEM: exporter.ca.certificatePEM,
+            certificatePEM: certificate.certificatePEM, privateKeyPEM: certificate.privateKeyPEM)
+        try await importerClient.put(KeyLayout.peer(exporter.settings.name), StoreCoding.encode(peer))
+    }
+
+    /// Stops `importer` reading `exporter`: removes the peer record (the importer's control plane
+    /// drains the data) and the exporter's user for it.
+    public static func revokeImport(importer: ClusterAccessInfo, importerClient: EtcdClient,
+                                    exporter: ClusterAccessInfo, exporterClient: EtcdClient) async throws {
+        try await importerClient.delete(KeyLayout.peer(exporter.settings.name))
+        try await exporterClient.deleteUser(ClusterAccess.remoteUser(peer: importer.settings.name))
+    }
+
+    /// The status of every remote cluster `context` imports; with `wait`, polls until all are
+    /// ready or the wait runs out (the report then says which are not).
+    public static func status(_ context: MeridianContext, wait: Duration? = nil) async throws -> ClusterMeshStatusReport {
+        let deadline = ContinuousClock.now + (wait ?? .zero)
+        return try await EtcdClient.withClient(try context.clientConfiguration()) { client in
+            while true {
+                let report = try await ClusterMeshStatusReport.load(client, context: context)
+                if wait == nil || report.allReady || ContinuousClock.now >= deadline { return report }
+                try await Task.sleep(for: .milliseconds(500))
+            }
+        }
+    }
+}
+
+/// Runs `body` with a connected client for each context, all open at once.
+public func withClients<R: Sendable>(_ contexts: [MeridianContext], _ body: ([EtcdClient]) async throws -> R) async throws -> R {
+    func open(_ index: Int, _ acc: [EtcdClient]) async throws -> R {
+        guard index < contexts.count else { return try await body(acc) }
+        return try await EtcdClient.withClient(try contexts[index].clientConfiguration()) { client in
+            try await open(index + 1, acc + [client])
+        }
+    }
+    return try await open(0, [])
+}

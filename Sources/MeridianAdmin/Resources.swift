@@ -1,0 +1,79 @@
+import Foundation
+import MeridianCore
+import MeridianEtcd
+import MeridianStore
+
+/// What `apply`, `delete` and `scale` do to a cluster's Kubernetes resources.
+public enum Resources {
+    /// A manifest file's text and the name errors give it (`-` reads standard input).
+    public static func readManifest(_ path: String) throws(AdminError) -> (text: String, source: String) {
+        if path == "-" {
+            return (String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self), "<stdin>")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else { throw .fileUnreadable(path: path) }
+        return (String(decoding: data, as: UTF8.self), path)
+    }
+
+    /// Applies every object of the manifest in one transaction: all of them or none.
+    public static func apply(_ text: String, source: String, context: MeridianContext) async throws -> [(KubernetesObject, ApplyOutcome)] {
+        let objects = try ManifestDecoder.decode(text, source: source)
+        guard !objects.isEmpty else { throw AdminError.noObjects(source: source) }
+        return try await EtcdClient.withClient(try context.clientConfiguration()) { client in
+            try await ResourceStore(client: client).apply(objects, source: source)
+        }
+    }
+
+    /// What a manifest names, for `delete -f`.
+    public static func objects(in text: String, source: String) throws -> [(kind: ResourceKind, namespace: String?, name: String)] {
+        try ManifestDecoder.decode(text, source: source).map { ($0.kind, $0.namespace, $0.name) }
+    }
+
+    /// Deletes each object (a namespace with its contents); returns the ones that were not there.
+    public static func delete(_ targets: [(kind: ResourceKind, namespace: String?, name: String)],
+                              context: MeridianContext) async throws -> (deleted: [String], missing: [String]) {
+        try await EtcdClient.withClient(try context.clientConfiguration()) { client in
+            let store = ResourceStore(client: client)
+            var result: (deleted: [String], missing: [String]) = ([], [])
+            for (kind, namespace, name) in targets {
+                if try await store.delete(kind, namespace: namespace, name: name) {
+                    result.deleted.append("\(kind.rawValue.lowercased())/\(name)")
+                } else {
+                    result.missing.append("\(kind.plural) \"\(name)\" not found" + (namespace.map { " in namespace \($0)" } ?? ""))
+                }
+            }
+            return result
+        }
+    }
+
+    /// Sets a Deployment's replica count; its controller does the rest.
+    public static func scaleDeployment(_ name: String, namespace: String, replicas: Int, context: MeridianContext) async throws {
+        try await EtcdClient.withClient(try context.clientConfiguration()) { client in
+            let store = ResourceStore(client: client)
+            guard case var .deployment(deployment)? = try await store.get(.deployment, namespace: namespace, name: name) else {
+                throw AdminError.deploymentNotFound(namespace: namespace, name: name, cluster: context.cluster)
+            }
+            deployment.spec.replicas = replicas
+            let object = KubernetesObject.deployment(deployment)
+            try await client.put(ResourceStore.key(for: object), StoreCoding.encode(object))
+        }
+    }
+}
+
+/// Parses Go-style durations as the cilium CLI takes them: `90s`, `5m`, `1h30m`, `250ms`.
+public enum DurationParser {
+    public static func parse(_ text: String) -> Duration? {
+        let units: [(String, Double)] = [("ms", 0.001), ("h", 3600), ("m", 60), ("s", 1)]
+        var rest = Substring(text)
+        var seconds = 0.0
+        guard !rest.isEmpty else { return nil }
+        while !rest.isEmpty {
+            let number = rest.prefix { $0.isNumber || $0 == "." }
+            guard let value = Double(number) else { return nil }
+            rest = rest.dropFirst(number.count)
+            guard let unit = units.first(where: { rest.hasPrefix($0.0) }) else { return nil }
+            rest = rest.dropFirst(unit.0.count)
+            seconds += value * unit.1
+        }
+        return .milliseconds(Int64(seconds * 1000))
+    }
+}

@@ -1,0 +1,42 @@
+import Foundation
+import MeridianCore
+import MeridianEtcd
+import MeridianStore
+
+/// `meridian service list`: every frontend the cluster's nodes program, with its backends, their
+/// cluster, state and whether the service's affinity prefers them, computed from the store by
+/// the merge the agents run.
+public enum ServiceList {
+    public static func load(_ context: MeridianContext) async throws -> [ServiceFrontend] {
+        try await EtcdClient.withClient(try context.clientConfiguration()) { client in
+            let settings = try await ClusterAccessInfo.load(context, client: client).settings
+            func records(_ prefix: String) async throws -> [String: Data] {
+                Dictionary(try await client.list(prefix: prefix).items.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+            }
+            return GlobalServiceMerge.frontends(
+                cluster: settings.name, clusterID: settings.id,
+                serviceRecords: try await records(KeyLayout.resources(plural: ResourceKind.service.plural)),
+                podRecords: try await records(KeyLayout.resources(plural: ResourceKind.pod.plural)),
+                statusRecords: try await records(KeyLayout.podStatusPrefix),
+                remoteRecords: try await records(MeshKind.services.cacheRoot))
+        }
+    }
+
+    /// The table `service list` prints.
+    public static func table(_ frontends: [ServiceFrontend]) -> Table {
+        var rows: [[String]] = []
+        for frontend in frontends {
+            let name = "\(frontend.namespace)/\(frontend.name)"
+            let address = "\(frontend.address):\(frontend.port)/\(frontend.proto)"
+            let mode = frontend.global ? "global, affinity \(frontend.affinity)" : "local"
+            if frontend.backends.isEmpty {
+                rows.append([address, name, mode, "<none>", "", "", ""])
+            }
+            for (index, backend) in frontend.backends.enumerated() {
+                rows.append([index == 0 ? address : "", index == 0 ? name : "", index == 0 ? mode : "",
+                             "\(backend.ip):\(backend.port)", backend.cluster, backend.state, backend.preferred ? "yes" : ""])
+            }
+        }
+        return Table(headers: ["FRONTEND", "SERVICE", "MODE", "BACKEND", "CLUSTER", "STATE", "PREFERRED"], rows: rows)
+    }
+}
