@@ -33,7 +33,7 @@ let package = Package(
         // Pure model and rules; no I/O.
         .target(
             name: "MeridianCore",
-            dependencies: [.product(name: "Yams", package: "Yams")],
+            dependencies: ["CMeridianBPF", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
         .target(name: "MeridianDNS", swiftSettings: strict),

@@ -56,7 +56,7 @@ int from_overlay(struct __sk_buff *skb)
 
     cfg = node_config();
     if (!cfg)
-        return drop(skb, MER_DROP_NO_CONFIG, 0, src_identity, 0);
+        return drop(skb, MER_DROP_HOST_NOT_READY, 0, src_identity, 0);
     sender = ipcache_lookup(bpf_htonl(key.remote_ipv4));
     if (!sender || sender->identity != MER_ID_REMOTE_NODE)
         return drop(skb, MER_DROP_UNKNOWN_SENDER, 0, src_identity, 0);

@@ -71,7 +71,7 @@ static always_inline int handle_ipv4(struct __sk_buff *skb)
 
     cfg = node_config();
     if (!cfg)
-        return drop(skb, MER_DROP_NO_CONFIG, &pkt, src_identity, 0);
+        return drop(skb, MER_DROP_HOST_NOT_READY, &pkt, src_identity, 0);
 
     svc = lb4_lookup_service(&pkt);
     if (svc) {

@@ -17,14 +17,6 @@
 #define SOCK_STREAM_TYPE 1
 #define SOCK_DGRAM_TYPE 2
 
-struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, MER_SOCK_REVNAT_MAX);
-    __type(key, struct mer_sock_revnat_key);
-    __type(value, struct mer_sock_revnat_value);
-    __uint(pinning, LIBBPF_PIN_BY_NAME);
-} mer_sock_rnat4 SEC(".maps");
-
 /* The port (network order, in the low 16 bits). Read as the 32-bit field it is: kernels before
  * 5.17 refuse narrower loads of user_port, which a plain cast lets the compiler emit. */
 static always_inline __u16 sock_user_port(const struct bpf_sock_addr *ctx)

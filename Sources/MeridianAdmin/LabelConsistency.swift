@@ -15,8 +15,8 @@ enum LabelConsistency {
         for item in try await list(MeshKind.endpoints.statePrefix(cluster: localCluster)) {
             if let pair = try? StoreCoding.decode(IPIdentityPair.self, from: item.value, key: item.key) { identityOf[localCluster, default: [:]][pair.ip] = pair.id }
         }
-        for item in try await list("cilium/cache/ip/v1/") {
-            let cluster = Self.cluster(after: "cilium/cache/ip/v1/", in: item.key)
+        for item in try await list(MeshKind.endpoints.cacheRoot) {
+            guard let cluster = MeshKind.endpoints.cacheCluster(ofKey: item.key) else { continue }
             if let pair = try? StoreCoding.decode(IPIdentityPair.self, from: item.value, key: item.key) { identityOf[cluster, default: [:]][pair.ip] = pair.id }
         }
         // Identity → labels, per cluster.
@@ -24,13 +24,13 @@ enum LabelConsistency {
         for item in try await list(MeshKind.identities.statePrefix(cluster: localCluster)) {
             if let id = UInt32(item.key.split(separator: "/").last ?? "") { labelsOf[localCluster, default: [:]][id] = Self.labels(item.stringValue) }
         }
-        for item in try await list("cilium/cache/identities/v1/") {
-            let cluster = Self.cluster(after: "cilium/cache/identities/v1/", in: item.key)
+        for item in try await list(MeshKind.identities.cacheRoot) {
+            guard let cluster = MeshKind.identities.cacheCluster(ofKey: item.key) else { continue }
             if let id = UInt32(item.key.split(separator: "/").last ?? "") { labelsOf[cluster, default: [:]][id] = Self.labels(item.stringValue) }
         }
         // Exported global services, local and imported, by namespace/name.
         var services: [String: [ClusterService]] = [:]
-        for prefix in [MeshKind.services.statePrefix(cluster: localCluster), "cilium/cache/services/v1/"] {
+        for prefix in [MeshKind.services.statePrefix(cluster: localCluster), MeshKind.services.cacheRoot] {
             for item in try await list(prefix) {
                 if let service = try? StoreCoding.decode(ClusterService.self, from: item.value, key: item.key) {
                     services[service.namespacedName, default: []].append(service)
@@ -60,9 +60,5 @@ enum LabelConsistency {
     /// Labels of an identity record without the cluster label (which differs by design).
     static func labels(_ text: String) -> Set<String> {
         Set(text.split(separator: ";").map(String.init).filter { !$0.isEmpty && !$0.contains(LabelKeys.cluster) })
-    }
-
-    static func cluster(after prefix: String, in key: String) -> String {
-        String(key.dropFirst(prefix.count).split(separator: "/").first ?? "")
     }
 }

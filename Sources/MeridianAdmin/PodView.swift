@@ -17,7 +17,7 @@ public struct PodView: Encodable, Sendable {
 
     public static func load(client: any KeyValueStore, namespace: String?) async throws -> [PodView] {
         let objects = try await ResourceStore(client: client).list(.pod, namespace: namespace)
-        let statusPrefix = namespace.map { KeyLayout.podStatusPrefix + $0 + "/" } ?? KeyLayout.podStatusPrefix
+        let statusPrefix = namespace.map(KeyLayout.podStatuses) ?? KeyLayout.podStatusPrefix
         var statuses: [String: PodStatus] = [:]
         for item in try await client.list(prefix: statusPrefix).items {
             statuses[String(item.key.dropFirst(KeyLayout.podStatusPrefix.count))] = try? StoreCoding.decode(PodStatus.self, from: item.value, key: item.key)

@@ -113,10 +113,10 @@ public struct Agent: Sendable {
     }
 
     /// What the control plane imported from every peer (KVStoreMesh: agents read only their own etcd).
-    static let remoteNodesPrefix = "cilium/cache/nodes/v1/"
-    static let remoteEndpointsPrefix = "cilium/cache/ip/v1/"
-    static let remoteServicesPrefix = "cilium/cache/services/v1/"
-    static let remoteIdentitiesPrefix = "cilium/cache/identities/v1/"
+    static let remoteNodesPrefix = MeshKind.nodes.cacheRoot
+    static let remoteEndpointsPrefix = MeshKind.endpoints.cacheRoot
+    static let remoteServicesPrefix = MeshKind.services.cacheRoot
+    static let remoteIdentitiesPrefix = MeshKind.identities.cacheRoot
 
     // MARK: Node
 

@@ -181,7 +181,7 @@ actor EndpointManager {
                 case nil:
                     do {
                         if try await client.create(idKey, Data(labels.utf8)) {
-                            _ = try await client.create(KeyLayout.identityIndexPrefix + labels, Data("\(identity)".utf8))
+                            _ = try await client.create(KeyLayout.identityIndex(labels), Data("\(identity)".utf8))
                             logger.info("identity record restored", metadata: ["identity": "\(identity)", "labels": "\(labels)"])
                         }
                     } catch {

@@ -89,7 +89,7 @@ public enum ClusterAccess {
         try await client.grant(role: remoteRole, .read, key: KeyLayout.heartbeat, prefix: false)
         try await client.grant(role: remoteRole, .read, key: KeyLayout.statePrefix, prefix: true)
         try await client.grant(role: remoteRole, .read, key: KeyLayout.clusterConfig(cluster), prefix: false)
-        try await client.grant(role: remoteRole, .read, key: "\(KeyLayout.syncedPrefix)\(cluster)/", prefix: true)
+        try await client.grant(role: remoteRole, .read, key: KeyLayout.syncCanaries(of: cluster), prefix: true)
     }
 
     /// The etcd user node agents authenticate as (their certificate's CN).

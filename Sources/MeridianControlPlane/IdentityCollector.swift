@@ -46,7 +46,7 @@ struct IdentityCollector: Sendable {
             }
             // The record and its index go together, and only if neither moved: between two
             // separate deletes an allocator could take the number up again under the same index.
-            let indexKey = KeyLayout.identityIndexPrefix + record.stringValue
+            let indexKey = KeyLayout.identityIndex(record.stringValue)
             let index = try await client.get(indexKey)
             let keys = index?.stringValue == "\(id)" ? [record.key, indexKey] : [record.key]
             guard try await client.delete(keys, ifModRevisions: [(record.key, record.modRevision), (indexKey, index?.modRevision ?? 0)]) else { continue }

@@ -49,7 +49,7 @@ public enum MeshCache {
         for kind in MeshKind.allCases {
             try await client.delete(prefix: kind.cachePrefix(cluster: remote))
         }
-        try await client.delete(prefix: "\(KeyLayout.syncedPrefix)\(remote)/")
+        try await client.delete(prefix: KeyLayout.syncCanaries(of: remote))
         try await client.delete(KeyLayout.clusterConfig(remote))
         if !keepStatus { try await client.delete(KeyLayout.remoteStatus(remote)) }
     }

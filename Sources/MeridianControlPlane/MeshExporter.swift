@@ -162,7 +162,7 @@ struct MeshExportSwitch: Sendable {
                 try await client.delete(KeyLayout.clusterConfig(cluster.name))
                 try await client.delete(KeyLayout.heartbeat)
                 try await client.delete(prefix: MeshKind.services.statePrefix(cluster: cluster.name))
-                try await client.delete(prefix: "\(KeyLayout.syncedPrefix)\(cluster.name)/")
+                try await client.delete(prefix: KeyLayout.syncCanaries(of: cluster.name))
                 return
             } catch {
                 logger.warning("withdrawing the export failed; retrying", metadata: ["error": "\(error)"])

@@ -338,7 +338,7 @@ struct RemoteClusterImporter: Sendable {
     }
 
     private func watchCanaries(_ remote: any KeyValueStore, connection id: Int, send: AsyncStream<Event>.Continuation) async throws {
-        let prefix = "\(KeyLayout.syncedPrefix)\(self.remote)/"
+        let prefix = KeyLayout.syncCanaries(of: self.remote)
         @Sendable func seen(_ key: String) {
             let watched = String(key.dropFirst(prefix.count))
             guard let kind = MeshKind.allCases.first(where: { $0.stateCanaryPrefix == watched }) else { return }

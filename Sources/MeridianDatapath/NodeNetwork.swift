@@ -1,3 +1,4 @@
+import CMeridianBPF
 import MeridianCore
 import MeridianHost
 
@@ -46,6 +47,6 @@ public struct NodeNetwork: Sendable {
 /// Encapsulation constants shared by the agent and the CNI plugin.
 public enum MeridianMTU {
     /// Outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14.
-    public static let vxlanOverhead = 50
-    public static let vxlanPort = 8472
+    public static let vxlanOverhead = Int(MER_VXLAN_OVERHEAD)
+    public static let vxlanPort = Int(MER_VXLAN_PORT)
 }

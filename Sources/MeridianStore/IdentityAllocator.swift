@@ -25,7 +25,7 @@ public struct IdentityAllocator: Sendable {
 
     public func allocate(_ labels: LabelSet) async throws -> UInt32 {
         let text = labels.ciliumString
-        let indexKey = KeyLayout.identityIndexPrefix + text
+        let indexKey = KeyLayout.identityIndex(text)
         for _ in 0..<64 {
             if let existing = try await client.get(indexKey), let id = UInt32(existing.stringValue) {
                 let idKey = MeshKind.identities.stateKey(cluster: "", name: "\(id)")

@@ -12,8 +12,11 @@ public enum KeyLayout {
 
     public static func clusterConfig(_ cluster: String) -> String { clusterConfigPrefix + cluster }
 
+    /// Every sync canary `cluster` writes (and a peer may read).
+    public static func syncCanaries(of cluster: String) -> String { "\(syncedPrefix)\(cluster)/" }
+
     /// Sync canary for `prefix` (for example `cilium/state/nodes/v1`) written by `cluster`.
-    public static func syncCanary(cluster: String, prefix: String) -> String { "\(syncedPrefix)\(cluster)/\(prefix)" }
+    public static func syncCanary(cluster: String, prefix: String) -> String { syncCanaries(of: cluster) + prefix }
 
     // Meridian's own keys.
     public static let meridianPrefix = "meridian/"
@@ -35,6 +38,11 @@ public enum KeyLayout {
     public static let nodeStatusPrefix = "meridian/status/nodes/"
     /// `meridian/identities/labels/<labels>`: the numeric identity of a label set.
     public static let identityIndexPrefix = "meridian/identities/labels/"
+
+    /// The label index entry of an identity's labels (Cilium's label string).
+    public static func identityIndex(_ labels: String) -> String { identityIndexPrefix + labels }
+    /// Pod statuses of one namespace.
+    public static func podStatuses(namespace: String) -> String { "\(podStatusPrefix)\(namespace)/" }
 
     public static func podCIDR(_ cidr: String) -> String { podCIDRPrefix + cidr.replacingOccurrences(of: "/", with: "_") }
     public static func nodeStatus(_ node: String) -> String { nodeStatusPrefix + node }

@@ -11,7 +11,7 @@ import Testing
 @Suite("Identity collection")
 struct IdentityCollectorTests {
     static func record(_ id: UInt32) -> String { MeshKind.identities.stateKey(cluster: "", name: "\(id)") }
-    static func index(_ labels: String) -> String { KeyLayout.identityIndexPrefix + labels }
+    static func index(_ labels: String) -> String { KeyLayout.identityIndex(labels) }
 
     /// Identities 65537 (used by an endpoint) and 65538 (unused), with their index entries.
     static func seeded() async throws -> InMemoryKeyValueStore {

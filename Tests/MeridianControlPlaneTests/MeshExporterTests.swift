@@ -164,7 +164,7 @@ struct MeshExporterTests {
             try await eventually("withdrawn") {
                 let config = try await store.get(KeyLayout.clusterConfig("cluster2"))
                 let heartbeat = try await store.get(KeyLayout.heartbeat)
-                let canaries = try await store.count(prefix: "\(KeyLayout.syncedPrefix)cluster2/")
+                let canaries = try await store.count(prefix: KeyLayout.syncCanaries(of: "cluster2"))
                 return config == nil && heartbeat == nil && canaries == 0
             }
             let revision = try await store.currentRevision()

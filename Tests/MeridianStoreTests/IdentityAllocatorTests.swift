@@ -26,7 +26,7 @@ struct IdentityAllocatorTests {
         let id = try await Self.allocator(store).allocate(Self.labels("web"))
         #expect(id == 3 << 16 + 1)
         #expect(try await store.get(Self.recordKey(id))?.stringValue == Self.labels("web").ciliumString)
-        #expect(try await store.get(KeyLayout.identityIndexPrefix + Self.labels("web").ciliumString)?.stringValue == "\(id)")
+        #expect(try await store.get(KeyLayout.identityIndex(Self.labels("web").ciliumString))?.stringValue == "\(id)")
         let other = try await Self.allocator(store).allocate(Self.labels("db"))
         #expect(other == id + 1)
     }

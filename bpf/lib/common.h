@@ -1,4 +1,4 @@
-/* Includes, map definitions and small helpers shared by every Meridian BPF program. */
+/* Includes and small helpers shared by every Meridian BPF program; the maps are in maps.h. */
 #ifndef MERIDIAN_COMMON_H
 #define MERIDIAN_COMMON_H
 
@@ -13,6 +13,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "meridian/abi.h"
+#include "maps.h"
 
 #define always_inline inline __attribute__((always_inline))
 
@@ -33,88 +34,6 @@ struct icmp4_hdr {
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1FFF
 #define IP_DEFAULT_TTL 64
-
-/* Maps are pinned by name, so every program loaded on a node shares them and they outlive the agent. */
-struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, MER_ENDPOINTS_MAX);
-    __type(key, struct mer_endpoint_key);
-    __type(value, struct mer_endpoint_info);
-    __uint(pinning, LIBBPF_PIN_BY_NAME);
-} mer_endpoints SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_LPM_TRIE);
-    __uint(max_entries, MER_IPCACHE_MAX);
-    __uint(map_flags, BPF_F_NO_PREALLOC);
-    __type(key, struct mer_ipcache_key);
-    __type(value, struct mer_ipcache_value);
-    __uint(pinning, LIBBPF_PIN_BY_NAME);
-} mer_ipcache SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, MER_SERVICES_MAX);
-    __uint(map_flags, BPF_F_NO_PREALLOC);
-    __type(key, struct mer_lb4_key);
-    __type(value, struct mer_lb4_service);
-    __uint(pinning, LIBBPF_PIN_BY_NAME);
-} mer_lb4_svc SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, MER_BACKENDS_MAX);
-    __uint(map_flags, BPF_F_NO_PREALLOC);
-    __type(key, __u32);
-    __type(value, struct mer_lb4_backend);
-    __uint(pinning, LIBBPF_PIN_BY_NAME);
-} mer_lb4_be SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, MER_REVNAT_MAX);
-    __type(key, __u16);
-    __type(value, struct mer_lb4_revnat);
-    __uint(pinning, LIBBPF_PIN_BY_NAME);
-} mer_lb4_revnat SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, MER_CT_MAX);
-    __type(key, struct mer_ct_key);
-    __type(value, struct mer_ct_entry);
-    __uint(pinning, LIBBPF_PIN_BY_NAME);
-} mer_ct4 SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, MER_FRAG_MAX);
-    __type(key, struct mer_frag_key);
-    __type(value, struct mer_frag_ports);
-    __uint(pinning, LIBBPF_PIN_BY_NAME);
-} mer_frag4 SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_RINGBUF);
-    __uint(max_entries, MER_EVENTS_BYTES);
-    __uint(pinning, LIBBPF_PIN_BY_NAME);
-} mer_events SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, 1);
-    __type(key, __u32);
-    __type(value, struct mer_config);
-    __uint(pinning, LIBBPF_PIN_BY_NAME);
-} mer_config SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, MER_METRICS_MAX);
-    __type(key, __u32);
-    __type(value, struct mer_metric);
-    __uint(pinning, LIBBPF_PIN_BY_NAME);
-} mer_metrics SEC(".maps");
 
 /* The addresses and ports of one IPv4 packet, as parsed. */
 struct packet4 {

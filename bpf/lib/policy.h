@@ -4,15 +4,6 @@
 
 #include "common.h"
 
-struct {
-    __uint(type, BPF_MAP_TYPE_LPM_TRIE);
-    __uint(max_entries, MER_POLICY_MAX);
-    __uint(map_flags, BPF_F_NO_PREALLOC);
-    __type(key, struct mer_policy_key);
-    __type(value, struct mer_policy_entry);
-    __uint(pinning, LIBBPF_PIN_BY_NAME);
-} mer_policy SEC(".maps");
-
 static always_inline const struct mer_policy_entry *policy_lookup(__u16 endpoint_id, __u8 direction, __u32 identity,
                                                                   const struct packet4 *pkt)
 {

@@ -1,3 +1,5 @@
+import CMeridianBPF
+
 /// The numeric ID of one cluster in the mesh.
 ///
 /// Every identity a cluster allocates embeds its cluster ID in the upper bits, so two clusters
@@ -80,10 +82,10 @@ public struct IdentityLayout: Sendable, Hashable {
     }
 
     /// Width of a numeric identity as it travels in the tunnel VNI.
-    public static let identityBits = 24
+    public static let identityBits = Int(MER_IDENTITY_BITS)
 
     /// Identities below this value are reserved or well-known and shared by every cluster.
-    public static let firstClusterScopedIdentity: UInt32 = 256
+    public static let firstClusterScopedIdentity = UInt32(MER_FIRST_CLUSTER_IDENTITY)
 
     /// 8 in 255 mode, 9 in 511 mode.
     public var clusterIDBits: Int {
@@ -168,18 +170,30 @@ public struct IdentityLayout: Sendable, Hashable {
 
 /// Identities with a fixed meaning in every cluster, below the cluster-scoped range.
 ///
-/// They are not cluster-scoped: `ingress` from any cluster is the same identity.
-public enum ReservedIdentity: UInt32, Codable, Sendable, CaseIterable {
-    case host = 1
-    case world = 2
-    case unmanaged = 3
-    case health = 4
-    case `init` = 5
-    case remoteNode = 6
-    case kubeAPIServer = 7
-    case ingress = 8
-    case worldIPv4 = 9
-    case worldIPv6 = 10
+/// They are not cluster-scoped: `ingress` from any cluster is the same identity. Their numbers
+/// are the datapath's (`abi.h`), which are Cilium's.
+public enum ReservedIdentity: RawRepresentable, Codable, Sendable, Hashable, CaseIterable {
+    case host, world, unmanaged, health, `init`, remoteNode, kubeAPIServer, ingress, worldIPv4, worldIPv6
+
+    public var rawValue: UInt32 {
+        switch self {
+        case .host: UInt32(MER_ID_HOST)
+        case .world: UInt32(MER_ID_WORLD)
+        case .unmanaged: UInt32(MER_ID_UNMANAGED)
+        case .health: UInt32(MER_ID_HEALTH)
+        case .`init`: UInt32(MER_ID_INIT)
+        case .remoteNode: UInt32(MER_ID_REMOTE_NODE)
+        case .kubeAPIServer: UInt32(MER_ID_KUBE_APISERVER)
+        case .ingress: UInt32(MER_ID_INGRESS)
+        case .worldIPv4: UInt32(MER_ID_WORLD_IPV4)
+        case .worldIPv6: UInt32(MER_ID_WORLD_IPV6)
+        }
+    }
+
+    public init?(rawValue: UInt32) {
+        guard let match = Self.allCases.first(where: { $0.rawValue == rawValue }) else { return nil }
+        self = match
+    }
 
     /// The key of the identity's `reserved:` label.
     public var labelName: String {

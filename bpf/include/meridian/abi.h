@@ -39,13 +39,21 @@ enum {
     MER_SOCK_REVNAT_MAX = 131072,
 };
 
-/* Reserved security identities (Cilium's numbering). */
+/* Reserved security identities (Cilium's numbering); Swift's ReservedIdentity reads these. */
 enum {
     MER_ID_UNKNOWN = 0,
     MER_ID_HOST = 1,
     MER_ID_WORLD = 2,
+    MER_ID_UNMANAGED = 3,
+    MER_ID_HEALTH = 4,
+    MER_ID_INIT = 5,
     MER_ID_REMOTE_NODE = 6,
+    MER_ID_KUBE_APISERVER = 7,
+    MER_ID_INGRESS = 8,
+    MER_ID_WORLD_IPV4 = 9,
+    MER_ID_WORLD_IPV6 = 10,
     MER_FIRST_CLUSTER_IDENTITY = 256, /* below: reserved identities shared by every cluster */
+    MER_IDENTITY_BITS = 24,           /* an identity as it travels in the VNI */
 };
 
 /* ---- local endpoints: pod IPv4 (be) -> endpoint ---- */
@@ -267,7 +275,8 @@ enum {
     MER_TRACE_FROM_OVERLAY = 9,
 };
 
-/* Drop reasons: Cilium's numbering, positive. */
+/* Drop reasons: Cilium's numbers and meanings (bpf/lib/drop_reasons.h), positive, so `cilium
+ * monitor` users read them as they know them. Meridian has no reason of its own. */
 enum {
     MER_DROP_INVALID_SIP = 132,
     MER_DROP_POLICY = 133,
@@ -288,8 +297,8 @@ enum {
     MER_DROP_INVALID_IDENTITY = 171,
     MER_DROP_UNKNOWN_SENDER = 172,
     MER_DROP_POLICY_DENY = 181,
-    MER_DROP_NO_CONFIG = 185,
     MER_DROP_TTL_EXCEEDED = 196,
+    MER_DROP_HOST_NOT_READY = 202, /* the node's configuration is not written yet */
 };
 
 struct mer_event {
