@@ -16,7 +16,7 @@ public struct IPParseError: Error, Sendable, Hashable, CustomStringConvertible {
 /// Parsing accepts dotted quads without leading zeros and RFC 4291 IPv6 text (with `::` and a
 /// trailing dotted quad); zones (`%eth0`) are rejected. `description` prints the canonical
 /// form: dotted quad, or RFC 5952 IPv6 (lowercase, longest zero run compressed).
-public struct IPAddress: Sendable, Hashable, Comparable, Codable, CustomStringConvertible, LosslessStringConvertible {
+public struct IPAddress: Sendable, Hashable, Comparable, CodableAsText, CustomStringConvertible, LosslessStringConvertible {
     /// Address family, which fixes the address width.
     public enum Family: Sendable, Hashable {
         case ipv4
@@ -78,20 +78,6 @@ public struct IPAddress: Sendable, Hashable, Comparable, Codable, CustomStringCo
         }
     }
 
-    public init(from decoder: any Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        do {
-            try self.init(parsing: text)
-        } catch {
-            throw DecodingError.dataCorrupted(
-                DecodingError.Context(codingPath: decoder.codingPath, debugDescription: error.description))
-        }
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(description)
-    }
 
     private static func parseIPv4(_ text: Substring, whole: String) throws(IPParseError) -> UInt32 {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
@@ -206,7 +192,7 @@ public struct IPAddress: Sendable, Hashable, Comparable, Codable, CustomStringCo
 /// Pod CIDRs of different clusters must not overlap (the ipcache and tunnel map are keyed by IP),
 /// so the mesh checks them with `overlaps(_:)`. The stored address is always the network
 /// address: host bits given in the input are cleared, as Go's `ParseCIDR` does.
-public struct IPCIDR: Sendable, Hashable, Comparable, Codable, CustomStringConvertible, LosslessStringConvertible {
+public struct IPCIDR: Sendable, Hashable, Comparable, CodableAsText, CustomStringConvertible, LosslessStringConvertible {
     /// The network address (host bits zero).
     public let address: IPAddress
     public let prefixLength: Int
@@ -296,20 +282,6 @@ public struct IPCIDR: Sendable, Hashable, Comparable, Codable, CustomStringConve
 
     public var description: String { "\(address)/\(prefixLength)" }
 
-    public init(from decoder: any Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        do {
-            try self.init(parsing: text)
-        } catch {
-            throw DecodingError.dataCorrupted(
-                DecodingError.Context(codingPath: decoder.codingPath, debugDescription: error.description))
-        }
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(description)
-    }
 
     /// The prefix length of a contiguous netmask, or nil when the mask has holes.
     public static func prefixLength(ofMask mask: [UInt8]) -> Int? {
@@ -336,5 +308,27 @@ public struct IPCIDR: Sendable, Hashable, Comparable, Codable, CustomStringConve
         let hostBits = family.bitWidth - prefixLength
         guard hostBits < family.bitWidth else { return 0 }
         return (allOnes(family) >> UInt128(hostBits)) << UInt128(hostBits)
+    }
+}
+
+/// A value stored in JSON as its text (`"10.1.0.5"`, `"10.1.0.0/16"`), parsed strictly on decode.
+public protocol CodableAsText: Codable, CustomStringConvertible {
+    init(parsing text: String) throws(IPParseError)
+}
+
+extension CodableAsText {
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        do {
+            try self.init(parsing: text)
+        } catch {
+            throw DecodingError.dataCorrupted(
+                DecodingError.Context(codingPath: decoder.codingPath, debugDescription: error.description))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
     }
 }

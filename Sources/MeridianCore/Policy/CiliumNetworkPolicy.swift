@@ -107,55 +107,99 @@ public struct CiliumDefaultDeny: Codable, Sendable, Hashable {
     }
 }
 
-/// One `ingress` or `ingressDeny` element: the peers (at most one kind of peer field per
-/// element, as in Cilium) and the ports.
+/// Which side of a rule an element describes; names its peer fields (`fromEndpoints`,
+/// `toEndpoints`, ...).
+public protocol CiliumRuleSide: Sendable, Hashable {
+    /// `from` or `to`.
+    static var fieldPrefix: String { get }
+}
+
+/// The side of `ingress` and `ingressDeny` elements.
+public enum CiliumIngressSide: CiliumRuleSide {
+    public static let fieldPrefix = "from"
+}
+
+/// The side of `egress` and `egressDeny` elements.
+public enum CiliumEgressSide: CiliumRuleSide {
+    public static let fieldPrefix = "to"
+}
+
+/// One element of a rule's `ingress`/`ingressDeny` (`from...` peers) or `egress`/`egressDeny`
+/// (`to...` peers): the peers (at most one kind of peer field per element, as in Cilium) and
+/// the ports. Both sides are one type, decoded, validated and compiled by the same code.
 ///
 /// A peer field given as an empty list (`fromEndpoints: []`) makes the element select no peer
 /// at all, even with `toPorts`. With no peer field, an element with `toPorts` applies to every
 /// peer on those ports, and an element with neither (`{}`) allows nothing.
-public struct CiliumIngressRule: Codable, Sendable, Hashable {
-    public var fromEndpoints: [LabelSelector]?
-    public var fromEntities: [PolicyEntity]?
-    public var fromCIDR: [String]?
-    public var fromCIDRSet: [CiliumCIDRRule]?
+public struct CiliumPeerRule<Side: CiliumRuleSide>: Codable, Sendable, Hashable {
+    public var endpoints: [LabelSelector]?
+    public var entities: [PolicyEntity]?
+    public var cidr: [String]?
+    public var cidrSet: [CiliumCIDRRule]?
     public var toPorts: [CiliumPortRule]?
 
-    public init(
-        fromEndpoints: [LabelSelector]? = nil,
-        fromEntities: [PolicyEntity]? = nil,
-        fromCIDR: [String]? = nil,
-        fromCIDRSet: [CiliumCIDRRule]? = nil,
-        toPorts: [CiliumPortRule]? = nil
-    ) {
-        self.fromEndpoints = fromEndpoints
-        self.fromEntities = fromEntities
-        self.fromCIDR = fromCIDR
-        self.fromCIDRSet = fromCIDRSet
+    public init(endpoints: [LabelSelector]? = nil, entities: [PolicyEntity]? = nil, cidr: [String]? = nil,
+                cidrSet: [CiliumCIDRRule]? = nil, toPorts: [CiliumPortRule]? = nil) {
+        self.endpoints = endpoints
+        self.entities = entities
+        self.cidr = cidr
+        self.cidrSet = cidrSet
         self.toPorts = toPorts
+    }
+
+    private struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+        init(_ field: String) { stringValue = Side.fieldPrefix + field }
+        static var toPorts: Key { Key(stringValue: "toPorts") }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: Key.self)
+        self.init(endpoints: try container.decodeIfPresent([LabelSelector].self, forKey: Key("Endpoints")),
+                  entities: try container.decodeIfPresent([PolicyEntity].self, forKey: Key("Entities")),
+                  cidr: try container.decodeIfPresent([String].self, forKey: Key("CIDR")),
+                  cidrSet: try container.decodeIfPresent([CiliumCIDRRule].self, forKey: Key("CIDRSet")),
+                  toPorts: try container.decodeIfPresent([CiliumPortRule].self, forKey: .toPorts))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: Key.self)
+        try container.encodeIfPresent(endpoints, forKey: Key("Endpoints"))
+        try container.encodeIfPresent(entities, forKey: Key("Entities"))
+        try container.encodeIfPresent(cidr, forKey: Key("CIDR"))
+        try container.encodeIfPresent(cidrSet, forKey: Key("CIDRSet"))
+        try container.encodeIfPresent(toPorts, forKey: .toPorts)
+    }
+
+    /// The peer fields that are present, with their names on this side.
+    func presentPeerFields() -> [(name: String, count: Int)] {
+        var fields: [(name: String, count: Int)] = []
+        if let endpoints { fields.append(("\(Side.fieldPrefix)Endpoints", endpoints.count)) }
+        if let entities { fields.append(("\(Side.fieldPrefix)Entities", entities.count)) }
+        if let cidr { fields.append(("\(Side.fieldPrefix)CIDR", cidr.count)) }
+        if let cidrSet { fields.append(("\(Side.fieldPrefix)CIDRSet", cidrSet.count)) }
+        return fields
     }
 }
 
-/// One `egress` or `egressDeny` element; the same shape as `CiliumIngressRule` with `to` fields.
-public struct CiliumEgressRule: Codable, Sendable, Hashable {
-    public var toEndpoints: [LabelSelector]?
-    public var toEntities: [PolicyEntity]?
-    public var toCIDR: [String]?
-    public var toCIDRSet: [CiliumCIDRRule]?
-    public var toPorts: [CiliumPortRule]?
+public typealias CiliumIngressRule = CiliumPeerRule<CiliumIngressSide>
+public typealias CiliumEgressRule = CiliumPeerRule<CiliumEgressSide>
 
-    public init(
-        toEndpoints: [LabelSelector]? = nil,
-        toEntities: [PolicyEntity]? = nil,
-        toCIDR: [String]? = nil,
-        toCIDRSet: [CiliumCIDRRule]? = nil,
-        toPorts: [CiliumPortRule]? = nil
-    ) {
-        self.toEndpoints = toEndpoints
-        self.toEntities = toEntities
-        self.toCIDR = toCIDR
-        self.toCIDRSet = toCIDRSet
-        self.toPorts = toPorts
-    }
+extension CiliumPeerRule where Side == CiliumIngressSide {
+    public var fromEndpoints: [LabelSelector]? { endpoints }
+    public var fromEntities: [PolicyEntity]? { entities }
+    public var fromCIDR: [String]? { cidr }
+    public var fromCIDRSet: [CiliumCIDRRule]? { cidrSet }
+}
+
+extension CiliumPeerRule where Side == CiliumEgressSide {
+    public var toEndpoints: [LabelSelector]? { endpoints }
+    public var toEntities: [PolicyEntity]? { entities }
+    public var toCIDR: [String]? { cidr }
+    public var toCIDRSet: [CiliumCIDRRule]? { cidrSet }
 }
 
 /// A CIDR with holes, Cilium's `fromCIDRSet`/`toCIDRSet` element: the same shape as a
@@ -218,53 +262,6 @@ public struct CiliumPortProtocol: Codable, Sendable, Hashable {
     }
 }
 
-/// The direction-neutral view of an ingress or egress element, so that both are decoded,
-/// validated and compiled by the same code.
-struct CiliumPeerFields {
-    var endpoints: [LabelSelector]?
-    var entities: [PolicyEntity]?
-    var cidr: [String]?
-    var cidrSet: [CiliumCIDRRule]?
-    var toPorts: [CiliumPortRule]?
-
-    init(_ rule: CiliumIngressRule) {
-        self.init(rule.fromEndpoints, rule.fromEntities, rule.fromCIDR, rule.fromCIDRSet, rule.toPorts)
-    }
-
-    init(_ rule: CiliumEgressRule) {
-        self.init(rule.toEndpoints, rule.toEntities, rule.toCIDR, rule.toCIDRSet, rule.toPorts)
-    }
-
-    init(
-        _ endpoints: [LabelSelector]?, _ entities: [PolicyEntity]?, _ cidr: [String]?,
-        _ cidrSet: [CiliumCIDRRule]?, _ toPorts: [CiliumPortRule]?
-    ) {
-        self.endpoints = endpoints
-        self.entities = entities
-        self.cidr = cidr
-        self.cidrSet = cidrSet
-        self.toPorts = toPorts
-    }
-
-    var ingress: CiliumIngressRule {
-        CiliumIngressRule(fromEndpoints: endpoints, fromEntities: entities, fromCIDR: cidr, fromCIDRSet: cidrSet, toPorts: toPorts)
-    }
-
-    var egress: CiliumEgressRule {
-        CiliumEgressRule(toEndpoints: endpoints, toEntities: entities, toCIDR: cidr, toCIDRSet: cidrSet, toPorts: toPorts)
-    }
-
-    /// The peer fields that are present, with their names for the given direction.
-    func presentPeerFields(prefix: String) -> [(name: String, count: Int)] {
-        var fields: [(name: String, count: Int)] = []
-        if let endpoints { fields.append(("\(prefix)Endpoints", endpoints.count)) }
-        if let entities { fields.append(("\(prefix)Entities", entities.count)) }
-        if let cidr { fields.append(("\(prefix)CIDR", cidr.count)) }
-        if let cidrSet { fields.append(("\(prefix)CIDRSet", cidrSet.count)) }
-        return fields
-    }
-}
-
 // MARK: - Manifest decoding
 
 extension CiliumNetworkPolicy {
@@ -324,10 +321,10 @@ extension CiliumPolicyRule {
         }
         self.init(
             endpointSelector: try LabelSelector(manifest: selector),
-            ingress: try Self.section(map.optional("ingress"), prefix: "from")?.map(\.ingress),
-            ingressDeny: try Self.section(map.optional("ingressDeny"), prefix: "from")?.map(\.ingress),
-            egress: try Self.section(map.optional("egress"), prefix: "to")?.map(\.egress),
-            egressDeny: try Self.section(map.optional("egressDeny"), prefix: "to")?.map(\.egress),
+            ingress: try Self.section(map.optional("ingress")),
+            ingressDeny: try Self.section(map.optional("ingressDeny")),
+            egress: try Self.section(map.optional("egress")),
+            egressDeny: try Self.section(map.optional("egressDeny")),
             enableDefaultDeny: enableDefaultDeny,
             description: try map.optional("description")?.string()
         )
@@ -340,9 +337,10 @@ extension CiliumPolicyRule {
 
     static let unsupportedPortRuleFields = ["rules", "serverNames", "listener", "terminatingTLS", "originatingTLS"]
 
-    private static func section(_ value: ManifestValue?, prefix: String) throws(FieldError) -> [CiliumPeerFields]? {
+    private static func section<Side>(_ value: ManifestValue?) throws(FieldError) -> [CiliumPeerRule<Side>]? {
         guard let value else { return nil }
-        var elements: [CiliumPeerFields] = []
+        let prefix = Side.fieldPrefix
+        var elements: [CiliumPeerRule<Side>] = []
         for element in try value.list() {
             let map = try element.mapping()
             for field in unsupportedPeerFields[prefix] ?? [] {
@@ -381,8 +379,8 @@ extension CiliumPolicyRule {
                 for entry in try portsValue.list() { rules.append(try CiliumPortRule(manifest: entry)) }
                 toPorts = rules
             }
-            elements.append(CiliumPeerFields(
-                endpoints, entities, try map.optional("\(prefix)CIDR")?.stringList(), cidrSet, toPorts))
+            elements.append(CiliumPeerRule(endpoints: endpoints, entities: entities, cidr: try map.optional("\(prefix)CIDR")?.stringList(),
+                                           cidrSet: cidrSet, toPorts: toPorts))
         }
         return elements
     }
@@ -508,23 +506,24 @@ extension CiliumPolicyRule {
             )
         }
         for (index, rule) in (ingress ?? []).enumerated() {
-            try CiliumPeerFields(rule).validate(at: path.field("ingress").index(index), prefix: "from")
+            try rule.validate(at: path.field("ingress").index(index))
         }
         for (index, rule) in (ingressDeny ?? []).enumerated() {
-            try CiliumPeerFields(rule).validate(at: path.field("ingressDeny").index(index), prefix: "from")
+            try rule.validate(at: path.field("ingressDeny").index(index))
         }
         for (index, rule) in (egress ?? []).enumerated() {
-            try CiliumPeerFields(rule).validate(at: path.field("egress").index(index), prefix: "to")
+            try rule.validate(at: path.field("egress").index(index))
         }
         for (index, rule) in (egressDeny ?? []).enumerated() {
-            try CiliumPeerFields(rule).validate(at: path.field("egressDeny").index(index), prefix: "to")
+            try rule.validate(at: path.field("egressDeny").index(index))
         }
     }
 }
 
-extension CiliumPeerFields {
-    func validate(at path: FieldPath, prefix: String) throws(FieldError) {
-        let used = presentPeerFields(prefix: prefix).filter { $0.count > 0 }
+extension CiliumPeerRule {
+    func validate(at path: FieldPath) throws(FieldError) {
+        let prefix = Side.fieldPrefix
+        let used = presentPeerFields().filter { $0.count > 0 }
         if used.count > 1 {
             throw FieldError(
                 path,
@@ -714,15 +713,10 @@ struct CiliumPolicyCompiler {
             PolicySelectors.cilium(rule.endpointSelector), namespace: namespace, cluster: settings.clusterName)
         let ingressDefaultDeny = rule.enableDefaultDeny?.ingress ?? true
         let egressDefaultDeny = rule.enableDefaultDeny?.egress ?? true
-        let sections: [(String, TrafficDirection, PolicyAction, Bool, [CiliumPeerFields])] = [
-            ("ingress", .ingress, .allow, ingressDefaultDeny, (rule.ingress ?? []).map(CiliumPeerFields.init)),
-            ("ingressDeny", .ingress, .deny, ingressDefaultDeny, (rule.ingressDeny ?? []).map(CiliumPeerFields.init)),
-            ("egress", .egress, .allow, egressDefaultDeny, (rule.egress ?? []).map(CiliumPeerFields.init)),
-            ("egressDeny", .egress, .deny, egressDefaultDeny, (rule.egressDeny ?? []).map(CiliumPeerFields.init)),
-        ]
         var result: [PolicyRule] = []
-        for (section, direction, action, defaultDeny, elements) in sections {
-            for (index, element) in elements.enumerated() {
+        func add<Side>(_ section: String, _ direction: TrafficDirection, _ action: PolicyAction, _ defaultDeny: Bool,
+                       _ elements: [CiliumPeerRule<Side>]?) {
+            for (index, element) in (elements ?? []).enumerated() {
                 result.append(PolicyRule(
                     origin: PolicyOrigin(kind: kind, namespace: namespace, name: name, rule: "\(path).\(section)[\(index)]"),
                     cluster: settings.clusterName,
@@ -735,10 +729,14 @@ struct CiliumPolicyCompiler {
                 ))
             }
         }
+        add("ingress", .ingress, .allow, ingressDefaultDeny, rule.ingress)
+        add("ingressDeny", .ingress, .deny, ingressDefaultDeny, rule.ingressDeny)
+        add("egress", .egress, .allow, egressDefaultDeny, rule.egress)
+        add("egressDeny", .egress, .deny, egressDefaultDeny, rule.egressDeny)
         return result
     }
 
-    private func peers(_ element: CiliumPeerFields) -> [PeerSelector] {
+    private func peers<Side>(_ element: CiliumPeerRule<Side>) -> [PeerSelector] {
         let fields = [element.endpoints?.count, element.entities?.count, element.cidr?.count, element.cidrSet?.count]
         if fields.contains(0) { return [] }
         if fields.allSatisfy({ $0 == nil }) {
