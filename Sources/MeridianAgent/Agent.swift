@@ -124,7 +124,7 @@ public struct Agent: Sendable {
     /// the node's pod CIDR: the first /24 of the cluster's pod CIDR no other node holds.
     private func prepareNode(_ client: any KeyValueStore) async throws -> NodeContext {
         guard let settingsRecord = try await client.get(KeyLayout.clusterSettings) else {
-            throw AgentAPIError("cluster settings not found in etcd; is the control plane running?")
+            throw AgentError.clusterSettingsMissing
         }
         let cluster = try StoreCoding.decode(ClusterSettings.self, from: settingsRecord.value, key: KeyLayout.clusterSettings)
         let (nodeIP, mtu) = try await Self.underlay(configuration.underlayDevice)
@@ -138,7 +138,7 @@ public struct Agent: Sendable {
     private func carvePodCIDR(_ client: any KeyValueStore, cluster: ClusterSettings) async throws -> IPCIDR {
         let size = configuration.nodePodPrefixLength
         guard let clusterCIDR = IPCIDR(cluster.podCIDR), clusterCIDR.family == .ipv4, clusterCIDR.prefixLength < size, (16...29).contains(size) else {
-            throw AgentAPIError("cluster pod CIDR \(cluster.podCIDR) must be an IPv4 prefix shorter than the node's /\(size) (16...29)")
+            throw AgentError.podCIDRUnusable(clusterCIDR: cluster.podCIDR, nodePrefixLength: size)
         }
         let owned = try await client.list(prefix: KeyLayout.podCIDRPrefix)
         if let mine = owned.items.first(where: { $0.stringValue == configuration.nodeName }) {
@@ -158,17 +158,17 @@ public struct Agent: Sendable {
                 return candidate
             }
         }
-        throw AgentAPIError("cluster pod CIDR \(cluster.podCIDR) has no free /\(size) left for node \(configuration.nodeName)")
+        throw AgentError.podCIDRsExhausted(clusterCIDR: cluster.podCIDR, nodePrefixLength: size, node: configuration.nodeName)
     }
 
     static func underlay(_ device: String) async throws -> (IPAddress, Int) {
         let output = try await HostCommand.run(["ip", "-o", "-4", "addr", "show", "dev", device])
         guard let range = output.range(of: "inet "), let address = IPAddress(String(output[range.upperBound...].prefix { $0 != "/" })) else {
-            throw AgentAPIError("underlay device \(device) has no IPv4 address")
+            throw AgentError.underlayWithoutAddress(device: device)
         }
         let link = try await HostCommand.run(["ip", "-o", "link", "show", "dev", device])
         guard let mtuRange = link.range(of: " mtu "), let mtu = Int(link[mtuRange.upperBound...].prefix { $0.isNumber }) else {
-            throw AgentAPIError("cannot read the MTU of \(device)")
+            throw AgentError.underlayMTUUnreadable(device: device)
         }
         return (address, mtu)
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import MeridianCore
 
 /// The requests the CNI plugin makes to its node's agent over the agent's unix socket, one
@@ -69,9 +70,57 @@ public struct AgentResponse: Codable, Sendable {
     }
 }
 
-/// A failed exchange with the agent: it is not running, or it refused the request.
-public struct AgentAPIError: Error, Sendable, CustomStringConvertible {
-    public var message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+/// A failed exchange with the agent over its socket (the CNI plugin's side): the agent is not
+/// running, or the exchange broke.
+public enum AgentAPIError: Error, Sendable, CustomStringConvertible {
+    case system(call: String, errno: Int32)
+    case socketPathTooLong(String)
+    case unreachable(socketPath: String, errno: Int32)
+    case unreadableResponse(bytes: Int, detail: String)
+
+    public var message: String { description }
+
+    public var description: String {
+        switch self {
+        case let .system(call, code): "\(call): \(String(cString: strerror(code)))"
+        case let .socketPathTooLong(path): "agent socket path too long: \(path)"
+        case let .unreachable(path, code):
+            "cannot reach the agent at \(path): \(String(cString: strerror(code))) (is `meridian agent` running on this node?)"
+        case let .unreadableResponse(bytes, detail): "agent sent an unreadable response (\(bytes) bytes): \(detail)"
+        }
+    }
+}
+
+/// Why the agent could not do something for its node or a pod; sent back to the CNI plugin as
+/// the answer's error, logged, or shown in the pod's status.
+public enum AgentError: Error, Sendable, CustomStringConvertible {
+    case clusterSettingsMissing
+    case podCIDRUnusable(clusterCIDR: String, nodePrefixLength: Int)
+    case podCIDRsExhausted(clusterCIDR: String, nodePrefixLength: Int, node: String)
+    case underlayWithoutAddress(device: String)
+    case underlayMTUUnreadable(device: String)
+    case podAddressesExhausted(podCIDR: String, node: String, inUse: Int)
+    case addressNotReserved(container: String, address: String)
+    case endpointDeletedWhileCreated(container: String)
+    case podNotFound(namespace: String, pod: String)
+    case cniFailed(command: String, message: String)
+    case containerStartFailed(container: String, reason: String)
+    case containerPIDMissing(container: String)
+
+    public var description: String {
+        switch self {
+        case .clusterSettingsMissing: "cluster settings not found in etcd; is the control plane running?"
+        case let .podCIDRUnusable(cidr, size): "cluster pod CIDR \(cidr) must be an IPv4 prefix shorter than the node's /\(size) (16...29)"
+        case let .podCIDRsExhausted(cidr, size, node): "cluster pod CIDR \(cidr) has no free /\(size) left for node \(node)"
+        case let .underlayWithoutAddress(device): "underlay device \(device) has no IPv4 address"
+        case let .underlayMTUUnreadable(device): "cannot read the MTU of \(device)"
+        case let .podAddressesExhausted(cidr, node, inUse): "pod CIDR \(cidr) of node \(node) is exhausted (\(inUse) addresses in use)"
+        case let .addressNotReserved(container, address): "container \(container) has no address \(address) reserved on this node"
+        case let .endpointDeletedWhileCreated(container): "container \(container) was deleted while its endpoint was being created"
+        case let .podNotFound(namespace, pod): "pod \(namespace)/\(pod) does not exist"
+        case let .cniFailed(command, message): "CNI \(command) failed: \(message)"
+        case let .containerStartFailed(container, reason): "could not start container \(container): \(reason)"
+        case let .containerPIDMissing(container): "container \(container) did not report its pid"
+        }
+    }
 }

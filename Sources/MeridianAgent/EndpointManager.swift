@@ -137,12 +137,12 @@ actor EndpointManager {
                 return candidate
             }
         }
-        throw AgentAPIError("pod CIDR \(context.podCIDR) of node \(context.nodeName) is exhausted (\(endpoints.count) addresses in use)")
+        throw AgentError.podAddressesExhausted(podCIDR: context.podCIDR.description, node: context.nodeName, inUse: endpoints.count)
     }
 
     private func create(_ spec: EndpointSpec) async throws -> UInt32 {
         guard var record = endpoints[spec.containerID], record.address == spec.interface.address else {
-            throw AgentAPIError("container \(spec.containerID) has no address \(spec.interface.address) reserved on this node")
+            throw AgentError.addressNotReserved(container: spec.containerID, address: spec.interface.address)
         }
         record.interface = spec.interface
         let (labels, namedPorts) = try await identityLabels(namespace: spec.namespace, pod: spec.pod)
@@ -150,7 +150,7 @@ actor EndpointManager {
         let identity = try await allocator.allocate(labels)
         // The actor may have served a DEL for this container while it waited on etcd.
         guard endpoints[spec.containerID]?.address == record.address else {
-            throw AgentAPIError("container \(spec.containerID) was deleted while its endpoint was being created")
+            throw AgentError.endpointDeletedWhileCreated(container: spec.containerID)
         }
         record.identity = identity
         record.labels = labels.ciliumString
@@ -336,7 +336,7 @@ actor EndpointManager {
     private func identityLabels(namespace: String, pod: String) async throws -> (LabelSet, [NamedPort]) {
         let store = ResourceStore(client: client)
         guard case let .pod(object)? = try await store.get(.pod, namespace: namespace, name: pod) else {
-            throw AgentAPIError("pod \(namespace)/\(pod) does not exist")
+            throw AgentError.podNotFound(namespace: namespace, pod: pod)
         }
         var namespaceLabels: [String: String] = [:]
         if case let .namespace(ns)? = try await store.get(.namespace, namespace: nil, name: namespace) {

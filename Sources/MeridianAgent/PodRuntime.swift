@@ -248,7 +248,7 @@ actor PodRuntime {
             if let msg = decoded?.msg {
                 message = msg + (decoded?.details.map { ": \($0)" } ?? "")
             }
-            throw AgentAPIError("CNI \(command) failed: \(message)")
+            throw AgentError.cniFailed(command: command, message: message)
         }
         return decoded
     }
@@ -295,14 +295,14 @@ actor PodRuntime {
         do {
             try await HostProcess.launchDetached(arguments, logPath: paths.log, environment: variables)
         } catch {
-            throw AgentAPIError("could not start container \(container.name): \(error)")
+            throw AgentError.containerStartFailed(container: container.name, reason: "\(error)")
         }
         for _ in 0..<200 {
             if let text = try? String(contentsOfFile: paths.pid, encoding: .utf8),
                let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) { return pid }
             try await Task.sleep(for: .milliseconds(10))
         }
-        throw AgentAPIError("container \(container.name) did not report its pid")
+        throw AgentError.containerPIDMissing(container: container.name)
     }
 
     // MARK: Supervise

@@ -136,8 +136,7 @@ enum ClusterBootstrap {
         if let existing = try await client.get(KeyLayout.clusterSettings),
            let old = try? StoreCoding.decode(ClusterSettings.self, from: existing.value, key: existing.key),
            old.name != settings.name || old.id != settings.id {
-            throw ControlPlaneError.bootstrap(
-                "this etcd belongs to cluster \(old.name) (ID \(old.id)); refusing to run it as \(settings.name) (ID \(settings.id)): identities would be re-allocated")
+            throw ControlPlaneError.foreignStore(name: old.name, id: old.id, wanted: settings.name, wantedID: settings.id)
         }
         try await client.put(KeyLayout.clusterSettings, StoreCoding.encode(settings))
         try await client.put(KeyLayout.certificateAuthority, StoreCoding.encode(

@@ -62,7 +62,7 @@ public struct ControlPlane: Sendable {
                 return
             } catch {
                 guard ContinuousClock.now < deadline else {
-                    throw ControlPlaneError.bootstrap("etcd at \(client.configuration.endpoint) not reachable after 60 s: \(error)")
+                    throw ControlPlaneError.etcdUnreachable(endpoint: "\(client.configuration.endpoint)", waited: .seconds(60), detail: "\(error)")
                 }
                 try await Task.sleep(for: .milliseconds(200))
             }

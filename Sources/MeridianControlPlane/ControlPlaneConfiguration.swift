@@ -72,15 +72,13 @@ public struct ControlPlaneConfiguration: Sendable, Hashable {
         do {
             try ClusterValidation.validate(name: clusterName, id: clusterID, max: maxConnectedClusters)
         } catch {
-            throw ControlPlaneError.invalidConfiguration("\(error)")
+            throw .invalidCluster(error)
         }
         for (flag, value) in [("--pod-cidr", podCIDR), ("--service-cidr", serviceCIDR)] {
-            guard IPCIDR(value) != nil else {
-                throw ControlPlaneError.invalidConfiguration("\(flag) \(value): expected an IPv4 CIDR such as 10.1.0.0/16")
-            }
+            guard IPCIDR(value) != nil else { throw .invalidCIDR(flag: flag, value: value) }
         }
         if let pods = IPCIDR(podCIDR), let services = IPCIDR(serviceCIDR), pods.overlaps(services) {
-            throw ControlPlaneError.invalidConfiguration("--pod-cidr \(podCIDR) overlaps --service-cidr \(serviceCIDR)")
+            throw .podCIDROverlapsServiceCIDR(podCIDR: podCIDR, serviceCIDR: serviceCIDR)
         }
     }
 }
@@ -112,13 +110,22 @@ public struct ControlPlanePaths: Sendable, Hashable {
 
 /// Why a control plane could not start or had to stop.
 public enum ControlPlaneError: Error, Sendable, CustomStringConvertible {
-    case invalidConfiguration(String)
-    case bootstrap(String)
+    case invalidCluster(ClusterConfigError)
+    case invalidCIDR(flag: String, value: String)
+    case podCIDROverlapsServiceCIDR(podCIDR: String, serviceCIDR: String)
+    case etcdUnreachable(endpoint: String, waited: Duration, detail: String)
+    /// The store was bootstrapped for another cluster.
+    case foreignStore(name: String, id: UInt32, wanted: String, wantedID: UInt32)
 
     public var description: String {
         switch self {
-        case let .invalidConfiguration(message): "invalid control-plane configuration: \(message)"
-        case let .bootstrap(message): "bootstrap failed: \(message)"
+        case let .invalidCluster(error): "invalid control-plane configuration: \(error)"
+        case let .invalidCIDR(flag, value): "invalid control-plane configuration: \(flag) \(value): expected an IPv4 CIDR such as 10.1.0.0/16"
+        case let .podCIDROverlapsServiceCIDR(pods, services):
+            "invalid control-plane configuration: --pod-cidr \(pods) overlaps --service-cidr \(services)"
+        case let .etcdUnreachable(endpoint, waited, detail): "bootstrap failed: etcd at \(endpoint) not reachable after \(waited): \(detail)"
+        case let .foreignStore(name, id, wanted, wantedID):
+            "bootstrap failed: this etcd belongs to cluster \(name) (ID \(id)); refusing to run it as \(wanted) (ID \(wantedID)): identities would be re-allocated"
         }
     }
 }

@@ -198,19 +198,29 @@ public enum StoreCoding {
     }
 }
 
-/// Failures reading or writing Meridian's records.
+/// Failures reading or writing Meridian's records, each naming the record, document or labels
+/// it concerns.
 public enum StoreError: Error, Sendable, CustomStringConvertible {
     case malformed(key: String, detail: String)
-    case notFound(what: String)
-    case conflict(String)
-    case exhausted(String)
+    /// The cluster's settings are not published (its control plane has not bootstrapped).
+    case clusterSettingsMissing
+    /// A document of an apply (`label` names the source, the document and the object).
+    case duplicateObject(label: String)
+    case namespaceMissing(label: String, namespace: String)
+    case clusterIPRefused(label: String, reason: String)
+    case identitiesExhausted(cluster: UInt32, labels: String)
+    case identityAllocationContended(labels: String)
 
     public var description: String {
         switch self {
         case let .malformed(key, detail): "record \(key) is malformed: \(detail)"
-        case let .notFound(what): "\(what) not found"
-        case let .conflict(message): message
-        case let .exhausted(message): message
+        case .clusterSettingsMissing: "cluster settings (is the control plane running?) not found"
+        case let .duplicateObject(label): "\(label): the same object appears twice in one apply"
+        case let .namespaceMissing(label, namespace):
+            "\(label): metadata.namespace: namespace \"\(namespace)\" not found; create it first or include it in the same file"
+        case let .clusterIPRefused(label, reason): "\(label): spec.clusterIP: \(reason)"
+        case let .identitiesExhausted(cluster, labels): "no free identity left in cluster \(cluster)'s range for \(labels)"
+        case let .identityAllocationContended(labels): "identity allocation for \(labels) kept conflicting; giving up"
         }
     }
 }

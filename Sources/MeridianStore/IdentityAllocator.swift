@@ -36,7 +36,7 @@ public struct IdentityAllocator: Sendable {
             let used = Set(try await client.list(prefix: MeshKind.identities.statePrefix(cluster: ""))
                 .items.compactMap { UInt32($0.key.split(separator: "/").last ?? "") })
             guard let id = firstFree(used) else {
-                throw StoreError.exhausted("no free identity left in cluster \(clusterID)'s range for \(text)")
+                throw StoreError.identitiesExhausted(cluster: clusterID, labels: text)
             }
             let idKey = MeshKind.identities.stateKey(cluster: "", name: "\(id)")
             if try await client.create(idKey, Data(text.utf8)) {
@@ -44,7 +44,7 @@ public struct IdentityAllocator: Sendable {
                 _ = try await client.delete(idKey)
             }
         }
-        throw StoreError.conflict("identity allocation for \(text) kept conflicting; giving up")
+        throw StoreError.identityAllocationContended(labels: text)
     }
 
     private func firstFree(_ used: Set<UInt32>) -> UInt32? {

@@ -40,7 +40,7 @@ public struct ResourceStore: Sendable {
     /// is missing or a ClusterIP cannot be given; `source` names the file in errors.
     public func apply(_ objects: [KubernetesObject], source: String) async throws -> [(KubernetesObject, ApplyOutcome)] {
         guard let settingsKV = try await client.get(KeyLayout.clusterSettings) else {
-            throw StoreError.notFound(what: "cluster settings (is the control plane running?)")
+            throw StoreError.clusterSettingsMissing
         }
         let settings = try StoreCoding.decode(ClusterSettings.self, from: settingsKV.value, key: settingsKV.key)
         let existingNamespaces = Set(try await list(.namespace, namespace: nil).map(\.name))
@@ -54,10 +54,10 @@ public struct ResourceStore: Sendable {
             let key = Self.key(for: object)
             let label = "\(source): document \(index + 1) (\(object.kind.rawValue) \"\(object.name)\")"
             guard seen.insert(key).inserted else {
-                throw StoreError.conflict("\(label): the same object appears twice in one apply")
+                throw StoreError.duplicateObject(label: label)
             }
             if let namespace = object.namespace, !existingNamespaces.contains(namespace), !appliedNamespaces.contains(namespace) {
-                throw StoreError.conflict("\(label): metadata.namespace: namespace \"\(namespace)\" not found; create it first or include it in the same file")
+                throw StoreError.namespaceMissing(label: label, namespace: namespace)
             }
             let previous = try await client.get(key).map { try StoreCoding.decode(KubernetesObject.self, from: $0.value, key: $0.key) }
             if case var .service(service) = object {
@@ -69,7 +69,7 @@ public struct ResourceStore: Sendable {
                         puts.append((KeyLayout.serviceIP(ip), Data("\(object.namespace ?? "default")/\(object.name)".utf8)))
                     }
                 } catch {
-                    throw StoreError.conflict("\(label): spec.clusterIP: \(error.description)")
+                    throw StoreError.clusterIPRefused(label: label, reason: error.description)
                 }
                 object = .service(service)
             }
