@@ -117,9 +117,9 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "With --scale: seconds of churn (default 30).") var churnSeconds: Int?
         @Option(help: "With --scale: seconds to wait for every remote to be ready (default 600, 120 with --quick).") var syncTimeout: Int?
 
-        /// `--quick` or issue 6's sizes, each overridden by its option when given.
+        /// `--quick` or the scale test's sizes, each overridden by its option when given.
         var scaleSizes: ScaleSizes {
-            var sizes = quick ? ScaleSizes.quick : ScaleSizes.issue
+            var sizes = quick ? ScaleSizes.quick : ScaleSizes.ciScaleTest
             if let clusters { sizes.clusters = clusters }
             if let nodes { sizes.nodesPerCluster = nodes }
             if let endpoints { sizes.endpointsPerCluster = endpoints }

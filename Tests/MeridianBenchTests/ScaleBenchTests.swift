@@ -123,9 +123,9 @@ struct ScaleBenchTests {
 
     @Test("sizes the mocks cannot represent are refused with the reason")
     func sizeValidation() throws {
-        #expect(message(.issue) == nil)
+        #expect(message(.ciScaleTest) == nil)
         #expect(message(.quick) == nil)
-        var sizes = ScaleSizes.issue
+        var sizes = ScaleSizes.ciScaleTest
         sizes.clusters = 254
         #expect(message(sizes) == nil)
         sizes.clusters = 255
@@ -134,21 +134,21 @@ struct ScaleBenchTests {
         sizes.clusters = 0
         #expect(message(sizes) != nil)
 
-        sizes = .issue
+        sizes = .ciScaleTest
         sizes.nodesPerCluster = 256
         #expect(message(sizes)?.contains("--nodes") == true)
-        sizes = .issue
+        sizes = .ciScaleTest
         sizes.nodesPerCluster = 3
         sizes.endpointsPerCluster = 760
         #expect(message(sizes)?.contains("at most 253 per node") == true)
         sizes.endpointsPerCluster = 759
         #expect(message(sizes) == nil)
-        sizes = .issue
+        sizes = .ciScaleTest
         sizes.identitiesPerCluster = 0
         #expect(message(sizes)?.contains("--identities") == true)
         sizes.identitiesPerCluster = 65_536
         #expect(message(sizes)?.contains("65535") == true)
-        sizes = .issue
+        sizes = .ciScaleTest
         sizes.endpointsPerCluster = 0
         #expect(message(sizes)?.contains("--churn") == true)
         sizes.churnPerSecond = 0
@@ -157,9 +157,9 @@ struct ScaleBenchTests {
         #expect(message(sizes)?.contains("--churn-seconds") == true)
     }
 
-    @Test("the command line: --scale takes issue 6's sizes, --quick the small ones, options override; scale options need --scale")
+    @Test("the command line: --scale takes the scale test's sizes, --quick the small ones, options override; scale options need --scale")
     func commandLine() throws {
-        #expect(try BenchCommand.ControlPlane.parse(["--scale"]).scaleSizes == .issue)
+        #expect(try BenchCommand.ControlPlane.parse(["--scale"]).scaleSizes == .ciScaleTest)
         #expect(try BenchCommand.ControlPlane.parse(["--scale", "--quick"]).scaleSizes == .quick)
         let custom = try BenchCommand.ControlPlane.parse(["--scale", "--clusters", "10", "--nodes", "20", "--endpoints", "300",
                                                   "--identities", "5", "--churn", "100", "--churn-seconds", "15"]).scaleSizes
