@@ -44,9 +44,10 @@ public enum MeshCache {
     }
 
     /// Removes everything imported from `remote`: the cached records, its canaries and cached
-    /// cluster config, and (unless kept) its status record.
+    /// cluster config, and (unless kept) its status record. Services go first, so agents stop
+    /// choosing the remote's backends before the routes to them (its nodes and endpoints) go.
     public static func drain(_ client: any KeyValueStore, remote: String, keepStatus: Bool = false) async throws(EtcdError) {
-        for kind in MeshKind.allCases {
+        for kind in [MeshKind.services, .endpoints, .nodes, .identities] {
             try await client.delete(prefix: kind.cachePrefix(cluster: remote))
         }
         try await client.delete(prefix: KeyLayout.syncCanaries(of: remote))
