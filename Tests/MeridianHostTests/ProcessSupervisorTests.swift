@@ -63,6 +63,8 @@ struct ProcessSupervisorTests {
             group.addTask { try await supervisor.run { started in pid.update { $0 = started } } }
             let deadline = ContinuousClock.now + .seconds(10)
             while pid.value == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(HostProcess.isAlive(pid.value), "the child runs for as long as it is supervised")
             #expect(HostProcess.pid(inFile: directory + "/pid") == pid.value)
             group.cancelAll()
         }
