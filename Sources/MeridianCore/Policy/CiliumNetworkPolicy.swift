@@ -1,9 +1,31 @@
 import Yams
 
-/// A CiliumNetworkPolicy (`cilium.io/v2`): Cilium's richer, namespaced policy with entities,
-/// CIDR sets, port ranges and explicit deny rules. Meridian accepts it so that policies written
-/// for a Cilium ClusterMesh apply unchanged, including ones that select peers by cluster.
-public struct CiliumNetworkPolicy: Codable, Sendable, Hashable {
+/// Whether a Cilium policy kind lives in a namespace.
+public protocol CiliumPolicyScope: Sendable, Hashable {
+    static var kind: ResourceKind { get }
+    /// The namespace the policy's selectors are confined to (nil: any namespace).
+    static func namespace(of metadata: ObjectMeta) -> String?
+}
+
+/// CiliumNetworkPolicy's scope: its namespace.
+public enum CiliumNamespacedScope: CiliumPolicyScope {
+    public static let kind = ResourceKind.ciliumNetworkPolicy
+    public static func namespace(of metadata: ObjectMeta) -> String? { metadata.namespace ?? KubernetesObject.defaultNamespace }
+}
+
+/// CiliumClusterwideNetworkPolicy's scope: the whole cluster.
+public enum CiliumClusterwideScope: CiliumPolicyScope {
+    public static let kind = ResourceKind.ciliumClusterwideNetworkPolicy
+    public static func namespace(of metadata: ObjectMeta) -> String? { nil }
+}
+
+/// A Cilium policy object (`cilium.io/v2`): Cilium's richer policy with entities, CIDR sets,
+/// port ranges and explicit deny rules, namespaced (CiliumNetworkPolicy) or cluster-wide
+/// (CiliumClusterwideNetworkPolicy, for rules that span namespaces, such as a mesh-wide default
+/// deny; its selectors are not confined to any namespace). Meridian accepts both so that
+/// policies written for a Cilium ClusterMesh apply unchanged, including ones that select peers
+/// by cluster.
+public struct CiliumPolicyObject<Scope: CiliumPolicyScope>: Codable, Sendable, Hashable {
     public var apiVersion: String
     public var kind: String
     public var metadata: ObjectMeta
@@ -12,8 +34,8 @@ public struct CiliumNetworkPolicy: Codable, Sendable, Hashable {
     public var specs: [CiliumPolicyRule]?
 
     public init(metadata: ObjectMeta, spec: CiliumPolicyRule? = nil, specs: [CiliumPolicyRule]? = nil) {
-        self.apiVersion = ResourceKind.ciliumNetworkPolicy.apiVersion
-        self.kind = ResourceKind.ciliumNetworkPolicy.rawValue
+        self.apiVersion = Scope.kind.apiVersion
+        self.kind = Scope.kind.rawValue
         self.metadata = metadata
         self.spec = spec
         self.specs = specs
@@ -25,28 +47,8 @@ public struct CiliumNetworkPolicy: Codable, Sendable, Hashable {
     }
 }
 
-/// A CiliumClusterwideNetworkPolicy (`cilium.io/v2`): the cluster-scoped form of
-/// CiliumNetworkPolicy, for rules that span namespaces, such as a mesh-wide default deny.
-/// Its selectors are not confined to any namespace.
-public struct CiliumClusterwideNetworkPolicy: Codable, Sendable, Hashable {
-    public var apiVersion: String
-    public var kind: String
-    public var metadata: ObjectMeta
-    public var spec: CiliumPolicyRule?
-    public var specs: [CiliumPolicyRule]?
-
-    public init(metadata: ObjectMeta, spec: CiliumPolicyRule? = nil, specs: [CiliumPolicyRule]? = nil) {
-        self.apiVersion = ResourceKind.ciliumClusterwideNetworkPolicy.apiVersion
-        self.kind = ResourceKind.ciliumClusterwideNetworkPolicy.rawValue
-        self.metadata = metadata
-        self.spec = spec
-        self.specs = specs
-    }
-
-    public var rules: [(path: String, rule: CiliumPolicyRule)] {
-        CiliumPolicyRule.rules(spec: spec, specs: specs)
-    }
-}
+public typealias CiliumNetworkPolicy = CiliumPolicyObject<CiliumNamespacedScope>
+public typealias CiliumClusterwideNetworkPolicy = CiliumPolicyObject<CiliumClusterwideScope>
 
 /// One rule of a Cilium policy: the endpoints it applies to and its four sections.
 ///
@@ -264,19 +266,11 @@ public struct CiliumPortProtocol: Codable, Sendable, Hashable {
 
 // MARK: - Manifest decoding
 
-extension CiliumNetworkPolicy {
-    init(manifest object: ManifestMapping) throws(FieldError) {
-        let metadata = try ObjectMeta(manifest: object.required("metadata"))
-        let (spec, specs) = try CiliumPolicyRule.decodeSpecs(object)
-        self.init(metadata: metadata, spec: spec, specs: specs)
-    }
-}
-
-extension CiliumClusterwideNetworkPolicy {
-    /// Cluster-scoped: a `metadata.namespace` in the manifest is dropped, as the API server does.
+extension CiliumPolicyObject {
+    /// A cluster-wide policy drops a `metadata.namespace` of the manifest, as the API server does.
     init(manifest object: ManifestMapping) throws(FieldError) {
         var metadata = try ObjectMeta(manifest: object.required("metadata"))
-        metadata.namespace = nil
+        if Scope.self == CiliumClusterwideScope.self { metadata.namespace = nil }
         let (spec, specs) = try CiliumPolicyRule.decodeSpecs(object)
         self.init(metadata: metadata, spec: spec, specs: specs)
     }
@@ -470,16 +464,7 @@ extension ManifestValue {
 
 // MARK: - Validation
 
-extension CiliumNetworkPolicy {
-    func validate() throws(FieldError) {
-        try PolicyMetadata.validate(metadata, at: FieldPath().field("metadata"))
-        for (path, rule) in CiliumPolicyRule.fieldRules(spec: spec, specs: specs) {
-            try rule.validate(at: path)
-        }
-    }
-}
-
-extension CiliumClusterwideNetworkPolicy {
+extension CiliumPolicyObject {
     func validate() throws(FieldError) {
         try PolicyMetadata.validate(metadata, at: FieldPath().field("metadata"))
         for (path, rule) in CiliumPolicyRule.fieldRules(spec: spec, specs: specs) {
@@ -667,21 +652,11 @@ enum CiliumSelectorKey {
 
 // MARK: - Compilation
 
-extension CiliumNetworkPolicy {
+extension CiliumPolicyObject {
     /// The normalized rules as enforced in `settings.clusterName`; see `CiliumPolicyCompiler`.
     public func rules(settings: PolicySettings) -> [PolicyRule] {
-        let namespace = metadata.namespace ?? KubernetesObject.defaultNamespace
-        return CiliumPolicyCompiler(
-            kind: .ciliumNetworkPolicy, namespace: namespace, name: metadata.name, settings: settings
-        ).compile(rules)
-    }
-}
-
-extension CiliumClusterwideNetworkPolicy {
-    public func rules(settings: PolicySettings) -> [PolicyRule] {
-        CiliumPolicyCompiler(
-            kind: .ciliumClusterwideNetworkPolicy, namespace: nil, name: metadata.name, settings: settings
-        ).compile(rules)
+        CiliumPolicyCompiler(kind: Scope.kind, namespace: Scope.namespace(of: metadata), name: metadata.name, settings: settings)
+            .compile(rules)
     }
 }
 
