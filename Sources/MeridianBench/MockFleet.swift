@@ -17,13 +17,12 @@ import Synchronization
 /// RBAC), on 127.0.0.1 ports chosen free, with files under `<bench dir>/mocks/<name>/`.
 /// Mocks cannot share one etcd: importers read non-namespaced prefixes such as
 /// `cilium/state/ip/v1/default/`.
-final class MockFleet: @unchecked Sendable {
+final class MockFleet: Sendable {
     let directory: String
     let mocks: [MockCluster]
     private let ports: [(client: Int, peer: Int)]
-    private let lock = NSLock()
-    private var processes: [Int: Int32] = [:]
-    private var exited: Set<Int> = []
+    /// Each mock's etcd pid while it runs, and which mocks' etcd has exited.
+    private let etcdStates = Mutex<(processes: [Int: Int32], exited: Set<Int>)>(([:], []))
 
     init(directory: String, count: Int) throws {
         self.directory = directory
@@ -86,8 +85,8 @@ final class MockFleet: @unchecked Sendable {
                     workingDirectory: home(mock), logPath: home(mock) + "/etcd.log", dieWithSupervisor: true)
                 let supervisor = ProcessSupervisor(command, restart: .never, stopGrace: .seconds(10), logger: logger)
                 group.addTask {
-                    try await supervisor.run { pid in self.lock.withLock { self.processes[mock.index] = pid } }
-                    self.lock.withLock { _ = self.exited.insert(mock.index) }
+                    try await supervisor.run { pid in self.etcdStates.withLock { $0.processes[mock.index] = pid } }
+                    self.etcdStates.withLock { _ = $0.exited.insert(mock.index) }
                 }
             }
             defer { group.cancelAll() }
@@ -95,7 +94,7 @@ final class MockFleet: @unchecked Sendable {
         }
     }
 
-    var pids: [Int32] { lock.withLock { Array(processes.values) } }
+    var pids: [Int32] { etcdStates.withLock { Array($0.processes.values) } }
 
     /// Waits until every mock answers.
     func waitReachable(_ clients: [EtcdClient], timeout: Duration) async throws {
@@ -103,7 +102,7 @@ final class MockFleet: @unchecked Sendable {
         for (index, client) in clients.enumerated() {
             while true {
                 if (try? await client.status()) != nil { break }
-                if lock.withLock({ exited.contains(index) }) {
+                if etcdStates.withLock({ $0.exited.contains(index) }) {
                     throw BenchError.mockFailed(name: mocks[index].name, reason: "exited", log: home(mocks[index]) + "/etcd.log")
                 }
                 guard ContinuousClock.now < deadline else {

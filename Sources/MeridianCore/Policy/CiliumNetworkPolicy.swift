@@ -47,7 +47,9 @@ public struct CiliumPolicyObject<Scope: CiliumPolicyScope>: Codable, Sendable, H
     }
 }
 
+/// `cilium.io/v2` CiliumNetworkPolicy: rules that select endpoints in its own namespace.
 public typealias CiliumNetworkPolicy = CiliumPolicyObject<CiliumNamespacedScope>
+/// `cilium.io/v2` CiliumClusterwideNetworkPolicy: rules that select endpoints in any namespace.
 public typealias CiliumClusterwideNetworkPolicy = CiliumPolicyObject<CiliumClusterwideScope>
 
 /// One rule of a Cilium policy: the endpoints it applies to and its four sections.
@@ -187,7 +189,9 @@ public struct CiliumPeerRule<Side: CiliumRuleSide>: Codable, Sendable, Hashable 
     }
 }
 
+/// One `ingress` or `ingressDeny` element: its peers (`from…`) and ports.
 public typealias CiliumIngressRule = CiliumPeerRule<CiliumIngressSide>
+/// One `egress` or `egressDeny` element: its peers (`to…`) and ports.
 public typealias CiliumEgressRule = CiliumPeerRule<CiliumEgressSide>
 
 extension CiliumPeerRule where Side == CiliumIngressSide {
