@@ -210,7 +210,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MeridianHostTests",
-            dependencies: ["MeridianHost", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["MeridianHost", .product(name: "Logging", package: "swift-log"), .product(name: "Subprocess", package: "swift-subprocess")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -74,6 +74,11 @@ public enum DurationParser {
             rest = rest.dropFirst(unit.0.count)
             seconds += value * unit.1
         }
+        // Far beyond any wait a command takes, and within what Int64 milliseconds hold.
+        guard seconds <= maximumSeconds else { return nil }
         return .milliseconds(Int64(seconds * 1000))
     }
+
+    /// The longest duration accepted: 100 days.
+    public static let maximumSeconds = 100.0 * 86_400
 }

@@ -123,10 +123,7 @@ public struct Agent: Sendable {
     /// Reads the cluster settings, the node's underlay address and MTU, and carves (or finds)
     /// the node's pod CIDR: the first /24 of the cluster's pod CIDR no other node holds.
     private func prepareNode(_ client: any KeyValueStore) async throws -> NodeContext {
-        guard let settingsRecord = try await client.get(KeyLayout.clusterSettings) else {
-            throw AgentError.clusterSettingsMissing
-        }
-        let cluster = try StoreCoding.decode(ClusterSettings.self, from: settingsRecord.value, key: KeyLayout.clusterSettings)
+        let cluster = try await ClusterSettings.load(from: client)
         let (nodeIP, mtu) = try await Self.underlay(configuration.underlayDevice)
         let podCIDR = try await carvePodCIDR(client, cluster: cluster)
         var gatewayBytes = podCIDR.address.bytes

@@ -94,7 +94,6 @@ public enum AgentAPIError: Error, Sendable, CustomStringConvertible {
 /// Why the agent could not do something for its node or a pod; sent back to the CNI plugin as
 /// the answer's error, logged, or shown in the pod's status.
 public enum AgentError: Error, Sendable, CustomStringConvertible {
-    case clusterSettingsMissing
     case podCIDRUnusable(clusterCIDR: String, nodePrefixLength: Int)
     case podCIDRsExhausted(clusterCIDR: String, nodePrefixLength: Int, node: String)
     case underlayWithoutAddress(device: String)
@@ -109,7 +108,6 @@ public enum AgentError: Error, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .clusterSettingsMissing: "cluster settings not found in etcd; is the control plane running?"
         case let .podCIDRUnusable(cidr, size): "cluster pod CIDR \(cidr) must be an IPv4 prefix shorter than the node's /\(size) (16...29)"
         case let .podCIDRsExhausted(cidr, size, node): "cluster pod CIDR \(cidr) has no free /\(size) left for node \(node)"
         case let .underlayWithoutAddress(device): "underlay device \(device) has no IPv4 address"

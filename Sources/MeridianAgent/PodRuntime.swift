@@ -73,7 +73,16 @@ actor PodRuntime {
         try? FileManager.default.createDirectory(atPath: self.stateDirectory, withIntermediateDirectories: true)
         if let data = FileManager.default.contents(atPath: self.stateDirectory + "/pods.json"),
            let saved = try? JSONDecoder().decode([String: RunningPod].self, from: data) {
-            pods = saved
+            // A saved pid whose process is gone (after a reboot) may since name another process.
+            let directory = self.stateDirectory
+            pods = saved.mapValues { pod in
+                var pod = pod
+                for index in pod.containers.indices
+                where !HostProcess.isOwned(pod.containers[index].pid, commandContaining: Self.files(in: directory, pod, pod.containers[index].name).pid) {
+                    pod.containers[index].pid = 0
+                }
+                return pod
+            }
         }
     }
 
@@ -265,6 +274,10 @@ actor PodRuntime {
     }
 
     private func files(_ running: RunningPod, _ container: String) -> (pid: String, exit: String, log: String) {
+        Self.files(in: stateDirectory, running, container)
+    }
+
+    private static func files(in stateDirectory: String, _ running: RunningPod, _ container: String) -> (pid: String, exit: String, log: String) {
         let base = "\(stateDirectory)/\(running.namespace)_\(running.name)_\(container)"
         return (base + ".pid", base + ".exit", base + ".log")
     }

@@ -36,6 +36,32 @@ public struct DatapathBenchmark: Sendable {
         public var requestsPerSecond: SampleSummary
         /// New TCP connections per second (one HTTP request each, `Connection: close`), from wrk.
         public var connectionsPerSecond: SampleSummary
+
+        /// What a ratio compares, named as in its key (`A_vs_B_throughput`).
+        enum Metric: String, CaseIterable {
+            case throughput, request_rate, connection_rate
+
+            var path: KeyPath<Row, SampleSummary> {
+                switch self {
+                case .throughput: \.throughputGbps
+                case .request_rate: \.requestsPerSecond
+                case .connection_rate: \.connectionsPerSecond
+                }
+            }
+        }
+
+        /// `A_vs_B_metric`: the median of row A over the median of row B, for each pair and metric.
+        static func ratios(_ rows: [Row], _ pairs: [(String, String)], _ metrics: [Metric] = Metric.allCases) -> [String: Double] {
+            let byName = Dictionary(rows.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+            var ratios: [String: Double] = [:]
+            for (a, b) in pairs {
+                for metric in metrics {
+                    ratios["\(a)_vs_\(b)_\(metric.rawValue)"] =
+                        (byName[a]?[keyPath: metric.path].p50 ?? 0) / max(byName[b]?[keyPath: metric.path].p50 ?? 1, 1e-9)
+                }
+            }
+            return ratios
+        }
     }
 
     public struct Report: Codable, Sendable {
@@ -48,6 +74,9 @@ public struct DatapathBenchmark: Sendable {
 
     public func validate() throws(BenchError) {
         guard runs >= 1, seconds >= 1, changes >= 1 else { throw .invalidOption("--runs, --seconds and --changes must be at least 1") }
+        guard changes <= BackendPropagation.maximumChanges else {
+            throw .invalidOption("--changes must be at most \(BackendPropagation.maximumChanges)")
+        }
     }
 
     public func run() async throws -> Report {
@@ -143,26 +172,9 @@ public struct DatapathBenchmark: Sendable {
         BenchLab.progress("backend propagation (\(changeCount) changes)…")
         let propagation = try await BackendPropagation.measure(bench, changes: changeCount)
 
-        let byName = Dictionary(uniqueKeysWithValues: rows.map { ($0.name, $0) })
-        func ratio(_ a: String, _ b: String, _ metric: KeyPath<Row, SampleSummary>) -> Double {
-            (byName[a]?[keyPath: metric].p50 ?? 0) / max(byName[b]?[keyPath: metric].p50 ?? 1, 1e-9)
-        }
-        var ratios: [String: Double] = [:]
-        for row in ["cross_cluster", "global_service", "cross_node", "cross_cluster_policy"] {
-            ratios["\(row)_vs_plain_vxlan_throughput"] = ratio(row, "plain_vxlan", \.throughputGbps)
-            ratios["\(row)_vs_plain_vxlan_request_rate"] = ratio(row, "plain_vxlan", \.requestsPerSecond)
-            ratios["\(row)_vs_kernel_pods_throughput"] = ratio(row, "kernel_pods", \.throughputGbps)
-            ratios["\(row)_vs_kernel_pods_request_rate"] = ratio(row, "kernel_pods", \.requestsPerSecond)
-            ratios["\(row)_vs_kernel_pods_connection_rate"] = ratio(row, "kernel_pods", \.connectionsPerSecond)
-        }
-        for row in ["cross_cluster", "global_service", "cross_node", "cross_cluster_policy"] {
-            ratios["\(row)_vs_plain_vxlan_connection_rate"] = ratio(row, "plain_vxlan", \.connectionsPerSecond)
-        }
-        ratios["cross_cluster_policy_vs_cross_cluster_throughput"] = ratio("cross_cluster_policy", "cross_cluster", \.throughputGbps)
-        ratios["cross_cluster_policy_vs_cross_cluster_connection_rate"] = ratio("cross_cluster_policy", "cross_cluster", \.connectionsPerSecond)
-        ratios["same_node_vs_veth_connection_rate"] = ratio("same_node", "veth", \.connectionsPerSecond)
-        ratios["same_node_vs_veth_throughput"] = ratio("same_node", "veth", \.throughputGbps)
-        ratios["same_node_vs_veth_request_rate"] = ratio("same_node", "veth", \.requestsPerSecond)
+        let meshRows = ["cross_cluster", "global_service", "cross_node", "cross_cluster_policy"]
+        var ratios = Row.ratios(rows, meshRows.flatMap { [($0, "plain_vxlan"), ($0, "kernel_pods")] } + [("same_node", "veth")])
+        ratios.merge(Row.ratios(rows, [("cross_cluster_policy", "cross_cluster")], [.throughput, .connection_rate])) { $1 }
         return Report(runs: runCount, secondsPerRun: duration, rows: rows, backendPropagationMs: SampleSummary(propagation), ratios: ratios)
     }
 
@@ -309,6 +321,9 @@ enum Baselines {
 /// does not exist, so nothing but the control planes and agents react) until its address is in
 /// the backends map of cluster1's first node: exporter, mesh import, agent reconcile, map write.
 enum BackendPropagation {
+    /// Each change takes its own address in 10.2.200.1 to 10.2.255.250.
+    static let maximumChanges = 56 * 250
+
     static func measure(_ bench: LabDriver, changes: Int) async throws -> [Double] {
         guard let node = try bench.cluster("cluster1").nodes.first else { throw BenchError.missing("cluster1 node") }
         // Read only: the agent's own writer put the backend there.
@@ -322,7 +337,7 @@ enum BackendPropagation {
                     metadata: ObjectMeta(name: name, namespace: "default", labels: ["bench": "remote"]),
                     spec: PodSpec(containers: [Container(name: "main", command: ["true"], ports: [])], nodeName: "bench-phantom")))
                 let status = PodStatus(phase: .running, podIP: ip, nodeName: "bench-phantom")
-                guard let wanted = IPAddress(ip)?.datapathValue else { continue }
+                guard let wanted = IPAddress(ip)?.datapathValue else { throw BenchError.miswired("phantom address \(ip)") }
                 let started = ContinuousClock.now
                 try await client.commit(puts: [(ResourceStore.key(for: pod), StoreCoding.encode(pod)),
                                                (KeyLayout.podStatus(namespace: "default", name: name), StoreCoding.encode(status))])
@@ -332,7 +347,7 @@ enum BackendPropagation {
                     try await Task.sleep(for: .microseconds(500))
                 }
                 let elapsed = ContinuousClock.now - started
-                samples.append(Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15)
+                samples.append(elapsed.inMilliseconds)
             }
             // The phantoms leave again, so a lab kept with --keep balances to its real backend only.
             for index in 0..<changes {

@@ -88,21 +88,12 @@ public struct PolicyBenchmark: Sendable {
         }
         let entries = try await Self.waitEnforced([("cluster1", "server", .ingress, ruleCount)], bench: bench, timeout: .seconds(300))
         let elapsed = ContinuousClock.now - started
-        let programSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let programSeconds = elapsed.inSeconds
         rows.append(try await DatapathBenchmark.measureRow(
             name: "rules_\(ruleCount)", what: "the same with \(ruleCount) more rules selecting the server (\(entries) ingress entries)",
             place: client, address: server, runs: runCount, seconds: duration))
 
-        let byName = Dictionary(uniqueKeysWithValues: rows.map { ($0.name, $0) })
-        func ratio(_ a: String, _ b: String, _ metric: KeyPath<DatapathBenchmark.Row, SampleSummary>) -> Double {
-            (byName[a]?[keyPath: metric].p50 ?? 0) / max(byName[b]?[keyPath: metric].p50 ?? 1, 1e-9)
-        }
-        var ratios: [String: Double] = [:]
-        for (metric, path) in [("throughput", \DatapathBenchmark.Row.throughputGbps), ("request_rate", \.requestsPerSecond),
-                               ("connection_rate", \.connectionsPerSecond)] {
-            ratios["rules_\(ruleCount)_vs_rules_1_\(metric)"] = ratio("rules_\(ruleCount)", "rules_1", path)
-            ratios["rules_1_vs_no_policy_\(metric)"] = ratio("rules_1", "no_policy", path)
-        }
+        let ratios = DatapathBenchmark.Row.ratios(rows, [("rules_\(ruleCount)", "rules_1"), ("rules_1", "no_policy")])
         return Report(runs: runCount, secondsPerRun: duration, rules: ruleCount, rows: rows, programSeconds: programSeconds,
                       serverIngressEntries: entries, lookup: [], ratios: ratios)
     }

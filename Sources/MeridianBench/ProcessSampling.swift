@@ -190,4 +190,5 @@ struct PhaseMeter {
 
 extension Duration {
     var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+    var inMilliseconds: Double { inSeconds * 1000 }
 }

@@ -24,8 +24,17 @@ public struct PropagationBenchmark: Sendable {
         public var ratios: [String: Double]
     }
 
+    /// Each measurement's changes take distinct addresses from a block of 1,024.
+    public static let maximumChanges = 1024
+
+    public func validate() throws(BenchError) {
+        guard (10...Self.maximumChanges).contains(changes) else {
+            throw BenchError.invalidOption("--changes must be between 10 and \(Self.maximumChanges)")
+        }
+    }
+
     public func run() async throws -> Report {
-        guard changes >= 10 else { throw BenchError.invalidOption("--changes must be at least 10") }
+        try validate()
         let count = quick ? 100 : changes
         return try await BenchLab.with(clusters: 2, nodes: 0) { try await measure($0, count: count) }
     }
@@ -75,7 +84,7 @@ public struct PropagationBenchmark: Sendable {
                 try await writer.put(MeshKind.endpoints.stateKey(cluster: "cluster2", name: ip), Self.endpoint(ip: ip, index: index))
                 while let key = await iterator.next(), !key.hasSuffix("/\(ip)") {}
                 let elapsed = ContinuousClock.now - began
-                samples.append(Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15)
+                samples.append(elapsed.inMilliseconds)
             }
             group.cancelAll()
             return samples
@@ -113,12 +122,13 @@ public struct PropagationBenchmark: Sendable {
             }
             let elapsed = ContinuousClock.now - began
             group.cancelAll()
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let seconds = elapsed.inSeconds
             return Double(count) / seconds
         }
     }
 
-    /// A distinct address per measurement (tag) and change, inside cluster2's identity range.
+    /// A distinct address per measurement (tag) and change (up to `maximumChanges`), inside
+    /// cluster2's pod range.
     static func address(tag: String, index: Int) -> String {
         let block = ["d": 10, "m": 11, "D": 12, "M": 13][tag] ?? 14
         return "10.2.\(block * 4 + index / 256 % 4).\(index % 256)"

@@ -180,7 +180,7 @@ public struct ScaleBenchmark: Sendable {
 
     private func processGroups(cluster1: LabCluster, fleet: MockFleet) -> [ProcessGroup] {
         let controlPlane = HostProcess.pid(inFile: cluster1.paths.pidFile)
-        let etcd = HostProcess.pid(inFile: cluster1.paths.etcdData + ".pid")
+        let etcd = HostProcess.pid(inFile: ManagedEtcd.pidFile(dataDirectory: cluster1.paths.etcdData))
         let agent = cluster1.nodes.first.flatMap { HostProcess.pid(inFile: $0.pidFile) }
         return [
             ProcessGroup(role: "control plane (cluster1)", pids: [controlPlane].compactMap { $0 }),

@@ -240,7 +240,7 @@ struct ServiceMaps {
         try write(index: index)
         let elapsed = ContinuousClock.now - started
         try remove(index: index)
-        return Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000
+        return elapsed.inMilliseconds
     }
 
     private func key(_ frontend: UInt32, slot: UInt16) -> mer_lb4_key {
@@ -290,7 +290,7 @@ struct IPTablesPath {
         let started = ContinuousClock.now
         try await HostCommand.run(["ip", "netns", "exec", router, "iptables-restore", path])
         let elapsed = ContinuousClock.now - started
-        return Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        return elapsed.inMilliseconds
     }
 
     static func ruleset(services: Int) -> String {

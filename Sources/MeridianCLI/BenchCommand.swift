@@ -141,7 +141,13 @@ struct BenchCommand: AsyncParsableCommand {
             guard scaleOnly.isEmpty else {
                 throw ValidationError("\(scaleOnly.joined(separator: ", ")) only \(scaleOnly.count == 1 ? "applies" : "apply") with --scale")
             }
-            guard changes >= 10 else { throw ValidationError("--changes must be at least 10") }
+            do { try propagationBenchmark.validate() } catch { throw ValidationError("\(error)") }
+        }
+
+        var propagationBenchmark: PropagationBenchmark {
+            var benchmark = PropagationBenchmark()
+            (benchmark.changes, benchmark.quick) = (changes, quick)
+            return benchmark
         }
 
         func run() async throws {
@@ -150,9 +156,7 @@ struct BenchCommand: AsyncParsableCommand {
                     let benchmark = ScaleBenchmark(sizes: scaleSizes, syncTimeout: .seconds(syncTimeout ?? (quick ? 120 : 600)))
                     BenchCommand.print(try await benchmark.run(), output, text: ScaleBenchmark.text)
                 } else {
-                    var benchmark = PropagationBenchmark()
-                    (benchmark.changes, benchmark.quick) = (changes, quick)
-                    BenchCommand.print(try await benchmark.run(), output, text: PropagationBenchmark.text)
+                    BenchCommand.print(try await propagationBenchmark.run(), output, text: PropagationBenchmark.text)
                 }
             }
         }

@@ -80,6 +80,10 @@ struct ToolCommand: AsyncParsableCommand {
         @Option(help: "TCP port for HTTP (repeat for several).") var port: [Int] = []
         @Option(help: "UDP port to echo datagrams on (repeat for several).") var udpPort: [Int] = []
 
+        func validate() throws {
+            for value in port + udpPort { try ToolOptions.port(value) }
+        }
+
         func run() async throws {
             try await reportingErrors {
                 try await EchoServer(ports: port.isEmpty ? [8080] : port, udpPorts: udpPort, environment: ProcessInfo.processInfo.environment).run()
@@ -94,6 +98,8 @@ struct ToolCommand: AsyncParsableCommand {
         @Argument(help: "Targets as tcp:ADDRESS:PORT or udp:ADDRESS:PORT.") var targets: [String]
         @Option(help: "Seconds to wait for every probe.") var timeout: Double = 1
         @Option(help: "Local IPv4 address to send from (default: chosen by routing).") var source: String?
+
+        func validate() throws { try ToolOptions.timeout(timeout) }
 
         func run() async throws {
             try await reportingErrors {
@@ -117,6 +123,11 @@ struct ToolCommand: AsyncParsableCommand {
         @Option(help: "Handshakes to time.") var count: Int = 100
         @Option(help: "Seconds to wait for one handshake.") var timeout: Double = 2
 
+        func validate() throws {
+            try ToolOptions.timeout(timeout)
+            guard (1...1_000_000).contains(count) else { throw ValidationError("--count must be between 1 and 1000000") }
+        }
+
         func run() async throws {
             try await reportingErrors {
                 let target = try ReachProbe.Target(parsing: "tcp:" + destination)
@@ -134,12 +145,29 @@ struct ToolCommand: AsyncParsableCommand {
         @Option(help: "Payload size in bytes (up to 65507).") var size: Int = 64
         @Option(help: "Seconds to wait for the echo.") var timeout: Double = 2
 
+        func validate() throws {
+            try ToolOptions.port(port)
+            try ToolOptions.timeout(timeout)
+            guard (0...65_507).contains(size) else { throw ValidationError("--size must be between 0 and 65507") }
+        }
+
         func run() async throws {
             try await reportingErrors {
                 let result = try UDPProbe.run(host: host, port: port, size: size, timeout: timeout)
                 print("ok \(result) bytes echoed by \(host):\(port)")
             }
         }
+    }
+}
+
+/// The bounds the built-in workloads' options are checked against.
+enum ToolOptions {
+    static func port(_ value: Int) throws {
+        guard (1...65_535).contains(value) else { throw ValidationError("port \(value) is not between 1 and 65535") }
+    }
+
+    static func timeout(_ seconds: Double) throws {
+        guard seconds > 0, seconds <= 3600 else { throw ValidationError("--timeout must be more than 0 and at most 3600 seconds") }
     }
 }
 

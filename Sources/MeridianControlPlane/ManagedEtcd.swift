@@ -78,13 +78,16 @@ public struct ManagedEtcd: Sendable {
     }
 
     /// Where the running etcd's pid is kept, beside its data directory.
-    public var pidFile: String { configuration.dataDirectory + ".pid" }
+    public var pidFile: String { Self.pidFile(dataDirectory: configuration.dataDirectory) }
+
+    /// Where the pid of the etcd serving `dataDirectory` is kept.
+    public static func pidFile(dataDirectory: String) -> String { dataDirectory + ".pid" }
 
     /// Supervises etcd until cancelled. `onStart` is called with the pid of every (re)start.
     public func run(onStart: @Sendable (Int32) -> Void = { _ in }) async throws {
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
-        await Self.stopOrphan(pidFile: pidFile)
+        await Self.stopOrphan(dataDirectory: configuration.dataDirectory)
         let command = SupervisedCommand(
             executable: executable, arguments: configuration.arguments, workingDirectory: configuration.socketDirectory,
             logPath: configuration.logPath, pidFile: pidFile, dieWithSupervisor: false)
@@ -92,10 +95,11 @@ public struct ManagedEtcd: Sendable {
         try await supervisor.run(onStart: onStart)
     }
 
-    /// Stops an etcd left behind by a previous run that used the same data directory.
-    static func stopOrphan(pidFile: String) async {
-        guard let pid = HostProcess.pid(inFile: pidFile), let commandLine = HostProcess.commandLine(pid),
-              commandLine.contains("etcd"), commandLine.contains(URL(fileURLWithPath: pidFile).deletingLastPathComponent().path)
+    /// Stops the etcd serving `dataDirectory`, if one runs: left behind by a control plane that
+    /// was killed, or (lab teardown) by the one being stopped.
+    public static func stopOrphan(dataDirectory: String) async {
+        guard let pid = HostProcess.pid(inFile: pidFile(dataDirectory: dataDirectory), commandContaining: dataDirectory),
+              HostProcess.commandLine(pid)?.contains("etcd") == true
         else { return }
         await HostProcess.terminate(pid)
     }

@@ -1,118 +1,40 @@
-import CLibBPF
 import CMeridianBPF
-import Glibc
-import MeridianCore
 
-/// The datapath of one node in the kernel: its tc programs and its socket programs loaded, its
-/// maps (pinned under `pinDirectory`) opened with their C layouts. An agent makes one at start;
-/// loading again over existing pins reuses the maps, so state and traffic survive an agent
-/// restart.
-public final class BPFNodeDatapath: NodeDatapath {
-    public let pinDirectory: String
-    public let fromPod: BPFObject
-    public let toPod: BPFObject
-    public let fromOverlay: BPFObject
-    /// The socket programs (`sock.bpf.c`), attached to the node's pod cgroup by `attachSockets`.
-    public let sockets: BPFObject
+/// The maps of one node that the agent's reconcilers program (the node's configuration is
+/// written once, at start, through the concrete datapath).
+public struct NodeMaps: Sendable {
+    public var endpoints: any DatapathMap<mer_endpoint_key, mer_endpoint_info>
+    public var ipcache: any DatapathMap<mer_ipcache_key, mer_ipcache_value>
+    public var services: any DatapathMap<mer_lb4_key, mer_lb4_service>
+    public var backends: any DatapathMap<UInt32, mer_lb4_backend>
+    public var reverseNAT: any DatapathMap<UInt16, mer_lb4_revnat>
+    public var conntrack: any DatapathMap<mer_ct_key, mer_ct_entry>
+    public var policy: any DatapathMap<mer_policy_key, mer_policy_entry>
 
-    public let endpoints: BPFMap<mer_endpoint_key, mer_endpoint_info>
-    public let ipcache: BPFMap<mer_ipcache_key, mer_ipcache_value>
-    public let services: BPFMap<mer_lb4_key, mer_lb4_service>
-    public let backends: BPFMap<UInt32, mer_lb4_backend>
-    public let reverseNAT: BPFMap<UInt16, mer_lb4_revnat>
-    public let conntrack: BPFMap<mer_ct_key, mer_ct_entry>
-    public let config: BPFMap<UInt32, mer_config>
-    public let policy: BPFMap<mer_policy_key, mer_policy_entry>
-    public let metrics: PerCPUArrayMap<mer_metric>
-    public let eventsFD: Int32
-
-    public static let fromPodProgram = "from_pod"
-    public static let toPodProgram = "to_pod"
-    public static let fromOverlayProgram = "from_overlay"
-    /// The socket programs and the cgroup hook each goes on.
-    public static let socketPrograms: [(name: String, hook: bpf_attach_type)] = [
-        ("sock_connect4", BPF_CGROUP_INET4_CONNECT), ("sock_sendmsg4", BPF_CGROUP_UDP4_SENDMSG),
-        ("sock_recvmsg4", BPF_CGROUP_UDP4_RECVMSG), ("sock_getpeername4", BPF_CGROUP_INET4_GETPEERNAME),
-    ]
-
-    public init(pinDirectory: String) throws(BPFError) {
-        if mkdir(pinDirectory, 0o700) != 0 && errno != EEXIST {
-            throw BPFError("create pin directory \(pinDirectory)", errno: errno)
-        }
-        self.pinDirectory = pinDirectory
-        fromPod = try BPFObject(.fromPod, pinDirectory: pinDirectory)
-        toPod = try BPFObject(.toPod, pinDirectory: pinDirectory)
-        fromOverlay = try BPFObject(.fromOverlay, pinDirectory: pinDirectory)
-        sockets = try BPFObject(.sock, pinDirectory: pinDirectory)
-        let maps = fromPod
-        endpoints = BPFMap(name: MER_MAP_ENDPOINTS, fd: try maps.mapFD(MER_MAP_ENDPOINTS))
-        ipcache = BPFMap(name: MER_MAP_IPCACHE, fd: try maps.mapFD(MER_MAP_IPCACHE))
-        services = BPFMap(name: MER_MAP_SERVICES, fd: try maps.mapFD(MER_MAP_SERVICES))
-        backends = BPFMap(name: MER_MAP_BACKENDS, fd: try maps.mapFD(MER_MAP_BACKENDS))
-        reverseNAT = BPFMap(name: MER_MAP_REVNAT, fd: try maps.mapFD(MER_MAP_REVNAT))
-        conntrack = BPFMap(name: MER_MAP_CT, fd: try maps.mapFD(MER_MAP_CT))
-        config = BPFMap(name: MER_MAP_CONFIG, fd: try maps.mapFD(MER_MAP_CONFIG))
-        policy = BPFMap(name: MER_MAP_POLICY, fd: try maps.mapFD(MER_MAP_POLICY))
-        metrics = try PerCPUArrayMap(name: MER_MAP_METRICS, fd: try maps.mapFD(MER_MAP_METRICS))
-        eventsFD = try maps.mapFD(MER_MAP_EVENTS)
-    }
-
-    public var maps: NodeMaps {
-        NodeMaps(endpoints: endpoints, ipcache: ipcache, services: services, backends: backends, reverseNAT: reverseNAT,
-                 conntrack: conntrack, config: config, policy: policy)
-    }
-
-    public func interfaceIndex(_ name: String) throws(BPFError) -> Int32 {
-        try TrafficControl.interfaceIndex(name)
-    }
-
-    /// Puts from-pod and to-pod on the host side of a pod's veth.
-    public func attachEndpoint(hostInterface: String) throws(BPFError) {
-        let index = try TrafficControl.interfaceIndex(hostInterface)
-        try TrafficControl.attach(programFD: try fromPod.programFD(Self.fromPodProgram), interfaceIndex: index,
-                                  direction: .ingress, device: hostInterface)
-        try TrafficControl.attach(programFD: try toPod.programFD(Self.toPodProgram), interfaceIndex: index,
-                                  direction: .egress, device: hostInterface)
-    }
-
-    /// Puts from-overlay on the ingress of the node's VXLAN device.
-    public func attachOverlay(device: String) throws(BPFError) {
-        let index = try TrafficControl.interfaceIndex(device)
-        try TrafficControl.attach(programFD: try fromOverlay.programFD(Self.fromOverlayProgram), interfaceIndex: index,
-                                  direction: .ingress, device: device)
-    }
-
-    /// Puts the socket programs on the cgroup v2 directory holding the node's pods, so every
-    /// connect() and UDP send to a service picks its backend at the socket. Attaching again
-    /// (an agent restart) replaces the node's programs.
-    public func attachSockets(cgroup: String) throws(BPFError) {
-        let directory = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard directory >= 0 else { throw BPFError("open cgroup \(cgroup)", errno: errno) }
-        defer { close(directory) }
-        for (name, hook) in Self.socketPrograms {
-            let result = bpf_prog_attach(try sockets.programFD(name), directory, hook, 0)
-            try BPFError.check(result, "attach \(name) to cgroup \(cgroup)")
-        }
-    }
-
-    /// Packets and bytes counted under `reason` (0 = forwarded) over all CPUs.
-    public func counter(_ reason: UInt32) -> (packets: UInt64, bytes: UInt64) {
-        metrics.values(at: reason).reduce(into: (UInt64(0), UInt64(0))) { total, value in
-            total.0 &+= value.packets
-            total.1 &+= value.bytes
-        }
+    public init(endpoints: any DatapathMap<mer_endpoint_key, mer_endpoint_info>, ipcache: any DatapathMap<mer_ipcache_key, mer_ipcache_value>,
+                services: any DatapathMap<mer_lb4_key, mer_lb4_service>, backends: any DatapathMap<UInt32, mer_lb4_backend>,
+                reverseNAT: any DatapathMap<UInt16, mer_lb4_revnat>, conntrack: any DatapathMap<mer_ct_key, mer_ct_entry>,
+                policy: any DatapathMap<mer_policy_key, mer_policy_entry>) {
+        self.endpoints = endpoints
+        self.ipcache = ipcache
+        self.services = services
+        self.backends = backends
+        self.reverseNAT = reverseNAT
+        self.conntrack = conntrack
+        self.policy = policy
     }
 }
 
-extension IPAddress {
-    /// The IPv4 address as the datapath stores it: a `__u32` whose bytes are in network order.
-    public var datapathValue: UInt32? {
-        guard family == .ipv4 else { return nil }
-        return bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
-    }
-
-    public init(datapathValue: UInt32) {
-        let bytes = withUnsafeBytes(of: datapathValue) { Array($0) }
-        self = IPAddress(bytes: bytes)!
-    }
+/// What the agent needs of its node's datapath: the maps, and putting the programs on the
+/// node's devices and cgroup. `BPFNodeDatapath` is the kernel's; unit tests use an in-memory one.
+public protocol NodeDatapath: Sendable {
+    var maps: NodeMaps { get }
+    /// Puts from-pod and to-pod on the host side of a pod's veth.
+    func attachEndpoint(hostInterface: String) throws(BPFError)
+    /// Puts from-overlay on the ingress of the node's VXLAN device.
+    func attachOverlay(device: String) throws(BPFError)
+    /// Puts the socket programs on the cgroup holding the node's pods.
+    func attachSockets(cgroup: String) throws(BPFError)
+    /// The interface index of a device of the node.
+    func interfaceIndex(_ name: String) throws(BPFError) -> Int32
 }

@@ -12,13 +12,27 @@ public enum HostProcess {
     /// True while the process exists and has not exited. A zombie has exited; if it is our
     /// own child it is reaped here, otherwise only its parent can remove it.
     public static func isAlive(_ pid: Int32) -> Bool {
-        guard pid > 0, kill(pid, 0) == 0 || errno == EPERM else { return false }
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return false }
-        guard stat[stat.index(close, offsetBy: 2)...].prefix(1) == "Z" else { return true }
+        guard pid > 0, kill(pid, 0) == 0 || errno == EPERM, let stat = status(pid) else { return false }
+        guard stat.state == "Z" else { return true }
         var status: Int32 = 0
         waitpid(pid, &status, WNOHANG)
         return false
+    }
+
+    /// True while any process of the group `group` has not exited (its leader may have).
+    public static func isGroupAlive(_ group: Int32) -> Bool {
+        guard group > 1, kill(-group, 0) == 0 || errno == EPERM else { return false }
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return false }
+        return entries.lazy.compactMap(Int32.init).contains { status($0)?.group == group && isAlive($0) }
+    }
+
+    /// The state letter and process group of `pid`, from `/proc/PID/stat` (`pid (comm) S ppid pgrp ...`).
+    private static func status(_ pid: Int32) -> (state: Character, group: Int32)? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 2, let state = fields[0].first, let group = Int32(fields[2]) else { return nil }
+        return (state, group)
     }
 
     /// How a process (or its whole process group) is asked to stop.
@@ -38,21 +52,23 @@ public enum HostProcess {
 
     /// Sends `stop.signal` to every pid, waits up to `stop.grace` for all of them to exit, sends
     /// SIGKILL to those left, and waits for them to be gone. Pids that are not running are
-    /// skipped, so it is safe to call on processes that already exited.
+    /// skipped, so it is safe to call on processes that already exited. With `wholeGroup`, a
+    /// group counts as running while any member does, even after its leader has exited.
     public static func terminate(_ pids: [Int32], _ stop: Stop = Stop()) async {
-        let targets = pids.filter { $0 > 1 && isAlive($0) }
+        let running: @Sendable (Int32) -> Bool = stop.wholeGroup ? isGroupAlive : isAlive
+        let targets = pids.filter { $0 > 1 && running($0) }
         guard !targets.isEmpty else { return }
         func send(_ signal: Int32) {
-            for pid in targets where isAlive(pid) { kill(stop.wholeGroup ? -pid : pid, signal) }
+            for pid in targets where running(pid) { kill(stop.wholeGroup ? -pid : pid, signal) }
         }
         send(stop.signal)
         let deadline = ContinuousClock.now + stop.grace
-        while targets.contains(where: isAlive), ContinuousClock.now < deadline {
+        while targets.contains(where: running), ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(50))
         }
-        guard targets.contains(where: isAlive) else { return }
+        guard targets.contains(where: running) else { return }
         send(SIGKILL)
-        for _ in 0..<40 where targets.contains(where: isAlive) { try? await Task.sleep(for: .milliseconds(50)) }
+        for _ in 0..<40 where targets.contains(where: running) { try? await Task.sleep(for: .milliseconds(50)) }
     }
 
     public static func terminate(_ pid: Int32, _ stop: Stop = Stop()) async {
@@ -95,6 +111,20 @@ public enum HostProcess {
     public static func pid(inFile path: String) -> Int32? {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
         return Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// The pid recorded in `path`, only while that process is still the one that wrote it: its
+    /// command line contains `marker` (a path only that process is given). A stale pid file
+    /// whose number the kernel has since given to another process yields nil, so that process
+    /// is never signalled.
+    public static func pid(inFile path: String, commandContaining marker: String) -> Int32? {
+        guard let pid = pid(inFile: path) else { return nil }
+        return isOwned(pid, commandContaining: marker) ? pid : nil
+    }
+
+    /// True when `pid` runs and its command line contains `marker`.
+    public static func isOwned(_ pid: Int32, commandContaining marker: String) -> Bool {
+        pid > 1 && commandLine(pid)?.contains(marker) == true
     }
 
     /// The command line of `pid`, its arguments joined by spaces.

@@ -41,7 +41,8 @@ public struct ProcessSupervisor: Sendable {
     public enum Restart: Sendable, Hashable {
         /// `run` returns the exit status of the first run.
         case never
-        /// Restarted after `initial` doubling per restart up to `maximum`.
+        /// Restarted after `initial`, doubling per restart up to `maximum`; a run that lasted
+        /// `maximum` or longer starts the doubling again.
         case always(initial: Duration, maximum: Duration)
     }
 
@@ -65,11 +66,13 @@ public struct ProcessSupervisor: Sendable {
         var restarts = 0
         var last: TerminationStatus?
         while !Task.isCancelled {
+            let started = ContinuousClock.now
             last = try await runOnce(onStart: onStart)
             defer { if let pidFile = command.pidFile { try? FileManager.default.removeItem(atPath: pidFile) } }
             guard case let .always(initial, maximum) = restart, !Task.isCancelled else { return last }
-            restarts += 1
+            if ContinuousClock.now - started >= maximum { restarts = 0 }
             let delay = min(maximum, initial * (1 << min(restarts, 20)))
+            restarts += 1
             logger.warning("supervised process exited; restarting", metadata: [
                 "command": "\(command.executable)", "status": "\(last.map { "\($0)" } ?? "-")",
                 "restarts": "\(restarts)", "delay": "\(delay)",

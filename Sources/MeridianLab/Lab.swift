@@ -205,13 +205,10 @@ public struct Lab: Sendable {
 
     /// Stops a cluster's control plane (and so its etcd) and waits for both to be gone.
     public func stopControlPlane(_ cluster: LabCluster, signal: Int32 = SIGTERM) async {
-        if let pid = HostProcess.pid(inFile: cluster.paths.pidFile) {
+        if let pid = HostProcess.pid(inFile: cluster.paths.pidFile, commandContaining: cluster.dataDirectory) {
             await HostProcess.terminate(pid, .init(signal: signal))
         }
-        if let etcd = HostProcess.pid(inFile: cluster.paths.etcdData + ".pid"),
-           HostProcess.commandLine(etcd)?.contains(cluster.dataDirectory) == true {
-            await HostProcess.terminate(etcd)
-        }
+        await ManagedEtcd.stopOrphan(dataDirectory: cluster.paths.etcdData)
         try? FileManager.default.removeItem(atPath: cluster.paths.readyMarker)
         try? FileManager.default.removeItem(atPath: cluster.paths.pidFile)
     }

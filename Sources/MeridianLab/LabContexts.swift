@@ -90,5 +90,6 @@ public func runInForeground(_ commandLine: [String], environment: [String: Strin
     process.environment = ProcessInfo.processInfo.environment.merging(environment, uniquingKeysWith: { _, new in new })
     try process.run()
     process.waitUntilExit()
-    return process.terminationStatus
+    // A shell's convention for a command ended by a signal: 128 plus the signal.
+    return process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
 }

@@ -135,7 +135,9 @@ extension Lab {
 
     /// Stops a node's agent; its pods, programs and maps stay, as on a real node.
     public func stopAgent(_ node: LabNode, signal: Int32 = SIGTERM) async {
-        if let pid = HostProcess.pid(inFile: node.pidFile) { await HostProcess.terminate(pid, .init(signal: signal)) }
+        if let pid = HostProcess.pid(inFile: node.pidFile, commandContaining: node.stateDirectory) {
+            await HostProcess.terminate(pid, .init(signal: signal))
+        }
     }
 
     /// How many times the node's agent has registered the node so far, per its log.

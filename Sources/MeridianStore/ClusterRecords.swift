@@ -1,4 +1,5 @@
 import Foundation
+import MeridianEtcd
 
 /// A cluster's identity and address plan as its control plane publishes them under
 /// `meridian/cluster/settings`; the CLI reads it to validate `clustermesh connect`.
@@ -24,6 +25,14 @@ public struct ClusterSettings: Codable, Sendable, Hashable {
         self.maxConnectedClusters = maxConnectedClusters
         self.clientEndpoints = clientEndpoints
         self.serverName = serverName
+    }
+}
+
+extension ClusterSettings {
+    /// The settings the control plane published; `StoreError.clusterSettingsMissing` before it has.
+    public static func load(from store: any KeyValueStore) async throws -> ClusterSettings {
+        guard let record = try await store.get(KeyLayout.clusterSettings) else { throw StoreError.clusterSettingsMissing }
+        return try StoreCoding.decode(ClusterSettings.self, from: record.value, key: record.key)
     }
 }
 

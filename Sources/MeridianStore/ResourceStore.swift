@@ -39,10 +39,7 @@ public struct ResourceStore: Sendable {
     /// Applies every object in one transaction. Fails without writing anything when a namespace
     /// is missing or a ClusterIP cannot be given; `source` names the file in errors.
     public func apply(_ objects: [KubernetesObject], source: String) async throws -> [(KubernetesObject, ApplyOutcome)] {
-        guard let settingsKV = try await client.get(KeyLayout.clusterSettings) else {
-            throw StoreError.clusterSettingsMissing
-        }
-        let settings = try StoreCoding.decode(ClusterSettings.self, from: settingsKV.value, key: settingsKV.key)
+        let settings = try await ClusterSettings.load(from: client)
         let existingNamespaces = Set(try await list(.namespace, namespace: nil).map(\.name))
         let appliedNamespaces = Set(objects.filter { $0.kind == .namespace }.map(\.name))
         var allocator = try await ServiceIPAllocator.load(client, serviceCIDR: settings.serviceCIDR)

@@ -4,11 +4,12 @@ import MeridianDatapath
 import Synchronization
 
 /// A datapath map held in memory, keyed by the bytes of its key as the kernel's hash maps are,
-/// for unit tests of the agent's reconcilers. Every write is appended to the shared `log`, so a
+/// for unit tests of the agent's reconcilers. Lookups are exact even for the maps that are LPM
+/// tries in the kernel (ipcache, policy): check an entry's absence with `entries()`. Every write is appended to the shared `log`, so a
 /// test can check the order in which maps were written.
 public final class InMemoryDatapathMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: DatapathMap {
     private let name: String
-    private let entriesByBytes: Mutex<[Data: (key: Data, value: Data)]> = Mutex([:])
+    private let entriesByBytes: Mutex<[Data: Data]> = Mutex([:])
     private let log: DatapathWriteLog
 
     public init(name: String, log: DatapathWriteLog) {
@@ -25,12 +26,12 @@ public final class InMemoryDatapathMap<Key: BitwiseCopyable, Value: BitwiseCopya
     }
 
     public func lookup(_ key: Key) -> Value? {
-        entriesByBytes.withLock { $0[Self.bytes(key)] }.map { Self.load($0.value, as: Value.self) }
+        entriesByBytes.withLock { $0[Self.bytes(key)] }.map { Self.load($0, as: Value.self) }
     }
 
     public func update(_ key: Key, _ value: Value) throws(BPFError) {
         let keyBytes = Self.bytes(key)
-        entriesByBytes.withLock { $0[keyBytes] = (keyBytes, Self.bytes(value)) }
+        entriesByBytes.withLock { $0[keyBytes] = Self.bytes(value) }
         log.append("update \(name) \(keyBytes.map { String(format: "%02x", $0) }.joined())")
     }
 
@@ -43,7 +44,7 @@ public final class InMemoryDatapathMap<Key: BitwiseCopyable, Value: BitwiseCopya
     }
 
     public func entries() -> [(key: Key, value: Value)] {
-        entriesByBytes.withLock { Array($0.values) }.map { (Self.load($0.key, as: Key.self), Self.load($0.value, as: Value.self)) }
+        entriesByBytes.withLock { Array($0) }.map { (Self.load($0.key, as: Key.self), Self.load($0.value, as: Value.self)) }
     }
 
     public var count: Int { entriesByBytes.withLock { $0.count } }
@@ -67,7 +68,6 @@ public final class InMemoryNodeDatapath: NodeDatapath {
     public let backends: InMemoryDatapathMap<UInt32, mer_lb4_backend>
     public let reverseNAT: InMemoryDatapathMap<UInt16, mer_lb4_revnat>
     public let conntrack: InMemoryDatapathMap<mer_ct_key, mer_ct_entry>
-    public let config: InMemoryDatapathMap<UInt32, mer_config>
     public let policy: InMemoryDatapathMap<mer_policy_key, mer_policy_entry>
     private let attached = Mutex<[String]>([])
 
@@ -78,14 +78,12 @@ public final class InMemoryNodeDatapath: NodeDatapath {
         backends = InMemoryDatapathMap(name: MER_MAP_BACKENDS, log: log)
         reverseNAT = InMemoryDatapathMap(name: MER_MAP_REVNAT, log: log)
         conntrack = InMemoryDatapathMap(name: MER_MAP_CT, log: log)
-        config = InMemoryDatapathMap(name: MER_MAP_CONFIG, log: log)
         policy = InMemoryDatapathMap(name: MER_MAP_POLICY, log: log)
+        maps = NodeMaps(endpoints: endpoints, ipcache: ipcache, services: services, backends: backends,
+                        reverseNAT: reverseNAT, conntrack: conntrack, policy: policy)
     }
 
-    public var maps: NodeMaps {
-        NodeMaps(endpoints: endpoints, ipcache: ipcache, services: services, backends: backends, reverseNAT: reverseNAT,
-                 conntrack: conntrack, config: config, policy: policy)
-    }
+    public let maps: NodeMaps
 
     /// Where programs were put, in order (`endpoint IFACE`, `overlay DEV`, `sockets CGROUP`).
     public var attachments: [String] { attached.withLock { $0 } }

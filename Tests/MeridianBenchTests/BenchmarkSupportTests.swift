@@ -17,9 +17,23 @@ struct BenchmarkSupportTests {
         #expect(summary.p50 == 5 && summary.p90 == 9 && summary.p99 == 10)
         let single = try #require(SampleSummary([42]))
         #expect(single.p50 == 42 && single.p99 == 42)
+        let two = try #require(SampleSummary([9, 1]))
+        #expect(two.p50 == 1 && two.p99 == 9)
         #expect(SampleSummary([]) == nil)
-        let hundred = try #require(SampleSummary((1...100).map(Double.init)))
+        let hundred = try #require(SampleSummary((1...100).map(Double.init).shuffled()))
         #expect(hundred.p50 == 50 && hundred.p90 == 90 && hundred.p99 == 99)
+    }
+
+    @Test("a ratio is row A's median over row B's, per metric, named A_vs_B_metric")
+    func rowRatios() throws {
+        func row(_ name: String, _ gbps: Double, _ rr: Double, _ conn: Double) throws -> DatapathBenchmark.Row {
+            DatapathBenchmark.Row(name: name, what: "", throughputGbps: try #require(SampleSummary([gbps])),
+                                  requestsPerSecond: try #require(SampleSummary([rr])), connectionsPerSecond: try #require(SampleSummary([conn])))
+        }
+        let rows = [try row("mesh", 9, 300, 50), try row("base", 10, 200, 100)]
+        let all = DatapathBenchmark.Row.ratios(rows, [("mesh", "base")])
+        #expect(all == ["mesh_vs_base_throughput": 0.9, "mesh_vs_base_request_rate": 1.5, "mesh_vs_base_connection_rate": 0.5])
+        #expect(DatapathBenchmark.Row.ratios(rows, [("base", "mesh")], [.throughput]).keys.sorted() == ["base_vs_mesh_throughput"])
     }
 
     @Test("iperf3's JSON report gives Gbit/s received")

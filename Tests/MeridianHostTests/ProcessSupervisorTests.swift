@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MeridianHost
+import Subprocess
 import Synchronization
 import Testing
 
@@ -47,7 +48,7 @@ struct ProcessSupervisorTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let command = SupervisedCommand(executable: "/bin/sh", arguments: ["-c", "exit 7"], logPath: directory + "/log")
         let status = try await ProcessSupervisor(command, restart: .never, logger: logger).run()
-        #expect("\(status.map { "\($0)" } ?? "none")".contains("7"))
+        #expect(status == .exited(7))
     }
 
     @Test("cancelling the supervising task stops the child, which is gone when run returns; the pid file goes with it")
@@ -115,6 +116,39 @@ struct ProcessSupervisorTests {
         await HostProcess.terminate(group, .init(grace: .seconds(2), wholeGroup: true))
         #expect(!HostProcess.isAlive(group))
         #expect(!HostProcess.isAlive(sleeper), "the whole process group is stopped")
+    }
+
+    @Test("a group whose leader exits on SIGTERM while a member ignores it is killed after the grace period")
+    func groupOutlivingItsLeaderIsKilled() async throws {
+        let directory = try scratch()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let script = "echo $$ > \(directory)/pid; (trap '' TERM; exec sleep 60) & echo $! > \(directory)/child; wait"
+        try await HostProcess.launchDetached(["/bin/sh", "-c", script], logPath: directory + "/log")
+        var leader: Int32?
+        var child: Int32?
+        let deadline = ContinuousClock.now + .seconds(10)
+        while (leader == nil || child == nil), ContinuousClock.now < deadline {
+            leader = HostProcess.pid(inFile: directory + "/pid")
+            child = HostProcess.pid(inFile: directory + "/child")
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let group = try #require(leader)
+        let stubborn = try #require(child)
+        await HostProcess.terminate(group, .init(grace: .milliseconds(300), wholeGroup: true))
+        #expect(!HostProcess.isAlive(stubborn), "the member that ignores SIGTERM is killed though its leader is gone")
+        #expect(!HostProcess.isGroupAlive(group))
+    }
+
+    @Test("a pid file counts only while its process is the one that wrote it")
+    func stalePidFilesAreIgnored() throws {
+        let directory = try scratch()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try "\(getpid())\n".write(toFile: directory + "/pid", atomically: true, encoding: .utf8)
+        #expect(HostProcess.pid(inFile: directory + "/pid") == getpid())
+        #expect(HostProcess.pid(inFile: directory + "/pid", commandContaining: directory) == nil,
+                "this process was not started with the directory on its command line")
+        let own = try #require(HostProcess.commandLine(getpid())?.split(separator: " ").first.map(String.init))
+        #expect(HostProcess.pid(inFile: directory + "/pid", commandContaining: own) == getpid())
     }
 
     @Test("terminate skips pids that are not running")

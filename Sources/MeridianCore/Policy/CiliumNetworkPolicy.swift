@@ -1,22 +1,25 @@
 import Yams
 
-/// Whether a Cilium policy kind lives in a namespace.
+/// Which of the two Cilium policy kinds an object is: namespaced or cluster-wide.
 public protocol CiliumPolicyScope: Sendable, Hashable {
     static var kind: ResourceKind { get }
+}
+
+extension CiliumPolicyScope {
     /// The namespace the policy's selectors are confined to (nil: any namespace).
-    static func namespace(of metadata: ObjectMeta) -> String?
+    static func namespace(of metadata: ObjectMeta) -> String? {
+        kind.isNamespaced ? metadata.namespace ?? KubernetesObject.defaultNamespace : nil
+    }
 }
 
 /// CiliumNetworkPolicy's scope: its namespace.
 public enum CiliumNamespacedScope: CiliumPolicyScope {
     public static let kind = ResourceKind.ciliumNetworkPolicy
-    public static func namespace(of metadata: ObjectMeta) -> String? { metadata.namespace ?? KubernetesObject.defaultNamespace }
 }
 
 /// CiliumClusterwideNetworkPolicy's scope: the whole cluster.
 public enum CiliumClusterwideScope: CiliumPolicyScope {
     public static let kind = ResourceKind.ciliumClusterwideNetworkPolicy
-    public static func namespace(of metadata: ObjectMeta) -> String? { nil }
 }
 
 /// A Cilium policy object (`cilium.io/v2`): Cilium's richer policy with entities, CIDR sets,
@@ -116,16 +119,20 @@ public struct CiliumDefaultDeny: Codable, Sendable, Hashable {
 public protocol CiliumRuleSide: Sendable, Hashable {
     /// `from` or `to`.
     static var fieldPrefix: String { get }
+    /// Cilium's fields of an element on this side that Meridian refuses.
+    static var unsupportedFields: [String] { get }
 }
 
 /// The side of `ingress` and `ingressDeny` elements.
 public enum CiliumIngressSide: CiliumRuleSide {
     public static let fieldPrefix = "from"
+    public static let unsupportedFields = ["fromRequires", "fromNodes", "fromGroups", "icmps", "authentication"]
 }
 
 /// The side of `egress` and `egressDeny` elements.
 public enum CiliumEgressSide: CiliumRuleSide {
     public static let fieldPrefix = "to"
+    public static let unsupportedFields = ["toRequires", "toNodes", "toGroups", "toServices", "toFQDNs", "icmps", "authentication"]
 }
 
 /// One element of a rule's `ingress`/`ingressDeny` (`from...` peers) or `egress`/`egressDeny`
@@ -274,7 +281,7 @@ extension CiliumPolicyObject {
     /// A cluster-wide policy drops a `metadata.namespace` of the manifest, as the API server does.
     init(manifest object: ManifestMapping) throws(FieldError) {
         var metadata = try ObjectMeta(manifest: object.required("metadata"))
-        if Scope.self == CiliumClusterwideScope.self { metadata.namespace = nil }
+        if !Scope.kind.isNamespaced { metadata.namespace = nil }
         let (spec, specs) = try CiliumPolicyRule.decodeSpecs(object)
         self.init(metadata: metadata, spec: spec, specs: specs)
     }
@@ -328,11 +335,6 @@ extension CiliumPolicyRule {
         )
     }
 
-    static let unsupportedPeerFields: [String: [String]] = [
-        "from": ["fromRequires", "fromNodes", "fromGroups", "icmps", "authentication"],
-        "to": ["toRequires", "toNodes", "toGroups", "toServices", "toFQDNs", "icmps", "authentication"],
-    ]
-
     static let unsupportedPortRuleFields = ["rules", "serverNames", "listener", "terminatingTLS", "originatingTLS"]
 
     private static func section<Side>(_ value: ManifestValue?) throws(FieldError) -> [CiliumPeerRule<Side>]? {
@@ -341,7 +343,7 @@ extension CiliumPolicyRule {
         var elements: [CiliumPeerRule<Side>] = []
         for element in try value.list() {
             let map = try element.mapping()
-            for field in unsupportedPeerFields[prefix] ?? [] {
+            for field in Side.unsupportedFields {
                 if let present = map.optional(field) {
                     throw FieldError(present.path, "is not supported by Meridian")
                 }
