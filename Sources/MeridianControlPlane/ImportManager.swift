@@ -40,11 +40,11 @@ struct ImportManager: Sendable {
                     }
             }
             var running: [String: Running] = [:]
-            var orphansDrained = false
+            var first = true
             for await wanted in changes {
-                if !orphansDrained, let orphans = await orphans(keeping: Set(wanted.keys)) {
-                    orphansDrained = true
-                    for name in orphans {
+                if first {
+                    first = false
+                    for name in await orphans(keeping: Set(wanted.keys)) {
                         logger.info("draining data of a cluster that is no longer a peer", metadata: ["remote": "\(name)"])
                         running[name] = start(name, record: nil, after: nil, in: &group)
                     }
@@ -82,17 +82,21 @@ struct ImportManager: Sendable {
     }
 
     /// Clusters whose data is cached but which are no longer peers (disconnected while this
-    /// control plane was down); nil when the store cannot be read now (asked again at the next
-    /// change of the peer records).
-    private func orphans(keeping peers: Set<String>) async -> [String]? {
-        do {
-            let configs = try await local.list(prefix: KeyLayout.clusterConfigPrefix)
-            return configs.items.map { String($0.key.dropFirst(KeyLayout.clusterConfigPrefix.count)) }
-                .filter { $0 != localCluster.name && !peers.contains($0) }
-        } catch {
-            logger.warning("could not look for data of former peers; will look again", metadata: ["error": "\(error)"])
-            return nil
+    /// control plane was down), looked for once, before any importer starts; the local store
+    /// is asked again after a backoff while it cannot be read.
+    private func orphans(keeping peers: Set<String>) async -> [String] {
+        var backoff = ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(5))
+        while !Task.isCancelled {
+            do {
+                let configs = try await local.list(prefix: KeyLayout.clusterConfigPrefix)
+                return configs.items.map { String($0.key.dropFirst(KeyLayout.clusterConfigPrefix.count)) }
+                    .filter { $0 != localCluster.name && !peers.contains($0) }
+            } catch {
+                logger.warning("could not look for data of former peers; will look again", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: backoff.next())
+            }
         }
+        return []
     }
 
     private func decode(_ kv: EtcdKeyValue) -> PeerRecord? {

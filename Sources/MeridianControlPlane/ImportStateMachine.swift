@@ -116,7 +116,9 @@ public struct ImportStateMachine: Sendable {
         case writeCachedConfig(connection: Int, CiliumClusterConfig)
         /// List the kind, put what passes validation into the cache, sweep what the remote no
         /// longer has, then watch it.
-        case mirror(connection: Int, MeshKind, RemoteRecordScope)
+        /// Mirror one kind; its records are checked against the remote's validated config (its
+        /// name, the id it was connected as, this cluster's mesh size).
+        case mirror(connection: Int, MeshKind)
         case watchCanaries(connection: Int)
         case watchHeartbeat(connection: Int)
         case writeSyncCanary(connection: Int, MeshKind)
@@ -127,13 +129,6 @@ public struct ImportStateMachine: Sendable {
         case scheduleDrainRetry(token: Int, after: Duration)
         case publish(RemoteClusterStatus)
         case finish(removeStatus: Bool)
-    }
-
-    /// What a connection's records are checked against.
-    public struct RemoteRecordScope: Sendable, Hashable {
-        public var remote: String
-        public var id: UInt32
-        public var maxConnectedClusters: UInt32
     }
 
     enum Stage: Sendable, Equatable {
@@ -164,7 +159,6 @@ public struct ImportStateMachine: Sendable {
     private(set) var connection = 0
     private var connectionOpen = false
     private var transportUp = false
-    private var config: CiliumClusterConfig?
     private var usesCanaries = false
     private var listed: Set<MeshKind> = []
     private var canaries: Set<MeshKind> = []
@@ -214,7 +208,8 @@ public struct ImportStateMachine: Sendable {
         }
         status.connected = stage == .syncing || stage == .ready
         status.ready = stage == .ready
-        status.configRetrieved = status.connected && config != nil
+        // Syncing and ready begin with a validated config.
+        status.configRetrieved = status.connected
         status.remoteClusterID = remoteClusterID
         status.syncCanaries = status.connected && usesCanaries
         for kind in MeshKind.allCases { status.synced[kind] = status.connected && synced.contains(kind) }
@@ -254,7 +249,6 @@ public struct ImportStateMachine: Sendable {
         case let .configRead(id, config, at, now):
             guard id == connection, stage == .connecting else { return [] }
             if let failure = validate(config) { return fail(failure, at: at, now: now) }
-            self.config = config
             remoteClusterID = config.id
             usesCanaries = config.capabilities.syncedCanaries ?? false
             lastHeartbeatSeen = now
@@ -263,9 +257,8 @@ public struct ImportStateMachine: Sendable {
             var cached = config
             cached.capabilities.cached = true
             cached.capabilities.syncedCanaries = true
-            let scope = RemoteRecordScope(remote: remote, id: config.id, maxConnectedClusters: config.capabilities.maxConnectedClusters ?? 255)
             var actions: [Action] = [.writeCachedConfig(connection: id, cached)]
-            actions += MeshKind.allCases.map { .mirror(connection: id, $0, scope) }
+            actions += MeshKind.allCases.map { .mirror(connection: id, $0) }
             if usesCanaries { actions.append(.watchCanaries(connection: id)) }
             actions.append(.watchHeartbeat(connection: id))
             return actions
@@ -408,7 +401,6 @@ public struct ImportStateMachine: Sendable {
         connection += 1
         connectionOpen = true
         transportUp = false
-        config = nil
         listed = []
         canaries = []
         canaryRequested = []
@@ -426,7 +418,6 @@ public struct ImportStateMachine: Sendable {
         // attempt began; the first failure of a run of them counts.
         let wasConnected = stage == .syncing || stage == .ready
         unreachableSince = unreachableSince ?? (wasConnected ? now : attemptStarted ?? now)
-        config = nil
         stage = .backoff
         return connectionOpen ? [.closeConnection(connection: connection)] : scheduleRetry(now: now)
     }
@@ -462,9 +453,8 @@ public struct ImportStateMachine: Sendable {
     /// The remote's config must match what it was connected as and this cluster's mode.
     func validate(_ config: CiliumClusterConfig) -> ImportFailure? {
         let localMax = localCluster.maxConnectedClusters
-        let remoteMax = config.capabilities.maxConnectedClusters ?? 255
-        guard remoteMax == localMax else {
-            return .maxConnectedClustersDiffers(remote: remote, remoteValue: remoteMax, localValue: localMax)
+        guard config.effectiveMaxConnectedClusters?.rawValue == localMax else {
+            return .maxConnectedClustersDiffers(remote: remote, remoteValue: config.capabilities.maxConnectedClusters ?? 255, localValue: localMax)
         }
         guard config.id >= 1, config.id <= localMax else { return .clusterIDOutOfRange(remote: remote, id: config.id, maximum: localMax) }
         guard config.id == expectedID else { return .clusterIDChanged(remote: remote, reported: config.id, connectedAs: expectedID) }

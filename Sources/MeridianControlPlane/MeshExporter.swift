@@ -134,6 +134,8 @@ struct MeshExportSwitch: Sendable {
             }
             var settings = changes.makeAsyncIterator()
             var current = await settings.next()
+            // Disabled while this control plane was down (or while it withdrew): withdraw again.
+            if let first = current, !first.enabled { await withdrawExport() }
             while let running = current {
                 onSettings(running)
                 // The exporter of these settings runs until they change; it has exited when the

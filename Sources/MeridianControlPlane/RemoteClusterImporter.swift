@@ -60,7 +60,7 @@ struct RemoteClusterImporter: Sendable {
     /// What a connection's task is told to do by the machine.
     private enum ConnectionCommand: Sendable {
         case writeCachedConfig(CiliumClusterConfig)
-        case mirror(MeshKind, ImportStateMachine.RemoteRecordScope)
+        case mirror(MeshKind)
         case watchCanaries
         case watchHeartbeat
         case writeSyncCanary(MeshKind)
@@ -82,7 +82,7 @@ struct RemoteClusterImporter: Sendable {
                     send.yield(.tick(now: .now))
                 }
             }
-            var connections: [Int: AsyncStream<ConnectionCommand?>.Continuation] = [:]
+            var connections: [Int: AsyncStream<ConnectionCommand>.Continuation] = [:]
             var iterator = events.makeAsyncIterator()
             var pending = machine.handle(peer == nil ? .disconnect(drain: true) : .start(now: .now))
             while !machine.isFinished {
@@ -108,18 +108,18 @@ struct RemoteClusterImporter: Sendable {
     /// Carries out one action; returns the event it produced at once, if any (drains are
     /// awaited here, so nothing else happens to the cache while one runs).
     private func perform(_ action: ImportStateMachine.Action, group: inout DiscardingTaskGroup,
-                         connections: inout [Int: AsyncStream<ConnectionCommand?>.Continuation],
+                         connections: inout [Int: AsyncStream<ConnectionCommand>.Continuation],
                          send: AsyncStream<Event>.Continuation) async -> Event? {
         switch action {
         case let .connect(id):
             guard let peer else { return nil }
-            let (commands, commander) = AsyncStream.makeStream(of: ConnectionCommand?.self)
+            let (commands, commander) = AsyncStream.makeStream(of: ConnectionCommand.self)
             connections[id] = commander
             group.addTask { await runConnection(id, peer: peer, commands: commands, send: send) }
         case let .writeCachedConfig(id, config):
             connections[id]?.yield(.writeCachedConfig(config))
-        case let .mirror(id, kind, scope):
-            connections[id]?.yield(.mirror(kind, scope))
+        case let .mirror(id, kind):
+            connections[id]?.yield(.mirror(kind))
         case let .watchCanaries(id):
             connections[id]?.yield(.watchCanaries)
         case let .watchHeartbeat(id):
@@ -161,7 +161,7 @@ struct RemoteClusterImporter: Sendable {
     /// One connection: opens the remote store, reads its config, then does what the machine
     /// commands until the command stream ends (the machine closed the connection). Failures are
     /// reported as events; the last event is always `connectionEnded`.
-    private func runConnection(_ id: Int, peer: PeerRecord, commands: AsyncStream<ConnectionCommand?>,
+    private func runConnection(_ id: Int, peer: PeerRecord, commands: AsyncStream<ConnectionCommand>,
                                send: AsyncStream<Event>.Continuation) async {
         @Sendable func failed(_ error: any Error) {
             guard !Task.isCancelled else { return }
@@ -180,16 +180,15 @@ struct RemoteClusterImporter: Sendable {
                         }
                     }
                     for await command in commands {
-                        guard let command else { continue }
                         do {
                             switch command {
                             case let .writeCachedConfig(config):
                                 try await retryingLocalWrite("cluster configuration", send: send) { () async throws(EtcdError) in
                                     try await local.put(KeyLayout.clusterConfig(self.remote), StoreCoding.encode(config))
                                 }
-                            case let .mirror(kind, scope):
+                            case let .mirror(kind):
                                 group.addTask {
-                                    do { try await mirror(kind, scope: scope, from: remote, connection: id, send: send) } catch { failed(error) }
+                                    do { try await mirror(kind, of: peer, from: remote, connection: id, send: send) } catch { failed(error) }
                                 }
                             case .watchCanaries:
                                 group.addTask {
@@ -278,12 +277,14 @@ struct RemoteClusterImporter: Sendable {
     /// Lists, sweeps and watches one kind: the listing's valid records replace what the cache
     /// holds of the kind (what the remote no longer has is deleted), then every watched change
     /// is checked and applied.
-    private func mirror(_ kind: MeshKind, scope: ImportStateMachine.RemoteRecordScope, from remote: any KeyValueStore,
+    /// (Mirrors start only after the machine has validated the remote's config: its id is the
+    /// peer's and its mesh size this cluster's.)
+    private func mirror(_ kind: MeshKind, of peer: PeerRecord, from remote: any KeyValueStore,
                         connection id: Int, send: AsyncStream<Event>.Continuation) async throws {
         let statePrefix = kind.statePrefix(cluster: self.remote)
         let cachePrefix = kind.cachePrefix(cluster: self.remote)
-        let validator = RemoteRecordValidator(remoteName: scope.remote, remoteID: ClusterID(scope.id),
-                                              layout: IdentityLayout(maxConnectedClusters: MaxConnectedClusters(rawValue: scope.maxConnectedClusters) ?? .c255))
+        let validator = RemoteRecordValidator(remoteName: self.remote, remoteID: ClusterID(peer.id),
+                                              layout: IdentityLayout(maxConnectedClusters: MaxConnectedClusters(rawValue: localCluster.maxConnectedClusters) ?? .c255))
         let keys = Shared(Set<String>())
         try await ListWatch(remote, .prefix(statePrefix), restart: .never).run { update in
             switch update {

@@ -11,9 +11,8 @@ struct ImportStateMachineTests {
     static let local = ClusterSettings(name: "cluster1", id: 1, podCIDR: "10.1.0.0/16", serviceCIDR: "10.101.0.0/16",
                                        maxConnectedClusters: 255, clientEndpoints: [], serverName: "etcd.cluster1")
     static let t0 = ContinuousClock.now
-    static let scope = Machine.RemoteRecordScope(remote: "cluster2", id: 2, maxConnectedClusters: 255)
 
-    static func config(id: UInt32 = 2, canaries: Bool = true, max: UInt32 = 255) -> CiliumClusterConfig {
+    static func config(id: UInt32 = 2, canaries: Bool = true, max: UInt32? = 255) -> CiliumClusterConfig {
         CiliumClusterConfig(id: id, capabilities: .init(syncedCanaries: canaries, maxConnectedClusters: max))
     }
 
@@ -65,7 +64,7 @@ struct ImportStateMachineTests {
         let actions = Self.work(machine.handle(.configRead(connection: 1, Self.config(), at: Date(), now: Self.at(1))))
         var cached = Self.config()
         cached.capabilities.cached = true
-        #expect(actions == [.writeCachedConfig(connection: 1, cached)] + MeshKind.allCases.map { .mirror(connection: 1, $0, Self.scope) }
+        #expect(actions == [.writeCachedConfig(connection: 1, cached)] + MeshKind.allCases.map { .mirror(connection: 1, $0) }
             + [.watchCanaries(connection: 1), .watchHeartbeat(connection: 1)])
         let status = machine.status
         #expect(status.phase == .syncing && status.connected && status.configRetrieved && status.syncCanaries)
@@ -127,6 +126,15 @@ struct ImportStateMachineTests {
         let status = machine.status
         #expect(status.phase == .backoff && status.numFailures == 1 && !status.configRetrieved)
         #expect(status.lastError?.contains(reason) == true, "\(status.lastError ?? "-")")
+    }
+
+    @Test("a config without maxConnectedClusters, or with 0, announces Cilium's default of 255", arguments: [nil, UInt32(0), 255])
+    func defaultMeshSize(_ max: UInt32?) {
+        var machine = Self.machine()
+        _ = machine.handle(.start(now: Self.at(0)))
+        _ = machine.handle(.configRead(connection: 1, Self.config(max: max), at: Date(), now: Self.at(0)))
+        #expect(machine.status.lastError == nil)
+        #expect(machine.status.phase == .syncing)
     }
 
     @Test("a remote that claims the local cluster's ID is refused")

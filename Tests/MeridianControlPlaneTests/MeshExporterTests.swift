@@ -158,8 +158,10 @@ struct MeshExporterTests {
             try await eventually("exported") { try await store.get(KeyLayout.clusterConfig("cluster2")) != nil }
             try await store.put(KeyLayout.clusterMeshSettings, StoreCoding.encode(ClusterMeshSettings(enabled: true, heartbeatIntervalSeconds: 0.05)))
             try await eventually("the new heartbeat interval is in force") { seen.value.last?.heartbeatIntervalSeconds == 0.05 }
-            let beat = try #require(try await store.get(KeyLayout.heartbeat)).modRevision
-            try await eventually("beating faster") { (try await store.get(KeyLayout.heartbeat)?.modRevision ?? 0) > beat }
+            let beatsBefore = store.writeLog.filter { $0 == "put \(KeyLayout.heartbeat)" }.count
+            try await eventually("beating every 50 ms (a restarted exporter beats once at start; more are the new interval)", timeout: .seconds(5)) {
+                store.writeLog.filter { $0 == "put \(KeyLayout.heartbeat)" }.count >= beatsBefore + 5
+            }
             try await store.put(KeyLayout.clusterMeshSettings, StoreCoding.encode(ClusterMeshSettings(enabled: false)))
             try await eventually("withdrawn") {
                 let config = try await store.get(KeyLayout.clusterConfig("cluster2"))
@@ -170,6 +172,27 @@ struct MeshExporterTests {
             let revision = try await store.currentRevision()
             try await Task.sleep(for: .milliseconds(200))
             #expect(try await store.currentRevision() == revision, "a stopped exporter writes nothing more")
+        }
+    }
+
+    @Test("a control plane that starts with clustermesh disabled withdraws an export left from before (disabled while it was down)")
+    func disabledAtStartWithdraws() async throws {
+        let store = try await Self.seeded()
+        try await store.commit(puts: [
+            (KeyLayout.clusterConfig("cluster2"), Data("{}".utf8)),
+            (KeyLayout.heartbeat, Data("x".utf8)),
+            (MeshKind.services.stateKey(cluster: "cluster2", name: "default/web"), Data("{}".utf8)),
+        ])
+        let exportSwitch = MeshExportSwitch(client: store, cluster: Self.cluster, logger: Self.logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await exportSwitch.run { _ in } }
+            defer { group.cancelAll() }
+            try await eventually("withdrawn") {
+                let config = try await store.get(KeyLayout.clusterConfig("cluster2"))
+                let heartbeat = try await store.get(KeyLayout.heartbeat)
+                let services = try await store.count(prefix: MeshKind.services.statePrefix(cluster: "cluster2"))
+                return config == nil && heartbeat == nil && services == 0
+            }
         }
     }
 }

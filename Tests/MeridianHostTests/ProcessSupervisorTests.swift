@@ -134,6 +134,7 @@ struct ProcessSupervisorTests {
         }
         let group = try #require(leader)
         let stubborn = try #require(child)
+        defer { kill(-group, SIGKILL) }
         await HostProcess.terminate(group, .init(grace: .milliseconds(300), wholeGroup: true))
         #expect(!HostProcess.isAlive(stubborn), "the member that ignores SIGTERM is killed though its leader is gone")
         #expect(!HostProcess.isGroupAlive(group))
