@@ -356,7 +356,7 @@ struct RemoteClusterImporter: Sendable {
     /// Reports every update of the remote's heartbeat; the machine's watchdog notices silence.
     private func watchHeartbeat(_ remote: any KeyValueStore, connection id: Int, send: AsyncStream<Event>.Continuation) async throws {
         try await ListWatch(remote, .key(KeyLayout.heartbeat), restart: .never).run { update in
-            guard case let .changes(events, _) = update, !events.isEmpty else { return }
+            guard case .changes = update else { return }
             send.yield(.heartbeat(connection: id, at: Date(), now: .now))
         }
     }

@@ -108,8 +108,6 @@ public struct EtcdClient: KeyValueStore {
         return try HTTP2ClientTransport.Posix(target: target, transportSecurity: security, config: config)
     }
 
-    public var location: String { "\(configuration.endpoint)" }
-
     private var unaryOptions: CallOptions {
         var options = CallOptions.defaults
         options.timeout = configuration.requestTimeout
@@ -317,7 +315,17 @@ public struct EtcdClient: KeyValueStore {
     }
 
     /// The end of the key range that covers every key starting with `prefix`.
-    public static func prefixEnd(_ prefix: String) -> Data { keyRangeEnd(of: prefix) }
+    public static func prefixEnd(_ prefix: String) -> Data {
+        var bytes = Array(prefix.utf8)
+        while let last = bytes.last {
+            if last < 0xff {
+                bytes[bytes.count - 1] = last + 1
+                return Data(bytes)
+            }
+            bytes.removeLast()
+        }
+        return Data([0])
+    }
 
     // MARK: Leases
 
@@ -387,7 +395,6 @@ public struct EtcdClient: KeyValueStore {
         create.key = Data(prefix.utf8)
         create.rangeEnd = rangeEnd
         create.startRevision = startRevision
-        create.progressNotify = true
         var createRequest = Etcdserverpb_WatchRequest()
         createRequest.createRequest = create
         let request = createRequest
@@ -406,7 +413,8 @@ public struct EtcdClient: KeyValueStore {
                         let code: EtcdError.Code = reason.contains("permission denied") ? .permissionDenied : .other
                         throw EtcdError(code, "watch \(prefix) cancelled by server: \(reason)")
                     }
-                    if message.created && message.events.isEmpty { continue }
+                    // The creation notice, and any other message without events, is not a change.
+                    if message.events.isEmpty { continue }
                     let events = message.events.map { event -> EtcdWatchEvent in
                         switch event.type {
                         case .delete: .delete(key: String(decoding: event.kv.key, as: UTF8.self), revision: event.kv.modRevision)

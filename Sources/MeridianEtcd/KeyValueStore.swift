@@ -51,9 +51,6 @@ public struct EtcdListing: Sendable {
 /// bound to leases. `EtcdClient` is the implementation every process uses; unit tests use an
 /// in-memory one (`MeridianTestSupport`) so that controllers can be tested without etcd.
 public protocol KeyValueStore: Sendable {
-    /// Where the store is, for messages.
-    var location: String { get }
-
     /// One key (nil when absent) and the store revision it was read at.
     func read(_ key: String) async throws(EtcdError) -> (value: EtcdKeyValue?, revision: Int64)
     /// Every key under `prefix`, read at one revision (in pages of `pageSize` keys).
@@ -87,7 +84,7 @@ public protocol KeyValueStore: Sendable {
     func keepAlive(lease: Int64, interval: Duration) async throws(EtcdError)
 
     /// Hands every batch of changes under `prefix` after `startRevision` (0: from now) to
-    /// `handle`, with the revision it brings the watcher to. Runs until `handle` throws (its
+    /// `handle`, with the revision it brings the watcher to; a batch is never empty. Runs until `handle` throws (its
     /// error is rethrown unchanged), the task is cancelled, or the store fails the watch
     /// (an `EtcdError`; `.compacted` means the start revision is gone, so list again).
     func watch(prefix: String, startRevision: Int64,
@@ -128,17 +125,4 @@ extension KeyValueStore {
     public func delete(_ key: String, ifModRevision revision: Int64) async throws(EtcdError) -> Bool {
         try await delete([key], ifModRevisions: [(key, revision)])
     }
-}
-
-/// The end of the key range that covers every key starting with `prefix` (etcd's range end).
-public func keyRangeEnd(of prefix: String) -> Data {
-    var bytes = Array(prefix.utf8)
-    while let last = bytes.last {
-        if last < 0xff {
-            bytes[bytes.count - 1] = last + 1
-            return Data(bytes)
-        }
-        bytes.removeLast()
-    }
-    return Data([0])
 }

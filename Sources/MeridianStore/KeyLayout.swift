@@ -108,12 +108,7 @@ public enum MeshKind: String, Sendable, Hashable, CaseIterable, Codable {
 
     /// Where an importing cluster caches what it read from `cluster`.
     public func cachePrefix(cluster: String) -> String {
-        switch self {
-        case .nodes: "cilium/cache/nodes/v1/\(cluster)/"
-        case .endpoints: "cilium/cache/ip/v1/\(cluster)/"
-        case .identities: "cilium/cache/identities/v1/\(cluster)/id/"
-        case .services: "cilium/cache/services/v1/\(cluster)/"
-        }
+        cacheRoot + cluster + (self == .identities ? "/id/" : "/")
     }
 
     /// The key of one record under `statePrefix`, e.g. `node1`, `10.1.0.5`, `65536`, `default/web`.

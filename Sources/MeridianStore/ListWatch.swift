@@ -36,7 +36,8 @@ public struct ListWatch: Sendable {
     public enum Restart: Sendable {
         /// The failure ends `run` (its caller decides what a failure means).
         case never
-        /// List again after the backoff's next delay; the backoff resets after every listing.
+        /// List again after the backoff's next delay; the backoff resets once a watch has lasted
+        /// its maximum delay (a watch that breaks right after each listing keeps backing off).
         case after(ReconnectBackoff)
     }
 
@@ -55,23 +56,16 @@ public struct ListWatch: Sendable {
     /// leads to a new listing.
     public func run(onStoreFailure: @Sendable (EtcdError) -> Void = { _ in },
                     _ consume: @escaping @Sendable (Update) async throws -> Void) async throws {
-        guard case var .after(backoff) = restart else {
-            do {
-                return try await followOnce(consume)
-            } catch let failure as StoreFailure {
-                throw failure.error
-            } catch let failure as ConsumerFailure {
-                throw failure.error
-            }
-        }
+        var backoff: ReconnectBackoff? = if case let .after(backoff) = restart { backoff } else { nil }
         while true {
             do {
                 return try await followOnce(consume)
             } catch let failure as StoreFailure {
-                guard !Task.isCancelled else { throw failure.error }
-                if failure.afterListing { backoff.reset() }
+                guard var delays = backoff, !Task.isCancelled else { throw failure.error }
+                if let watched = failure.watchedFor, watched >= delays.maximum { delays.reset() }
                 onStoreFailure(failure.error)
-                try await Task.sleep(for: backoff.next())
+                try await Task.sleep(for: delays.next())
+                backoff = delays
             } catch let failure as ConsumerFailure {
                 throw failure.error
             }
@@ -118,13 +112,14 @@ public struct ListWatch: Sendable {
                 (items, revision) = (read.value.map { [$0] } ?? [], read.revision)
             }
         } catch {
-            throw StoreFailure(error: error, afterListing: false)
+            throw StoreFailure(error: error, watchedFor: nil)
         }
         do {
             try await consume(.snapshot(items, revision: revision))
         } catch {
             throw ConsumerFailure(error: error)
         }
+        let watchStarted = ContinuousClock.now
         do {
             let handle: @Sendable ([EtcdWatchEvent], Int64) async throws -> Void = { events, revision in
                 do {
@@ -138,14 +133,14 @@ public struct ListWatch: Sendable {
             case let .key(key): try await store.watch(key: key, startRevision: revision + 1, handle: handle)
             }
         } catch let error as EtcdError {
-            throw StoreFailure(error: error, afterListing: true)
+            throw StoreFailure(error: error, watchedFor: ContinuousClock.now - watchStarted)
         }
     }
 
     private struct StoreFailure: Error {
         var error: EtcdError
-        /// The listing succeeded and the watch after it failed: the store was reachable.
-        var afterListing: Bool
+        /// How long the watch after a successful listing lasted; nil when the listing failed.
+        var watchedFor: Duration?
     }
 
     private struct ConsumerFailure: Error {

@@ -31,7 +31,7 @@ public final class InMemoryKeyValueStore: KeyValueStore {
         var isPrefix: Bool
         var continuation: AsyncStream<Delivery>.Continuation
 
-        func covers(_ candidate: String) -> Bool { isPrefix ? candidate.hasPrefix(key) : candidate == key }
+        func covers(_ candidate: String) -> Bool { isPrefix ? candidate.utf8.starts(with: key.utf8) : candidate.utf8.elementsEqual(key.utf8) }
     }
 
     private enum Delivery {
@@ -62,7 +62,7 @@ public final class InMemoryKeyValueStore: KeyValueStore {
     }
 
     private let state = Mutex(State())
-    public let location: String
+    private let location: String
 
     public init(name: String = "memory") {
         location = "in-memory store \(name)"
@@ -144,19 +144,11 @@ public final class InMemoryKeyValueStore: KeyValueStore {
         state.withLock { $0.operations[operation] ?? 0 }
     }
 
-    /// Every key and value, for assertions.
-    public var contents: [String: Data] {
-        state.withLock { state in state.entries.mapValues(\.value) }
-    }
-
     /// Writes waiting while writes are held.
     public var heldWriteCount: Int { state.withLock { $0.heldWrites.count } }
 
     /// What every write that changed something did, in order: `put KEY` and `delete KEY`.
     public var writeLog: [String] { state.withLock { $0.writeLog } }
-
-    /// Number of open watches.
-    public var openWatches: Int { state.withLock { $0.watchers.count } }
 
     // MARK: KeyValueStore
 
@@ -168,14 +160,15 @@ public final class InMemoryKeyValueStore: KeyValueStore {
     public func list(prefix: String, pageSize: Int64) async throws(EtcdError) -> EtcdListing {
         try admit(.read, "list \(prefix)", key: prefix)
         return state.withLock { state in
-            let items = state.entries.filter { $0.key.hasPrefix(prefix) }.sorted { $0.key < $1.key }.map { Self.keyValue($0.key, $0.value) }
+            let items = state.entries.filter { $0.key.utf8.starts(with: prefix.utf8) }
+                .sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }.map { Self.keyValue($0.key, $0.value) }
             return EtcdListing(items: items, revision: state.revision)
         }
     }
 
     public func count(prefix: String) async throws(EtcdError) -> Int {
         try admit(.read, "count \(prefix)", key: prefix)
-        return state.withLock { state in state.entries.keys.count { $0.hasPrefix(prefix) } }
+        return state.withLock { state in state.entries.keys.count { $0.utf8.starts(with: prefix.utf8) } }
     }
 
     @discardableResult
@@ -189,8 +182,9 @@ public final class InMemoryKeyValueStore: KeyValueStore {
     public func create(_ key: String, _ value: Data, lease: Int64) async throws(EtcdError) -> Bool {
         var created = false
         try await write("create \(key)", key: key) { state throws(EtcdError) in
-            try Self.requireLease(lease, in: state)
+            // As in etcd's transaction, the lease matters only to the put that runs.
             created = state.entries[key] == nil
+            if created { try Self.requireLease(lease, in: state) }
             return (created, created ? [(key, value)] : [], [], lease)
         }
         return created
@@ -241,7 +235,7 @@ public final class InMemoryKeyValueStore: KeyValueStore {
     public func delete(prefix: String) async throws(EtcdError) -> Int {
         var count = 0
         try await write("delete prefix \(prefix)", key: prefix) { state throws(EtcdError) in
-            let doomed = state.entries.keys.filter { $0.hasPrefix(prefix) }.sorted()
+            let doomed = state.entries.keys.filter { $0.utf8.starts(with: prefix.utf8) }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
             count = doomed.count
             return (!doomed.isEmpty, [], doomed, 0)
         }

@@ -10,7 +10,6 @@ import MeridianHost
 public enum ScratchEtcd {
     public static let executable = "/usr/bin/etcd"
 
-    public static var isInstalled: Bool { FileManager.default.isExecutableFile(atPath: executable) }
 
     public struct Unavailable: Error, CustomStringConvertible {
         public var description: String

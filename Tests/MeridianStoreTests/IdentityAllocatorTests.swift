@@ -40,15 +40,28 @@ struct IdentityAllocatorTests {
         #expect(try #require(try await store.get(Self.recordKey(id))).modRevision > before)
     }
 
-    @Test("allocators racing for the same labels all end up with one number and one record")
+    @Test("allocators racing for the same labels share one number; racing for different labels, they get different numbers")
     func racing() async throws {
         let store = InMemoryKeyValueStore()
-        let ids = try await withThrowingTaskGroup(of: UInt32.self, returning: Set<UInt32>.self) { group in
-            for _ in 0..<8 { group.addTask { try await Self.allocator(store).allocate(Self.labels("web")) } }
-            return try await group.reduce(into: []) { $0.insert($1) }
+        let names = ["web", "db", "cache", "queue"]
+        // Every allocator is held at its first write, so all eight have read the same empty
+        // store (and picked the same free number) before any of them writes.
+        store.holdWrites()
+        let ids = try await withThrowingTaskGroup(of: (String, UInt32).self, returning: [String: Set<UInt32>].self) { group in
+            for name in names + names { group.addTask { (name, try await Self.allocator(store).allocate(Self.labels(name))) } }
+            let deadline = ContinuousClock.now + .seconds(10)
+            while store.heldWriteCount < 8, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+            #expect(store.heldWriteCount == 8)
+            store.releaseWrites()
+            return try await group.reduce(into: [:]) { $0[$1.0, default: []].insert($1.1) }
         }
-        #expect(ids.count == 1)
-        #expect(try await store.count(prefix: MeshKind.identities.statePrefix(cluster: "")) == 1)
+        #expect(ids.values.allSatisfy { $0.count == 1 }, "one number per label set: \(ids)")
+        #expect(Set(ids.values.flatMap { $0 }).count == names.count, "no number shared by two label sets: \(ids)")
+        #expect(try await store.count(prefix: MeshKind.identities.statePrefix(cluster: "")) == names.count)
+        for (name, numbers) in ids {
+            let record = try await store.get(Self.recordKey(try #require(numbers.first)))
+            #expect(record?.stringValue == Self.labels(name).ciliumString)
+        }
     }
 
     @Test("an index naming a number whose record is gone, or holds other labels, is not trusted: the labels get a record again")

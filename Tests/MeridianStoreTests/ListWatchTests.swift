@@ -102,16 +102,35 @@ struct ListWatchTests {
     func compactedRelists() async throws {
         let store = InMemoryKeyValueStore()
         try await store.put("p/a", Self.data("1"))
+        store.failNext(1, of: [.watch], with: .compacted)
         let backoff = ReconnectBackoff(initial: .milliseconds(10), maximum: .milliseconds(10))
-        try await Self.running(ListWatch(store, .prefix("p/"), restart: .after(backoff))) { updates in
+        let failures = Shared<[EtcdError.Code]>([])
+        let updates = Updates()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await ListWatch(store, .prefix("p/"), restart: .after(backoff))
+                    .run(onStoreFailure: { error in failures.withLock { $0.append(error.code) } }) { updates.add($0) }
+            }
+            defer { group.cancelAll() }
             #expect(Self.isSnapshot(try await updates.next()))
-            store.breakWatches()
-            try await store.put("p/b", Self.data("2"))
-            try await store.put("p/c", Self.data("3"))
-            store.compact()
-            var update = try await updates.next()
-            while !Self.isSnapshot(update) { update = try await updates.next() }
-            #expect(Self.keys(update) == ["p/a", "p/b", "p/c"])
+            let again = try await updates.next()
+            #expect(Self.isSnapshot(again) && Self.keys(again) == ["p/a"])
+            #expect(store.calls(.read) == 2)
+            #expect(failures.value == [.compacted])
+        }
+    }
+
+    @Test("a watch that breaks right after every listing backs off further each time")
+    func brokenWatchesBackOff() async throws {
+        let store = InMemoryKeyValueStore()
+        store.failNext(20, of: [.watch])
+        let backoff = ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(10))
+        try await Self.running(ListWatch(store, .prefix("p/"), restart: .after(backoff))) { _ in
+            try await Task.sleep(for: .seconds(1))
+            // Delays of at least 50, 100, 200 and 400 ms leave room for at most 4 more listings
+            // in a second; restarting at the initial delay each time would make about 10.
+            #expect(store.calls(.read) <= 5, "\(store.calls(.read)) listings")
+            #expect(store.calls(.read) >= 2)
         }
     }
 
