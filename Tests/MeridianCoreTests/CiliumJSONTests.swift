@@ -355,3 +355,15 @@ struct IPCIDRTests {
         #expect(throws: DecodingError.self) { try decodeJSON([IPCIDR].self, #"["10.1.0.0"]"#) }
     }
 }
+
+/// Policy elements as they are stored: the peer fields keep Cilium's names per side.
+@Suite("Cilium policy element JSON")
+struct CiliumPeerRuleJSONTests {
+    @Test func peerFieldsAreNamedForTheirSide() throws {
+        let ingress = CiliumIngressRule(endpoints: [], entities: [.world], cidr: ["10.0.0.0/8"])
+        #expect(try encodedJSON(ingress) == JSONValue(literal: #"{"fromEndpoints":[],"fromEntities":["world"],"fromCIDR":["10.0.0.0/8"]}"#))
+        let egress = CiliumEgressRule(endpoints: [], entities: [.world], cidr: ["10.0.0.0/8"])
+        #expect(try encodedJSON(egress) == JSONValue(literal: #"{"toEndpoints":[],"toEntities":["world"],"toCIDR":["10.0.0.0/8"]}"#))
+        #expect(try decodeJSON(CiliumEgressRule.self, #"{"toEntities":["world"]}"#).entities == [.world])
+    }
+}

@@ -130,6 +130,7 @@ struct ReservedIdentityTests {
     ])
     func numbersAndLabels(identity: ReservedIdentity, number: UInt32, labelString: String) throws {
         #expect(identity.rawValue == number)
+        #expect(ReservedIdentity(rawValue: number) == identity)
         #expect(identity.label.ciliumString == labelString)
         #expect(ReservedIdentity(labelName: identity.labelName) == identity)
         #expect(IdentityLayout(maxConnectedClusters: .c255).isReserved(identity.rawValue))
