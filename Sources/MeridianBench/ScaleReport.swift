@@ -1,15 +1,4 @@
 import Foundation
-import MeridianAdmin
-import Logging
-import MeridianControlPlane
-import MeridianCore
-import MeridianDatapath
-import MeridianEtcd
-import MeridianHost
-import MeridianLab
-import MeridianPKI
-import MeridianStore
-import Synchronization
 
 // MARK: - Report
 

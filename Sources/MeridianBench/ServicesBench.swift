@@ -103,9 +103,9 @@ public struct ServicesBenchmark: Sendable {
 
         BenchLab.progress("stopping the node's agent; the datapath keeps forwarding")
         await bench.lab.stopAgent(node)
-        let maps = try ServiceMaps(pinDirectory: node.pinDirectory)
         var points: [Point] = []
         do {
+            let maps = try ServiceMaps(pinDirectory: node.pinDirectory)
             var programmed = 0
             for size in steps {
                 BenchLab.progress("\(size) services: Meridian…")

@@ -82,19 +82,11 @@ public enum HostProcess {
     public static func launchDetached(_ arguments: [String], logPath: String?,
                                       environment: [String: String] = [:]) async throws(HostProcessError) {
         precondition(!arguments.isEmpty)
-        let log: FileDescriptor
-        do {
-            log = try FileDescriptor.open(FilePath(logPath ?? "/dev/null"), .writeOnly, options: [.create, .append, .closeOnExec],
-                                          permissions: [.ownerReadWrite, .groupRead])
-        } catch {
-            throw HostProcessError(command: arguments, reason: "cannot open log \(logPath ?? "/dev/null"): \(error)")
-        }
+        let log = try openLog(logPath ?? "/dev/null", for: arguments)
         defer { try? log.close() }
-        var overrides: [Environment.Key: String?] = [:]
-        for (key, value) in environment { overrides[Environment.Key(stringLiteral: key)] = value }
         do {
             let result = try await Subprocess.run(
-                .name("setsid"), arguments: Arguments(["-f"] + arguments), environment: .inherit.updating(overrides),
+                .name("setsid"), arguments: Arguments(["-f"] + arguments), environment: .inheriting(environment),
                 input: .none, output: .fileDescriptor(log, closeAfterSpawningProcess: false),
                 error: .fileDescriptor(log, closeAfterSpawningProcess: false))
             guard case .exited(0) = result.terminationStatus else {
@@ -104,6 +96,16 @@ public enum HostProcess {
             throw error
         } catch {
             throw HostProcessError(command: arguments, reason: "\(error)")
+        }
+    }
+
+    /// `path` opened for appending a child's output (created if absent).
+    static func openLog(_ path: String, for command: [String]) throws(HostProcessError) -> FileDescriptor {
+        do {
+            return try FileDescriptor.open(FilePath(path), .writeOnly, options: [.create, .append, .closeOnExec],
+                                           permissions: [.ownerReadWrite, .groupRead])
+        } catch {
+            throw HostProcessError(command: command, reason: "cannot open log \(path): \(error)")
         }
     }
 
@@ -139,6 +141,15 @@ public enum HostProcess {
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
         let spared: Set<Int32> = [getpid(), getppid()]
         return entries.compactMap(Int32.init).filter { !spared.contains($0) }
+    }
+}
+
+extension Environment {
+    /// This process's environment with `overrides` set (a nil value unsets the variable).
+    public static func inheriting(_ overrides: [String: String?]) -> Environment {
+        var updates: [Environment.Key: String?] = [:]
+        for (key, value) in overrides { updates[Environment.Key(stringLiteral: key)] = value }
+        return .inherit.updating(updates)
     }
 }
 

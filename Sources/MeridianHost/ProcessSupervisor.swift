@@ -83,18 +83,10 @@ public struct ProcessSupervisor: Sendable {
     }
 
     private func runOnce(onStart: @Sendable (Int32) -> Void) async throws(HostProcessError) -> TerminationStatus {
-        let log: FileDescriptor
-        do {
-            log = try FileDescriptor.open(FilePath(command.logPath), .writeOnly, options: [.create, .append, .closeOnExec],
-                                          permissions: [.ownerReadWrite, .groupRead])
-        } catch {
-            throw HostProcessError(command: [command.executable], reason: "cannot open log \(command.logPath): \(error)")
-        }
+        let log = try HostProcess.openLog(command.logPath, for: [command.executable])
         defer { try? log.close() }
         var options = PlatformOptions()
         options.teardownSequence = [.gracefulShutDown(allowedDurationToNextStep: stopGrace)]
-        var overrides: [Environment.Key: String?] = [:]
-        for (key, value) in command.environment { overrides[Environment.Key(stringLiteral: key)] = value }
         let (executable, arguments) = command.dieWithSupervisor
             ? ("/usr/bin/setpriv", ["--pdeathsig", "TERM", "--", command.executable] + command.arguments)
             : (command.executable, command.arguments)
@@ -103,7 +95,7 @@ public struct ProcessSupervisor: Sendable {
         let logger = logger
         do {
             let result = try await Subprocess.run(
-                .path(FilePath(executable)), arguments: Arguments(arguments), environment: .inherit.updating(overrides),
+                .path(FilePath(executable)), arguments: Arguments(arguments), environment: .inheriting(command.environment),
                 workingDirectory: command.workingDirectory.map { FilePath($0) }, platformOptions: options,
                 input: .none, output: .fileDescriptor(log, closeAfterSpawningProcess: false),
                 error: .fileDescriptor(log, closeAfterSpawningProcess: false)

@@ -83,14 +83,12 @@ public struct LabDriver: Sendable {
     }
 
     private func launch(_ program: Executable, _ arguments: [String], stdin: String?) async throws -> Result {
-        var overrides: [Environment.Key: String?] = [:]
-        for (key, value) in environment { overrides[Environment.Key(stringLiteral: key)] = value }
         let limit = 1 << 26
         let result = if let stdin {
-            try await Subprocess.run(program, arguments: Arguments(arguments), environment: .inherit.updating(overrides),
+            try await Subprocess.run(program, arguments: Arguments(arguments), environment: .inheriting(environment),
                                      input: .string(stdin), output: .string(limit: limit), error: .string(limit: limit))
         } else {
-            try await Subprocess.run(program, arguments: Arguments(arguments), environment: .inherit.updating(overrides),
+            try await Subprocess.run(program, arguments: Arguments(arguments), environment: .inheriting(environment),
                                      input: .none, output: .string(limit: limit), error: .string(limit: limit))
         }
         let status: Int32 = switch result.terminationStatus {

@@ -142,7 +142,11 @@ extension Lab {
 
     /// How many times the node's agent has registered the node so far, per its log.
     public func registrations(of node: LabNode) -> Int {
-        ((try? String(contentsOfFile: node.logPath, encoding: .utf8)) ?? "").components(separatedBy: "node registered").count - 1
+        registrations(inLog: (try? String(contentsOfFile: node.logPath, encoding: .utf8)) ?? "")
+    }
+
+    private func registrations(inLog log: String) -> Int {
+        log.components(separatedBy: "node registered").count - 1
     }
 
     /// Waits until the node's agent has registered the node more than `previous` times (its log
@@ -151,7 +155,7 @@ extension Lab {
         let deadline = ContinuousClock.now + timeout
         while true {
             let log = (try? String(contentsOfFile: node.logPath, encoding: .utf8)) ?? ""
-            if registrations(of: node) > previous { return }
+            if registrations(inLog: log) > previous { return }
             if let pid = HostProcess.pid(inFile: node.pidFile), !HostProcess.isAlive(pid) {
                 throw LabError.agentExited(cluster: cluster.name, node: node.name, log: node.logPath, tail: String(log.suffix(2000)))
             }

@@ -1,5 +1,4 @@
 import MeridianHost
-import MeridianHost
 
 /// Where a command runs as if a pod ran it: inside the pod's network namespace and, for a lab
 /// pod, in its node's pod cgroup, so the node's socket programs treat its connections as the
