@@ -172,16 +172,23 @@ public enum ClusterMesh {
     /// peer record (with that certificate) in the importer.
     public static func grantImport(importer: ClusterAccessInfo, importerClient: EtcdClient,
                                    exporter: ClusterAccessInfo, exporterClient: EtcdClient) async throws {
+        let peer = try await exporterAccess(for: importer, exporter: exporter, exporterClient: exporterClient)
+        try await importerClient.put(KeyLayout.peer(exporter.settings.name), StoreCoding.encode(peer))
+    }
+
+    /// The exporter's half of `grantImport`: its read-only role and the importer's user there,
+    /// and the peer record (with a client certificate for that user) the importer is to store.
+    public static func exporterAccess(for importer: ClusterAccessInfo, exporter: ClusterAccessInfo, exporterClient: EtcdClient,
+                                      validity: Duration = .days(1095)) async throws -> PeerRecord {
         let ca = try CertificateAuthority(certificatePEM: exporter.ca.certificatePEM, privateKeyPEM: exporter.ca.privateKeyPEM)
         let user = ClusterAccess.remoteUser(peer: importer.settings.name)
-        let certificate = try ca.issue(CertificateRequest(commonName: user, usage: .client, validity: .days(1095)))
+        let certificate = try ca.issue(CertificateRequest(commonName: user, usage: .client, validity: validity))
         try await ClusterAccess.createRemoteRole(exporterClient, cluster: exporter.settings.name)
         try await ClusterAccess.addRemoteUser(exporterClient, peer: importer.settings.name)
-        let peer = PeerRecord(
+        return PeerRecord(
             name: exporter.settings.name, id: exporter.settings.id, endpoints: exporter.settings.clientEndpoints,
             serverName: exporter.settings.serverName, caPEM: exporter.ca.certificatePEM,
             certificatePEM: certificate.certificatePEM, privateKeyPEM: certificate.privateKeyPEM)
-        try await importerClient.put(KeyLayout.peer(exporter.settings.name), StoreCoding.encode(peer))
     }
 
     /// Stops `importer` reading `exporter`: removes the peer record (the importer's control plane

@@ -116,12 +116,7 @@ public struct ScaleBenchmark: Sendable {
             let remote = remotes[mock.index]
             let info = try await ClusterAccessInfo.load(fleet.context(mock), client: remote)
             try ConnectValidation.validate(localInfo, info, allowMismatchingCA: false)
-            try await ClusterAccess.createRemoteRole(remote, cluster: mock.name)
-            try await ClusterAccess.addRemoteUser(remote, peer: cluster1.name)
-            let certificate = try ca.issue(CertificateRequest(commonName: ClusterAccess.remoteUser(peer: cluster1.name), usage: .client, validity: .days(2)))
-            let record = PeerRecord(name: info.settings.name, id: info.settings.id, endpoints: info.settings.clientEndpoints,
-                                    serverName: info.settings.serverName, caPEM: info.ca.certificatePEM,
-                                    certificatePEM: certificate.certificatePEM, privateKeyPEM: certificate.privateKeyPEM)
+            let record = try await ClusterMesh.exporterAccess(for: localInfo, exporter: info, exporterClient: remote, validity: .days(2))
             peers.withLock { $0[mock.index] = record }
         }
         let prepare = (ContinuousClock.now - prepareStarted).inSeconds
