@@ -5,9 +5,11 @@ import Testing
 @Suite("Validation of records imported from a remote cluster")
 struct RemoteValidationTests {
     static let layout = IdentityLayout(maxConnectedClusters: .c255)
+    /// What `connect` recorded for the peer c2.
+    static let podCIDRs = [IPCIDR("10.2.0.0/16"), IPCIDR("fd00:2::/48")].compactMap { $0 }
 
     static func validator() throws -> RemoteRecordValidation {
-        try RemoteRecordValidation(remote: (name: "c2", id: ClusterID(2)), layout: layout)
+        try RemoteRecordValidation(remote: (name: "c2", id: ClusterID(2)), podCIDRs: podCIDRs, layout: layout)
     }
 
     static func expectRejection(
@@ -23,14 +25,23 @@ struct RemoteValidationTests {
 
     @Test func remoteMustItselfBeValid() {
         #expect(throws: ClusterConfigError.self) {
-            try RemoteRecordValidation(remoteName: "c2", remoteID: ClusterID(300), layout: Self.layout)
+            try RemoteRecordValidation(remoteName: "c2", remoteID: ClusterID(300), podCIDRs: Self.podCIDRs, layout: Self.layout)
         }
         #expect(throws: ClusterConfigError.self) {
-            try RemoteRecordValidation(remoteName: "default", remoteID: ClusterID(2), layout: Self.layout)
+            try RemoteRecordValidation(remoteName: "default", remoteID: ClusterID(2), podCIDRs: Self.podCIDRs, layout: Self.layout)
         }
         #expect(throws: ClusterConfigError.self) {
-            try RemoteRecordValidation(remoteName: "c2", remoteID: ClusterID(0), layout: Self.layout)
+            try RemoteRecordValidation(remoteName: "c2", remoteID: ClusterID(0), podCIDRs: Self.podCIDRs, layout: Self.layout)
         }
+    }
+
+    @Test(arguments: ["0.0.0.0/0", "::/0"])
+    func aPeerPodCIDRIsNeverADefaultRoute(cidr: String) throws {
+        let everything = try #require(IPCIDR(cidr))
+        let error = #expect(throws: ClusterConfigError.self) {
+            try RemoteRecordValidation(remoteName: "c2", remoteID: ClusterID(2), podCIDRs: Self.podCIDRs + [everything], layout: Self.layout)
+        }
+        #expect(error?.field == .podCIDR)
     }
 
     // MARK: Nodes
@@ -151,10 +162,9 @@ struct RemoteValidationTests {
     @Test(arguments: [
         ("10.2.1.7", UInt32(131_073)),
         ("10.2.1.8", UInt32(196_607)),
-        ("10.2.1.9", UInt32(8)),
         ("fd00:2::7", UInt32(131_100)),
     ])
-    func acceptsEntriesInRangeOrReserved(ip: String, id: UInt32) throws {
+    func acceptsEntriesInRange(ip: String, id: UInt32) throws {
         let pair = IPIdentityPair(ip: ip, hostIP: "172.18.0.3", id: id)
         try Self.validator().validate(ipIdentityPair: pair, keyName: ip)
     }
@@ -214,7 +224,7 @@ struct RemoteValidationTests {
 
     @Test func rangeDependsOnLayout() throws {
         let v511 = try RemoteRecordValidation(
-            remote: (name: "c2", id: ClusterID(2)), layout: IdentityLayout(maxConnectedClusters: .c511))
+            remote: (name: "c2", id: ClusterID(2)), podCIDRs: Self.podCIDRs, layout: IdentityLayout(maxConnectedClusters: .c511))
         #expect(v511.identityRange == 65_536...98_303)
         try v511.validate(ipIdentityPair: IPIdentityPair(ip: "10.2.1.7", hostIP: "", id: 98_303), keyName: "10.2.1.7")
         Self.expectRejection(.identityOutOfRange, kind: .ipIdentityPair) { () throws(RemoteRecordRejection) in
@@ -230,12 +240,6 @@ struct RemoteValidationTests {
         #expect(id == 131_073)
         #expect(labels.clusterName == "c2")
         #expect(labels["app"]?.value == "web")
-    }
-
-    @Test func acceptsReservedIdentityWithoutClusterLabel() throws {
-        let (id, labels) = try Self.validator().validateIdentity(keyName: "6", labels: "reserved:remote-node=;")
-        #expect(id == 6)
-        #expect(labels.clusterName == nil)
     }
 
     @Test(arguments: [

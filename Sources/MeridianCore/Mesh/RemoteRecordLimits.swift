@@ -1,0 +1,37 @@
+/// The largest value accepted from a peer for one record, per kind, checked on the raw bytes
+/// before anything is decoded.
+///
+/// A peer's etcd accepts values up to its request limit (1.5 MiB by default), and every value
+/// is decoded, kept in the local cache and decoded again by every agent. The limits keep one
+/// record's cost bounded while leaving room well beyond what an exporter writes:
+///
+/// - nodes, 16 KiB: Meridian's node record is about 320 bytes; Cilium's also carries the
+///   node's labels and annotations.
+/// - ipcache entries, 4 KiB: about 130 bytes plus at most 58 per named port (port names are
+///   at most 15 characters), so at least 65 named ports fit.
+/// - identities, 8 KiB: the label string holds the pod's labels, one copy of each of its
+///   namespace's labels and the derived labels; a Kubernetes label can take about 420 bytes
+///   here (a 253-character key prefix, a 63-character name and value, the namespace-label
+///   prefix), so 8 KiB holds 19 labels of the longest kind, or 60 of 130 bytes. A
+///   rejected identity makes its pods' traffic unknown to this cluster, so this limit is the
+///   generous one.
+/// - services, 1 MiB: a ClusterService grows with its backends, about 95 bytes per backend
+///   with two ports as Meridian writes it (Cilium measured 787 KiB for 5000 backends, 161
+///   bytes each); 1 MiB admits 6500 to 11000 backends. A limit at etcd's 1.5 MiB would bound
+///   nothing.
+public enum RemoteRecordLimits {
+    public static let nodeBytes = 16 * 1024
+    public static let ipIdentityPairBytes = 4 * 1024
+    public static let identityBytes = 8 * 1024
+    public static let serviceBytes = 1024 * 1024
+
+    /// The limit for one record of `kind`.
+    public static func maximumBytes(of kind: RemoteRecordRejection.Kind) -> Int {
+        switch kind {
+        case .node: nodeBytes
+        case .service: serviceBytes
+        case .ipIdentityPair: ipIdentityPairBytes
+        case .identity: identityBytes
+        }
+    }
+}
