@@ -20,7 +20,9 @@ struct TerminalSafeTests {
         ("zero\u{200B}width", #"zero\u{200B}width"#),
         ("\u{FEFF}bom", #"\u{FEFF}bom"#),
         ("sep\u{2028}arator", #"sep\u{2028}arator"#),
+        ("para\u{2029}", #"para\u{2029}"#),
         ("private\u{E000}", #"private\u{E000}"#),
+        ("unassigned\u{378}", #"unassigned\u{378}"#),
     ])
     func nonPrintablesAreEscaped(text: String, escaped: String) {
         #expect(TerminalSafe.escape(text) == escaped)

@@ -9,10 +9,10 @@
 public enum TerminalSafe {
     /// True for scalars that print as themselves. Refused: controls (C0, DEL, C1), format
     /// characters (bidirectional overrides, zero-width characters), line and paragraph
-    /// separators, surrogates, private-use and unassigned scalars.
+    /// separators, private-use and unassigned scalars.
     public static func isPrintable(_ scalar: Unicode.Scalar) -> Bool {
         switch scalar.properties.generalCategory {
-        case .control, .format, .lineSeparator, .paragraphSeparator, .surrogate, .privateUse, .unassigned:
+        case .control, .format, .lineSeparator, .paragraphSeparator, .privateUse, .unassigned:
             false
         default:
             true
