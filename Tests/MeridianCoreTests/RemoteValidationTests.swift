@@ -268,6 +268,9 @@ struct RemoteValidationTests {
         Self.expectRejection(.malformed, kind: .identity) { () throws(RemoteRecordRejection) in
             _ = try v.decodeIdentity(keyName: "131074", value: Data([0xFF, 0xFE]))
         }
+        Self.expectRejection(.malformed, kind: .identity) { () throws(RemoteRecordRejection) in
+            _ = try v.decodeIdentity(keyName: "131074", value: Data("k8s:app=".utf8) + [0xFF] + Data(";".utf8))
+        }
     }
 
     @Test func rejectionsCanBeCountedPerReason() throws {
