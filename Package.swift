@@ -85,8 +85,11 @@ let package = Package(
         .target(
             name: "MeridianControlPlane",
             dependencies: [
-                "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianPKI", "MeridianHost",
+                "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianEtcdAPI", "MeridianPKI", "MeridianHost",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "X509", package: "swift-certificates"),
             ],
             swiftSettings: strict
         ),

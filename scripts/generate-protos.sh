@@ -15,6 +15,6 @@ protoc \
   --plugin=protoc-gen-grpc-swift-2="$BIN/protoc-gen-grpc-swift-2" \
   -I Protos \
   --swift_opt=Visibility=Public,FileNaming=PathToUnderscores --swift_out="$OUT" \
-  --grpc-swift-2_opt=Visibility=Public,Server=false,FileNaming=PathToUnderscores --grpc-swift-2_out="$OUT" \
+  --grpc-swift-2_opt=Visibility=Public,FileNaming=PathToUnderscores --grpc-swift-2_out="$OUT" \
   etcd/kv.proto etcd/auth.proto etcd/rpc.proto
 echo "generated: $(ls "$OUT")"

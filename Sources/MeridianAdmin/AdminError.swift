@@ -10,6 +10,7 @@ public enum AdminError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The cluster's control plane has not published its settings (or CA) yet.
     case notBootstrapped(context: String, missing: String)
     case exportNotPublished(cluster: String, waited: Duration)
+    case credentialNotIssued(cluster: String, peer: String, waited: Duration)
     case clusterGivenTwice(cluster: String, context: String)
     case meshNotEnabled(cluster: String, context: String)
     case invalidCluster(cluster: String, detail: String)
@@ -41,6 +42,8 @@ public enum AdminError: Error, Sendable, Hashable, CustomStringConvertible {
         case let .notBootstrapped(context, missing): "context \(context): cluster has no published \(missing); is its control plane running?"
         case let .exportNotPublished(cluster, waited):
             "clustermesh enabled, but the control plane of \(cluster) has not published its cluster config within \(waited); is it running?"
+        case let .credentialNotIssued(cluster, peer, waited):
+            "cannot connect: the control plane of \(cluster) issued no credential for \(peer) within \(waited); is it running? (see its control-plane.log)"
         case let .clusterGivenTwice(cluster, context): "cannot connect: cluster \(cluster) is given twice (context \(context))"
         case let .meshNotEnabled(cluster, context):
             "clustermesh is not enabled on \(cluster); run `meridian clustermesh enable --context \(context)` first"

@@ -5,14 +5,15 @@ import MeridianEtcd
 import MeridianPKI
 import MeridianStore
 
-/// What an administrator knows of one cluster when meshing it: its context, settings and CA.
+/// What an administrator knows of one cluster when meshing it: its context, settings and the
+/// certificate of its mesh CA.
 public struct ClusterAccessInfo: Sendable {
     public var context: MeridianContext
     public var settings: ClusterSettings
-    public var ca: CertificateAuthorityRecord
+    public var ca: MeshCertificateAuthorityRecord
     public var meshEnabled: Bool
 
-    public init(context: MeridianContext, settings: ClusterSettings, ca: CertificateAuthorityRecord, meshEnabled: Bool) {
+    public init(context: MeridianContext, settings: ClusterSettings, ca: MeshCertificateAuthorityRecord, meshEnabled: Bool) {
         self.context = context
         self.settings = settings
         self.ca = ca
@@ -24,10 +25,10 @@ public struct ClusterAccessInfo: Sendable {
             throw AdminError.notBootstrapped(context: context.name, missing: "settings")
         }
         let settings = try StoreCoding.decode(ClusterSettings.self, from: settingsKV.value, key: settingsKV.key)
-        guard let caKV = try await client.get(KeyLayout.certificateAuthority) else {
-            throw AdminError.notBootstrapped(context: context.name, missing: "CA")
+        guard let caKV = try await client.get(KeyLayout.meshCertificateAuthority) else {
+            throw AdminError.notBootstrapped(context: context.name, missing: "mesh CA")
         }
-        let ca = try StoreCoding.decode(CertificateAuthorityRecord.self, from: caKV.value, key: caKV.key)
+        let ca = try StoreCoding.decode(MeshCertificateAuthorityRecord.self, from: caKV.value, key: caKV.key)
         let mesh = try await client.get(KeyLayout.clusterMeshSettings)
             .map { try StoreCoding.decode(ClusterMeshSettings.self, from: $0.value, key: $0.key) }
         return ClusterAccessInfo(context: context, settings: settings, ca: ca, meshEnabled: mesh?.enabled ?? false)
@@ -99,13 +100,12 @@ public enum ConnectValidation {
 
 /// The clustermesh operations behind `meridian clustermesh ...`, shaped like the cilium CLI's.
 public enum ClusterMesh {
-    /// Creates the read-only `remote` role, turns clustermesh on with these knobs, and waits
-    /// until the control plane has published the cluster's config. Returns the cluster's settings.
+    /// Turns clustermesh on with these knobs and waits until the control plane has published the
+    /// cluster's config. Returns the cluster's settings.
     public static func enable(_ context: MeridianContext, heartbeatInterval: Double, cacheTTL: Double,
                               wait: Duration = .seconds(30)) async throws -> ClusterSettings {
         try await EtcdClient.withClient(try context.clientConfiguration()) { client in
             let info = try await ClusterAccessInfo.load(context, client: client)
-            try await ClusterAccess.createRemoteRole(client, cluster: info.settings.name)
             let settings = ClusterMeshSettings(enabled: true, heartbeatIntervalSeconds: heartbeatInterval, cacheTTLSeconds: cacheTTL)
             try await client.put(KeyLayout.clusterMeshSettings, StoreCoding.encode(settings))
             let deadline = ContinuousClock.now + wait
@@ -168,35 +168,53 @@ public enum ClusterMesh {
         }
     }
 
-    /// Lets `importer` read `exporter`: a read-only user and certificate in the exporter, and a
-    /// peer record (with that certificate) in the importer.
+    /// Lets `importer` read `exporter`: a credential from the exporter's control plane for a key
+    /// pair generated here, and a peer record (with that credential and the exporter's pod CIDR)
+    /// in the importer. A credential issued before for the same importer stops working.
     public static func grantImport(importer: ClusterAccessInfo, importerClient: EtcdClient,
-                                   exporter: ClusterAccessInfo, exporterClient: EtcdClient) async throws {
-        let peer = try await exporterAccess(for: importer, exporter: exporter, exporterClient: exporterClient)
+                                   exporter: ClusterAccessInfo, exporterClient: EtcdClient,
+                                   validity: Duration = .seconds(PeerGrant.defaultValiditySeconds)) async throws {
+        let peer = try await exporterAccess(for: importer, exporter: exporter, exporterClient: exporterClient, validity: validity)
         try await importerClient.put(KeyLayout.peer(exporter.settings.name), StoreCoding.encode(peer))
     }
 
-    /// The exporter's half of `grantImport`: its read-only role and the importer's user there,
-    /// and the peer record (with a client certificate for that user) the importer is to store.
+    /// The exporter's half of `grantImport`: a grant for a new key pair, the credential the
+    /// exporter's control plane issues for it, and the peer record the importer is to store.
     public static func exporterAccess(for importer: ClusterAccessInfo, exporter: ClusterAccessInfo, exporterClient: EtcdClient,
-                                      validity: Duration = .days(1095)) async throws -> PeerRecord {
-        let ca = try CertificateAuthority(certificatePEM: exporter.ca.certificatePEM, privateKeyPEM: exporter.ca.privateKeyPEM)
-        let user = ClusterAccess.remoteUser(peer: importer.settings.name)
-        let certificate = try ca.issue(CertificateRequest(commonName: user, usage: .client, validity: validity))
-        try await ClusterAccess.createRemoteRole(exporterClient, cluster: exporter.settings.name)
-        try await ClusterAccess.addRemoteUser(exporterClient, peer: importer.settings.name)
-        return PeerRecord(
-            name: exporter.settings.name, id: exporter.settings.id, endpoints: exporter.settings.clientEndpoints,
-            serverName: exporter.settings.serverName, caPEM: exporter.ca.certificatePEM,
-            certificatePEM: certificate.certificatePEM, privateKeyPEM: certificate.privateKeyPEM)
+                                      validity: Duration = .seconds(PeerGrant.defaultValiditySeconds),
+                                      wait: Duration = .seconds(30)) async throws -> PeerRecord {
+        let peerName = importer.settings.name
+        let keys = ClientKeyPair.generate()
+        let grant = PeerGrant(peer: peerName, publicKeyPEM: keys.publicKeyPEM,
+                              validitySeconds: validity.components.seconds, requestedAt: Date())
+        try await exporterClient.commit(puts: [(KeyLayout.peerGrant(peerName), StoreCoding.encode(grant))],
+                                        deletes: [KeyLayout.peerCredential(peerName)], lease: 0)
+        let deadline = ContinuousClock.now + wait
+        while true {
+            if let record = try await exporterClient.get(KeyLayout.peerCredential(peerName)) {
+                let credential = try StoreCoding.decode(PeerCredential.self, from: record.value, key: record.key)
+                if credential.publicKeyPEM == keys.publicKeyPEM {
+                    return PeerRecord(
+                        name: exporter.settings.name, id: exporter.settings.id, endpoints: exporter.settings.clientEndpoints,
+                        serverName: exporter.settings.serverName, caPEM: exporter.ca.certificatePEM,
+                        certificatePEM: credential.certificatePEM, privateKeyPEM: keys.privateKeyPEM,
+                        podCIDR: exporter.settings.podCIDR)
+                }
+            }
+            guard ContinuousClock.now < deadline else {
+                throw AdminError.credentialNotIssued(cluster: exporter.settings.name, peer: peerName, waited: wait)
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
     }
 
     /// Stops `importer` reading `exporter`: removes the peer record (the importer's control plane
-    /// drains the data) and the exporter's user for it.
+    /// drains the data) and the exporter's grant and credential (the exporter's mesh endpoint
+    /// refuses the credential from then on, and ends its open watches).
     public static func revokeImport(importer: ClusterAccessInfo, importerClient: EtcdClient,
                                     exporter: ClusterAccessInfo, exporterClient: EtcdClient) async throws {
         try await importerClient.delete(KeyLayout.peer(exporter.settings.name))
-        try await exporterClient.deleteUser(ClusterAccess.remoteUser(peer: importer.settings.name))
+        try await exporterClient.commit(puts: [], deletes: [KeyLayout.peerGrant(importer.settings.name), KeyLayout.peerCredential(importer.settings.name)], lease: 0)
     }
 
     /// The status of every remote cluster `context` imports; with `wait`, polls until all are

@@ -38,6 +38,10 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
         public var synced: RemoteClusterStatus.PerKind<Bool>
         public var counts: RemoteClusterStatus.PerKind<Int>
         public var rejected: RemoteClusterStatus.PerKind<Int>
+        /// Rejected records per rule broken.
+        public var rejectedByReason: [String: Int]?
+        /// The latest rejected records; their keys and messages come from the remote.
+        public var recentRejections: [RemoteClusterStatus.RejectedRecord]?
         public var numFailures: Int
         public var lastFailure: Date?
         public var lastError: String?
@@ -64,6 +68,22 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
     /// Conditions that do not stop the mesh but will bite: MTU mismatches, global services
     /// whose backends carry different labels in different clusters.
     public var warnings: [String] = []
+
+    /// The peers this cluster exports to, each with when its credential expires.
+    public var exportedTo: [ExportGrant] = []
+
+    /// A peer allowed to read this cluster's export.
+    public struct ExportGrant: Codable, Sendable, Hashable {
+        public var peer: String
+        /// Nil until the control plane has issued the credential.
+        public var credentialExpires: Date?
+    }
+
+    /// The store's space as the control plane last saw it.
+    public var store: StoreSpaceRecord?
+
+    /// Credentials expiring sooner than this are warned about.
+    public static let credentialWarning: TimeInterval = 7 * 86_400
 
     public var allReady: Bool { remoteClusters.allSatisfy(\.ready) }
 
@@ -92,7 +112,8 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
                 name: name, configured: true, connected: live && status.connected, ready: live && status.ready,
                 phase: live ? status.phase.rawValue : "unknown", clusterID: status.remoteClusterID,
                 configRetrieved: status.configRetrieved, syncCanaries: status.syncCanaries, synced: status.synced,
-                counts: status.counts, rejected: status.rejected, numFailures: status.numFailures,
+                counts: status.counts, rejected: status.rejected, rejectedByReason: status.rejectedByReason,
+                recentRejections: status.recentRejections, numFailures: status.numFailures,
                 lastFailure: status.lastFailure, lastError: status.lastError, lastHeartbeat: status.lastHeartbeat,
                 localStoreRetries: status.localStoreRetries, errors: errors))
         }
@@ -124,7 +145,34 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
         report.addMTUs(local: nodes.filter { $0.0 == info.settings.name }.compactMap(\.1.mtu),
                        remote: Dictionary(grouping: nodes.filter { $0.0 != info.settings.name }, by: \.0).mapValues { $0.compactMap(\.1.mtu) })
         report.warnings += try await LabelConsistency.warnings(client, localCluster: info.settings.name)
+        try await report.addExportAndStore(client)
         return report
+    }
+
+    /// Adds the peers this cluster exports to (from the grants and issued credentials) and the
+    /// store's space record, with warnings for credentials about to expire and a full store.
+    mutating func addExportAndStore(_ client: any KeyValueStore, now: Date = Date()) async throws {
+        let credentials = try await client.list(prefix: KeyLayout.peerCredentialsPrefix).items
+            .compactMap { try? StoreCoding.decode(PeerCredential.self, from: $0.value, key: $0.key) }
+        let expiries = Dictionary(credentials.map { ($0.peer, $0.notAfter) }, uniquingKeysWith: { first, _ in first })
+        exportedTo = try await client.list(prefix: KeyLayout.peerGrantsPrefix).items
+            .map { String($0.key.dropFirst(KeyLayout.peerGrantsPrefix.count)) }.sorted()
+            .map { ExportGrant(peer: $0, credentialExpires: expiries[$0]) }
+        for grant in exportedTo {
+            guard let expires = grant.credentialExpires else {
+                warnings.append("no credential issued yet for \(grant.peer); is the control plane running?")
+                continue
+            }
+            if expires.timeIntervalSince(now) < Self.credentialWarning {
+                let state = expires < now ? "expired" : "expires"
+                warnings.append("the credential of \(grant.peer) \(state) at \(ISO8601DateFormatter().string(from: expires)); "
+                                + "renew it with `meridian clustermesh connect` again")
+            }
+        }
+        store = try await client.get(KeyLayout.storeSpace).flatMap { try? StoreCoding.decode(StoreSpaceRecord.self, from: $0.value, key: $0.key) }
+        if let store, let quota = store.quotaBytes, store.backendBytes * 10 >= quota * 8 {
+            warnings.append("the store's backend is \(store.backendBytes / 1_048_576) MiB of its \(quota / 1_048_576) MiB quota")
+        }
     }
 
     /// Adds the MTUs of the local and remote clusters' nodes and warns about mismatches: pods
@@ -153,6 +201,16 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
         var lines: [String] = []
         let mark = { (ok: Bool) in ok ? "✅" : "❌" }
         lines.append("Cluster: \(cluster.name) (ID \(cluster.id)), clustermesh \(cluster.clustermeshEnabled ? "enabled" : "disabled")")
+        if !exportedTo.isEmpty {
+            let grants = exportedTo.map { grant in
+                "\(grant.peer) (credential " + (grant.credentialExpires.map { "until \(ISO8601DateFormatter().string(from: $0))" } ?? "not issued") + ")"
+            }
+            lines.append("Exported to: " + grants.joined(separator: ", "))
+        }
+        if let recovery = store?.lastRecovery {
+            lines.append("Store: recovered from NOSPACE at \(ISO8601DateFormatter().string(from: recovery.at)) "
+                         + "(\(recovery.backendBytesBefore / 1_048_576) MiB compacted and defragmented to \(recovery.backendBytesAfter / 1_048_576) MiB)")
+        }
         if remoteClusters.isEmpty {
             lines.append("No remote clusters configured; connect one with `meridian clustermesh connect`.")
             return lines.joined(separator: "\n")
@@ -168,7 +226,13 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
             lines.append("    synchronization: \(synced)")
             if let mtu = remote.mtu { lines.append("    underlay MTU: \(mtu)") }
             let rejected = MeshKind.allCases.filter { remote.rejected[$0] > 0 }.map { "\($0.rawValue)=\(remote.rejected[$0])" }
-            if !rejected.isEmpty { lines.append("    rejected records: " + rejected.joined(separator: " ")) }
+            if !rejected.isEmpty {
+                let reasons = (remote.rejectedByReason ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+                lines.append("    rejected records: " + rejected.joined(separator: " ") + (reasons.isEmpty ? "" : " (" + reasons.joined(separator: " ") + ")"))
+                for record in (remote.recentRejections ?? []).suffix(5) {
+                    lines.append("      \(record.kind) \(TerminalSafe.escape(record.key)): \(record.reason): \(TerminalSafe.escape(record.message))")
+                }
+            }
             if let retries = remote.localStoreRetries { lines.append("    writes into this cluster's store retried: \(retries)") }
         }
         if !warnings.isEmpty {

@@ -205,6 +205,7 @@ public struct Agent: Sendable {
         var cidrIdentities = CIDRIdentityTable()
         var decodeCaches = DatapathDecodeCaches()
         var published: NodePolicyStatus?
+        var conflicts: [IPCIDR: AddressConflict] = [:]
         var lastResync = ContinuousClock.now
         try await withThrowingDiscardingTaskGroup { group in
             let (events, continuation) = AsyncStream.makeStream(of: Bool.self, bufferingPolicy: .bufferingNewest(1))
@@ -243,6 +244,15 @@ public struct Agent: Sendable {
                     remoteEndpoints: remoteEndpoints,
                     remoteServices: await mirror.snapshot(Self.remoteServicesPrefix))
                 var desired = DesiredDatapath.compute(inputs, context: context, caches: &decodeCaches)
+                if desired.conflicts != conflicts {
+                    for (prefix, conflict) in desired.conflicts where conflicts[prefix] != conflict {
+                        logger.warning("records claim the same address; one holds it, the others are not programmed", metadata: [
+                            "prefix": "\(prefix)", "holder": "\(conflict.winner.debugDescription)",
+                            "refused": "\(conflict.losers.sorted().map(\.debugDescription).joined(separator: ", "))",
+                        ])
+                    }
+                    conflicts = desired.conflicts
+                }
                 var policies: [String: Data] = [:]
                 for kind in [ResourceKind.networkPolicy, .ciliumNetworkPolicy, .ciliumClusterwideNetworkPolicy] {
                     policies.merge(await mirror.snapshot(KeyLayout.resources(plural: kind.plural)), uniquingKeysWith: { a, _ in a })

@@ -11,6 +11,38 @@ struct IPCacheEntry: Hashable, Sendable {
     var clusterID: UInt16
 }
 
+/// Two or more records claiming one ipcache prefix: which one holds it, and the others.
+struct AddressConflict: Hashable, Sendable {
+    var winner: String
+    var losers: Set<String>
+}
+
+/// The ipcache as records claim its prefixes. Local claims replace each other as before (the
+/// latest wins) and always beat imported ones; between imported claims the record whose key
+/// sorts first wins, whatever order they come in, so every node of the cluster picks the same.
+struct IPCacheClaims: Sendable {
+    private(set) var entries: [IPCIDR: IPCacheEntry] = [:]
+    private var holders: [IPCIDR: (key: String, local: Bool)] = [:]
+    private(set) var conflicts: [IPCIDR: AddressConflict] = [:]
+
+    /// Returns whether the claim holds the prefix now.
+    @discardableResult
+    mutating func claim(_ prefix: IPCIDR, _ entry: IPCacheEntry, by key: String, local: Bool) -> Bool {
+        if let holder = holders[prefix], !(local && holder.local) {
+            let wins = local || (!holder.local && key < holder.key)
+            var conflict = conflicts[prefix] ?? AddressConflict(winner: holder.key, losers: [])
+            conflict.losers.insert(wins ? holder.key : key)
+            conflict.winner = wins ? key : holder.key
+            conflict.losers.remove(conflict.winner)
+            conflicts[prefix] = conflict
+            guard wins else { return false }
+        }
+        holders[prefix] = (key, local)
+        entries[prefix] = entry
+        return true
+    }
+}
+
 /// One frontend of a service: address, port, protocol.
 struct Frontend: Hashable, Sendable, Comparable {
     var address: IPAddress
@@ -87,43 +119,59 @@ struct DesiredDatapath: Sendable {
         var remoteServices: [String: Data] = [:]
     }
 
+    /// Addresses claimed by more than one record that could not both be programmed: the local
+    /// entry, or the imported record whose key sorts first, keeps the address; the others are
+    /// listed here (by record key) so the agent can report them.
+    var conflicts: [IPCIDR: AddressConflict] = [:]
+
     static func compute(_ inputs: Inputs, context: NodeContext, caches: inout DatapathDecodeCaches) -> DesiredDatapath {
         var desired = DesiredDatapath()
+        var claims = IPCacheClaims()
         let clusterID = UInt16(context.cluster.id)
         let tunnel = UInt8(MER_IPCACHE_F_TUNNEL)
         let remoteFlag = UInt8(MER_IPCACHE_F_REMOTE_CLUSTER)
-        for (_, node) in caches.nodes.decode(inputs.nodes.merging(inputs.remoteNodes, uniquingKeysWith: { a, _ in a })) {
+        if let gateway = try? IPCIDR(address: context.gateway, prefixLength: 32) {
+            claims.claim(gateway, IPCacheEntry(identity: ReservedIdentity.host.rawValue, tunnelEndpoint: nil,
+                                               flags: UInt8(MER_IPCACHE_F_LOCAL_NODE), clusterID: clusterID),
+                         by: "gateway", local: true)
+        }
+        // Local records first: an imported record never takes an address a local one holds. What
+        // is imported is told by where it is stored, not by what it says of itself.
+        let nodes = caches.nodes.decode(inputs.nodes.merging(inputs.remoteNodes, uniquingKeysWith: { a, _ in a }))
+        let imported = { (key: String) in key.hasPrefix(KeyLayout.cachePrefix) }
+        for (key, node) in nodes.filter({ !imported($0.key) }) + nodes.filter({ imported($0.key) }) {
             guard let internalAddress = node.ipAddresses.first(where: { $0.type == .internalIP }),
                   let nodeIP = IPAddress(internalAddress.ip) else { continue }
-            let isRemote = node.cluster != context.cluster.name
+            let isRemote = imported(key)
             let nodeCluster = UInt16(truncatingIfNeeded: node.clusterID)
             let isSelf = !isRemote && node.name == context.nodeName
             if let cidr = node.ipv4AllocCIDR {
-                desired.ipcache[cidr] = IPCacheEntry(identity: ReservedIdentity.world.rawValue, tunnelEndpoint: nodeIP,
-                                                     flags: tunnel | (isRemote ? remoteFlag : 0), clusterID: nodeCluster)
+                claims.claim(cidr, IPCacheEntry(identity: ReservedIdentity.world.rawValue, tunnelEndpoint: nodeIP,
+                                                flags: tunnel | (isRemote ? remoteFlag : 0), clusterID: nodeCluster),
+                             by: key, local: !isRemote)
             }
             if let host = try? IPCIDR(address: nodeIP, prefixLength: 32) {
-                desired.ipcache[host] = isSelf
+                claims.claim(host, isSelf
                     ? IPCacheEntry(identity: ReservedIdentity.host.rawValue, tunnelEndpoint: nil, flags: UInt8(MER_IPCACHE_F_LOCAL_NODE), clusterID: clusterID)
                     : IPCacheEntry(identity: ReservedIdentity.remoteNode.rawValue, tunnelEndpoint: nil, flags: isRemote ? remoteFlag : 0,
-                                   clusterID: nodeCluster)
+                                   clusterID: nodeCluster),
+                    by: key, local: !isRemote)
             }
-        }
-        if let gateway = try? IPCIDR(address: context.gateway, prefixLength: 32) {
-            desired.ipcache[gateway] = IPCacheEntry(identity: ReservedIdentity.host.rawValue, tunnelEndpoint: nil,
-                                                    flags: UInt8(MER_IPCACHE_F_LOCAL_NODE), clusterID: clusterID)
         }
         let layout = context.identityLayout
         let decodedEndpoints = [(caches.endpoints.decode(inputs.endpoints), false), (caches.remoteEndpoints.decode(inputs.remoteEndpoints), true)]
         for (records, isRemote) in decodedEndpoints {
-            for (_, pair) in records {
+            for (key, pair) in records {
                 guard let prefix = try? pair.prefix(), prefix.family == .ipv4 else { continue }
                 let owner = isRemote ? UInt16(truncatingIfNeeded: layout.clusterID(of: pair.id).rawValue) : clusterID
-                desired.ipcache[prefix] = IPCacheEntry(identity: pair.id, tunnelEndpoint: IPAddress(pair.hostIP),
-                                                       flags: tunnel | (isRemote ? remoteFlag : 0), clusterID: owner)
-                if let ports = pair.namedPorts { desired.namedPorts[pair.id, default: []].formUnion(ports) }
+                let won = claims.claim(prefix, IPCacheEntry(identity: pair.id, tunnelEndpoint: IPAddress(pair.hostIP),
+                                                            flags: tunnel | (isRemote ? remoteFlag : 0), clusterID: owner),
+                                       by: key, local: !isRemote)
+                if won, let ports = pair.namedPorts { desired.namedPorts[pair.id, default: []].formUnion(ports) }
             }
         }
+        desired.ipcache = claims.entries
+        desired.conflicts = claims.conflicts
 
         let frontends = GlobalServiceMerge.frontends(
             cluster: context.cluster.name, clusterID: context.cluster.id, serviceRecords: inputs.services,

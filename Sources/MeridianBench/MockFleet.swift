@@ -41,6 +41,18 @@ final class MockFleet: Sendable {
                         certificateAuthority: caPath, clientCertificate: directory + "/admin.crt", clientKey: directory + "/admin.key")
     }
 
+    /// What `clustermesh connect` would store in the importer for a mock: a mock is a bare etcd
+    /// (it stands in for a mesh endpoint, which speaks the same protocol) with no control plane
+    /// to issue a credential, so the bench issues one with the mocks' CA.
+    static func peerRecord(for importer: ClusterAccessInfo, exporter: ClusterAccessInfo, ca: CertificateAuthority) throws -> PeerRecord {
+        let credential = try ca.issue(CertificateRequest(commonName: ClusterAccess.remoteUser(peer: importer.settings.name),
+                                                         usage: .client, validity: .days(2)))
+        return PeerRecord(
+            name: exporter.settings.name, id: exporter.settings.id, endpoints: exporter.settings.clientEndpoints,
+            serverName: exporter.settings.serverName, caPEM: exporter.ca.certificatePEM,
+            certificatePEM: credential.certificatePEM, privateKeyPEM: credential.privateKeyPEM, podCIDR: exporter.settings.podCIDR)
+    }
+
     /// The CA bundle, the shared client certificate and each mock's server certificate.
     func prepare(ca: CertificateAuthority) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])

@@ -91,7 +91,7 @@ public struct ScaleBenchmark: Sendable {
         // The mocks' data, each mock in transactions of up to 1,000 operations.
         BenchLab.progress("writing \(sizes.totalNodes) nodes, \(sizes.totalEndpoints) endpoints, \(sizes.totalIdentities) identities into the mocks…")
         let writeStarted = ContinuousClock.now
-        let caRecord = CertificateAuthorityRecord(certificatePEM: ca.certificatePEM, privateKeyPEM: ca.privateKeyPEM)
+        let caRecord = MeshCertificateAuthorityRecord(certificatePEM: ca.certificatePEM)
         let recordsWritten = Shared(0)
         try await forEachConcurrently(mocks, lanes: 4) { mock in
             let records = ScaleRecords.state(of: mock, sizes: sizes)
@@ -105,7 +105,8 @@ public struct ScaleBenchmark: Sendable {
         startHeartbeats(remotes)
 
         // clustermesh enable on cluster1, then what `connect` does for each mock, short of
-        // writing the peer record: the records are written together below, so that the sync
+        // writing the peer record (a mock has no control plane to issue the credential, so the
+        // bench, which holds the mocks' CA, issues it): the records are written together below, so that the sync
         // clock starts at the first of them rather than after hundreds of certificates.
         BenchLab.progress("preparing the connections…")
         let prepareStarted = ContinuousClock.now
@@ -116,7 +117,7 @@ public struct ScaleBenchmark: Sendable {
             let remote = remotes[mock.index]
             let info = try await ClusterAccessInfo.load(fleet.context(mock), client: remote)
             try ConnectValidation.validate(localInfo, info, allowMismatchingCA: false)
-            let record = try await ClusterMesh.exporterAccess(for: localInfo, exporter: info, exporterClient: remote, validity: .days(2))
+            let record = try MockFleet.peerRecord(for: localInfo, exporter: info, ca: ca)
             peers.withLock { $0[mock.index] = record }
         }
         let prepare = (ContinuousClock.now - prepareStarted).inSeconds

@@ -159,13 +159,13 @@ enum ScaleRecords {
     /// cluster config, the four sync canaries and the heartbeat, which importers read; and the
     /// settings, CA and clustermesh records, which `ClusterAccessInfo.load` and the connect
     /// checks read. Written after the state, as a real exporter writes its canaries last.
-    static func control(of mock: MockCluster, endpoint: String, ca: CertificateAuthorityRecord, now: String) -> [Record] {
+    static func control(of mock: MockCluster, endpoint: String, ca: MeshCertificateAuthorityRecord, now: String) -> [Record] {
         let config = CiliumClusterConfig(id: mock.id, capabilities: .init(syncedCanaries: true, maxConnectedClusters: 255))
         let settings = ClusterSettings(name: mock.name, id: mock.id, podCIDR: mock.podCIDR, serviceCIDR: mock.serviceCIDR,
                                        maxConnectedClusters: 255, clientEndpoints: [endpoint], serverName: mock.serverName)
         var records: [Record] = [
             (KeyLayout.clusterSettings, StoreCoding.encode(settings)),
-            (KeyLayout.certificateAuthority, StoreCoding.encode(ca)),
+            (KeyLayout.meshCertificateAuthority, StoreCoding.encode(ca)),
             (KeyLayout.clusterMeshSettings, StoreCoding.encode(ClusterMeshSettings(enabled: true))),
             (KeyLayout.clusterConfig(mock.name), (try? CiliumJSON.encoder().encode(config)) ?? Data()),
             (KeyLayout.heartbeat, Data(now.utf8)),

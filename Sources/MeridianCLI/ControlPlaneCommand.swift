@@ -25,8 +25,10 @@ struct ControlPlaneCommand: AsyncParsableCommand {
     @Option(help: "Admin (CN root) client certificate for the external etcd.") var etcdCert: String?
     @Option(help: "Key of --etcd-cert.") var etcdKey: String?
     @Option(help: "Server name in the external etcd's certificate.") var etcdServerName: String?
-    @Option(help: "Shared CA certificate (recommended for meshed clusters).") var caCert: String?
-    @Option(help: "Key of the shared CA.") var caKey: String?
+    @Option(help: "Port of the mesh endpoint peers import from (read-only, etcd v3 protocol).") var meshPort: Int = 2381
+    @Option(help: "Mesh CA certificate, shared by meshed clusters (recommended); generated when absent.") var meshCACert: String?
+    @Option(help: "Key of the mesh CA.") var meshCAKey: String?
+    @Option(help: "Backend quota of the managed etcd in bytes; past it the store raises NOSPACE.") var etcdQuotaBytes: Int64 = 2 * 1024 * 1024 * 1024
     @Option(help: "etcd executable.") var etcdBinary: String = "/usr/bin/etcd"
     @Option(help: "Seconds between scans for unused identities; one is deleted after two scans without use.") var identityGCInterval: Int = 900
 
@@ -37,11 +39,10 @@ struct ControlPlaneCommand: AsyncParsableCommand {
         if !etcdEndpoints.isEmpty && (etcdCA == nil || etcdCert == nil || etcdKey == nil || etcdServerName == nil) {
             throw ValidationError("--etcd-endpoints needs --etcd-ca, --etcd-cert, --etcd-key and --etcd-server-name")
         }
-        if (caCert == nil) != (caKey == nil) { throw ValidationError("--ca-cert and --ca-key go together") }
+        if (meshCACert == nil) != (meshCAKey == nil) { throw ValidationError("--mesh-ca-cert and --mesh-ca-key go together") }
+        guard (1...65535).contains(meshPort) else { throw ValidationError("--mesh-port must be 1...65535, got \(meshPort)") }
+        guard etcdQuotaBytes >= 16 * 1024 * 1024 else { throw ValidationError("--etcd-quota-bytes must be at least 16 MiB, got \(etcdQuotaBytes)") }
         guard identityGCInterval >= 1 else { throw ValidationError("--identity-gc-interval must be at least 1 second, got \(identityGCInterval)") }
-        if !etcdEndpoints.isEmpty && caCert == nil {
-            throw ValidationError("with --etcd-endpoints, pass --ca-cert and --ca-key of the CA your etcd trusts for client certificates, so the read-only certificates `clustermesh connect` issues to peers are accepted")
-        }
     }
 
     func run() async throws {
@@ -56,9 +57,10 @@ struct ControlPlaneCommand: AsyncParsableCommand {
             clusterName: clusterName, clusterID: clusterID, podCIDR: podCIDR, serviceCIDR: serviceCIDR,
             maxConnectedClusters: MaxConnectedClusters(rawValue: maxConnectedClusters)!,
             dataDirectory: URL(fileURLWithPath: dataDir).standardizedFileURL.path, listenHost: listenHost,
-            etcdClientPort: etcdClientPort, etcdPeerPort: etcdPeerPort, externalEtcd: external,
-            sharedCACertificatePath: caCert, sharedCAKeyPath: caKey, etcdExecutable: etcdBinary)
+            etcdClientPort: etcdClientPort, etcdPeerPort: etcdPeerPort, meshPort: meshPort, externalEtcd: external,
+            sharedCACertificatePath: meshCACert, sharedCAKeyPath: meshCAKey, etcdExecutable: etcdBinary)
         configuration.identityGCInterval = .seconds(identityGCInterval)
+        configuration.etcdQuotaBytes = etcdQuotaBytes
         let controlPlane = ControlPlane(configuration: configuration, logger: logger)
         try await reportingErrors {
             try await withThrowingTaskGroup { group in

@@ -4,40 +4,64 @@ import MeridianEtcd
 import MeridianPKI
 import MeridianStore
 
-/// Creates (once) and reloads the certificates of a managed cluster: its CA (or the shared one),
-/// the etcd server certificate and the administrator's client certificate (CN `root`).
+/// The two certificate authorities of a cluster. The store CA is the cluster's alone and is the
+/// only one its etcd trusts; the mesh CA (shared between clusters, as Cilium recommends) signs
+/// only what peers see: the mesh endpoint's server certificate and their read-only credentials.
+/// Keeping them apart is what stops a credential of one cluster from being accepted by another
+/// cluster's etcd, whatever CN it carries.
+public struct ClusterAuthorities: Sendable {
+    public let store: CertificateAuthority
+    public let mesh: CertificateAuthority
+}
+
+/// Creates (once) and reloads the certificates of a managed cluster: its store CA, the etcd
+/// server certificate, the agents' and administrator's client certificates, the mesh CA (or the
+/// shared one) and the mesh endpoint's server certificate.
 public enum ClusterPKI {
-    public static func ensure(_ configuration: ControlPlaneConfiguration) throws -> CertificateAuthority {
+    public static func ensure(_ configuration: ControlPlaneConfiguration) throws -> ClusterAuthorities {
         let paths = configuration.paths
-        let fm = FileManager.default
-        let ca: CertificateAuthority
+        let store = try loadOrCreate(certificate: paths.caCertificate, key: paths.caKey,
+                                     commonName: "meridian-store-ca-\(configuration.clusterName)")
+        let mesh: CertificateAuthority
         if let certPath = configuration.sharedCACertificatePath, let keyPath = configuration.sharedCAKeyPath {
-            ca = try CertificateAuthority(certificatePEM: String(contentsOfFile: certPath, encoding: .utf8),
-                                          privateKeyPEM: String(contentsOfFile: keyPath, encoding: .utf8))
-            try PEMFiles.write(certificatePEM: ca.certificatePEM, to: paths.caCertificate, privateKeyPEM: ca.privateKeyPEM, to: paths.caKey)
-        } else if fm.fileExists(atPath: paths.caCertificate), fm.fileExists(atPath: paths.caKey) {
-            ca = try CertificateAuthority(certificatePEM: String(contentsOfFile: paths.caCertificate, encoding: .utf8),
-                                          privateKeyPEM: String(contentsOfFile: paths.caKey, encoding: .utf8))
+            mesh = try CertificateAuthority(certificatePEM: String(contentsOfFile: certPath, encoding: .utf8),
+                                            privateKeyPEM: String(contentsOfFile: keyPath, encoding: .utf8))
+            try PEMFiles.write(certificatePEM: mesh.certificatePEM, to: paths.meshCACertificate, privateKeyPEM: mesh.privateKeyPEM, to: paths.meshCAKey)
         } else {
-            ca = try CertificateAuthority.create(commonName: "meridian-ca-\(configuration.clusterName)")
-            try PEMFiles.write(certificatePEM: ca.certificatePEM, to: paths.caCertificate, privateKeyPEM: ca.privateKeyPEM, to: paths.caKey)
+            mesh = try loadOrCreate(certificate: paths.meshCACertificate, key: paths.meshCAKey,
+                                    commonName: "meridian-mesh-ca-\(configuration.clusterName)")
         }
-        if !isCurrent(paths.serverCertificate, issuedBy: ca) {
-            let server = try ca.issue(CertificateRequest(
+        let addresses = ["127.0.0.1", "::1"] + (configuration.listenHost == "127.0.0.1" ? [] : [configuration.listenHost])
+        if !isCurrent(paths.serverCertificate, issuedBy: store) {
+            let server = try store.issue(CertificateRequest(
                 commonName: configuration.etcdServerName, usage: .serverAndClient,
-                dnsNames: [configuration.etcdServerName, "localhost"],
-                ipAddresses: ["127.0.0.1", "::1"] + (configuration.listenHost == "127.0.0.1" ? [] : [configuration.listenHost]),
-                validity: .days(825)))
+                dnsNames: [configuration.etcdServerName, "localhost"], ipAddresses: addresses, validity: .days(825)))
             try PEMFiles.write(certificatePEM: server.certificatePEM, to: paths.serverCertificate, privateKeyPEM: server.privateKeyPEM, to: paths.serverKey)
         }
-        if !isCurrent(paths.agentCertificate, issuedBy: ca) {
-            let agent = try ca.issue(CertificateRequest(commonName: ClusterAccess.agentUser, usage: .client, validity: .days(825)))
+        if !isCurrent(paths.agentCertificate, issuedBy: store) {
+            let agent = try store.issue(CertificateRequest(commonName: ClusterAccess.agentUser, usage: .client, validity: .days(825)))
             try PEMFiles.write(certificatePEM: agent.certificatePEM, to: paths.agentCertificate, privateKeyPEM: agent.privateKeyPEM, to: paths.agentKey)
         }
-        if !isCurrent(paths.adminCertificate, issuedBy: ca) {
-            let admin = try ca.issue(CertificateRequest(commonName: "root", usage: .client, validity: .days(825)))
+        if !isCurrent(paths.adminCertificate, issuedBy: store) {
+            let admin = try store.issue(CertificateRequest(commonName: "root", usage: .client, validity: .days(825)))
             try PEMFiles.write(certificatePEM: admin.certificatePEM, to: paths.adminCertificate, privateKeyPEM: admin.privateKeyPEM, to: paths.adminKey)
         }
+        if !isCurrent(paths.meshServerCertificate, issuedBy: mesh) {
+            let server = try mesh.issue(CertificateRequest(
+                commonName: configuration.meshServerName, usage: .server,
+                dnsNames: [configuration.meshServerName, "localhost"], ipAddresses: addresses, validity: .days(825)))
+            try PEMFiles.write(certificatePEM: server.certificatePEM, to: paths.meshServerCertificate, privateKeyPEM: server.privateKeyPEM, to: paths.meshServerKey)
+        }
+        return ClusterAuthorities(store: store, mesh: mesh)
+    }
+
+    private static func loadOrCreate(certificate: String, key: String, commonName: String) throws -> CertificateAuthority {
+        if FileManager.default.fileExists(atPath: certificate), FileManager.default.fileExists(atPath: key) {
+            return try CertificateAuthority(certificatePEM: String(contentsOfFile: certificate, encoding: .utf8),
+                                            privateKeyPEM: String(contentsOfFile: key, encoding: .utf8))
+        }
+        let ca = try CertificateAuthority.create(commonName: commonName)
+        try PEMFiles.write(certificatePEM: ca.certificatePEM, to: certificate, privateKeyPEM: ca.privateKeyPEM, to: key)
         return ca
     }
 
@@ -66,12 +90,11 @@ public enum ClusterPKI {
     }
 }
 
-/// The etcd RBAC that makes a cluster safe to mesh: `root` for administrators (authenticated by
-/// certificate CN), and the read-only `remote` role a peer's certificate is bound to.
+/// The etcd RBAC of a cluster's own components: `root` for administrators and the `agent` role
+/// of node agents, both authenticated by certificate CN (certificates of the store CA only).
+/// Peers get no etcd user at all: they read through the mesh endpoint.
 public enum ClusterAccess {
-    public static let remoteRole = "remote"
-
-    /// The etcd user a peer named `peer` authenticates as (its certificate's CN).
+    /// The CN of peer credentials: names the peer in logs; authorization is by fingerprint.
     public static func remoteUser(peer: String) -> String { "remote-\(peer)" }
 
     /// Turns on authentication with `root` as the only administrator. Idempotent.
@@ -80,16 +103,6 @@ public enum ClusterAccess {
         try await client.addCertificateUser("root")
         try await client.grantRole(user: "root", role: "root")
         try await client.enableAuth()
-    }
-
-    /// Creates the `remote` role: read-only on the heartbeat, the exported state, this cluster's
-    /// own config and its sync canaries; nothing under `meridian/` and no write anywhere.
-    public static func createRemoteRole(_ client: EtcdClient, cluster: String) async throws(EtcdError) {
-        try await client.addRole(remoteRole)
-        try await client.grant(role: remoteRole, .read, key: KeyLayout.heartbeat, prefix: false)
-        try await client.grant(role: remoteRole, .read, key: KeyLayout.statePrefix, prefix: true)
-        try await client.grant(role: remoteRole, .read, key: KeyLayout.clusterConfig(cluster), prefix: false)
-        try await client.grant(role: remoteRole, .read, key: KeyLayout.syncCanaries(of: cluster), prefix: true)
     }
 
     /// The etcd user node agents authenticate as (their certificate's CN).
@@ -112,35 +125,29 @@ public enum ClusterAccess {
         try await client.addCertificateUser(agentUser)
         try await client.grantRole(user: agentUser, role: agentRole)
     }
-
-    public static func addRemoteUser(_ client: EtcdClient, peer: String) async throws(EtcdError) {
-        try await client.addCertificateUser(remoteUser(peer: peer))
-        try await client.grantRole(user: remoteUser(peer: peer), role: remoteRole)
-    }
 }
 
 /// First-start and every-start duties of a control plane against its etcd: RBAC, the published
-/// settings and CA, and the `default` namespace.
+/// settings and mesh CA certificate, and the `default` namespace.
 enum ClusterBootstrap {
-    static func run(_ client: EtcdClient, configuration: ControlPlaneConfiguration, ca: CertificateAuthority) async throws {
+    static func run(_ client: EtcdClient, configuration: ControlPlaneConfiguration, meshCA: CertificateAuthority) async throws {
         try await ClusterAccess.enableAuthentication(client)
         try await ClusterAccess.createAgentRole(client)
-        let endpoints: [String] = configuration.externalEtcd?.endpoints
-            ?? ["https://\(configuration.listenHost):\(configuration.etcdClientPort)"]
         let settings = ClusterSettings(
             name: configuration.clusterName, id: configuration.clusterID,
             podCIDR: configuration.podCIDR, serviceCIDR: configuration.serviceCIDR,
             maxConnectedClusters: configuration.maxConnectedClusters.rawValue,
-            clientEndpoints: endpoints,
-            serverName: configuration.externalEtcd?.serverName ?? configuration.etcdServerName)
+            clientEndpoints: [configuration.meshEndpoint],
+            serverName: configuration.meshServerName)
         if let existing = try await client.get(KeyLayout.clusterSettings),
            let old = try? StoreCoding.decode(ClusterSettings.self, from: existing.value, key: existing.key),
            old.name != settings.name || old.id != settings.id {
             throw ControlPlaneError.foreignStore(name: old.name, id: old.id, wanted: settings.name, wantedID: settings.id)
         }
         try await client.put(KeyLayout.clusterSettings, StoreCoding.encode(settings))
-        try await client.put(KeyLayout.certificateAuthority, StoreCoding.encode(
-            CertificateAuthorityRecord(certificatePEM: ca.certificatePEM, privateKeyPEM: ca.privateKeyPEM)))
+        try await client.put(KeyLayout.meshCertificateAuthority, StoreCoding.encode(
+            MeshCertificateAuthorityRecord(certificatePEM: meshCA.certificatePEM)))
+        try await client.delete(KeyLayout.retiredCertificateAuthority)
         let defaultNamespace = KubernetesObject.namespace(Namespace(metadata: ObjectMeta(name: "default")))
         _ = try await client.create(KeyLayout.resource(plural: ResourceKind.namespace.plural, namespace: nil, name: "default"),
                                     StoreCoding.encode(defaultNamespace))

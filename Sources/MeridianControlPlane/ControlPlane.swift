@@ -30,14 +30,14 @@ public struct ControlPlane: Sendable {
             try? FileManager.default.removeItem(atPath: paths.readyMarker)
             try? FileManager.default.removeItem(atPath: paths.pidFile)
         }
-        let ca = try ClusterPKI.ensure(configuration)
+        let authorities = try ClusterPKI.ensure(configuration)
         try await withThrowingDiscardingTaskGroup { group in
             if configuration.externalEtcd == nil {
                 let etcd = ManagedEtcd(configuration: ManagedEtcdConfiguration(
                     name: configuration.clusterName, dataDirectory: paths.etcdData, listenHost: configuration.listenHost,
                     clientPort: configuration.etcdClientPort, peerPort: configuration.etcdPeerPort,
                     serverCertificatePath: paths.serverCertificate, serverKeyPath: paths.serverKey,
-                    caPath: paths.caCertificate, logPath: paths.etcdLog),
+                    caPath: paths.caCertificate, logPath: paths.etcdLog, quotaBytes: configuration.etcdQuotaBytes),
                     executable: configuration.etcdExecutable, logger: logger)
                 group.addTask { try await etcd.run() }
             }
@@ -45,10 +45,31 @@ public struct ControlPlane: Sendable {
                 let clientConfiguration = try ClusterPKI.adminClientConfiguration(configuration)
                 try await EtcdClient.withClient(clientConfiguration) { client in
                     try await waitUntilReachable(client)
-                    try await ClusterBootstrap.run(client, configuration: configuration, ca: ca)
-                    _ = FileManager.default.createFile(atPath: paths.readyMarker, contents: Data("\(getpid())\n".utf8))
-                    logger.info("control plane ready", metadata: ["cluster": "\(configuration.clusterName)", "id": "\(configuration.clusterID)"])
-                    try await runControllers(client)
+                    try await ClusterBootstrap.run(client, configuration: configuration, meshCA: authorities.mesh)
+                    let authorizer = PeerAuthorizer()
+                    let endpoint = MeshEndpoint(
+                        configuration: MeshEndpointConfiguration(
+                            host: configuration.listenHost, port: configuration.meshPort,
+                            serverCertificatePath: paths.meshServerCertificate, serverKeyPath: paths.meshServerKey,
+                            caPath: paths.meshCACertificate),
+                        cluster: configuration.clusterName, authorizer: authorizer, upstream: client, logger: logger)
+                    try await withThrowingDiscardingTaskGroup { group in
+                        group.addTask {
+                            try await endpoint.run { port in
+                                _ = FileManager.default.createFile(atPath: paths.readyMarker, contents: Data("\(getpid())\n".utf8))
+                                logger.info("control plane ready", metadata: [
+                                    "cluster": "\(configuration.clusterName)", "id": "\(configuration.clusterID)", "mesh-port": "\(port)",
+                                ])
+                            }
+                        }
+                        group.addTask { try await PeerCredentialFeed(client: client, authorizer: authorizer, logger: logger).run() }
+                        group.addTask { try await PeerCredentialIssuer(client: client, meshCA: authorities.mesh, logger: logger).run() }
+                        group.addTask {
+                            try await StoreSpaceGuard(client: client, quotaBytes: configuration.externalEtcd == nil ? configuration.etcdQuotaBytes : nil,
+                                                      interval: .seconds(10), logger: logger).run()
+                        }
+                        group.addTask { try await runControllers(client) }
+                    }
                 }
             }
         }
@@ -73,7 +94,7 @@ public struct ControlPlane: Sendable {
         ClusterSettings(
             name: configuration.clusterName, id: configuration.clusterID, podCIDR: configuration.podCIDR,
             serviceCIDR: configuration.serviceCIDR, maxConnectedClusters: configuration.maxConnectedClusters.rawValue,
-            clientEndpoints: [], serverName: configuration.etcdServerName)
+            clientEndpoints: [configuration.meshEndpoint], serverName: configuration.meshServerName)
     }
 
     private func runControllers(_ client: any KeyValueStore) async throws {

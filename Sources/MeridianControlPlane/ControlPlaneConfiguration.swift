@@ -32,9 +32,14 @@ public struct ControlPlaneConfiguration: Sendable, Hashable {
     public var etcdClientPort: Int
     public var etcdPeerPort: Int
     public var externalEtcd: ExternalEtcd?
-    /// A CA shared by several clusters (recommended, as in Cilium); generated when absent.
+    /// Port of the mesh endpoint, the read-only etcd-compatible service peers import from.
+    public var meshPort: Int
+    /// The mesh CA, shared by the clusters of a mesh (recommended, as in Cilium); generated when
+    /// absent. It signs the mesh endpoint and peer credentials, never anything etcd accepts.
     public var sharedCACertificatePath: String?
     public var sharedCAKeyPath: String?
+    /// etcd's backend quota (`--quota-backend-bytes`); a store that reaches it raises NOSPACE.
+    public var etcdQuotaBytes: Int64 = 2 * 1024 * 1024 * 1024
     public var etcdExecutable: String
     /// How often unused identities are looked for; one is deleted after two scans without use.
     public var identityGCInterval: Duration = .seconds(900)
@@ -42,7 +47,7 @@ public struct ControlPlaneConfiguration: Sendable, Hashable {
     public init(
         clusterName: String, clusterID: UInt32, podCIDR: String, serviceCIDR: String,
         maxConnectedClusters: MaxConnectedClusters = .c255, dataDirectory: String,
-        listenHost: String = "127.0.0.1", etcdClientPort: Int = 2379, etcdPeerPort: Int = 2380,
+        listenHost: String = "127.0.0.1", etcdClientPort: Int = 2379, etcdPeerPort: Int = 2380, meshPort: Int = 2381,
         externalEtcd: ExternalEtcd? = nil, sharedCACertificatePath: String? = nil, sharedCAKeyPath: String? = nil,
         etcdExecutable: String = "/usr/bin/etcd"
     ) {
@@ -56,6 +61,7 @@ public struct ControlPlaneConfiguration: Sendable, Hashable {
         self.etcdClientPort = etcdClientPort
         self.etcdPeerPort = etcdPeerPort
         self.externalEtcd = externalEtcd
+        self.meshPort = meshPort
         self.sharedCACertificatePath = sharedCACertificatePath
         self.sharedCAKeyPath = sharedCAKeyPath
         self.etcdExecutable = etcdExecutable
@@ -63,6 +69,12 @@ public struct ControlPlaneConfiguration: Sendable, Hashable {
 
     /// The DNS name in the managed etcd's server certificate, verified by every client.
     public var etcdServerName: String { "etcd.\(clusterName).meridian" }
+
+    /// The DNS name in the mesh endpoint's server certificate, verified by importing peers.
+    public var meshServerName: String { "mesh.\(clusterName).meridian" }
+
+    /// Where peers reach the mesh endpoint.
+    public var meshEndpoint: String { "https://\(listenHost):\(meshPort)" }
 
     /// Files of the managed mode, all under the data directory.
     public var paths: ControlPlanePaths { ControlPlanePaths(dataDirectory: dataDirectory) }
@@ -89,8 +101,16 @@ public struct ControlPlanePaths: Sendable, Hashable {
 
     public init(dataDirectory: String) { self.dataDirectory = dataDirectory }
     public var pki: String { dataDirectory + "/pki" }
+    /// The store CA: this cluster's alone, never shared. etcd trusts nothing else, so no
+    /// certificate issued for another cluster (or for a peer) is accepted by this cluster's etcd.
     public var caCertificate: String { pki + "/ca.crt" }
     public var caKey: String { pki + "/ca.key" }
+    /// The mesh CA (possibly shared between clusters): the mesh endpoint's server certificate and
+    /// peer credentials.
+    public var meshCACertificate: String { pki + "/mesh-ca.crt" }
+    public var meshCAKey: String { pki + "/mesh-ca.key" }
+    public var meshServerCertificate: String { pki + "/mesh-server.crt" }
+    public var meshServerKey: String { pki + "/mesh-server.key" }
     public var serverCertificate: String { pki + "/etcd-server.crt" }
     public var serverKey: String { pki + "/etcd-server.key" }
     public var agentCertificate: String { pki + "/agent.crt" }

@@ -87,9 +87,9 @@ public struct ImportStateMachine: Sendable {
         case connected(connection: Int)
         case configRead(connection: Int, CiliumClusterConfig, at: Date, now: ContinuousClock.Instant)
         /// The kind's listing is in the local cache and what the remote no longer has is swept.
-        case listed(connection: Int, MeshKind, count: Int, rejected: Int)
+        case listed(connection: Int, MeshKind, count: Int, rejected: [RemoteRecordRejection], at: Date)
         /// Watched changes of the kind were applied to the cache.
-        case changed(connection: Int, MeshKind, count: Int, newlyRejected: Int)
+        case changed(connection: Int, MeshKind, count: Int, newlyRejected: [RemoteRecordRejection], at: Date)
         case canarySeen(connection: Int, MeshKind)
         case syncCanaryWritten(connection: Int, MeshKind)
         case heartbeat(connection: Int, at: Date, now: ContinuousClock.Instant)
@@ -175,6 +175,8 @@ public struct ImportStateMachine: Sendable {
     private var remoteClusterID: UInt32?
     private var counts = RemoteClusterStatus.PerKind(nodes: 0, endpoints: 0, identities: 0, services: 0)
     private var rejected = RemoteClusterStatus.PerKind(nodes: 0, endpoints: 0, identities: 0, services: 0)
+    private var rejectedReasons = RemoteClusterStatus.PerKind<[String: Int]>(nodes: [:], endpoints: [:], identities: [:], services: [:])
+    private var recentRejections: [RemoteClusterStatus.RejectedRecord] = []
     private var numFailures = 0
     private var lastFailure: Date?
     private var lastError: String?
@@ -192,6 +194,17 @@ public struct ImportStateMachine: Sendable {
     }
 
     public var isFinished: Bool { stage == .finished }
+
+    private mutating func remember(_ rejections: [RemoteRecordRejection], of kind: MeshKind, at: Date) {
+        for rejection in rejections {
+            rejectedReasons[kind][rejection.reason.rawValue, default: 0] += 1
+        }
+        recentRejections += rejections.suffix(RemoteClusterStatus.RejectedRecord.kept).map {
+            RemoteClusterStatus.RejectedRecord(kind: kind.rawValue, key: String($0.key.prefix(256)), reason: $0.reason.rawValue,
+                                               message: String($0.message.prefix(512)), at: at)
+        }
+        recentRejections = Array(recentRejections.suffix(RemoteClusterStatus.RejectedRecord.kept))
+    }
 
     /// The status `clustermesh status` shows, derived from the state (`updated` and
     /// `reportedAt` are stamped by whoever publishes it).
@@ -215,6 +228,11 @@ public struct ImportStateMachine: Sendable {
         for kind in MeshKind.allCases { status.synced[kind] = status.connected && synced.contains(kind) }
         status.counts = counts
         status.rejected = rejected
+        let reasons = MeshKind.allCases.reduce(into: [String: Int]()) { total, kind in
+            total.merge(rejectedReasons[kind], uniquingKeysWith: +)
+        }
+        status.rejectedByReason = reasons.isEmpty ? nil : reasons
+        status.recentRejections = recentRejections.isEmpty ? nil : recentRejections
         status.numFailures = numFailures
         status.lastFailure = lastFailure
         status.lastError = lastError
@@ -263,17 +281,20 @@ public struct ImportStateMachine: Sendable {
             actions.append(.watchHeartbeat(connection: id))
             return actions
 
-        case let .listed(id, kind, count, rejectedCount):
+        case let .listed(id, kind, count, rejections, at):
             guard id == connection, stage == .syncing || stage == .ready else { return [] }
             counts[kind] = count
-            rejected[kind] = rejectedCount
+            rejected[kind] = rejections.count
+            rejectedReasons[kind] = [:]
+            remember(rejections, of: kind, at: at)
             listed.insert(kind)
             return requestCanaryIfDue(kind)
 
-        case let .changed(id, kind, count, newlyRejected):
+        case let .changed(id, kind, count, rejections, at):
             guard id == connection, stage == .syncing || stage == .ready else { return [] }
             counts[kind] = count
-            rejected[kind] += newlyRejected
+            rejected[kind] += rejections.count
+            remember(rejections, of: kind, at: at)
             return []
 
         case let .canarySeen(id, kind):

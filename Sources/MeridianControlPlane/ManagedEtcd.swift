@@ -13,8 +13,11 @@ public struct ManagedEtcdConfiguration: Sendable, Hashable {
     public var serverKeyPath: String
     public var caPath: String
     public var logPath: String
+    /// `--quota-backend-bytes`: past it etcd raises the NOSPACE alarm and refuses writes.
+    public var quotaBytes: Int64
 
-    public init(name: String, dataDirectory: String, listenHost: String, clientPort: Int, peerPort: Int, serverCertificatePath: String, serverKeyPath: String, caPath: String, logPath: String) {
+    public init(name: String, dataDirectory: String, listenHost: String, clientPort: Int, peerPort: Int, serverCertificatePath: String,
+                serverKeyPath: String, caPath: String, logPath: String, quotaBytes: Int64 = 2 * 1024 * 1024 * 1024) {
         self.name = name
         self.dataDirectory = dataDirectory
         self.listenHost = listenHost
@@ -24,6 +27,7 @@ public struct ManagedEtcdConfiguration: Sendable, Hashable {
         self.serverKeyPath = serverKeyPath
         self.caPath = caPath
         self.logPath = logPath
+        self.quotaBytes = quotaBytes
     }
 
     public var clientURL: String { "https://\(listenHost):\(clientPort)" }
@@ -34,11 +38,12 @@ public struct ManagedEtcdConfiguration: Sendable, Hashable {
     /// etcd's working directory, where the socket appears.
     public var socketDirectory: String { (dataDirectory as NSString).deletingLastPathComponent }
 
-    /// The etcd command line: TLS with client-certificate auth (the CN is the RBAC user),
-    /// compaction so the history does not grow without bound, and room for Meridian's
-    /// all-or-nothing applies in one transaction.
+    /// The etcd command line: TLS with client-certificate auth on both listeners (the client CN
+    /// is the RBAC user; the peer listener answers nothing, not even `/version`, without a
+    /// certificate of the store CA), a backend quota, compaction so the history does not grow
+    /// without bound, and room for Meridian's all-or-nothing applies in one transaction.
     public var arguments: [String] {
-        let peerURL = "http://\(listenHost):\(peerPort)"
+        let peerURL = "https://\(listenHost):\(peerPort)"
         return [
             "--name", name,
             "--data-dir", dataDirectory,
@@ -52,6 +57,11 @@ public struct ManagedEtcdConfiguration: Sendable, Hashable {
             "--key-file", serverKeyPath,
             "--trusted-ca-file", caPath,
             "--client-cert-auth",
+            "--peer-cert-file", serverCertificatePath,
+            "--peer-key-file", serverKeyPath,
+            "--peer-trusted-ca-file", caPath,
+            "--peer-client-cert-auth",
+            "--quota-backend-bytes", "\(quotaBytes)",
             "--auto-compaction-mode", "periodic",
             "--auto-compaction-retention", "1h",
             "--max-txn-ops", "4096",

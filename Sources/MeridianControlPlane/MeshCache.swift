@@ -25,22 +25,40 @@ public struct CacheDiff: Sendable, Hashable {
 public enum MeshCache {
     /// etcd's per-transaction operation limit is configurable; stay well below the default 128.
     static let batchSize = 100
+    /// Bytes of keys and values per transaction: well under etcd's default request limit
+    /// (`--max-request-bytes`, 1.5 MiB), so any number of records, each within the per-record
+    /// limits of `RemoteRecordValidation`, is written completely. A record larger than this goes
+    /// in a transaction of its own.
+    static let batchBytes = 1024 * 1024
 
     public static func apply(_ diff: CacheDiff, to client: any KeyValueStore) async throws(EtcdError) {
         let puts = diff.puts.sorted { $0.key < $1.key }.map { (key: $0.key, value: $0.value) }
-        let deletes = diff.deletes.sorted()
-        var start = 0
-        while start < puts.count {
-            let end = min(start + batchSize, puts.count)
-            try await client.commit(puts: Array(puts[start..<end]))
-            start = end
+        for batch in batches(puts, size: { $0.key.utf8.count + $0.value.count }) {
+            try await client.commit(puts: batch)
         }
-        start = 0
-        while start < deletes.count {
-            let end = min(start + batchSize, deletes.count)
-            try await client.commit(puts: [], deletes: Array(deletes[start..<end]))
-            start = end
+        for batch in batches(diff.deletes.sorted(), size: { $0.utf8.count }) {
+            try await client.commit(puts: [], deletes: batch)
         }
+    }
+
+    /// Consecutive runs of `items` of at most `batchSize` items and `batchBytes` bytes (or one
+    /// item, when it alone is larger).
+    static func batches<Item>(_ items: [Item], size: (Item) -> Int) -> [[Item]] {
+        var batches: [[Item]] = []
+        var current: [Item] = []
+        var bytes = 0
+        for item in items {
+            let itemBytes = size(item)
+            if !current.isEmpty, current.count == batchSize || bytes + itemBytes > batchBytes {
+                batches.append(current)
+                current = []
+                bytes = 0
+            }
+            current.append(item)
+            bytes += itemBytes
+        }
+        if !current.isEmpty { batches.append(current) }
+        return batches
     }
 
     /// Removes everything imported from `remote`: the cached records, its canaries and cached

@@ -283,22 +283,24 @@ struct RemoteClusterImporter: Sendable {
                         connection id: Int, send: AsyncStream<Event>.Continuation) async throws {
         let statePrefix = kind.statePrefix(cluster: self.remote)
         let cachePrefix = kind.cachePrefix(cluster: self.remote)
-        let validator = RemoteRecordValidator(remoteName: self.remote, remoteID: ClusterID(peer.id),
-                                              layout: IdentityLayout(maxConnectedClusters: MaxConnectedClusters(rawValue: localCluster.maxConnectedClusters) ?? .c255))
+        let validator = try RemoteRecordValidator(
+            peer: peer, layout: IdentityLayout(maxConnectedClusters: MaxConnectedClusters(rawValue: localCluster.maxConnectedClusters) ?? .c255))
         let keys = Shared(Set<String>())
+        let rejectionLog = RejectionLog(remote: self.remote, logger: logger)
         try await ListWatch(remote, .prefix(statePrefix), restart: .never).run { update in
             switch update {
             case let .snapshot(items, _):
                 var desired: [String: Data] = [:]
-                var rejected = 0
+                var rejected: [RemoteRecordRejection] = []
                 for item in items {
                     let relative = String(item.key.dropFirst(statePrefix.count))
-                    if validator.accept(kind, name: relative, value: item.value) == nil {
-                        desired[cachePrefix + relative] = item.value
+                    if let rejection = validator.accept(kind, name: relative, value: item.value) {
+                        rejected.append(rejection)
                     } else {
-                        rejected += 1
+                        desired[cachePrefix + relative] = item.value
                     }
                 }
+                rejectionLog.record(rejected)
                 let existing = try await retryingLocalWrite("\(kind) cache listing", send: send) { () async throws(EtcdError) in
                     try await local.list(prefix: cachePrefix)
                 }
@@ -307,23 +309,27 @@ struct RemoteClusterImporter: Sendable {
                     try await MeshCache.apply(CacheDiff(desired: desired, current: current), to: local)
                 }
                 keys.withLock { $0 = Set(desired.keys) }
-                send.yield(.listed(connection: id, kind, count: desired.count, rejected: rejected))
+                send.yield(.listed(connection: id, kind, count: desired.count, rejected: rejected, at: Date()))
             case let .changes(events, _):
                 var puts: [String: Data] = [:]
                 var deletes: Set<String> = []
-                var newlyRejected = 0
+                var newlyRejected: [RemoteRecordRejection] = []
                 for event in events {
                     let relative = String(event.key.dropFirst(statePrefix.count))
                     let cacheKey = cachePrefix + relative
-                    if case let .put(kv) = event, validator.accept(kind, name: relative, value: kv.value) == nil {
-                        puts[cacheKey] = kv.value
-                        deletes.remove(cacheKey)
-                        continue
+                    if case let .put(kv) = event {
+                        if let rejection = validator.accept(kind, name: relative, value: kv.value) {
+                            newlyRejected.append(rejection)
+                        } else {
+                            puts[cacheKey] = kv.value
+                            deletes.remove(cacheKey)
+                            continue
+                        }
                     }
-                    if case .put = event { newlyRejected += 1 }
                     puts[cacheKey] = nil
                     deletes.insert(cacheKey)
                 }
+                rejectionLog.record(newlyRejected)
                 let diff = CacheDiff(puts: puts, deletes: deletes)
                 try await retryingLocalWrite("\(kind) cache", send: send) { () async throws(EtcdError) in
                     try await MeshCache.apply(diff, to: local)
@@ -333,7 +339,7 @@ struct RemoteClusterImporter: Sendable {
                     keys.subtract(deletes)
                     return keys.count
                 }
-                send.yield(.changed(connection: id, kind, count: count, newlyRejected: newlyRejected))
+                send.yield(.changed(connection: id, kind, count: count, newlyRejected: newlyRejected, at: Date()))
             }
         }
     }
@@ -358,6 +364,50 @@ struct RemoteClusterImporter: Sendable {
         try await ListWatch(remote, .key(KeyLayout.heartbeat), restart: .never).run { update in
             guard case .changes = update else { return }
             send.yield(.heartbeat(connection: id, at: Date(), now: .now))
+        }
+    }
+}
+
+/// Logs each rejected record of one remote once (the same key rejected for the same reason is
+/// not logged again), up to `limit` distinct ones; past that, one line per listing says how
+/// many more were rejected without being logged.
+final class RejectionLog: Sendable {
+    static let limit = 1000
+    private let remote: String
+    private let logger: Logger
+    private let logged = Shared(Set<String>())
+
+    init(remote: String, logger: Logger) {
+        self.remote = remote
+        self.logger = logger
+    }
+
+    func record(_ rejections: [RemoteRecordRejection]) {
+        guard !rejections.isEmpty else { return }
+        let (fresh, unlogged) = logged.withLock { logged -> ([RemoteRecordRejection], Int) in
+            var fresh: [RemoteRecordRejection] = []
+            var unlogged = 0
+            for rejection in rejections {
+                let identity = "\(rejection.kind.rawValue)/\(rejection.key)/\(rejection.reason.rawValue)"
+                if logged.contains(identity) { continue }
+                if logged.count >= Self.limit {
+                    unlogged += 1
+                } else {
+                    logged.insert(identity)
+                    fresh.append(rejection)
+                }
+            }
+            return (fresh, unlogged)
+        }
+        for rejection in fresh {
+            logger.warning("rejected a record from a remote cluster", metadata: [
+                "remote": "\(remote)", "kind": "\(rejection.kind.rawValue)", "key": "\(rejection.key.debugDescription)",
+                "reason": "\(rejection.reason.rawValue)", "detail": "\(rejection.message.debugDescription)",
+            ])
+        }
+        if unlogged > 0 {
+            logger.warning("rejected more records from a remote cluster than are logged",
+                           metadata: ["remote": "\(remote)", "not-logged": "\(unlogged)"])
         }
     }
 }

@@ -310,6 +310,58 @@ public struct EtcdClient: KeyValueStore {
         return (response.header.clusterID, response.header.revision, response.version)
     }
 
+    /// The alarms raised in the cluster, as (member, kind) pairs.
+    public func alarms() async throws(EtcdError) -> [EtcdAlarm] {
+        try await alarm(.get, .none)
+    }
+
+    /// Raises (`activate`) or clears (`deactivate`) an alarm; `member` 0 means every member that
+    /// has it (deactivate) or the member answering (activate). Returns the alarms affected.
+    @discardableResult
+    public func alarm(_ action: EtcdAlarm.Action, _ kind: EtcdAlarm.Kind, member: UInt64 = 0) async throws(EtcdError) -> [EtcdAlarm] {
+        var request = Etcdserverpb_AlarmRequest()
+        request.action = switch action {
+        case .get: .get
+        case .activate: .activate
+        case .deactivate: .deactivate
+        }
+        request.alarm = switch kind {
+        case .none: .none
+        case .noSpace: .nospace
+        case .corrupt: .corrupt
+        }
+        request.memberID = member
+        let response = try await call("alarm \(action)") { try await maintenance.alarm(request, options: unaryOptions) }
+        return response.alarms.map { alarm in
+            let kind: EtcdAlarm.Kind = switch alarm.alarm {
+            case .nospace: .noSpace
+            case .corrupt: .corrupt
+            default: .none
+            }
+            return EtcdAlarm(member: alarm.memberID, kind: kind)
+        }
+    }
+
+    /// Drops every revision before `revision` from the history (physically, before returning).
+    public func compact(revision: Int64) async throws(EtcdError) {
+        var request = Etcdserverpb_CompactionRequest()
+        request.revision = revision
+        request.physical = true
+        _ = try await call("compact \(revision)") { try await kv.compact(request, options: unaryOptions) }
+    }
+
+    /// Rewrites the answering member's backend file without the space freed by compaction.
+    public func defragment(timeout: Duration = .seconds(60)) async throws(EtcdError) {
+        var options = unaryOptions
+        options.timeout = timeout
+        _ = try await call("defragment") { try await maintenance.defragment(Etcdserverpb_DefragmentRequest(), options: options) }
+    }
+
+    /// Size in bytes of the answering member's backend file (what the quota is measured against).
+    public func backendSize() async throws(EtcdError) -> Int64 {
+        try await call("status") { try await maintenance.status(Etcdserverpb_StatusRequest(), options: unaryOptions) }.dbSize
+    }
+
     public func currentRevision() async throws(EtcdError) -> Int64 {
         try await status().revision
     }
@@ -429,6 +481,28 @@ public struct EtcdClient: KeyValueStore {
             throw Self.translate(error, context: "watch \(prefix) at \(configuration.endpoint)")
         } catch let error as CancellationError {
             throw Self.translate(error, context: "watch \(prefix) at \(configuration.endpoint)")
+        }
+    }
+
+    // MARK: Relaying (the mesh endpoint)
+
+    /// Sends a Range request as it is and returns etcd's answer as it is; failures are etcd's own
+    /// gRPC status, so a relaying server can hand them on unchanged.
+    public func forwardRange(_ request: Etcdserverpb_RangeRequest) async throws -> Etcdserverpb_RangeResponse {
+        try await kv.range(request, options: unaryOptions)
+    }
+
+    /// Relays one watch stream: every request `requests` yields goes to etcd, every response
+    /// goes to `onResponse`, until etcd ends the stream (which it does once `requests` finishes),
+    /// the stream fails, or the task is cancelled.
+    public func relayWatch(
+        requests: AsyncStream<Etcdserverpb_WatchRequest>,
+        onResponse: @escaping @Sendable (Etcdserverpb_WatchResponse) async throws -> Void
+    ) async throws {
+        try await watchAPI.watch { writer in
+            for await request in requests { try await writer.write(request) }
+        } onResponse: { response in
+            for try await message in response.messages { try await onResponse(message) }
         }
     }
 

@@ -126,3 +126,18 @@ extension KeyValueStore {
         try await delete([key], ifModRevisions: [(key, revision)])
     }
 }
+
+/// An etcd alarm: a member that ran out of backend space (NOSPACE, after which etcd refuses
+/// every write) or found its data corrupt.
+public struct EtcdAlarm: Sendable, Hashable {
+    public enum Kind: String, Sendable, Hashable { case none, noSpace = "NOSPACE", corrupt = "CORRUPT" }
+    public enum Action: String, Sendable, Hashable { case get, activate, deactivate }
+
+    public var member: UInt64
+    public var kind: Kind
+
+    public init(member: UInt64, kind: Kind) {
+        self.member = member
+        self.kind = kind
+    }
+}

@@ -1,5 +1,6 @@
-/// The subset of etcd v3's etcdserverpb services that Meridian uses: KV, Watch, Lease, the
-/// Maintenance status call and the Auth administration calls. Service, method and field numbers
+/// The subset of etcd v3's etcdserverpb services that Meridian uses: KV (with Compact), Watch,
+/// Lease, the Maintenance status, alarm and defragment calls and the Auth administration calls.
+/// The control plane's mesh endpoint serves KV and Watch from the same definitions. Service, method and field numbers
 /// match etcd's wire protocol so the generated client talks to an unmodified etcd.
 
 // DO NOT EDIT.
@@ -76,12 +77,26 @@ public enum Etcdserverpb_KV: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "Compact" metadata.
+        public enum Compact: Sendable {
+            /// Request type for "Compact".
+            public typealias Input = Etcdserverpb_CompactionRequest
+            /// Response type for "Compact".
+            public typealias Output = Etcdserverpb_CompactionResponse
+            /// Descriptor for "Compact".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.KV"),
+                method: "Compact",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "etcdserverpb.KV" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Range.descriptor,
             Put.descriptor,
             DeleteRange.descriptor,
-            Txn.descriptor
+            Txn.descriptor,
+            Compact.descriptor
         ]
     }
 }
@@ -90,6 +105,440 @@ public enum Etcdserverpb_KV: Sendable {
 extension GRPCCore.ServiceDescriptor {
     /// Service descriptor for the "etcdserverpb.KV" service.
     public static let etcdserverpb_KV = GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.KV")
+}
+
+// MARK: etcdserverpb.KV (server)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Etcdserverpb_KV {
+    /// Streaming variant of the service protocol for the "etcdserverpb.KV" service.
+    ///
+    /// This protocol is the lowest-level of the service protocols generated for this service
+    /// giving you the most flexibility over the implementation of your service. This comes at
+    /// the cost of more verbose and less strict APIs. Each RPC requires you to implement it in
+    /// terms of a request stream and response stream. Where the RPC expects only a single
+    /// request or response message, you are responsible for ensuring your implementation
+    /// maintains this invariant.
+    ///
+    /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
+    /// or ``SimpleServiceProtocol`` instead.
+    public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
+        /// Handle the "Range" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Etcdserverpb_RangeRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Etcdserverpb_RangeResponse` messages.
+        func range(
+            request: GRPCCore.StreamingServerRequest<Etcdserverpb_RangeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_RangeResponse>
+
+        /// Handle the "Put" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Etcdserverpb_PutRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Etcdserverpb_PutResponse` messages.
+        func put(
+            request: GRPCCore.StreamingServerRequest<Etcdserverpb_PutRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_PutResponse>
+
+        /// Handle the "DeleteRange" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Etcdserverpb_DeleteRangeRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Etcdserverpb_DeleteRangeResponse` messages.
+        func deleteRange(
+            request: GRPCCore.StreamingServerRequest<Etcdserverpb_DeleteRangeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_DeleteRangeResponse>
+
+        /// Handle the "Txn" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Etcdserverpb_TxnRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Etcdserverpb_TxnResponse` messages.
+        func txn(
+            request: GRPCCore.StreamingServerRequest<Etcdserverpb_TxnRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_TxnResponse>
+
+        /// Handle the "Compact" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Etcdserverpb_CompactionRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Etcdserverpb_CompactionResponse` messages.
+        func compact(
+            request: GRPCCore.StreamingServerRequest<Etcdserverpb_CompactionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_CompactionResponse>
+    }
+
+    /// Service protocol for the "etcdserverpb.KV" service.
+    ///
+    /// This protocol is higher level than ``StreamingServiceProtocol`` but lower level than
+    /// the ``SimpleServiceProtocol``, it provides access to request and response metadata and
+    /// trailing response metadata. If you don't need these then consider using
+    /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
+    /// use ``StreamingServiceProtocol``.
+    public protocol ServiceProtocol: Etcdserverpb_KV.StreamingServiceProtocol {
+        /// Handle the "Range" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_RangeRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Etcdserverpb_RangeResponse` message.
+        func range(
+            request: GRPCCore.ServerRequest<Etcdserverpb_RangeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_RangeResponse>
+
+        /// Handle the "Put" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_PutRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Etcdserverpb_PutResponse` message.
+        func put(
+            request: GRPCCore.ServerRequest<Etcdserverpb_PutRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_PutResponse>
+
+        /// Handle the "DeleteRange" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_DeleteRangeRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Etcdserverpb_DeleteRangeResponse` message.
+        func deleteRange(
+            request: GRPCCore.ServerRequest<Etcdserverpb_DeleteRangeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_DeleteRangeResponse>
+
+        /// Handle the "Txn" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_TxnRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Etcdserverpb_TxnResponse` message.
+        func txn(
+            request: GRPCCore.ServerRequest<Etcdserverpb_TxnRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_TxnResponse>
+
+        /// Handle the "Compact" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_CompactionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Etcdserverpb_CompactionResponse` message.
+        func compact(
+            request: GRPCCore.ServerRequest<Etcdserverpb_CompactionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_CompactionResponse>
+    }
+
+    /// Simple service protocol for the "etcdserverpb.KV" service.
+    ///
+    /// This is the highest level protocol for the service. The API is the easiest to use but
+    /// doesn't provide access to request or response metadata. If you need access to these
+    /// then use ``ServiceProtocol`` instead.
+    public protocol SimpleServiceProtocol: Etcdserverpb_KV.ServiceProtocol {
+        /// Handle the "Range" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Etcdserverpb_RangeRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Etcdserverpb_RangeResponse` to respond with.
+        func range(
+            request: Etcdserverpb_RangeRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Etcdserverpb_RangeResponse
+
+        /// Handle the "Put" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Etcdserverpb_PutRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Etcdserverpb_PutResponse` to respond with.
+        func put(
+            request: Etcdserverpb_PutRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Etcdserverpb_PutResponse
+
+        /// Handle the "DeleteRange" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Etcdserverpb_DeleteRangeRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Etcdserverpb_DeleteRangeResponse` to respond with.
+        func deleteRange(
+            request: Etcdserverpb_DeleteRangeRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Etcdserverpb_DeleteRangeResponse
+
+        /// Handle the "Txn" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Etcdserverpb_TxnRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Etcdserverpb_TxnResponse` to respond with.
+        func txn(
+            request: Etcdserverpb_TxnRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Etcdserverpb_TxnResponse
+
+        /// Handle the "Compact" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Etcdserverpb_CompactionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Etcdserverpb_CompactionResponse` to respond with.
+        func compact(
+            request: Etcdserverpb_CompactionRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Etcdserverpb_CompactionResponse
+    }
+}
+
+// Default implementation of 'registerMethods(with:)'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Etcdserverpb_KV.StreamingServiceProtocol {
+    public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
+        router.registerHandler(
+            forMethod: Etcdserverpb_KV.Method.Range.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_RangeRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_RangeResponse>(),
+            handler: { request, context in
+                try await self.range(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Etcdserverpb_KV.Method.Put.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_PutRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_PutResponse>(),
+            handler: { request, context in
+                try await self.put(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Etcdserverpb_KV.Method.DeleteRange.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_DeleteRangeRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_DeleteRangeResponse>(),
+            handler: { request, context in
+                try await self.deleteRange(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Etcdserverpb_KV.Method.Txn.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_TxnRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_TxnResponse>(),
+            handler: { request, context in
+                try await self.txn(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Etcdserverpb_KV.Method.Compact.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_CompactionRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_CompactionResponse>(),
+            handler: { request, context in
+                try await self.compact(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+    }
+}
+
+// Default implementation of streaming methods from 'StreamingServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Etcdserverpb_KV.ServiceProtocol {
+    public func range(
+        request: GRPCCore.StreamingServerRequest<Etcdserverpb_RangeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_RangeResponse> {
+        let response = try await self.range(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func put(
+        request: GRPCCore.StreamingServerRequest<Etcdserverpb_PutRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_PutResponse> {
+        let response = try await self.put(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func deleteRange(
+        request: GRPCCore.StreamingServerRequest<Etcdserverpb_DeleteRangeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_DeleteRangeResponse> {
+        let response = try await self.deleteRange(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func txn(
+        request: GRPCCore.StreamingServerRequest<Etcdserverpb_TxnRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_TxnResponse> {
+        let response = try await self.txn(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func compact(
+        request: GRPCCore.StreamingServerRequest<Etcdserverpb_CompactionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_CompactionResponse> {
+        let response = try await self.compact(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+}
+
+// Default implementation of methods from 'ServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Etcdserverpb_KV.SimpleServiceProtocol {
+    public func range(
+        request: GRPCCore.ServerRequest<Etcdserverpb_RangeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_RangeResponse> {
+        return GRPCCore.ServerResponse<Etcdserverpb_RangeResponse>(
+            message: try await self.range(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func put(
+        request: GRPCCore.ServerRequest<Etcdserverpb_PutRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_PutResponse> {
+        return GRPCCore.ServerResponse<Etcdserverpb_PutResponse>(
+            message: try await self.put(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func deleteRange(
+        request: GRPCCore.ServerRequest<Etcdserverpb_DeleteRangeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_DeleteRangeResponse> {
+        return GRPCCore.ServerResponse<Etcdserverpb_DeleteRangeResponse>(
+            message: try await self.deleteRange(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func txn(
+        request: GRPCCore.ServerRequest<Etcdserverpb_TxnRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_TxnResponse> {
+        return GRPCCore.ServerResponse<Etcdserverpb_TxnResponse>(
+            message: try await self.txn(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func compact(
+        request: GRPCCore.ServerRequest<Etcdserverpb_CompactionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_CompactionResponse> {
+        return GRPCCore.ServerResponse<Etcdserverpb_CompactionResponse>(
+            message: try await self.compact(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
 }
 
 // MARK: etcdserverpb.KV (client)
@@ -175,6 +624,25 @@ extension Etcdserverpb_KV {
             deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_TxnResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_TxnResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Compact" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_CompactionRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_CompactionRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_CompactionResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func compact<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_CompactionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_CompactionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_CompactionResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_CompactionResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -313,6 +781,36 @@ extension Etcdserverpb_KV {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "Compact" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_CompactionRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_CompactionRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_CompactionResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func compact<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_CompactionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_CompactionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_CompactionResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_CompactionResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Etcdserverpb_KV.Method.Compact.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -414,6 +912,31 @@ extension Etcdserverpb_KV.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_TxnRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_TxnResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Compact" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Etcdserverpb_CompactionRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func compact<Result>(
+        request: GRPCCore.ClientRequest<Etcdserverpb_CompactionRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_CompactionResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.compact(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_CompactionRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_CompactionResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -538,6 +1061,35 @@ extension Etcdserverpb_KV.ClientProtocol {
             onResponse: handleResponse
         )
     }
+
+    /// Call the "Compact" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func compact<Result>(
+        _ message: Etcdserverpb_CompactionRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_CompactionResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Etcdserverpb_CompactionRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.compact(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
 }
 
 // MARK: - etcdserverpb.Watch
@@ -573,6 +1125,127 @@ public enum Etcdserverpb_Watch: Sendable {
 extension GRPCCore.ServiceDescriptor {
     /// Service descriptor for the "etcdserverpb.Watch" service.
     public static let etcdserverpb_Watch = GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.Watch")
+}
+
+// MARK: etcdserverpb.Watch (server)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Etcdserverpb_Watch {
+    /// Streaming variant of the service protocol for the "etcdserverpb.Watch" service.
+    ///
+    /// This protocol is the lowest-level of the service protocols generated for this service
+    /// giving you the most flexibility over the implementation of your service. This comes at
+    /// the cost of more verbose and less strict APIs. Each RPC requires you to implement it in
+    /// terms of a request stream and response stream. Where the RPC expects only a single
+    /// request or response message, you are responsible for ensuring your implementation
+    /// maintains this invariant.
+    ///
+    /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
+    /// or ``SimpleServiceProtocol`` instead.
+    public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
+        /// Handle the "Watch" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Etcdserverpb_WatchRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Etcdserverpb_WatchResponse` messages.
+        func watch(
+            request: GRPCCore.StreamingServerRequest<Etcdserverpb_WatchRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_WatchResponse>
+    }
+
+    /// Service protocol for the "etcdserverpb.Watch" service.
+    ///
+    /// This protocol is higher level than ``StreamingServiceProtocol`` but lower level than
+    /// the ``SimpleServiceProtocol``, it provides access to request and response metadata and
+    /// trailing response metadata. If you don't need these then consider using
+    /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
+    /// use ``StreamingServiceProtocol``.
+    public protocol ServiceProtocol: Etcdserverpb_Watch.StreamingServiceProtocol {
+        /// Handle the "Watch" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Etcdserverpb_WatchRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Etcdserverpb_WatchResponse` messages.
+        func watch(
+            request: GRPCCore.StreamingServerRequest<Etcdserverpb_WatchRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_WatchResponse>
+    }
+
+    /// Simple service protocol for the "etcdserverpb.Watch" service.
+    ///
+    /// This is the highest level protocol for the service. The API is the easiest to use but
+    /// doesn't provide access to request or response metadata. If you need access to these
+    /// then use ``ServiceProtocol`` instead.
+    public protocol SimpleServiceProtocol: Etcdserverpb_Watch.ServiceProtocol {
+        /// Handle the "Watch" method.
+        ///
+        /// - Parameters:
+        ///   - request: A stream of `Etcdserverpb_WatchRequest` messages.
+        ///   - response: A response stream of `Etcdserverpb_WatchResponse` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func watch(
+            request: GRPCCore.RPCAsyncSequence<Etcdserverpb_WatchRequest, any Swift.Error>,
+            response: GRPCCore.RPCWriter<Etcdserverpb_WatchResponse>,
+            context: GRPCCore.ServerContext
+        ) async throws
+    }
+}
+
+// Default implementation of 'registerMethods(with:)'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Etcdserverpb_Watch.StreamingServiceProtocol {
+    public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
+        router.registerHandler(
+            forMethod: Etcdserverpb_Watch.Method.Watch.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_WatchRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_WatchResponse>(),
+            handler: { request, context in
+                try await self.watch(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+    }
+}
+
+// Default implementation of streaming methods from 'StreamingServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Etcdserverpb_Watch.ServiceProtocol {
+}
+
+// Default implementation of methods from 'ServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Etcdserverpb_Watch.SimpleServiceProtocol {
+    public func watch(
+        request: GRPCCore.StreamingServerRequest<Etcdserverpb_WatchRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_WatchResponse> {
+        return GRPCCore.StreamingServerResponse<Etcdserverpb_WatchResponse>(
+            metadata: [:],
+            producer: { writer in
+                try await self.watch(
+                    request: request.messages,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
+        )
+    }
 }
 
 // MARK: etcdserverpb.Watch (client)
@@ -770,6 +1443,280 @@ public enum Etcdserverpb_Lease: Sendable {
 extension GRPCCore.ServiceDescriptor {
     /// Service descriptor for the "etcdserverpb.Lease" service.
     public static let etcdserverpb_Lease = GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.Lease")
+}
+
+// MARK: etcdserverpb.Lease (server)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Etcdserverpb_Lease {
+    /// Streaming variant of the service protocol for the "etcdserverpb.Lease" service.
+    ///
+    /// This protocol is the lowest-level of the service protocols generated for this service
+    /// giving you the most flexibility over the implementation of your service. This comes at
+    /// the cost of more verbose and less strict APIs. Each RPC requires you to implement it in
+    /// terms of a request stream and response stream. Where the RPC expects only a single
+    /// request or response message, you are responsible for ensuring your implementation
+    /// maintains this invariant.
+    ///
+    /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
+    /// or ``SimpleServiceProtocol`` instead.
+    public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
+        /// Handle the "LeaseGrant" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Etcdserverpb_LeaseGrantRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Etcdserverpb_LeaseGrantResponse` messages.
+        func leaseGrant(
+            request: GRPCCore.StreamingServerRequest<Etcdserverpb_LeaseGrantRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_LeaseGrantResponse>
+
+        /// Handle the "LeaseRevoke" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Etcdserverpb_LeaseRevokeRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Etcdserverpb_LeaseRevokeResponse` messages.
+        func leaseRevoke(
+            request: GRPCCore.StreamingServerRequest<Etcdserverpb_LeaseRevokeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_LeaseRevokeResponse>
+
+        /// Handle the "LeaseKeepAlive" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Etcdserverpb_LeaseKeepAliveRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Etcdserverpb_LeaseKeepAliveResponse` messages.
+        func leaseKeepAlive(
+            request: GRPCCore.StreamingServerRequest<Etcdserverpb_LeaseKeepAliveRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_LeaseKeepAliveResponse>
+    }
+
+    /// Service protocol for the "etcdserverpb.Lease" service.
+    ///
+    /// This protocol is higher level than ``StreamingServiceProtocol`` but lower level than
+    /// the ``SimpleServiceProtocol``, it provides access to request and response metadata and
+    /// trailing response metadata. If you don't need these then consider using
+    /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
+    /// use ``StreamingServiceProtocol``.
+    public protocol ServiceProtocol: Etcdserverpb_Lease.StreamingServiceProtocol {
+        /// Handle the "LeaseGrant" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_LeaseGrantRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Etcdserverpb_LeaseGrantResponse` message.
+        func leaseGrant(
+            request: GRPCCore.ServerRequest<Etcdserverpb_LeaseGrantRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_LeaseGrantResponse>
+
+        /// Handle the "LeaseRevoke" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_LeaseRevokeRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Etcdserverpb_LeaseRevokeResponse` message.
+        func leaseRevoke(
+            request: GRPCCore.ServerRequest<Etcdserverpb_LeaseRevokeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_LeaseRevokeResponse>
+
+        /// Handle the "LeaseKeepAlive" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Etcdserverpb_LeaseKeepAliveRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Etcdserverpb_LeaseKeepAliveResponse` messages.
+        func leaseKeepAlive(
+            request: GRPCCore.StreamingServerRequest<Etcdserverpb_LeaseKeepAliveRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_LeaseKeepAliveResponse>
+    }
+
+    /// Simple service protocol for the "etcdserverpb.Lease" service.
+    ///
+    /// This is the highest level protocol for the service. The API is the easiest to use but
+    /// doesn't provide access to request or response metadata. If you need access to these
+    /// then use ``ServiceProtocol`` instead.
+    public protocol SimpleServiceProtocol: Etcdserverpb_Lease.ServiceProtocol {
+        /// Handle the "LeaseGrant" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Etcdserverpb_LeaseGrantRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Etcdserverpb_LeaseGrantResponse` to respond with.
+        func leaseGrant(
+            request: Etcdserverpb_LeaseGrantRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Etcdserverpb_LeaseGrantResponse
+
+        /// Handle the "LeaseRevoke" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Etcdserverpb_LeaseRevokeRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Etcdserverpb_LeaseRevokeResponse` to respond with.
+        func leaseRevoke(
+            request: Etcdserverpb_LeaseRevokeRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Etcdserverpb_LeaseRevokeResponse
+
+        /// Handle the "LeaseKeepAlive" method.
+        ///
+        /// - Parameters:
+        ///   - request: A stream of `Etcdserverpb_LeaseKeepAliveRequest` messages.
+        ///   - response: A response stream of `Etcdserverpb_LeaseKeepAliveResponse` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func leaseKeepAlive(
+            request: GRPCCore.RPCAsyncSequence<Etcdserverpb_LeaseKeepAliveRequest, any Swift.Error>,
+            response: GRPCCore.RPCWriter<Etcdserverpb_LeaseKeepAliveResponse>,
+            context: GRPCCore.ServerContext
+        ) async throws
+    }
+}
+
+// Default implementation of 'registerMethods(with:)'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Etcdserverpb_Lease.StreamingServiceProtocol {
+    public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
+        router.registerHandler(
+            forMethod: Etcdserverpb_Lease.Method.LeaseGrant.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_LeaseGrantRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_LeaseGrantResponse>(),
+            handler: { request, context in
+                try await self.leaseGrant(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Etcdserverpb_Lease.Method.LeaseRevoke.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_LeaseRevokeRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_LeaseRevokeResponse>(),
+            handler: { request, context in
+                try await self.leaseRevoke(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Etcdserverpb_Lease.Method.LeaseKeepAlive.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_LeaseKeepAliveRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_LeaseKeepAliveResponse>(),
+            handler: { request, context in
+                try await self.leaseKeepAlive(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+    }
+}
+
+// Default implementation of streaming methods from 'StreamingServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Etcdserverpb_Lease.ServiceProtocol {
+    public func leaseGrant(
+        request: GRPCCore.StreamingServerRequest<Etcdserverpb_LeaseGrantRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_LeaseGrantResponse> {
+        let response = try await self.leaseGrant(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func leaseRevoke(
+        request: GRPCCore.StreamingServerRequest<Etcdserverpb_LeaseRevokeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_LeaseRevokeResponse> {
+        let response = try await self.leaseRevoke(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+}
+
+// Default implementation of methods from 'ServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Etcdserverpb_Lease.SimpleServiceProtocol {
+    public func leaseGrant(
+        request: GRPCCore.ServerRequest<Etcdserverpb_LeaseGrantRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_LeaseGrantResponse> {
+        return GRPCCore.ServerResponse<Etcdserverpb_LeaseGrantResponse>(
+            message: try await self.leaseGrant(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func leaseRevoke(
+        request: GRPCCore.ServerRequest<Etcdserverpb_LeaseRevokeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_LeaseRevokeResponse> {
+        return GRPCCore.ServerResponse<Etcdserverpb_LeaseRevokeResponse>(
+            message: try await self.leaseRevoke(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func leaseKeepAlive(
+        request: GRPCCore.StreamingServerRequest<Etcdserverpb_LeaseKeepAliveRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_LeaseKeepAliveResponse> {
+        return GRPCCore.StreamingServerResponse<Etcdserverpb_LeaseKeepAliveResponse>(
+            metadata: [:],
+            producer: { writer in
+                try await self.leaseKeepAlive(
+                    request: request.messages,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
+        )
+    }
 }
 
 // MARK: etcdserverpb.Lease (client)
@@ -1121,6 +2068,19 @@ public enum Etcdserverpb_Maintenance: Sendable {
     public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.Maintenance")
     /// Namespace for method metadata.
     public enum Method: Sendable {
+        /// Namespace for "Alarm" metadata.
+        public enum Alarm: Sendable {
+            /// Request type for "Alarm".
+            public typealias Input = Etcdserverpb_AlarmRequest
+            /// Response type for "Alarm".
+            public typealias Output = Etcdserverpb_AlarmResponse
+            /// Descriptor for "Alarm".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.Maintenance"),
+                method: "Alarm",
+                type: .unary
+            )
+        }
         /// Namespace for "Status" metadata.
         public enum Status: Sendable {
             /// Request type for "Status".
@@ -1134,9 +2094,24 @@ public enum Etcdserverpb_Maintenance: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "Defragment" metadata.
+        public enum Defragment: Sendable {
+            /// Request type for "Defragment".
+            public typealias Input = Etcdserverpb_DefragmentRequest
+            /// Response type for "Defragment".
+            public typealias Output = Etcdserverpb_DefragmentResponse
+            /// Descriptor for "Defragment".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.Maintenance"),
+                method: "Defragment",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "etcdserverpb.Maintenance" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
-            Status.descriptor
+            Alarm.descriptor,
+            Status.descriptor,
+            Defragment.descriptor
         ]
     }
 }
@@ -1145,6 +2120,286 @@ public enum Etcdserverpb_Maintenance: Sendable {
 extension GRPCCore.ServiceDescriptor {
     /// Service descriptor for the "etcdserverpb.Maintenance" service.
     public static let etcdserverpb_Maintenance = GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.Maintenance")
+}
+
+// MARK: etcdserverpb.Maintenance (server)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Etcdserverpb_Maintenance {
+    /// Streaming variant of the service protocol for the "etcdserverpb.Maintenance" service.
+    ///
+    /// This protocol is the lowest-level of the service protocols generated for this service
+    /// giving you the most flexibility over the implementation of your service. This comes at
+    /// the cost of more verbose and less strict APIs. Each RPC requires you to implement it in
+    /// terms of a request stream and response stream. Where the RPC expects only a single
+    /// request or response message, you are responsible for ensuring your implementation
+    /// maintains this invariant.
+    ///
+    /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
+    /// or ``SimpleServiceProtocol`` instead.
+    public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
+        /// Handle the "Alarm" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Etcdserverpb_AlarmRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Etcdserverpb_AlarmResponse` messages.
+        func alarm(
+            request: GRPCCore.StreamingServerRequest<Etcdserverpb_AlarmRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_AlarmResponse>
+
+        /// Handle the "Status" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Etcdserverpb_StatusRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Etcdserverpb_StatusResponse` messages.
+        func status(
+            request: GRPCCore.StreamingServerRequest<Etcdserverpb_StatusRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_StatusResponse>
+
+        /// Handle the "Defragment" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Etcdserverpb_DefragmentRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Etcdserverpb_DefragmentResponse` messages.
+        func defragment(
+            request: GRPCCore.StreamingServerRequest<Etcdserverpb_DefragmentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_DefragmentResponse>
+    }
+
+    /// Service protocol for the "etcdserverpb.Maintenance" service.
+    ///
+    /// This protocol is higher level than ``StreamingServiceProtocol`` but lower level than
+    /// the ``SimpleServiceProtocol``, it provides access to request and response metadata and
+    /// trailing response metadata. If you don't need these then consider using
+    /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
+    /// use ``StreamingServiceProtocol``.
+    public protocol ServiceProtocol: Etcdserverpb_Maintenance.StreamingServiceProtocol {
+        /// Handle the "Alarm" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AlarmRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Etcdserverpb_AlarmResponse` message.
+        func alarm(
+            request: GRPCCore.ServerRequest<Etcdserverpb_AlarmRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_AlarmResponse>
+
+        /// Handle the "Status" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_StatusRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Etcdserverpb_StatusResponse` message.
+        func status(
+            request: GRPCCore.ServerRequest<Etcdserverpb_StatusRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_StatusResponse>
+
+        /// Handle the "Defragment" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_DefragmentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Etcdserverpb_DefragmentResponse` message.
+        func defragment(
+            request: GRPCCore.ServerRequest<Etcdserverpb_DefragmentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_DefragmentResponse>
+    }
+
+    /// Simple service protocol for the "etcdserverpb.Maintenance" service.
+    ///
+    /// This is the highest level protocol for the service. The API is the easiest to use but
+    /// doesn't provide access to request or response metadata. If you need access to these
+    /// then use ``ServiceProtocol`` instead.
+    public protocol SimpleServiceProtocol: Etcdserverpb_Maintenance.ServiceProtocol {
+        /// Handle the "Alarm" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Etcdserverpb_AlarmRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Etcdserverpb_AlarmResponse` to respond with.
+        func alarm(
+            request: Etcdserverpb_AlarmRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Etcdserverpb_AlarmResponse
+
+        /// Handle the "Status" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Etcdserverpb_StatusRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Etcdserverpb_StatusResponse` to respond with.
+        func status(
+            request: Etcdserverpb_StatusRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Etcdserverpb_StatusResponse
+
+        /// Handle the "Defragment" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Etcdserverpb_DefragmentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Etcdserverpb_DefragmentResponse` to respond with.
+        func defragment(
+            request: Etcdserverpb_DefragmentRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Etcdserverpb_DefragmentResponse
+    }
+}
+
+// Default implementation of 'registerMethods(with:)'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Etcdserverpb_Maintenance.StreamingServiceProtocol {
+    public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
+        router.registerHandler(
+            forMethod: Etcdserverpb_Maintenance.Method.Alarm.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_AlarmRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_AlarmResponse>(),
+            handler: { request, context in
+                try await self.alarm(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Etcdserverpb_Maintenance.Method.Status.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_StatusRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_StatusResponse>(),
+            handler: { request, context in
+                try await self.status(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Etcdserverpb_Maintenance.Method.Defragment.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_DefragmentRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_DefragmentResponse>(),
+            handler: { request, context in
+                try await self.defragment(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+    }
+}
+
+// Default implementation of streaming methods from 'StreamingServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Etcdserverpb_Maintenance.ServiceProtocol {
+    public func alarm(
+        request: GRPCCore.StreamingServerRequest<Etcdserverpb_AlarmRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_AlarmResponse> {
+        let response = try await self.alarm(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func status(
+        request: GRPCCore.StreamingServerRequest<Etcdserverpb_StatusRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_StatusResponse> {
+        let response = try await self.status(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func defragment(
+        request: GRPCCore.StreamingServerRequest<Etcdserverpb_DefragmentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_DefragmentResponse> {
+        let response = try await self.defragment(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+}
+
+// Default implementation of methods from 'ServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Etcdserverpb_Maintenance.SimpleServiceProtocol {
+    public func alarm(
+        request: GRPCCore.ServerRequest<Etcdserverpb_AlarmRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_AlarmResponse> {
+        return GRPCCore.ServerResponse<Etcdserverpb_AlarmResponse>(
+            message: try await self.alarm(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func status(
+        request: GRPCCore.ServerRequest<Etcdserverpb_StatusRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_StatusResponse> {
+        return GRPCCore.ServerResponse<Etcdserverpb_StatusResponse>(
+            message: try await self.status(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func defragment(
+        request: GRPCCore.ServerRequest<Etcdserverpb_DefragmentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_DefragmentResponse> {
+        return GRPCCore.ServerResponse<Etcdserverpb_DefragmentResponse>(
+            message: try await self.defragment(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
 }
 
 // MARK: etcdserverpb.Maintenance (client)
@@ -1156,6 +2411,25 @@ extension Etcdserverpb_Maintenance {
     /// You don't need to implement this protocol directly, use the generated
     /// implementation, ``Client``.
     public protocol ClientProtocol: Sendable {
+        /// Call the "Alarm" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AlarmRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AlarmRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AlarmResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func alarm<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AlarmRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AlarmRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AlarmResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AlarmResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
         /// Call the "Status" method.
         ///
         /// - Parameters:
@@ -1174,6 +2448,25 @@ extension Etcdserverpb_Maintenance {
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_StatusResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
+
+        /// Call the "Defragment" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_DefragmentRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_DefragmentRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_DefragmentResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func defragment<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_DefragmentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_DefragmentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_DefragmentResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_DefragmentResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
     }
 
     /// Generated client for the "etcdserverpb.Maintenance" service.
@@ -1190,6 +2483,36 @@ extension Etcdserverpb_Maintenance {
         ///   - client: A `GRPCCore.GRPCClient` providing a communication channel to the service.
         public init(wrapping client: GRPCCore.GRPCClient<Transport>) {
             self.client = client
+        }
+
+        /// Call the "Alarm" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AlarmRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AlarmRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AlarmResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func alarm<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AlarmRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AlarmRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AlarmResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AlarmResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Etcdserverpb_Maintenance.Method.Alarm.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
         }
 
         /// Call the "Status" method.
@@ -1221,12 +2544,67 @@ extension Etcdserverpb_Maintenance {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "Defragment" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_DefragmentRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_DefragmentRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_DefragmentResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func defragment<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_DefragmentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_DefragmentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_DefragmentResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_DefragmentResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Etcdserverpb_Maintenance.Method.Defragment.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
 // Helpers providing default arguments to 'ClientProtocol' methods.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
 extension Etcdserverpb_Maintenance.ClientProtocol {
+    /// Call the "Alarm" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Etcdserverpb_AlarmRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func alarm<Result>(
+        request: GRPCCore.ClientRequest<Etcdserverpb_AlarmRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AlarmResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.alarm(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_AlarmRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_AlarmResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "Status" method.
     ///
     /// - Parameters:
@@ -1251,11 +2629,65 @@ extension Etcdserverpb_Maintenance.ClientProtocol {
             onResponse: handleResponse
         )
     }
+
+    /// Call the "Defragment" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Etcdserverpb_DefragmentRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func defragment<Result>(
+        request: GRPCCore.ClientRequest<Etcdserverpb_DefragmentRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_DefragmentResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.defragment(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_DefragmentRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_DefragmentResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
 }
 
 // Helpers providing sugared APIs for 'ClientProtocol' methods.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
 extension Etcdserverpb_Maintenance.ClientProtocol {
+    /// Call the "Alarm" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func alarm<Result>(
+        _ message: Etcdserverpb_AlarmRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AlarmResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Etcdserverpb_AlarmRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.alarm(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "Status" method.
     ///
     /// - Parameters:
@@ -1279,6 +2711,35 @@ extension Etcdserverpb_Maintenance.ClientProtocol {
             metadata: metadata
         )
         return try await self.status(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Defragment" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func defragment<Result>(
+        _ message: Etcdserverpb_DefragmentRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_DefragmentResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Etcdserverpb_DefragmentRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.defragment(
             request: request,
             options: options,
             onResponse: handleResponse
@@ -1417,6 +2878,671 @@ public enum Etcdserverpb_Auth: Sendable {
 extension GRPCCore.ServiceDescriptor {
     /// Service descriptor for the "etcdserverpb.Auth" service.
     public static let etcdserverpb_Auth = GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.Auth")
+}
+
+// MARK: etcdserverpb.Auth (server)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Etcdserverpb_Auth {
+    /// Streaming variant of the service protocol for the "etcdserverpb.Auth" service.
+    ///
+    /// This protocol is the lowest-level of the service protocols generated for this service
+    /// giving you the most flexibility over the implementation of your service. This comes at
+    /// the cost of more verbose and less strict APIs. Each RPC requires you to implement it in
+    /// terms of a request stream and response stream. Where the RPC expects only a single
+    /// request or response message, you are responsible for ensuring your implementation
+    /// maintains this invariant.
+    ///
+    /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
+    /// or ``SimpleServiceProtocol`` instead.
+    public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
+        /// Handle the "AuthEnable" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Etcdserverpb_AuthEnableRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Etcdserverpb_AuthEnableResponse` messages.
+        func authEnable(
+            request: GRPCCore.StreamingServerRequest<Etcdserverpb_AuthEnableRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_AuthEnableResponse>
+
+        /// Handle the "UserAdd" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Etcdserverpb_AuthUserAddRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Etcdserverpb_AuthUserAddResponse` messages.
+        func userAdd(
+            request: GRPCCore.StreamingServerRequest<Etcdserverpb_AuthUserAddRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_AuthUserAddResponse>
+
+        /// Handle the "UserGet" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Etcdserverpb_AuthUserGetRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Etcdserverpb_AuthUserGetResponse` messages.
+        func userGet(
+            request: GRPCCore.StreamingServerRequest<Etcdserverpb_AuthUserGetRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_AuthUserGetResponse>
+
+        /// Handle the "UserDelete" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Etcdserverpb_AuthUserDeleteRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Etcdserverpb_AuthUserDeleteResponse` messages.
+        func userDelete(
+            request: GRPCCore.StreamingServerRequest<Etcdserverpb_AuthUserDeleteRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_AuthUserDeleteResponse>
+
+        /// Handle the "UserGrantRole" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Etcdserverpb_AuthUserGrantRoleRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Etcdserverpb_AuthUserGrantRoleResponse` messages.
+        func userGrantRole(
+            request: GRPCCore.StreamingServerRequest<Etcdserverpb_AuthUserGrantRoleRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_AuthUserGrantRoleResponse>
+
+        /// Handle the "RoleAdd" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Etcdserverpb_AuthRoleAddRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Etcdserverpb_AuthRoleAddResponse` messages.
+        func roleAdd(
+            request: GRPCCore.StreamingServerRequest<Etcdserverpb_AuthRoleAddRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_AuthRoleAddResponse>
+
+        /// Handle the "RoleDelete" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Etcdserverpb_AuthRoleDeleteRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Etcdserverpb_AuthRoleDeleteResponse` messages.
+        func roleDelete(
+            request: GRPCCore.StreamingServerRequest<Etcdserverpb_AuthRoleDeleteRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_AuthRoleDeleteResponse>
+
+        /// Handle the "RoleGrantPermission" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Etcdserverpb_AuthRoleGrantPermissionRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Etcdserverpb_AuthRoleGrantPermissionResponse` messages.
+        func roleGrantPermission(
+            request: GRPCCore.StreamingServerRequest<Etcdserverpb_AuthRoleGrantPermissionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_AuthRoleGrantPermissionResponse>
+    }
+
+    /// Service protocol for the "etcdserverpb.Auth" service.
+    ///
+    /// This protocol is higher level than ``StreamingServiceProtocol`` but lower level than
+    /// the ``SimpleServiceProtocol``, it provides access to request and response metadata and
+    /// trailing response metadata. If you don't need these then consider using
+    /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
+    /// use ``StreamingServiceProtocol``.
+    public protocol ServiceProtocol: Etcdserverpb_Auth.StreamingServiceProtocol {
+        /// Handle the "AuthEnable" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthEnableRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Etcdserverpb_AuthEnableResponse` message.
+        func authEnable(
+            request: GRPCCore.ServerRequest<Etcdserverpb_AuthEnableRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_AuthEnableResponse>
+
+        /// Handle the "UserAdd" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthUserAddRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Etcdserverpb_AuthUserAddResponse` message.
+        func userAdd(
+            request: GRPCCore.ServerRequest<Etcdserverpb_AuthUserAddRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_AuthUserAddResponse>
+
+        /// Handle the "UserGet" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthUserGetRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Etcdserverpb_AuthUserGetResponse` message.
+        func userGet(
+            request: GRPCCore.ServerRequest<Etcdserverpb_AuthUserGetRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_AuthUserGetResponse>
+
+        /// Handle the "UserDelete" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthUserDeleteRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Etcdserverpb_AuthUserDeleteResponse` message.
+        func userDelete(
+            request: GRPCCore.ServerRequest<Etcdserverpb_AuthUserDeleteRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_AuthUserDeleteResponse>
+
+        /// Handle the "UserGrantRole" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthUserGrantRoleRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Etcdserverpb_AuthUserGrantRoleResponse` message.
+        func userGrantRole(
+            request: GRPCCore.ServerRequest<Etcdserverpb_AuthUserGrantRoleRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_AuthUserGrantRoleResponse>
+
+        /// Handle the "RoleAdd" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthRoleAddRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Etcdserverpb_AuthRoleAddResponse` message.
+        func roleAdd(
+            request: GRPCCore.ServerRequest<Etcdserverpb_AuthRoleAddRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_AuthRoleAddResponse>
+
+        /// Handle the "RoleDelete" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthRoleDeleteRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Etcdserverpb_AuthRoleDeleteResponse` message.
+        func roleDelete(
+            request: GRPCCore.ServerRequest<Etcdserverpb_AuthRoleDeleteRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_AuthRoleDeleteResponse>
+
+        /// Handle the "RoleGrantPermission" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthRoleGrantPermissionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Etcdserverpb_AuthRoleGrantPermissionResponse` message.
+        func roleGrantPermission(
+            request: GRPCCore.ServerRequest<Etcdserverpb_AuthRoleGrantPermissionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_AuthRoleGrantPermissionResponse>
+    }
+
+    /// Simple service protocol for the "etcdserverpb.Auth" service.
+    ///
+    /// This is the highest level protocol for the service. The API is the easiest to use but
+    /// doesn't provide access to request or response metadata. If you need access to these
+    /// then use ``ServiceProtocol`` instead.
+    public protocol SimpleServiceProtocol: Etcdserverpb_Auth.ServiceProtocol {
+        /// Handle the "AuthEnable" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Etcdserverpb_AuthEnableRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Etcdserverpb_AuthEnableResponse` to respond with.
+        func authEnable(
+            request: Etcdserverpb_AuthEnableRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Etcdserverpb_AuthEnableResponse
+
+        /// Handle the "UserAdd" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Etcdserverpb_AuthUserAddRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Etcdserverpb_AuthUserAddResponse` to respond with.
+        func userAdd(
+            request: Etcdserverpb_AuthUserAddRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Etcdserverpb_AuthUserAddResponse
+
+        /// Handle the "UserGet" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Etcdserverpb_AuthUserGetRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Etcdserverpb_AuthUserGetResponse` to respond with.
+        func userGet(
+            request: Etcdserverpb_AuthUserGetRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Etcdserverpb_AuthUserGetResponse
+
+        /// Handle the "UserDelete" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Etcdserverpb_AuthUserDeleteRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Etcdserverpb_AuthUserDeleteResponse` to respond with.
+        func userDelete(
+            request: Etcdserverpb_AuthUserDeleteRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Etcdserverpb_AuthUserDeleteResponse
+
+        /// Handle the "UserGrantRole" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Etcdserverpb_AuthUserGrantRoleRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Etcdserverpb_AuthUserGrantRoleResponse` to respond with.
+        func userGrantRole(
+            request: Etcdserverpb_AuthUserGrantRoleRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Etcdserverpb_AuthUserGrantRoleResponse
+
+        /// Handle the "RoleAdd" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Etcdserverpb_AuthRoleAddRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Etcdserverpb_AuthRoleAddResponse` to respond with.
+        func roleAdd(
+            request: Etcdserverpb_AuthRoleAddRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Etcdserverpb_AuthRoleAddResponse
+
+        /// Handle the "RoleDelete" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Etcdserverpb_AuthRoleDeleteRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Etcdserverpb_AuthRoleDeleteResponse` to respond with.
+        func roleDelete(
+            request: Etcdserverpb_AuthRoleDeleteRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Etcdserverpb_AuthRoleDeleteResponse
+
+        /// Handle the "RoleGrantPermission" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Etcdserverpb_AuthRoleGrantPermissionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Etcdserverpb_AuthRoleGrantPermissionResponse` to respond with.
+        func roleGrantPermission(
+            request: Etcdserverpb_AuthRoleGrantPermissionRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Etcdserverpb_AuthRoleGrantPermissionResponse
+    }
+}
+
+// Default implementation of 'registerMethods(with:)'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Etcdserverpb_Auth.StreamingServiceProtocol {
+    public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
+        router.registerHandler(
+            forMethod: Etcdserverpb_Auth.Method.AuthEnable.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_AuthEnableRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_AuthEnableResponse>(),
+            handler: { request, context in
+                try await self.authEnable(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Etcdserverpb_Auth.Method.UserAdd.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_AuthUserAddRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_AuthUserAddResponse>(),
+            handler: { request, context in
+                try await self.userAdd(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Etcdserverpb_Auth.Method.UserGet.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_AuthUserGetRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_AuthUserGetResponse>(),
+            handler: { request, context in
+                try await self.userGet(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Etcdserverpb_Auth.Method.UserDelete.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_AuthUserDeleteRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_AuthUserDeleteResponse>(),
+            handler: { request, context in
+                try await self.userDelete(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Etcdserverpb_Auth.Method.UserGrantRole.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_AuthUserGrantRoleRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_AuthUserGrantRoleResponse>(),
+            handler: { request, context in
+                try await self.userGrantRole(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Etcdserverpb_Auth.Method.RoleAdd.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_AuthRoleAddRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_AuthRoleAddResponse>(),
+            handler: { request, context in
+                try await self.roleAdd(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Etcdserverpb_Auth.Method.RoleDelete.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_AuthRoleDeleteRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_AuthRoleDeleteResponse>(),
+            handler: { request, context in
+                try await self.roleDelete(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Etcdserverpb_Auth.Method.RoleGrantPermission.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_AuthRoleGrantPermissionRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_AuthRoleGrantPermissionResponse>(),
+            handler: { request, context in
+                try await self.roleGrantPermission(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+    }
+}
+
+// Default implementation of streaming methods from 'StreamingServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Etcdserverpb_Auth.ServiceProtocol {
+    public func authEnable(
+        request: GRPCCore.StreamingServerRequest<Etcdserverpb_AuthEnableRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_AuthEnableResponse> {
+        let response = try await self.authEnable(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func userAdd(
+        request: GRPCCore.StreamingServerRequest<Etcdserverpb_AuthUserAddRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_AuthUserAddResponse> {
+        let response = try await self.userAdd(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func userGet(
+        request: GRPCCore.StreamingServerRequest<Etcdserverpb_AuthUserGetRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_AuthUserGetResponse> {
+        let response = try await self.userGet(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func userDelete(
+        request: GRPCCore.StreamingServerRequest<Etcdserverpb_AuthUserDeleteRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_AuthUserDeleteResponse> {
+        let response = try await self.userDelete(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func userGrantRole(
+        request: GRPCCore.StreamingServerRequest<Etcdserverpb_AuthUserGrantRoleRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_AuthUserGrantRoleResponse> {
+        let response = try await self.userGrantRole(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func roleAdd(
+        request: GRPCCore.StreamingServerRequest<Etcdserverpb_AuthRoleAddRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_AuthRoleAddResponse> {
+        let response = try await self.roleAdd(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func roleDelete(
+        request: GRPCCore.StreamingServerRequest<Etcdserverpb_AuthRoleDeleteRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_AuthRoleDeleteResponse> {
+        let response = try await self.roleDelete(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func roleGrantPermission(
+        request: GRPCCore.StreamingServerRequest<Etcdserverpb_AuthRoleGrantPermissionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_AuthRoleGrantPermissionResponse> {
+        let response = try await self.roleGrantPermission(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+}
+
+// Default implementation of methods from 'ServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Etcdserverpb_Auth.SimpleServiceProtocol {
+    public func authEnable(
+        request: GRPCCore.ServerRequest<Etcdserverpb_AuthEnableRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_AuthEnableResponse> {
+        return GRPCCore.ServerResponse<Etcdserverpb_AuthEnableResponse>(
+            message: try await self.authEnable(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func userAdd(
+        request: GRPCCore.ServerRequest<Etcdserverpb_AuthUserAddRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_AuthUserAddResponse> {
+        return GRPCCore.ServerResponse<Etcdserverpb_AuthUserAddResponse>(
+            message: try await self.userAdd(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func userGet(
+        request: GRPCCore.ServerRequest<Etcdserverpb_AuthUserGetRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_AuthUserGetResponse> {
+        return GRPCCore.ServerResponse<Etcdserverpb_AuthUserGetResponse>(
+            message: try await self.userGet(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func userDelete(
+        request: GRPCCore.ServerRequest<Etcdserverpb_AuthUserDeleteRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_AuthUserDeleteResponse> {
+        return GRPCCore.ServerResponse<Etcdserverpb_AuthUserDeleteResponse>(
+            message: try await self.userDelete(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func userGrantRole(
+        request: GRPCCore.ServerRequest<Etcdserverpb_AuthUserGrantRoleRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_AuthUserGrantRoleResponse> {
+        return GRPCCore.ServerResponse<Etcdserverpb_AuthUserGrantRoleResponse>(
+            message: try await self.userGrantRole(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func roleAdd(
+        request: GRPCCore.ServerRequest<Etcdserverpb_AuthRoleAddRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_AuthRoleAddResponse> {
+        return GRPCCore.ServerResponse<Etcdserverpb_AuthRoleAddResponse>(
+            message: try await self.roleAdd(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func roleDelete(
+        request: GRPCCore.ServerRequest<Etcdserverpb_AuthRoleDeleteRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_AuthRoleDeleteResponse> {
+        return GRPCCore.ServerResponse<Etcdserverpb_AuthRoleDeleteResponse>(
+            message: try await self.roleDelete(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func roleGrantPermission(
+        request: GRPCCore.ServerRequest<Etcdserverpb_AuthRoleGrantPermissionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_AuthRoleGrantPermissionResponse> {
+        return GRPCCore.ServerResponse<Etcdserverpb_AuthRoleGrantPermissionResponse>(
+            message: try await self.roleGrantPermission(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
 }
 
 // MARK: etcdserverpb.Auth (client)

@@ -13,6 +13,8 @@ public struct LabCluster: Codable, Sendable, Hashable {
     public var dataDirectory: String
     public var clientPort: Int
     public var peerPort: Int
+    /// The control plane's mesh endpoint, which peers import from.
+    public var meshPort: Int
     public var underlayMTU: Int = 1500
     /// The prefix length of each node's pod CIDR.
     public var nodePodPrefixLength: Int = 24
@@ -21,7 +23,7 @@ public struct LabCluster: Codable, Sendable, Hashable {
     public var nodes: [LabNode] = []
 
     public init(name: String, id: UInt32, podCIDR: String, serviceCIDR: String, dataDirectory: String,
-                clientPort: Int, peerPort: Int) {
+                clientPort: Int, peerPort: Int, meshPort: Int) {
         self.name = name
         self.id = id
         self.podCIDR = podCIDR
@@ -29,6 +31,7 @@ public struct LabCluster: Codable, Sendable, Hashable {
         self.dataDirectory = dataDirectory
         self.clientPort = clientPort
         self.peerPort = peerPort
+        self.meshPort = meshPort
     }
 
     public var endpoint: String { "https://127.0.0.1:\(clientPort)" }
@@ -149,12 +152,13 @@ public struct Lab: Sendable {
         let ca = try CertificateAuthority.create(commonName: "meridian-lab-ca")
         try PEMFiles.write(certificatePEM: ca.certificatePEM, to: caCertificatePath, privateKeyPEM: ca.privateKeyPEM, to: caKeyPath)
         var state = LabState(directory: directory, prefix: Self.defaultPrefix, clusters: [])
-        var ports = try FreePorts.reserve(count * 2)
+        var ports = try FreePorts.reserve(count * 3)
         for index in 1...count {
             let id = UInt32(index)
             state.clusters.append(LabCluster(
                 name: "cluster\(index)", id: id, podCIDR: "10.\(id).0.0/16", serviceCIDR: "10.\(100 + id).0.0/16",
-                dataDirectory: "\(directory)/cluster\(index)", clientPort: ports.removeFirst(), peerPort: ports.removeFirst()))
+                dataDirectory: "\(directory)/cluster\(index)", clientPort: ports.removeFirst(), peerPort: ports.removeFirst(),
+                meshPort: ports.removeFirst()))
             state.clusters[index - 1].underlayMTU = mtus.isEmpty ? 1500 : mtus[min(index - 1, mtus.count - 1)]
             state.clusters[index - 1].nodePodPrefixLength = nodePodPrefixLength
             state.clusters[index - 1].identityGCSeconds = identityGCSeconds
@@ -184,14 +188,18 @@ public struct Lab: Sendable {
         return state
     }
 
+    /// A lab store's backend quota: small, so that filling it is a fault one can rehearse.
+    public static let etcdQuotaBytes: Int64 = 256 * 1024 * 1024
+
     /// The command line of a cluster's control plane.
     public func controlPlaneArguments(_ cluster: LabCluster, sharedCA: Bool = true) -> [String] {
         ["control-plane",
          "--cluster-name", cluster.name, "--cluster-id", "\(cluster.id)",
          "--pod-cidr", cluster.podCIDR, "--service-cidr", cluster.serviceCIDR,
          "--data-dir", cluster.dataDirectory,
-         "--etcd-client-port", "\(cluster.clientPort)", "--etcd-peer-port", "\(cluster.peerPort)"]
-            + (sharedCA ? ["--ca-cert", caCertificatePath, "--ca-key", caKeyPath] : [])
+         "--etcd-client-port", "\(cluster.clientPort)", "--etcd-peer-port", "\(cluster.peerPort)",
+         "--mesh-port", "\(cluster.meshPort)", "--etcd-quota-bytes", "\(Self.etcdQuotaBytes)"]
+            + (sharedCA ? ["--mesh-ca-cert", caCertificatePath, "--mesh-ca-key", caKeyPath] : [])
             + (cluster.identityGCSeconds.map { ["--identity-gc-interval", "\($0)"] } ?? [])
     }
 

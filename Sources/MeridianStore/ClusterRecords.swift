@@ -9,9 +9,10 @@ public struct ClusterSettings: Codable, Sendable, Hashable {
     public var podCIDR: String
     public var serviceCIDR: String
     public var maxConnectedClusters: UInt32
-    /// How other clusters reach this cluster's etcd (`https://HOST:PORT`).
+    /// How other clusters reach this cluster's mesh endpoint (`https://HOST:PORT`); empty when
+    /// the control plane serves none.
     public var clientEndpoints: [String]
-    /// The DNS name in the etcd server certificate that clients verify.
+    /// The DNS name in the mesh endpoint's server certificate that importers verify.
     public var serverName: String
     /// Cilium's `policy-default-local-cluster`: policy selectors without a cluster label match
     /// only this cluster's endpoints. Absent means on.
@@ -52,20 +53,61 @@ public struct ClusterMeshSettings: Codable, Sendable, Hashable {
     }
 }
 
-/// The CA of a cluster, stored where only the cluster's administrators can read it, so
-/// `clustermesh connect` can issue a remote cluster's read-only certificate.
-public struct CertificateAuthorityRecord: Codable, Sendable, Hashable {
+/// The certificate (only) of a cluster's mesh CA, published under `meridian/clustermesh/ca`.
+/// The mesh CA signs the mesh endpoint's server certificate and the peer credentials; its private
+/// key stays in the control plane's data directory.
+public struct MeshCertificateAuthorityRecord: Codable, Sendable, Hashable {
     public var certificatePEM: String
-    public var privateKeyPEM: String
 
-    public init(certificatePEM: String, privateKeyPEM: String) {
-        self.certificatePEM = certificatePEM
-        self.privateKeyPEM = privateKeyPEM
+    public init(certificatePEM: String) { self.certificatePEM = certificatePEM }
+}
+
+/// An administrator's grant (`clustermesh connect`) letting `peer` read this cluster's export:
+/// the public half of a key pair the administrator generated, for the control plane to certify.
+/// Deleting it (`disconnect`) revokes the peer at once.
+public struct PeerGrant: Codable, Sendable, Hashable {
+    public var peer: String
+    public var publicKeyPEM: String
+    /// Lifetime of the certificate to issue; bounded by `PeerGrant.maximumValidity`.
+    public var validitySeconds: Int64
+    public var requestedAt: Date
+
+    /// Peer credentials last 30 days unless asked otherwise; `connect` again renews them.
+    public static let defaultValiditySeconds: Int64 = 30 * 86_400
+    /// The longest lifetime a control plane issues, whatever a grant asks for.
+    public static let maximumValiditySeconds: Int64 = 365 * 86_400
+
+    public init(peer: String, publicKeyPEM: String, validitySeconds: Int64, requestedAt: Date) {
+        self.peer = peer
+        self.publicKeyPEM = publicKeyPEM
+        self.validitySeconds = validitySeconds
+        self.requestedAt = requestedAt
     }
 }
 
-/// A peer this cluster imports from, with the read-only client certificate the peer issued for
-/// it. Written by `clustermesh connect`, removed by `disconnect`.
+/// The certificate a control plane issued for a `PeerGrant`. The mesh endpoint accepts a client
+/// exactly when the certificate it presents has this fingerprint and the grant still holds the
+/// same public key.
+public struct PeerCredential: Codable, Sendable, Hashable {
+    public var peer: String
+    public var certificatePEM: String
+    /// SHA-256 of the certificate's DER, lowercase hex.
+    public var fingerprint: String
+    public var publicKeyPEM: String
+    public var notAfter: Date
+
+    public init(peer: String, certificatePEM: String, fingerprint: String, publicKeyPEM: String, notAfter: Date) {
+        self.peer = peer
+        self.certificatePEM = certificatePEM
+        self.fingerprint = fingerprint
+        self.publicKeyPEM = publicKeyPEM
+        self.notAfter = notAfter
+    }
+}
+
+/// A peer this cluster imports from, with the read-only client credential the peer's control
+/// plane issued for it and the peer's declared pod CIDR (what its records may claim). Written by
+/// `clustermesh connect`, removed by `disconnect`.
 public struct PeerRecord: Codable, Sendable, Hashable {
     public var name: String
     public var id: UInt32
@@ -74,8 +116,13 @@ public struct PeerRecord: Codable, Sendable, Hashable {
     public var caPEM: String
     public var certificatePEM: String
     public var privateKeyPEM: String
+    /// The peer's pod CIDR as its settings declared it when the administrator connected the
+    /// clusters: the only addresses its endpoints and nodes may claim here. Absent in records
+    /// written before it existed; such a peer is refused until connected again.
+    public var podCIDR: String?
 
-    public init(name: String, id: UInt32, endpoints: [String], serverName: String, caPEM: String, certificatePEM: String, privateKeyPEM: String) {
+    public init(name: String, id: UInt32, endpoints: [String], serverName: String, caPEM: String, certificatePEM: String,
+                privateKeyPEM: String, podCIDR: String?) {
         self.name = name
         self.id = id
         self.endpoints = endpoints
@@ -83,6 +130,7 @@ public struct PeerRecord: Codable, Sendable, Hashable {
         self.caPEM = caPEM
         self.certificatePEM = certificatePEM
         self.privateKeyPEM = privateKeyPEM
+        self.podCIDR = podCIDR
     }
 }
 
@@ -150,6 +198,10 @@ public struct RemoteClusterStatus: Codable, Sendable, Hashable {
     public var synced: PerKind<Bool>
     public var counts: PerKind<Int>
     public var rejected: PerKind<Int>
+    /// Rejected records by rule broken (`RemoteRecordRejection.Reason` raw values); nil until one.
+    public var rejectedByReason: [String: Int]?
+    /// The latest rejected records (newest last, at most `RejectedRecord.kept`); nil until one.
+    public var recentRejections: [RejectedRecord]?
     public var numFailures: Int
     public var lastFailure: Date?
     public var lastError: String?
@@ -179,6 +231,27 @@ public struct RemoteClusterStatus: Codable, Sendable, Hashable {
         lastError = nil
         lastHeartbeat = nil
         updated = Date()
+    }
+
+    /// One record refused at the import boundary: which, why, and when. `key` and `message`
+    /// carry text the remote controls; printers escape them.
+    public struct RejectedRecord: Codable, Sendable, Hashable {
+        public var kind: String
+        public var key: String
+        public var reason: String
+        public var message: String
+        public var at: Date
+
+        /// How many are kept per remote.
+        public static let kept = 10
+
+        public init(kind: String, key: String, reason: String, message: String, at: Date) {
+            self.kind = kind
+            self.key = key
+            self.reason = reason
+            self.message = message
+            self.at = at
+        }
     }
 
     /// Kinds not yet synced, in a fixed order, for "still syncing: ..." messages.
@@ -231,5 +304,37 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
         case let .identitiesExhausted(cluster, labels): "no free identity left in cluster \(cluster)'s range for \(labels)"
         case let .identityAllocationContended(labels): "identity allocation for \(labels) kept conflicting; giving up"
         }
+    }
+}
+
+/// What the control plane last saw of its store's space, and the last time it had to recover
+/// from a NOSPACE alarm (etcd refuses every write until the alarm is disarmed), for
+/// `clustermesh status`.
+public struct StoreSpaceRecord: Codable, Sendable, Hashable {
+    /// One recovery: compaction to `revision`, defragmentation, the alarm disarmed.
+    public struct Recovery: Codable, Sendable, Hashable {
+        public var at: Date
+        public var revision: Int64
+        public var backendBytesBefore: Int64
+        public var backendBytesAfter: Int64
+
+        public init(at: Date, revision: Int64, backendBytesBefore: Int64, backendBytesAfter: Int64) {
+            self.at = at
+            self.revision = revision
+            self.backendBytesBefore = backendBytesBefore
+            self.backendBytesAfter = backendBytesAfter
+        }
+    }
+
+    public var checkedAt: Date
+    public var backendBytes: Int64
+    public var quotaBytes: Int64?
+    public var lastRecovery: Recovery?
+
+    public init(checkedAt: Date, backendBytes: Int64, quotaBytes: Int64?, lastRecovery: Recovery?) {
+        self.checkedAt = checkedAt
+        self.backendBytes = backendBytes
+        self.quotaBytes = quotaBytes
+        self.lastRecovery = lastRecovery
     }
 }

@@ -21,7 +21,18 @@ public enum KeyLayout {
     // Meridian's own keys.
     public static let meridianPrefix = "meridian/"
     public static let clusterSettings = "meridian/cluster/settings"
-    public static let certificateAuthority = "meridian/secrets/ca"
+    /// Where earlier versions kept the CA with its private key; bootstrap deletes it. No secret
+    /// key material is stored in etcd.
+    public static let retiredCertificateAuthority = "meridian/secrets/ca"
+    /// The mesh CA's certificate (never its key): what `clustermesh connect` compares between
+    /// clusters and hands to importers to verify the mesh endpoint.
+    public static let meshCertificateAuthority = "meridian/clustermesh/ca"
+    /// `meridian/clustermesh/grants/<peer>`: the administrator's grant of read access to a peer
+    /// (`PeerGrant`, with the public key to certify).
+    public static let peerGrantsPrefix = "meridian/clustermesh/grants/"
+    /// `meridian/clustermesh/credentials/<peer>`: the certificate the control plane issued for a
+    /// grant (`PeerCredential`); the mesh endpoint accepts exactly these certificates.
+    public static let peerCredentialsPrefix = "meridian/clustermesh/credentials/"
     public static let clusterMeshSettings = "meridian/clustermesh/settings"
     public static let peersPrefix = "meridian/clustermesh/peers/"
     public static let remoteStatusPrefix = "meridian/clustermesh/status/"
@@ -46,9 +57,24 @@ public enum KeyLayout {
 
     public static func podCIDR(_ cidr: String) -> String { podCIDRPrefix + cidr.replacingOccurrences(of: "/", with: "_") }
     public static func nodeStatus(_ node: String) -> String { nodeStatusPrefix + node }
+    /// `meridian/status/store`: the control plane's last look at its store's space (`StoreSpaceRecord`).
+    public static let storeSpace = "meridian/status/store"
     public static func podStatus(namespace: String, name: String) -> String { "\(podStatusPrefix)\(namespace)/\(name)" }
 
     public static func peer(_ name: String) -> String { peersPrefix + name }
+    public static func peerGrant(_ name: String) -> String { peerGrantsPrefix + name }
+    public static func peerCredential(_ name: String) -> String { peerCredentialsPrefix + name }
+
+    /// What a peer may read of `cluster` through the mesh endpoint, and nothing else: the
+    /// heartbeat, the exported state, the cluster's own config and its sync canaries.
+    public static func meshReadable(cluster: String) -> [MeshReadableRange] {
+        [
+            MeshReadableRange(key: heartbeat, isPrefix: false),
+            MeshReadableRange(key: statePrefix, isPrefix: true),
+            MeshReadableRange(key: clusterConfig(cluster), isPrefix: false),
+            MeshReadableRange(key: syncCanaries(of: cluster), isPrefix: true),
+        ]
+    }
     public static func remoteStatus(_ name: String) -> String { remoteStatusPrefix + name }
     public static func serviceIP(_ ip: String) -> String { serviceIPPrefix + ip }
 
@@ -117,4 +143,15 @@ public enum MeshKind: String, Sendable, Hashable, CaseIterable, Codable {
 
     /// The name a user sees for the kind (`meridian get nodes`).
     public var displayName: String { rawValue }
+}
+
+/// One key, or every key under a prefix, that a peer may read through the mesh endpoint.
+public struct MeshReadableRange: Sendable, Hashable {
+    public var key: String
+    public var isPrefix: Bool
+
+    public init(key: String, isPrefix: Bool) {
+        self.key = key
+        self.isPrefix = isPrefix
+    }
 }

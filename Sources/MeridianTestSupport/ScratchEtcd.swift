@@ -10,13 +10,13 @@ import MeridianHost
 public enum ScratchEtcd {
     public static let executable = "/usr/bin/etcd"
 
-
     public struct Unavailable: Error, CustomStringConvertible {
         public var description: String
     }
 
-    /// Runs `body` with a client of a fresh etcd and its client URL.
-    public static func with<R: Sendable>(_ body: (EtcdClient, String) async throws -> R) async throws -> R {
+    /// Runs `body` with a client of a fresh etcd and its client URL; `extraArguments` go on
+    /// etcd's command line (a small `--quota-backend-bytes`, say).
+    public static func with<R: Sendable>(extraArguments: [String] = [], _ body: (EtcdClient, String) async throws -> R) async throws -> R {
         let directory = NSTemporaryDirectory() + "meridian-scratch-etcd-\(UUID().uuidString.prefix(8).lowercased())"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -28,7 +28,7 @@ public enum ScratchEtcd {
             arguments: ["--name", "scratch", "--data-dir", directory + "/data",
                         "--listen-client-urls", client, "--advertise-client-urls", client,
                         "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                        "--initial-cluster", "scratch=\(peer)", "--logger", "zap", "--log-outputs", "stderr"],
+                        "--initial-cluster", "scratch=\(peer)", "--logger", "zap", "--log-outputs", "stderr"] + extraArguments,
             logPath: directory + "/etcd.log", dieWithSupervisor: true)
         let supervisor = ProcessSupervisor(command, restart: .never, stopGrace: .seconds(5), logger: Logger(label: "test.etcd"))
         let configuration = EtcdClientConfiguration(endpoint: .tcp(host: "127.0.0.1", port: ports[0]), tls: nil,

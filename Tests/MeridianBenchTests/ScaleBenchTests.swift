@@ -180,7 +180,7 @@ struct ScaleBenchTests {
         let sizes = ScaleSizes(clusters: 3, nodesPerCluster: 7, endpointsPerCluster: 40, identitiesPerCluster: 6, churnPerSecond: 1, churnSeconds: 1)
         let layout = IdentityLayout(maxConnectedClusters: .c255)
         for mock in (0..<sizes.clusters).map(MockCluster.init(index:)) {
-            let validation = try RemoteRecordValidation(remoteName: mock.name, remoteID: ClusterID(mock.id), layout: layout)
+            let validation = try RemoteRecordValidation(remoteName: mock.name, remoteID: ClusterID(mock.id), podCIDRs: [IPCIDR(mock.podCIDR)!], layout: layout)
             let nodes = ScaleRecords.nodes(of: mock, sizes: sizes)
             let endpoints = ScaleRecords.endpoints(of: mock, sizes: sizes)
             let identities = ScaleRecords.identities(of: mock, sizes: sizes)
@@ -245,7 +245,8 @@ struct ScaleBenchTests {
     func churnUpdates() throws {
         let sizes = ScaleSizes(clusters: 1, nodesPerCluster: 4, endpointsPerCluster: 10, identitiesPerCluster: 3, churnPerSecond: 1, churnSeconds: 1)
         let mock = MockCluster(index: 0)
-        let validation = try RemoteRecordValidation(remoteName: mock.name, remoteID: ClusterID(mock.id), layout: IdentityLayout(maxConnectedClusters: .c255))
+        let validation = try RemoteRecordValidation(remoteName: mock.name, remoteID: ClusterID(mock.id), podCIDRs: [IPCIDR(mock.podCIDR)!],
+                                                    layout: IdentityLayout(maxConnectedClusters: .c255))
         let initial = Dictionary(uniqueKeysWithValues: ScaleRecords.endpoints(of: mock, sizes: sizes).map { ($0.key, $0.value) })
         var previous = initial
         for sequence in 0..<30 {
@@ -265,7 +266,7 @@ struct ScaleBenchTests {
     func controlRecords() throws {
         let mock = MockCluster(index: 5)
         let records = Dictionary(uniqueKeysWithValues: ScaleRecords.control(
-            of: mock, endpoint: "https://127.0.0.1:2379", ca: CertificateAuthorityRecord(certificatePEM: "c", privateKeyPEM: "k"),
+            of: mock, endpoint: "https://127.0.0.1:2379", ca: MeshCertificateAuthorityRecord(certificatePEM: "c"),
             now: "2025-01-01T00:00:00Z").map { ($0.key, $0.value) })
         let config = try JSONDecoder().decode(CiliumClusterConfig.self, from: try #require(records["cilium/cluster-config/mock7"]))
         #expect(config.id == 7 && config.capabilities.syncedCanaries == true && config.capabilities.maxConnectedClusters == 255)
@@ -277,6 +278,6 @@ struct ScaleBenchTests {
         #expect(settings.name == "mock7" && settings.id == 7 && settings.podCIDR == "10.7.0.0/16" && settings.clientEndpoints == ["https://127.0.0.1:2379"])
         let mesh = try StoreCoding.decode(ClusterMeshSettings.self, from: try #require(records[KeyLayout.clusterMeshSettings]), key: "mesh")
         #expect(mesh.enabled)
-        #expect(records[KeyLayout.certificateAuthority] != nil)
+        #expect(records[KeyLayout.meshCertificateAuthority] != nil)
     }
 }

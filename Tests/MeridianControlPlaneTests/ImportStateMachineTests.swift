@@ -34,11 +34,16 @@ struct ImportStateMachineTests {
         _ = machine.handle(.connected(connection: 1))
         _ = machine.handle(.configRead(connection: 1, config(), at: Date(), now: at(0)))
         for kind in MeshKind.allCases {
-            _ = machine.handle(.listed(connection: 1, kind, count: 3, rejected: 0))
+            _ = machine.handle(.listed(connection: 1, kind, count: 3, rejected: [], at: Date()))
             _ = machine.handle(.canarySeen(connection: 1, kind))
             _ = machine.handle(.syncCanaryWritten(connection: 1, kind))
         }
         return machine
+    }
+
+    static func rejection(_ key: String, kind: RemoteRecordRejection.Kind = .node,
+                          reason: RemoteRecordRejection.Reason = .malformed) -> RemoteRecordRejection {
+        RemoteRecordRejection(kind: kind, key: key, reason: reason, message: "test")
     }
 
     static func retryToken(_ actions: [Machine.Action]) -> (token: Int, delay: Duration)? {
@@ -77,12 +82,13 @@ struct ImportStateMachineTests {
         var machine = Self.machine()
         _ = machine.handle(.start(now: Self.at(0)))
         _ = machine.handle(.configRead(connection: 1, Self.config(), at: Date(), now: Self.at(0)))
-        #expect(Self.work(machine.handle(.listed(connection: 1, .nodes, count: 2, rejected: 1))).isEmpty)
+        #expect(Self.work(machine.handle(.listed(connection: 1, .nodes, count: 2, rejected: [Self.rejection("cluster2/node9")], at: Date()))).isEmpty)
         #expect(Self.work(machine.handle(.canarySeen(connection: 1, .nodes))) == [.writeSyncCanary(connection: 1, .nodes)])
         #expect(Self.work(machine.handle(.canarySeen(connection: 1, .services))).isEmpty)
-        #expect(Self.work(machine.handle(.listed(connection: 1, .services, count: 0, rejected: 0))) == [.writeSyncCanary(connection: 1, .services)])
+        #expect(Self.work(machine.handle(.listed(connection: 1, .services, count: 0, rejected: [], at: Date()))) == [.writeSyncCanary(connection: 1, .services)])
         #expect(Self.work(machine.handle(.canarySeen(connection: 1, .nodes))).isEmpty, "the canary is written once")
         #expect(machine.status.counts.nodes == 2 && machine.status.rejected.nodes == 1)
+        #expect(machine.status.rejectedByReason == ["malformed": 1])
         #expect(!machine.status.synced.nodes, "synced once the local canary is written")
         _ = machine.handle(.syncCanaryWritten(connection: 1, .nodes))
         #expect(machine.status.synced.nodes)
@@ -94,7 +100,7 @@ struct ImportStateMachineTests {
         _ = machine.handle(.start(now: Self.at(0)))
         let actions = Self.work(machine.handle(.configRead(connection: 1, Self.config(canaries: false), at: Date(), now: Self.at(0))))
         #expect(!actions.contains(.watchCanaries(connection: 1)))
-        #expect(Self.work(machine.handle(.listed(connection: 1, .identities, count: 1, rejected: 0))) == [.writeSyncCanary(connection: 1, .identities)])
+        #expect(Self.work(machine.handle(.listed(connection: 1, .identities, count: 1, rejected: [], at: Date()))) == [.writeSyncCanary(connection: 1, .identities)])
     }
 
     @Test("ready only when all four kinds are synced")
@@ -104,7 +110,7 @@ struct ImportStateMachineTests {
         _ = machine.handle(.configRead(connection: 1, Self.config(canaries: false), at: Date(), now: Self.at(0)))
         for kind in MeshKind.allCases {
             #expect(!machine.status.ready)
-            _ = machine.handle(.listed(connection: 1, kind, count: 1, rejected: 0))
+            _ = machine.handle(.listed(connection: 1, kind, count: 1, rejected: [], at: Date()))
             _ = machine.handle(.syncCanaryWritten(connection: 1, kind))
         }
         #expect(machine.status.ready && machine.status.phase == .ready)
@@ -186,7 +192,7 @@ struct ImportStateMachineTests {
         let retry = try #require(Self.retryToken(machine.handle(.connectionEnded(connection: 1, now: Self.at(5)))))
         _ = machine.handle(.retryDue(token: retry.token, now: Self.at(6)))
         _ = machine.handle(.configRead(connection: 2, Self.config(), at: Date(), now: Self.at(6)))
-        #expect(Self.work(machine.handle(.listed(connection: 1, .nodes, count: 99, rejected: 0))).isEmpty)
+        #expect(Self.work(machine.handle(.listed(connection: 1, .nodes, count: 99, rejected: [], at: Date()))).isEmpty)
         #expect(Self.work(machine.handle(.canarySeen(connection: 1, .nodes))).isEmpty)
         #expect(Self.work(machine.handle(.connectionFailed(connection: 1, .remoteStore(remote: "cluster2", detail: "old"), at: Date(), now: Self.at(7)))).isEmpty)
         #expect(machine.status.counts.nodes == 3)
@@ -207,7 +213,7 @@ struct ImportStateMachineTests {
         #expect(delays[3] >= .seconds(4) && delays[3] <= .seconds(8), "\(delays)")
         _ = machine.handle(.configRead(connection: 5, Self.config(canaries: false), at: Date(), now: Self.at(0)))
         for kind in MeshKind.allCases {
-            _ = machine.handle(.listed(connection: 5, kind, count: 0, rejected: 0))
+            _ = machine.handle(.listed(connection: 5, kind, count: 0, rejected: [], at: Date()))
             _ = machine.handle(.syncCanaryWritten(connection: 5, kind))
         }
         #expect(machine.status.ready)
@@ -236,7 +242,7 @@ struct ImportStateMachineTests {
         #expect(Self.work(machine.handle(.retryDue(token: third.token, now: Self.at(30)))) == [.connect(connection: 3)])
         _ = machine.handle(.configRead(connection: 3, Self.config(canaries: false), at: Date(), now: Self.at(30)))
         for kind in MeshKind.allCases {
-            _ = machine.handle(.listed(connection: 3, kind, count: 1, rejected: 0))
+            _ = machine.handle(.listed(connection: 3, kind, count: 1, rejected: [], at: Date()))
             _ = machine.handle(.syncCanaryWritten(connection: 3, kind))
         }
         #expect(machine.status.phase == .ready)
@@ -255,7 +261,7 @@ struct ImportStateMachineTests {
         var machine = Self.ready()
         #expect(Self.work(machine.handle(.disconnect(drain: true))) == [.closeConnection(connection: 1)])
         #expect(machine.status.phase == .draining)
-        #expect(Self.work(machine.handle(.changed(connection: 1, .endpoints, count: 4, newlyRejected: 0))).isEmpty)
+        #expect(Self.work(machine.handle(.changed(connection: 1, .endpoints, count: 4, newlyRejected: [], at: Date()))).isEmpty)
         #expect(Self.work(machine.handle(.connectionFailed(connection: 1, .localStore(remote: "cluster2", detail: "late"), at: Date(), now: Self.at(1)))).isEmpty)
         #expect(Self.work(machine.handle(.tick(now: Self.at(100)))).isEmpty)
         #expect(Self.work(machine.handle(.connectionEnded(connection: 1, now: Self.at(2)))) == [.drain(keepStatus: false)])
@@ -334,14 +340,28 @@ struct ImportStateMachineTests {
     @Test("watched changes set the count and add up rejections; local store retries are counted")
     func countsAndRetries() {
         var machine = Self.ready()
-        _ = machine.handle(.changed(connection: 1, .endpoints, count: 7, newlyRejected: 2))
-        _ = machine.handle(.changed(connection: 1, .endpoints, count: 6, newlyRejected: 1))
+        _ = machine.handle(.changed(connection: 1, .endpoints, count: 7, newlyRejected: [Self.rejection("10.9.0.1", kind: .ipIdentityPair), Self.rejection("10.9.0.2", kind: .ipIdentityPair)], at: Date()))
+        _ = machine.handle(.changed(connection: 1, .endpoints, count: 6, newlyRejected: [Self.rejection("0.0.0.0/0", kind: .ipIdentityPair, reason: .keyMismatch)], at: Date()))
         _ = machine.handle(.localWriteRetried)
         _ = machine.handle(.localWriteRetried)
         let status = machine.status
         #expect(status.counts.endpoints == 6 && status.rejected.endpoints == 3)
+        #expect(status.rejectedByReason == ["malformed": 2, "key-mismatch": 1])
+        #expect(status.recentRejections?.map(\.key) == ["10.9.0.1", "10.9.0.2", "0.0.0.0/0"])
+        #expect(status.recentRejections?.last?.reason == "key-mismatch" && status.recentRejections?.last?.kind == "endpoints")
         #expect(status.localStoreRetries == 2)
         #expect(status.numFailures == 0 && status.ready)
+    }
+
+    @Test("only the latest rejected records are kept, each reason counted")
+    func recentRejectionsAreBounded() {
+        var machine = Self.ready()
+        let many = (0..<25).map { Self.rejection("cluster2/node\($0)") }
+        _ = machine.handle(.listed(connection: 1, .nodes, count: 0, rejected: many, at: Date()))
+        let status = machine.status
+        #expect(status.recentRejections?.count == RemoteClusterStatus.RejectedRecord.kept)
+        #expect(status.recentRejections?.first?.key == "cluster2/node15" && status.recentRejections?.last?.key == "cluster2/node24")
+        #expect(status.rejectedByReason == ["malformed": 25] && status.rejected.nodes == 25)
     }
 
     @Test("the status is published when it changes, and only then")

@@ -25,7 +25,7 @@ struct ImportHarness: Sendable {
 
     static func peer(_ name: String = "cluster2", id: UInt32 = 2, version: String = "1") -> PeerRecord {
         PeerRecord(name: name, id: id, endpoints: ["https://\(name).invalid:2379"], serverName: "etcd.\(name)", caPEM: "ca",
-                   certificatePEM: "cert-\(version)", privateKeyPEM: "key")
+                   certificatePEM: "cert-\(version)", privateKeyPEM: "key", podCIDR: "10.\(id).0.0/16")
     }
 
     var connector: RemoteStoreConnector {

@@ -39,7 +39,7 @@ struct SecurityAndValidationTests {
                 #expect(try await remote.get("cilium/cluster-config/cluster2") != nil)
                 #expect(try await remote.list(prefix: "cilium/synced/cluster2/").items.count == 4)
                 // Refused: Meridian's own keys (settings, the CA and its key, peer certificates).
-                for key in [KeyLayout.certificateAuthority, KeyLayout.clusterSettings] {
+                for key in [KeyLayout.meshCertificateAuthority, KeyLayout.clusterSettings] {
                     await #expect(throws: EtcdError.self) { _ = try await remote.get(key) }
                 }
                 await #expect(throws: EtcdError.self) { _ = try await remote.list(prefix: "meridian/") }
@@ -128,9 +128,9 @@ struct SecurityAndValidationTests {
             #expect(result.stderr.contains("--connection-mode"))
 
             // A third cluster with the same ID as cluster2, an overlapping pod CIDR, and its own CA.
-            let ports = try FreePorts.reserve(2)
+            let ports = try FreePorts.reserve(3)
             let impostor = LabCluster(name: "impostor", id: 2, podCIDR: "10.1.128.0/17", serviceCIDR: "10.200.0.0/16",
-                                      dataDirectory: lab.labDirectory + "/impostor", clientPort: ports[0], peerPort: ports[1])
+                                      dataDirectory: lab.labDirectory + "/impostor", clientPort: ports[0], peerPort: ports[1], meshPort: ports[2])
             try await lab.lab.startControlPlane(impostor, sharedCA: false)
             try await lab.lab.waitUntilReady(impostor, timeout: .seconds(30))
             try await lab.addContext(impostor)
@@ -142,9 +142,9 @@ struct SecurityAndValidationTests {
             #expect(result.status != 0)
             #expect(result.stderr.contains("cluster ID 2"))
             // A cluster whose pods would live in cluster1's service CIDR (10.101.0.0/16).
-            let shadowPorts = try FreePorts.reserve(2)
+            let shadowPorts = try FreePorts.reserve(3)
             let shadow = LabCluster(name: "shadow", id: 3, podCIDR: "10.101.128.0/17", serviceCIDR: "10.210.0.0/16",
-                                    dataDirectory: lab.labDirectory + "/shadow", clientPort: shadowPorts[0], peerPort: shadowPorts[1])
+                                    dataDirectory: lab.labDirectory + "/shadow", clientPort: shadowPorts[0], peerPort: shadowPorts[1], meshPort: shadowPorts[2])
             try await lab.lab.startControlPlane(shadow)
             try await lab.lab.waitUntilReady(shadow, timeout: .seconds(30))
             try await lab.addContext(shadow)
@@ -163,9 +163,9 @@ struct SecurityAndValidationTests {
 
     @Test func mismatchingCAsNeedTheFlagAndThenWork() async throws {
         try await LabFixture.with(clusters: 1) { lab in
-            let ports = try FreePorts.reserve(2)
+            let ports = try FreePorts.reserve(3)
             let other = LabCluster(name: "other", id: 7, podCIDR: "10.7.0.0/16", serviceCIDR: "10.107.0.0/16",
-                                   dataDirectory: lab.labDirectory + "/other", clientPort: ports[0], peerPort: ports[1])
+                                   dataDirectory: lab.labDirectory + "/other", clientPort: ports[0], peerPort: ports[1], meshPort: ports[2])
             try await lab.lab.startControlPlane(other, sharedCA: false)
             try await lab.lab.waitUntilReady(other, timeout: .seconds(30))
             try await lab.addContext(other)

@@ -125,13 +125,22 @@ struct ListWatchTests {
         let store = InMemoryKeyValueStore()
         store.failNext(20, of: [.watch])
         let backoff = ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(10))
-        try await Self.running(ListWatch(store, .prefix("p/"), restart: .after(backoff))) { _ in
-            try await Task.sleep(for: .seconds(1))
-            // Delays of at least 50, 100, 200 and 400 ms leave room for at most 4 more listings
-            // in a second; restarting at the initial delay each time would make about 10.
-            #expect(store.calls(.read) <= 5, "\(store.calls(.read)) listings")
-            #expect(store.calls(.read) >= 2)
+        let failures = Shared([ContinuousClock.Instant]())
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await ListWatch(store, .prefix("p/"), restart: .after(backoff))
+                    .run(onStoreFailure: { _ in failures.withLock { $0.append(.now) } }) { _ in }
+            }
+            defer { group.cancelAll() }
+            let deadline = ContinuousClock.now + .seconds(60)
+            while failures.value.count < 5, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         }
+        // The fourth delay is at least half of 800 ms; restarting at the initial delay every
+        // time would keep every gap near 100 ms. (Sleeps never end early, so a slow machine
+        // can only make the gaps longer, never fail this.)
+        let instants = failures.value
+        try #require(instants.count >= 5, "\(instants.count) failures")
+        #expect(instants[4] - instants[3] >= .milliseconds(400), "gaps: \(zip(instants, instants.dropFirst()).map { $1 - $0 })")
     }
 
     @Test("without restarts a store failure ends the run with that error")

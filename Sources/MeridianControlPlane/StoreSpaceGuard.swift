@@ -1,0 +1,54 @@
+import Foundation
+import Logging
+import MeridianEtcd
+import MeridianStore
+
+/// Keeps the cluster's store writable. Once a backend reaches its quota etcd raises NOSPACE and
+/// refuses every write (the control plane's, the agents', `apply`) until someone disarms it; the
+/// guard looks for the alarm every `interval`, and when it finds one it compacts the history up
+/// to the current revision, defragments, disarms, and publishes what it did
+/// (`meridian/status/store`, shown by `clustermesh status`). When the live data alone exceeds the
+/// quota the alarm comes back at the next writes, and the record says the backend is still full.
+struct StoreSpaceGuard: Sendable {
+    let client: EtcdClient
+    let quotaBytes: Int64?
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        var lastRecovery: StoreSpaceRecord.Recovery?
+        while true {
+            do {
+                lastRecovery = try await check(lastRecovery: lastRecovery)
+            } catch let error as EtcdError {
+                logger.warning("store space check failed", metadata: ["error": "\(error)"])
+            }
+            try await Task.sleep(for: interval)
+        }
+    }
+
+    /// One look; returns the latest recovery (this one, or the one before).
+    func check(lastRecovery: StoreSpaceRecord.Recovery?) async throws(EtcdError) -> StoreSpaceRecord.Recovery? {
+        var recovery = lastRecovery
+        let alarms = try await client.alarms().filter { $0.kind == .noSpace }
+        if !alarms.isEmpty {
+            let before = try await client.backendSize()
+            let revision = try await client.currentRevision()
+            logger.error("store is out of space (NOSPACE alarm); compacting, defragmenting and disarming",
+                         metadata: ["backend-bytes": "\(before)", "revision": "\(revision)"])
+            do {
+                try await client.compact(revision: revision)
+            } catch where error.code == .invalidArgument || error.code == .compacted {
+                // Already compacted at this revision: nothing more to drop.
+            }
+            try await client.defragment()
+            for alarm in alarms { try await client.alarm(.deactivate, .noSpace, member: alarm.member) }
+            let after = try await client.backendSize()
+            recovery = StoreSpaceRecord.Recovery(at: Date(), revision: revision, backendBytesBefore: before, backendBytesAfter: after)
+            logger.notice("store recovered from NOSPACE", metadata: ["backend-bytes": "\(after)"])
+        }
+        let record = StoreSpaceRecord(checkedAt: Date(), backendBytes: try await client.backendSize(), quotaBytes: quotaBytes, lastRecovery: recovery)
+        try await client.put(KeyLayout.storeSpace, StoreCoding.encode(record))
+        return recovery
+    }
+}
