@@ -1,11 +1,16 @@
 /*
  * from-overlay: tc ingress on the node's collect-metadata VXLAN device, after the kernel has
- * decapsulated. The VNI is the sender's security identity; the host identity is never accepted
- * from the wire, the sending node must be a known node, and a cluster-scoped identity must
- * belong to that node's cluster (a node cannot speak for another cluster's pods). Packets for
- * local pods go through `pod_ingress` (conntrack, ingress policy, reverse NAT) here and are then
- * handed straight into the pod's namespace with bpf_redirect_peer, skipping the host veth and a
- * backlog queue; packets for the node itself go to its stack.
+ * decapsulated. The VNI is the sender's security identity. Before anything trusts it, the
+ * packet must be one a node of the mesh could have sent:
+ *  - the VNI is a cluster-scoped identity. Nodes encapsulate only their pods' packets (from-pod
+ *    is the one program that sets a tunnel key, and only for a source that is one of its pods),
+ *    with the pod's identity; the nodes' own traffic crosses the underlay, never the overlay.
+ *    So no reserved identity is ever sent, the host's included;
+ *  - the sender (outer source) is a known node, and the identity belongs to its cluster (a node
+ *    cannot speak for another cluster's pods).
+ * Packets for local pods then go through `pod_ingress` (conntrack, ingress policy, reverse
+ * NAT) here and are handed straight into the pod's namespace with bpf_redirect_peer, skipping
+ * the host veth and a backlog queue; packets for the node itself go to its stack.
  */
 #include "lib/deliver.h"
 
@@ -51,8 +56,10 @@ int from_overlay(struct __sk_buff *skb)
     if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0) < 0)
         return drop(skb, MER_DROP_NO_TUNNEL_KEY, 0, 0, 0);
     src_identity = key.tunnel_id & 0xFFFFFF;
-    if (src_identity == MER_ID_HOST || src_identity == MER_ID_UNKNOWN)
+    if (src_identity == MER_ID_UNKNOWN)
         return drop(skb, MER_DROP_INVALID_IDENTITY, 0, src_identity, 0);
+    if (src_identity < MER_FIRST_CLUSTER_IDENTITY)
+        return drop(skb, MER_DROP_RESERVED_IDENTITY_FROM_NODE, 0, src_identity, 0);
 
     cfg = node_config();
     if (!cfg)
@@ -60,8 +67,7 @@ int from_overlay(struct __sk_buff *skb)
     sender = ipcache_lookup(bpf_htonl(key.remote_ipv4));
     if (!sender || sender->identity != MER_ID_REMOTE_NODE)
         return drop(skb, MER_DROP_UNKNOWN_SENDER, 0, src_identity, 0);
-    if (src_identity >= MER_FIRST_CLUSTER_IDENTITY && cfg->identity_cluster_shift < 32 &&
-        (src_identity >> cfg->identity_cluster_shift) != sender->cluster_id)
+    if (cfg->identity_cluster_shift < 32 && (src_identity >> cfg->identity_cluster_shift) != sender->cluster_id)
         return drop(skb, MER_DROP_INVALID_IDENTITY, 0, src_identity, 0);
 
     if (skb->protocol == bpf_htons(ETH_P_IP))

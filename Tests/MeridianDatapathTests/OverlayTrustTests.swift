@@ -106,6 +106,36 @@ struct OverlayTrustTests {
 
     // MARK: The identity in the VNI
 
+    /// A node of cluster `cluster` (`0`: a standalone cluster, whose identities start at 256)
+    /// with its pod CIDR, and the identity of one of its pods.
+    private func peerFixture(cluster: UInt16) throws -> (DatapathFixture, podIdentity: UInt32) {
+        let fixture = try DatapathFixture()
+        try fixture.addRoute(Self.peerNode + "/32", identity: UInt32(MER_ID_REMOTE_NODE), tunnel: nil, clusterID: cluster)
+        try fixture.addRoute("10.1.2.0/24", identity: UInt32(MER_ID_WORLD), tunnel: Self.peerNode, clusterID: cluster)
+        _ = try fixture.events()
+        return (fixture, (UInt32(cluster) << 16) | 400)
+    }
+
+    @Test("every reserved identity (1...255) is refused from a known node with a source it owns, in a mesh and in a standalone cluster (ID 0, where a reserved identity's cluster bits match); VNI 0 is no identity",
+          arguments: [UInt16(1), 0])
+    func reservedIdentities(cluster: UInt16) throws {
+        let (fixture, podIdentity) = try peerFixture(cluster: cluster)
+        #expect(try fixture.fromOverlay(packet(from: Self.peerPod, sport: 39999), vni: podIdentity, sender: Self.peerNode).verdict == Verdict.redirect)
+        _ = try fixture.events()
+        for identity in UInt32(1)...255 {
+            let (verdict, _) = try fixture.fromOverlay(packet(from: Self.peerPod, sport: UInt16(40000 + identity)), vni: identity, sender: Self.peerNode)
+            #expect(verdict == Verdict.shot, "VNI \(identity)")
+        }
+        let drops = try dropEvents(fixture)
+        #expect(drops.map(\.subtype) == Array(repeating: UInt8(MER_DROP_RESERVED_IDENTITY_FROM_NODE), count: 255))
+        #expect(drops.map(\.src_identity) == Array(UInt32(1)...255))
+        #expect(fixture.datapath.counter(UInt32(MER_DROP_RESERVED_IDENTITY_FROM_NODE)).packets == 255)
+
+        #expect(try fixture.fromOverlay(packet(from: Self.peerPod), vni: 0, sender: Self.peerNode).verdict == Verdict.shot)
+        #expect(try dropEvents(fixture).map(\.subtype) == [UInt8(MER_DROP_INVALID_IDENTITY)])
+        #expect(fixture.datapath.conntrack.entries().count == 1, "only the pod's connection")
+    }
+
     @Test("a node may not send another cluster's identity, whichever cluster it is in")
     func identityOfAnotherCluster() throws {
         let fixture = try meshFixture()
