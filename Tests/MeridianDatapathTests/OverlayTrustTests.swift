@@ -163,4 +163,36 @@ struct OverlayTrustTests {
         #expect(try dropEvents(fixture).map(\.subtype) == [UInt8(MER_DROP_UNKNOWN_SENDER), UInt8(MER_DROP_UNKNOWN_SENDER)])
         #expect(fixture.datapath.conntrack.entries().isEmpty)
     }
+
+    // MARK: The inner source
+
+    static let foreignSources = [
+        Delivery(name: "a pod of the receiving node, from a node of its cluster", sender: peerNode, vni: peerPodIdentity, source: localPeerPod),
+        Delivery(name: "a pod of the receiving node, from another cluster", sender: remoteNode, vni: remotePodIdentity, source: localPeerPod),
+        Delivery(name: "a pod of another node of the sender's cluster", sender: peerNode, vni: peerPodIdentity, source: otherPeerPod),
+        Delivery(name: "an address in another node's pod CIDR", sender: peerNode, vni: peerPodIdentity, source: "10.1.3.77"),
+        Delivery(name: "a pod of another cluster", sender: peerNode, vni: peerPodIdentity, source: remotePod),
+        Delivery(name: "a pod of the receiver's cluster, from another cluster", sender: remoteNode, vni: remotePodIdentity, source: peerPod),
+        Delivery(name: "a pod of a third cluster", sender: remoteNode, vni: remotePodIdentity, source: thirdClusterPod),
+        Delivery(name: "a third cluster's address placed on the sender", sender: remoteNode, vni: remotePodIdentity, source: thirdClusterClaimOnRemoteNode),
+        Delivery(name: "0.0.0.0", sender: peerNode, vni: peerPodIdentity, source: "0.0.0.0"),
+        Delivery(name: "an address without an ipcache entry", sender: peerNode, vni: peerPodIdentity, source: "198.51.100.7"),
+        Delivery(name: "the sending node's own address", sender: peerNode, vni: peerPodIdentity, source: peerNode),
+        Delivery(name: "the receiving node's address", sender: peerNode, vni: peerPodIdentity, source: DatapathFixture.nodeIP),
+        Delivery(name: "the receiving node's gateway", sender: peerNode, vni: peerPodIdentity, source: DatapathFixture.gatewayIP),
+        Delivery(name: "a CIDR rule's prefix", sender: peerNode, vni: peerPodIdentity, source: cidrRuleAddress),
+    ]
+
+    @Test("the inner source must be an address the ipcache places on the sending node, in its cluster", arguments: foreignSources)
+    func sourceNotOwnedBySender(_ forged: Delivery) throws {
+        let fixture = try meshFixture()
+        let (verdict, _) = try fixture.fromOverlay(packet(from: forged.source), vni: forged.vni, sender: forged.sender)
+        #expect(verdict == Verdict.shot)
+        let drops = try dropEvents(fixture)
+        #expect(drops.map(\.subtype) == [UInt8(MER_DROP_SOURCE_NOT_OWNED_BY_SENDER)])
+        #expect(drops.first?.saddr == DatapathFixture.addr(forged.source))
+        #expect(drops.first?.src_identity == forged.vni)
+        #expect(fixture.datapath.counter(UInt32(MER_DROP_SOURCE_NOT_OWNED_BY_SENDER)).packets == 1)
+        #expect(fixture.datapath.conntrack.entries().isEmpty)
+    }
 }

@@ -301,6 +301,7 @@ enum {
     MER_DROP_TTL_EXCEEDED = 196,
     MER_DROP_HOST_NOT_READY = 202, /* the node's configuration is not written yet */
     MER_DROP_RESERVED_IDENTITY_FROM_NODE = 240, /* a VNI below MER_FIRST_CLUSTER_IDENTITY: no node sends one */
+    MER_DROP_SOURCE_NOT_OWNED_BY_SENDER = 241,  /* an inner source the ipcache does not place on the sending node */
 };
 
 struct mer_event {
