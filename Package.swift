@@ -226,10 +226,12 @@ let package = Package(
             dependencies: ["MeridianPKI"],
             swiftSettings: strict
         ),
+        // Also gets the harness programs of bpf/tests, which give crafted frames tunnel metadata.
         .testTarget(
             name: "MeridianDatapathTests",
             dependencies: ["MeridianDatapath", "MeridianCore", "MeridianTestSupport", "CMeridianBPF"],
-            swiftSettings: strict
+            swiftSettings: strict,
+            plugins: ["BPFObjectsPlugin"]
         ),
         .testTarget(
             name: "MeridianAgentTests",

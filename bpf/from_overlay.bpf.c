@@ -1,15 +1,35 @@
 /*
  * from-overlay: tc ingress on the node's collect-metadata VXLAN device, after the kernel has
- * decapsulated. The VNI is the sender's security identity; the host identity is never accepted
- * from the wire, the sending node must be a known node, and a cluster-scoped identity must
- * belong to that node's cluster (a node cannot speak for another cluster's pods). Packets for
- * local pods go through `pod_ingress` (conntrack, ingress policy, reverse NAT) here and are then
- * handed straight into the pod's namespace with bpf_redirect_peer, skipping the host veth and a
- * backlog queue; packets for the node itself go to its stack.
+ * decapsulated. The VNI is the sender's security identity. Before anything trusts it, the
+ * packet must be one a node of the mesh could have sent:
+ *  - the VNI is a cluster-scoped identity. Nodes encapsulate only their pods' packets (from-pod
+ *    is the one program that sets a tunnel key, and only for a source that is one of its pods),
+ *    with the pod's identity; the nodes' own traffic crosses the underlay, never the overlay.
+ *    So no reserved identity is ever sent, the host's included;
+ *  - the sender (outer source) is a known node, and the identity belongs to its cluster (a node
+ *    cannot speak for another cluster's pods);
+ *  - the inner source is an address the ipcache places on that node, in its cluster: one of
+ *    its pods, or failing a pod's entry, its pod CIDR (a node cannot speak for addresses it
+ *    does not hold: other nodes' pods, this node's pods, the nodes themselves, CIDR prefixes).
+ * Packets for local pods then go through `pod_ingress` (conntrack, ingress policy, reverse
+ * NAT) here and are handed straight into the pod's namespace with bpf_redirect_peer, skipping
+ * the host veth and a backlog queue; packets for the node itself go to its stack.
  */
 #include "lib/deliver.h"
 
-static always_inline int handle_ipv4(struct __sk_buff *skb, __u32 src_identity)
+/*
+ * Whether the ipcache places `saddr` on the sending node: its longest prefix (a pod's /32, else
+ * a pod CIDR) has the sender as tunnel endpoint and the sender's cluster. Entries that no node
+ * owns (node addresses, CIDR-rule prefixes) have no tunnel endpoint, so they never match.
+ */
+static always_inline int sender_owns_source(__u32 saddr, __u32 sender_ip, __u16 sender_cluster)
+{
+    const struct mer_ipcache_value *src = ipcache_lookup(saddr);
+
+    return src && src->tunnel_endpoint == sender_ip && src->cluster_id == sender_cluster;
+}
+
+static always_inline int handle_ipv4(struct __sk_buff *skb, __u32 src_identity, __u32 sender_ip, __u16 sender_cluster)
 {
     struct packet4 pkt = {};
     const struct mer_endpoint_info *ep;
@@ -19,6 +39,8 @@ static always_inline int handle_ipv4(struct __sk_buff *skb, __u32 src_identity)
     reason = parse_ipv4(skb, &pkt);
     if (reason)
         return drop(skb, reason, &pkt, src_identity, 0);
+    if (!sender_owns_source(pkt.saddr, sender_ip, sender_cluster))
+        return drop(skb, MER_DROP_SOURCE_NOT_OWNED_BY_SENDER, &pkt, src_identity, 0);
 
     ep = endpoint_lookup(pkt.daddr);
     if (ep) {
@@ -46,26 +68,28 @@ int from_overlay(struct __sk_buff *skb)
     struct bpf_tunnel_key key = {};
     const struct mer_ipcache_value *sender;
     const struct mer_config *cfg;
-    __u32 src_identity;
+    __u32 src_identity, sender_ip;
 
     if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0) < 0)
         return drop(skb, MER_DROP_NO_TUNNEL_KEY, 0, 0, 0);
     src_identity = key.tunnel_id & 0xFFFFFF;
-    if (src_identity == MER_ID_HOST || src_identity == MER_ID_UNKNOWN)
+    if (src_identity == MER_ID_UNKNOWN)
         return drop(skb, MER_DROP_INVALID_IDENTITY, 0, src_identity, 0);
+    if (src_identity < MER_FIRST_CLUSTER_IDENTITY)
+        return drop(skb, MER_DROP_RESERVED_IDENTITY_FROM_NODE, 0, src_identity, 0);
 
     cfg = node_config();
     if (!cfg)
         return drop(skb, MER_DROP_HOST_NOT_READY, 0, src_identity, 0);
-    sender = ipcache_lookup(bpf_htonl(key.remote_ipv4));
+    sender_ip = bpf_htonl(key.remote_ipv4);
+    sender = ipcache_lookup(sender_ip);
     if (!sender || sender->identity != MER_ID_REMOTE_NODE)
         return drop(skb, MER_DROP_UNKNOWN_SENDER, 0, src_identity, 0);
-    if (src_identity >= MER_FIRST_CLUSTER_IDENTITY && cfg->identity_cluster_shift < 32 &&
-        (src_identity >> cfg->identity_cluster_shift) != sender->cluster_id)
+    if (cfg->identity_cluster_shift < 32 && (src_identity >> cfg->identity_cluster_shift) != sender->cluster_id)
         return drop(skb, MER_DROP_INVALID_IDENTITY, 0, src_identity, 0);
 
     if (skb->protocol == bpf_htons(ETH_P_IP))
-        return handle_ipv4(skb, src_identity);
+        return handle_ipv4(skb, src_identity, sender_ip, sender->cluster_id);
     return drop(skb, MER_DROP_UNKNOWN_L3, 0, src_identity, 0);
 }
 

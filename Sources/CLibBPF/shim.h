@@ -16,12 +16,21 @@ static inline struct bpf_object *meridian_bpf_open_mem(const void *bytes, size_t
     return bpf_object__open_mem(bytes, size, &opts);
 }
 
-/* Runs a program once over `packet` (BPF_PROG_TEST_RUN); the packet as the program left it goes to `out`. */
+/* Runs a program once over `packet` (BPF_PROG_TEST_RUN); the packet as the program left it goes to `out`.
+ * `cb`, unless NULL, holds the five words of skb->cb the program starts with. */
 static inline int meridian_bpf_test_run(int prog_fd, const void *packet, unsigned int size, void *out,
-                                        unsigned int out_capacity, unsigned int *out_size, unsigned int *retval)
+                                        unsigned int out_capacity, unsigned int *out_size, unsigned int *retval,
+                                        const unsigned int *cb)
 {
+    struct __sk_buff context = {};
     LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = packet, .data_size_in = size, .data_out = out,
                 .data_size_out = out_capacity, .repeat = 1);
+    if (cb) {
+        for (int i = 0; i < 5; i++)
+            context.cb[i] = cb[i];
+        opts.ctx_in = &context;
+        opts.ctx_size_in = sizeof(context);
+    }
     int err = bpf_prog_test_run_opts(prog_fd, &opts);
     if (out_size)
         *out_size = opts.data_size_out;

@@ -52,16 +52,26 @@ public final class BPFObject: @unchecked Sendable {
 
     /// Runs the program once over `packet` with BPF_PROG_TEST_RUN and returns its verdict and
     /// the packet as the program left it. The kernel runs the real program; redirects are
-    /// reported in the verdict rather than performed.
-    public func testRun(program: String, packet: [UInt8]) throws(BPFError) -> (verdict: UInt32, packet: [UInt8]) {
+    /// reported in the verdict rather than performed. `controlBuffer`, when given, is the five
+    /// words of `skb->cb` the program starts with.
+    public func testRun(program: String, packet: [UInt8], controlBuffer: [UInt32]? = nil) throws(BPFError) -> (verdict: UInt32, packet: [UInt8]) {
         let fd = try programFD(program)
         var output = [UInt8](repeating: 0, count: max(packet.count + 256, 2048))
         var outputSize: UInt32 = 0
         var verdict: UInt32 = 0
         let capacity = UInt32(output.count)
+        if let controlBuffer, controlBuffer.count != 5 {
+            throw BPFError("test run of \(program): the control buffer has 5 words, not \(controlBuffer.count)", errno: EINVAL)
+        }
         let result = packet.withUnsafeBytes { input in
             output.withUnsafeMutableBytes { out in
-                meridian_bpf_test_run(fd, input.baseAddress, UInt32(input.count), out.baseAddress, capacity, &outputSize, &verdict)
+                if let controlBuffer {
+                    return controlBuffer.withUnsafeBufferPointer { cb in
+                        meridian_bpf_test_run(fd, input.baseAddress, UInt32(input.count), out.baseAddress, capacity, &outputSize, &verdict,
+                                              cb.baseAddress)
+                    }
+                }
+                return meridian_bpf_test_run(fd, input.baseAddress, UInt32(input.count), out.baseAddress, capacity, &outputSize, &verdict, nil)
             }
         }
         try BPFError.check(result, "test run of \(program)")

@@ -14,6 +14,8 @@ final class DatapathFixture {
     let scratch: ScratchDatapath
     var directory: String { scratch.directory }
     var datapath: BPFNodeDatapath { scratch.datapath }
+    /// `bpf/tests/overlay_harness.bpf.c`, loaded by the first run that needs it.
+    private var overlayHarness: BPFObject?
 
     static let clientIP = "10.1.1.5"
     static let clientIdentity: UInt32 = (1 << 16) | 300
@@ -62,10 +64,11 @@ final class DatapathFixture {
         try datapath.policy.update(key, entry)
     }
 
-    func addRoute(_ cidr: String, identity: UInt32, tunnel: String?, flags: UInt8 = 0) throws {
+    func addRoute(_ cidr: String, identity: UInt32, tunnel: String?, flags: UInt8 = 0, clusterID: UInt16 = 0) throws {
         let prefix = IPCIDR(cidr)!
         var value = mer_ipcache_value()
         value.identity = identity
+        value.cluster_id = clusterID
         if let tunnel {
             value.tunnel_endpoint = Self.addr(tunnel)
             value.flags = UInt8(MER_IPCACHE_F_TUNNEL) | flags
@@ -114,6 +117,35 @@ final class DatapathFixture {
     func fromOverlay(_ packet: [UInt8]) throws -> (verdict: UInt32, frame: ParsedFrame) {
         let result = try datapath.fromOverlay.testRun(program: BPFNodeDatapath.fromOverlayProgram, packet: packet)
         return (result.verdict, ParsedFrame(bytes: result.packet))
+    }
+
+    /// Runs from-overlay on `packet` as the VXLAN device hands it over after decapsulating a
+    /// datagram from `sender` with VNI `vni`: the harness attaches that tunnel metadata and
+    /// tail-calls from-overlay.
+    func fromOverlay(_ packet: [UInt8], vni: UInt32, sender: String) throws -> (verdict: UInt32, frame: ParsedFrame) {
+        let harness = try loadOverlayHarness()
+        let senderHostOrder = UInt32(bigEndian: Self.addr(sender))
+        let result = try harness.testRun(program: Self.harnessProgram, packet: packet, controlBuffer: [vni, senderHostOrder, 0, 0, 0])
+        guard result.verdict != Self.harnessMissed else { throw HarnessError.fromOverlayNotReached }
+        return (result.verdict, ParsedFrame(bytes: result.packet))
+    }
+
+    static let harnessProgram = "overlay_harness"
+    static let harnessSlots = "overlay_harness_next"
+    /// TC_ACT_UNSPEC: what the harness returns when from-overlay was not reached.
+    static let harnessMissed = UInt32(bitPattern: -1)
+
+    enum HarnessError: Error {
+        case fromOverlayNotReached
+    }
+
+    private func loadOverlayHarness() throws -> BPFObject {
+        if let overlayHarness { return overlayHarness }
+        let harness = try BPFObject(.overlayHarness, pinDirectory: datapath.pinDirectory)
+        let slots = BPFMap<UInt32, UInt32>(name: Self.harnessSlots, fd: try harness.mapFD(Self.harnessSlots))
+        try slots.update(0, UInt32(bitPattern: try datapath.fromOverlay.programFD(BPFNodeDatapath.fromOverlayProgram)))
+        overlayHarness = harness
+        return harness
     }
 
     func events() throws -> [mer_event] {

@@ -168,7 +168,7 @@ struct CrossClusterIntegrationTests {
         }
     }
 
-    @Test("the overlay drops a VNI claiming another cluster's identity, and packets from unknown senders")
+    @Test("the overlay drops a VNI claiming another cluster's identity or a reserved one, an inner source the sender does not hold, and packets from unknown senders")
     func forgedIdentitiesAreDropped() async throws {
         try await Self.mesh { lab in
             let state = try #require(lab.lab.loadState())
@@ -176,26 +176,38 @@ struct CrossClusterIntegrationTests {
             let receiver = try #require(cluster1.nodes.first { $0.name == "node2" })
             let metrics = try PerCPUArrayMap<mer_metric>(name: "mer_metrics", fd: try BPFMap<UInt32, mer_metric>(pinnedAt: receiver.pinDirectory + "/mer_metrics").fd)
             func drops(_ reason: Int) -> UInt64 { metrics.values(at: UInt32(reason)).reduce(0) { $0 + $1.packets } }
-            let invalidBefore = drops(MER_DROP_INVALID_IDENTITY)
-            let unknownBefore = drops(MER_DROP_UNKNOWN_SENDER)
+            let reasons = [MER_DROP_INVALID_IDENTITY, MER_DROP_UNKNOWN_SENDER, MER_DROP_RESERVED_IDENTITY_FROM_NODE, MER_DROP_SOURCE_NOT_OWNED_BY_SENDER]
+            let before = reasons.map(drops)
+            let node1 = ["ip", "netns", "exec", "\(state.prefix)-c1-n1", "python3", "-c"]
             // node1 of cluster1 sends a VXLAN packet whose VNI is an identity of cluster2.
-            let forged = (2 << 16) | 300
-            try await lab.command(["ip", "netns", "exec", "\(state.prefix)-c1-n1", "python3", "-c", Self.vxlanSender(vni: forged, to: receiver.underlayIP)])
+            try await lab.command(node1 + [Self.vxlanSender(vni: (2 << 16) | 300, to: receiver.underlayIP)])
             // The underlay router, which is no node, sends one with a plain identity.
             try await lab.command(["ip", "netns", "exec", "\(state.prefix)-underlay", "python3", "-c", Self.vxlanSender(vni: (1 << 16) | 300, to: receiver.underlayIP)])
-            try await eventually("both forged packets dropped with their reasons") {
-                drops(MER_DROP_INVALID_IDENTITY) > invalidBefore && drops(MER_DROP_UNKNOWN_SENDER) > unknownBefore
+            // node1 sends the world identity, then a cluster1 identity from an address of node2's pod CIDR.
+            try await lab.command(node1 + [Self.vxlanSender(vni: Int(MER_ID_WORLD), to: receiver.underlayIP)])
+            try await lab.command(node1 + [Self.vxlanSender(vni: (1 << 16) | 300, to: receiver.underlayIP, source: "10.1.2.201")])
+            try await eventually("every forged packet dropped with its reason") {
+                zip(reasons.map(drops), before).allSatisfy { $0 > $1 }
             }
+            // From node1's own pod CIDR the packet passes every check of the sender, and is
+            // dropped only because no pod holds its destination.
+            let unroutableBefore = drops(MER_DROP_UNROUTABLE)
+            try await lab.command(node1 + [Self.vxlanSender(vni: (1 << 16) | 300, to: receiver.underlayIP)])
+            try await eventually("the packet of node1's own address reaches the endpoint lookup") {
+                drops(MER_DROP_UNROUTABLE) > unroutableBefore
+            }
+            #expect(zip(reasons.map(drops), before).allSatisfy { $0 == $1 + 1 }, "one drop per forged packet")
         }
     }
 
-    /// A Python one-liner sending one VXLAN packet (inner IPv4/UDP to a pod address) to port 8472.
-    static func vxlanSender(vni: Int, to address: String) -> String {
+    /// A Python one-liner sending one VXLAN packet (inner IPv4/UDP from `source` to a pod address)
+    /// to port 8472.
+    static func vxlanSender(vni: Int, to address: String, source: String = "10.1.1.200") -> String {
         """
         import socket, struct
         def csum(b):
             s = sum(struct.unpack('!%dH' % (len(b) // 2), b)); s = (s >> 16) + (s & 0xffff); s += s >> 16; return ~s & 0xffff
-        src, dst = socket.inet_aton('10.1.1.200'), socket.inet_aton('10.1.2.200')
+        src, dst = socket.inet_aton('\(source)'), socket.inet_aton('10.1.2.200')
         udp = struct.pack('!HHHH', 1234, 5678, 12, 0) + b'test'
         ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, src, dst)
         ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]

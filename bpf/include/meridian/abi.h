@@ -276,7 +276,8 @@ enum {
 };
 
 /* Drop reasons: Cilium's numbers and meanings (bpf/lib/drop_reasons.h), positive, so `cilium
- * monitor` users read them as they know them. Meridian has no reason of its own. */
+ * monitor` users read them as they know them. Meridian's own reasons, for checks Cilium has no
+ * reason for, start at 240, clear of Cilium's numbers (which end in the low 200s). */
 enum {
     MER_DROP_INVALID_SIP = 132,
     MER_DROP_POLICY = 133,
@@ -299,6 +300,8 @@ enum {
     MER_DROP_POLICY_DENY = 181,
     MER_DROP_TTL_EXCEEDED = 196,
     MER_DROP_HOST_NOT_READY = 202, /* the node's configuration is not written yet */
+    MER_DROP_RESERVED_IDENTITY_FROM_NODE = 240, /* a VNI below MER_FIRST_CLUSTER_IDENTITY: no node sends one */
+    MER_DROP_SOURCE_NOT_OWNED_BY_SENDER = 241,  /* an inner source the ipcache does not place on the sending node */
 };
 
 struct mer_event {
