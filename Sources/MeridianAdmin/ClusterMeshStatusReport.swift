@@ -82,6 +82,9 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
     /// The store's space as the control plane last saw it.
     public var store: StoreSpaceRecord?
 
+    /// Calls the mesh endpoint refused, per peer and reason.
+    public var meshEndpoint: MeshEndpointStatusRecord?
+
     /// Credentials expiring sooner than this are warned about.
     public static let credentialWarning: TimeInterval = 7 * 86_400
 
@@ -170,6 +173,8 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
             }
         }
         store = try await client.get(KeyLayout.storeSpace).flatMap { try? StoreCoding.decode(StoreSpaceRecord.self, from: $0.value, key: $0.key) }
+        meshEndpoint = try await client.get(KeyLayout.meshEndpointStatus)
+            .flatMap { try? StoreCoding.decode(MeshEndpointStatusRecord.self, from: $0.value, key: $0.key) }
         if let store, let quota = store.quotaBytes, store.backendBytes * 10 >= quota * 8 {
             warnings.append("the store's backend is \(store.backendBytes / 1_048_576) MiB of its \(quota / 1_048_576) MiB quota")
         }
@@ -206,6 +211,12 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
                 "\(grant.peer) (credential " + (grant.credentialExpires.map { "until \(ISO8601DateFormatter().string(from: $0))" } ?? "not issued") + ")"
             }
             lines.append("Exported to: " + grants.joined(separator: ", "))
+        }
+        if let refused = meshEndpoint, refused.total > 0 {
+            let parts = refused.refusals.sorted { $0.key < $1.key }.map { peer, reasons in
+                "\(peer): " + reasons.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            }
+            lines.append("Mesh endpoint: \(refused.total) calls refused (" + parts.joined(separator: "; ") + ")")
         }
         if let recovery = store?.lastRecovery {
             lines.append("Store: recovered from NOSPACE at \(ISO8601DateFormatter().string(from: recovery.at)) "

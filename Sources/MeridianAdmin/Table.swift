@@ -1,13 +1,18 @@
 import Foundation
+import MeridianCore
 
-/// Column-aligned output in the style of kubectl.
+/// Column-aligned output in the style of kubectl. Cells may hold what a peer cluster exported
+/// (node names, labels, keys), so every cell is escaped (`TerminalSafe`) and cut to
+/// `maximumCellScalars` before it reaches a terminal.
 public struct Table: Sendable {
     public var headers: [String]
     public var rows: [[String]]
 
+    public static let maximumCellScalars = 256
+
     public init(headers: [String], rows: [[String]]) {
         self.headers = headers
-        self.rows = rows
+        self.rows = rows.map { $0.map { TerminalSafe.escape($0, maxScalars: Self.maximumCellScalars) } }
     }
 
     public func render() -> String {

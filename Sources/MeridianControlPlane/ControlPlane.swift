@@ -62,6 +62,7 @@ public struct ControlPlane: Sendable {
                                 ])
                             }
                         }
+                        group.addTask { try await endpoint.publishRefusals(to: client, logger: logger) }
                         group.addTask { try await PeerCredentialFeed(client: client, authorizer: authorizer, logger: logger).run() }
                         group.addTask { try await PeerCredentialIssuer(client: client, meshCA: authorities.mesh, logger: logger).run() }
                         group.addTask {

@@ -46,6 +46,29 @@ public struct MeshEndpoint: Sendable {
     /// Refusals so far, per peer ("" when the caller was not admitted) and reason.
     public var refusals: [String: [MeshRefusal: Int]] { gate.refusals }
 
+    /// Publishes the refusal counts (`meridian/clustermesh/endpoint`) whenever they change,
+    /// looking every `interval`.
+    public func publishRefusals(to client: any KeyValueStore, every interval: Duration = .seconds(2), logger: Logger) async throws {
+        var published: [String: [MeshRefusal: Int]]?
+        while true {
+            let current = refusals
+            if current != published {
+                let record = MeshEndpointStatusRecord(
+                    refusals: Dictionary(uniqueKeysWithValues: current.map { peer, reasons in
+                        (peer.isEmpty ? "-" : peer, Dictionary(uniqueKeysWithValues: reasons.map { ($0.key.rawValue, $0.value) }))
+                    }),
+                    updatedAt: Date())
+                do {
+                    try await client.put(KeyLayout.meshEndpointStatus, StoreCoding.encode(record))
+                    published = current
+                } catch {
+                    logger.warning("mesh endpoint status not published", metadata: ["error": "\(error)"])
+                }
+            }
+            try await Task.sleep(for: interval)
+        }
+    }
+
     /// Serves until cancelled. `onListening` is told the bound port (useful with port 0).
     public func run(onListening: @Sendable (Int) -> Void = { _ in }) async throws {
         let transport = HTTP2ServerTransport.Posix(

@@ -20,7 +20,7 @@ struct StoreSpaceGuard: Sendable {
         while true {
             do {
                 lastRecovery = try await check(lastRecovery: lastRecovery)
-            } catch let error as EtcdError {
+            } catch {
                 logger.warning("store space check failed", metadata: ["error": "\(error)"])
             }
             try await Task.sleep(for: interval)

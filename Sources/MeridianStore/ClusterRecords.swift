@@ -338,3 +338,17 @@ public struct StoreSpaceRecord: Codable, Sendable, Hashable {
         self.lastRecovery = lastRecovery
     }
 }
+
+/// The calls the mesh endpoint refused since the control plane started, per peer (`-` when the
+/// caller presented no current credential) and reason, published for `clustermesh status`.
+public struct MeshEndpointStatusRecord: Codable, Sendable, Hashable {
+    public var refusals: [String: [String: Int]]
+    public var updatedAt: Date
+
+    public init(refusals: [String: [String: Int]], updatedAt: Date) {
+        self.refusals = refusals
+        self.updatedAt = updatedAt
+    }
+
+    public var total: Int { refusals.values.reduce(0) { $0 + $1.values.reduce(0, +) } }
+}

@@ -33,6 +33,8 @@ public enum KeyLayout {
     /// `meridian/clustermesh/credentials/<peer>`: the certificate the control plane issued for a
     /// grant (`PeerCredential`); the mesh endpoint accepts exactly these certificates.
     public static let peerCredentialsPrefix = "meridian/clustermesh/credentials/"
+    /// What the mesh endpoint refused, per peer and reason (`MeshEndpointStatusRecord`).
+    public static let meshEndpointStatus = "meridian/clustermesh/endpoint"
     public static let clusterMeshSettings = "meridian/clustermesh/settings"
     public static let peersPrefix = "meridian/clustermesh/peers/"
     public static let remoteStatusPrefix = "meridian/clustermesh/status/"

@@ -82,3 +82,15 @@ import Testing
     }
 }
 
+
+/// Tables print what peers exported; nothing in a cell may drive the terminal.
+@Suite struct TableEscapingTests {
+    @Test func cellsAreEscapedAndCut() {
+        let table = Table(headers: ["CLUSTER", "NAME"], rows: [["cluster2", "\u{1B}[31mred\nforged line"], ["cluster2", String(repeating: "n", count: 1000)]])
+        let text = table.render()
+        #expect(!text.contains("\u{1B}"))
+        #expect(text.split(separator: "\n").count == 3, "a newline in a cell forged no row: \(text)")
+        #expect(text.contains("\\u{1B}[31mred"))
+        #expect(text.split(separator: "\n").allSatisfy { $0.count < 300 })
+    }
+}

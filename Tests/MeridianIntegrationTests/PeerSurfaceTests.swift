@@ -128,6 +128,16 @@ struct PeerSurfaceTests {
                 await #expect(throws: EtcdError.self, "reads of everything") { _ = try await remote.list(prefix: "\u{0}") }
             }
 
+            // The refusals are counted per peer and reason and shown by the exporter's status.
+            try await eventually("cluster2's status counts the refusals", timeout: .seconds(10)) {
+                let status = try await lab.status("cluster2")
+                let refusals = (status["meshEndpoint"] as? [String: Any])?["refusals"] as? [String: [String: Int]]
+                return (refusals?["cluster1"]?["read-only"] ?? 0) >= 5 && (refusals?["cluster1"]?["outside-export"] ?? 0) >= 9
+            }
+            let text = try await lab.meridian(["clustermesh", "status", "--context", "cluster2"])
+            #expect(text.stdout.contains("Mesh endpoint:") && text.stdout.contains("cluster1: "), "\(text.stdout)")
+            #expect(text.stdout.contains("Exported to: cluster1 (credential until"), "\(text.stdout)")
+
             // cluster2's store is as it was: writable, no alarm, auth on, one member, nothing deleted.
             try await lab.withAdmin("cluster2") { c2 in
                 try Task.checkCancellation()
