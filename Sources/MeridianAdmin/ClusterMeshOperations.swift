@@ -120,7 +120,7 @@ public enum ClusterMesh {
     /// Turns clustermesh off; the control plane withdraws the export.
     public static func disable(_ context: MeridianContext) async throws {
         try await EtcdClient.withClient(try context.clientConfiguration()) { client in
-            try await client.put(KeyLayout.clusterMeshSettings, StoreCoding.encode(ClusterMeshSettings(enabled: false)))
+            _ = try await client.put(KeyLayout.clusterMeshSettings, StoreCoding.encode(ClusterMeshSettings(enabled: false)))
         }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import MeridianCore
 import MeridianEtcd
+import MeridianPKI
 import MeridianStore
 
 /// The result of `clustermesh status`, computed from the peers configured in a cluster and the
@@ -51,6 +52,8 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
         public var errors: [String]
         /// The smallest underlay MTU among the remote cluster's nodes, as imported.
         public var mtu: Int?
+        /// When the credential this cluster reads the remote with expires.
+        public var credentialExpires: Date?
     }
 
     public var cluster: LocalCluster
@@ -131,7 +134,8 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
     /// publishes, the MTUs of its and its peers' nodes, and label warnings of global services.
     public static func load(_ client: any KeyValueStore, context: MeridianContext) async throws -> ClusterMeshStatusReport {
         let info = try await ClusterAccessInfo.load(context, client: client)
-        let peers = try await client.list(prefix: KeyLayout.peersPrefix).items.map { String($0.key.dropFirst(KeyLayout.peersPrefix.count)) }
+        let peerRecords = try await client.list(prefix: KeyLayout.peersPrefix).items
+        let peers = peerRecords.map { String($0.key.dropFirst(KeyLayout.peersPrefix.count)) }
         var statuses: [String: RemoteClusterStatus] = [:]
         var reporter: StatusReporterRecord?
         for item in try await client.list(prefix: KeyLayout.remoteStatusPrefix).items {
@@ -149,7 +153,21 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
                        remote: Dictionary(grouping: nodes.filter { $0.0 != info.settings.name }, by: \.0).mapValues { $0.compactMap(\.1.mtu) })
         report.warnings += try await LabelConsistency.warnings(client, localCluster: info.settings.name)
         try await report.addExportAndStore(client)
+        report.addCredentialExpiries(peerRecords.compactMap { try? StoreCoding.decode(PeerRecord.self, from: $0.value, key: $0.key) })
         return report
+    }
+
+    /// Adds when each remote's credential expires, warning a week before.
+    public mutating func addCredentialExpiries(_ peers: [PeerRecord], now: Date = Date()) {
+        for peer in peers {
+            guard let index = remoteClusters.firstIndex(where: { $0.name == peer.name }),
+                  let expires = try? CertificateInspection.notAfter(ofCertificatePEM: peer.certificatePEM) else { continue }
+            remoteClusters[index].credentialExpires = expires
+            if expires.timeIntervalSince(now) < Self.credentialWarning {
+                warnings.append("the credential for reading \(peer.name) \(expires < now ? "expired" : "expires") at "
+                                + "\(ISO8601DateFormatter().string(from: expires)); renew it with `meridian clustermesh connect` again")
+            }
+        }
     }
 
     /// Adds the peers this cluster exports to (from the grants and issued credentials) and the

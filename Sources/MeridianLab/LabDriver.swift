@@ -95,7 +95,7 @@ public struct LabDriver: Sendable {
         case let .exited(code): code
         case let .signaled(signal): 128 + signal
         }
-        return Result(status: status, stdout: result.standardOutput ?? "", stderr: result.standardError ?? "")
+        return Result(status: status, stdout: result.standardOutput, stderr: result.standardError)
     }
 
     // MARK: What the lab holds
