@@ -75,9 +75,13 @@ public enum ManifestDecoder {
         )
     }
 
+    /// Without a `kind`, a misspelt one (`Kind:`) is the likelier mistake, so the fields of any
+    /// kind are checked first; with one, the fields of that kind.
     private static func decodeObject(_ value: ManifestValue) throws(FieldError) -> KubernetesObject {
-        let object = try value.mapping()
-        let kind = try resourceKind(of: object)
+        let untyped = try value.anyMapping()
+        if untyped.optional("kind") == nil { _ = try untyped.checked(against: .anyObject) }
+        let kind = try resourceKind(of: untyped)
+        let object = try untyped.checked(against: .object(kind))
         try checkAPIVersion(of: object, kind: kind)
         let decoded: KubernetesObject = switch kind {
         case .namespace: .namespace(try Namespace(manifest: object))
@@ -228,7 +232,14 @@ struct ManifestValue {
         return false
     }
 
-    func mapping() throws(FieldError) -> ManifestMapping {
+    /// An object of a Kubernetes type: every key must be one of `fields`.
+    func mapping(_ fields: ManifestFields) throws(FieldError) -> ManifestMapping {
+        try anyMapping().checked(against: fields)
+    }
+
+    /// A mapping whatever its keys, for `map[string]string` fields and a document before its kind
+    /// is known; objects go through `mapping(_:)`.
+    fileprivate func anyMapping() throws(FieldError) -> ManifestMapping {
         guard case let .mapping(mapping) = node else { throw mismatch(expected: "a mapping") }
         if mapping.keys.contains(where: { $0.tagName == .merge }) {
             throw FieldError(path, "YAML merge keys (<<) are not supported; write the fields out in full")
@@ -271,7 +282,7 @@ struct ManifestValue {
     /// A `map[string]string` field; a null value reads as the empty string, as in Kubernetes.
     func stringMap() throws(FieldError) -> [String: String] {
         var result: [String: String] = [:]
-        for (key, value) in try mapping().entries {
+        for (key, value) in try anyMapping().entries {
             result[key] = try value.isNull ? "" : value.string()
         }
         return result
@@ -301,13 +312,18 @@ struct ManifestValue {
 struct ManifestMapping {
     let mapping: Node.Mapping
     let path: FieldPath
+    /// The fields its keys were checked against; nil for a map with keys of the user's choosing.
+    let fields: ManifestFields?
 
-    init(_ mapping: Node.Mapping, path: FieldPath) {
+    init(_ mapping: Node.Mapping, path: FieldPath, fields: ManifestFields? = nil) {
         self.mapping = mapping
         self.path = path
+        self.fields = fields
     }
 
     func optional(_ key: String) -> ManifestValue? {
+        assert(fields.map { $0.read.contains(key) } ?? true,
+               "\(key) is read, so it belongs among the read fields of \(fields?.typeName ?? "its type")")
         guard let pair = mapping.first(where: { $0.key.scalarText == key }) else { return nil }
         let value = ManifestValue(pair.value, path: path.field(key))
         return value.isNull ? nil : value
@@ -342,7 +358,7 @@ extension Node {
         return ""
     }
 
-    fileprivate var typeDescription: String {
+    var typeDescription: String {
         switch self {
         case .mapping: return "a mapping"
         case .sequence: return "a list"
