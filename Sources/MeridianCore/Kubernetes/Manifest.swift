@@ -16,21 +16,47 @@ public enum ManifestDecoder {
         return objects
     }
 
+    /// Composes the documents only once their expansion through aliases is known to be within
+    /// `ManifestLimits.maximumNodes` (see `ManifestExpansion`).
     private static func parseDocuments(_ yaml: String, source: String) throws(ManifestError) -> [Node] {
-        var documents: [Node] = []
-        do {
-            let parser = try Parser(yaml: yaml, encoding: .utf8)
-            while let root = try parser.nextRoot() {
-                if !isEmptyDocument(root) { documents.append(root) }
+        let (placeholderText, hasAliases) = ManifestExpansion.withPlaceholders(yaml)
+        var expansion = ManifestExpansion()
+        let shapes = try composeDocuments(placeholderText, source: source) { document, index throws(ManifestError) in
+            do throws(ManifestExpansion.Exceeded) {
+                try expansion.add(document: document)
+            } catch {
+                throw ManifestError(source: source, documentIndex: index, message: error.message)
             }
-        } catch {
-            throw ManifestError(
-                source: source,
-                documentIndex: documents.count + 1,
-                message: syntaxErrorMessage(error)
-            )
         }
-        return documents
+        return hasAliases ? try composeDocuments(yaml, source: source) : shapes
+    }
+
+    /// The non-empty documents; `inspect` sees each (with its 1-based index) while the parser
+    /// that composed it is alive, as Yams keeps the anchors of its nodes only that long.
+    private static func composeDocuments(
+        _ yaml: String,
+        source: String,
+        inspecting inspect: (Node, Int) throws(ManifestError) -> Void = { _, _ in }
+    ) throws(ManifestError) -> [Node] {
+        var documents: [Node] = []
+        let parser: Parser
+        do {
+            parser = try Parser(yaml: yaml, encoding: .utf8)
+        } catch {
+            throw ManifestError(source: source, documentIndex: 1, message: syntaxErrorMessage(error))
+        }
+        while true {
+            let root: Node?
+            do {
+                root = try parser.nextRoot()
+            } catch {
+                throw ManifestError(source: source, documentIndex: documents.count + 1, message: syntaxErrorMessage(error))
+            }
+            guard let root else { return documents }
+            if isEmptyDocument(root) { continue }
+            documents.append(root)
+            try inspect(root, documents.count)
+        }
     }
 
     private static func isEmptyDocument(_ root: Node) -> Bool {
