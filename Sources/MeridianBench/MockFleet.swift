@@ -81,8 +81,8 @@ final class MockFleet: Sendable {
             "--cert-file", home(mock) + "/server.crt", "--key-file", home(mock) + "/server.key",
             "--trusted-ca-file", caPath, "--client-cert-auth",
             "--heartbeat-interval", "500", "--election-timeout", "5000",
-            "--max-txn-ops", "4096", "--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn",
-        ]
+            "--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn",
+        ] + EtcdTransactionLimits.etcdFlags
     }
 
     /// Runs every mock's etcd under a supervisor while `body` runs, and stops them all (SIGTERM,

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MeridianEtcd
 import MeridianHost
 
 /// Settings of the etcd child process a control plane starts when no external etcd is given.
@@ -64,10 +65,9 @@ public struct ManagedEtcdConfiguration: Sendable, Hashable {
             "--quota-backend-bytes", "\(quotaBytes)",
             "--auto-compaction-mode", "periodic",
             "--auto-compaction-retention", "1h",
-            "--max-txn-ops", "4096",
             "--logger", "zap",
             "--log-outputs", "stderr",
-        ]
+        ] + EtcdTransactionLimits.etcdFlags
     }
 }
 

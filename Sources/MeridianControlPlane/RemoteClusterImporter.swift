@@ -183,7 +183,7 @@ struct RemoteClusterImporter: Sendable {
                         do {
                             switch command {
                             case let .writeCachedConfig(config):
-                                try await retryingLocalWrite("cluster configuration", send: send) { () async throws(EtcdError) in
+                                _ = try await retryingLocalWrite("cluster configuration", send: send) { () async throws(EtcdError) in
                                     try await local.put(KeyLayout.clusterConfig(self.remote), StoreCoding.encode(config))
                                 }
                             case let .mirror(kind):
@@ -199,7 +199,7 @@ struct RemoteClusterImporter: Sendable {
                                     do { try await watchHeartbeat(remote, connection: id, send: send) } catch { failed(error) }
                                 }
                             case let .writeSyncCanary(kind):
-                                try await retryingLocalWrite("\(kind) sync canary", send: send) { () async throws(EtcdError) in
+                                _ = try await retryingLocalWrite("\(kind) sync canary", send: send) { () async throws(EtcdError) in
                                     try await local.put(KeyLayout.syncCanary(cluster: self.remote, prefix: kind.cacheCanaryPrefix), iso8601Now())
                                 }
                                 logger.info("remote kind synced", metadata: ["remote": "\(self.remote)", "kind": "\(kind)"])

@@ -91,7 +91,7 @@ extension Lab {
         if let podCIDR = Self.nodePodCIDR(clusterCIDR: cluster.podCIDR, prefixLength: cluster.nodePodPrefixLength, number: number) {
             try await HostCommand.run(["ip", "-n", underlay, "route", "replace", podCIDR, "via", address])
         }
-        var node = LabNode(name: "node\(number)", namespace: namespace, underlayIP: address,
+        let node = LabNode(name: "node\(number)", namespace: namespace, underlayIP: address,
                            stateDirectory: "\(cluster.dataDirectory)/nodes/node\(number)",
                            pinDirectory: "\(bpffsDirectory)/\(cluster.name)-node\(number)")
         try FileManager.default.createDirectory(atPath: node.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])

@@ -290,6 +290,12 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     case duplicateObject(label: String)
     case namespaceMissing(label: String, namespace: String)
     case clusterIPRefused(label: String, reason: String)
+    /// An apply of more objects than one transaction holds operations (`source` names the file).
+    case tooManyObjects(source: String, objects: Int, limit: Int)
+    /// An apply whose transaction would hold more operations than etcd takes in one.
+    case tooManyOperations(source: String, operations: Int, limit: Int)
+    /// An apply whose transaction would be larger than etcd takes in one request.
+    case requestTooLarge(source: String, bytes: Int, limit: Int)
     case identitiesExhausted(cluster: UInt32, labels: String)
     case identityAllocationContended(labels: String)
 
@@ -301,6 +307,15 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
         case let .namespaceMissing(label, namespace):
             "\(label): metadata.namespace: namespace \"\(namespace)\" not found; create it first or include it in the same file"
         case let .clusterIPRefused(label, reason): "\(label): spec.clusterIP: \(reason)"
+        case let .tooManyObjects(source, objects, limit):
+            "\(source): \(objects) objects are more than one apply can write: it is one store transaction of at most "
+                + "\(limit) operations, one per object written; nothing was written, split the file"
+        case let .tooManyOperations(source, operations, limit):
+            "\(source): applying it takes \(operations) store operations (one per object written, one more per Service "
+                + "claiming a ClusterIP), more than the \(limit) one transaction may hold; nothing was written, split the file"
+        case let .requestTooLarge(source, bytes, limit):
+            "\(source): applying it writes \(bytes) bytes in one transaction, more than the \(limit) one store request "
+                + "may hold; nothing was written, split the file"
         case let .identitiesExhausted(cluster, labels): "no free identity left in cluster \(cluster)'s range for \(labels)"
         case let .identityAllocationContended(labels): "identity allocation for \(labels) kept conflicting; giving up"
         }

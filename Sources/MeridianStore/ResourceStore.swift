@@ -37,8 +37,11 @@ public struct ResourceStore: Sendable {
     }
 
     /// Applies every object in one transaction. Fails without writing anything when a namespace
-    /// is missing or a ClusterIP cannot be given; `source` names the file in errors.
+    /// is missing, a ClusterIP cannot be given, or the transaction would pass
+    /// `EtcdTransactionLimits`; `source` names the file in errors.
     public func apply(_ objects: [KubernetesObject], source: String) async throws -> [(KubernetesObject, ApplyOutcome)] {
+        let limit = EtcdTransactionLimits.maximumOperations
+        guard objects.count <= limit else { throw StoreError.tooManyObjects(source: source, objects: objects.count, limit: limit) }
         let settings = try await ClusterSettings.load(from: client)
         let existingNamespaces = Set(try await list(.namespace, namespace: nil).map(\.name))
         let appliedNamespaces = Set(objects.filter { $0.kind == .namespace }.map(\.name))
@@ -74,8 +77,20 @@ public struct ResourceStore: Sendable {
             if outcome != .unchanged { puts.append((key, StoreCoding.encode(object))) }
             results.append((object, outcome))
         }
+        try Self.checkFitsOneTransaction(puts, source: source)
         try await client.commit(puts: puts)
         return results
+    }
+
+    /// Refuses an apply that etcd would refuse as one transaction, before anything is sent.
+    private static func checkFitsOneTransaction(_ puts: [(key: String, value: Data)], source: String) throws(StoreError) {
+        let operationLimit = EtcdTransactionLimits.maximumOperations
+        guard puts.count <= operationLimit else {
+            throw .tooManyOperations(source: source, operations: puts.count, limit: operationLimit)
+        }
+        let bytes = EtcdTransactionLimits.requestBytes(puts: puts, deletes: [])
+        let byteLimit = EtcdTransactionLimits.maximumRequestBytes
+        guard bytes <= byteLimit else { throw .requestTooLarge(source: source, bytes: bytes, limit: byteLimit) }
     }
 
     /// Deletes one object (and, for a namespace, everything in it). Returns false if absent.

@@ -8,7 +8,8 @@ import Synchronization
 /// moved once per write (a transaction is one revision); keys with create and mod revisions;
 /// listings sorted by key at one revision; watches that replay every change after their start
 /// revision in order and then follow live, failing with `.compacted` for a revision compacted
-/// away; conditional transactions; leases whose keys go when they are revoked or expire.
+/// away; conditional transactions, within `EtcdTransactionLimits`; leases whose keys go when they
+/// are revoked or expire.
 ///
 /// Tests also steer it: `failNext` makes calls fail as an unreachable store would,
 /// `breakWatches` ends every open watch, `holdWrites` keeps writes in flight until released,
@@ -215,6 +216,12 @@ public final class InMemoryKeyValueStore: KeyValueStore {
             let keys = puts.map(\.key) + deletes
             guard Set(keys).count == keys.count else {
                 throw EtcdError(.invalidArgument, "duplicate key given in txn request")
+            }
+            guard keys.count <= EtcdTransactionLimits.maximumOperations else {
+                throw EtcdError(.invalidArgument, "too many operations in txn request")
+            }
+            guard EtcdTransactionLimits.requestBytes(puts: puts, deletes: deletes) <= EtcdTransactionLimits.maximumRequestBytes else {
+                throw EtcdError(.invalidArgument, "request is too large")
             }
             try Self.requireLease(lease, in: state)
             return (true, puts, deletes, lease)

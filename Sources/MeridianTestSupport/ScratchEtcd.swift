@@ -3,8 +3,8 @@ import Logging
 import MeridianEtcd
 import MeridianHost
 
-/// A real etcd (Debian's) for one test, on loopback ports chosen free, without TLS or auth, in
-/// a scratch directory: started under a `ProcessSupervisor` and stopped, with its files
+/// A real etcd (Debian's) for one test, on loopback ports chosen free, without TLS or auth but
+/// with the transaction limits of Meridian's own etcd, in a scratch directory: started under a `ProcessSupervisor` and stopped, with its files
 /// removed, when the body returns. For tests that hold the in-memory store to etcd's behaviour;
 /// it needs no root.
 public enum ScratchEtcd {
@@ -28,7 +28,8 @@ public enum ScratchEtcd {
             arguments: ["--name", "scratch", "--data-dir", directory + "/data",
                         "--listen-client-urls", client, "--advertise-client-urls", client,
                         "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                        "--initial-cluster", "scratch=\(peer)", "--logger", "zap", "--log-outputs", "stderr"] + extraArguments,
+                        "--initial-cluster", "scratch=\(peer)", "--logger", "zap", "--log-outputs", "stderr"]
+                + EtcdTransactionLimits.etcdFlags + extraArguments,
             logPath: directory + "/etcd.log", dieWithSupervisor: true)
         let supervisor = ProcessSupervisor(command, restart: .never, stopGrace: .seconds(5), logger: Logger(label: "test.etcd"))
         let configuration = EtcdClientConfiguration(endpoint: .tcp(host: "127.0.0.1", port: ports[0]), tls: nil,

@@ -217,7 +217,7 @@ struct ManifestDocumentTests {
         #expect(error.message.contains("merge keys"))
     }
 
-    @Test func unknownFieldsAreIgnored() throws {
+    @Test func kubernetesFieldsMeridianDoesNotUseAreIgnored() throws {
         let yaml = """
         apiVersion: v1
         kind: Service

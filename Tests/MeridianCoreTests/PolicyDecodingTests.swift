@@ -447,7 +447,7 @@ private let networkPolicyErrors: [PolicyValidationCase] = [
 private let ciliumErrors: [PolicyValidationCase] = [
     invalid(
         "spec or specs is required",
-        ciliumPolicy("description: nothing"),
+        ciliumPolicy("status: {}"),
         field: "spec", "is required: give one rule in spec or a list of rules in specs"),
     invalid(
         "specs must not be empty",

@@ -182,6 +182,9 @@ struct SecurityAndValidationTests {
     }
 
     @Test func badManifestsAreRejectedWholeWithTheDocumentAndField() async throws {
+        let aliasBomb = (1..<9).reduce("  l0: &l0 [" + Array(repeating: "lol", count: 9).joined(separator: ", ") + "]") { text, level in
+            text + "\n  l\(level): &l\(level) [" + Array(repeating: "*l\(level - 1)", count: 9).joined(separator: ", ") + "]"
+        }
         try await LabFixture.with(clusters: 1, enable: false) { lab in
             let cases: [(String, String)] = [
                 ("apiVersion: v1\nkind: Service\nmetadata:\n  name: a\nspec:\n  ports:\n  - port: 80\n---\napiVersion: v1\nkind: Service\nmetadata: [oops\n", "document 2"),
@@ -190,6 +193,11 @@ struct SecurityAndValidationTests {
                 ("apiVersion: v1\nkind: Service\nmetadata:\n  name: Bad_Name\nspec:\n  ports:\n  - port: 80\n", "metadata.name"),
                 ("apiVersion: v1\nkind: Service\nmetadata:\n  name: ok\nspec:\n  ports:\n  - port: 80\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: b\nspec:\n  ports:\n  - port: 70000\n", "spec.ports[0].port"),
                 ("apiVersion: v1\nkind: Service\nmetadata:\n  name: c\n  namespace: nowhere\nspec:\n  ports:\n  - port: 80\n", "namespace \"nowhere\" not found"),
+                ("apiVersion: v1\nkind: Service\nmetadata:\n  name: d\nspec:\n  ports:\n  - port: 80\n    targetport: 8080\n",
+                 "spec.ports[0].targetport: unknown field \"targetport\" in ServicePort; did you mean \"targetPort\"?"),
+                ("apiVersion: v1\nkind: Namespace\nmetadata: {name: e}\nstatus:\n" + aliasBomb, "more than 1000000 YAML nodes"),
+                ((0...4096).map { "apiVersion: v1\nkind: Service\nmetadata: {name: s\($0)}\nspec: {ports: [{port: 80}]}" }.joined(separator: "\n---\n"),
+                 "4097 objects are more than one apply can write"),
             ]
             for (manifest, expected) in cases {
                 let result = try await lab.meridian(["apply", "--context", "cluster1", "-f", "-"], stdin: manifest)

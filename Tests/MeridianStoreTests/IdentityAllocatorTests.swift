@@ -84,7 +84,10 @@ struct IdentityAllocatorTests {
         let range = Self.layout.range(of: ClusterID(3))
         var puts: [(key: String, value: Data)] = []
         for id in (range.lowerBound + 1)...range.upperBound { puts.append((Self.recordKey(id), Data("k:x=\(id);".utf8))) }
-        try await store.commit(puts: puts)
+        let chunk = EtcdTransactionLimits.maximumOperations
+        for start in stride(from: 0, to: puts.count, by: chunk) {
+            try await store.commit(puts: Array(puts[start..<min(start + chunk, puts.count)]))
+        }
         await #expect(throws: StoreError.self) { try await Self.allocator(store).allocate(Self.labels("web")) }
     }
 }

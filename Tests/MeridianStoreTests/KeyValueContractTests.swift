@@ -228,6 +228,26 @@ struct KeyValueContractTests {
         }
     }
 
+    @Test("a transaction past EtcdTransactionLimits (operations or bytes, as Meridian counts them) is refused and changes nothing; one at them is taken",
+          arguments: Backend.allCases)
+    func transactionLimits(_ backend: Backend) async throws {
+        try await Self.with(backend) { subject in
+            let store = subject.store
+            let before = try await store.currentRevision()
+            let operations = (0..<EtcdTransactionLimits.maximumOperations).map { (key: "t/\($0)", value: Self.data("x")) }
+            await #expect(throws: EtcdError.self) { try await store.commit(puts: operations + [("t/one-more", Self.data("x"))]) }
+            let oversized = Data(count: EtcdTransactionLimits.maximumRequestBytes)
+            await #expect(throws: EtcdError.self) { try await store.commit(puts: [("t/oversized", oversized)]) }
+            #expect(try await store.currentRevision() == before)
+
+            try await store.commit(puts: operations)
+            let room = EtcdTransactionLimits.maximumRequestBytes - EtcdTransactionLimits.requestBytes(puts: [("t/largest", Data())], deletes: [])
+            try await store.commit(puts: [("t/largest", Data(count: room))])
+            #expect(try await store.currentRevision() == before + 2)
+            #expect(try await store.get("t/largest")?.value.count == room)
+        }
+    }
+
     @Test("deleting a prefix removes exactly the keys under it, in one revision", arguments: Backend.allCases)
     func prefixDelete(_ backend: Backend) async throws {
         try await Self.with(backend) { subject in

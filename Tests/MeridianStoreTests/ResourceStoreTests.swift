@@ -12,7 +12,7 @@ struct ResourceStoreTests {
     static let settings = ClusterSettings(name: "cluster1", id: 1, podCIDR: "10.1.0.0/16", serviceCIDR: "10.101.0.0/24",
                                           maxConnectedClusters: 255, clientEndpoints: [], serverName: "etcd.cluster1")
 
-    static func store() async throws -> (InMemoryKeyValueStore, ResourceStore) {
+    static func store(_ settings: ClusterSettings = settings) async throws -> (InMemoryKeyValueStore, ResourceStore) {
         let kv = InMemoryKeyValueStore()
         try await kv.put(KeyLayout.clusterSettings, StoreCoding.encode(settings))
         try await kv.put(KeyLayout.resource(plural: ResourceKind.namespace.plural, namespace: nil, name: "default"),
@@ -106,5 +106,72 @@ struct ResourceStoreTests {
         #expect(try await store.list(.service, namespace: "shop").isEmpty)
         #expect(try await kv.count(prefix: KeyLayout.serviceIPPrefix) == 0)
         #expect(try await store.delete(.namespace, namespace: nil, name: "shop") == false)
+    }
+
+    // MARK: One transaction
+
+    static func namespaces(_ count: Int, annotationBytes: Int = 0) -> [KubernetesObject] {
+        let annotations = annotationBytes > 0 ? ["note": String(repeating: "a", count: annotationBytes)] : [:]
+        return (0..<count).map { .namespace(Namespace(metadata: ObjectMeta(name: "ns-\($0)", annotations: annotations))) }
+    }
+
+    /// `apply`, expecting it to fail with exactly `message` without having sent a write.
+    static func expectRefused(_ objects: [KubernetesObject], on kv: InMemoryKeyValueStore, _ store: ResourceStore,
+                              message: String) async throws {
+        let writes = kv.calls(.write)
+        await #expect { _ = try await store.apply(objects, source: "big.yaml") } throws: { error in
+            "\(error)" == message
+        }
+        #expect(kv.calls(.write) == writes, "no transaction is sent")
+    }
+
+    @Test("more objects than one transaction holds are refused before the store is even read, with the count and the limit")
+    func tooManyObjects() async throws {
+        let (kv, store) = try await Self.store()
+        let reads = kv.calls(.read)
+        try await Self.expectRefused(Self.namespaces(4097), on: kv, store, message: """
+            big.yaml: 4097 objects are more than one apply can write: it is one store transaction of at most 4096 \
+            operations, one per object written; nothing was written, split the file
+            """)
+        #expect(kv.calls(.read) == reads)
+    }
+
+    @Test("an apply of exactly as many objects as one transaction holds is written whole")
+    func objectsAtTheLimit() async throws {
+        let (_, store) = try await Self.store()
+        let result = try await store.apply(Self.namespaces(EtcdTransactionLimits.maximumOperations), source: "big.yaml")
+        #expect(result.count == 4096 && result.allSatisfy { $0.1 == .created })
+        #expect(try await store.list(.namespace, namespace: nil).count == 4096 + 1)
+    }
+
+    @Test("a Service writes its ClusterIP claim in the same transaction, so Services that fit as objects can still be too many operations")
+    func servicesCountTheirClaims() async throws {
+        var wide = Self.settings
+        wide.serviceCIDR = "10.101.0.0/16"
+        let (kv, store) = try await Self.store(wide)
+        let services = (0..<2049).map { index in
+            KubernetesObject.service(Service(
+                metadata: ObjectMeta(name: "web-\(index)"),
+                spec: ServiceSpec(clusterIP: "10.101.\(index / 250 + 1).\(index % 250 + 1)", ports: [ServicePort(port: 80)])))
+        }
+        try await Self.expectRefused(services, on: kv, store, message: """
+            big.yaml: applying it takes 4098 store operations (one per object written, one more per Service claiming a \
+            ClusterIP), more than the 4096 one transaction may hold; nothing was written, split the file
+            """)
+        #expect(try await store.list(.service, namespace: nil).isEmpty)
+    }
+
+    @Test("an apply larger than one etcd request is refused with its size and the limit")
+    func tooManyBytes() async throws {
+        let (kv, store) = try await Self.store()
+        let objects = Self.namespaces(7, annotationBytes: 240_000)
+        let puts = objects.map { (key: ResourceStore.key(for: $0), value: StoreCoding.encode($0)) }
+        let bytes = EtcdTransactionLimits.requestBytes(puts: puts, deletes: [])
+        #expect(bytes > EtcdTransactionLimits.maximumRequestBytes)
+        try await Self.expectRefused(objects, on: kv, store, message: """
+            big.yaml: applying it writes \(bytes) bytes in one transaction, more than the 1572864 one store request may \
+            hold; nothing was written, split the file
+            """)
+        #expect(try await store.list(.namespace, namespace: nil).map(\.name) == ["default"])
     }
 }

@@ -99,7 +99,7 @@ extension Deployment {
 
 extension DeploymentSpec {
     init(manifest value: ManifestValue) throws(FieldError) {
-        let map = try value.mapping()
+        let map = try value.mapping(.deploymentSpec)
         guard let selector = map.optional("selector") else {
             throw FieldError(map.path.field("selector"), "is required and must match spec.template.metadata.labels")
         }
@@ -113,7 +113,7 @@ extension DeploymentSpec {
 
 extension PodTemplateSpec {
     init(manifest value: ManifestValue) throws(FieldError) {
-        let map = try value.mapping()
+        let map = try value.mapping(.podTemplateSpec)
         var metadata = PodTemplateMetadata()
         if let metadataValue = map.optional("metadata") {
             metadata = try PodTemplateMetadata(manifest: metadataValue)
@@ -124,7 +124,7 @@ extension PodTemplateSpec {
 
 extension PodTemplateMetadata {
     init(manifest value: ManifestValue) throws(FieldError) {
-        let map = try value.mapping()
+        let map = try value.mapping(.podTemplateMetadata)
         self.init(
             labels: try map.optional("labels")?.stringMap() ?? [:],
             annotations: try map.optional("annotations")?.stringMap() ?? [:]

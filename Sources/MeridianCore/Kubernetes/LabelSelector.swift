@@ -155,7 +155,7 @@ public struct LabelSelectorError: Error, Sendable, Hashable, CustomStringConvert
 
 extension LabelSelector {
     init(manifest value: ManifestValue) throws(FieldError) {
-        let map = try value.mapping()
+        let map = try value.mapping(.labelSelector)
         var expressions: [LabelSelectorRequirement] = []
         for element in try map.optional("matchExpressions")?.list() ?? [] {
             expressions.append(try LabelSelectorRequirement(manifest: element))
@@ -169,7 +169,7 @@ extension LabelSelector {
 
 extension LabelSelectorRequirement {
     init(manifest value: ManifestValue) throws(FieldError) {
-        let map = try value.mapping()
+        let map = try value.mapping(.labelSelectorRequirement)
         self.init(
             key: try map.required("key").string(),
             operator: try map.required("operator").enumeration(Operator.self),

@@ -16,21 +16,47 @@ public enum ManifestDecoder {
         return objects
     }
 
+    /// Composes the documents only once their expansion through aliases is known to be within
+    /// `ManifestLimits.maximumNodes` (see `ManifestExpansion`).
     private static func parseDocuments(_ yaml: String, source: String) throws(ManifestError) -> [Node] {
-        var documents: [Node] = []
-        do {
-            let parser = try Parser(yaml: yaml, encoding: .utf8)
-            while let root = try parser.nextRoot() {
-                if !isEmptyDocument(root) { documents.append(root) }
+        let (placeholderText, hasAliases) = ManifestExpansion.withPlaceholders(yaml)
+        var expansion = ManifestExpansion()
+        let shapes = try composeDocuments(placeholderText, source: source) { document, index throws(ManifestError) in
+            do throws(ManifestExpansion.Exceeded) {
+                try expansion.add(document: document)
+            } catch {
+                throw ManifestError(source: source, documentIndex: index, message: error.message)
             }
-        } catch {
-            throw ManifestError(
-                source: source,
-                documentIndex: documents.count + 1,
-                message: syntaxErrorMessage(error)
-            )
         }
-        return documents
+        return hasAliases ? try composeDocuments(yaml, source: source) : shapes
+    }
+
+    /// The non-empty documents; `inspect` sees each (with its 1-based index) while the parser
+    /// that composed it is alive, as Yams keeps the anchors of its nodes only that long.
+    private static func composeDocuments(
+        _ yaml: String,
+        source: String,
+        inspecting inspect: (Node, Int) throws(ManifestError) -> Void = { _, _ in }
+    ) throws(ManifestError) -> [Node] {
+        var documents: [Node] = []
+        let parser: Parser
+        do {
+            parser = try Parser(yaml: yaml, encoding: .utf8)
+        } catch {
+            throw ManifestError(source: source, documentIndex: 1, message: syntaxErrorMessage(error))
+        }
+        while true {
+            let root: Node?
+            do {
+                root = try parser.nextRoot()
+            } catch {
+                throw ManifestError(source: source, documentIndex: documents.count + 1, message: syntaxErrorMessage(error))
+            }
+            guard let root else { return documents }
+            if isEmptyDocument(root) { continue }
+            documents.append(root)
+            try inspect(root, documents.count)
+        }
     }
 
     private static func isEmptyDocument(_ root: Node) -> Bool {
@@ -75,9 +101,13 @@ public enum ManifestDecoder {
         )
     }
 
+    /// Without a `kind`, a misspelt one (`Kind:`) is the likelier mistake, so the fields of any
+    /// kind are checked first; with one, the fields of that kind.
     private static func decodeObject(_ value: ManifestValue) throws(FieldError) -> KubernetesObject {
-        let object = try value.mapping()
-        let kind = try resourceKind(of: object)
+        let untyped = try value.anyMapping()
+        if untyped.optional("kind") == nil { _ = try untyped.checked(against: .anyObject) }
+        let kind = try resourceKind(of: untyped)
+        let object = try untyped.checked(against: .object(kind))
         try checkAPIVersion(of: object, kind: kind)
         let decoded: KubernetesObject = switch kind {
         case .namespace: .namespace(try Namespace(manifest: object))
@@ -228,7 +258,14 @@ struct ManifestValue {
         return false
     }
 
-    func mapping() throws(FieldError) -> ManifestMapping {
+    /// An object of a Kubernetes type: every key must be one of `fields`.
+    func mapping(_ fields: ManifestFields) throws(FieldError) -> ManifestMapping {
+        try anyMapping().checked(against: fields)
+    }
+
+    /// A mapping whatever its keys, for `map[string]string` fields and a document before its kind
+    /// is known; objects go through `mapping(_:)`.
+    fileprivate func anyMapping() throws(FieldError) -> ManifestMapping {
         guard case let .mapping(mapping) = node else { throw mismatch(expected: "a mapping") }
         if mapping.keys.contains(where: { $0.tagName == .merge }) {
             throw FieldError(path, "YAML merge keys (<<) are not supported; write the fields out in full")
@@ -271,7 +308,7 @@ struct ManifestValue {
     /// A `map[string]string` field; a null value reads as the empty string, as in Kubernetes.
     func stringMap() throws(FieldError) -> [String: String] {
         var result: [String: String] = [:]
-        for (key, value) in try mapping().entries {
+        for (key, value) in try anyMapping().entries {
             result[key] = try value.isNull ? "" : value.string()
         }
         return result
@@ -301,13 +338,18 @@ struct ManifestValue {
 struct ManifestMapping {
     let mapping: Node.Mapping
     let path: FieldPath
+    /// The fields its keys were checked against; nil for a map with keys of the user's choosing.
+    let fields: ManifestFields?
 
-    init(_ mapping: Node.Mapping, path: FieldPath) {
+    init(_ mapping: Node.Mapping, path: FieldPath, fields: ManifestFields? = nil) {
         self.mapping = mapping
         self.path = path
+        self.fields = fields
     }
 
     func optional(_ key: String) -> ManifestValue? {
+        assert(fields.map { $0.read.contains(key) } ?? true,
+               "\(key) is read, so it belongs among the read fields of \(fields?.typeName ?? "its type")")
         guard let pair = mapping.first(where: { $0.key.scalarText == key }) else { return nil }
         let value = ManifestValue(pair.value, path: path.field(key))
         return value.isNull ? nil : value
@@ -342,7 +384,7 @@ extension Node {
         return ""
     }
 
-    fileprivate var typeDescription: String {
+    var typeDescription: String {
         switch self {
         case .mapping: return "a mapping"
         case .sequence: return "a list"

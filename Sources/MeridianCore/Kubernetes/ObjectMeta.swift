@@ -48,7 +48,7 @@ extension ObjectMeta {
 
     /// An empty `namespace` reads as none, so the object lands in the default namespace.
     init(manifest value: ManifestValue) throws(FieldError) {
-        let map = try value.mapping()
+        let map = try value.mapping(.objectMeta)
         let namespace = try map.optional("namespace")?.string()
         self.init(
             name: try map.required("name").string(),

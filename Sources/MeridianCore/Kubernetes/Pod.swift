@@ -159,7 +159,7 @@ extension Pod {
 
 extension PodSpec {
     init(manifest value: ManifestValue) throws(FieldError) {
-        let map = try value.mapping()
+        let map = try value.mapping(.podSpec)
         var containers: [Container] = []
         for element in try map.optional("containers")?.list() ?? [] {
             containers.append(try Container(manifest: element))
@@ -180,7 +180,7 @@ extension Container {
         + "or downward API; give each variable inline with name and value"
 
     init(manifest value: ManifestValue) throws(FieldError) {
-        let map = try value.mapping()
+        let map = try value.mapping(.container)
         if let envFrom = map.optional("envFrom") {
             throw FieldError(envFrom.path, Self.unsupportedEnvironmentMessage)
         }
@@ -205,7 +205,7 @@ extension Container {
 
 extension ContainerPort {
     init(manifest value: ManifestValue) throws(FieldError) {
-        let map = try value.mapping()
+        let map = try value.mapping(.containerPort)
         let name = try map.optional("name")?.string()
         self.init(
             name: name?.isEmpty == true ? nil : name,
@@ -217,7 +217,7 @@ extension ContainerPort {
 
 extension EnvVar {
     init(manifest value: ManifestValue) throws(FieldError) {
-        let map = try value.mapping()
+        let map = try value.mapping(.envVar)
         if let valueFrom = map.optional("valueFrom") {
             throw FieldError(valueFrom.path, Container.unsupportedEnvironmentMessage)
         }

@@ -183,7 +183,7 @@ extension Service {
 
 extension ServiceSpec {
     init(manifest value: ManifestValue) throws(FieldError) {
-        let map = try value.mapping()
+        let map = try value.mapping(.serviceSpec)
         self.init(
             type: try map.optional("type")?.enumeration(ServiceType.self) ?? .clusterIP,
             clusterIP: try map.optional("clusterIP")?.string(),
@@ -207,7 +207,7 @@ extension ServiceSpec {
 
 extension ServicePort {
     init(manifest value: ManifestValue) throws(FieldError) {
-        let map = try value.mapping()
+        let map = try value.mapping(.servicePort)
         self.init(
             name: try map.optional("name")?.string(),
             protocol: try map.optional("protocol")?.enumeration(TransportProtocol.self) ?? .tcp,

@@ -303,7 +303,7 @@ extension CiliumPolicyRule {
     }
 
     init(manifest value: ManifestValue) throws(FieldError) {
-        let map = try value.mapping()
+        let map = try value.mapping(.ciliumRule)
         if let nodeSelector = map.optional("nodeSelector") {
             throw FieldError(
                 nodeSelector.path,
@@ -318,7 +318,7 @@ extension CiliumPolicyRule {
         }
         var enableDefaultDeny: CiliumDefaultDeny?
         if let defaultDeny = map.optional("enableDefaultDeny") {
-            let flags = try defaultDeny.mapping()
+            let flags = try defaultDeny.mapping(.ciliumDefaultDeny)
             enableDefaultDeny = CiliumDefaultDeny(
                 ingress: try flags.optional("ingress")?.boolean(),
                 egress: try flags.optional("egress")?.boolean()
@@ -342,7 +342,7 @@ extension CiliumPolicyRule {
         let prefix = Side.fieldPrefix
         var elements: [CiliumPeerRule<Side>] = []
         for element in try value.list() {
-            let map = try element.mapping()
+            let map = try element.mapping(.ciliumPeerRule(Side.self))
             for field in Side.unsupportedFields {
                 if let present = map.optional(field) {
                     throw FieldError(present.path, "is not supported by Meridian")
@@ -388,7 +388,7 @@ extension CiliumPolicyRule {
 
 extension CiliumCIDRRule {
     init(cidrSetManifest value: ManifestValue) throws(FieldError) {
-        let map = try value.mapping()
+        let map = try value.mapping(.ciliumCIDRRule)
         for field in ["cidrGroupRef", "cidrGroupSelector"] {
             if let present = map.optional(field) {
                 throw FieldError(present.path, "is not supported by Meridian; give the prefix in cidr")
@@ -403,7 +403,7 @@ extension CiliumCIDRRule {
 
 extension CiliumPortRule {
     init(manifest value: ManifestValue) throws(FieldError) {
-        let map = try value.mapping()
+        let map = try value.mapping(.ciliumPortRule)
         for field in CiliumPolicyRule.unsupportedPortRuleFields {
             if let present = map.optional(field) {
                 throw FieldError(present.path, "is not supported: Meridian enforces policy at layers 3 and 4 only")
@@ -422,7 +422,7 @@ extension CiliumPortProtocol {
     static let unsupportedProtocols = ["ICMP", "ICMPV6", "VRRP", "IGMP"]
 
     init(manifest value: ManifestValue) throws(FieldError) {
-        let map = try value.mapping()
+        let map = try value.mapping(.ciliumPortProtocol)
         guard let portValue = map.optional("port") else {
             throw FieldError(map.path.field("port"), "is required; use \"0\" for every port")
         }

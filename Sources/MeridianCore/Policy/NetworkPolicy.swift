@@ -186,10 +186,10 @@ extension NetworkPolicy {
 
 extension NetworkPolicySpec {
     init(manifest value: ManifestValue) throws(FieldError) {
-        let map = try value.mapping()
+        let map = try value.mapping(.networkPolicySpec)
         var ingress: [NetworkPolicyIngressRule] = []
         for element in try map.optional("ingress")?.list() ?? [] {
-            let rule = try element.mapping()
+            let rule = try element.mapping(.networkPolicyIngressRule)
             ingress.append(NetworkPolicyIngressRule(
                 from: try Self.peers(rule.optional("from")),
                 ports: try Self.ports(rule.optional("ports"))
@@ -197,7 +197,7 @@ extension NetworkPolicySpec {
         }
         var egress: [NetworkPolicyEgressRule] = []
         for element in try map.optional("egress")?.list() ?? [] {
-            let rule = try element.mapping()
+            let rule = try element.mapping(.networkPolicyEgressRule)
             egress.append(NetworkPolicyEgressRule(
                 to: try Self.peers(rule.optional("to")),
                 ports: try Self.ports(rule.optional("ports"))
@@ -236,7 +236,7 @@ extension NetworkPolicySpec {
     private static func ports(_ value: ManifestValue?) throws(FieldError) -> [NetworkPolicyPort] {
         var ports: [NetworkPolicyPort] = []
         for element in try value?.list() ?? [] {
-            let map = try element.mapping()
+            let map = try element.mapping(.networkPolicyPort)
             ports.append(NetworkPolicyPort(
                 protocol: try map.optional("protocol")?.enumeration(TransportProtocol.self) ?? .tcp,
                 port: try map.optional("port")?.intOrString(),
@@ -249,10 +249,10 @@ extension NetworkPolicySpec {
 
 extension NetworkPolicyPeer {
     init(manifest value: ManifestValue) throws(FieldError) {
-        let map = try value.mapping()
+        let map = try value.mapping(.networkPolicyPeer)
         var ipBlock: IPBlock?
         if let blockValue = map.optional("ipBlock") {
-            let block = try blockValue.mapping()
+            let block = try blockValue.mapping(.ipBlock)
             ipBlock = IPBlock(
                 cidr: try block.required("cidr").string(),
                 except: try block.optional("except")?.stringList() ?? []
