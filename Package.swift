@@ -241,7 +241,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MeridianAdminTests",
-            dependencies: ["MeridianAdmin", "MeridianStore", "MeridianCore"],
+            dependencies: ["MeridianAdmin", "MeridianStore", "MeridianCore", "MeridianTestSupport", "MeridianEtcd"],
             swiftSettings: strict
         ),
         .testTarget(

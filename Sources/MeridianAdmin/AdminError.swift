@@ -30,6 +30,13 @@ public enum AdminError: Error, Sendable, Hashable, CustomStringConvertible {
         case podCIDRsOverlap(String, String)
         case podCIDRInServiceCIDR(podCluster: String, podCIDR: String, serviceCluster: String, serviceCIDR: String)
         case differentCAs
+        /// A pod CIDR outside the private ranges, or wider than a /8: its records could claim
+        /// the world's addresses here.
+        case podCIDRNotPrivate(cluster: String, podCIDR: String)
+        /// The exporter's pod CIDR holds an address of one of the importer's nodes.
+        case podCIDRCoversNode(podCluster: String, podCIDR: String, node: String, address: String)
+        /// The exporter clashes with a cluster the importer already imports.
+        case clashesWithPeer(peer: String, detail: String)
     }
 
     public var description: String {
@@ -58,6 +65,12 @@ public enum AdminError: Error, Sendable, Hashable, CustomStringConvertible {
             case let .podCIDRInServiceCIDR(podCluster, podCIDR, serviceCluster, serviceCIDR):
                 "cannot connect \(a) and \(b): \(podCluster)'s pod CIDR \(podCIDR) overlaps \(serviceCluster)'s service CIDR \(serviceCIDR); \(serviceCluster) would take those pod addresses for its services"
             case .differentCAs: "cannot connect \(a) and \(b): their CAs differ; use a shared CA or pass --allow-mismatching-ca"
+            case let .podCIDRNotPrivate(cluster, cidr):
+                "cannot connect \(a) and \(b): \(cluster)'s pod CIDR \(cidr) is not inside 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10, or is wider than a /8; its records could claim addresses outside the clusters"
+            case let .podCIDRCoversNode(podCluster, cidr, node, address):
+                "cannot connect \(a) and \(b): \(podCluster)'s pod CIDR \(cidr) holds \(address), the address of node \(node); its pods would shadow the node"
+            case let .clashesWithPeer(peer, detail):
+                "cannot connect \(a) and \(b): \(detail), as \(peer) already connected has"
             }
         case let .fileUnreadable(path): "cannot read \(path)"
         case let .noObjects(source): "\(source): no objects to apply"

@@ -98,6 +98,43 @@ public enum ConnectValidation {
     }
 }
 
+extension ConnectValidation {
+    /// The private IPv4 ranges a pod CIDR may come from (RFC 1918 and the shared range of RFC 6598).
+    static let privateRanges = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"].compactMap(IPCIDR.init)
+
+    /// What the exporter's records will be allowed to claim in the importer (its pod CIDR) must
+    /// not reach anything the importer already has: its nodes, and the clusters it already
+    /// imports (their pod CIDRs and cluster IDs). The pod CIDR must be private and at most a /8.
+    public static func validateClaims(of exporter: ClusterAccessInfo, into importer: ClusterAccessInfo,
+                                      importerClient: any KeyValueStore) async throws {
+        let (nameA, nameB) = (importer.settings.name, exporter.settings.name)
+        guard let pods = IPCIDR(exporter.settings.podCIDR), pods.prefixLength >= 8,
+              privateRanges.contains(where: { $0.contains(pods) })
+        else {
+            throw AdminError.cannotConnect(nameA, nameB, .podCIDRNotPrivate(cluster: nameB, podCIDR: exporter.settings.podCIDR))
+        }
+        for item in try await importerClient.list(prefix: MeshKind.nodes.statePrefix(cluster: nameA)).items {
+            guard let node = try? CiliumJSON.decoder().decode(NodeRecord.self, from: item.value) else { continue }
+            for address in node.ipAddresses {
+                if let ip = IPAddress(address.ip), pods.contains(ip) {
+                    throw AdminError.cannotConnect(nameA, nameB, .podCIDRCoversNode(podCluster: nameB, podCIDR: pods.description,
+                                                                                     node: node.name, address: address.ip))
+                }
+            }
+        }
+        for item in try await importerClient.list(prefix: KeyLayout.peersPrefix).items {
+            guard let peer = try? StoreCoding.decode(PeerRecord.self, from: item.value, key: item.key), peer.name != nameB else { continue }
+            if peer.id == exporter.settings.id {
+                throw AdminError.cannotConnect(nameA, nameB, .clashesWithPeer(peer: peer.name, detail: "\(nameB) has cluster ID \(peer.id)"))
+            }
+            if let other = peer.podCIDR.flatMap(IPCIDR.init), other.overlaps(pods) {
+                throw AdminError.cannotConnect(nameA, nameB, .clashesWithPeer(
+                    peer: peer.name, detail: "\(nameB)'s pod CIDR \(pods) overlaps \(peer.name)'s \(other)"))
+            }
+        }
+    }
+}
+
 /// The clustermesh operations behind `meridian clustermesh ...`, shaped like the cilium CLI's.
 public enum ClusterMesh {
     /// Turns clustermesh on with these knobs and waits until the control plane has published the
@@ -141,6 +178,7 @@ public enum ClusterMesh {
             let pairs = mode.pairs(source: names[0], destinations: Array(names.dropFirst()))
             for (importer, exporter) in pairs {
                 try ConnectValidation.validate(infos[importer]!.0, infos[exporter]!.0, allowMismatchingCA: allowMismatchingCA)
+                try await ConnectValidation.validateClaims(of: infos[exporter]!.0, into: infos[importer]!.0, importerClient: infos[importer]!.1)
             }
             for (importer, exporter) in pairs {
                 try await grantImport(importer: infos[importer]!.0, importerClient: infos[importer]!.1,

@@ -258,8 +258,8 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
             if !rejected.isEmpty {
                 let reasons = (remote.rejectedByReason ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
                 lines.append("    rejected records: " + rejected.joined(separator: " ") + (reasons.isEmpty ? "" : " (" + reasons.joined(separator: " ") + ")"))
-                for record in (remote.recentRejections ?? []).suffix(5) {
-                    lines.append("      \(record.kind) \(TerminalSafe.escape(record.key)): \(record.reason): \(TerminalSafe.escape(record.message))")
+                for record in remote.recentRejections ?? [] {
+                    lines.append("      \(record.kind) \(record.key): \(record.reason): \(record.message)")
                 }
             }
             if let retries = remote.localStoreRetries { lines.append("    writes into this cluster's store retried: \(retries)") }
@@ -269,12 +269,12 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
             lines.append(contentsOf: warnings.map { "  ⚠️  \($0)" })
         }
         for draining in drainingClusters {
-            lines.append("Draining \(draining.name) (no longer a peer)" + (draining.lastError.map { ": \($0)" } ?? ""))
+            lines.append("Draining \(draining.name) (no longer a peer)" + (draining.lastError.map { ": \(TerminalSafe.escape($0, maxScalars: 512))" } ?? ""))
         }
         let errors = remoteClusters.flatMap { remote in remote.errors.map { "\(remote.name): \($0)" } }
         if !errors.isEmpty {
             lines.append("\(errors.count) Errors:")
-            lines.append(contentsOf: errors.map { "  ❌ \($0)" })
+            lines.append(contentsOf: errors.map { "  ❌ \(TerminalSafe.escape($0, maxScalars: 512))" })
         }
         return lines.joined(separator: "\n")
     }

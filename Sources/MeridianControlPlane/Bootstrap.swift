@@ -52,6 +52,9 @@ public enum ClusterPKI {
                 dnsNames: [configuration.meshServerName, "localhost"], ipAddresses: addresses, validity: .days(825)))
             try PEMFiles.write(certificatePEM: server.certificatePEM, to: paths.meshServerCertificate, privateKeyPEM: server.privateKeyPEM, to: paths.meshServerKey)
         }
+        guard store.subjectKeyIdentifier != mesh.subjectKeyIdentifier else {
+            throw ControlPlaneError.storeCAIsMeshCA(path: paths.caCertificate)
+        }
         return ClusterAuthorities(store: store, mesh: mesh)
     }
 
@@ -94,6 +97,9 @@ public enum ClusterPKI {
 /// of node agents, both authenticated by certificate CN (certificates of the store CA only).
 /// Peers get no etcd user at all: they read through the mesh endpoint.
 public enum ClusterAccess {
+    /// The etcd role earlier versions gave peers' users; deleted at every start.
+    static let retiredRemoteRole = "remote"
+
     /// The CN of peer credentials: names the peer in logs; authorization is by fingerprint.
     public static func remoteUser(peer: String) -> String { "remote-\(peer)" }
 
@@ -133,6 +139,9 @@ enum ClusterBootstrap {
     static func run(_ client: EtcdClient, configuration: ControlPlaneConfiguration, meshCA: CertificateAuthority) async throws {
         try await ClusterAccess.enableAuthentication(client)
         try await ClusterAccess.createAgentRole(client)
+        // Peers read through the mesh endpoint only: the role earlier versions gave their etcd
+        // users goes, and with it whatever those users could read.
+        try await client.deleteRole(ClusterAccess.retiredRemoteRole)
         let settings = ClusterSettings(
             name: configuration.clusterName, id: configuration.clusterID,
             podCIDR: configuration.podCIDR, serviceCIDR: configuration.serviceCIDR,

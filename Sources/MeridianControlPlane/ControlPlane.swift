@@ -47,12 +47,14 @@ public struct ControlPlane: Sendable {
                     try await waitUntilReachable(client)
                     try await ClusterBootstrap.run(client, configuration: configuration, meshCA: authorities.mesh)
                     let authorizer = PeerAuthorizer()
+                    let meshSettings = Shared(ClusterMeshSettings(enabled: false))
                     let endpoint = MeshEndpoint(
                         configuration: MeshEndpointConfiguration(
                             host: configuration.listenHost, port: configuration.meshPort,
                             serverCertificatePath: paths.meshServerCertificate, serverKeyPath: paths.meshServerKey,
                             caPath: paths.meshCACertificate),
-                        cluster: configuration.clusterName, authorizer: authorizer, upstream: client, logger: logger)
+                        cluster: configuration.clusterName, authorizer: authorizer, upstream: client,
+                        isEnabled: { meshSettings.withLock { $0.enabled } }, logger: logger)
                     try await withThrowingDiscardingTaskGroup { group in
                         group.addTask {
                             try await endpoint.run { port in
@@ -65,11 +67,12 @@ public struct ControlPlane: Sendable {
                         group.addTask { try await endpoint.publishRefusals(to: client, logger: logger) }
                         group.addTask { try await PeerCredentialFeed(client: client, authorizer: authorizer, logger: logger).run() }
                         group.addTask { try await PeerCredentialIssuer(client: client, meshCA: authorities.mesh, logger: logger).run() }
-                        group.addTask {
-                            try await StoreSpaceGuard(client: client, quotaBytes: configuration.externalEtcd == nil ? configuration.etcdQuotaBytes : nil,
-                                                      interval: .seconds(10), logger: logger).run()
+                        if configuration.externalEtcd == nil {
+                            group.addTask {
+                                try await StoreSpaceGuard(client: client, quotaBytes: configuration.etcdQuotaBytes, interval: .seconds(10), logger: logger).run()
+                            }
                         }
-                        group.addTask { try await runControllers(client) }
+                        group.addTask { try await runControllers(client, meshSettings: meshSettings) }
                     }
                 }
             }
@@ -98,8 +101,7 @@ public struct ControlPlane: Sendable {
             clientEndpoints: [configuration.meshEndpoint], serverName: configuration.meshServerName)
     }
 
-    private func runControllers(_ client: any KeyValueStore) async throws {
-        let meshSettings = Shared(ClusterMeshSettings(enabled: false))
+    private func runControllers(_ client: any KeyValueStore, meshSettings: Shared<ClusterMeshSettings>) async throws {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
                 try await MeshExportSwitch(client: client, cluster: localSettings, logger: logger).run { settings in
@@ -148,8 +150,13 @@ struct StatusPublisher: Sendable {
                     for (name, status) in statuses where Self.needsPublishing(status, over: published[name]) {
                         var report = status
                         report.reportedAt = now
-                        try await client.put(KeyLayout.remoteStatus(name), jsonData(report))
-                        published[name] = status
+                        do {
+                            try await client.put(KeyLayout.remoteStatus(name), jsonData(report))
+                            published[name] = status
+                        } catch {
+                            // One remote's status that cannot be written keeps no other from being written.
+                            logger.warning("status of a remote not published", metadata: ["remote": "\(name)", "error": "\(error)"])
+                        }
                     }
                     for name in published.keys where statuses[name] == nil {
                         try await client.delete(KeyLayout.remoteStatus(name))

@@ -136,6 +136,9 @@ public enum ControlPlaneError: Error, Sendable, CustomStringConvertible {
     case etcdUnreachable(endpoint: String, waited: Duration, detail: String)
     /// The store was bootstrapped for another cluster.
     case foreignStore(name: String, id: UInt32, wanted: String, wantedID: UInt32)
+    /// The store CA is the mesh CA (a data directory from before the two were separated, or the
+    /// shared CA passed as both): every meshed cluster could then sign for this etcd.
+    case storeCAIsMeshCA(path: String)
 
     public var description: String {
         switch self {
@@ -144,6 +147,9 @@ public enum ControlPlaneError: Error, Sendable, CustomStringConvertible {
         case let .podCIDROverlapsServiceCIDR(pods, services):
             "invalid control-plane configuration: --pod-cidr \(pods) overlaps --service-cidr \(services)"
         case let .etcdUnreachable(endpoint, waited, detail): "bootstrap failed: etcd at \(endpoint) not reachable after \(waited): \(detail)"
+        case let .storeCAIsMeshCA(path):
+            "refusing to start: the store CA \(path) is the mesh CA, which other clusters hold too, so any of them could sign for this etcd; "
+                + "move the data directory's pki/ca.*, etcd-server.*, admin.* and agent.* files aside and start again to create a store CA of this cluster's own"
         case let .foreignStore(name, id, wanted, wantedID):
             "bootstrap failed: this etcd belongs to cluster \(name) (ID \(id)); refusing to run it as \(wanted) (ID \(wantedID)): identities would be re-allocated"
         }

@@ -200,8 +200,8 @@ public struct ImportStateMachine: Sendable {
             rejectedReasons[kind][rejection.reason.rawValue, default: 0] += 1
         }
         recentRejections += rejections.suffix(RemoteClusterStatus.RejectedRecord.kept).map {
-            RemoteClusterStatus.RejectedRecord(kind: kind.rawValue, key: String($0.key.prefix(256)), reason: $0.reason.rawValue,
-                                               message: String($0.message.prefix(512)), at: at)
+            RemoteClusterStatus.RejectedRecord(kind: kind.rawValue, key: TerminalSafe.escape($0.key, maxScalars: 256), reason: $0.reason.rawValue,
+                                               message: TerminalSafe.escape($0.message, maxScalars: 512), at: at)
         }
         recentRejections = Array(recentRejections.suffix(RemoteClusterStatus.RejectedRecord.kept))
     }

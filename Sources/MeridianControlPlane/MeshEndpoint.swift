@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
+import MeridianCore
 import MeridianEtcd
 import MeridianEtcdAPI
 import MeridianPKI
@@ -37,9 +38,13 @@ public struct MeshEndpoint: Sendable {
     let gate: MeshGate
     let upstream: EtcdClient
 
-    public init(configuration: MeshEndpointConfiguration, cluster: String, authorizer: PeerAuthorizer, upstream: EtcdClient, logger: Logger) {
+    /// `upstream` is the connection reads are relayed over (in a managed cluster a store user
+    /// that may read only the exported keys); `isEnabled` says whether clustermesh is on (off,
+    /// every call is refused).
+    public init(configuration: MeshEndpointConfiguration, cluster: String, authorizer: PeerAuthorizer, upstream: EtcdClient,
+                isEnabled: @escaping @Sendable () -> Bool, logger: Logger) {
         self.configuration = configuration
-        self.gate = MeshGate(policy: MeshReadPolicy(cluster: cluster), authorizer: authorizer, logger: logger)
+        self.gate = MeshGate(policy: MeshReadPolicy(cluster: cluster), authorizer: authorizer, isEnabled: isEnabled, logger: logger)
         self.upstream = upstream
     }
 
@@ -77,7 +82,10 @@ public struct MeshEndpoint: Sendable {
                 certificateChain: [.file(path: configuration.serverCertificatePath, format: .pem)],
                 privateKey: .file(path: configuration.serverKeyPath, format: .pem)
             ) { $0.trustRoots = .certificates([.file(path: configuration.caPath, format: .pem)]) },
-            config: .defaults { $0.rpc.maxRequestPayloadSize = Self.maximumRequestBytes })
+            config: .defaults { config in
+                config.rpc.maxRequestPayloadSize = Self.maximumRequestBytes
+                config.http2.maxConcurrentStreams = Self.maximumStreamsPerConnection
+            })
         let services: [any RegistrableRPCService] = [
             MeshKVService(gate: gate, upstream: upstream), MeshWatchService(gate: gate, upstream: upstream),
         ]
@@ -93,6 +101,8 @@ public struct MeshEndpoint: Sendable {
 
     /// Requests are keys and ranges; nothing a reader sends needs more.
     static let maximumRequestBytes = 64 * 1024
+    /// Concurrent RPCs on one HTTP/2 connection.
+    static let maximumStreamsPerConnection = 64
 }
 
 /// Admission and range checks shared by the endpoint's services, with the refusal counters.
@@ -100,18 +110,22 @@ struct MeshGate: Sendable {
     let policy: MeshReadPolicy
     let authorizer: PeerAuthorizer
     let logger: Logger
+    let isEnabled: @Sendable () -> Bool
     private let counts = Shared([String: [MeshRefusal: Int]]())
+    private let held = Shared([String: [Held: Int]]())
 
-    init(policy: MeshReadPolicy, authorizer: PeerAuthorizer, logger: Logger) {
+    init(policy: MeshReadPolicy, authorizer: PeerAuthorizer, isEnabled: @escaping @Sendable () -> Bool, logger: Logger) {
         self.policy = policy
         self.authorizer = authorizer
+        self.isEnabled = isEnabled
         self.logger = logger
     }
 
     var refusals: [String: [MeshRefusal: Int]] { counts.withLock { $0 } }
 
-    /// The peer whose current credential the caller presented.
+    /// The peer whose current credential the caller presented, while clustermesh is enabled.
     func admit(_ context: ServerContext, call: String) throws(RPCError) -> PeerAuthorizer.Admission {
+        guard isEnabled() else { throw refuse(.disabled, peer: "", call: call, detail: "clustermesh is disabled on this cluster") }
         guard let certificate = (context.transportSpecific as? HTTP2ServerTransport.Posix.Context)?.peerCertificate,
               let fingerprint = try? CertificateFingerprint.of(certificate)
         else { throw refuse(.noCertificate, peer: "", call: call, detail: "no client certificate") }
@@ -145,15 +159,51 @@ struct MeshGate: Sendable {
         }
         let code: RPCError.Code = switch reason {
         case .noCertificate, .unknownCredential, .expired: .unauthenticated
-        case .tooManyWatches: .resourceExhausted
+        case .tooManyWatches, .tooManyReads: .resourceExhausted
         case .revoked, .outsideExport, .readOnly: .permissionDenied
+        case .disabled: .unavailable
         }
-        return RPCError(code: code, message: "meridian mesh endpoint: \(reason.rawValue): \(detail)")
+        return RPCError(code: code, message: "\(Self.refusalPrefix)\(reason.rawValue): \(detail)")
     }
 
+    static let refusalPrefix = "meridian mesh endpoint: "
+
     static func printable(_ bytes: Data) -> String {
-        String(decoding: bytes.prefix(256), as: UTF8.self).unicodeScalars
-            .map { $0.properties.generalCategory == .control ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined()
+        TerminalSafe.escape(utf8: bytes.prefix(256))
+    }
+
+    /// What a peer is told when etcd fails a relayed call: etcd's own status where a client
+    /// needs it (a compacted revision, a bad argument), nothing of the store's internals otherwise.
+    static func upstreamFailure(_ error: any Error) -> RPCError {
+        if let rpc = error as? RPCError, [.outOfRange, .invalidArgument, .failedPrecondition].contains(rpc.code) {
+            return rpc
+        }
+        if error is CancellationError { return RPCError(code: .cancelled, message: "cancelled") }
+        return RPCError(code: .unavailable, message: "\(refusalPrefix)the store is unavailable")
+    }
+
+    /// What a peer holds open at once: watch streams, and Range calls in flight.
+    enum Held: Sendable, Hashable { case watchStream, range }
+
+    /// Per peer: at most `maximumWatchStreams` open watch streams and `maximumRangesInFlight`
+    /// Range calls; more is refused (`too-many-watches`, `too-many-reads`) rather than queued.
+    static let maximumWatchStreams = 16
+    static let maximumRangesInFlight = 16
+
+    func holding<R: Sendable>(_ kind: Held, of admission: PeerAuthorizer.Admission, call: String,
+                              _ body: () async throws -> R) async throws -> R {
+        let limit = kind == .watchStream ? Self.maximumWatchStreams : Self.maximumRangesInFlight
+        let admitted = held.withLock { held -> Bool in
+            guard held[admission.peer, default: [:]][kind, default: 0] < limit else { return false }
+            held[admission.peer, default: [:]][kind, default: 0] += 1
+            return true
+        }
+        guard admitted else {
+            let reason: MeshRefusal = kind == .watchStream ? .tooManyWatches : .tooManyReads
+            throw refuse(reason, peer: admission.peer, call: call, detail: "at most \(limit) at once per peer")
+        }
+        defer { held.withLock { $0[admission.peer, default: [:]][kind, default: 1] -= 1 } }
+        return try await body()
     }
 }
 
@@ -165,7 +215,13 @@ struct MeshKVService: Etcdserverpb_KV.SimpleServiceProtocol {
     func range(request: Etcdserverpb_RangeRequest, context: ServerContext) async throws -> Etcdserverpb_RangeResponse {
         let admission = try gate.admit(context, call: "Range")
         try gate.checkRead(admission, key: request.key, rangeEnd: request.rangeEnd, call: "Range")
-        return try await upstream.forwardRange(request)
+        return try await gate.holding(.range, of: admission, call: "Range") {
+            do {
+                return try await upstream.forwardRange(request)
+            } catch {
+                throw MeshGate.upstreamFailure(error)
+            }
+        }
     }
 
     func put(request: Etcdserverpb_PutRequest, context: ServerContext) async throws -> Etcdserverpb_PutResponse {
@@ -194,16 +250,17 @@ struct MeshKVService: Etcdserverpb_KV.SimpleServiceProtocol {
     }
 }
 
-/// `Watch` for peers: each watch created on a stream must lie inside the export; the stream is
-/// relayed to etcd as it is, and ends when the peer's credential is revoked or expires.
+/// `Watch` for peers: each watch created on a stream must lie inside the export, and a stream
+/// holds at most `maximumWatchesPerStream` live watches. The peer's requests are read only as
+/// fast as etcd takes them and etcd's responses only as fast as the peer reads them, so a
+/// stream buffers nothing of its own. It ends when the peer goes, or its credential is revoked
+/// or expires.
 struct MeshWatchService: Etcdserverpb_Watch.SimpleServiceProtocol {
     let gate: MeshGate
     let upstream: EtcdClient
 
-    /// Watches one stream may create (the importer uses one per stream).
+    /// Live watches one stream may hold (the importer holds one per stream).
     static let maximumWatchesPerStream = 64
-
-    private enum Ended: Sendable { case relay, requests }
 
     func watch(
         request: RPCAsyncSequence<Etcdserverpb_WatchRequest, any Error>,
@@ -211,53 +268,69 @@ struct MeshWatchService: Etcdserverpb_Watch.SimpleServiceProtocol {
         context: ServerContext
     ) async throws {
         let admission = try gate.admit(context, call: "Watch")
-        let (toEtcd, forward) = AsyncStream.makeStream(of: Etcdserverpb_WatchRequest.self)
         let (stopped, stop) = AsyncStream.makeStream(of: Never.self)
         let gate = gate
         let upstream = upstream
-        try await withRPCCancellationHandler {
-            try await withThrowingTaskGroup(of: Ended.self) { group in
-                group.addTask {
-                    try await upstream.relayWatch(requests: toEtcd) { try await response.write($0) }
-                    return .relay
+        let live = Shared(0)
+        // A refused request ends the whole stream: it is kept here, and the stream stopped.
+        let refusal = Shared(RPCError?.none)
+        @Sendable func refuse(_ error: RPCError) -> RPCError {
+            refusal.withLock { $0 = $0 ?? error }
+            stop.finish()
+            return error
+        }
+        let checked = request.map { message -> Etcdserverpb_WatchRequest in
+            if case let .createRequest(create) = message.requestUnion {
+                do throws(RPCError) {
+                    try gate.checkRead(admission, key: create.key, rangeEnd: create.rangeEnd, call: "Watch")
+                } catch {
+                    throw refuse(error)
                 }
-                group.addTask {
-                    var created = 0
-                    for try await message in request {
-                        if case let .createRequest(create) = message.requestUnion {
-                            try gate.checkRead(admission, key: create.key, rangeEnd: create.rangeEnd, call: "Watch")
-                            created += 1
-                            guard created <= Self.maximumWatchesPerStream else {
-                                throw gate.refuse(.tooManyWatches, peer: admission.peer, call: "Watch",
-                                                  detail: "at most \(Self.maximumWatchesPerStream) watches per stream")
-                            }
-                        }
-                        forward.yield(message)
-                    }
-                    forward.finish()
-                    return .requests
+                let count = live.withLock { count in
+                    count += 1
+                    return count
                 }
-                group.addTask {
-                    await gate.authorizer.revocation(of: admission.fingerprint)
-                    try Task.checkCancellation()
-                    throw gate.refuse(.revoked, peer: admission.peer, call: "Watch", detail: "credential revoked")
-                }
-                group.addTask {
-                    try await Task.sleep(for: .seconds(max(0, admission.notAfter.timeIntervalSinceNow)))
-                    throw gate.refuse(.expired, peer: admission.peer, call: "Watch", detail: "credential expired")
-                }
-                group.addTask {
-                    for await _ in stopped {}
-                    throw CancellationError()
-                }
-                defer { group.cancelAll() }
-                while let ended = try await group.next() {
-                    if ended == .relay { return }
+                guard count <= Self.maximumWatchesPerStream else {
+                    throw refuse(gate.refuse(.tooManyWatches, peer: admission.peer, call: "Watch",
+                                             detail: "at most \(Self.maximumWatchesPerStream) live watches per stream"))
                 }
             }
-        } onCancelRPC: {
-            forward.finish()
-            stop.finish()
+            return message
+        }
+        try await gate.holding(.watchStream, of: admission, call: "Watch") {
+            try await withRPCCancellationHandler {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        do {
+                            try await upstream.relayWatch(requests: checked) { message in
+                                if message.canceled { live.withLock { $0 = max(0, $0 - 1) } }
+                                try await response.write(message)
+                            }
+                        } catch let error as RPCError where error.message.hasPrefix(MeshGate.refusalPrefix) {
+                            throw error
+                        } catch {
+                            throw MeshGate.upstreamFailure(error)
+                        }
+                    }
+                    group.addTask {
+                        await gate.authorizer.revocation(of: admission.fingerprint)
+                        try Task.checkCancellation()
+                        throw gate.refuse(.revoked, peer: admission.peer, call: "Watch", detail: "credential revoked")
+                    }
+                    group.addTask {
+                        try await Task.sleep(for: .seconds(max(0, admission.notAfter.timeIntervalSinceNow)))
+                        throw gate.refuse(.expired, peer: admission.peer, call: "Watch", detail: "credential expired")
+                    }
+                    group.addTask {
+                        for await _ in stopped {}
+                        throw refusal.value ?? CancellationError()
+                    }
+                    defer { group.cancelAll() }
+                    try await group.next()
+                }
+            } onCancelRPC: {
+                stop.finish()
+            }
         }
     }
 }

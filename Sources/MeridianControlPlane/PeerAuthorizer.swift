@@ -17,8 +17,12 @@ public enum MeshRefusal: String, Error, Sendable, Hashable, CaseIterable, Codabl
     case outsideExport = "outside-export"
     /// A write, a transaction or a compaction: peers only read.
     case readOnly = "read-only"
-    /// More watches on one stream than the endpoint serves.
+    /// More live watches on one stream, or more watch streams of one peer, than the endpoint serves.
     case tooManyWatches = "too-many-watches"
+    /// More Range calls of one peer in flight than the endpoint serves.
+    case tooManyReads = "too-many-reads"
+    /// Clustermesh is disabled on this cluster: its export is withdrawn and nothing is served.
+    case disabled
 }
 
 /// The client certificates the mesh endpoint accepts right now, one per granted peer, as the
@@ -60,6 +64,9 @@ public final class PeerAuthorizer: Sendable {
         }
         for continuation in released { continuation.resume() }
     }
+
+    /// Streams waiting on `revocation(of:)`.
+    var waiting: Int { state.withLock { $0.waiters.count } }
 
     /// The peer a certificate with `fingerprint` speaks for, or why it is refused.
     public func admit(fingerprint: String, now: Date = Date()) -> Result<Admission, MeshRefusal> {

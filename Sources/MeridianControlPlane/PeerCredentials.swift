@@ -15,13 +15,19 @@ struct PeerCredentialIssuer: Sendable {
     let meshCA: CertificateAuthority
     let logger: Logger
 
+    /// Reconciles after every change of the grants; a reconciliation the store fails is
+    /// retried with a growing delay until it succeeds (or the grants change again).
     func run() async throws {
         try await ListWatch(client, .prefix(KeyLayout.peerGrantsPrefix), restart: .after(ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(5))))
             .follow(onStoreFailure: { logger.warning("following peer grants failed", metadata: ["error": "\($0)"]) }) { grants, _ in
-                do {
-                    try await reconcile(grants: grants)
-                } catch let error as EtcdError {
-                    logger.warning("peer credentials not reconciled", metadata: ["error": "\(error)"])
+                var backoff = ReconnectBackoff(initial: .milliseconds(200), maximum: .seconds(10))
+                while true {
+                    do {
+                        return try await reconcile(grants: grants)
+                    } catch {
+                        logger.warning("peer credentials not reconciled; retrying", metadata: ["error": "\(error)"])
+                        try await Task.sleep(for: backoff.next())
+                    }
                 }
             }
     }
@@ -75,17 +81,50 @@ struct PeerCredentialIssuer: Sendable {
     }
 }
 
-/// Keeps a `PeerAuthorizer` equal to the credentials in the local store. Until the first listing
-/// it accepts no one.
+/// Keeps a `PeerAuthorizer` equal to the credentials in the local store whose grant still
+/// holds the key they certify: a credential outlives neither its grant nor a renewal, whatever
+/// order the store's changes arrive in. Until both are first listed it accepts no one.
 struct PeerCredentialFeed: Sendable {
     let client: any KeyValueStore
     let authorizer: PeerAuthorizer
     let logger: Logger
 
     func run() async throws {
-        try await ListWatch(client, .prefix(KeyLayout.peerCredentialsPrefix), restart: .after(ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(5))))
-            .follow(onStoreFailure: { logger.warning("following peer credentials failed", metadata: ["error": "\($0)"]) }) { records, _ in
-                authorizer.replace(with: records.values.compactMap { try? StoreCoding.decode(PeerCredential.self, from: $0.value, key: $0.key) })
+        let state = Shared((grants: [String: EtcdKeyValue]?.none, credentials: [String: EtcdKeyValue]?.none))
+        let backoff = ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(5))
+        @Sendable func publish() {
+            let (grants, credentials) = state.withLock { ($0.grants, $0.credentials) }
+            guard let grants, let credentials else { return }
+            authorizer.replace(with: Self.current(grants: grants, credentials: credentials))
+        }
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask {
+                try await ListWatch(client, .prefix(KeyLayout.peerGrantsPrefix), restart: .after(backoff))
+                    .follow(onStoreFailure: { logger.warning("following peer grants failed", metadata: ["error": "\($0)"]) }) { records, _ in
+                        state.withLock { $0.grants = records }
+                        publish()
+                    }
             }
+            group.addTask {
+                try await ListWatch(client, .prefix(KeyLayout.peerCredentialsPrefix), restart: .after(backoff))
+                    .follow(onStoreFailure: { logger.warning("following peer credentials failed", metadata: ["error": "\($0)"]) }) { records, _ in
+                        state.withLock { $0.credentials = records }
+                        publish()
+                    }
+            }
+        }
+    }
+
+    /// The credentials whose grant (same peer) holds the public key they certify.
+    static func current(grants: [String: EtcdKeyValue], credentials: [String: EtcdKeyValue]) -> [PeerCredential] {
+        credentials.values.compactMap { record -> PeerCredential? in
+            guard let credential = try? StoreCoding.decode(PeerCredential.self, from: record.value, key: record.key),
+                  record.key == KeyLayout.peerCredential(credential.peer),
+                  let grantRecord = grants[KeyLayout.peerGrant(credential.peer)],
+                  let grant = try? StoreCoding.decode(PeerGrant.self, from: grantRecord.value, key: grantRecord.key),
+                  grant.publicKeyPEM == credential.publicKeyPEM
+            else { return nil }
+            return credential
+        }
     }
 }

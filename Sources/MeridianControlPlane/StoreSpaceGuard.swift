@@ -7,8 +7,10 @@ import MeridianStore
 /// refuses every write (the control plane's, the agents', `apply`) until someone disarms it; the
 /// guard looks for the alarm every `interval`, and when it finds one it compacts the history up
 /// to the current revision, defragments, disarms, and publishes what it did
-/// (`meridian/status/store`, shown by `clustermesh status`). When the live data alone exceeds the
-/// quota the alarm comes back at the next writes, and the record says the backend is still full.
+/// (`meridian/status/store`, shown by `clustermesh status`). It runs for a managed etcd only: an
+/// external store is its operator's to maintain. When the live data alone exceeds the quota the
+/// alarm comes back at the next writes; the guard then does not recover again for five minutes
+/// and says the quota must grow.
 struct StoreSpaceGuard: Sendable {
     let client: EtcdClient
     let quotaBytes: Int64?
@@ -27,10 +29,20 @@ struct StoreSpaceGuard: Sendable {
         }
     }
 
+    /// The shortest time between two recoveries.
+    static let recoveryInterval: TimeInterval = 300
+
     /// One look; returns the latest recovery (this one, or the one before).
     func check(lastRecovery: StoreSpaceRecord.Recovery?) async throws(EtcdError) -> StoreSpaceRecord.Recovery? {
         var recovery = lastRecovery
         let alarms = try await client.alarms().filter { $0.kind == .noSpace }
+        if !alarms.isEmpty, let last = lastRecovery, Date().timeIntervalSince(last.at) < Self.recoveryInterval {
+            // Compacting again frees nothing new and breaks every watch: the live data itself is
+            // over the quota, and only a larger quota helps.
+            logger.error("store is out of space again right after a recovery; its live data exceeds the quota: raise --etcd-quota-bytes",
+                         metadata: ["quota-bytes": "\(quotaBytes.map(String.init) ?? "-")"])
+            return recovery
+        }
         if !alarms.isEmpty {
             let before = try await client.backendSize()
             let revision = try await client.currentRevision()

@@ -154,25 +154,41 @@ public struct EtcdClient: KeyValueStore {
 
     /// Every key under `prefix`, read at one revision. Read in pages of `pageSize` keys, every
     /// page at the first page's revision, so a prefix of any size (a mesh of hundreds of clusters'
-    /// endpoints) stays under the transport's per-message limit.
+    /// endpoints) stays under the transport's per-message limit; a page of large values that
+    /// exceeds it anyway is read again in halves, down to one key a page.
     public func list(prefix: String, pageSize: Int64) async throws(EtcdError) -> EtcdListing {
         var items: [EtcdKeyValue] = []
         var start = Data(prefix.utf8)
         var revision: Int64 = 0
+        var limit = max(1, pageSize)
         while true {
             var request = Etcdserverpb_RangeRequest()
             request.key = start
             request.rangeEnd = Self.prefixEnd(prefix)
-            request.limit = pageSize
+            request.limit = limit
             request.revision = revision
             let page = request
-            let response = try await call("list \(prefix)") { try await kv.range(page, options: unaryOptions) }
+            let response: Etcdserverpb_RangeResponse
+            do {
+                response = try await kv.range(page, options: unaryOptions)
+            } catch let error as RPCError where Self.isOversizedResponse(error) && limit > 1 {
+                limit = max(1, limit / 2)
+                continue
+            } catch {
+                throw Self.translate(error, context: "list \(prefix) at \(configuration.endpoint)")
+            }
             if revision == 0 { revision = response.header.revision }
             items += response.kvs.map(EtcdKeyValue.init)
             guard response.more, let last = response.kvs.last else { break }
             start = last.key + Data([0])
         }
         return EtcdListing(items: items, revision: revision)
+    }
+
+    /// A response larger than the transport accepts: reported as resource exhausted, or (by
+    /// grpc-swift-nio-transport's deframer) as an internal error naming it.
+    static func isOversizedResponse(_ error: RPCError) -> Bool {
+        error.code == .resourceExhausted || (error.code == .internalError && error.message.contains("resourceExhausted"))
     }
 
     /// Number of keys under `prefix`, without transferring them.
@@ -343,11 +359,13 @@ public struct EtcdClient: KeyValueStore {
     }
 
     /// Drops every revision before `revision` from the history (physically, before returning).
-    public func compact(revision: Int64) async throws(EtcdError) {
+    public func compact(revision: Int64, timeout: Duration = .seconds(120)) async throws(EtcdError) {
         var request = Etcdserverpb_CompactionRequest()
         request.revision = revision
         request.physical = true
-        _ = try await call("compact \(revision)") { try await kv.compact(request, options: unaryOptions) }
+        var options = unaryOptions
+        options.timeout = timeout
+        _ = try await call("compact \(revision)") { try await kv.compact(request, options: options) }
     }
 
     /// Rewrites the answering member's backend file without the space freed by compaction.
@@ -492,15 +510,15 @@ public struct EtcdClient: KeyValueStore {
         try await kv.range(request, options: unaryOptions)
     }
 
-    /// Relays one watch stream: every request `requests` yields goes to etcd, every response
-    /// goes to `onResponse`, until etcd ends the stream (which it does once `requests` finishes),
-    /// the stream fails, or the task is cancelled.
-    public func relayWatch(
-        requests: AsyncStream<Etcdserverpb_WatchRequest>,
+    /// Relays one watch stream: every request `requests` yields goes to etcd (the next is read
+    /// only once etcd took the last), every response goes to `onResponse`, until the stream
+    /// fails or the task is cancelled. etcd keeps the stream open after `requests` ends.
+    public func relayWatch<Requests: AsyncSequence & Sendable>(
+        requests: Requests,
         onResponse: @escaping @Sendable (Etcdserverpb_WatchResponse) async throws -> Void
-    ) async throws {
+    ) async throws where Requests.Element == Etcdserverpb_WatchRequest {
         try await watchAPI.watch { writer in
-            for await request in requests { try await writer.write(request) }
+            for try await request in requests { try await writer.write(request) }
         } onResponse: { response in
             for try await message in response.messages { try await onResponse(message) }
         }

@@ -234,7 +234,8 @@ public struct RemoteClusterStatus: Codable, Sendable, Hashable {
     }
 
     /// One record refused at the import boundary: which, why, and when. `key` and `message`
-    /// carry text the remote controls; printers escape them.
+    /// carry text the remote controls, stored escaped (`TerminalSafe`) and cut, so they are safe
+    /// to print as they are.
     public struct RejectedRecord: Codable, Sendable, Hashable {
         public var kind: String
         public var key: String
@@ -366,4 +367,11 @@ public struct MeshEndpointStatusRecord: Codable, Sendable, Hashable {
     }
 
     public var total: Int { refusals.values.reduce(0) { $0 + $1.values.reduce(0, +) } }
+}
+
+extension PeerRecord: CustomStringConvertible {
+    /// Names the peer and where it is reached; never the private key.
+    public var description: String {
+        "PeerRecord(name: \(name), id: \(id), endpoints: \(endpoints), serverName: \(serverName), podCIDR: \(podCIDR ?? "-"), privateKey: <redacted>)"
+    }
 }

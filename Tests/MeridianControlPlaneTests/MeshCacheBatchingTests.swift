@@ -24,3 +24,18 @@ struct MeshCacheBatchingTests {
         }
     }
 }
+
+/// What the cache holds must also read back: a listing whose pages exceed the transport's 4 MiB
+/// message limit is read in smaller pages.
+struct LargeListingTests {
+    @Test func sixHundredIdentitiesOfEightKiBListCompletely() async throws {
+        try await ScratchEtcd.with { client, _ in
+            let value = Data(repeating: UInt8(ascii: "l"), count: 8 * 1024)
+            let puts = Dictionary(uniqueKeysWithValues: (0..<600).map { ("cilium/cache/identities/v1/cluster2/id/\(131_072 + $0)", value) })
+            try await MeshCache.apply(CacheDiff(puts: puts, deletes: []), to: client)
+            let listing = try await client.list(prefix: "cilium/cache/identities/v1/cluster2/")
+            #expect(listing.items.count == 600)
+            #expect(Set(listing.items.map(\.key)) == Set(puts.keys))
+        }
+    }
+}

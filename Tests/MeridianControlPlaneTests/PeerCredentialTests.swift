@@ -70,7 +70,8 @@ struct PeerCredentialTests {
         #expect(try await store.count(prefix: KeyLayout.peerCredentialsPrefix) == 0)
     }
 
-    @Test func theAuthorizerAdmitsExactlyCurrentCredentialsAndReleasesRevokedStreams() async throws {
+    @Test(.timeLimit(.minutes(1)))
+    func theAuthorizerAdmitsExactlyCurrentCredentialsAndReleasesRevokedStreams() async throws {
         let authorizer = PeerAuthorizer()
         #expect(authorizer.admit(fingerprint: "aa") == .failure(.unknownCredential), "nothing is accepted before the first listing")
         let live = PeerCredential(peer: "cluster1", certificatePEM: "", fingerprint: "aa", publicKeyPEM: "", notAfter: Date() + 3600)
@@ -81,9 +82,21 @@ struct PeerCredentialTests {
         #expect(authorizer.admit(fingerprint: "cc") == .failure(.unknownCredential))
         try await withThrowingTaskGroup { group in
             group.addTask { await authorizer.revocation(of: "aa") }
-            try await Task.sleep(for: .milliseconds(50))
+            while authorizer.waiting == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            authorizer.replace(with: [live, expired])
+            #expect(authorizer.waiting == 1, "a change that keeps the credential releases nothing")
             authorizer.replace(with: [expired])
             try await group.next()
+            #expect(authorizer.waiting == 0)
+        }
+        // A waiter whose task is cancelled returns, and leaves nothing behind.
+        authorizer.replace(with: [live])
+        try await withThrowingTaskGroup { group in
+            group.addTask { await authorizer.revocation(of: "aa") }
+            while authorizer.waiting == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            group.cancelAll()
+            try await group.next()
+            #expect(authorizer.waiting == 0)
         }
         #expect(authorizer.admit(fingerprint: "aa") == .failure(.unknownCredential))
     }

@@ -163,7 +163,7 @@ struct RemoteRecordShapeTests {
             case .ipIdentityPair:
                 ("10.2.1.7", #"{"IP":"10.2.1.7","HostIP":"172.30.2.1","ID":131073,"Metadata":""#, #""}"#)
             case .identity:
-                ("131073", "k8s:app=", ";")
+                ("131073", "k8s:io.cilium.k8s.policy.cluster=c2;k8s:app=", ";")
             case .service:
                 ("shop/web", #"{"cluster":"c2","clusterID":2,"namespace":"shop","name":"web","labels":{"pad":""#, #""}}"#)
             }

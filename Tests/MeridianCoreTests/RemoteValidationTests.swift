@@ -187,6 +187,10 @@ struct RemoteValidationTests {
         Self.expectRejection(.keyMismatch, kind: .ipIdentityPair) { () throws(RemoteRecordRejection) in
             try v.validate(ipIdentityPair: pair, keyName: "10.2.1.7/32")
         }
+        let masked = IPIdentityPair(prefix: try #require(IPCIDR("10.2.1.0/24")), hostIP: "172.18.0.3", id: 131_073)
+        Self.expectRejection(.keyMismatch, kind: .ipIdentityPair) { () throws(RemoteRecordRejection) in
+            try v.validate(ipIdentityPair: masked, keyName: "10.2.1.9/24")
+        }
         let invalidIdentity = IPIdentityPair(ip: "10.2.1.7", hostIP: "172.18.0.3", id: 0)
         Self.expectRejection(.malformed, kind: .ipIdentityPair) { () throws(RemoteRecordRejection) in
             try v.validate(ipIdentityPair: invalidIdentity, keyName: "10.2.1.7")
@@ -261,9 +265,21 @@ struct RemoteValidationTests {
         }
     }
 
+    @Test func identitiesNeedTheirClusterLabelAndCanonicalKeys() throws {
+        let v = try Self.validator()
+        for labels in ["k8s:app=db;", "unspec:io.cilium.k8s.policy.cluster=c2;k8s:app=db;"] {
+            Self.expectRejection(.wrongCluster, kind: .identity) { () throws(RemoteRecordRejection) in
+                _ = try v.validateIdentity(keyName: "131074", labels: labels)
+            }
+        }
+        Self.expectRejection(.keyMismatch, kind: .identity) { () throws(RemoteRecordRejection) in
+            _ = try v.validateIdentity(keyName: "0131074", labels: "k8s:app=db;k8s:io.cilium.k8s.policy.cluster=c2;")
+        }
+    }
+
     @Test func decodeIdentityReadsUTF8() throws {
         let v = try Self.validator()
-        let result = try v.decodeIdentity(keyName: "131074", value: Data("k8s:app=db;".utf8))
+        let result = try v.decodeIdentity(keyName: "131074", value: Data("k8s:app=db;k8s:io.cilium.k8s.policy.cluster=c2;".utf8))
         #expect(result.id == 131_074)
         Self.expectRejection(.malformed, kind: .identity) { () throws(RemoteRecordRejection) in
             _ = try v.decodeIdentity(keyName: "131074", value: Data([0xFF, 0xFE]))

@@ -21,11 +21,12 @@ extension RemoteRecordValidation {
             }
             try checkUsable(hostIP, field: "HostIP", reject)
         }
+        // Keys are canonical, so one address has one key: the address, or `address/length`.
         let keyMatches: Bool
         if pair.mask == nil {
-            keyMatches = IPAddress(keyName) == prefix.address
+            keyMatches = keyName == prefix.address.description
         } else {
-            keyMatches = IPCIDR(keyName) == prefix
+            keyMatches = keyName == prefix.description
         }
         guard keyMatches else {
             let expected = pair.mask == nil ? prefix.address.description : prefix.description

@@ -34,6 +34,9 @@ extension RemoteRecordValidation {
         guard !keyName.isEmpty, keyName.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let id = UInt32(keyName) else {
             throw reject(.malformed, "identity key is not a decimal number")
         }
+        guard String(id) == keyName else {
+            throw reject(.keyMismatch, "key should be \"\(id)\" (no leading zeros)")
+        }
         try checkIdentity(id, reject)
         let set: LabelSet
         do {
@@ -49,6 +52,10 @@ extension RemoteRecordValidation {
         }
         if let cluster = set.clusterName, cluster != remoteName {
             throw reject(.wrongCluster, "label \(LabelKeys.cluster)=\(Self.quoted(cluster)) names another cluster than \(remoteName)")
+        }
+        // Without its cluster label an identity would escape selectors that exclude the cluster.
+        guard let clusterLabel = set[LabelKeys.cluster], clusterLabel.source == LabelSource.k8s else {
+            throw reject(.wrongCluster, "an identity of \(remoteName) must carry \(LabelSource.k8s):\(LabelKeys.cluster)=\(remoteName)")
         }
         return (id, set)
     }
