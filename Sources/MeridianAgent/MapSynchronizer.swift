@@ -99,6 +99,9 @@ struct MapSynchronizer {
         }
     }
 
+    /// Backends one frontend programs at most.
+    static let maximumBackendsPerFrontend = 16_384
+
     private mutating func applyServices(_ desired: [Frontend: [BackendAddress]]) throws(BPFError) {
         // Backends and reverse NAT entries first, so every slot written below resolves.
         var wantedSlots: [SlotKey: mer_lb4_service] = [:]
@@ -108,7 +111,9 @@ struct MapSynchronizer {
             let target = RevNATTarget(address: frontend.address, port: frontend.port)
             let revNAT = try revNATIndex(for: target)
             usedRevNAT.insert(revNAT)
-            let members = desired[frontend] ?? []
+            // A frontend's slots are numbered in 16 bits; past the cap the rest of the backends
+            // (imported ones come after local ones) are left out rather than trapping.
+            let members = Array((desired[frontend] ?? []).prefix(Self.maximumBackendsPerFrontend))
             for (offset, backend) in members.enumerated() {
                 let id = try backendID(for: backend)
                 usedBackends.insert(id)

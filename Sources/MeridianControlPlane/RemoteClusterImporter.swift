@@ -284,20 +284,24 @@ struct RemoteClusterImporter: Sendable {
         let statePrefix = kind.statePrefix(cluster: self.remote)
         let cachePrefix = kind.cachePrefix(cluster: self.remote)
         let validator = try RemoteRecordValidator(
-            peer: peer, layout: IdentityLayout(maxConnectedClusters: MaxConnectedClusters(rawValue: localCluster.maxConnectedClusters) ?? .c255))
-        let keys = Shared(Set<String>())
+            peer: peer, layout: IdentityLayout(maxConnectedClusters: MaxConnectedClusters(rawValue: localCluster.maxConnectedClusters) ?? .c255),
+            local: localCluster)
+        let quota = Shared(PeerQuota(kind))
         let rejectionLog = RejectionLog(remote: self.remote, logger: logger)
         try await ListWatch(remote, .prefix(statePrefix), restart: .never).run { update in
             switch update {
             case let .snapshot(items, _):
                 var desired: [String: Data] = [:]
                 var rejected: [RemoteRecordRejection] = []
-                for item in items {
+                var admitted = PeerQuota(kind)
+                for item in items.sorted(by: { $0.key < $1.key }) {
                     let relative = String(item.key.dropFirst(statePrefix.count))
                     if let rejection = validator.accept(kind, name: relative, value: item.value) {
                         rejected.append(rejection)
-                    } else {
+                    } else if admitted.admit(cachePrefix + relative, size: item.key.utf8.count + item.value.count) {
                         desired[cachePrefix + relative] = item.value
+                    } else {
+                        rejected.append(admitted.refusal(kind, key: relative))
                     }
                 }
                 rejectionLog.record(rejected)
@@ -308,7 +312,7 @@ struct RemoteClusterImporter: Sendable {
                 try await retryingLocalWrite("\(kind) cache", send: send) { () async throws(EtcdError) in
                     try await MeshCache.apply(CacheDiff(desired: desired, current: current), to: local)
                 }
-                keys.withLock { $0 = Set(desired.keys) }
+                quota.withLock { $0 = admitted }
                 send.yield(.listed(connection: id, kind, count: desired.count, rejected: rejected, at: Date()))
             case let .changes(events, _):
                 var puts: [String: Data] = [:]
@@ -320,12 +324,15 @@ struct RemoteClusterImporter: Sendable {
                     if case let .put(kv) = event {
                         if let rejection = validator.accept(kind, name: relative, value: kv.value) {
                             newlyRejected.append(rejection)
-                        } else {
+                        } else if quota.withLock({ $0.admit(cacheKey, size: kv.key.utf8.count + kv.value.count) }) {
                             puts[cacheKey] = kv.value
                             deletes.remove(cacheKey)
                             continue
+                        } else {
+                            newlyRejected.append(quota.withLock { $0.refusal(kind, key: relative) })
                         }
                     }
+                    quota.withLock { $0.remove(cacheKey) }
                     puts[cacheKey] = nil
                     deletes.insert(cacheKey)
                 }
@@ -334,12 +341,7 @@ struct RemoteClusterImporter: Sendable {
                 try await retryingLocalWrite("\(kind) cache", send: send) { () async throws(EtcdError) in
                     try await MeshCache.apply(diff, to: local)
                 }
-                let count = keys.withLock { keys in
-                    keys.formUnion(puts.keys)
-                    keys.subtract(deletes)
-                    return keys.count
-                }
-                send.yield(.changed(connection: id, kind, count: count, newlyRejected: newlyRejected, at: Date()))
+                send.yield(.changed(connection: id, kind, count: quota.withLock { $0.held.count }, newlyRejected: newlyRejected, at: Date()))
             }
         }
     }

@@ -50,6 +50,17 @@ struct MapSynchronizerTests {
         return (key, entry)
     }
 
+    @Test("a frontend with more backends than its 16-bit slots can number programs the first ones and does not trap")
+    func backendsPerFrontendAreCapped() throws {
+        let datapath = InMemoryNodeDatapath()
+        var synchronizer = MapSynchronizer(maps: datapath.maps)
+        let web = Self.frontend("10.101.0.10")
+        let many = (0..<70_000).map { Self.backend("10.\(2 + $0 / 65_536).\(($0 / 256) % 256).\($0 % 256)", cluster: 2) }
+        try synchronizer.apply(Self.desired([web: many]))
+        #expect(datapath.services.lookup(Self.slotKey(web, 0))?.count == UInt16(MapSynchronizer.maximumBackendsPerFrontend))
+        #expect(datapath.backends.count == MapSynchronizer.maximumBackendsPerFrontend)
+    }
+
     @Test("a new service: backends and reverse NAT first, then its slots, then the service entry with the count")
     func writeOrder() throws {
         let datapath = InMemoryNodeDatapath()

@@ -121,6 +121,36 @@ struct RemoteClusterImporterTests {
         }
     }
 
+    @Test("a peer holds at most its quota of a kind; a node claiming this cluster's own addresses is refused", .timeLimit(.minutes(2)))
+    func quotaAndLocalAddresses() async throws {
+        let harness = ImportHarness()
+        try await ImportHarness.export(harness.remote)
+        let limit = RemoteRecordLimits.maximumRecordsPerPeer(of: .node)
+        let extra = (0..<limit).map { index -> (key: String, value: Data) in
+            let name = "zz\(index)"
+            return (MeshKind.nodes.stateKey(cluster: "cluster2", name: name),
+                    Data(StateFixtures.node(cluster: "cluster2", id: 2, name: name, ip: "192.168.2.\(index % 250 + 1)",
+                                            podCIDR: "10.2.\(index % 256).0/24").utf8))
+        }
+        for start in stride(from: 0, to: extra.count, by: 4000) {
+            try await harness.remote.commit(puts: Array(extra[start..<min(start + 4000, extra.count)]))
+        }
+        try await harness.remote.put(MeshKind.nodes.stateKey(cluster: "cluster2", name: "a-local"),
+                                     Data(StateFixtures.node(cluster: "cluster2", id: 2, name: "a-local", ip: "10.101.0.10", podCIDR: "10.2.200.0/24").utf8))
+        try await harness.running(harness.importer()) { _, _ in
+            try await eventually("ready", timeout: .seconds(60)) { harness.status()?.ready == true }
+            let status = try #require(harness.status())
+            #expect(status.counts.nodes == limit, "node1 and the first zz nodes up to the quota")
+            #expect(status.rejectedByReason?["over-quota"] == 1 && status.rejectedByReason?["local-address"] == 1, "\(status.rejectedByReason ?? [:])")
+            #expect(try await harness.cached(.nodes).contains("cluster2/zz\(limit - 1)") == false, "the last key is the one over the quota")
+            // One more through the watch is refused too; freeing a place admits the next.
+            try await harness.remote.put(MeshKind.nodes.stateKey(cluster: "cluster2", name: "zzz"),
+                                         Data(StateFixtures.node(cluster: "cluster2", id: 2, name: "zzz", ip: "192.168.2.7", podCIDR: "10.2.7.0/24").utf8))
+            try await eventually("the watched node over the quota is refused") { harness.status()?.rejectedByReason?["over-quota"] == 2 }
+            #expect(harness.status()?.counts.nodes == limit)
+        }
+    }
+
     @Test("changes in the remote follow into the cache: puts, deletes, and a record turned invalid is removed")
     func followsChanges() async throws {
         let harness = ImportHarness()
@@ -254,5 +284,24 @@ struct RemoteClusterImporterTests {
             try await eventually("silence noticed") { harness.status()?.lastError?.contains("no heartbeat from cluster2") == true }
             #expect(harness.status()?.numFailures ?? 0 >= 1)
         }
+    }
+}
+
+/// The per-peer quota's arithmetic.
+struct PeerQuotaTests {
+    @Test func recordsAndBytesAreBoundedAndReplacementsCountOnce() {
+        var quota = PeerQuota(maximumRecords: 2, maximumBytes: 100)
+        let first = quota.admit("a", size: 40)
+        let second = quota.admit("b", size: 40)
+        #expect(first && second)
+        let third = quota.admit("c", size: 1)
+        #expect(!third, "a third record")
+        let replaced = quota.admit("a", size: 60)
+        #expect(replaced, "a replacement counts its new size only")
+        let grown = quota.admit("b", size: 50)
+        #expect(!grown, "past the bytes; and b is no longer held")
+        #expect(quota.held == ["a": 60] && quota.bytes == 60)
+        quota.remove("a")
+        #expect(quota.held.isEmpty && quota.bytes == 0)
     }
 }

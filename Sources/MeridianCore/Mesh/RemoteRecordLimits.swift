@@ -25,6 +25,28 @@ public enum RemoteRecordLimits {
     public static let identityBytes = 8 * 1024
     public static let serviceBytes = 1024 * 1024
 
+    /// What one peer may hold in this cluster's cache, per kind: records and bytes. Far beyond
+    /// real clusters (Cilium's scale target is 5,000 nodes and 100,000 endpoints per cluster),
+    /// it bounds what one hostile peer can make this cluster's store and agents carry: at most
+    /// 320 MiB in all.
+    public static func maximumRecordsPerPeer(of kind: RemoteRecordRejection.Kind) -> Int {
+        switch kind {
+        case .node: 10_000
+        case .ipIdentityPair: 1_000_000
+        case .identity: 65_536
+        case .service: 10_000
+        }
+    }
+
+    public static func maximumBytesPerPeer(of kind: RemoteRecordRejection.Kind) -> Int {
+        switch kind {
+        case .node: 32 << 20
+        case .ipIdentityPair: 128 << 20
+        case .identity: 32 << 20
+        case .service: 128 << 20
+        }
+    }
+
     /// The limit for one record of `kind`.
     public static func maximumBytes(of kind: RemoteRecordRejection.Kind) -> Int {
         switch kind {

@@ -44,6 +44,11 @@ public struct RemoteRecordRejection: Error, Sendable, Hashable, CustomStringConv
         /// A node address or tunnel endpoint that is unspecified, loopback, multicast or the
         /// broadcast address: tunnelling there would loop back into this node or fan out.
         case unusableAddress = "unusable-address"
+        /// Accepting the record would take the peer past `RemoteRecordLimits`' records or bytes
+        /// per kind; the records whose keys sort first are kept.
+        case overQuota = "over-quota"
+        /// A node address inside this cluster's pod or service CIDR: this cluster's own addresses.
+        case localAddress = "local-address"
     }
 
     public var kind: Kind
