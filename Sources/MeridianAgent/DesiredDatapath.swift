@@ -21,6 +21,9 @@ struct AddressConflict: Hashable, Sendable {
 /// latest wins) and always beat imported ones; between imported claims the record whose key
 /// sorts first wins, whatever order they come in, so every node of the cluster picks the same.
 struct IPCacheClaims: Sendable {
+    /// This cluster's own ranges (pod and service CIDRs): no imported prefix may overlap them,
+    /// whether it equals, holds or lies inside a local one.
+    var localRanges: [IPCIDR] = []
     private(set) var entries: [IPCIDR: IPCacheEntry] = [:]
     private var holders: [IPCIDR: (key: String, local: Bool)] = [:]
     private(set) var conflicts: [IPCIDR: AddressConflict] = [:]
@@ -28,6 +31,12 @@ struct IPCacheClaims: Sendable {
     /// Returns whether the claim holds the prefix now.
     @discardableResult
     mutating func claim(_ prefix: IPCIDR, _ entry: IPCacheEntry, by key: String, local: Bool) -> Bool {
+        if !local, let range = localRanges.first(where: { $0.overlaps(prefix) }) {
+            var conflict = conflicts[prefix] ?? AddressConflict(winner: "local range \(range)", losers: [])
+            conflict.losers.insert(key)
+            conflicts[prefix] = conflict
+            return false
+        }
         if let holder = holders[prefix], !(local && holder.local) {
             let wins = local || (!holder.local && key < holder.key)
             var conflict = conflicts[prefix] ?? AddressConflict(winner: holder.key, losers: [])
@@ -127,6 +136,7 @@ struct DesiredDatapath: Sendable {
     static func compute(_ inputs: Inputs, context: NodeContext, caches: inout DatapathDecodeCaches) -> DesiredDatapath {
         var desired = DesiredDatapath()
         var claims = IPCacheClaims()
+        claims.localRanges = [context.cluster.podCIDR, context.cluster.serviceCIDR].compactMap(IPCIDR.init)
         let clusterID = UInt16(context.cluster.id)
         let tunnel = UInt8(MER_IPCACHE_F_TUNNEL)
         let remoteFlag = UInt8(MER_IPCACHE_F_REMOTE_CLUSTER)

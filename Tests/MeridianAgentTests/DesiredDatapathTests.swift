@@ -82,7 +82,7 @@ struct DesiredDatapathTests {
         let desired = Self.compute(.init(nodes: [:], endpoints: local, services: [:], pods: [:], podStatuses: [:], remoteEndpoints: remote))
         let entry = try #require(desired.ipcache[IPCIDR("10.1.1.5/32")!])
         #expect(entry.identity == 70_000 && entry.clusterID == 1)
-        #expect(desired.conflicts[IPCIDR("10.1.1.5/32")!] == AddressConflict(winner: "cilium/state/ip/v1/default/10.1.1.5",
+        #expect(desired.conflicts[IPCIDR("10.1.1.5/32")!] == AddressConflict(winner: "local range 10.1.0.0/16",
                                                                               losers: ["cilium/cache/ip/v1/cluster2/10.1.1.5"]))
     }
 
@@ -115,5 +115,22 @@ struct DesiredDatapathTests {
         claims.claim(IPCIDR("10.9.0.1/32")!, IPCacheEntry(identity: 2, tunnelEndpoint: nil, flags: 0, clusterID: 2), by: a, local: false)
         #expect(claims.entries[IPCIDR("10.9.0.1/32")!]?.identity == 2)
         #expect(claims.conflicts[IPCIDR("10.9.0.1/32")!] == AddressConflict(winner: a, losers: [b]))
+        var reversed = IPCacheClaims()
+        reversed.claim(IPCIDR("10.9.0.1/32")!, IPCacheEntry(identity: 2, tunnelEndpoint: nil, flags: 0, clusterID: 2), by: a, local: false)
+        reversed.claim(IPCIDR("10.9.0.1/32")!, entry, by: b, local: false)
+        #expect(reversed.entries == claims.entries && reversed.conflicts == claims.conflicts, "the same winner in either order")
+    }
+
+    @Test func noImportedPrefixOverlapsThisClustersRanges() throws {
+        let remote = [
+            "cilium/cache/ip/v1/cluster2/10.1.0.0/8": Self.data(#"{"IP":"10.0.0.0","Mask":"/wAAAA==","HostIP":"172.30.2.1","ID":131073,"Key":0}"#),
+            "cilium/cache/ip/v1/cluster2/10.101.0.9": Self.data(StateFixtures.endpoint(ip: "10.101.0.9", identity: 131_073, hostIP: "172.30.2.1", pod: "svc")),
+            "cilium/cache/ip/v1/cluster2/10.2.1.7": Self.data(StateFixtures.endpoint(ip: "10.2.1.7", identity: 131_073, hostIP: "172.30.2.1", pod: "ok")),
+        ]
+        let desired = Self.compute(.init(nodes: [:], endpoints: [:], services: [:], pods: [:], podStatuses: [:], remoteEndpoints: remote))
+        #expect(desired.ipcache[IPCIDR("10.0.0.0/8")!] == nil, "a prefix holding this cluster's pod CIDR")
+        #expect(desired.ipcache[IPCIDR("10.101.0.9/32")!] == nil, "an address inside this cluster's service CIDR")
+        #expect(desired.ipcache[IPCIDR("10.2.1.7/32")!] != nil)
+        #expect(desired.conflicts.count == 2)
     }
 }
