@@ -46,6 +46,10 @@ public enum ClusterPKI {
             let admin = try store.issue(CertificateRequest(commonName: "root", usage: .client, validity: .days(825)))
             try PEMFiles.write(certificatePEM: admin.certificatePEM, to: paths.adminCertificate, privateKeyPEM: admin.privateKeyPEM, to: paths.adminKey)
         }
+        if !isCurrent(paths.meshRelayCertificate, issuedBy: store) {
+            let relay = try store.issue(CertificateRequest(commonName: ClusterAccess.meshRelayUser, usage: .client, validity: .days(825)))
+            try PEMFiles.write(certificatePEM: relay.certificatePEM, to: paths.meshRelayCertificate, privateKeyPEM: relay.privateKeyPEM, to: paths.meshRelayKey)
+        }
         if !isCurrent(paths.meshServerCertificate, issuedBy: mesh) {
             let server = try mesh.issue(CertificateRequest(
                 commonName: configuration.meshServerName, usage: .server,
@@ -71,6 +75,17 @@ public enum ClusterPKI {
     private static func isCurrent(_ path: String, issuedBy ca: CertificateAuthority) -> Bool {
         guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else { return false }
         return CertificateInspection.verify(certificatePEM: pem, issuedBy: ca.certificatePEM, at: Date().addingTimeInterval(86400))
+    }
+
+    /// Client configuration of the mesh endpoint's relay: the managed etcd as the `mesh-relay`
+    /// user; with an external etcd (whose CA Meridian does not hold), the administrator's.
+    public static func meshRelayClientConfiguration(_ configuration: ControlPlaneConfiguration) throws -> EtcdClientConfiguration {
+        var relay = try adminClientConfiguration(configuration)
+        guard configuration.externalEtcd == nil else { return relay }
+        let paths = configuration.paths
+        relay.tls?.certificatePEM = try String(contentsOfFile: paths.meshRelayCertificate, encoding: .utf8)
+        relay.tls?.privateKeyPEM = try String(contentsOfFile: paths.meshRelayKey, encoding: .utf8)
+        return relay
     }
 
     /// Client configuration for the administrator of a managed cluster.
@@ -111,6 +126,22 @@ public enum ClusterAccess {
         try await client.enableAuth()
     }
 
+    /// The etcd user the mesh endpoint relays peers' reads as.
+    public static let meshRelayUser = "mesh-relay"
+    static let meshRelayRole = "mesh-relay"
+
+    /// Creates the `mesh-relay` role: read on exactly what peers may read
+    /// (`KeyLayout.meshReadable`), so that even a flaw in the endpoint's own range check could
+    /// not expose anything else.
+    public static func createMeshRelayRole(_ client: EtcdClient, cluster: String) async throws(EtcdError) {
+        try await client.addRole(meshRelayRole)
+        for range in KeyLayout.meshReadable(cluster: cluster) {
+            try await client.grant(role: meshRelayRole, .read, key: range.key, prefix: range.isPrefix)
+        }
+        try await client.addCertificateUser(meshRelayUser)
+        try await client.grantRole(user: meshRelayUser, role: meshRelayRole)
+    }
+
     /// The etcd user node agents authenticate as (their certificate's CN).
     public static let agentUser = "meridian-agent"
     static let agentRole = "agent"
@@ -142,6 +173,7 @@ enum ClusterBootstrap {
         // Peers read through the mesh endpoint only: the role earlier versions gave their etcd
         // users goes, and with it whatever those users could read.
         try await client.deleteRole(ClusterAccess.retiredRemoteRole)
+        try await ClusterAccess.createMeshRelayRole(client, cluster: configuration.clusterName)
         let settings = ClusterSettings(
             name: configuration.clusterName, id: configuration.clusterID,
             podCIDR: configuration.podCIDR, serviceCIDR: configuration.serviceCIDR,

@@ -48,23 +48,8 @@ public struct ControlPlane: Sendable {
                     try await ClusterBootstrap.run(client, configuration: configuration, meshCA: authorities.mesh)
                     let authorizer = PeerAuthorizer()
                     let meshSettings = Shared(ClusterMeshSettings(enabled: false))
-                    let endpoint = MeshEndpoint(
-                        configuration: MeshEndpointConfiguration(
-                            host: configuration.listenHost, port: configuration.meshPort,
-                            serverCertificatePath: paths.meshServerCertificate, serverKeyPath: paths.meshServerKey,
-                            caPath: paths.meshCACertificate),
-                        cluster: configuration.clusterName, authorizer: authorizer, upstream: client,
-                        isEnabled: { meshSettings.withLock { $0.enabled } }, logger: logger)
                     try await withThrowingDiscardingTaskGroup { group in
-                        group.addTask {
-                            try await endpoint.run { port in
-                                _ = FileManager.default.createFile(atPath: paths.readyMarker, contents: Data("\(getpid())\n".utf8))
-                                logger.info("control plane ready", metadata: [
-                                    "cluster": "\(configuration.clusterName)", "id": "\(configuration.clusterID)", "mesh-port": "\(port)",
-                                ])
-                            }
-                        }
-                        group.addTask { try await endpoint.publishRefusals(to: client, logger: logger) }
+                        group.addTask { try await serveMeshEndpoint(publishingTo: client, authorizer: authorizer, meshSettings: meshSettings) }
                         group.addTask { try await PeerCredentialFeed(client: client, authorizer: authorizer, logger: logger).run() }
                         group.addTask { try await PeerCredentialIssuer(client: client, meshCA: authorities.mesh, logger: logger).run() }
                         if configuration.externalEtcd == nil {
@@ -74,6 +59,31 @@ public struct ControlPlane: Sendable {
                         }
                         group.addTask { try await runControllers(client, meshSettings: meshSettings) }
                     }
+                }
+            }
+        }
+    }
+
+    /// The mesh endpoint, relaying peers' reads over a connection of its own as a store user that
+    /// may read the export only; its refusals are published through `client`. The control plane
+    /// is ready once the endpoint listens.
+    private func serveMeshEndpoint(publishingTo client: EtcdClient, authorizer: PeerAuthorizer,
+                                   meshSettings: Shared<ClusterMeshSettings>) async throws {
+        let paths = configuration.paths
+        let endpointConfiguration = MeshEndpointConfiguration(
+            host: configuration.listenHost, port: configuration.meshPort,
+            serverCertificatePath: paths.meshServerCertificate, serverKeyPath: paths.meshServerKey, caPath: paths.meshCACertificate)
+        try await EtcdClient.withClient(try ClusterPKI.meshRelayClientConfiguration(configuration)) { relay in
+            let endpoint = MeshEndpoint(
+                configuration: endpointConfiguration, cluster: configuration.clusterName, authorizer: authorizer,
+                upstream: relay, isEnabled: { meshSettings.withLock { $0.enabled } }, logger: logger)
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { try await endpoint.publishRefusals(to: client, logger: logger) }
+                try await endpoint.run { port in
+                    _ = FileManager.default.createFile(atPath: paths.readyMarker, contents: Data("\(getpid())\n".utf8))
+                    logger.info("control plane ready", metadata: [
+                        "cluster": "\(configuration.clusterName)", "id": "\(configuration.clusterID)", "mesh-port": "\(port)",
+                    ])
                 }
             }
         }

@@ -111,6 +111,10 @@ public struct ControlPlanePaths: Sendable, Hashable {
     public var meshCAKey: String { pki + "/mesh-ca.key" }
     public var meshServerCertificate: String { pki + "/mesh-server.crt" }
     public var meshServerKey: String { pki + "/mesh-server.key" }
+    /// The store user the mesh endpoint relays peers' reads as (CN `mesh-relay`, store CA): it
+    /// may read the exported keys and nothing else.
+    public var meshRelayCertificate: String { pki + "/mesh-relay.crt" }
+    public var meshRelayKey: String { pki + "/mesh-relay.key" }
     public var serverCertificate: String { pki + "/etcd-server.crt" }
     public var serverKey: String { pki + "/etcd-server.key" }
     public var agentCertificate: String { pki + "/agent.crt" }

@@ -193,6 +193,18 @@ struct PeerSurfaceTests {
                                                  "get", "meridian/cluster/settings"])
                 #expect(result.status != 0, "cluster2's \(role) certificate was accepted by cluster1's etcd: \(result.output)")
             }
+            // The store user the mesh endpoint relays as may read the export and nothing else.
+            func relayRead(_ arguments: [String]) async throws -> LabDriver.Result {
+                try await lab.host(["etcdctl", "--endpoints", cluster2.endpoint, "--cacert", cluster2.paths.caCertificate,
+                                    "--cert", cluster2.paths.meshRelayCertificate, "--key", cluster2.paths.meshRelayKey,
+                                    "--dial-timeout", "2s", "--command-timeout", "3s"] + arguments)
+            }
+            #expect(try await relayRead(["get", "cilium/.heartbeat"]).status == 0)
+            for refused in [["get", "meridian/cluster/settings"], ["get", "--prefix", "meridian/"], ["put", "cilium/.heartbeat", "x"]] {
+                let result = try await relayRead(refused)
+                #expect(result.status != 0 && result.output.contains("permission denied"), "the relay user: \(refused): \(result.output)")
+            }
+
             // A certificate the shared mesh CA signed for the same CN, but not issued for a grant.
             let meshCA = try CertificateAuthority(
                 certificatePEM: String(contentsOfFile: lab.lab.caCertificatePath, encoding: .utf8),
