@@ -89,6 +89,7 @@ struct PeerCredentialTests {
             try await group.next()
             #expect(authorizer.waiting == 0)
         }
+        #expect(authorizer.admit(fingerprint: "aa") == .failure(.unknownCredential))
         // A waiter whose task is cancelled returns, and leaves nothing behind.
         authorizer.replace(with: [live])
         try await withThrowingTaskGroup { group in
@@ -98,6 +99,23 @@ struct PeerCredentialTests {
             try await group.next()
             #expect(authorizer.waiting == 0)
         }
-        #expect(authorizer.admit(fingerprint: "aa") == .failure(.unknownCredential))
+    }
+
+    @Test func aCredentialCountsOnlyWhileItsGrantHoldsTheSameKey() throws {
+        func record(_ key: String, _ value: some Encodable) -> EtcdKeyValue {
+            EtcdKeyValue(key: key, value: StoreCoding.encode(value), createRevision: 1, modRevision: 1, lease: 0)
+        }
+        let keys = ClientKeyPair.generate()
+        let credential = try issuer.issue(PeerGrant(peer: "cluster1", publicKeyPEM: keys.publicKeyPEM, validitySeconds: 3600, requestedAt: Date()))
+        let credentials = [KeyLayout.peerCredential("cluster1"): record(KeyLayout.peerCredential("cluster1"), credential)]
+        let grant = { (publicKey: String) in
+            [KeyLayout.peerGrant("cluster1"): record(KeyLayout.peerGrant("cluster1"),
+                                                     PeerGrant(peer: "cluster1", publicKeyPEM: publicKey, validitySeconds: 3600, requestedAt: Date()))]
+        }
+        #expect(PeerCredentialFeed.current(grants: grant(keys.publicKeyPEM), credentials: credentials).map(\.fingerprint) == [credential.fingerprint])
+        #expect(PeerCredentialFeed.current(grants: grant(ClientKeyPair.generate().publicKeyPEM), credentials: credentials).isEmpty, "renewed")
+        #expect(PeerCredentialFeed.current(grants: [:], credentials: credentials).isEmpty, "revoked")
+        let misfiled = [KeyLayout.peerCredential("cluster3"): record(KeyLayout.peerCredential("cluster3"), credential)]
+        #expect(PeerCredentialFeed.current(grants: grant(keys.publicKeyPEM), credentials: misfiled).isEmpty, "under another peer's key")
     }
 }
