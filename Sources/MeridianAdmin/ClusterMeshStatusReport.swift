@@ -82,6 +82,19 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
         public var credentialExpires: Date?
     }
 
+    /// Addresses several records claim, as this cluster's nodes programmed them (one entry a
+    /// prefix: every node decides alike).
+    public var addressConflicts: [AddressConflictReport] = []
+
+    public static func addressConflicts(_ client: any KeyValueStore) async throws -> [AddressConflictReport] {
+        var byPrefix: [String: AddressConflictReport] = [:]
+        for item in try await client.list(prefix: KeyLayout.nodeStatusPrefix).items {
+            guard let status = try? StoreCoding.decode(NodePolicyStatus.self, from: item.value, key: item.key) else { continue }
+            for conflict in status.addressConflicts ?? [] { byPrefix[conflict.prefix] = conflict }
+        }
+        return byPrefix.values.sorted { $0.prefix < $1.prefix }
+    }
+
     /// The store's space as the control plane last saw it.
     public var store: StoreSpaceRecord?
 
@@ -152,6 +165,10 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
         report.addMTUs(local: nodes.filter { $0.0 == info.settings.name }.compactMap(\.1.mtu),
                        remote: Dictionary(grouping: nodes.filter { $0.0 != info.settings.name }, by: \.0).mapValues { $0.compactMap(\.1.mtu) })
         report.warnings += try await LabelConsistency.warnings(client, localCluster: info.settings.name)
+        report.addressConflicts = try await Self.addressConflicts(client)
+        report.warnings += report.addressConflicts.map { conflict in
+            "\(conflict.prefix) is claimed by several records: \(conflict.holder) holds it; refused: \(conflict.refused.joined(separator: ", "))"
+        }
         try await report.addExportAndStore(client)
         report.addCredentialExpiries(peerRecords.compactMap { try? StoreCoding.decode(PeerRecord.self, from: $0.value, key: $0.key) })
         return report

@@ -277,8 +277,10 @@ public struct Agent: Sendable {
                 } catch {
                     logger.error("datapath update failed; will retry at the next change or resync", metadata: ["error": "\(error)"])
                 }
+                let reported = desired.conflicts.sorted { $0.key.description < $1.key.description }.prefix(AddressConflictReport.kept)
+                    .map { AddressConflictReport(prefix: $0.key.description, holder: $0.value.winner, refused: $0.value.losers.sorted()) }
                 let status = NodePolicyStatus(node: context.nodeName, cluster: context.cluster.name, revision: revision,
-                                              endpoints: await endpoints.applyPolicy(policy))
+                                              endpoints: await endpoints.applyPolicy(policy), addressConflicts: reported.isEmpty ? nil : reported)
                 if status != published {
                     do {
                         try await client.put(KeyLayout.nodeStatus(context.nodeName), StoreCoding.encode(status))

@@ -11,12 +11,35 @@ public struct NodePolicyStatus: Codable, Sendable, Hashable {
     /// was computed from.
     public var revision: Int64
     public var endpoints: [EndpointPolicyStatus]
+    /// Addresses that more than one record claims (the first `AddressConflictReport.kept`, by
+    /// prefix); nil when there are none.
+    public var addressConflicts: [AddressConflictReport]?
 
-    public init(node: String, cluster: String, revision: Int64, endpoints: [EndpointPolicyStatus]) {
+    public init(node: String, cluster: String, revision: Int64, endpoints: [EndpointPolicyStatus],
+                addressConflicts: [AddressConflictReport]? = nil) {
         self.node = node
         self.cluster = cluster
         self.revision = revision
         self.endpoints = endpoints
+        self.addressConflicts = addressConflicts
+    }
+}
+
+/// An ipcache prefix claimed by several records, as a node programmed it: which record (or
+/// local range) holds it and which were refused. Record keys may carry a peer's text; they are
+/// stored escaped (`TerminalSafe`).
+public struct AddressConflictReport: Codable, Sendable, Hashable {
+    public var prefix: String
+    public var holder: String
+    public var refused: [String]
+
+    /// How many a node reports.
+    public static let kept = 20
+
+    public init(prefix: String, holder: String, refused: [String]) {
+        self.prefix = prefix
+        self.holder = TerminalSafe.escape(holder, maxScalars: 256)
+        self.refused = refused.map { TerminalSafe.escape($0, maxScalars: 256) }
     }
 }
 

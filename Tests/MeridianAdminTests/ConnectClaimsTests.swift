@@ -58,3 +58,19 @@ struct ConnectClaimsTests {
         try await ConnectValidation.validateClaims(of: Self.info("cluster3", id: 3, podCIDR: "10.3.0.0/16"), into: importer, importerClient: store)
     }
 }
+
+/// Claims on one address that the nodes refused are reported once per prefix.
+struct AddressConflictStatusTests {
+    @Test func conflictsFromEveryNodeAreMergedByPrefixAndEscaped() async throws {
+        let store = InMemoryKeyValueStore(name: "cluster1")
+        let conflict = AddressConflictReport(prefix: "10.9.0.1/32", holder: "cilium/cache/ip/v1/cluster2/10.9.0.1",
+                                             refused: ["cilium/cache/ip/v1/cluster3/10.9.0.1", "cilium/cache/ip/v1/\u{1B}x/10.9.0.1"])
+        for node in ["node1", "node2"] {
+            try await store.put(KeyLayout.nodeStatus(node), StoreCoding.encode(
+                NodePolicyStatus(node: node, cluster: "cluster1", revision: 1, endpoints: [], addressConflicts: [conflict])))
+        }
+        let merged = try await ClusterMeshStatusReport.addressConflicts(store)
+        #expect(merged == [conflict])
+        #expect(!merged[0].refused.joined().contains("\u{1B}"))
+    }
+}

@@ -13,11 +13,8 @@ import Testing
 /// ones, the same record on every node, whatever order they arrive in.
 @Suite("Desired datapath")
 struct DesiredDatapathTests {
-    static let cluster = ClusterSettings(name: "cluster1", id: 1, podCIDR: "10.1.0.0/16", serviceCIDR: "10.101.0.0/16",
-                                         maxConnectedClusters: 255, clientEndpoints: [], serverName: "etcd.cluster1")
-    static let context = NodeContext(nodeName: "node1", cluster: cluster, nodeIP: IPAddress("172.30.1.1")!,
-                                     podCIDR: IPCIDR("10.1.1.0/24")!, gateway: IPAddress("10.1.1.1")!, podMTU: 1450,
-                                     clusterDomain: "cluster.local")
+    /// node1 of cluster1 (10.1.0.0/16), at 172.30.1.1 with pods in 10.1.1.0/24.
+    static let context = EndpointManagerTests.context
 
     static func record(_ text: String) -> Data { Data(text.utf8) }
 
