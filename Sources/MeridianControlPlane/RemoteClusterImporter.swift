@@ -283,14 +283,23 @@ struct RemoteClusterImporter: Sendable {
                         connection id: Int, send: AsyncStream<Event>.Continuation) async throws {
         let statePrefix = kind.statePrefix(cluster: self.remote)
         let cachePrefix = kind.cachePrefix(cluster: self.remote)
-        let validator = try RemoteRecordValidator(
+        let validating = Shared(try RemoteRecordValidator(
             peer: peer, layout: IdentityLayout(maxConnectedClusters: MaxConnectedClusters(rawValue: localCluster.maxConnectedClusters) ?? .c255),
-            local: localCluster)
+            local: localCluster))
         let quota = Shared(PeerQuota(kind))
         let rejectionLog = RejectionLog(remote: self.remote, logger: logger)
         try await ListWatch(remote, .prefix(statePrefix), restart: .never).run { update in
             switch update {
             case let .snapshot(items, _):
+                if kind == .nodes {
+                    let localNodes = try await retryingLocalWrite("local nodes", send: send) { () async throws(EtcdError) in
+                        try await local.list(prefix: MeshKind.nodes.statePrefix(cluster: localCluster.name))
+                    }
+                    let addresses = localNodes.items.compactMap { try? CiliumJSON.decoder().decode(NodeRecord.self, from: $0.value) }
+                        .flatMap { $0.ipAddresses.compactMap { IPAddress($0.ip) } }
+                    validating.withLock { $0.localNodeAddresses = Set(addresses) }
+                }
+                let validator = validating.value
                 var desired: [String: Data] = [:]
                 var rejected: [RemoteRecordRejection] = []
                 var admitted = PeerQuota(kind)
@@ -315,6 +324,7 @@ struct RemoteClusterImporter: Sendable {
                 quota.withLock { $0 = admitted }
                 send.yield(.listed(connection: id, kind, count: desired.count, rejected: rejected, at: Date()))
             case let .changes(events, _):
+                let validator = validating.value
                 var puts: [String: Data] = [:]
                 var deletes: Set<String> = []
                 var newlyRejected: [RemoteRecordRejection] = []

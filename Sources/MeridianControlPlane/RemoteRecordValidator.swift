@@ -10,6 +10,9 @@ struct RemoteRecordValidator: Sendable {
     let validation: RemoteRecordValidation
     /// This cluster's own ranges (pod and service CIDRs), where no remote node may sit.
     let localRanges: [IPCIDR]
+    /// The addresses of this cluster's nodes when the kind was last listed; a remote node
+    /// claiming one is refused (the datapath would keep the local node's entry anyway).
+    var localNodeAddresses: Set<IPAddress> = []
 
     /// Throws `ImportFailure.unusablePeer` when the peer record cannot bound what the remote
     /// claims (no or an unparseable pod CIDR, a name or ID invalid for this mesh).
@@ -32,7 +35,12 @@ struct RemoteRecordValidator: Sendable {
             case .nodes:
                 let node = try validation.decodeNode(keyName: "\(validation.remoteName)/\(name)", value: value)
                 for address in node.ipAddresses {
-                    guard let ip = IPAddress(address.ip), let range = localRanges.first(where: { $0.contains(ip) }) else { continue }
+                    guard let ip = IPAddress(address.ip) else { continue }
+                    if localNodeAddresses.contains(ip) {
+                        return RemoteRecordRejection(kind: .node, key: name, reason: .localAddress,
+                                                     message: "\(address.type) \(address.ip) is the address of a node of this cluster")
+                    }
+                    guard let range = localRanges.first(where: { $0.contains(ip) }) else { continue }
                     return RemoteRecordRejection(kind: .node, key: name, reason: .localAddress,
                                                  message: "\(address.type) \(address.ip) is inside this cluster's \(range)")
                 }

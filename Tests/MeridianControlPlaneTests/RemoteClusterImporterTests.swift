@@ -121,7 +121,7 @@ struct RemoteClusterImporterTests {
         }
     }
 
-    @Test("a peer holds at most its quota of a kind; a node claiming this cluster's own addresses is refused", .timeLimit(.minutes(2)))
+    @Test("a peer holds at most its quota of a kind; a node claiming this cluster's ranges or a node's address is refused", .timeLimit(.minutes(2)))
     func quotaAndLocalAddresses() async throws {
         let harness = ImportHarness()
         try await ImportHarness.export(harness.remote)
@@ -137,11 +137,16 @@ struct RemoteClusterImporterTests {
         }
         try await harness.remote.put(MeshKind.nodes.stateKey(cluster: "cluster2", name: "a-local"),
                                      Data(StateFixtures.node(cluster: "cluster2", id: 2, name: "a-local", ip: "10.101.0.10", podCIDR: "10.2.200.0/24").utf8))
+        // A node on the address of one of this cluster's nodes.
+        try await harness.localStore.put(MeshKind.nodes.stateKey(cluster: "cluster1", name: "node1"),
+                                         Data(StateFixtures.node(cluster: "cluster1", id: 1, name: "node1", ip: "172.30.1.2", podCIDR: "10.1.1.0/24").utf8))
+        try await harness.remote.put(MeshKind.nodes.stateKey(cluster: "cluster2", name: "a-twin"),
+                                     Data(StateFixtures.node(cluster: "cluster2", id: 2, name: "a-twin", ip: "172.30.1.2", podCIDR: "10.2.201.0/24").utf8))
         try await harness.running(harness.importer()) { _, _ in
             try await eventually("ready", timeout: .seconds(60)) { harness.status()?.ready == true }
             let status = try #require(harness.status())
             #expect(status.counts.nodes == limit, "node1 and the first zz nodes up to the quota")
-            #expect(status.rejectedByReason?["over-quota"] == 1 && status.rejectedByReason?["local-address"] == 1, "\(status.rejectedByReason ?? [:])")
+            #expect(status.rejectedByReason?["over-quota"] == 1 && status.rejectedByReason?["local-address"] == 2, "\(status.rejectedByReason ?? [:])")
             #expect(try await harness.cached(.nodes).contains("cluster2/zz\(limit - 1)") == false, "the last key is the one over the quota")
             // One more through the watch is refused too; freeing a place admits the next.
             try await harness.remote.put(MeshKind.nodes.stateKey(cluster: "cluster2", name: "zzz"),
