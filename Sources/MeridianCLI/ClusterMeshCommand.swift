@@ -11,7 +11,7 @@ struct ClusterMeshCommand: AsyncParsableCommand {
 
     struct Enable: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Create the remote-access role, publish the cluster config and start heartbeat and export.")
+            abstract: "Publish the cluster config and start heartbeat and export; the mesh endpoint serves peers from then on.")
         @OptionGroup var contextOptions: ContextOptions
         @Option(help: "Seconds between heartbeats; peers reconnect after two missed beats.") var heartbeatInterval: Double = 60
         @Option(help: "Seconds an unreachable peer's data is kept before it is withdrawn (0 = forever).") var cacheTTL: Double = 0
@@ -43,7 +43,7 @@ struct ClusterMeshCommand: AsyncParsableCommand {
     }
 
     struct Connect: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Connect this cluster with one or more others.")
+        static let configuration = CommandConfiguration(abstract: "Connect this cluster with one or more others: each importer gets a read-only credential for the exporter's mesh endpoint (30 days; connect again to renew).")
         @OptionGroup var contextOptions: ContextOptions
         @Option(name: .customLong("destination-context"), parsing: .upToNextOption, help: "Context(s) of the cluster(s) to connect to.")
         var destinations: [String] = []
@@ -73,7 +73,7 @@ struct ClusterMeshCommand: AsyncParsableCommand {
     }
 
     struct Disconnect: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Disconnect clusters; each side drains the other's data.")
+        static let configuration = CommandConfiguration(abstract: "Disconnect clusters: the credentials are revoked at once and each side drains the other's data.")
         @OptionGroup var contextOptions: ContextOptions
         @Option(name: .customLong("destination-context"), parsing: .upToNextOption) var destinations: [String] = []
         @Option(help: "bidirectional (default) or unicast.") var connectionMode: String = "bidirectional"

@@ -148,6 +148,21 @@ struct StatusPublisher: Sendable {
     let logger: Logger
 
     func run() async throws {
+        // What an earlier control plane published is not this one's: it is removed before the
+        // first liveness stamp, so a fresh stamp never vouches for a status nobody computed
+        // (a restarted control plane would otherwise look ready before its importers are).
+        var backoff = ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(5))
+        while true {
+            do {
+                for item in try await client.list(prefix: KeyLayout.remoteStatusPrefix).items where item.key != KeyLayout.statusReporter {
+                    try await client.delete(item.key)
+                }
+                break
+            } catch {
+                logger.warning("earlier statuses not cleared; retrying", metadata: ["error": "\(error)"])
+                try await Task.sleep(for: backoff.next())
+            }
+        }
         var published: [String: RemoteClusterStatus] = [:]
         var lastVersion = -1
         var lastReport = ContinuousClock.now - Self.refresh

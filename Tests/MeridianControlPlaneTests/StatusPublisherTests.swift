@@ -35,4 +35,24 @@ struct StatusPublisherTests {
             try await eventually("deleted") { try await store.get(KeyLayout.remoteStatus("cluster2")) == nil }
         }
     }
+
+    @Test("a restarted publisher removes what an earlier one published before it stamps its liveness")
+    func earlierStatusesGoFirst() async throws {
+        let store = InMemoryKeyValueStore()
+        var stale = RemoteClusterStatus(name: "cluster2")
+        stale.phase = .ready
+        stale.ready = true
+        try await store.put(KeyLayout.remoteStatus("cluster2"), StoreCoding.encode(stale))
+        let board = StatusBoard()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await StatusPublisher(client: store, board: board, logger: Logger(label: "test.status")).run() }
+            defer { group.cancelAll() }
+            try await eventually("stamped") { try await store.get(KeyLayout.statusReporter) != nil }
+            #expect(try await store.get(KeyLayout.remoteStatus("cluster2")) == nil, "no fresh stamp vouches for the earlier ready status")
+            let log = store.writeLog
+            let deleted = try #require(log.firstIndex { $0.contains(KeyLayout.remoteStatus("cluster2")) && $0.hasPrefix("delete") })
+            let stamped = try #require(log.firstIndex { $0.contains(KeyLayout.statusReporter) })
+            #expect(deleted < stamped)
+        }
+    }
 }
