@@ -18,7 +18,10 @@ public struct AgentConfiguration: Sendable {
     public var netnsPrefix: String
     public var executable: String
     public var resyncInterval: Duration
-    public var nodeLeaseTTL: Duration
+    /// How long the node stays registered (and its pods reachable from other nodes and
+    /// clusters) after its agent stopped renewing it: the TTL of the lease its record is under.
+    /// Cilium's kvstore lease is 15 minutes.
+    public var nodeGracePeriod: Duration
     /// The size of the pod CIDR a node carves from the cluster's (24: 253 pods per node).
     public var nodePodPrefixLength: Int = 24
     /// The cgroup v2 directory the node's pods run in (Cilium's `--cgroup-root`). With one,
@@ -27,7 +30,7 @@ public struct AgentConfiguration: Sendable {
 
     public init(nodeName: String, etcd: EtcdClientConfiguration, stateDirectory: String, pinDirectory: String,
                 underlayDevice: String, netnsPrefix: String, executable: String,
-                resyncInterval: Duration = .seconds(30), nodeLeaseTTL: Duration = .seconds(15)) {
+                resyncInterval: Duration = .seconds(30), nodeGracePeriod: Duration = Self.defaultNodeGracePeriod) {
         self.nodeName = nodeName
         self.etcd = etcd
         self.stateDirectory = stateDirectory
@@ -36,10 +39,14 @@ public struct AgentConfiguration: Sendable {
         self.netnsPrefix = netnsPrefix
         self.executable = executable
         self.resyncInterval = resyncInterval
-        self.nodeLeaseTTL = nodeLeaseTTL
+        self.nodeGracePeriod = nodeGracePeriod
     }
 
+    public static let defaultNodeGracePeriod: Duration = .seconds(15 * 60)
+
     public var socketPath: String { stateDirectory + "/agent.sock" }
+    /// The lease the node record is under, kept so a restarted agent renews the same lease.
+    public var nodeLeasePath: String { stateDirectory + "/node-lease" }
 }
 
 /// The node agent (`meridian agent`): runs inside its node's network namespace, owns the
@@ -170,26 +177,51 @@ public struct Agent: Sendable {
         return (address, mtu)
     }
 
-    /// Publishes the node record under a lease the agent keeps alive; when the lease is lost
-    /// (etcd restarted, long pause) it registers again.
+    /// Publishes the node record under a lease of `nodeGracePeriod` the agent keeps alive. The
+    /// lease is remembered in the state directory: a restarted agent renews the lease its record
+    /// is already under, so the node never leaves its peers while the agent is down for less
+    /// than the grace period. When the lease is gone (the grace period ran out, or the node was
+    /// deleted) a new one is granted and the node registers again.
     private func registerNode(_ client: any KeyValueStore, context: NodeContext) async throws {
         let record = NodeRecord(
             name: context.nodeName, cluster: context.cluster.name,
             ipAddresses: [NodeAddress(type: .internalIP, ip: context.nodeIP.description)],
             ipv4AllocCIDR: context.podCIDR, clusterID: context.cluster.id, mtu: context.podMTU + MeridianMTU.vxlanOverhead)
         let key = MeshKind.nodes.stateKey(cluster: context.cluster.name, name: context.nodeName)
-        let ttl = configuration.nodeLeaseTTL
+        let value = StoreCoding.encode(record)
+        let grace = configuration.nodeGracePeriod
+        let lease = NodeLeaseFile(path: configuration.nodeLeasePath)
         while true {
             do {
-                let lease = try await client.grantLease(ttl: ttl)
-                try await client.put(key, StoreCoding.encode(record), lease: lease)
-                logger.info("node registered", metadata: ["key": "\(key)", "lease": "\(String(lease, radix: 16))"])
-                try await client.keepAlive(lease: lease, interval: ttl / 3)
+                let kept: Bool
+                if let saved = lease.id, try await Self.put(key, value, lease: saved, client: client) {
+                    kept = true
+                } else {
+                    let granted = try await client.grantLease(ttl: grace)
+                    try await client.put(key, value, lease: granted)
+                    lease.id = granted
+                    kept = false
+                }
+                logger.info("node registered", metadata: [
+                    "key": "\(key)", "lease": "\(String(lease.id ?? 0, radix: 16))", "lease-kept": "\(kept)", "grace-period": "\(grace)",
+                ])
+                try await client.keepAlive(lease: lease.id ?? 0, interval: min(grace / 3, .seconds(30)))
             } catch {
                 if Task.isCancelled { return }
+                if (error as? EtcdError)?.code == .leaseExpired { lease.id = nil }
                 logger.warning("node registration lost; registering again", metadata: ["error": "\(error)"])
                 try await Task.sleep(for: .seconds(1))
             }
+        }
+    }
+
+    /// Writes `value` under an existing lease; false if that lease is gone.
+    private static func put(_ key: String, _ value: Data, lease: Int64, client: any KeyValueStore) async throws -> Bool {
+        do {
+            try await client.put(key, value, lease: lease)
+            return true
+        } catch where error.code == .leaseExpired {
+            return false
         }
     }
 

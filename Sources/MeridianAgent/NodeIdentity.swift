@@ -1,3 +1,4 @@
+import Foundation
 import MeridianCore
 import MeridianStore
 
@@ -18,5 +19,25 @@ public struct NodeContext: Sendable {
     /// The search path pods of `namespace` resolve short names with.
     public func dnsSearch(namespace: String) -> [String] {
         ["\(namespace).svc.\(clusterDomain)", "svc.\(clusterDomain)", clusterDomain]
+    }
+}
+
+/// The id of the lease the node record is under, in a file of the agent's state directory
+/// (hex, as etcdctl prints lease ids); nil when there is none or it is unreadable.
+struct NodeLeaseFile {
+    let path: String
+
+    var id: Int64? {
+        get {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+            return Int64(text.trimmingCharacters(in: .whitespacesAndNewlines), radix: 16)
+        }
+        nonmutating set {
+            if let newValue {
+                try? (String(newValue, radix: 16) + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+            } else {
+                try? FileManager.default.removeItem(atPath: path)
+            }
+        }
     }
 }

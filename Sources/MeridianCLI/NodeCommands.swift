@@ -26,6 +26,14 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Seconds between full re-reads of the maps.") var resyncSeconds: Int = 30
     @Option(help: "Prefix length of the pod CIDR this node carves from the cluster's (16...29).") var podCIDRPrefixLength: Int = 24
     @Option(help: "cgroup v2 directory the node's pods run in; services are then balanced at connect().") var cgroup: String?
+    @Option(help: "Seconds the node stays registered, its pods reachable, after the agent stops renewing it (10...86400).")
+    var nodeGracePeriod: Int = Int(AgentConfiguration.defaultNodeGracePeriod.components.seconds)
+
+    func validate() throws {
+        guard (10...86_400).contains(nodeGracePeriod) else {
+            throw ValidationError("--node-grace-period must be 10...86400 seconds, got \(nodeGracePeriod)")
+        }
+    }
 
     func run() async throws {
         try await reportingErrors {
@@ -40,7 +48,8 @@ struct AgentCommand: AsyncParsableCommand {
                              privateKeyPEM: try String(contentsOfFile: key, encoding: .utf8), serverName: serverName))
             var configuration = AgentConfiguration(
                 nodeName: node, etcd: etcd, stateDirectory: stateDir, pinDirectory: pinDir, underlayDevice: underlayDevice,
-                netnsPrefix: netnsPrefix, executable: currentExecutable(), resyncInterval: .seconds(resyncSeconds))
+                netnsPrefix: netnsPrefix, executable: currentExecutable(), resyncInterval: .seconds(resyncSeconds),
+                nodeGracePeriod: .seconds(nodeGracePeriod))
             configuration.nodePodPrefixLength = podCIDRPrefixLength
             configuration.cgroup = cgroup
             let agent = Agent(configuration: configuration, logger: logger)

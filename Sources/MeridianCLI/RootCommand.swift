@@ -12,7 +12,7 @@ public struct Meridian: AsyncParsableCommand {
             LabCommand.self, ClusterMeshCommand.self, ApplyCommand.self, GetCommand.self, DeleteCommand.self,
             ExecCommand.self, ScaleCommand.self, ServiceCommand.self, PolicyCommand.self,
             ControlPlaneCommand.self, AgentCommand.self, CNICommand.self, ToolCommand.self,
-            ConfigCommand.self, BenchCommand.self, DemoCommand.self,
+            ConfigCommand.self, BenchCommand.self, DemoCommand.self, SuperviseCommand.self,
         ])
 
     public init() {}

@@ -72,10 +72,12 @@ public struct ManagedEtcdConfiguration: Sendable, Hashable {
 }
 
 /// The cluster's etcd as a child of its control plane: run under a `ProcessSupervisor` that
-/// restarts it with a doubling delay when it dies and stops it (SIGTERM, then SIGKILL) when the
-/// control plane stops. A control plane that is killed leaves its etcd serving the cluster's
-/// agents and administrators; the next control plane on the same data directory stops that etcd
-/// before it starts its own.
+/// restarts it with a doubling delay when it dies (removing the unix socket a killed etcd leaves
+/// behind, which would fail every restart with "address already in use") and stops it (SIGTERM,
+/// then SIGKILL) when the control plane stops. A control plane that is killed leaves its etcd
+/// serving the cluster's agents and administrators; the next control plane on the same data
+/// directory adopts that etcd if it runs with the same command line (so a control plane restart
+/// costs the store nothing), or stops it and starts its own.
 public struct ManagedEtcd: Sendable {
     public let configuration: ManagedEtcdConfiguration
     public let executable: String
@@ -93,16 +95,40 @@ public struct ManagedEtcd: Sendable {
     /// Where the pid of the etcd serving `dataDirectory` is kept.
     public static func pidFile(dataDirectory: String) -> String { dataDirectory + ".pid" }
 
-    /// Supervises etcd until cancelled. `onStart` is called with the pid of every (re)start.
+    /// The unix socket file etcd creates in its working directory.
+    public var socketPath: String { configuration.socketDirectory + "/" + ManagedEtcdConfiguration.socketName }
+
+    /// Supervises etcd until cancelled. `onStart` is called with the pid of every (re)start and
+    /// of an adopted etcd.
     public func run(onStart: @Sendable (Int32) -> Void = { _ in }) async throws {
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
-        await Self.stopOrphan(dataDirectory: configuration.dataDirectory)
+        if let pid = adoptable() {
+            logger.info("adopting the etcd a previous control plane left running", metadata: ["pid": "\(pid)"])
+            onStart(pid)
+            while HostProcess.isAlive(pid), !Task.isCancelled { try? await Task.sleep(for: .milliseconds(250)) }
+            if Task.isCancelled {
+                await HostProcess.terminate(pid)
+                return
+            }
+            logger.warning("adopted etcd exited; starting a new one", metadata: ["pid": "\(pid)"])
+        } else {
+            await Self.stopOrphan(dataDirectory: configuration.dataDirectory)
+        }
         let command = SupervisedCommand(
             executable: executable, arguments: configuration.arguments, workingDirectory: configuration.socketDirectory,
-            logPath: configuration.logPath, pidFile: pidFile, dieWithSupervisor: false)
+            logPath: configuration.logPath, pidFile: pidFile, staleFiles: [socketPath])
         let supervisor = ProcessSupervisor(command, restart: .always(initial: .milliseconds(200), maximum: .seconds(5)), logger: logger)
         try await supervisor.run(onStart: onStart)
+    }
+
+    /// The pid of an etcd serving this data directory with exactly this command line, left by a
+    /// control plane that was killed.
+    private func adoptable() -> Int32? {
+        guard let pid = HostProcess.pid(inFile: pidFile, commandContaining: configuration.dataDirectory),
+              let running = HostProcess.commandLine(pid) else { return nil }
+        let expected = ([executable] + configuration.arguments).joined(separator: " ")
+        return running.trimmingCharacters(in: .whitespaces) == expected ? pid : nil
     }
 
     /// Stops the etcd serving `dataDirectory`, if one runs: left behind by a control plane that

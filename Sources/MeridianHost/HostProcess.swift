@@ -63,12 +63,20 @@ public enum HostProcess {
         }
         send(stop.signal)
         let deadline = ContinuousClock.now + stop.grace
-        while targets.contains(where: running), ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(50))
-        }
+        while targets.contains(where: running), ContinuousClock.now < deadline { await pause() }
         guard targets.contains(where: running) else { return }
         send(SIGKILL)
-        for _ in 0..<40 where targets.contains(where: running) { try? await Task.sleep(for: .milliseconds(50)) }
+        for _ in 0..<40 where targets.contains(where: running) { await pause() }
+    }
+
+    /// 50 ms between looks at a stopping process. A task being cancelled (a supervisor shutting
+    /// down) still waits: its sleep would return at once and turn the wait into a busy loop.
+    private static func pause() async {
+        if Task.isCancelled {
+            usleep(50_000)
+        } else {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
     }
 
     public static func terminate(_ pid: Int32, _ stop: Stop = Stop()) async {

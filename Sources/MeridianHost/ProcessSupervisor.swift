@@ -18,9 +18,12 @@ public struct SupervisedCommand: Sendable, Hashable {
     /// Start the child through `setpriv --pdeathsig TERM`, so it cannot outlive a supervisor
     /// that was killed without a chance to stop it.
     public var dieWithSupervisor: Bool
+    /// Files a run of the child leaves behind that keep the next one from starting (a unix
+    /// socket a killed server never unlinked): removed before every start.
+    public var staleFiles: [String]
 
     public init(executable: String, arguments: [String], environment: [String: String?] = [:], workingDirectory: String? = nil,
-                logPath: String, pidFile: String? = nil, dieWithSupervisor: Bool = false) {
+                logPath: String, pidFile: String? = nil, dieWithSupervisor: Bool = false, staleFiles: [String] = []) {
         self.executable = executable
         self.arguments = arguments
         self.environment = environment
@@ -28,6 +31,7 @@ public struct SupervisedCommand: Sendable, Hashable {
         self.logPath = logPath
         self.pidFile = pidFile
         self.dieWithSupervisor = dieWithSupervisor
+        self.staleFiles = staleFiles
     }
 }
 
@@ -60,14 +64,18 @@ public struct ProcessSupervisor: Sendable {
     }
 
     /// Supervises until cancelled (or, with `.never`, until the child exits). `onStart` is
-    /// called with the pid of every (re)start. Returns the last exit status.
+    /// called with the pid of every (re)start, `onExit` with how each run ended. Returns the
+    /// last exit status.
     @discardableResult
-    public func run(onStart: @Sendable (Int32) -> Void = { _ in }) async throws(HostProcessError) -> TerminationStatus? {
+    public func run(onStart: @Sendable (Int32) -> Void = { _ in },
+                    onExit: @Sendable (TerminationStatus) -> Void = { _ in }) async throws(HostProcessError) -> TerminationStatus? {
         var restarts = 0
         var last: TerminationStatus?
         while !Task.isCancelled {
             let started = ContinuousClock.now
-            last = try await runOnce(onStart: onStart)
+            let status = try await runOnce(onStart: onStart)
+            last = status
+            onExit(status)
             defer { if let pidFile = command.pidFile { try? FileManager.default.removeItem(atPath: pidFile) } }
             guard case let .always(initial, maximum) = restart, !Task.isCancelled else { return last }
             if ContinuousClock.now - started >= maximum { restarts = 0 }
@@ -85,6 +93,7 @@ public struct ProcessSupervisor: Sendable {
     private func runOnce(onStart: @Sendable (Int32) -> Void) async throws(HostProcessError) -> TerminationStatus {
         let log = try HostProcess.openLog(command.logPath, for: [command.executable])
         defer { try? log.close() }
+        for path in command.staleFiles { unlink(path) }
         var options = PlatformOptions()
         options.teardownSequence = [.gracefulShutDown(allowedDurationToNextStep: stopGrace)]
         let (executable, arguments) = command.dieWithSupervisor

@@ -35,6 +35,9 @@ public struct LabCluster: Codable, Sendable, Hashable {
     }
 
     public var endpoint: String { "https://127.0.0.1:\(clientPort)" }
+    /// The service record of the supervisor running the cluster's control plane.
+    public var controlPlaneService: String { dataDirectory + "/control-plane.service.json" }
+    public var controlPlaneLog: String { dataDirectory + "/control-plane.log" }
     public var serverName: String { "etcd.\(name).meridian" }
     public var paths: ControlPlanePaths { ControlPlanePaths(dataDirectory: dataDirectory) }
 }
@@ -203,32 +206,45 @@ public struct Lab: Sendable {
             + (cluster.identityGCSeconds.map { ["--identity-gc-interval", "\($0)"] } ?? [])
     }
 
-    /// Starts a cluster's control plane in its own session (detached from the caller's terminal),
-    /// logging to its data directory. The control plane records its own pid there.
+    /// Starts a cluster's control plane under a supervisor of its own (`meridian supervise`, in its
+    /// own session, detached from the caller's terminal) that restarts it whenever it exits,
+    /// logging to its data directory. Does nothing if one already supervises it.
     public func startControlPlane(_ cluster: LabCluster, sharedCA: Bool = true) async throws {
         try FileManager.default.createDirectory(atPath: cluster.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        try await HostProcess.launchDetached([executable] + controlPlaneArguments(cluster, sharedCA: sharedCA),
-                                             logPath: cluster.dataDirectory + "/control-plane.log")
+        guard ServiceRecord.load(cluster.controlPlaneService) == nil else { return }
+        try await launchSupervised(name: "control-plane-\(cluster.name)", record: cluster.controlPlaneService, log: cluster.controlPlaneLog,
+                                   command: [executable] + controlPlaneArguments(cluster, sharedCA: sharedCA))
     }
 
-    /// Stops a cluster's control plane (and so its etcd) and waits for both to be gone.
-    public func stopControlPlane(_ cluster: LabCluster, signal: Int32 = SIGTERM) async {
+    /// Launches `meridian supervise` for one daemon; its own output and the daemon's go to `log`.
+    func launchSupervised(name: String, record: String, log: String, command: [String]) async throws {
+        try? FileManager.default.removeItem(atPath: record)
+        try await HostProcess.launchDetached([executable, "supervise", "--name", name, "--record", record, "--log", log, "--"] + command,
+                                             logPath: log)
+    }
+
+    /// Stops a cluster's control plane and its supervisor (and so its etcd) and waits for all to be gone.
+    public func stopControlPlane(_ cluster: LabCluster) async {
+        await ServiceSupervisor.stop(recordPath: cluster.controlPlaneService)
         if let pid = HostProcess.pid(inFile: cluster.paths.pidFile, commandContaining: cluster.dataDirectory) {
-            await HostProcess.terminate(pid, .init(signal: signal))
+            await HostProcess.terminate(pid)
         }
         await ManagedEtcd.stopOrphan(dataDirectory: cluster.paths.etcdData)
         try? FileManager.default.removeItem(atPath: cluster.paths.readyMarker)
         try? FileManager.default.removeItem(atPath: cluster.paths.pidFile)
     }
 
+    /// Waits for the control plane's ready marker. Fails early if it keeps exiting while it
+    /// starts (its supervisor restarted it twice since the wait began) or runs unsupervised and is gone.
     public func waitUntilReady(_ cluster: LabCluster, timeout: Duration) async throws {
         let deadline = ContinuousClock.now + timeout
+        let startsBefore = ServiceRecord.load(cluster.controlPlaneService)?.starts ?? 0
         while !FileManager.default.fileExists(atPath: cluster.paths.readyMarker) {
-            if let pid = HostProcess.pid(inFile: cluster.paths.pidFile), !HostProcess.isAlive(pid) {
-                throw LabError.controlPlaneExited(cluster: cluster.name, log: cluster.dataDirectory + "/control-plane.log")
+            if Self.keepsExiting(service: cluster.controlPlaneService, pidFile: cluster.paths.pidFile, startsBefore: startsBefore) {
+                throw LabError.controlPlaneExited(cluster: cluster.name, log: cluster.controlPlaneLog)
             }
             guard ContinuousClock.now < deadline else {
-                throw LabError.controlPlaneNotReady(cluster: cluster.name, waited: timeout, log: cluster.dataDirectory + "/control-plane.log")
+                throw LabError.controlPlaneNotReady(cluster: cluster.name, waited: timeout, log: cluster.controlPlaneLog)
             }
             try await Task.sleep(for: .milliseconds(100))
         }
@@ -239,6 +255,12 @@ public struct Lab: Sendable {
     /// `prefix` names the lab's namespaces when its state file is gone (a crash mid-`up`).
     public func down(prefix: String? = nil) async {
         let state = loadState()
+        // Supervisors first, all at once, so nothing the teardown stops is started again.
+        let supervisors = HostProcess.others().filter {
+            guard let line = HostProcess.commandLine($0) else { return false }
+            return line.contains(" supervise ") && line.contains(directory)
+        }
+        await HostProcess.terminate(supervisors, .init(grace: .seconds(10)))
         await removeNodes(prefix: state?.prefix ?? prefix ?? Self.defaultPrefix)
         if let state {
             for cluster in state.clusters { await stopControlPlane(cluster) }

@@ -15,6 +15,8 @@ public struct LabNode: Codable, Sendable, Hashable {
     public var logPath: String { stateDirectory + "/agent.log" }
     /// Written by the agent itself once it runs (setsid may fork, so the launcher's pid is not it).
     public var pidFile: String { stateDirectory + "/agent.pid" }
+    /// The service record of the supervisor running the agent.
+    public var agentService: String { stateDirectory + "/agent.service.json" }
 }
 
 /// The lab's underlay: namespace `<prefix>-underlay` routes between one bridge per cluster
@@ -127,16 +129,20 @@ extension Lab {
                 "--pod-cidr-prefix-length", "\(cluster.nodePodPrefixLength)", "--cgroup", cgroup(of: node)]
     }
 
-    /// Starts a node's agent in its own session, logging to the node's state directory.
+    /// Starts a node's agent under a supervisor of its own that restarts it whenever it exits,
+    /// logging to the node's state directory. Does nothing if one already supervises it.
     public func startAgent(_ node: LabNode, cluster: LabCluster, prefix: String) async throws {
+        guard ServiceRecord.load(node.agentService) == nil else { return }
         try? FileManager.default.removeItem(atPath: node.pidFile)
-        try await HostProcess.launchDetached(agentArguments(node, cluster: cluster, prefix: prefix), logPath: node.logPath)
+        try await launchSupervised(name: "agent-\(cluster.name)-\(node.name)", record: node.agentService, log: node.logPath,
+                                   command: agentArguments(node, cluster: cluster, prefix: prefix))
     }
 
-    /// Stops a node's agent; its pods, programs and maps stay, as on a real node.
-    public func stopAgent(_ node: LabNode, signal: Int32 = SIGTERM) async {
+    /// Stops a node's agent and its supervisor; its pods, programs and maps stay, as on a real node.
+    public func stopAgent(_ node: LabNode) async {
+        await ServiceSupervisor.stop(recordPath: node.agentService)
         if let pid = HostProcess.pid(inFile: node.pidFile, commandContaining: node.stateDirectory) {
-            await HostProcess.terminate(pid, .init(signal: signal))
+            await HostProcess.terminate(pid)
         }
     }
 
@@ -150,13 +156,15 @@ extension Lab {
     }
 
     /// Waits until the node's agent has registered the node more than `previous` times (its log
-    /// says so), or exited.
+    /// says so). Fails early if the agent keeps exiting while it starts (its supervisor restarted
+    /// it twice since the wait began) or runs unsupervised and is gone.
     public func waitForNode(_ node: LabNode, cluster: LabCluster, timeout: Duration, previous: Int = 0) async throws {
         let deadline = ContinuousClock.now + timeout
+        let startsBefore = ServiceRecord.load(node.agentService)?.starts ?? 0
         while true {
             let log = (try? String(contentsOfFile: node.logPath, encoding: .utf8)) ?? ""
             if registrations(inLog: log) > previous { return }
-            if let pid = HostProcess.pid(inFile: node.pidFile), !HostProcess.isAlive(pid) {
+            if Self.keepsExiting(service: node.agentService, pidFile: node.pidFile, startsBefore: startsBefore) {
                 throw LabError.agentExited(cluster: cluster.name, node: node.name, log: node.logPath, tail: String(log.suffix(2000)))
             }
             guard ContinuousClock.now < deadline else {
@@ -164,6 +172,14 @@ extension Lab {
             }
             try await Task.sleep(for: .milliseconds(100))
         }
+    }
+
+    /// Whether a daemon being waited for is failing: restarted twice by its supervisor since
+    /// the wait began, or, with no supervisor, its process gone.
+    static func keepsExiting(service: String, pidFile: String, startsBefore: Int) -> Bool {
+        if let record = ServiceRecord.load(service) { return record.starts >= startsBefore + 2 }
+        guard let pid = HostProcess.pid(inFile: pidFile) else { return false }
+        return !HostProcess.isAlive(pid)
     }
 
     /// Removes every node-level object of the lab: processes inside its namespaces (agents and

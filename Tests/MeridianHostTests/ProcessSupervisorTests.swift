@@ -158,4 +158,64 @@ struct ProcessSupervisorTests {
         await HostProcess.terminate([0, 1, Int32.max - 1])
         #expect(ContinuousClock.now - began < .seconds(1))
     }
+
+    @Test("files a killed child left behind are removed before every start")
+    func staleFilesAreRemoved() async throws {
+        let directory = try scratch()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // The child refuses to start while its socket file exists, as a server's bind would.
+        let script = "[ -e \(directory)/sock ] && { echo in-use; exit 1; }; touch \(directory)/sock; echo started; kill -9 $$"
+        let starts = Recorded<Int>(0)
+        let command = SupervisedCommand(executable: "/bin/sh", arguments: ["-c", script], logPath: directory + "/log",
+                                        staleFiles: [directory + "/sock"])
+        let supervisor = ProcessSupervisor(command, restart: .always(initial: .milliseconds(10), maximum: .milliseconds(20)), logger: logger)
+        try await withThrowingTaskGroup { group in
+            group.addTask { try await supervisor.run(onStart: { _ in starts.update { $0 += 1 } }) }
+            let deadline = ContinuousClock.now + .seconds(10)
+            while starts.value < 3, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            group.cancelAll()
+        }
+        let log = try String(contentsOfFile: directory + "/log", encoding: .utf8)
+        #expect(log.components(separatedBy: "started").count - 1 >= 2)
+        #expect(!log.contains("in-use"))
+    }
+
+    @Test("a service supervisor records its child, counts starts and exits, and stopping it stops both")
+    func serviceSupervisorRecordAndStop() async throws {
+        let directory = try scratch()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let record = directory + "/service.json"
+        let supervisor = ServiceSupervisor(
+            name: "sleeper", command: SupervisedCommand(executable: "/bin/sleep", arguments: ["60"], logPath: directory + "/log"),
+            recordPath: record, restart: .always(initial: .milliseconds(10), maximum: .milliseconds(20)), stopGrace: .seconds(1), logger: logger)
+        try await withThrowingTaskGroup { group in
+            group.addTask { try await supervisor.run() }
+            var first: Int32?
+            let deadline = ContinuousClock.now + .seconds(10)
+            while first == nil, ContinuousClock.now < deadline {
+                first = Self.loadRecord(record)?.pid
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let killed = try #require(first)
+            kill(killed, SIGKILL)
+            var second: (pid: Int32?, starts: Int, lastExit: String?)?
+            while second?.starts != 2 || second?.pid == nil, ContinuousClock.now < deadline {
+                second = Self.loadRecord(record).map { ($0.pid, $0.starts, $0.lastExit) }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(second?.starts == 2)
+            #expect(second?.lastExit?.contains("9") == true, "\(String(describing: second))")
+            #expect(second?.pid != killed && HostProcess.isAlive(second?.pid ?? 0))
+            group.cancelAll()
+        }
+        #expect(!FileManager.default.fileExists(atPath: record), "the record goes with the supervisor")
+    }
+
+    /// The record as written; `ServiceRecord.load` also checks that the supervisor's command line
+    /// names it, which holds for `meridian supervise` but not for this test process.
+    static func loadRecord(_ path: String) -> ServiceRecord? {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return FileManager.default.contents(atPath: path).flatMap { try? decoder.decode(ServiceRecord.self, from: $0) }
+    }
 }

@@ -1,0 +1,124 @@
+import Foundation
+import MeridianControlPlane
+import MeridianEtcd
+import MeridianHost
+import MeridianLab
+import MeridianStore
+import Testing
+
+/// Killing and stopping the lab's real processes: each fault is survived by itself, and what it
+/// cost (a store that never came back, an orphan, a failed request, a broken stream) is measured
+/// and asserted to be nothing.
+@Suite("Fault tolerance", .serialized)
+struct FaultToleranceTests {
+    static let sleeper = DatapathIntegrationTests.sleeper
+
+    @Test("kill -9 of etcd, of the control plane and of an agent: each comes back by itself, the control plane adopts its etcd, nothing is orphaned")
+    func killedDaemonsComeBack() async throws {
+        try await LabFixture.with(clusters: 1, nodes: 1, enable: false) { lab in
+            let cluster = try lab.cluster("cluster1")
+            let node = try #require(cluster.nodes.first)
+            try await lab.apply(DatapathIntegrationTests.pod("server", node: "node1") + DatapathIntegrationTests.pod("client", node: "node1", command: Self.sleeper))
+            let pods = try await lab.waitRunning(["server", "client"])
+            let server = try #require(pods["server"]?.ip)
+
+            // etcd: the supervisor in the control plane starts it again on the socket the dead one left.
+            let etcd = try #require(HostProcess.pid(inFile: ManagedEtcd.pidFile(dataDirectory: cluster.paths.etcdData)))
+            kill(etcd, SIGKILL)
+            try await eventually("etcd restarted and serving", timeout: .seconds(30)) {
+                guard let now = HostProcess.pid(inFile: ManagedEtcd.pidFile(dataDirectory: cluster.paths.etcdData)), now != etcd,
+                      HostProcess.isAlive(now) else { return false }
+                return (try? await lab.withAdmin("cluster1") { try await $0.status() }) != nil
+            }
+            let log = (try? String(contentsOfFile: cluster.paths.etcdLog, encoding: .utf8)) ?? ""
+            #expect(!log.contains("address already in use"), "a restart found the dead etcd's socket in its way")
+
+            // The control plane: restarted by its supervisor, it adopts the etcd that kept running.
+            let etcdBefore = try #require(HostProcess.pid(inFile: ManagedEtcd.pidFile(dataDirectory: cluster.paths.etcdData)))
+            let controlPlane = try #require(HostProcess.pid(inFile: cluster.paths.pidFile))
+            kill(controlPlane, SIGKILL)
+            try await eventually("control plane restarted and ready", timeout: .seconds(30)) {
+                guard let now = HostProcess.pid(inFile: cluster.paths.pidFile), now != controlPlane, HostProcess.isAlive(now) else { return false }
+                return FileManager.default.fileExists(atPath: cluster.paths.readyMarker)
+            }
+            #expect(HostProcess.pid(inFile: ManagedEtcd.pidFile(dataDirectory: cluster.paths.etcdData)) == etcdBefore,
+                    "the restarted control plane adopted the running etcd")
+            #expect(Self.processes(containing: "etcd --name cluster1 --data-dir \(cluster.paths.etcdData)").count == 1, "exactly one etcd serves the cluster")
+            let service = try #require(ServiceRecord.load(cluster.controlPlaneService))
+            #expect(service.starts == 2 && service.lastExit?.contains("9") == true, "\(service)")
+
+            // An agent: restarted by its supervisor; the pods keep running and are not restarted.
+            let agent = try #require(HostProcess.pid(inFile: node.pidFile))
+            let registered = lab.lab.registrations(of: node)
+            kill(agent, SIGKILL)
+            try await lab.lab.waitForNode(node, cluster: cluster, timeout: .seconds(30), previous: registered)
+            #expect(HostProcess.pid(inFile: node.pidFile) != agent)
+            let answer = try await lab.exec("client", ["curl", "-s", "-m", "5", "http://\(server):8080/"])
+            #expect(answer.status == 0, "pod to pod after the agent restart: \(answer.stderr)")
+            #expect(try await lab.pods().allSatisfy { $0.restarts == 0 && $0.status == "Running" })
+
+            // Down: every supervisor and daemon of the lab is gone.
+            await lab.lab.down()
+            #expect(Self.processes(containing: lab.labDirectory).isEmpty, "processes left behind after lab down")
+        }
+    }
+
+    @Test("a node outlives its agent: away longer than the old 15 s lease, its pods keep a stream and take new connections from both clusters")
+    func nodeOutlivesItsAgent() async throws {
+        try await LabFixture.with(clusters: 2, nodes: 2) { lab in
+            try await lab.connect("cluster1", ["cluster2"])
+            try await lab.waitReady("cluster1")
+            try await lab.waitReady("cluster2")
+            try await lab.apply(DatapathIntegrationTests.pod("server", node: "node2") + DatapathIntegrationTests.pod("client", node: "node1", command: Self.sleeper))
+            let applied = try await lab.meridian(["apply", "--context", "cluster2", "-f", "-"],
+                                                 stdin: DatapathIntegrationTests.pod("remote", node: "node1", command: Self.sleeper))
+            try #require(applied.status == 0, "apply in cluster2: \(applied.stderr)")
+            let server = try #require(try await lab.waitRunning(["server", "client"])["server"]?.ip)
+            let fromRemote = { @Sendable (command: [String]) async throws -> LabFixture.Result in
+                try await lab.meridian(["exec", "--context", "cluster2", "remote", "--"] + command)
+            }
+            try await eventually("cluster2 reaches the server pod", timeout: .seconds(40)) {
+                try await fromRemote(["curl", "-s", "-m", "2", "http://\(server):8080/"]).status == 0
+            }
+            let cluster = try lab.cluster("cluster1")
+            let node = try #require(cluster.nodes.first { $0.name == "node2" })
+            let state = try #require(lab.lab.loadState())
+            let away: Duration = .seconds(25)
+
+            let failures = try await withThrowingTaskGroup(of: LabFixture.Result.self) { group in
+                // 4 MiB at 128 KiB/s: about 32 s, running before, while and after the agent is away.
+                group.addTask {
+                    try await fromRemote(["curl", "-s", "-m", "90", "--limit-rate", "128K", "-o", "/dev/null", "-w", "%{size_download}",
+                                          "http://\(server):8080/bytes/4194304"])
+                }
+                try await Task.sleep(for: .seconds(1))
+                await lab.lab.stopAgent(node)
+                var failed: [String] = []
+                let back = ContinuousClock.now + away
+                while ContinuousClock.now < back {
+                    let local = try await lab.exec("client", ["curl", "-s", "-m", "5", "http://\(server):8080/"])
+                    if local.status != 0 { failed.append("from cluster1: \(local.stderr)") }
+                    let remote = try await fromRemote(["curl", "-s", "-m", "5", "http://\(server):8080/"])
+                    if remote.status != 0 { failed.append("from cluster2: \(remote.stderr)") }
+                    try await Task.sleep(for: .seconds(2))
+                }
+                let record = try await lab.withAdmin("cluster1") { try await $0.get(MeshKind.nodes.stateKey(cluster: "cluster1", name: "node2")) }
+                if record == nil { failed.append("the node record left the store while the agent was away") }
+                let previous = lab.lab.registrations(of: node)
+                try await lab.lab.startAgent(node, cluster: cluster, prefix: state.prefix)
+                try await lab.lab.waitForNode(node, cluster: cluster, timeout: .seconds(30), previous: previous)
+                let stream = try #require(try await group.next())
+                if stream.stdout != "4194304" { failed.append("the stream broke: \(stream.stdout) \(stream.stderr)") }
+                return failed
+            }
+            #expect(failures.isEmpty, "\(failures.count) failures while the agent was away: \(failures)")
+            let log = try String(contentsOfFile: node.logPath, encoding: .utf8)
+            let last = log.split(separator: "\n").last { $0.contains("node registered") } ?? ""
+            #expect(last.contains("lease-kept=true"), "the restarted agent renewed the lease its record was under: \(last)")
+        }
+    }
+
+    static func processes(containing text: String) -> [Int32] {
+        HostProcess.others().filter { HostProcess.commandLine($0)?.contains(text) == true }
+    }
+}
