@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build and run Meridian: etcd (server and
-# client), util-linux's setsid and nsenter, iproute2, procps' sysctl, curl for pods, and the
+# client), util-linux's setsid and nsenter, iproute2, procps' sysctl, nftables (lab faults), curl for pods, and the
 # build's system libraries (libbpf and what it links). Idempotent.
 set -euo pipefail
 need=()
@@ -13,6 +13,7 @@ command -v nsenter >/dev/null || need+=(util-linux)
 command -v sysctl >/dev/null || need+=(procps)
 command -v curl >/dev/null || need+=(curl)
 command -v iptables-restore >/dev/null || need+=(iptables)
+command -v nft >/dev/null || need+=(nftables)
 command -v iperf3 >/dev/null || need+=(iperf3)
 command -v sockperf >/dev/null || need+=(sockperf)
 command -v wrk >/dev/null || need+=(wrk)

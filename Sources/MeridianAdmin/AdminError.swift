@@ -21,6 +21,7 @@ public enum AdminError: Error, Sendable, Hashable, CustomStringConvertible {
     case podNotFound(namespace: String, name: String, cluster: String)
     case podWithoutIdentity(namespace: String, name: String, cluster: String)
     case deploymentNotFound(namespace: String, name: String, cluster: String)
+    case nodeNotFound(node: String, cluster: String)
 
     /// Why two clusters cannot be meshed.
     public enum ConnectConflict: Sendable, Hashable {
@@ -78,6 +79,7 @@ public enum AdminError: Error, Sendable, Hashable, CustomStringConvertible {
         case let .podNotFound(namespace, name, cluster): "pod \(namespace)/\(name) not found in cluster \(cluster)"
         case let .podWithoutIdentity(namespace, name, cluster): "pod \(namespace)/\(name) in cluster \(cluster) has no identity yet (is it running?)"
         case let .deploymentNotFound(namespace, name, cluster): "deployment \(namespace)/\(name) not found in \(cluster)"
+        case let .nodeNotFound(node, cluster): "nodes \"\(node)\" not found in cluster \(cluster)"
         }
     }
 }

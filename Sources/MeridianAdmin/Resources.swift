@@ -29,6 +29,26 @@ public enum Resources {
     }
 
     /// Deletes each object (a namespace with its contents); returns the ones that were not there.
+    /// Removes a node from its cluster as `kubectl delete node` does: its record goes at once
+    /// (its lease is revoked, so peers and other clusters stop routing to it now rather than when
+    /// its grace period runs out) and its pod CIDR is released. An agent still running on the
+    /// node registers it again, as a kubelet would. Returns false if the cluster has no such node.
+    public static func deleteNode(_ name: String, context: MeridianContext) async throws -> Bool {
+        try await EtcdClient.withClient(try context.clientConfiguration()) { client in
+            let key = MeshKind.nodes.stateKey(cluster: context.cluster, name: name)
+            let record = try await client.get(key)
+            if let lease = record?.lease, lease != 0 {
+                do { try await client.revokeLease(lease) } catch let error as EtcdError where error.code == .leaseExpired {}
+            }
+            let removed = try await client.delete(key)
+            var released = false
+            for claim in try await client.list(prefix: KeyLayout.podCIDRPrefix).items where claim.stringValue == name {
+                released = try await client.delete(claim.key) || released
+            }
+            return record != nil || removed || released
+        }
+    }
+
     public static func delete(_ targets: [(kind: ResourceKind, namespace: String?, name: String)],
                               context: MeridianContext) async throws -> (deleted: [String], missing: [String]) {
         try await EtcdClient.withClient(try context.clientConfiguration()) { client in

@@ -2,12 +2,13 @@ import ArgumentParser
 import Foundation
 import MeridianAdmin
 import MeridianControlPlane
+import MeridianHost
 import MeridianLab
 
 /// `meridian lab up|down|status`: several clusters on this machine, for demos and tests.
 struct LabCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "lab", abstract: "Run several clusters on this machine.", subcommands: [Up.self, Down.self, Status.self, RestartAgent.self])
+        commandName: "lab", abstract: "Run several clusters on this machine.", subcommands: [Up.self, Down.self, Status.self, RestartAgent.self, LabFaultCommand.self])
 
     struct LabOptions: ParsableArguments {
         @Option(help: "Lab directory (default: $MERIDIAN_LAB_DIR or ~/.local/state/meridian/lab).") var directory: String?
@@ -92,6 +93,125 @@ struct LabCommand: AsyncParsableCommand {
                 for cluster in state.clusters {
                     let ready = FileManager.default.fileExists(atPath: cluster.paths.readyMarker)
                     print("\(cluster.name) (ID \(cluster.id)): \(ready ? "running" : "not running"), etcd \(cluster.endpoint), data \(cluster.dataDirectory)")
+                }
+            }
+        }
+    }
+}
+
+/// `meridian lab fault ...`: the faults users rehearse, by name, each printing what it did and
+/// how to undo it.
+struct LabFaultCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fault", abstract: "Inject faults into the lab: partitions, stopped, killed, restarted and stalled processes.",
+        subcommands: [Partition.self, Heal.self, Kill.self, Restart.self, Stop.self, Start.self, Stall.self, List.self])
+
+    /// The process a fault is aimed at: `agent CLUSTER/NODE`, `control-plane CLUSTER` or `etcd CLUSTER`.
+    struct Target: ParsableArguments {
+        @Argument(help: "agent, control-plane or etcd.") var kind: String
+        @Argument(help: "CLUSTER/NODE for an agent, CLUSTER otherwise.") var target: String
+
+        var process: LabProcess {
+            get throws { try LabProcess(kind: kind, target: target) }
+        }
+    }
+
+    static func print(_ report: LabFaultReport) {
+        Swift.print("⚡ \(report.did)")
+        if let undo = report.undo { Swift.print("   undo: \(undo)") }
+    }
+
+    struct Partition: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Cut two clusters off from each other (node traffic and mesh connections).")
+        @OptionGroup var options: LabCommand.LabOptions
+        @Argument var first: String
+        @Argument var second: String
+        func run() async throws {
+            try await reportingErrors { LabFaultCommand.print(try await options.lab.partition(first, second)) }
+        }
+    }
+
+    struct Heal: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove the partition between two clusters (none given: every partition).")
+        @OptionGroup var options: LabCommand.LabOptions
+        @Argument var clusters: [String] = []
+        func validate() throws {
+            guard clusters.isEmpty || clusters.count == 2 else { throw ValidationError("give two clusters, or none to heal every partition") }
+        }
+        func run() async throws {
+            try await reportingErrors { LabFaultCommand.print(try await options.lab.heal(clusters.first, clusters.last)) }
+        }
+    }
+
+    struct Kill: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "SIGKILL a process; its supervisor starts it again.")
+        @OptionGroup var options: LabCommand.LabOptions
+        @OptionGroup var target: Target
+        func run() async throws {
+            try await reportingErrors { LabFaultCommand.print(try options.lab.signal(try target.process, SIGKILL)) }
+        }
+    }
+
+    struct Restart: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "SIGTERM a process; its supervisor starts it again.")
+        @OptionGroup var options: LabCommand.LabOptions
+        @OptionGroup var target: Target
+        func run() async throws {
+            try await reportingErrors { LabFaultCommand.print(try options.lab.signal(try target.process, SIGTERM)) }
+        }
+    }
+
+    struct Stop: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop a process and its supervisor; it stays down until `start`.")
+        @OptionGroup var options: LabCommand.LabOptions
+        @OptionGroup var target: Target
+        func run() async throws {
+            try await reportingErrors { LabFaultCommand.print(try await options.lab.stop(try target.process)) }
+        }
+    }
+
+    struct Start: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Start a stopped process under its supervisor and wait until it is ready.")
+        @OptionGroup var options: LabCommand.LabOptions
+        @OptionGroup var target: Target
+        func run() async throws {
+            try await reportingErrors { LabFaultCommand.print(try await options.lab.start(try target.process)) }
+        }
+    }
+
+    struct Stall: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "SIGSTOP a process for N seconds, then SIGCONT it.")
+        @OptionGroup var options: LabCommand.LabOptions
+        @OptionGroup var target: Target
+        @Option(help: "How long the process stays stopped (0.1...3600).") var seconds: Double
+        func validate() throws {
+            guard (0.1...3600).contains(seconds) else { throw ValidationError("--seconds must be 0.1...3600, got \(seconds)") }
+        }
+        func run() async throws {
+            try await reportingErrors {
+                let lab = options.lab
+                let process = try target.process
+                Swift.print("⚡ \(process) stalled (SIGSTOP) for \(seconds) s; it is resumed when this command ends")
+                LabFaultCommand.print(try await lab.stall(process, for: .milliseconds(Int64(seconds * 1000))))
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the partitions in place and the processes that are down.")
+        @OptionGroup var options: LabCommand.LabOptions
+        func run() async throws {
+            try await reportingErrors {
+                let lab = options.lab
+                guard let state = lab.loadState() else { throw LabFaultError.noLab(directory: lab.directory) }
+                for pair in await lab.partitions() { Swift.print("partition \(pair[0]) <-> \(pair[1])   undo: meridian lab fault heal \(pair[0]) \(pair[1])") }
+                for cluster in state.clusters {
+                    if ServiceRecord.load(cluster.controlPlaneService) == nil {
+                        Swift.print("control-plane \(cluster.name) stopped   undo: meridian lab fault start control-plane \(cluster.name)")
+                    }
+                    for node in cluster.nodes where ServiceRecord.load(node.agentService) == nil {
+                        Swift.print("agent \(cluster.name)/\(node.name) stopped   undo: meridian lab fault start agent \(cluster.name)/\(node.name)")
+                    }
                 }
             }
         }

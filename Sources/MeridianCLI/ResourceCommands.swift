@@ -25,20 +25,28 @@ struct ApplyCommand: AsyncParsableCommand {
 struct DeleteCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "delete", abstract: "Delete resources.")
     @OptionGroup var contextOptions: ContextOptions
-    @Argument(help: "Kind (service, namespace) and name.") var target: [String] = []
+    @Argument(help: "Kind (service, namespace, node, ...) and name.") var target: [String] = []
     @Option(name: .shortAndLong, help: "Delete what this file describes.") var filename: String?
     @Option(name: .shortAndLong, help: "Namespace.") var namespace: String = "default"
 
     func validate() throws {
         if filename == nil && target.count != 2 { throw ValidationError("expected KIND NAME, or -f FILE") }
         if filename != nil && !target.isEmpty { throw ValidationError("give either KIND NAME or -f FILE, not both") }
-        if filename == nil, ResourceKind(userInput: target[0]) == nil {
+        if filename == nil, !Self.isNode(target[0]), ResourceKind(userInput: target[0]) == nil {
             throw ValidationError("unknown kind \(target[0]); known: \(ResourceKind.allCases.map(\.plural).joined(separator: ", "))")
         }
     }
 
     func run() async throws {
         try await reportingErrors {
+            if filename == nil, Self.isNode(target[0]) {
+                let context = try contextOptions.resolve()
+                guard try await Resources.deleteNode(target[1], context: context) else {
+                    throw AdminError.nodeNotFound(node: target[1], cluster: context.cluster)
+                }
+                print("node/\(target[1]) deleted")
+                return
+            }
             let targets: [(kind: ResourceKind, namespace: String?, name: String)]
             if let filename {
                 let (text, source) = try Resources.readManifest(filename)
@@ -53,6 +61,8 @@ struct DeleteCommand: AsyncParsableCommand {
             if !result.missing.isEmpty { throw ExitCode.failure }
         }
     }
+
+    static func isNode(_ kind: String) -> Bool { ["node", "nodes", "no"].contains(kind.lowercased()) }
 }
 
 /// `meridian config get-contexts | use-context NAME`.

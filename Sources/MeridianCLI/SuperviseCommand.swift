@@ -16,6 +16,7 @@ struct SuperviseCommand: AsyncParsableCommand {
     @Option(help: "Where the service record (supervisor pid, child pid, starts, last exit) is kept.") var record: String
     @Option(help: "Where the daemon's output is appended.") var log: String
     @Option(help: "Seconds the daemon has to exit after SIGTERM before SIGKILL.") var stopGrace: Double = 5
+    @Option(help: "cgroup v2 directory the supervisor (and so the daemon) joins first.") var cgroup: String?
     @Argument(parsing: .captureForPassthrough, help: "The daemon's command line (an absolute path, or a name on PATH).") var command: [String]
 
     func validate() throws {
@@ -32,6 +33,13 @@ struct SuperviseCommand: AsyncParsableCommand {
             return logger
         }()
         let executable = try Self.resolve(arguments[0])
+        if let cgroup {
+            do {
+                try "\(getpid())\n".write(toFile: cgroup + "/cgroup.procs", atomically: false, encoding: .utf8)
+            } catch {
+                throw ValidationError("cannot join cgroup \(cgroup): \(error)")
+            }
+        }
         let supervisor = ServiceSupervisor(
             name: name, command: SupervisedCommand(executable: executable, arguments: Array(arguments.dropFirst()), logPath: log),
             recordPath: URL(fileURLWithPath: record).standardizedFileURL.path,

@@ -62,6 +62,8 @@ public enum HostProcess {
             for pid in targets where running(pid) { kill(stop.wholeGroup ? -pid : pid, signal) }
         }
         send(stop.signal)
+        // A stalled (SIGSTOPped) process acts on SIGTERM only once resumed.
+        if stop.signal != SIGKILL { send(SIGCONT) }
         let deadline = ContinuousClock.now + stop.grace
         while targets.contains(where: running), ContinuousClock.now < deadline { await pause() }
         guard targets.contains(where: running) else { return }

@@ -212,14 +212,17 @@ public struct Lab: Sendable {
     public func startControlPlane(_ cluster: LabCluster, sharedCA: Bool = true) async throws {
         try FileManager.default.createDirectory(atPath: cluster.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         guard ServiceRecord.load(cluster.controlPlaneService) == nil else { return }
+        let cgroup = try controlPlaneCgroup(cluster)
         try await launchSupervised(name: "control-plane-\(cluster.name)", record: cluster.controlPlaneService, log: cluster.controlPlaneLog,
-                                   command: [executable] + controlPlaneArguments(cluster, sharedCA: sharedCA))
+                                   cgroup: cgroup, command: [executable] + controlPlaneArguments(cluster, sharedCA: sharedCA))
     }
 
     /// Launches `meridian supervise` for one daemon; its own output and the daemon's go to `log`.
-    func launchSupervised(name: String, record: String, log: String, command: [String]) async throws {
+    /// With `cgroup`, supervisor and daemon run in it (a fault can then tell its sockets apart).
+    func launchSupervised(name: String, record: String, log: String, cgroup: String? = nil, command: [String]) async throws {
         try? FileManager.default.removeItem(atPath: record)
-        try await HostProcess.launchDetached([executable, "supervise", "--name", name, "--record", record, "--log", log, "--"] + command,
+        try await HostProcess.launchDetached([executable, "supervise", "--name", name, "--record", record, "--log", log]
+                                             + (cgroup.map { ["--cgroup", $0] } ?? []) + ["--"] + command,
                                              logPath: log)
     }
 
@@ -261,6 +264,7 @@ public struct Lab: Sendable {
             return line.contains(" supervise ") && line.contains(directory)
         }
         await HostProcess.terminate(supervisors, .init(grace: .seconds(10)))
+        await removeFaultTables(prefix: state?.prefix ?? prefix ?? Self.defaultPrefix)
         await removeNodes(prefix: state?.prefix ?? prefix ?? Self.defaultPrefix)
         if let state {
             for cluster in state.clusters { await stopControlPlane(cluster) }

@@ -68,6 +68,12 @@ extension Lab {
                 throw LabError.mountFailed(type: "a bpf filesystem", path: bpffsDirectory, reason: String(cString: strerror(errno)))
             }
         }
+        try mountCgroupHierarchy()
+    }
+
+    /// Mounts the system's cgroup v2 hierarchy in the lab directory (idempotent), where the lab
+    /// makes a cgroup per node for its pods and one per control plane.
+    func mountCgroupHierarchy() throws {
         try FileManager.default.createDirectory(atPath: cgroupDirectory, withIntermediateDirectories: true)
         if !Self.isMounted(cgroupDirectory, type: "cgroup2") {
             guard mount("cgroup2", cgroupDirectory, "cgroup2", 0, nil) == 0 else {
@@ -75,6 +81,19 @@ extension Lab {
             }
         }
     }
+
+    /// The cgroup a cluster's control plane (and its managed etcd) runs in, made if missing;
+    /// named `<prefix>-cp-<cluster>` at the hierarchy's top.
+    func controlPlaneCgroup(_ cluster: LabCluster) throws -> String {
+        try mountCgroupHierarchy()
+        let path = cgroupDirectory + "/" + Self.controlPlaneCgroupName(prefix: loadState()?.prefix ?? Self.defaultPrefix, cluster: cluster.name)
+        guard mkdir(path, 0o755) == 0 || errno == EEXIST else {
+            throw LabError.cgroupFailed(path: path, reason: String(cString: strerror(errno)))
+        }
+        return path
+    }
+
+    static func controlPlaneCgroupName(prefix: String, cluster: String) -> String { "\(prefix)-cp-\(cluster)" }
 
     func addNode(_ state: inout LabState, cluster index: Int, number: Int) async throws {
         let cluster = state.clusters[index]

@@ -118,6 +118,83 @@ struct FaultToleranceTests {
         }
     }
 
+    @Test("partitions: the remote turns not ready; after healing, 1,000 endpoints deleted while away are gone; with a cache TTL, calls are answered locally meanwhile")
+    func partitionAndHeal() async throws {
+        try await LabFixture.with(clusters: 2, nodes: 1, heartbeat: 1, enable: false) { lab in
+            for cluster in ["cluster1", "cluster2"] {
+                try await lab.run(["clustermesh", "enable", "--context", cluster, "--heartbeat-interval", "1"])
+                let applied = try await lab.meridian(["apply", "--context", cluster, "-f", "-"], stdin: CrossClusterIntegrationTests.globalBackend)
+                try #require(applied.status == 0, "\(applied.stderr)")
+            }
+            try await lab.connect("cluster1", ["cluster2"])
+            try await lab.waitReady("cluster1")
+            try await lab.apply(DatapathIntegrationTests.pod("client", node: "node1", command: Self.sleeper))
+            try await lab.waitRunning(["client"])
+            try await eventually("answers from both clusters", timeout: .seconds(40)) {
+                Set(try await Self.answers(lab, calls: 10).compactMap { $0 }).count == 2
+            }
+            // 1,000 endpoints of cluster2, written into its store as its agents would write them.
+            let synthetic = (0..<1000).map { "10.2.\(200 + $0 / 250).\($0 % 250 + 1)" }
+            let keys = synthetic.map { MeshKind.endpoints.stateKey(cluster: "cluster2", name: $0) }
+            try await lab.withAdmin("cluster2") { store in
+                try await store.commit(puts: synthetic.enumerated().map { (keys[$0], Self.endpointRecord(ip: $1, index: $0)) }, deletes: [])
+            }
+            let cache = MeshKind.endpoints.cachePrefix(cluster: "cluster2")
+            let syntheticInCache = { @Sendable () async throws -> Int in
+                try await lab.withAdmin("cluster1") { store in
+                    try await store.list(prefix: cache).items.filter { $0.key.hasPrefix(cache + "10.2.2") }.count
+                }
+            }
+            try await eventually("cluster1 imported the 1,000 endpoints", timeout: .seconds(30)) { try await syntheticInCache() == 1000 }
+
+            // Without a cache TTL, what was imported stays while the remote is away; what the
+            // remote deleted meanwhile must be gone once it is back.
+            try await lab.run(["lab", "fault", "partition", "cluster1", "cluster2", "--directory", lab.labDirectory])
+            try await eventually("cluster2 not ready in cluster1", timeout: .seconds(20)) { !(try await Self.remoteReady(lab)) }
+            try await lab.withAdmin("cluster2") { try await $0.commit(puts: [], deletes: keys) }
+            try await Task.sleep(for: .seconds(2))
+            #expect(try await syntheticInCache() == 1000, "the remote's data is kept while it is away")
+            try await lab.run(["lab", "fault", "heal", "cluster1", "cluster2", "--directory", lab.labDirectory])
+            try await lab.waitReady("cluster1", timeout: "60s")
+            #expect(try await syntheticInCache() == 0, "endpoints deleted during the partition left behind in cluster1's cache")
+
+            // With a cache TTL, the remote's backends are withdrawn once it is away that long,
+            // and global-service calls are answered by local backends only.
+            try await lab.run(["clustermesh", "enable", "--context", "cluster1", "--heartbeat-interval", "1", "--cache-ttl", "5"])
+            try await lab.run(["lab", "fault", "partition", "cluster1", "cluster2", "--directory", lab.labDirectory])
+            try await eventually("cluster2's backends withdrawn after the cache TTL", timeout: .seconds(30)) {
+                !(try await lab.meridian(["service", "list", "--context", "cluster1"]).stdout.contains("cluster2"))
+            }
+            let local = try await Self.answers(lab, calls: 20)
+            #expect(local.allSatisfy { $0 == "cluster1" }, "calls during the partition are all answered by cluster1: \(local)")
+            try await lab.run(["lab", "fault", "heal", "--directory", lab.labDirectory])
+            try await lab.waitReady("cluster1", timeout: "60s")
+            try await eventually("answers from cluster2 again", timeout: .seconds(40)) {
+                (try await Self.answers(lab, calls: 10)).contains("cluster2")
+            }
+        }
+    }
+
+    /// The cluster that answered each of `calls` calls from the client to the global service (nil: failed).
+    static func answers(_ lab: LabFixture, calls: Int) async throws -> [String?] {
+        var answers: [String?] = []
+        for _ in 0..<calls {
+            let reply = try await lab.exec("client", ["curl", "-s", "-m", "3", "http://backend/"])
+            answers.append(reply.status == 0 ? DatapathIntegrationTests.field("cluster", in: reply.stdout) : nil)
+        }
+        return answers
+    }
+
+    /// An endpoint of cluster2 as its agents write one (Cilium's ipcache JSON).
+    static func endpointRecord(ip: String, index: Int) -> Data {
+        Data(#"{"IP":"\#(ip)","HostIP":"172.30.2.1","ID":\#(131_073 + index % 1000),"Key":0,"Metadata":"","K8sNamespace":"default","K8sPodName":"away-\#(index)"}"#.utf8)
+    }
+
+    static func remoteReady(_ lab: LabFixture) async throws -> Bool {
+        let remotes = try await lab.status("cluster1")["remoteClusters"] as? [[String: Any]]
+        return remotes?.first?["ready"] as? Bool == true
+    }
+
     static func processes(containing text: String) -> [Int32] {
         HostProcess.others().filter { HostProcess.commandLine($0)?.contains(text) == true }
     }
