@@ -80,7 +80,7 @@ struct LabCommand: AsyncParsableCommand {
     }
 
     struct Status: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show the lab's clusters and their processes.")
+        static let configuration = CommandConfiguration(abstract: "Show the lab's clusters and their processes: pid, restarts, last exit.")
         @OptionGroup var options: LabOptions
 
         func run() async throws {
@@ -93,8 +93,23 @@ struct LabCommand: AsyncParsableCommand {
                 for cluster in state.clusters {
                     let ready = FileManager.default.fileExists(atPath: cluster.paths.readyMarker)
                     print("\(cluster.name) (ID \(cluster.id)): \(ready ? "running" : "not running"), etcd \(cluster.endpoint), data \(cluster.dataDirectory)")
+                    print("  " + Self.line("control-plane", ServiceRecord.load(cluster.controlPlaneService)))
+                    let etcd = try? lab.pid(of: .etcd(cluster: cluster.name))
+                    print("  " + "etcd".padding(toLength: 16, withPad: " ", startingAt: 0) + (etcd.map { "running, pid \($0) (managed by the control plane)" } ?? "not running"))
+                    for node in cluster.nodes {
+                        print("  " + Self.line("agent \(node.name)", ServiceRecord.load(node.agentService)))
+                    }
                 }
+                for pair in await lab.partitions() { print("partition \(pair[0]) <-> \(pair[1])") }
             }
+        }
+
+        static func line(_ name: String, _ record: ServiceRecord?) -> String {
+            let label = name.padding(toLength: 16, withPad: " ", startingAt: 0)
+            guard let record else { return label + "stopped (no supervisor)" }
+            let state = record.pid.map { "running, pid \($0)" } ?? "restarting"
+            let exit = record.lastExit.map { ", last exit \($0)" + (record.lastExitAt.map { " at \(ISO8601DateFormatter().string(from: $0))" } ?? "") } ?? ""
+            return label + "\(state), \(record.restarts) restarts\(exit)"
         }
     }
 }

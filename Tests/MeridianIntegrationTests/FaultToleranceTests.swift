@@ -57,6 +57,13 @@ struct FaultToleranceTests {
             #expect(answer.status == 0, "pod to pod after the agent restart: \(answer.stderr)")
             #expect(try await lab.pods().allSatisfy { $0.restarts == 0 && $0.status == "Running" })
 
+            // A node deleted while its agent is away leaves its cluster at once, not after its grace period.
+            await lab.lab.stopAgent(node)
+            try await lab.run(["delete", "node", "node1"])
+            #expect(try await lab.withAdmin("cluster1") { try await $0.get(MeshKind.nodes.stateKey(cluster: "cluster1", name: "node1")) } == nil)
+            let missing = try await lab.meridian(["delete", "node", "node9"])
+            #expect(missing.status != 0 && missing.stderr.contains("\"node9\" not found"), "\(missing.stderr)")
+
             // Down: every supervisor and daemon of the lab is gone.
             await lab.lab.down()
             #expect(Self.processes(containing: lab.labDirectory).isEmpty, "processes left behind after lab down")
