@@ -29,13 +29,16 @@ public enum Resources {
     }
 
     /// Deletes each object (a namespace with its contents); returns the ones that were not there.
+    /// Pods on nodes are deleted gracefully (`ResourceStore.delete`), with `gracePeriodSeconds`
+    /// instead of their own when given, or at once with `force`.
     public static func delete(_ targets: [(kind: ResourceKind, namespace: String?, name: String)],
-                              context: MeridianContext) async throws -> (deleted: [String], missing: [String]) {
+                              context: MeridianContext, gracePeriodSeconds: Int? = nil,
+                              force: Bool = false) async throws -> (deleted: [String], missing: [String]) {
         try await EtcdClient.withClient(try context.clientConfiguration()) { client in
             let store = ResourceStore(client: client)
             var result: (deleted: [String], missing: [String]) = ([], [])
             for (kind, namespace, name) in targets {
-                if try await store.delete(kind, namespace: namespace, name: name) {
+                if try await store.delete(kind, namespace: namespace, name: name, gracePeriodSeconds: gracePeriodSeconds, force: force) {
                     result.deleted.append("\(kind.rawValue.lowercased())/\(name)")
                 } else {
                     result.missing.append("\(kind.plural) \"\(name)\" not found" + (namespace.map { " in namespace \($0)" } ?? ""))
