@@ -21,9 +21,10 @@ import SystemPackage
 /// a Service backend only then. Termination, as a kubelet does it and without holding up the
 /// other pods: a pod stamped with a `deletionTimestamp` (or whose record is gone) runs its
 /// containers' preStop sleeps, then each container's process group gets SIGTERM, and whatever
-/// still runs when the grace period is over gets SIGKILL; then the pod's network goes, and the
-/// node removes its status and (for a stamped pod) its record. The steps advance on every pass
-/// and are saved, so an agent restart carries on where it was.
+/// still runs when the grace period is over gets SIGKILL; then the pod's network goes and the
+/// node removes its status, which tells the workload controller to remove the record (nodes
+/// write statuses, not resources). The steps advance on every pass and are saved, so an agent
+/// restart carries on where it was.
 actor PodRuntime {
     struct ContainerProcess: Codable, Sendable {
         var name: String
@@ -170,8 +171,9 @@ actor PodRuntime {
         }
         for (key, pod) in desired.sorted(by: { $0.key < $1.key }) {
             if pod.metadata.isBeingDeleted {
-                // Deleted before this node ran it (or after it was stopped): nothing to wind down.
-                if pods[key] == nil { await removeRecord(key, deletionTimestamp: pod.metadata.deletionTimestamp) }
+                // Deleted before this node ran it, or stopped already: nothing to wind down; the
+                // missing status tells the workload controller to remove the record.
+                if pods[key] == nil { await removeStatus(key) }
             } else if pods[key] == nil {
                 await start(key, pod)
             } else if pods[key]?.termination == nil {
@@ -559,25 +561,20 @@ actor PodRuntime {
                 await HostProcess.terminate(alive, .init(signal: SIGKILL, grace: .seconds(2), wholeGroup: true))
             }
             await release(key, running)
-            if let stamp = termination.deletionTimestamp { await removeRecord(key, deletionTimestamp: stamp) }
             logger.info("pod terminated", metadata: ["pod": "\(key)", "seconds": "\(String(format: "%.1f", now - termination.startedAt))"])
         }
     }
 
-    /// Removes a deleted pod's record once its node is done with it, but only the deletion it
-    /// carried out: a record applied again since (after a forced delete) stays.
-    private func removeRecord(_ key: String, deletionTimestamp: String?) async {
+    /// The status of a deleted pod this node does not run (any more), if the mirror still shows one.
+    private func removeStatus(_ key: String) async {
         let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
-        let recordKey = KeyLayout.resource(plural: ResourceKind.pod.plural, namespace: parts[0], name: parts[1])
+        let statusKey = KeyLayout.podStatus(namespace: parts[0], name: parts[1])
+        guard !(await mirror.snapshot(KeyLayout.podStatusPrefix)).filter({ $0.key == statusKey }).isEmpty else { return }
         do {
-            guard let record = try await client.get(recordKey),
-                  case let .pod(pod) = try StoreCoding.decode(KubernetesObject.self, from: record.value, key: record.key),
-                  pod.metadata.deletionTimestamp == deletionTimestamp, deletionTimestamp != nil else { return }
-            _ = try await client.delete(recordKey, ifModRevision: record.modRevision)
-            _ = try await client.delete(KeyLayout.podStatus(namespace: parts[0], name: parts[1]))
+            _ = try await client.delete(statusKey)
             reported[key] = nil
         } catch {
-            logger.warning("removing a terminated pod's record failed; retrying", metadata: ["pod": "\(key)", "error": "\(error)"])
+            logger.warning("removing a stopped pod's status failed; retrying", metadata: ["pod": "\(key)", "error": "\(error)"])
         }
     }
 

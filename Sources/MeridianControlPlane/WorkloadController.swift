@@ -10,7 +10,8 @@ import MeridianStore
 /// pods). Nodes then run what is bound to them.
 ///
 /// A pod a registered node runs is deleted gracefully: stamped with a `deletionTimestamp`, its
-/// node stops it (preStop, SIGTERM, grace period, SIGKILL) and then removes it. A pod no
+/// node stops it (preStop, SIGTERM, grace period, SIGKILL) and removes its status, and this
+/// controller then removes the record (nodes may write statuses but not resources). A pod no
 /// registered node runs (unscheduled, or its node is gone) is removed at once, also when it
 /// was already terminating: nothing would ever finish it (the pod garbage collector's part).
 struct WorkloadController: Sendable {
@@ -46,6 +47,11 @@ struct WorkloadController: Sendable {
     struct OrphanedStatuses: Sendable {
         var since: [String: ContinuousClock.Instant] = [:]
         var grace: Duration = .seconds(5)
+        /// Terminating pods seen without a status, and since when: their node has finished them.
+        /// The same separate watches could show a running pod's mark before its status, so the
+        /// record goes only after `stoppedGrace`.
+        var stoppedSince: [String: ContinuousClock.Instant] = [:]
+        var stoppedGrace: Duration = .seconds(1)
     }
 
     private func reconcile(_ mirror: PrefixMirror, orphans: inout OrphanedStatuses) async throws {
@@ -91,6 +97,20 @@ struct WorkloadController: Sendable {
             deletes.append(key)
             pods[key] = nil
         }
+        // Terminating pods whose node has stopped them (and removed their status) are finished.
+        let clock = ContinuousClock.now
+        var stopped: [String: ContinuousClock.Instant] = [:]
+        for (key, pod) in pods where pod.metadata.isBeingDeleted {
+            let name = "\(pod.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(pod.metadata.name)"
+            guard statuses[name] == nil else { continue }
+            let since = orphans.stoppedSince[name] ?? clock
+            stopped[name] = since
+            if clock - since >= orphans.stoppedGrace {
+                deletes.append(key)
+                pods[key] = nil
+            }
+        }
+        orphans.stoppedSince = stopped
         for deployment in deployments {
             let namespace = deployment.metadata.namespace ?? KubernetesObject.defaultNamespace
             let owned = pods.values.filter { DeploymentPlanner.owns(deployment, $0) }.map(observed)
