@@ -26,7 +26,9 @@ public struct PodView: Encodable, Sendable {
             guard case let .pod(pod) = object else { return nil }
             let ns = object.namespace ?? KubernetesObject.defaultNamespace
             let status = statuses["\(ns)/\(pod.metadata.name)"]
-            return PodView(namespace: ns, name: pod.metadata.name, status: status?.displayStatus ?? PodPhase.pending.rawValue,
+            // A deleted pod shows as Terminating until its node has removed it, as in kubectl.
+            let shown = pod.metadata.isBeingDeleted ? PodTermination.displayStatus : status?.displayStatus ?? PodPhase.pending.rawValue
+            return PodView(namespace: ns, name: pod.metadata.name, status: shown,
                            restarts: status?.restartCount ?? 0, ip: status?.podIP, node: status?.nodeName ?? pod.spec.nodeName,
                            identity: status?.identity, labels: pod.metadata.labels, message: status?.message)
         }

@@ -28,7 +28,6 @@ public enum Resources {
         try ManifestDecoder.decode(text, source: source).map { ($0.kind, $0.namespace, $0.name) }
     }
 
-    /// Deletes each object (a namespace with its contents); returns the ones that were not there.
     /// Removes a node from its cluster as `kubectl delete node` does: its record goes at once
     /// (its lease is revoked, so peers and other clusters stop routing to it now rather than when
     /// its grace period runs out) and its pod CIDR is released. An agent still running on the
@@ -49,13 +48,17 @@ public enum Resources {
         }
     }
 
+    /// Deletes each object (a namespace with its contents); returns the ones that were not there.
+    /// Pods on nodes are deleted gracefully (`ResourceStore.delete`), with `gracePeriodSeconds`
+    /// instead of their own when given, or at once with `force`.
     public static func delete(_ targets: [(kind: ResourceKind, namespace: String?, name: String)],
-                              context: MeridianContext) async throws -> (deleted: [String], missing: [String]) {
+                              context: MeridianContext, gracePeriodSeconds: Int? = nil,
+                              force: Bool = false) async throws -> (deleted: [String], missing: [String]) {
         try await EtcdClient.withClient(try context.clientConfiguration()) { client in
             let store = ResourceStore(client: client)
             var result: (deleted: [String], missing: [String]) = ([], [])
             for (kind, namespace, name) in targets {
-                if try await store.delete(kind, namespace: namespace, name: name) {
+                if try await store.delete(kind, namespace: namespace, name: name, gracePeriodSeconds: gracePeriodSeconds, force: force) {
                     result.deleted.append("\(kind.rawValue.lowercased())/\(name)")
                 } else {
                     result.missing.append("\(kind.plural) \"\(name)\" not found" + (namespace.map { " in namespace \($0)" } ?? ""))

@@ -110,6 +110,9 @@ struct DatapathDecodeCaches: Sendable {
 struct DesiredDatapath: Sendable {
     var ipcache: [IPCIDR: IPCacheEntry] = [:]
     var services: [Frontend: [BackendAddress]] = [:]
+    /// Backends that are not active (absent: active). A state is not part of a backend's
+    /// address, so a backend keeps its ID, and the connections that chose it, when it changes.
+    var backendStates: [BackendAddress: BackendState] = [:]
     /// ClusterIP per `service.namespace`, for DNS.
     var serviceIPs: [String: IPAddress] = [:]
     /// The named ports of every identity, from the ipcache records (read here, in the one pass
@@ -189,9 +192,10 @@ struct DesiredDatapath: Sendable {
         for frontend in frontends {
             guard let vip = IPAddress(frontend.address), let proto = L4Protocol(rawValue: frontend.proto).flatMap(Self.proto) else { continue }
             desired.services[Frontend(address: vip, port: frontend.port, proto: proto)] = frontend.backends.compactMap { backend in
-                IPAddress(backend.ip).map {
-                    BackendAddress(address: $0, port: backend.port, proto: proto, clusterID: UInt16(truncatingIfNeeded: backend.clusterID))
-                }
+                guard let ip = IPAddress(backend.ip) else { return nil }
+                let address = BackendAddress(address: ip, port: backend.port, proto: proto, clusterID: UInt16(truncatingIfNeeded: backend.clusterID))
+                if let state = BackendState(rawValue: backend.state), state != .active { desired.backendStates[address] = state }
+                return address
             }
         }
         // Every Service with a ClusterIP resolves by name, whatever its ports.

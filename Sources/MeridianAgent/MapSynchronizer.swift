@@ -9,11 +9,19 @@ import MeridianDatapath
 /// Backend IDs and reverse-NAT indices are handed out from a high-water mark rather than
 /// reused at once, and conntrack entries still naming a removed one are purged, so a live
 /// connection can never be steered to a backend of another service that inherited its ID.
+///
+/// Backend states: a frontend's slots 1...count hold the backends new connections may choose,
+/// the active ones, or the terminating ones when no backend is active (Cilium's fallback). A
+/// terminating backend that is not slotted stays in the backends map with its flag set, under
+/// its ID, so the connections that chose it (a socket connected to it, a service conntrack
+/// entry naming it) keep it until it is gone.
 struct MapSynchronizer {
     let maps: NodeMaps
     private(set) var ipcache: [IPCIDR: IPCacheEntry] = [:]
     private(set) var slots: [SlotKey: mer_lb4_service] = [:]
     private(set) var backends: [UInt32: BackendAddress] = [:]
+    /// The `MER_BACKEND_*` flag of each programmed backend.
+    private(set) var backendFlags: [UInt32: UInt8] = [:]
     private(set) var reverseNAT: [UInt16: RevNATTarget] = [:]
     private var backendIDs: [BackendAddress: UInt32] = [:]
     private var revNATIndices: [RevNATTarget: UInt16] = [:]
@@ -47,11 +55,13 @@ struct MapSynchronizer {
         }
         backends = [:]
         backendIDs = [:]
+        backendFlags = [:]
         for (id, value) in maps.backends.entries() {
             let backend = BackendAddress(address: IPAddress(datapathValue: value.address), port: UInt16(bigEndian: value.port),
                                          proto: value.proto, clusterID: value.cluster_id)
             backends[id] = backend
             backendIDs[backend] = id
+            backendFlags[id] = value.flags
         }
         reverseNAT = [:]
         revNATIndices = [:]
@@ -74,7 +84,7 @@ struct MapSynchronizer {
     mutating func apply(_ desired: DesiredDatapath) throws(BPFError) -> Int {
         let before = writes
         try applyIPCache(desired.ipcache)
-        try applyServices(desired.services)
+        try applyServices(desired.services, states: desired.backendStates)
         return writes - before
     }
 
@@ -102,7 +112,20 @@ struct MapSynchronizer {
     /// Backends one frontend programs at most.
     static let maximumBackendsPerFrontend = 16_384
 
-    private mutating func applyServices(_ desired: [Frontend: [BackendAddress]]) throws(BPFError) {
+    /// The datapath flag of a backend state: anything but active takes no new connections
+    /// while an active backend exists.
+    static func flag(of state: BackendState) -> UInt8 {
+        state == .active ? UInt8(MER_BACKEND_ACTIVE) : UInt8(MER_BACKEND_TERMINATING)
+    }
+
+    /// The backends of a frontend that new connections choose among, in slot order: the
+    /// active ones, or all of them when none is active.
+    static func selectable(_ members: [BackendAddress], states: [BackendAddress: BackendState]) -> [BackendAddress] {
+        let active = members.filter { (states[$0] ?? .active) == .active }
+        return active.isEmpty ? members : active
+    }
+
+    private mutating func applyServices(_ desired: [Frontend: [BackendAddress]], states: [BackendAddress: BackendState]) throws(BPFError) {
         // Backends and reverse NAT entries first, so every slot written below resolves.
         var wantedSlots: [SlotKey: mer_lb4_service] = [:]
         var usedBackends: Set<UInt32> = []
@@ -114,15 +137,20 @@ struct MapSynchronizer {
             // A frontend's slots are numbered in 16 bits; past the cap the rest of the backends
             // (imported ones come after local ones) are left out rather than trapping.
             let members = Array((desired[frontend] ?? []).prefix(Self.maximumBackendsPerFrontend))
-            for (offset, backend) in members.enumerated() {
-                let id = try backendID(for: backend)
+            var ids: [BackendAddress: UInt32] = [:]
+            for backend in members {
+                let id = try backendID(for: backend, flags: Self.flag(of: states[backend] ?? .active))
                 usedBackends.insert(id)
+                ids[backend] = id
+            }
+            let selectable = Self.selectable(members, states: states)
+            for (offset, backend) in selectable.enumerated() {
                 var slot = mer_lb4_service()
-                slot.backend_id = id
+                slot.backend_id = ids[backend] ?? 0
                 wantedSlots[SlotKey(frontend: frontend, slot: UInt16(offset + 1))] = slot
             }
             var master = mer_lb4_service()
-            master.count = UInt16(members.count)
+            master.count = UInt16(selectable.count)
             master.rev_nat_index = revNAT
             wantedSlots[SlotKey(frontend: frontend, slot: 0)] = master
         }
@@ -139,6 +167,7 @@ struct MapSynchronizer {
         for id in removedBackends {
             try maps.backends.delete(id)
             if let backend = backends.removeValue(forKey: id) { backendIDs[backend] = nil }
+            backendFlags[id] = nil
             writes += 1
         }
         for index in removedRevNAT {
@@ -161,16 +190,25 @@ struct MapSynchronizer {
         }
     }
 
-    private mutating func backendID(for backend: BackendAddress) throws(BPFError) -> UInt32 {
-        if let id = backendIDs[backend] { return id }
-        var id = nextBackendID
-        while id == 0 || backends[id] != nil { id &+= 1 }
-        nextBackendID = id &+ 1
+    /// The ID of `backend`, programmed with `flags`: an existing backend keeps its ID and only
+    /// its flag is rewritten when it changed.
+    private mutating func backendID(for backend: BackendAddress, flags: UInt8) throws(BPFError) -> UInt32 {
+        let id: UInt32
+        if let existing = backendIDs[backend] {
+            guard backendFlags[existing] != flags else { return existing }
+            id = existing
+        } else {
+            var fresh = nextBackendID
+            while fresh == 0 || backends[fresh] != nil { fresh &+= 1 }
+            nextBackendID = fresh &+ 1
+            id = fresh
+        }
         guard let address = backend.address.datapathValue else { throw BPFError("backend \(backend.address) is not IPv4", errno: 22) }
         try maps.backends.update(id, mer_lb4_backend(address: address, port: backend.port.bigEndian, proto: backend.proto,
-                                                         flags: UInt8(MER_BACKEND_ACTIVE), cluster_id: backend.clusterID, pad: 0))
+                                                         flags: flags, cluster_id: backend.clusterID, pad: 0))
         backends[id] = backend
         backendIDs[backend] = id
+        backendFlags[id] = flags
         writes += 1
         return id
     }

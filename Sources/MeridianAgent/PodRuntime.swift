@@ -15,6 +15,16 @@ import SystemPackage
 /// container's command inside the namespace in its own session, so pods outlive an agent
 /// restart. Crashed containers restart with backoff as Kubernetes does; the node reports every
 /// pod's status to the store.
+///
+/// Readiness: containers with a readiness probe (`ReadinessProbe`) are probed every
+/// `periodSeconds`; the pod's status says `ready: false` until each has passed, so it becomes
+/// a Service backend only then. Termination, as a kubelet does it and without holding up the
+/// other pods: a pod stamped with a `deletionTimestamp` (or whose record is gone) runs its
+/// containers' preStop sleeps, then each container's process group gets SIGTERM, and whatever
+/// still runs when the grace period is over gets SIGKILL; then the pod's network goes and the
+/// node removes its status, which tells the workload controller to remove the record (nodes
+/// write statuses, not resources). The steps advance on every pass and are saved, so an agent
+/// restart carries on where it was.
 actor PodRuntime {
     struct ContainerProcess: Codable, Sendable {
         var name: String
@@ -23,6 +33,26 @@ actor PodRuntime {
         var lastExitCode: Int32?
         var restartAt: Double?
         var finished: Bool
+        /// When the current process started (seconds since 1970), for the probe's initial delay.
+        var launchedAt: Double?
+        /// The readiness probe's state: its verdict and the streaks that change it.
+        var ready: Bool?
+        var probeSuccesses: Int?
+        var probeFailures: Int?
+        var lastProbeAt: Double?
+        /// From the spec at start, so that a pod whose record is gone still gets its preStop.
+        var preStopSleepSeconds: Int?
+        /// When SIGTERM was sent, during termination.
+        var signalledAt: Double?
+    }
+
+    /// A deletion being carried out.
+    struct Termination: Codable, Sendable {
+        /// The record's stamp; nil when the record itself is gone (nothing to remove then).
+        var deletionTimestamp: String?
+        var startedAt: Double
+        /// SIGKILL for what still runs.
+        var deadline: Double
     }
 
     struct RunningPod: Codable, Sendable {
@@ -40,6 +70,9 @@ actor PodRuntime {
         /// Set from before the CNI ADD until the containers run: a pod found so after a restart
         /// was interrupted mid-start and is cleaned up and started again.
         var launching: Bool?
+        /// The spec's grace period, for a pod whose record is gone.
+        var gracePeriodSeconds: Int?
+        var termination: Termination?
     }
 
     private let context: NodeContext
@@ -125,17 +158,30 @@ actor PodRuntime {
                   pod.spec.nodeName == context.nodeName else { continue }
             desired["\(pod.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(pod.metadata.name)"] = pod
         }
-        for (key, running) in pods where desired[key] == nil || desired[key].map({ Self.digest($0.spec) }) != running.specDigest
-            || running.launching == true {
-            await stop(key, running)
+        for (key, running) in pods where running.termination == nil {
+            if running.launching == true {
+                await stop(key, running)
+            } else if let pod = desired[key], pod.metadata.isBeingDeleted {
+                beginTermination(key, running, pod: pod)
+            } else if desired[key] == nil {
+                beginTermination(key, running, pod: nil)
+            } else if desired[key].map({ Self.digest($0.spec) }) != running.specDigest {
+                await stop(key, running)
+            }
         }
         for (key, pod) in desired.sorted(by: { $0.key < $1.key }) {
-            if pods[key] == nil {
+            if pod.metadata.isBeingDeleted {
+                // Deleted before this node ran it, or stopped already: nothing to wind down; the
+                // missing status tells the workload controller to remove the record.
+                if pods[key] == nil { await removeStatus(key) }
+            } else if pods[key] == nil {
                 await start(key, pod)
-            } else {
+            } else if pods[key]?.termination == nil {
                 await supervise(key, pod)
             }
         }
+        await probe(desired)
+        await advanceTerminations()
         await applyRoutes(await smallerMTURoutes())
         save()
     }
@@ -192,7 +238,8 @@ actor PodRuntime {
         let netns = PodNaming.networkNamespace(prefix: netnsPrefix, namespace: namespace, pod: pod.metadata.name)
         await report(key, PodStatus(phase: .pending, reason: PodStatusReason.containerCreating, nodeName: context.nodeName))
         var running = RunningPod(namespace: namespace, name: pod.metadata.name, containerID: containerID, networkNamespace: netns,
-                                 startedAt: Self.timestamp(), containers: [], specDigest: Self.digest(pod.spec), launching: true)
+                                 startedAt: Self.timestamp(), containers: [], specDigest: Self.digest(pod.spec), launching: true,
+                                 gracePeriodSeconds: pod.spec.effectiveTerminationGracePeriodSeconds)
         pods[key] = running
         save()
         do {
@@ -204,7 +251,9 @@ actor PodRuntime {
             try writeResolvConf(netns: netns, namespace: namespace)
             for container in pod.spec.containers {
                 let pid = try await launch(container, pod: pod, running: running)
-                running.containers.append(ContainerProcess(name: container.name, pid: pid, restartCount: 0, finished: false))
+                running.containers.append(ContainerProcess(
+                    name: container.name, pid: pid, restartCount: 0, finished: false, launchedAt: Date().timeIntervalSince1970,
+                    ready: container.readinessProbe == nil ? nil : false, preStopSleepSeconds: container.lifecycle?.preStop?.sleep?.seconds))
             }
             running.launching = nil
             pods[key] = running
@@ -339,6 +388,9 @@ actor PodRuntime {
                     process.pid = pid
                     process.restartAt = nil
                     process.restartCount += 1
+                    process.launchedAt = now
+                    // A restarted container is probed afresh, as Kubernetes does.
+                    if container.readinessProbe != nil { (process.ready, process.probeSuccesses, process.probeFailures) = (false, 0, 0) }
                     changed = true
                 }
             } else if !HostProcess.isAlive(process.pid) {
@@ -364,8 +416,10 @@ actor PodRuntime {
     private func reportRunning(_ key: String, _ running: RunningPod, pod: Pod) async {
         let restarts = running.containers.reduce(0) { $0 + $1.restartCount }
         let lastExit = running.containers.compactMap(\.lastExitCode).last
+        let probed = running.containers.compactMap(\.ready)
         var status = PodStatus(phase: .running, podIP: running.address, hostIP: context.nodeIP.description, nodeName: context.nodeName,
-                               identity: running.identity, startedAt: running.startedAt, restartCount: restarts, exitCode: lastExit)
+                               identity: running.identity, startedAt: running.startedAt, restartCount: restarts, exitCode: lastExit,
+                               ready: probed.isEmpty ? nil : probed.allSatisfy { $0 })
         if running.containers.contains(where: { $0.restartAt != nil }) {
             status.reason = PodStatusReason.crashLoopBackOff
             status.message = lastLogLines(running)
@@ -385,10 +439,147 @@ actor PodRuntime {
         return "container \(container.name) exited with \(container.lastExitCode ?? -1)" + (lines.isEmpty ? "" : ": \(lines)")
     }
 
+    // MARK: Readiness
+
+    /// A probe due now: which pod and container, and what to check.
+    private struct DueProbe: Sendable {
+        var key: String
+        var container: String
+        var networkNamespace: String
+        var address: String
+        var port: Int
+        var httpPath: String?
+        var timeout: Double
+    }
+
+    /// Runs every readiness probe that is due, all at once, and reports pods whose readiness
+    /// changed. A probe's verdict flips after `successThreshold` passes or `failureThreshold`
+    /// failures in a row. Terminating pods are not probed: they keep the readiness they had
+    /// (a terminating backend serves the connections it has until the pod is gone).
+    private func probe(_ desired: [String: Pod]) async {
+        let now = Date().timeIntervalSince1970
+        var due: [DueProbe] = []
+        for (key, running) in pods where running.termination == nil && running.launching != true {
+            guard let pod = desired[key], let address = running.address else { continue }
+            let ports = pod.spec.containers.flatMap(\.ports)
+            for process in running.containers where !process.finished && process.restartAt == nil {
+                guard let probe = pod.spec.containers.first(where: { $0.name == process.name })?.readinessProbe,
+                      let port = probe.port(among: ports) else { continue }
+                let startedAt = process.launchedAt ?? 0
+                guard now >= startedAt + Double(probe.effectiveInitialDelaySeconds),
+                      now >= (process.lastProbeAt ?? 0) + Double(probe.effectivePeriodSeconds) else { continue }
+                due.append(DueProbe(key: key, container: process.name, networkNamespace: running.networkNamespace, address: address,
+                                    port: port, httpPath: probe.httpGet.map(\.effectivePath), timeout: Double(probe.effectiveTimeoutSeconds)))
+            }
+        }
+        guard !due.isEmpty else { return }
+        let outcomes = await withTaskGroup(of: (DueProbe, ReadinessProbe.Outcome).self) { group in
+            for probe in due {
+                group.addTask {
+                    (probe, await ReadinessProbe.run(networkNamespace: probe.networkNamespace, address: probe.address, port: probe.port,
+                                                     httpPath: probe.httpPath, timeout: probe.timeout))
+                }
+            }
+            var outcomes: [(DueProbe, ReadinessProbe.Outcome)] = []
+            for await outcome in group { outcomes.append(outcome) }
+            return outcomes
+        }
+        var changed: Set<String> = []
+        for (due, outcome) in outcomes {
+            guard var running = pods[due.key], running.termination == nil,
+                  let index = running.containers.firstIndex(where: { $0.name == due.container }),
+                  let probe = desired[due.key]?.spec.containers.first(where: { $0.name == due.container })?.readinessProbe else { continue }
+            var process = running.containers[index]
+            process.lastProbeAt = now
+            let wasReady = process.ready ?? false
+            switch outcome {
+            case .passed:
+                process.probeSuccesses = (process.probeSuccesses ?? 0) + 1
+                process.probeFailures = 0
+                if !wasReady && process.probeSuccesses ?? 0 >= probe.effectiveSuccessThreshold { process.ready = true }
+            case let .failed(reason):
+                process.probeFailures = (process.probeFailures ?? 0) + 1
+                process.probeSuccesses = 0
+                if wasReady && process.probeFailures ?? 0 >= probe.effectiveFailureThreshold {
+                    process.ready = false
+                    logger.info("readiness probe failed", metadata: ["pod": "\(due.key)", "container": "\(due.container)", "reason": "\(reason)"])
+                }
+            }
+            if (process.ready ?? false) != wasReady {
+                changed.insert(due.key)
+                logger.info("readiness changed", metadata: ["pod": "\(due.key)", "container": "\(due.container)", "ready": "\(process.ready ?? false)"])
+            }
+            running.containers[index] = process
+            pods[due.key] = running
+        }
+        for key in changed.sorted() {
+            if let running = pods[key], let pod = desired[key] { await reportRunning(key, running, pod: pod) }
+        }
+    }
+
     // MARK: Stop
 
+    /// Stops a pod at once (SIGTERM, 5 s, SIGKILL) and releases it: for a pod whose spec
+    /// changed or whose start was interrupted, which is started again right after.
     private func stop(_ key: String, _ running: RunningPod) async {
         await HostProcess.terminate(running.containers.map(\.pid), .init(wholeGroup: true))
+        await release(key, running)
+    }
+
+    /// Starts winding a pod down; `advanceTerminations` carries it on.
+    private func beginTermination(_ key: String, _ running: RunningPod, pod: Pod?) {
+        let now = Date().timeIntervalSince1970
+        let grace = pod?.metadata.deletionGracePeriodSeconds ?? pod?.spec.effectiveTerminationGracePeriodSeconds
+            ?? running.gracePeriodSeconds ?? PodTermination.defaultGracePeriodSeconds
+        var running = running
+        running.termination = Termination(deletionTimestamp: pod?.metadata.deletionTimestamp, startedAt: now, deadline: now + Double(grace))
+        pods[key] = running
+        save()
+        logger.info("pod terminating", metadata: ["pod": "\(key)", "grace": "\(grace)s", "recordRemoved": "\(pod == nil)"])
+    }
+
+    /// One step of every termination: SIGTERM to each container whose preStop sleep is over,
+    /// SIGKILL past the deadline, and once nothing runs, the pod's release.
+    private func advanceTerminations() async {
+        let now = Date().timeIntervalSince1970
+        for (key, original) in pods.sorted(by: { $0.key < $1.key }) {
+            guard let termination = original.termination else { continue }
+            var running = original
+            for index in running.containers.indices where running.containers[index].signalledAt == nil {
+                let container = running.containers[index]
+                let preStopOver = now >= termination.startedAt + Double(container.preStopSleepSeconds ?? 0)
+                if preStopOver || now >= termination.deadline {
+                    if HostProcess.isGroupAlive(container.pid) { kill(-container.pid, SIGTERM) }
+                    running.containers[index].signalledAt = now
+                }
+            }
+            pods[key] = running
+            let alive = running.containers.map(\.pid).filter(HostProcess.isGroupAlive)
+            if !alive.isEmpty {
+                guard now >= termination.deadline else { continue }
+                logger.info("grace period over; killing", metadata: ["pod": "\(key)"])
+                await HostProcess.terminate(alive, .init(signal: SIGKILL, grace: .seconds(2), wholeGroup: true))
+            }
+            await release(key, running)
+            logger.info("pod terminated", metadata: ["pod": "\(key)", "seconds": "\(String(format: "%.1f", now - termination.startedAt))"])
+        }
+    }
+
+    /// The status of a deleted pod this node does not run (any more), if the mirror still shows one.
+    private func removeStatus(_ key: String) async {
+        let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
+        let statusKey = KeyLayout.podStatus(namespace: parts[0], name: parts[1])
+        guard !(await mirror.snapshot(KeyLayout.podStatusPrefix)).filter({ $0.key == statusKey }).isEmpty else { return }
+        do {
+            _ = try await client.delete(statusKey)
+            reported[key] = nil
+        } catch {
+            logger.warning("removing a stopped pod's status failed; retrying", metadata: ["pod": "\(key)", "error": "\(error)"])
+        }
+    }
+
+    /// Takes down what a stopped pod leaves: its endpoint (CNI DEL), namespace, files and status.
+    private func release(_ key: String, _ running: RunningPod) async {
         if running.address != nil || running.launching == true {
             do {
                 _ = try await cni(command: "DEL", containerID: running.containerID, netns: running.networkNamespace,

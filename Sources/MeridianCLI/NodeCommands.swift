@@ -81,7 +81,8 @@ struct CNICommand: AsyncParsableCommand {
 /// `meridian tool ...`: built-in workloads for demos and tests.
 struct ToolCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "tool", abstract: "Built-in workloads for demos and tests.",
-                                                    subcommands: [EchoServerCommand.self, UDPProbeCommand.self, ReachCommand.self, ConnectLatencyCommand.self])
+                                                    subcommands: [EchoServerCommand.self, UDPProbeCommand.self, ReachCommand.self, ConnectLatencyCommand.self,
+                                                                  LoadCommand.self])
 
     struct EchoServerCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "echo-server",
@@ -120,6 +121,37 @@ struct ToolCommand: AsyncParsableCommand {
                     case let .failed(reason): print("\(target) failed: \(reason)")
                     }
                 }
+            }
+        }
+    }
+
+    struct LoadCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "load",
+            abstract: "Call an HTTP server in a loop and count failed requests; prints a JSON report at the end.")
+        @Argument(help: "Destination as ADDRESS:PORT.") var destination: String
+        @Option(help: "Request path.") var path: String = "/"
+        @Flag(help: "Send every request on one kept-alive connection instead of a new connection each.") var keepAlive = false
+        @Option(help: "Milliseconds between requests.") var intervalMs: Int = 20
+        @Option(help: "Seconds one request may take.") var timeout: Double = 2
+        @Option(help: "Seconds to run at most.") var duration: Int = 60
+        @Option(help: "Stop as soon as this file exists.") var stopFile: String?
+
+        func validate() throws {
+            try ToolOptions.timeout(timeout)
+            guard (0...60_000).contains(intervalMs) else { throw ValidationError("--interval-ms must be between 0 and 60000") }
+            guard (1...86_400).contains(duration) else { throw ValidationError("--duration must be between 1 and 86400 seconds") }
+            guard path.hasPrefix("/"), !path.contains(where: \.isWhitespace) else { throw ValidationError("--path must start with / and contain no spaces") }
+        }
+
+        func run() async throws {
+            try await reportingErrors {
+                let target = try ReachProbe.Target(parsing: "tcp:" + destination)
+                let probe = LoadProbe(address: target.address, port: target.port, path: path, keepAlive: keepAlive,
+                                      interval: .milliseconds(intervalMs), timeout: timeout, duration: .seconds(duration), stopFile: stopFile)
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = .sortedKeys
+                print(String(decoding: try encoder.encode(probe.run()), as: UTF8.self))
             }
         }
     }

@@ -28,8 +28,14 @@ struct DeleteCommand: AsyncParsableCommand {
     @Argument(help: "Kind (service, namespace, node, ...) and name.") var target: [String] = []
     @Option(name: .shortAndLong, help: "Delete what this file describes.") var filename: String?
     @Option(name: .shortAndLong, help: "Namespace.") var namespace: String = "default"
+    @Option(help: "Seconds a deleted pod gets to stop (default: its terminationGracePeriodSeconds).") var gracePeriod: Int?
+    @Flag(help: "Remove pods at once instead of letting their nodes stop them first.") var force = false
 
     func validate() throws {
+        if let gracePeriod, !PodTermination.gracePeriodSeconds.contains(gracePeriod) {
+            throw ValidationError("--grace-period must be between \(PodTermination.gracePeriodSeconds.lowerBound) and "
+                                  + "\(PodTermination.gracePeriodSeconds.upperBound), got \(gracePeriod)")
+        }
         if filename == nil && target.count != 2 { throw ValidationError("expected KIND NAME, or -f FILE") }
         if filename != nil && !target.isEmpty { throw ValidationError("give either KIND NAME or -f FILE, not both") }
         if filename == nil, !Self.isNode(target[0]), ResourceKind(userInput: target[0]) == nil {
@@ -55,7 +61,7 @@ struct DeleteCommand: AsyncParsableCommand {
                 let kind = ResourceKind(userInput: target[0])!
                 targets = [(kind, kind.isNamespaced ? namespace : nil, target[1])]
             }
-            let result = try await Resources.delete(targets, context: try contextOptions.resolve())
+            let result = try await Resources.delete(targets, context: try contextOptions.resolve(), gracePeriodSeconds: gracePeriod, force: force)
             for deleted in result.deleted { print("\(deleted) deleted") }
             for missing in result.missing { FileHandle.standardError.write(Data("Error: \(missing)\n".utf8)) }
             if !result.missing.isEmpty { throw ExitCode.failure }
@@ -133,6 +139,71 @@ struct ConfigCommand: AsyncParsableCommand {
                 config.currentContext = name
                 try config.save()
                 print("Switched to context \(name)")
+            }
+        }
+    }
+}
+
+/// `meridian rollout restart | status deployment NAME`, as kubectl's.
+struct RolloutCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "rollout", abstract: "Restart a Deployment's pods, or follow a rollout.",
+                                                    subcommands: [Restart.self, Status.self])
+
+    static func checkKind(_ kind: String) throws {
+        guard ["deployment", "deployments", "deploy"].contains(kind.lowercased()) else {
+            throw ValidationError("only deployments can be rolled out, got \(kind)")
+        }
+    }
+
+    /// Replaces every pod by the Deployment's strategy (a rolling update by default).
+    struct Restart: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "restart", abstract: "Replace a Deployment's pods by its strategy.")
+        @OptionGroup var contextOptions: ContextOptions
+        @Option(name: .shortAndLong, help: "Namespace.") var namespace: String = "default"
+        @Argument(help: "deployment") var kind: String
+        @Argument(help: "Deployment name.") var name: String
+
+        func validate() throws { try RolloutCommand.checkKind(kind) }
+
+        func run() async throws {
+            try await reportingErrors {
+                try await Rollout.restart(name, namespace: namespace, context: try contextOptions.resolve())
+                print("deployment.apps/\(name) restarted")
+            }
+        }
+    }
+
+    /// Waits until every pod is of the current template, ready, and the old ones are gone.
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "status", abstract: "Wait for a Deployment's rollout to finish.")
+        @OptionGroup var contextOptions: ContextOptions
+        @Option(name: .shortAndLong, help: "Namespace.") var namespace: String = "default"
+        @Argument(help: "deployment") var kind: String
+        @Argument(help: "Deployment name.") var name: String
+        @Option(help: "How long to wait (e.g. 90s, 5m).") var timeout: String = "5m"
+
+        func validate() throws {
+            try RolloutCommand.checkKind(kind)
+            guard DurationParser.parse(timeout) != nil else { throw ValidationError("--timeout: expected a duration such as 30s or 5m, got \(timeout)") }
+        }
+
+        func run() async throws {
+            try await reportingErrors {
+                let context = try contextOptions.resolve()
+                let deadline = ContinuousClock.now + (DurationParser.parse(timeout) ?? .seconds(300))
+                var last = ""
+                while true {
+                    let progress = try await Rollout.progress(name, namespace: namespace, context: context)
+                    let line = progress.summary(name: name)
+                    if line != last { print(line) }
+                    last = line
+                    if progress.isComplete { return }
+                    guard ContinuousClock.now < deadline else {
+                        FileHandle.standardError.write(Data("Error: timed out after \(timeout) waiting for the rollout to finish\n".utf8))
+                        throw ExitCode.failure
+                    }
+                    try await Task.sleep(for: .milliseconds(250))
+                }
             }
         }
     }

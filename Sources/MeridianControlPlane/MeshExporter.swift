@@ -95,9 +95,10 @@ struct MeshExporter: Sendable {
                 continue
             }
             let namespace = service.metadata.namespace ?? "default"
+            let backends = ServiceExport.backends(of: service, pods: pods)
             guard !nonGlobalNamespaces.contains(namespace),
-                  let exported = ServiceExport.clusterService(for: service, cluster: cluster,
-                                                              backends: ServiceExport.backends(of: service, pods: pods)) else { continue }
+                  let exported = ServiceExport.clusterService(for: service, cluster: cluster, backends: backends.ports,
+                                                              backendStates: backends.states) else { continue }
             desired[MeshKind.services.stateKey(cluster: cluster.name, name: "\(namespace)/\(service.metadata.name)")] = jsonData(exported)
         }
         let existing = try await client.list(prefix: MeshKind.services.statePrefix(cluster: cluster.name))
@@ -179,13 +180,17 @@ public enum ServiceExport {
     /// Namespaces annotated `"false"` are not exported (Cilium 1.19's global-namespace filter).
     public static let namespaceGlobalAnnotation = "clustermesh.cilium.io/global"
 
-    /// The ready backends of `service` by address and port name, as a ClusterService carries them.
-    public static func backends(of service: Service, pods: [ObservedPod]) -> [String: [String: L4Addr]] {
-        var result: [String: [String: L4Addr]] = [:]
+    /// The backends of `service` by address and port name, as a ClusterService carries them,
+    /// with the state of each one that is not active (a deleted pod, still serving, is
+    /// `terminating`; the record carries it in `backendStates`).
+    public static func backends(of service: Service, pods: [ObservedPod])
+        -> (ports: [String: [String: L4Addr]], states: [String: String]) {
+        var result: (ports: [String: [String: L4Addr]], states: [String: String]) = ([:], [:])
         for resolved in ServiceBackendResolver.resolve(service, pods: pods) {
             guard let proto = L4Protocol(rawValue: resolved.servicePort.protocol.rawValue) else { continue }
             for backend in resolved.backends {
-                result[backend.podIP, default: [:]][resolved.servicePort.name ?? ""] = L4Addr(protocol: proto, port: UInt16(backend.port))
+                result.ports[backend.podIP, default: [:]][resolved.servicePort.name ?? ""] = L4Addr(protocol: proto, port: UInt16(backend.port))
+                if backend.state != .active { result.states[backend.podIP] = backend.state.rawValue }
             }
         }
         return result
@@ -195,7 +200,8 @@ public enum ServiceExport {
     /// service's cluster IPs; backends come from the cluster's ready endpoints (none until the
     /// datapath places pods).
     public static func clusterService(for service: Service, cluster: ClusterSettings,
-                                      backends: [String: [String: L4Addr]] = [:]) -> ClusterService? {
+                                      backends: [String: [String: L4Addr]] = [:],
+                                      backendStates: [String: String] = [:]) -> ClusterService? {
         guard let mesh = try? ServiceMeshAnnotations.parse(service.metadata.annotations),
               GlobalServicePolicy.exportsBackends(mesh) else { return nil }
         var ports: [String: L4Addr] = [:]
@@ -210,7 +216,7 @@ public enum ServiceExport {
         return ClusterService(
             cluster: cluster.name, namespace: service.metadata.namespace ?? "default", name: service.metadata.name,
             frontends: frontends, backends: backends, labels: service.metadata.labels, selector: service.spec.selector,
-            includeExternal: true, shared: true, clusterID: cluster.id)
+            includeExternal: true, shared: true, clusterID: cluster.id, backendStates: backendStates.isEmpty ? nil : backendStates)
     }
 }
 

@@ -8,6 +8,12 @@ import MeridianStore
 /// Deployment's pods at its replica count and template, and removes pods whose Deployment is
 /// gone) and the scheduler (binds unscheduled pods to the registered node with the fewest
 /// pods). Nodes then run what is bound to them.
+///
+/// A pod a registered node runs is deleted gracefully: stamped with a `deletionTimestamp`, its
+/// node stops it (preStop, SIGTERM, grace period, SIGKILL) and removes its status, and this
+/// controller then removes the record (nodes may write statuses but not resources). A pod no
+/// registered node runs (unscheduled, or its node is gone) is removed at once, also when it
+/// was already terminating: nothing would ever finish it (the pod garbage collector's part).
 struct WorkloadController: Sendable {
     let client: any KeyValueStore
     let cluster: ClusterSettings
@@ -41,6 +47,11 @@ struct WorkloadController: Sendable {
     struct OrphanedStatuses: Sendable {
         var since: [String: ContinuousClock.Instant] = [:]
         var grace: Duration = .seconds(5)
+        /// Terminating pods seen without a status, and since when: their node has finished them.
+        /// The same separate watches could show a running pod's mark before its status, so the
+        /// record goes only after `stoppedGrace`.
+        var stoppedSince: [String: ContinuousClock.Instant] = [:]
+        var stoppedGrace: Duration = .seconds(1)
     }
 
     private func reconcile(_ mirror: PrefixMirror, orphans: inout OrphanedStatuses) async throws {
@@ -62,8 +73,44 @@ struct WorkloadController: Sendable {
             }
         }
 
+        var registered: Set<String> = []
+        for (key, value) in await mirror.snapshot(MeshKind.nodes.statePrefix(cluster: cluster.name)) {
+            if let node = try? StoreCoding.decode(NodeRecord.self, from: value, key: key) { registered.insert(node.name) }
+        }
+        let deletionStamp = Self.timestamp()
         var puts: [(key: String, value: Data)] = []
         var deletes: [String] = []
+        /// Deletes gracefully what a node runs, at once what none does.
+        func delete(_ key: String) {
+            guard let pod = pods[key] else { return }
+            if let node = pod.spec.nodeName, registered.contains(node) {
+                guard !pod.metadata.isBeingDeleted else { return }
+                let marked = pod.markedForDeletion(at: deletionStamp)
+                puts.append((key, StoreCoding.encode(KubernetesObject.pod(marked))))
+                pods[key] = marked
+            } else {
+                deletes.append(key)
+                pods[key] = nil
+            }
+        }
+        for (key, pod) in pods where pod.metadata.isBeingDeleted && !(pod.spec.nodeName.map(registered.contains) ?? false) {
+            deletes.append(key)
+            pods[key] = nil
+        }
+        // Terminating pods whose node has stopped them (and removed their status) are finished.
+        let clock = ContinuousClock.now
+        var stopped: [String: ContinuousClock.Instant] = [:]
+        for (key, pod) in pods where pod.metadata.isBeingDeleted {
+            let name = "\(pod.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(pod.metadata.name)"
+            guard statuses[name] == nil else { continue }
+            let since = orphans.stoppedSince[name] ?? clock
+            stopped[name] = since
+            if clock - since >= orphans.stoppedGrace {
+                deletes.append(key)
+                pods[key] = nil
+            }
+        }
+        orphans.stoppedSince = stopped
         for deployment in deployments {
             let namespace = deployment.metadata.namespace ?? KubernetesObject.defaultNamespace
             let owned = pods.values.filter { DeploymentPlanner.owns(deployment, $0) }.map(observed)
@@ -75,9 +122,7 @@ struct WorkloadController: Sendable {
                 pods[key] = pod
             }
             for deletion in plan.delete {
-                let key = KeyLayout.resource(plural: ResourceKind.pod.plural, namespace: namespace, name: deletion.name)
-                deletes.append(key)
-                pods[key] = nil
+                delete(KeyLayout.resource(plural: ResourceKind.pod.plural, namespace: namespace, name: deletion.name))
             }
         }
         // Pods of a Deployment that no longer exists go with it.
@@ -85,16 +130,13 @@ struct WorkloadController: Sendable {
         for (key, pod) in pods {
             guard let owner = pod.metadata.labels[WorkloadLabels.deployment] else { continue }
             if !names.contains("\(pod.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(owner)") {
-                deletes.append(key)
-                pods[key] = nil
+                delete(key)
             }
         }
 
         // Scheduling: bind pods without a node, counting every pod already bound.
         var loads: [String: Int] = [:]
-        for (key, value) in await mirror.snapshot(MeshKind.nodes.statePrefix(cluster: cluster.name)) {
-            if let node = try? StoreCoding.decode(NodeRecord.self, from: value, key: key) { loads[node.name] = 0 }
-        }
+        for node in registered { loads[node] = 0 }
         for pod in pods.values {
             if let node = pod.spec.nodeName, loads[node] != nil { loads[node, default: 0] += 1 }
         }
@@ -133,5 +175,10 @@ struct WorkloadController: Sendable {
                                     deletes: Array(deleteSet.sorted()[min(chunk, deleteSet.count)..<min(chunk + 100, deleteSet.count)]))
         }
         logger.info("workloads reconciled", metadata: ["writes": "\(puts.count)", "deletes": "\(deleteSet.count)"])
+    }
+
+    /// RFC 3339 UTC, as the store writes timestamps.
+    static func timestamp() -> String {
+        ISO8601DateFormatter().string(from: Date())
     }
 }

@@ -299,6 +299,8 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     case requestTooLarge(source: String, bytes: Int, limit: Int)
     case identitiesExhausted(cluster: UInt32, labels: String)
     case identityAllocationContended(labels: String)
+    /// An apply of a pod that is being deleted (its node is stopping it).
+    case objectTerminating(label: String)
 
     public var description: String {
         switch self {
@@ -319,6 +321,8 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
                 + "may hold; nothing was written, split the file"
         case let .identitiesExhausted(cluster, labels): "no free identity left in cluster \(cluster)'s range for \(labels)"
         case let .identityAllocationContended(labels): "identity allocation for \(labels) kept conflicting; giving up"
+        case let .objectTerminating(label):
+            "\(label): it is being deleted (Terminating); apply it again once it is gone, or delete it with --force first"
         }
     }
 }

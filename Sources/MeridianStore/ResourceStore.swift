@@ -60,6 +60,9 @@ public struct ResourceStore: Sendable {
                 throw StoreError.namespaceMissing(label: label, namespace: namespace)
             }
             let previous = try await client.get(key).map { try StoreCoding.decode(KubernetesObject.self, from: $0.value, key: $0.key) }
+            if case let .pod(terminating)? = previous, terminating.metadata.isBeingDeleted {
+                throw StoreError.objectTerminating(label: label)
+            }
             if case var .service(service) = object {
                 let previousIP: String? = if case let .service(old)? = previous { old.spec.clusterIP } else { nil }
                 do {
@@ -94,8 +97,22 @@ public struct ResourceStore: Sendable {
     }
 
     /// Deletes one object (and, for a namespace, everything in it). Returns false if absent.
-    public func delete(_ kind: ResourceKind, namespace: String?, name: String) async throws -> Bool {
+    ///
+    /// A pod bound to a node is deleted gracefully, as Kubernetes does: it is stamped with a
+    /// `deletionTimestamp` and the grace period (`gracePeriodSeconds`, else its spec's), shows as
+    /// Terminating, its endpoints turn terminating, and its node removes it once it has stopped
+    /// it. `force` removes the record at once (its node then stops it without a grace period's
+    /// worth of serving). Pods inside a deleted namespace go at once too.
+    public func delete(_ kind: ResourceKind, namespace: String?, name: String, gracePeriodSeconds: Int? = nil,
+                       force: Bool = false) async throws -> Bool {
         guard let object = try await get(kind, namespace: namespace, name: name) else { return false }
+        if case let .pod(pod) = object, pod.spec.nodeName != nil, !force {
+            guard !pod.metadata.isBeingDeleted else { return true }
+            var marked = pod.markedForDeletion(at: ISO8601DateFormatter().string(from: Date()))
+            if let gracePeriodSeconds { marked.metadata.deletionGracePeriodSeconds = gracePeriodSeconds }
+            try await client.commit(puts: [(Self.key(for: object), StoreCoding.encode(KubernetesObject.pod(marked)))])
+            return true
+        }
         var deletes = [Self.key(for: object)]
         if case let .service(service) = object, let ip = service.spec.clusterIP, IPAddress(ip) != nil {
             deletes.append(KeyLayout.serviceIP(ip))

@@ -1,7 +1,10 @@
+import Dispatch
 import Foundation
+import Glibc
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 
 /// The built-in workload for demos and tests (`meridian tool echo-server`): an HTTP server that
 /// answers with who served the request (pod, namespace, node, cluster, from the environment the
@@ -9,6 +12,11 @@ import NIOPosix
 /// `GET /bytes/N` returns N bytes, and a request body is counted, for large-payload tests. With a
 /// UDP port it also echoes datagrams back unchanged. It can listen on several ports of each
 /// kind, so policy tests can tell ports apart.
+///
+/// SIGTERM shuts it down gracefully, as a well-behaved server in a pod does: it stops
+/// listening (new connections are refused), answers the requests of the connections it has,
+/// each with `Connection: close`, and exits once the last one has closed (its node kills it
+/// if that outlasts the pod's grace period).
 public struct EchoServer: Sendable {
     public var host: String
     public var ports: [Int]
@@ -39,18 +47,47 @@ public struct EchoServer: Sendable {
     }
 
     public func run() async throws {
+        let (terminations, notify) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        signal(SIGTERM, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGTERM)
+        source.setEventHandler { notify.yield() }
+        source.resume()
+        defer { source.cancel() }
+        let draining = DrainFlag()
         try await withThrowingDiscardingTaskGroup { group in
+            var listeners: [any Channel] = []
             for port in ports {
-                group.addTask { try await serveHTTP(port: port) }
+                let server = try await bindHTTP(port: port)
+                listeners.append(server.channel)
+                group.addTask { try await serveHTTP(server, draining: draining) }
             }
             for udpPort in udpPorts {
-                group.addTask { try await serveUDP(port: udpPort) }
+                let channel = try await bindUDP(port: udpPort)
+                listeners.append(channel.channel)
+                group.addTask { try await serveUDP(channel) }
+            }
+            let closing = listeners
+            group.addTask {
+                for await _ in terminations {
+                    draining.set()
+                    for listener in closing { try? await listener.close() }
+                    return
+                }
             }
         }
     }
 
-    private func serveHTTP(port: Int) async throws {
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+    /// Set once SIGTERM arrived: answers say `Connection: close` and end their connection.
+    final class DrainFlag: Sendable {
+        private let state = Mutex(false)
+        func set() { state.withLock { $0 = true } }
+        var isSet: Bool { state.withLock { $0 } }
+    }
+
+    private typealias HTTPServer = NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
+
+    private func bindHTTP(port: Int) async throws -> HTTPServer {
+        try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .bind(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -58,16 +95,21 @@ public struct EchoServer: Sendable {
                     return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
                 }
             }
+    }
+
+    private func serveHTTP(_ server: HTTPServer, draining: DrainFlag) async throws {
         try await withThrowingDiscardingTaskGroup { group in
-            try await server.executeThenClose { connections in
+            // Closing the listener (SIGTERM) ends the accept loop; the group then waits for the
+            // connections being served.
+            try? await server.executeThenClose { connections in
                 for try await connection in connections {
-                    group.addTask { try? await serve(connection) }
+                    group.addTask { try? await serve(connection, draining: draining) }
                 }
             }
         }
     }
 
-    private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async throws {
+    private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, draining: DrainFlag) async throws {
         let client = connection.channel.remoteAddress?.ipAddress ?? "unknown"
         try await connection.executeThenClose { inbound, outbound in
             var head: HTTPRequestHead?
@@ -86,7 +128,7 @@ public struct EchoServer: Sendable {
                     headers.add(name: "Content-Type", value: body.contentType)
                     headers.add(name: "Content-Length", value: "\(body.bytes.readableBytes)")
                     headers.add(name: "X-Served-By", value: identity(client: client)["pod"] ?? "")
-                    let keepAlive = request.isKeepAlive
+                    let keepAlive = request.isKeepAlive && !draining.isSet
                     headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
                     try await outbound.write(.head(HTTPResponseHead(version: request.version, status: body.status, headers: headers)))
                     try await outbound.write(.body(.byteBuffer(body.bytes)))
@@ -113,8 +155,10 @@ public struct EchoServer: Sendable {
         return (.ok, "application/json", ByteBuffer(string: String(decoding: data, as: UTF8.self) + "\n"))
     }
 
-    private func serveUDP(port: Int) async throws {
-        let channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+    private typealias UDPChannel = NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>
+
+    private func bindUDP(port: Int) async throws -> UDPChannel {
+        try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65536))
             .bind(host: host, port: port) { channel in
@@ -122,7 +166,10 @@ public struct EchoServer: Sendable {
                     try NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>(wrappingChannelSynchronously: channel)
                 }
             }
-        try await channel.executeThenClose { inbound, outbound in
+    }
+
+    private func serveUDP(_ channel: UDPChannel) async throws {
+        try? await channel.executeThenClose { inbound, outbound in
             for try await envelope in inbound {
                 try await outbound.write(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: envelope.data))
             }

@@ -240,7 +240,7 @@ struct DeploymentPlannerTests {
         #expect(plan.delete.allSatisfy { $0.reason == .surplus })
     }
 
-    @Test func templateChangeRecreatesEveryPod() {
+    @Test func templateChangeStartsARollingUpdate() {
         let old = deployment(replicas: 2)
         let pods = [
             observed(ownedPod(of: old, named: "backend-old-1"), running("10.1.0.1")),
@@ -250,12 +250,10 @@ struct DeploymentPlannerTests {
         let newHash = updated.spec.template.templateHash
         #expect(newHash != old.spec.template.templateHash)
 
+        // Two replicas: surge 1, unavailable 0; the old pods stay until new ones are ready.
         let plan = DeploymentPlanner.plan(for: updated, existing: pods)
-        #expect(plan.delete == [
-            PodDeletion(name: "backend-old-1", reason: .outdatedTemplate),
-            PodDeletion(name: "backend-old-2", reason: .outdatedTemplate),
-        ])
-        #expect(plan.create.count == 2)
+        #expect(plan.delete.isEmpty)
+        #expect(plan.create.count == 1)
         #expect(plan.create.allSatisfy { $0.metadata.labels[WorkloadLabels.podTemplateHash] == newHash })
         #expect(plan.create.allSatisfy { $0.spec.containers[0].ports[0].containerPort == 9090 })
     }
@@ -265,8 +263,12 @@ struct DeploymentPlannerTests {
         var adopted = ownedPod(of: backend, named: "hand-made")
         adopted.metadata.labels[WorkloadLabels.podTemplateHash] = nil
         let plan = DeploymentPlanner.plan(for: backend, existing: [observed(adopted, running("10.1.0.1"))])
-        #expect(plan.delete == [PodDeletion(name: "hand-made", reason: .outdatedTemplate)])
+        #expect(plan.delete.isEmpty, "it serves until its replacement is ready")
         #expect(plan.create.count == 1)
+        let replacement = observed(ownedPod(of: backend, named: "backend-new"), running("10.1.0.2"))
+        let next = DeploymentPlanner.plan(for: backend, existing: [observed(adopted, running("10.1.0.1")), replacement])
+        #expect(next.delete == [PodDeletion(name: "hand-made", reason: .outdatedTemplate)])
+        #expect(next.create.isEmpty)
     }
 
     @Test func finishedPodsAreReplaced() {

@@ -24,15 +24,19 @@ public struct DeploymentSpec: Codable, Sendable, Hashable {
     /// own selector would not match.
     public var selector: LabelSelector
     public var template: PodTemplateSpec
+    /// How a template change replaces the pods; `nil` is a rolling update with 25% surge and
+    /// 25% unavailable, Kubernetes' default.
+    public var strategy: DeploymentStrategy?
 
-    public init(replicas: Int = defaultReplicas, selector: LabelSelector, template: PodTemplateSpec) {
+    public init(replicas: Int = defaultReplicas, selector: LabelSelector, template: PodTemplateSpec, strategy: DeploymentStrategy? = nil) {
         self.replicas = replicas
         self.selector = selector
         self.template = template
+        self.strategy = strategy
     }
 
     private enum CodingKeys: String, CodingKey {
-        case replicas, selector, template
+        case replicas, selector, template, strategy
     }
 
     public init(from decoder: any Decoder) throws {
@@ -40,6 +44,69 @@ public struct DeploymentSpec: Codable, Sendable, Hashable {
         replicas = try container.decodeIfPresent(Int.self, forKey: .replicas) ?? Self.defaultReplicas
         selector = try container.decode(LabelSelector.self, forKey: .selector)
         template = try container.decode(PodTemplateSpec.self, forKey: .template)
+        strategy = try container.decodeIfPresent(DeploymentStrategy.self, forKey: .strategy)
+    }
+}
+
+/// Kubernetes' `DeploymentStrategy`: replace pods all at once (`Recreate`: the old ones are
+/// gone before a new one starts) or a few at a time (`RollingUpdate`: new pods first, old ones
+/// only while enough pods stay ready), so a Service keeps serving through the change.
+public struct DeploymentStrategy: Codable, Sendable, Hashable {
+    /// The two kinds of replacement, spelled as in Kubernetes.
+    public enum Kind: String, Codable, Sendable, Hashable, CaseIterable {
+        case rollingUpdate = "RollingUpdate"
+        case recreate = "Recreate"
+    }
+
+    public var type: Kind?
+    public var rollingUpdate: RollingUpdateDeployment?
+
+    public init(type: Kind? = nil, rollingUpdate: RollingUpdateDeployment? = nil) {
+        self.type = type
+        self.rollingUpdate = rollingUpdate
+    }
+
+    public var effectiveType: Kind { type ?? .rollingUpdate }
+}
+
+/// How far a rolling update may go above the replica count (`maxSurge`) and below it in ready
+/// pods (`maxUnavailable`): a number of pods, or a percentage of the replicas (`"25%"`).
+public struct RollingUpdateDeployment: Codable, Sendable, Hashable {
+    public var maxSurge: IntOrString?
+    public var maxUnavailable: IntOrString?
+
+    public static let defaultPercent: IntOrString = "25%"
+
+    public init(maxSurge: IntOrString? = nil, maxUnavailable: IntOrString? = nil) {
+        self.maxSurge = maxSurge
+        self.maxUnavailable = maxUnavailable
+    }
+
+    /// Pods above `replicas` and ready pods below it, as Kubernetes resolves them: a
+    /// percentage of the surge rounds up, of the unavailable down, and when both come out 0 one
+    /// pod may be unavailable (else nothing could move).
+    public func limits(replicas: Int) -> (surge: Int, unavailable: Int) {
+        let surge = Self.resolve(maxSurge ?? Self.defaultPercent, of: replicas, roundingUp: true)
+        var unavailable = Self.resolve(maxUnavailable ?? Self.defaultPercent, of: replicas, roundingUp: false)
+        if surge == 0 && unavailable == 0 { unavailable = 1 }
+        return (surge, unavailable)
+    }
+
+    static func resolve(_ value: IntOrString, of replicas: Int, roundingUp: Bool) -> Int {
+        switch value {
+        case let .int(number):
+            return max(number, 0)
+        case let .string(text):
+            guard let percent = percentage(text) else { return 0 }
+            let scaled = percent * max(replicas, 0)
+            return roundingUp ? (scaled + 99) / 100 : scaled / 100
+        }
+    }
+
+    /// The number in `"N%"`, or nil when the text is not of that form.
+    static func percentage(_ text: String) -> Int? {
+        guard text.hasSuffix("%"), let number = Int(text.dropLast()), number >= 0 else { return nil }
+        return number
     }
 }
 
@@ -106,8 +173,55 @@ extension DeploymentSpec {
         self.init(
             replicas: try map.optional("replicas")?.integer() ?? Self.defaultReplicas,
             selector: try LabelSelector(manifest: selector),
-            template: try PodTemplateSpec(manifest: map.required("template"))
+            template: try PodTemplateSpec(manifest: map.required("template")),
+            strategy: try map.optional("strategy").map { value throws(FieldError) in try DeploymentStrategy(manifest: value) }
         )
+    }
+}
+
+extension DeploymentStrategy {
+    init(manifest value: ManifestValue) throws(FieldError) {
+        let map = try value.mapping(.deploymentStrategy)
+        var rolling: RollingUpdateDeployment?
+        if let rollingValue = map.optional("rollingUpdate") {
+            let rollingMap = try rollingValue.mapping(.rollingUpdateDeployment)
+            rolling = RollingUpdateDeployment(maxSurge: try rollingMap.optional("maxSurge")?.intOrString(),
+                                              maxUnavailable: try rollingMap.optional("maxUnavailable")?.intOrString())
+        }
+        self.init(type: try map.optional("type")?.enumeration(Kind.self), rollingUpdate: rolling)
+    }
+
+    func validate(at path: FieldPath) throws(FieldError) {
+        guard let rollingUpdate else { return }
+        let rollingPath = path.field("rollingUpdate")
+        if effectiveType == .recreate {
+            throw FieldError(rollingPath, "may not be given when type is Recreate")
+        }
+        for (field, value) in [("maxSurge", rollingUpdate.maxSurge), ("maxUnavailable", rollingUpdate.maxUnavailable)] {
+            switch value {
+            case let .int(number)? where number < 0:
+                throw FieldError(rollingPath.field(field), "must be 0 or more, got \(number)")
+            case let .string(text)?:
+                guard let percent = RollingUpdateDeployment.percentage(text) else {
+                    throw FieldError(rollingPath.field(field), "must be a number of pods or a percentage such as \"25%\", got \(text.debugDescription)")
+                }
+                if field == "maxUnavailable" && percent > 100 {
+                    throw FieldError(rollingPath.field(field), "must be at most 100%, got \(text)")
+                }
+            default:
+                break
+            }
+        }
+        func isZero(_ value: IntOrString?) -> Bool {
+            switch value {
+            case .int(0)?: true
+            case let .string(text)?: RollingUpdateDeployment.percentage(text) == 0
+            default: false
+            }
+        }
+        if isZero(rollingUpdate.maxSurge) && isZero(rollingUpdate.maxUnavailable) {
+            throw FieldError(rollingPath.field("maxUnavailable"), "may not be 0 when maxSurge is 0")
+        }
     }
 }
 
@@ -152,6 +266,7 @@ extension DeploymentSpec {
         }
         try selector.validate(at: selectorPath)
         try template.validate(at: path.field("template"))
+        try strategy?.validate(at: path.field("strategy"))
         if let mismatch = Self.mismatch(of: selector, with: template.metadata.labels) {
             throw FieldError(selectorPath, "selector does not match template labels: \(mismatch)")
         }

@@ -58,15 +58,18 @@ extension ManifestFields {
 
     static let deploymentSpec = ManifestFields(
         "DeploymentSpec",
-        read: ["replicas", "selector", "template"],
-        ignored: ["minReadySeconds", "paused", "progressDeadlineSeconds", "revisionHistoryLimit", "strategy"]
+        read: ["replicas", "selector", "template", "strategy"],
+        ignored: ["minReadySeconds", "paused", "progressDeadlineSeconds", "revisionHistoryLimit"]
     )
+
+    static let deploymentStrategy = ManifestFields("DeploymentStrategy", read: ["type", "rollingUpdate"])
+    static let rollingUpdateDeployment = ManifestFields("RollingUpdateDeployment", read: ["maxSurge", "maxUnavailable"])
 
     static let podTemplateSpec = ManifestFields("PodTemplateSpec", read: ["metadata", "spec"])
 
     static let podSpec = ManifestFields(
         "PodSpec",
-        read: ["containers", "nodeName", "restartPolicy"],
+        read: ["containers", "nodeName", "restartPolicy", "terminationGracePeriodSeconds"],
         ignored: [
             "activeDeadlineSeconds", "affinity", "automountServiceAccountToken", "dnsConfig", "dnsPolicy",
             "enableServiceLinks", "ephemeralContainers", "hostAliases", "hostIPC", "hostNetwork", "hostPID",
@@ -74,16 +77,16 @@ extension ManifestFields {
             "os", "overhead", "preemptionPolicy", "priority", "priorityClassName", "readinessGates",
             "resourceClaims", "resources", "runtimeClassName", "schedulerName", "schedulingGates",
             "securityContext", "serviceAccount", "serviceAccountName", "setHostnameAsFQDN",
-            "shareProcessNamespace", "subdomain", "terminationGracePeriodSeconds", "tolerations",
+            "shareProcessNamespace", "subdomain", "tolerations",
             "topologySpreadConstraints", "volumes",
         ]
     )
 
     static let container = ManifestFields(
         "Container",
-        read: ["name", "image", "command", "args", "ports", "env", "envFrom"],
+        read: ["name", "image", "command", "args", "ports", "env", "envFrom", "readinessProbe", "lifecycle"],
         ignored: [
-            "imagePullPolicy", "lifecycle", "livenessProbe", "readinessProbe", "resizePolicy", "resources",
+            "imagePullPolicy", "livenessProbe", "resizePolicy", "resources",
             "restartPolicy", "restartPolicyRules", "securityContext", "startupProbe", "stdin", "stdinOnce",
             "terminationMessagePath", "terminationMessagePolicy", "tty", "volumeDevices", "volumeMounts",
             "workingDir",
@@ -94,6 +97,23 @@ extension ManifestFields {
         "ContainerPort", read: ["name", "containerPort", "protocol"], ignored: ["hostIP", "hostPort"])
 
     static let envVar = ManifestFields("EnvVar", read: ["name", "value", "valueFrom"])
+
+    /// `exec` and `grpc` are read only to be refused: the node probes over TCP and HTTP.
+    static let probe = ManifestFields(
+        "Probe",
+        read: [
+            "tcpSocket", "httpGet", "exec", "grpc", "initialDelaySeconds", "periodSeconds", "timeoutSeconds",
+            "successThreshold", "failureThreshold",
+        ],
+        ignored: ["terminationGracePeriodSeconds"]
+    )
+    static let tcpSocketAction = ManifestFields("TCPSocketAction", read: ["port", "host"])
+    static let httpGetAction = ManifestFields("HTTPGetAction", read: ["path", "port", "host", "scheme"], ignored: ["httpHeaders"])
+    /// `postStart` and `stopSignal` are accepted and dropped; a preStop hook changes how a pod
+    /// stops, so it is read (and refused unless it is a sleep).
+    static let lifecycle = ManifestFields("Lifecycle", read: ["preStop"], ignored: ["postStart", "stopSignal"])
+    static let lifecycleHandler = ManifestFields("LifecycleHandler", read: ["sleep", "exec", "httpGet", "tcpSocket"])
+    static let sleepAction = ManifestFields("SleepAction", read: ["seconds"])
 
     // MARK: NetworkPolicy
 

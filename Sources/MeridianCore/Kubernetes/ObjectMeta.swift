@@ -8,6 +8,11 @@ public struct ObjectMeta: Codable, Sendable, Hashable {
     public var annotations: [String: String]
     public var uid: String?
     public var creationTimestamp: String?
+    /// Set by the store when the object is deleted but must wind down first (a pod that is
+    /// running): RFC 3339 UTC, the moment of the delete. Never read from a manifest.
+    public var deletionTimestamp: String?
+    /// The grace period the deletion granted, in seconds; set with `deletionTimestamp`.
+    public var deletionGracePeriodSeconds: Int?
 
     public init(
         name: String,
@@ -15,7 +20,9 @@ public struct ObjectMeta: Codable, Sendable, Hashable {
         labels: [String: String] = [:],
         annotations: [String: String] = [:],
         uid: String? = nil,
-        creationTimestamp: String? = nil
+        creationTimestamp: String? = nil,
+        deletionTimestamp: String? = nil,
+        deletionGracePeriodSeconds: Int? = nil
     ) {
         self.name = name
         self.namespace = namespace
@@ -23,10 +30,15 @@ public struct ObjectMeta: Codable, Sendable, Hashable {
         self.annotations = annotations
         self.uid = uid
         self.creationTimestamp = creationTimestamp
+        self.deletionTimestamp = deletionTimestamp
+        self.deletionGracePeriodSeconds = deletionGracePeriodSeconds
     }
 
+    /// Deleted and winding down: a terminating pod.
+    public var isBeingDeleted: Bool { deletionTimestamp != nil }
+
     private enum CodingKeys: String, CodingKey {
-        case name, namespace, labels, annotations, uid, creationTimestamp
+        case name, namespace, labels, annotations, uid, creationTimestamp, deletionTimestamp, deletionGracePeriodSeconds
     }
 
     public init(from decoder: any Decoder) throws {
@@ -37,6 +49,8 @@ public struct ObjectMeta: Codable, Sendable, Hashable {
         annotations = try container.decodeIfPresent([String: String].self, forKey: .annotations) ?? [:]
         uid = try container.decodeIfPresent(String.self, forKey: .uid)
         creationTimestamp = try container.decodeIfPresent(String.self, forKey: .creationTimestamp)
+        deletionTimestamp = try container.decodeIfPresent(String.self, forKey: .deletionTimestamp)
+        deletionGracePeriodSeconds = try container.decodeIfPresent(Int.self, forKey: .deletionGracePeriodSeconds)
     }
 }
 

@@ -27,17 +27,28 @@ public struct PodSpec: Codable, Sendable, Hashable {
     public var nodeName: String?
     /// `nil` behaves as `Always`, the Kubernetes default.
     public var restartPolicy: RestartPolicy?
+    /// Seconds between the start of a deletion and SIGKILL: the preStop hooks run, then the
+    /// containers get SIGTERM, and what is still running when it is over is killed. `nil` is
+    /// Kubernetes' default of 30 (`PodTermination.defaultGracePeriodSeconds`).
+    public var terminationGracePeriodSeconds: Int?
 
-    public init(containers: [Container], nodeName: String? = nil, restartPolicy: RestartPolicy? = nil) {
+    public init(containers: [Container], nodeName: String? = nil, restartPolicy: RestartPolicy? = nil,
+                terminationGracePeriodSeconds: Int? = nil) {
         self.containers = containers
         self.nodeName = nodeName
         self.restartPolicy = restartPolicy
+        self.terminationGracePeriodSeconds = terminationGracePeriodSeconds
     }
 
     public var effectiveRestartPolicy: RestartPolicy { restartPolicy ?? .always }
 
+    /// The grace period a deletion gives this pod.
+    public var effectiveTerminationGracePeriodSeconds: Int {
+        terminationGracePeriodSeconds ?? PodTermination.defaultGracePeriodSeconds
+    }
+
     private enum CodingKeys: String, CodingKey {
-        case containers, nodeName, restartPolicy
+        case containers, nodeName, restartPolicy, terminationGracePeriodSeconds
     }
 
     public init(from decoder: any Decoder) throws {
@@ -45,6 +56,7 @@ public struct PodSpec: Codable, Sendable, Hashable {
         containers = try container.decodeIfPresent([Container].self, forKey: .containers) ?? []
         nodeName = try container.decodeIfPresent(String.self, forKey: .nodeName)
         restartPolicy = try container.decodeIfPresent(RestartPolicy.self, forKey: .restartPolicy)
+        terminationGracePeriodSeconds = try container.decodeIfPresent(Int.self, forKey: .terminationGracePeriodSeconds)
     }
 }
 
@@ -65,6 +77,10 @@ public struct Container: Codable, Sendable, Hashable {
     public var args: [String]
     public var ports: [ContainerPort]
     public var env: [EnvVar]
+    /// When the container may receive Service traffic; `nil`: as soon as it runs.
+    public var readinessProbe: Probe?
+    /// What runs before the container is asked to stop.
+    public var lifecycle: Lifecycle?
 
     public init(
         name: String,
@@ -72,7 +88,9 @@ public struct Container: Codable, Sendable, Hashable {
         command: [String] = [],
         args: [String] = [],
         ports: [ContainerPort] = [],
-        env: [EnvVar] = []
+        env: [EnvVar] = [],
+        readinessProbe: Probe? = nil,
+        lifecycle: Lifecycle? = nil
     ) {
         self.name = name
         self.image = image
@@ -80,13 +98,15 @@ public struct Container: Codable, Sendable, Hashable {
         self.args = args
         self.ports = ports
         self.env = env
+        self.readinessProbe = readinessProbe
+        self.lifecycle = lifecycle
     }
 
     /// What the node executes: the program is the first element.
     public var commandLine: [String] { command + args }
 
     private enum CodingKeys: String, CodingKey {
-        case name, image, command, args, ports, env
+        case name, image, command, args, ports, env, readinessProbe, lifecycle
     }
 
     public init(from decoder: any Decoder) throws {
@@ -97,6 +117,8 @@ public struct Container: Codable, Sendable, Hashable {
         args = try container.decodeIfPresent([String].self, forKey: .args) ?? []
         ports = try container.decodeIfPresent([ContainerPort].self, forKey: .ports) ?? []
         env = try container.decodeIfPresent([EnvVar].self, forKey: .env) ?? []
+        readinessProbe = try container.decodeIfPresent(Probe.self, forKey: .readinessProbe)
+        lifecycle = try container.decodeIfPresent(Lifecycle.self, forKey: .lifecycle)
     }
 }
 
@@ -168,7 +190,8 @@ extension PodSpec {
         self.init(
             containers: containers,
             nodeName: nodeName?.isEmpty == true ? nil : nodeName,
-            restartPolicy: try map.optional("restartPolicy")?.enumeration(RestartPolicy.self)
+            restartPolicy: try map.optional("restartPolicy")?.enumeration(RestartPolicy.self),
+            terminationGracePeriodSeconds: try map.optional("terminationGracePeriodSeconds")?.integer()
         )
     }
 }
@@ -198,7 +221,9 @@ extension Container {
             command: try map.optional("command")?.stringList() ?? [],
             args: try map.optional("args")?.stringList() ?? [],
             ports: ports,
-            env: env
+            env: env,
+            readinessProbe: try map.optional("readinessProbe").map { value throws(FieldError) in try Probe(manifest: value) },
+            lifecycle: try map.optional("lifecycle").map { value throws(FieldError) in try Lifecycle(manifest: value) }
         )
     }
 }
@@ -258,6 +283,21 @@ extension PodSpec {
             try checkPortNames(of: container, at: containerPath.field("ports"), seen: &portPathByName)
         }
         try validateNodeName(at: path.field("nodeName"))
+        let gracePath = path.field("terminationGracePeriodSeconds")
+        if let grace = terminationGracePeriodSeconds, !PodTermination.gracePeriodSeconds.contains(grace) {
+            throw FieldError(gracePath, "must be between \(PodTermination.gracePeriodSeconds.lowerBound) and "
+                             + "\(PodTermination.gracePeriodSeconds.upperBound) seconds, got \(grace)")
+        }
+        for (index, container) in containers.enumerated() {
+            let containerPath = containersPath.index(index)
+            if let probe = container.readinessProbe {
+                try probe.validate(at: containerPath.field("readinessProbe"), ports: containers.flatMap(\.ports))
+            }
+            if let sleep = container.lifecycle?.preStop?.sleep {
+                try sleep.validate(at: containerPath.field("lifecycle").field("preStop").field("sleep").field("seconds"),
+                                   gracePeriod: effectiveTerminationGracePeriodSeconds)
+            }
+        }
     }
 
     /// Port names identify ports across the whole pod, since a Service's `targetPort`

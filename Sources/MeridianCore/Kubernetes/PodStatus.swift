@@ -22,6 +22,9 @@ public struct PodStatus: Codable, Sendable, Hashable {
     public var restartCount: Int
     /// The exit status of the last container process that ended.
     public var exitCode: Int32?
+    /// What the readiness probes last found: `false` until every container with a probe has
+    /// passed it. `nil` (a pod without probes, or a status from before probes) is ready.
+    public var ready: Bool?
 
     public init(
         phase: PodPhase,
@@ -33,7 +36,8 @@ public struct PodStatus: Codable, Sendable, Hashable {
         identity: UInt32? = nil,
         startedAt: String? = nil,
         restartCount: Int = 0,
-        exitCode: Int32? = nil
+        exitCode: Int32? = nil,
+        ready: Bool? = nil
     ) {
         self.phase = phase
         self.reason = reason
@@ -45,20 +49,22 @@ public struct PodStatus: Codable, Sendable, Hashable {
         self.startedAt = startedAt
         self.restartCount = restartCount
         self.exitCode = exitCode
+        self.ready = ready
     }
 
-    /// Whether the pod may receive Service traffic: Running with an address, and no
-    /// `reason` saying that its process is not actually up (such as `CrashLoopBackOff`).
+    /// Whether the pod may receive Service traffic: Running with an address, no `reason`
+    /// saying that its process is not actually up (such as `CrashLoopBackOff`), and its
+    /// readiness probes passed.
     public var isReady: Bool {
         guard phase == .running, let podIP, !podIP.isEmpty else { return false }
-        return reason == nil
+        return reason == nil && ready != false
     }
 
     /// The word `meridian get pods` shows: the reason when there is one, else the phase.
     public var displayStatus: String { reason ?? phase.rawValue }
 
     private enum CodingKeys: String, CodingKey {
-        case phase, reason, message, podIP, hostIP, nodeName, identity, startedAt, restartCount, exitCode
+        case phase, reason, message, podIP, hostIP, nodeName, identity, startedAt, restartCount, exitCode, ready
     }
 
     public init(from decoder: any Decoder) throws {
@@ -73,6 +79,7 @@ public struct PodStatus: Codable, Sendable, Hashable {
         startedAt = try container.decodeIfPresent(String.self, forKey: .startedAt)
         restartCount = try container.decodeIfPresent(Int.self, forKey: .restartCount) ?? 0
         exitCode = try container.decodeIfPresent(Int32.self, forKey: .exitCode)
+        ready = try container.decodeIfPresent(Bool.self, forKey: .ready)
     }
 }
 
@@ -115,6 +122,9 @@ public struct ObservedPod: Sendable, Hashable {
     }
 
     public var isReady: Bool { status?.isReady ?? false }
+
+    /// Deleted, and winding down on its node.
+    public var isTerminating: Bool { pod.metadata.isBeingDeleted }
 
     /// The node the pod runs on: as reported, else as pinned or scheduled in the spec.
     public var nodeName: String? { status?.nodeName ?? pod.spec.nodeName }

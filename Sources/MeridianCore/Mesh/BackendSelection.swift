@@ -12,6 +12,9 @@ public enum BackendState: String, Codable, Sendable, CaseIterable {
     public var isHealthy: Bool {
         self == .active || self == .terminating
     }
+
+    /// May take new connections whatever the other backends' states.
+    public var isActive: Bool { self == .active }
 }
 
 /// One backend of a global service as the load balancer sees it, local or imported.
@@ -63,8 +66,12 @@ public struct BackendSelectionResult: Sendable, Hashable {
 ///
 /// Only healthy backends (`active`, `terminating`) are ever selected.
 /// - `none`: healthy local and remote backends in one pool.
-/// - `local`: healthy local backends; healthy remote backends only when no local one is healthy.
-/// - `remote`: healthy remote backends; healthy local backends only when no remote one is healthy.
+/// - `local`: healthy local backends; healthy remote backends too when no local one is active
+///   (Cilium: "zero active healthy local backends"), so that local pods terminating in a
+///   rollout keep their connections while new ones go to the other side.
+/// - `remote`: the same with the sides swapped.
+/// Which of the selected backends take new connections is the datapath's choice: the active
+/// ones, or the terminating ones when none is active (the agent's `MapSynchronizer`).
 ///
 /// Which side a backend is on comes from the list it is passed in, not from `isLocal`. The
 /// output is sorted by cluster, then IP (numerically when both IPs parse), and a backend whose
@@ -82,10 +89,10 @@ public enum BackendSelection {
             chosen = healthyLocal + healthyRemote
             preferred = []
         case .local:
-            chosen = healthyLocal.isEmpty ? healthyRemote : healthyLocal
+            chosen = healthyLocal.contains(where: \.state.isActive) ? healthyLocal : healthyLocal + healthyRemote
             preferred = healthyLocal
         case .remote:
-            chosen = healthyRemote.isEmpty ? healthyLocal : healthyRemote
+            chosen = healthyRemote.contains(where: \.state.isActive) ? healthyRemote : healthyRemote + healthyLocal
             preferred = healthyRemote
         }
         var seen = Set<String>()

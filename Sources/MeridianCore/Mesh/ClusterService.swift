@@ -32,6 +32,12 @@ public struct L4Addr: Codable, Sendable, Hashable {
 /// Other clusters attach its `backends` to their own local Service of the same namespace and
 /// name; its `frontends` are informational only. Maps are keyed by IP, then by port name.
 /// `hostnames` is omitted from the JSON when empty; `labels` and `selector` are always written.
+///
+/// `backendStates` is Meridian's extension of Cilium's format: backend IP → state, for the
+/// backends that are not `active` (today: `terminating`, a deleted pod still serving its
+/// connections). It is omitted when every backend is active, so the record is then exactly
+/// Cilium's; a Cilium peer ignores the field and treats a terminating backend as active, as it
+/// would without the extension.
 public struct ClusterService: Codable, Sendable, Hashable {
     public var cluster: String
     public var namespace: String
@@ -47,6 +53,13 @@ public struct ClusterService: Codable, Sendable, Hashable {
     /// The service's backends are exported to other clusters.
     public var shared: Bool
     public var clusterID: UInt32
+    /// Backend IP → state (`BackendState`'s raw value), for backends that are not active.
+    /// Kept as text so that an importer can refuse a state it does not know with a reason.
+    public var backendStates: [String: String]?
+
+    /// The states a cluster may export: health checking (`quarantined`) and operators
+    /// (`maintenance`) act on a cluster's own view and are not exported.
+    public static let exportedBackendStates: Set<BackendState> = [.active, .terminating]
 
     public init(
         cluster: String,
@@ -59,7 +72,8 @@ public struct ClusterService: Codable, Sendable, Hashable {
         selector: [String: String] = [:],
         includeExternal: Bool,
         shared: Bool,
-        clusterID: UInt32
+        clusterID: UInt32,
+        backendStates: [String: String]? = nil
     ) {
         self.cluster = cluster
         self.namespace = namespace
@@ -72,6 +86,12 @@ public struct ClusterService: Codable, Sendable, Hashable {
         self.includeExternal = includeExternal
         self.shared = shared
         self.clusterID = clusterID
+        self.backendStates = backendStates
+    }
+
+    /// The state of the backend at `ip`: active unless `backendStates` says otherwise.
+    public func state(of ip: String) -> BackendState {
+        backendStates?[ip].flatMap(BackendState.init(rawValue:)) ?? .active
     }
 
     /// `<namespace>/<name>`: the key below the per-cluster prefix, and the merge key.
@@ -79,7 +99,7 @@ public struct ClusterService: Codable, Sendable, Hashable {
 
     private enum CodingKeys: String, CodingKey {
         case cluster, namespace, name, frontends, backends, hostnames, labels, selector
-        case includeExternal, shared, clusterID
+        case includeExternal, shared, clusterID, backendStates
     }
 
     public init(from decoder: any Decoder) throws {
@@ -95,6 +115,7 @@ public struct ClusterService: Codable, Sendable, Hashable {
         includeExternal = try container.decodeIfPresent(Bool.self, forKey: .includeExternal) ?? false
         shared = try container.decodeIfPresent(Bool.self, forKey: .shared) ?? false
         clusterID = try container.decodeIfPresent(UInt32.self, forKey: .clusterID) ?? 0
+        backendStates = try container.decodeIfPresent([String: String].self, forKey: .backendStates)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -112,5 +133,8 @@ public struct ClusterService: Codable, Sendable, Hashable {
         try container.encode(includeExternal, forKey: .includeExternal)
         try container.encode(shared, forKey: .shared)
         try container.encode(clusterID, forKey: .clusterID)
+        if let backendStates, !backendStates.isEmpty {
+            try container.encode(backendStates, forKey: .backendStates)
+        }
     }
 }

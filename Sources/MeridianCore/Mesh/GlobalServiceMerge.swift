@@ -70,14 +70,15 @@ public enum GlobalServiceMerge {
                 let portName = resolved.servicePort.name ?? ""
                 let local = resolved.backends.map { backend in
                     MeshBackend(ip: backend.podIP, ports: [portName: L4Addr(protocol: proto, port: UInt16(backend.port))],
-                                cluster: cluster, clusterID: ClusterID(clusterID), isLocal: true)
+                                cluster: cluster, clusterID: ClusterID(clusterID), isLocal: true, state: backend.state)
                 }
                 var remoteBackends: [MeshBackend] = []
                 for exported in imported {
                     for (ip, ports) in exported.backends.sorted(by: { $0.key < $1.key }) {
                         guard let target = ports[portName], target.protocol == proto else { continue }
                         remoteBackends.append(MeshBackend(ip: ip, ports: [portName: target], cluster: exported.cluster,
-                                                          clusterID: ClusterID(exported.clusterID), isLocal: false))
+                                                          clusterID: ClusterID(exported.clusterID), isLocal: false,
+                                                          state: exported.state(of: ip)))
                     }
                 }
                 let selection = BackendSelection.select(local: local, remote: mesh.global ? remoteBackends : [], affinity: mesh.affinity)

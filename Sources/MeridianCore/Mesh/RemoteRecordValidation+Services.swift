@@ -3,7 +3,8 @@ import Foundation
 extension RemoteRecordValidation {
     /// A service must belong to the remote by name and ID, have a DNS-1123 label as namespace
     /// and name, sit under `<ns>/<name>`, and name its ports with DNS-1123 labels (or leave
-    /// them unnamed).
+    /// them unnamed). Backend states (`backendStates`) must be exported states of addresses
+    /// among the backends, so there are at most as many as backends.
     ///
     /// Backends are pod IPs and must lie inside the peer's pod CIDRs: they are what receivers
     /// program. Frontends are the peer's ClusterIPs, from a service CIDR this cluster does not
@@ -30,6 +31,15 @@ extension RemoteRecordValidation {
                 for portName in named.keys.sorted() where !portName.isEmpty {
                     try checkName(portName, field: "port name of \(role) \(address)", NameSyntax.dns1123LabelProblem, reject)
                 }
+            }
+        }
+        for (ip, state) in (service.backendStates ?? [:]).sorted(by: { $0.key < $1.key }) {
+            guard service.backends[ip] != nil else {
+                throw reject(.unknownBackendState, "state of \(Self.quoted(ip)), which is not a backend of the service")
+            }
+            guard let known = BackendState(rawValue: state), ClusterService.exportedBackendStates.contains(known) else {
+                let exported = ClusterService.exportedBackendStates.map(\.rawValue).sorted().joined(separator: ", ")
+                throw reject(.unknownBackendState, "backend \(Self.quoted(ip)) has state \(Self.quoted(state)); exported states are \(exported)")
             }
         }
         for (ip, hostname) in (service.hostnames ?? [:]).sorted(by: { $0.key < $1.key }) {

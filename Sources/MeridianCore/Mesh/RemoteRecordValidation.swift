@@ -49,6 +49,9 @@ public struct RemoteRecordRejection: Error, Sendable, Hashable, CustomStringConv
         case overQuota = "over-quota"
         /// A node address inside this cluster's pod or service CIDR: this cluster's own addresses.
         case localAddress = "local-address"
+        /// A service backend state that is not one a cluster exports (`active`, `terminating`),
+        /// or a state for an address that is not one of the service's backends.
+        case unknownBackendState = "unknown-backend-state"
     }
 
     public var kind: Kind

@@ -56,14 +56,18 @@ public struct PodDeletion: Sendable, Hashable {
 /// The decisions of the Deployment controller, kept free of I/O so that they can be
 /// tested on their own.
 ///
-/// Given the pods that exist, a plan
-/// - deletes every owned pod of an outdated template, and every finished one;
+/// Given the pods that exist (pods being deleted, `deletionTimestamp` set, are on their way
+/// out and count for nothing but `Recreate`'s wait), a plan
+/// - deletes every finished owned pod;
 /// - creates pods of the current template until `replicas` of them are active;
 /// - deletes the surplus when more than `replicas` are active, least valuable first (see
-///   `deletionOrder(_:)`).
-///
-/// A template change is rolled out by recreating: all outdated pods are deleted and their
-/// replacements created in the same plan, with no surge or availability limit.
+///   `deletionOrder(_:)`);
+/// - replaces pods of an outdated template by the Deployment's strategy. `RollingUpdate` (the
+///   default): new pods are created while the total stays within `replicas + maxSurge`, and old
+///   ones are deleted only while at least `replicas - maxUnavailable` pods stay ready (old pods
+///   that are not ready go first, they serve nothing); readiness is the pod's, so with a
+///   readiness probe an old pod goes only once a new one answers it. `Recreate`: every old pod
+///   is deleted, and new ones are created once none is left, terminating ones included.
 public enum DeploymentPlanner {
     /// The length of the random part that ends each generated pod name.
     public static let nameSuffixLength = 5
@@ -86,12 +90,17 @@ public enum DeploymentPlanner {
         let hash = deployment.spec.template.templateHash
         var plan = DeploymentPlan(templateHash: hash)
         var active: [ObservedPod] = []
+        var old: [ObservedPod] = []
+        var oldTerminating = 0
         for observed in pods where owns(deployment, observed.pod) {
             let name = observed.pod.metadata.name
-            if observed.pod.metadata.labels[WorkloadLabels.podTemplateHash] != hash {
-                plan.delete.append(PodDeletion(name: name, reason: .outdatedTemplate))
+            let outdated = observed.pod.metadata.labels[WorkloadLabels.podTemplateHash] != hash
+            if observed.isTerminating {
+                if outdated { oldTerminating += 1 }
             } else if observed.status?.phase.isFinished == true {
                 plan.delete.append(PodDeletion(name: name, reason: .finished))
+            } else if outdated {
+                old.append(observed)
             } else {
                 active.append(observed)
             }
@@ -101,10 +110,30 @@ public enum DeploymentPlanner {
         if active.count > wanted {
             let surplus = deletionOrder(active).prefix(active.count - wanted)
             plan.delete += surplus.map { PodDeletion(name: $0.pod.metadata.name, reason: .surplus) }
+            active = Array(deletionOrder(active).suffix(wanted))
+        }
+
+        var toCreate = max(wanted - active.count, 0)
+        if !old.isEmpty || oldTerminating > 0 {
+            let strategy = deployment.spec.strategy ?? DeploymentStrategy()
+            switch strategy.effectiveType {
+            case .recreate:
+                plan.delete += deletionOrder(old).map { PodDeletion(name: $0.pod.metadata.name, reason: .outdatedTemplate) }
+                if !old.isEmpty || oldTerminating > 0 { toCreate = 0 }
+            case .rollingUpdate:
+                let limits = (strategy.rollingUpdate ?? RollingUpdateDeployment()).limits(replicas: wanted)
+                toCreate = min(toCreate, max(wanted + limits.surge - active.count - old.count, 0))
+                let unready = old.filter { !$0.isReady }
+                let ready = old.filter(\.isReady)
+                let readyNow = active.filter(\.isReady).count + ready.count
+                let removable = max(readyNow - max(wanted - limits.unavailable, 0), 0)
+                let going = deletionOrder(unready) + deletionOrder(ready).prefix(removable)
+                plan.delete += going.map { PodDeletion(name: $0.pod.metadata.name, reason: .outdatedTemplate) }
+            }
         }
 
         var takenNames = Set(pods.map(\.pod.metadata.name))
-        for _ in 0..<max(wanted - active.count, 0) {
+        for _ in 0..<toCreate {
             let name = uniquePodName(for: deployment, templateHash: hash, avoiding: takenNames, using: &generator)
             takenNames.insert(name)
             plan.create.append(pod(for: deployment, named: name, templateHash: hash))

@@ -1,3 +1,5 @@
+import Foundation
+
 extension PodTemplateSpec {
     /// A short name for this exact template, the `pod-template-hash` of Kubernetes: it goes
     /// into the names and labels of the pods made from the template, so that a controller
@@ -43,6 +45,7 @@ private struct CanonicalTemplateEncoder {
         }
         write(spec.nodeName, at: "spec.nodeName")
         write(spec.restartPolicy?.rawValue, at: "spec.restartPolicy")
+        write(spec.terminationGracePeriodSeconds.map(String.init), at: "spec.terminationGracePeriodSeconds")
     }
 
     private mutating func encode(_ container: Container, at path: String) {
@@ -60,6 +63,19 @@ private struct CanonicalTemplateEncoder {
             write(variable.name, at: "\(path).env[\(index)].name")
             write(variable.value, at: "\(path).env[\(index)].value")
         }
+        if let probe = container.readinessProbe {
+            // The probe's canonical JSON (sorted keys): any change of it is a new template.
+            write(Self.canonicalJSON(probe), at: "\(path).readinessProbe")
+        }
+        if let lifecycle = container.lifecycle {
+            write(Self.canonicalJSON(lifecycle), at: "\(path).lifecycle")
+        }
+    }
+
+    private static func canonicalJSON(_ value: some Encodable) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? ""
     }
 
     private mutating func write(map: [String: String], at path: String) {

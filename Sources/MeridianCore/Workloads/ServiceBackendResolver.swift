@@ -7,12 +7,16 @@ public struct ServiceBackend: Codable, Sendable, Hashable {
     public var port: Int
     /// The node the pod runs on, when known; lets the datapath tell local backends from others.
     public var nodeName: String?
+    /// `active`, or `terminating` once the pod is deleted: an EndpointSlice endpoint with
+    /// ready=false, serving=true, terminating=true.
+    public var state: BackendState
 
-    public init(podName: String, podIP: String, port: Int, nodeName: String? = nil) {
+    public init(podName: String, podIP: String, port: Int, nodeName: String? = nil, state: BackendState = .active) {
         self.podName = podName
         self.podIP = podIP
         self.port = port
         self.nodeName = nodeName
+        self.state = state
     }
 }
 
@@ -33,7 +37,9 @@ public struct ServicePortBackends: Sendable, Hashable {
 ///
 /// A pod backs a Service when it is in the Service's namespace, its labels contain every
 /// pair of the Service's `selector`, and it is ready (`PodStatus.isReady`: Running, with
-/// an IP, and not waiting to restart). A Service without a selector, and an ExternalName
+/// an IP, not waiting to restart, its readiness probes passed). A deleted pod that was ready
+/// stays a backend, `terminating`, until its node has stopped it: load balancers send it no
+/// new connections while another backend is active, and keep the ones it has. A Service without a selector, and an ExternalName
 /// Service, has no backends. A named `targetPort` is looked up in each pod's container
 /// ports, by name and protocol, since pods may give the same name different numbers; a
 /// pod that does not declare the name is no backend for that port. A Service whose
@@ -80,6 +86,7 @@ public enum ServiceBackendResolver {
         guard let podIP = observed.status?.podIP, let port = targetPort(of: servicePort, on: observed.pod) else {
             return nil
         }
-        return ServiceBackend(podName: observed.pod.metadata.name, podIP: podIP, port: port, nodeName: observed.nodeName)
+        return ServiceBackend(podName: observed.pod.metadata.name, podIP: podIP, port: port, nodeName: observed.nodeName,
+                              state: observed.isTerminating ? .terminating : .active)
     }
 }

@@ -134,17 +134,22 @@ struct mer_lb4_key {
     __u8 pad[3];
 };
 
+/*
+ * Slots 1..count hold the backends new connections choose among: the active ones, or the
+ * terminating ones when none is active. A terminating backend that is not slotted stays in
+ * mer_lb4_be (flag MER_BACKEND_TERMINATING) for the connections that already chose it.
+ */
 struct mer_lb4_service {
     __u32 backend_id;    /* slots > 0 only */
-    __u16 count;         /* service entry: number of backend slots */
+    __u16 count;         /* service entry: number of backend slots new connections choose among */
     __u16 rev_nat_index;
     __u8 flags;
     __u8 pad[3];
 };
 
 enum {
-    MER_BACKEND_ACTIVE = 0,
-    MER_BACKEND_TERMINATING = 1,
+    MER_BACKEND_ACTIVE = 0,       /* takes new connections */
+    MER_BACKEND_TERMINATING = 1,  /* its pod is deleted: keeps its connections, takes new ones only if none is active */
 };
 
 struct mer_lb4_backend {
