@@ -7,7 +7,7 @@ import MeridianBench
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure Meridian against baselines measured in the same run.",
-        subcommands: [Datapath.self, Services.self, Policy.self, ControlPlane.self])
+        subcommands: [Datapath.self, Services.self, Policy.self, ControlPlane.self, Faults.self])
 
     /// Prints a report as JSON or as its text.
     static func print<Report: Encodable>(_ report: Report, _ output: OutputFormat, text: (Report) -> String) {
@@ -95,6 +95,31 @@ struct BenchCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors { BenchCommand.print(try await benchmark.run(), output, text: PolicyBenchmark.text) }
+        }
+    }
+
+    struct Faults: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "faults", abstract: "Per fault (etcd, control plane and agent killed, agent away, stall, partition): time to detect, to recover, and what was lost.")
+
+        @Option(help: "Seconds the agent stays stopped.") var agentAway: Int = 25
+        @Option(help: "Endpoints deleted while the clusters are partitioned.") var deletedWhileAway: Int = 1000
+        @Flag(help: "A small size: the agent away 5 s, 200 deletions.") var quick = false
+        @Flag(help: "Leave the lab up afterwards.") var keep = false
+        @Option(name: .shortAndLong, help: "text or json.") var output: OutputFormat = .text
+
+        var benchmark: FaultsBenchmark {
+            var benchmark = FaultsBenchmark()
+            (benchmark.agentAway, benchmark.deletedWhileAway, benchmark.quick, benchmark.keep) = (agentAway, deletedWhileAway, quick, keep)
+            return benchmark
+        }
+
+        func validate() throws {
+            do { try benchmark.validate() } catch { throw ValidationError("\(error)") }
+        }
+
+        func run() async throws {
+            try await reportingErrors { BenchCommand.print(try await benchmark.run(), output, text: FaultsBenchmark.text) }
         }
     }
 
