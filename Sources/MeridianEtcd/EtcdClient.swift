@@ -21,9 +21,11 @@ public struct EtcdTLS: Sendable, Hashable {
     }
 }
 
-/// How to reach one etcd cluster.
+/// How to reach one etcd cluster: every member's endpoint (the client stays connected to one and
+/// moves to the next when that one fails), TLS and timeouts.
 public struct EtcdClientConfiguration: Sendable, Hashable {
-    public var endpoint: EtcdEndpoint
+    /// The members' endpoints, in the order they are tried; never empty.
+    public var endpoints: [EtcdEndpoint]
     public var tls: EtcdTLS?
     /// Deadline of each unary call; streams (watch, keep-alive) have none.
     public var requestTimeout: Duration
@@ -31,10 +33,29 @@ public struct EtcdClientConfiguration: Sendable, Hashable {
     public var maxReconnectBackoff: Duration
 
     public init(endpoint: EtcdEndpoint, tls: EtcdTLS?, requestTimeout: Duration = .seconds(5), maxReconnectBackoff: Duration = .seconds(2)) {
-        self.endpoint = endpoint
+        self.init(endpoints: [endpoint], tls: tls, requestTimeout: requestTimeout, maxReconnectBackoff: maxReconnectBackoff)
+    }
+
+    /// `endpoints` must not be empty.
+    public init(endpoints: [EtcdEndpoint], tls: EtcdTLS?, requestTimeout: Duration = .seconds(5), maxReconnectBackoff: Duration = .seconds(2)) {
+        precondition(!endpoints.isEmpty, "an etcd client needs at least one endpoint")
+        self.endpoints = endpoints
         self.tls = tls
         self.requestTimeout = requestTimeout
         self.maxReconnectBackoff = maxReconnectBackoff
+    }
+
+    /// The first member's endpoint.
+    public var endpoint: EtcdEndpoint { endpoints[0] }
+
+    /// Every endpoint, comma-separated, for messages.
+    public var endpointList: String { endpoints.map(\.description).joined(separator: ",") }
+
+    /// The same configuration for one member alone (to ask that member about itself).
+    public func member(_ endpoint: EtcdEndpoint) -> EtcdClientConfiguration {
+        var copy = self
+        copy.endpoints = [endpoint]
+        return copy
     }
 }
 
@@ -78,17 +99,25 @@ public struct EtcdClient: KeyValueStore {
 
     private static func makeTransport(_ configuration: EtcdClientConfiguration) throws -> HTTP2ClientTransport.Posix {
         let target: any ResolvableTarget
-        switch configuration.endpoint {
-        case let .tcp(host, port):
-            if host.contains(":") {
-                target = ResolvableTargets.IPv6(addresses: [.init(host: host, port: port)])
-            } else if host.split(separator: ".").count == 4, host.split(separator: ".").allSatisfy({ UInt8($0) != nil }) {
-                target = ResolvableTargets.IPv4(addresses: [.init(host: host, port: port)])
-            } else {
-                target = ResolvableTargets.DNS(host: host, port: port)
+        var registry = NameResolverRegistry.defaults
+        if configuration.endpoints.count > 1 {
+            // One endpoint of every member's address: pick-first stays on the first that
+            // connects and, when it fails, tries the others in order.
+            target = try EtcdMembersTarget(configuration.endpoints, authority: configuration.tls?.serverName)
+            registry.registerFactory(EtcdMembersTarget.Resolver())
+        } else {
+            switch configuration.endpoint {
+            case let .tcp(host, port):
+                if host.contains(":") {
+                    target = ResolvableTargets.IPv6(addresses: [.init(host: host, port: port)])
+                } else if EtcdMembersTarget.isIPv4(host) {
+                    target = ResolvableTargets.IPv4(addresses: [.init(host: host, port: port)])
+                } else {
+                    target = ResolvableTargets.DNS(host: host, port: port)
+                }
+            case let .unix(path):
+                target = ResolvableTargets.UnixDomainSocket(address: .init(path: path), authority: configuration.tls?.serverName)
             }
-        case let .unix(path):
-            target = ResolvableTargets.UnixDomainSocket(address: .init(path: path), authority: configuration.tls?.serverName)
         }
         let security: HTTP2ClientTransport.Posix.TransportSecurity
         if let tls = configuration.tls {
@@ -105,7 +134,7 @@ public struct EtcdClient: KeyValueStore {
             config.backoff.max = configuration.maxReconnectBackoff
             config.connection.keepalive = .init(time: .seconds(10), timeout: .seconds(5), allowWithoutCalls: true)
         }
-        return try HTTP2ClientTransport.Posix(target: target, transportSecurity: security, config: config)
+        return try HTTP2ClientTransport.Posix(target: target, transportSecurity: security, config: config, resolverRegistry: registry)
     }
 
     private var unaryOptions: CallOptions {
@@ -119,7 +148,7 @@ public struct EtcdClient: KeyValueStore {
         do {
             return try await body()
         } catch {
-            throw Self.translate(error, context: "\(what()) at \(configuration.endpoint)")
+            throw Self.translate(error, context: "\(what()) at \(configuration.endpointList)")
         }
     }
 
@@ -175,7 +204,7 @@ public struct EtcdClient: KeyValueStore {
                 limit = max(1, limit / 2)
                 continue
             } catch {
-                throw Self.translate(error, context: "list \(prefix) at \(configuration.endpoint)")
+                throw Self.translate(error, context: "list \(prefix) at \(configuration.endpointList)")
             }
             if revision == 0 { revision = response.header.revision }
             items += response.kvs.map(EtcdKeyValue.init)
@@ -324,6 +353,15 @@ public struct EtcdClient: KeyValueStore {
             try await maintenance.status(Etcdserverpb_StatusRequest(), options: unaryOptions)
         }
         return (response.header.clusterID, response.header.revision, response.version)
+    }
+
+    /// What the member this client is connected to says about itself and the cluster's leader.
+    public func memberStatus() async throws(EtcdError) -> EtcdMemberStatus {
+        let response = try await call("status") {
+            try await maintenance.status(Etcdserverpb_StatusRequest(), options: unaryOptions)
+        }
+        return EtcdMemberStatus(memberID: response.header.memberID, leader: response.leader, raftTerm: response.raftTerm,
+                                raftIndex: response.raftIndex, backendBytes: response.dbSize, version: response.version)
     }
 
     /// The alarms raised in the cluster, as (member, kind) pairs.
@@ -496,9 +534,9 @@ public struct EtcdClient: KeyValueStore {
                 throw EtcdError(.unavailable, "watch \(prefix): stream ended by server")
             }
         } catch let error as RPCError {
-            throw Self.translate(error, context: "watch \(prefix) at \(configuration.endpoint)")
+            throw Self.translate(error, context: "watch \(prefix) at \(configuration.endpointList)")
         } catch let error as CancellationError {
-            throw Self.translate(error, context: "watch \(prefix) at \(configuration.endpoint)")
+            throw Self.translate(error, context: "watch \(prefix) at \(configuration.endpointList)")
         }
     }
 
