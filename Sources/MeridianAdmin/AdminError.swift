@@ -22,6 +22,8 @@ public enum AdminError: Error, Sendable, Hashable, CustomStringConvertible {
     case podWithoutIdentity(namespace: String, name: String, cluster: String)
     case deploymentNotFound(namespace: String, name: String, cluster: String)
     case nodeNotFound(node: String, cluster: String)
+    /// A store of several members of which too few answer, or agree on a leader, to serve reads.
+    case storeWithoutQuorum(cluster: String, health: String, members: [String])
 
     /// Why two clusters cannot be meshed.
     public enum ConnectConflict: Sendable, Hashable {
@@ -80,6 +82,8 @@ public enum AdminError: Error, Sendable, Hashable, CustomStringConvertible {
         case let .podWithoutIdentity(namespace, name, cluster): "pod \(namespace)/\(name) in cluster \(cluster) has no identity yet (is it running?)"
         case let .deploymentNotFound(namespace, name, cluster): "deployment \(namespace)/\(name) not found in \(cluster)"
         case let .nodeNotFound(node, cluster): "nodes \"\(node)\" not found in cluster \(cluster)"
+        case let .storeWithoutQuorum(cluster, health, members):
+            "the store of \(cluster) has no quorum (\(health)): \(members.joined(separator: "; ")); start the members that are down"
         }
     }
 }

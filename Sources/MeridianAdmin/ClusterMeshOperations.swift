@@ -257,11 +257,28 @@ public enum ClusterMesh {
 
     /// The status of every remote cluster `context` imports; with `wait`, polls until all are
     /// ready or the wait runs out (the report then says which are not).
+    /// With a store of several members, each member's health is part of the report; a store
+    /// without quorum, where nothing can be read, is an error saying so rather than a timeout.
     public static func status(_ context: MeridianContext, wait: Duration? = nil) async throws -> ClusterMeshStatusReport {
         let deadline = ContinuousClock.now + (wait ?? .zero)
-        return try await EtcdClient.withClient(try context.clientConfiguration()) { client in
+        let configuration = try context.clientConfiguration()
+        let several = configuration.endpoints.count > 1
+        return try await EtcdClient.withClient(configuration) { client in
             while true {
-                let report = try await ClusterMeshStatusReport.load(client, context: context)
+                let members = several ? await EtcdStoreHealth.check(configuration) : nil
+                var report: ClusterMeshStatusReport
+                do {
+                    report = try await ClusterMeshStatusReport.load(client, context: context)
+                } catch {
+                    guard let members, !members.hasQuorum else { throw error }
+                    if wait != nil, ContinuousClock.now < deadline {
+                        try await Task.sleep(for: .milliseconds(500))
+                        continue
+                    }
+                    throw AdminError.storeWithoutQuorum(cluster: context.cluster, health: members.summary,
+                                                        members: members.members.map { "\($0.endpoint): \($0.state)" })
+                }
+                report.storeMembers = members
                 if wait == nil || report.allReady || ContinuousClock.now >= deadline { return report }
                 try await Task.sleep(for: .milliseconds(500))
             }

@@ -98,6 +98,9 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
     /// The store's space as the control plane last saw it.
     public var store: StoreSpaceRecord?
 
+    /// Each member of a store of several, as the command saw them (nil with one member).
+    public var storeMembers: EtcdStoreHealth?
+
     /// Calls the mesh endpoint refused, per peer and reason.
     public var meshEndpoint: MeshEndpointStatusRecord?
 
@@ -252,6 +255,12 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
                 "\(peer): " + reasons.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
             }
             lines.append("Mesh endpoint: \(refused.total) calls refused (" + parts.joined(separator: "; ") + ")")
+        }
+        if let members = storeMembers {
+            lines.append("\(mark(members.hasQuorum && members.members.allSatisfy { $0.status != nil })) Store: \(members.summary)")
+            for member in members.members where member.status == nil || !members.hasQuorum {
+                lines.append("    \(member.endpoint): \(member.state)" + (member.error.map { " (\(TerminalSafe.escape($0, maxScalars: 200)))" } ?? ""))
+            }
         }
         if let recovery = store?.lastRecovery {
             lines.append("Store: recovered from NOSPACE at \(ISO8601DateFormatter().string(from: recovery.at)) "

@@ -41,8 +41,13 @@ public struct MeridianContext: Codable, Sendable, Hashable {
                 throw .credentialUnreadable(context: name, what: what, path: path)
             }
         }
+        // Several members are given comma-separated, as etcdctl's --endpoints takes them.
+        let endpoints = try endpoint.split(separator: ",").map { url throws(EtcdError) in
+            try EtcdEndpoint(url: url.trimmingCharacters(in: .whitespaces))
+        }
+        guard !endpoints.isEmpty else { throw EtcdError(.invalidArgument, "context \(name): no endpoint") }
         return EtcdClientConfiguration(
-            endpoint: try EtcdEndpoint(url: endpoint),
+            endpoints: endpoints,
             tls: EtcdTLS(caPEM: try read(certificateAuthority, "certificate-authority"),
                          certificatePEM: try read(clientCertificate, "client-certificate"),
                          privateKeyPEM: try read(clientKey, "client-key"), serverName: serverName),

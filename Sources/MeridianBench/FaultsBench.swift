@@ -77,10 +77,10 @@ public struct FaultsBenchmark: Sendable {
             // Writes acknowledged just before the crash must all be there after it.
             let writes = StoreWriter(bench: bench, cluster: "cluster1")
             for _ in 0..<50 { _ = await writes.write() }
-            let old = try lab.pid(of: .etcd(cluster: "cluster1"))
+            let old = try await lab.pid(of: .etcd(cluster: "cluster1"))
             let began = ContinuousClock.now
-            _ = try lab.signal(.etcd(cluster: "cluster1"), SIGKILL)
-            let restarted = try await Self.until { try lab.pid(of: .etcd(cluster: "cluster1")).map { $0 != old && HostProcess.isAlive($0) } ?? false }
+            _ = try await lab.signal(.etcd(cluster: "cluster1"), SIGKILL)
+            let restarted = try await Self.until { try await lab.pid(of: .etcd(cluster: "cluster1")).map { $0 != old && HostProcess.isAlive($0) } ?? false }
             let serving = try await Self.until { await writes.write() }
             let lost = try await writes.missing()
             return (restarted - began, serving - began, lost, nil)
@@ -89,11 +89,11 @@ public struct FaultsBenchmark: Sendable {
         BenchLab.progress("fault: kill -9 control plane of cluster1")
         rows.append(try await client.during("kill -9 control plane (cluster1)") {
             let cluster = try bench.cluster("cluster1")
-            let old = try lab.pid(of: .controlPlane(cluster: "cluster1"))
+            let old = try await lab.pid(of: .controlPlane(cluster: "cluster1"))
             let began = ContinuousClock.now
-            _ = try lab.signal(.controlPlane(cluster: "cluster1"), SIGKILL)
+            _ = try await lab.signal(.controlPlane(cluster: "cluster1"), SIGKILL)
             let restarted = try await Self.until {
-                try lab.pid(of: .controlPlane(cluster: "cluster1")).map { $0 != old } ?? false
+                try await lab.pid(of: .controlPlane(cluster: "cluster1")).map { $0 != old } ?? false
                     && FileManager.default.fileExists(atPath: cluster.paths.readyMarker)
             }
             let ready = try await Self.until { try await Self.peerReady(bench, in: "cluster2") }
@@ -105,7 +105,7 @@ public struct FaultsBenchmark: Sendable {
             let node = try Self.node(bench)
             let registered = lab.registrations(of: node)
             let began = ContinuousClock.now
-            _ = try lab.signal(.agent(cluster: "cluster1", node: "node1"), SIGKILL)
+            _ = try await lab.signal(.agent(cluster: "cluster1", node: "node1"), SIGKILL)
             let restarted = try await Self.until { lab.registrations(of: node) > registered }
             return (nil, restarted - began, nil, nil)
         })

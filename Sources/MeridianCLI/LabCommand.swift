@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MeridianAdmin
 import MeridianControlPlane
+import MeridianEtcd
 import MeridianHost
 import MeridianLab
 
@@ -27,6 +28,7 @@ struct LabCommand: AsyncParsableCommand {
         @Option(help: "Prefix length of each node's pod CIDR (24: 253 pods per node).") var nodePodPrefix: Int = 24
         @Option(help: "Underlay MTU per cluster, comma-separated in cluster order (e.g. 1500,1400); the last value repeats.") var mtu: String = "1500"
         @Option(help: "Seconds between the control planes' scans for unused identities (default: theirs, 900).") var identityGCInterval: Int?
+        @Option(help: "Members of each cluster's store: 1 (run by the control plane) or 3 or 5 (each an etcd of its own, real Raft).") var etcdMembers: Int = 1
 
         func run() async throws {
             try await reportingErrors {
@@ -38,7 +40,7 @@ struct LabCommand: AsyncParsableCommand {
                     return number
                 }
                 let state = try await lab.up(clusters: clusters, nodes: nodes, mtus: mtus, nodePodPrefixLength: nodePodPrefix,
-                                           identityGCSeconds: identityGCInterval, recordingContextsIn: MeridianConfig.path)
+                                           identityGCSeconds: identityGCInterval, etcdMembers: etcdMembers, recordingContextsIn: MeridianConfig.path)
                 for cluster in state.clusters {
                     print("✅ \(cluster.name) (ID \(cluster.id)) up: etcd \(cluster.endpoint), pods \(cluster.podCIDR), services \(cluster.serviceCIDR), underlay MTU \(cluster.underlayMTU), context \(cluster.name)")
                     for node in cluster.nodes {
@@ -94,8 +96,15 @@ struct LabCommand: AsyncParsableCommand {
                     let ready = FileManager.default.fileExists(atPath: cluster.paths.readyMarker)
                     print("\(cluster.name) (ID \(cluster.id)): \(ready ? "running" : "not running"), etcd \(cluster.endpoint), data \(cluster.dataDirectory)")
                     print("  " + Self.line("control-plane", ServiceRecord.load(cluster.controlPlaneService)))
-                    let etcd = try? lab.pid(of: .etcd(cluster: cluster.name))
-                    print("  " + "etcd".padding(toLength: 16, withPad: " ", startingAt: 0) + (etcd.map { "running, pid \($0) (managed by the control plane)" } ?? "not running"))
+                    if cluster.etcdMembers.isEmpty {
+                        let etcd = try? await lab.pid(of: .etcd(cluster: cluster.name))
+                        print("  " + "etcd".padding(toLength: 16, withPad: " ", startingAt: 0) + (etcd.map { "running, pid \($0) (run by the control plane)" } ?? "not running"))
+                    } else if let health = await lab.storeHealth(cluster) {
+                        print("  store           \(health.summary)")
+                        for (member, state) in zip(cluster.etcdMembers, health.members) {
+                            print("  " + Self.line("etcd \(member.name)", ServiceRecord.load(member.service)) + ", \(state.state) (\(member.clientURL))")
+                        }
+                    }
                     for node in cluster.nodes {
                         print("  " + Self.line("agent \(node.name)", ServiceRecord.load(node.agentService)))
                     }
@@ -163,7 +172,7 @@ struct LabFaultCommand: AsyncParsableCommand {
         @OptionGroup var options: LabCommand.LabOptions
         @OptionGroup var target: Target
         func run() async throws {
-            try await reportingErrors { LabFaultCommand.print(try options.lab.signal(try target.process, SIGKILL)) }
+            try await reportingErrors { LabFaultCommand.print(try await options.lab.signal(try target.process, SIGKILL)) }
         }
     }
 
@@ -172,7 +181,7 @@ struct LabFaultCommand: AsyncParsableCommand {
         @OptionGroup var options: LabCommand.LabOptions
         @OptionGroup var target: Target
         func run() async throws {
-            try await reportingErrors { LabFaultCommand.print(try options.lab.signal(try target.process, SIGTERM)) }
+            try await reportingErrors { LabFaultCommand.print(try await options.lab.signal(try target.process, SIGTERM)) }
         }
     }
 

@@ -14,7 +14,7 @@ struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "agent", abstract: "Run the node agent (eBPF datapath, pods, DNS).")
 
     @Option(help: "This node's name.") var node: String
-    @Option(help: "The cluster's etcd (https://HOST:PORT or unixs://PATH).") var etcdEndpoint: String
+    @Option(help: "The cluster's etcd (https://HOST:PORT or unixs://PATH); several members comma-separated.") var etcdEndpoint: String
     @Option(help: "CA certificate that signed etcd's certificate.") var caCert: String
     @Option(help: "Client certificate (CN meridian-agent).") var cert: String
     @Option(help: "Client key.") var key: String
@@ -30,6 +30,7 @@ struct AgentCommand: AsyncParsableCommand {
     var nodeGracePeriod: Int = Int(AgentConfiguration.defaultNodeGracePeriod.components.seconds)
 
     func validate() throws {
+        guard !etcdEndpoint.split(separator: ",").isEmpty else { throw ValidationError("--etcd-endpoint: expected at least one endpoint") }
         guard (10...86_400).contains(nodeGracePeriod) else {
             throw ValidationError("--node-grace-period must be 10...86400 seconds, got \(nodeGracePeriod)")
         }
@@ -42,7 +43,7 @@ struct AgentCommand: AsyncParsableCommand {
             var logger = Logger(label: "meridian.agent")
             logger.logLevel = .info
             let etcd = EtcdClientConfiguration(
-                endpoint: try EtcdEndpoint(url: etcdEndpoint),
+                endpoints: try etcdEndpoint.split(separator: ",").map { url throws(EtcdError) in try EtcdEndpoint(url: String(url)) },
                 tls: EtcdTLS(caPEM: try String(contentsOfFile: caCert, encoding: .utf8),
                              certificatePEM: try String(contentsOfFile: cert, encoding: .utf8),
                              privateKeyPEM: try String(contentsOfFile: key, encoding: .utf8), serverName: serverName))

@@ -17,6 +17,8 @@ struct SuperviseCommand: AsyncParsableCommand {
     @Option(help: "Where the daemon's output is appended.") var log: String
     @Option(help: "Seconds the daemon has to exit after SIGTERM before SIGKILL.") var stopGrace: Double = 5
     @Option(help: "cgroup v2 directory the supervisor (and so the daemon) joins first.") var cgroup: String?
+    @Option(help: "The daemon's working directory.") var workingDirectory: String?
+    @Option(help: "A file removed before every start (a unix socket a killed daemon left behind); repeatable.") var staleFile: [String] = []
     @Argument(parsing: .captureForPassthrough, help: "The daemon's command line (an absolute path, or a name on PATH).") var command: [String]
 
     func validate() throws {
@@ -41,7 +43,8 @@ struct SuperviseCommand: AsyncParsableCommand {
             }
         }
         let supervisor = ServiceSupervisor(
-            name: name, command: SupervisedCommand(executable: executable, arguments: Array(arguments.dropFirst()), logPath: log),
+            name: name, command: SupervisedCommand(executable: executable, arguments: Array(arguments.dropFirst()),
+                                                   workingDirectory: workingDirectory, logPath: log, staleFiles: staleFile),
             recordPath: URL(fileURLWithPath: record).standardizedFileURL.path,
             stopGrace: .milliseconds(Int64(stopGrace * 1000)), logger: logger)
         try await reportingErrors {

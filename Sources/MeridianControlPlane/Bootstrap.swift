@@ -77,12 +77,16 @@ public enum ClusterPKI {
         return CertificateInspection.verify(certificatePEM: pem, issuedBy: ca.certificatePEM, at: Date().addingTimeInterval(86400))
     }
 
-    /// Client configuration of the mesh endpoint's relay: the managed etcd as the `mesh-relay`
-    /// user; with an external etcd (whose CA Meridian does not hold), the administrator's.
+    /// Client configuration of the mesh endpoint's relay: the store as the `mesh-relay` user;
+    /// with an external etcd whose CA is not this cluster's store CA (so the relay's
+    /// certificate means nothing to it), the administrator's.
     public static func meshRelayClientConfiguration(_ configuration: ControlPlaneConfiguration) throws -> EtcdClientConfiguration {
         var relay = try adminClientConfiguration(configuration)
-        guard configuration.externalEtcd == nil else { return relay }
         let paths = configuration.paths
+        if let external = configuration.externalEtcd,
+           (try? String(contentsOfFile: external.caPath, encoding: .utf8)) != (try? String(contentsOfFile: paths.caCertificate, encoding: .utf8)) {
+            return relay
+        }
         relay.tls?.certificatePEM = try String(contentsOfFile: paths.meshRelayCertificate, encoding: .utf8)
         relay.tls?.privateKeyPEM = try String(contentsOfFile: paths.meshRelayKey, encoding: .utf8)
         return relay
@@ -92,7 +96,7 @@ public enum ClusterPKI {
     public static func adminClientConfiguration(_ configuration: ControlPlaneConfiguration) throws -> EtcdClientConfiguration {
         if let external = configuration.externalEtcd {
             return try EtcdClientConfiguration(
-                endpoint: EtcdEndpoint(url: external.endpoints.first ?? ""),
+                endpoints: external.endpoints.map { url throws(EtcdError) in try EtcdEndpoint(url: url) },
                 tls: EtcdTLS(caPEM: String(contentsOfFile: external.caPath, encoding: .utf8),
                              certificatePEM: String(contentsOfFile: external.certificatePath, encoding: .utf8),
                              privateKeyPEM: String(contentsOfFile: external.keyPath, encoding: .utf8),

@@ -16,6 +16,8 @@ public struct ManagedEtcdConfiguration: Sendable, Hashable {
     public var logPath: String
     /// `--quota-backend-bytes`: past it etcd raises the NOSPACE alarm and refuses writes.
     public var quotaBytes: Int64
+    /// Every member as `NAME=PEER-URL,...` when this is one member of several (nil: the only one).
+    public var initialCluster: String?
 
     public init(name: String, dataDirectory: String, listenHost: String, clientPort: Int, peerPort: Int, serverCertificatePath: String,
                 serverKeyPath: String, caPath: String, logPath: String, quotaBytes: Int64 = 2 * 1024 * 1024 * 1024) {
@@ -52,7 +54,7 @@ public struct ManagedEtcdConfiguration: Sendable, Hashable {
             "--advertise-client-urls", clientURL,
             "--listen-peer-urls", peerURL,
             "--initial-advertise-peer-urls", peerURL,
-            "--initial-cluster", "\(name)=\(peerURL)",
+            "--initial-cluster", initialCluster ?? "\(name)=\(peerURL)",
             "--initial-cluster-state", "new",
             "--cert-file", serverCertificatePath,
             "--key-file", serverKeyPath,

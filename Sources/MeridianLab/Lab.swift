@@ -21,6 +21,9 @@ public struct LabCluster: Codable, Sendable, Hashable {
     /// `--identity-gc-interval` of the control plane, in seconds (nil: the control plane's default).
     public var identityGCSeconds: Int?
     public var nodes: [LabNode] = []
+    /// The store's members when it has several, each an etcd of its own under a supervisor;
+    /// empty: the control plane runs the one etcd itself.
+    public var etcdMembers: [LabEtcdMember] = []
 
     public init(name: String, id: UInt32, podCIDR: String, serviceCIDR: String, dataDirectory: String,
                 clientPort: Int, peerPort: Int, meshPort: Int) {
@@ -34,7 +37,10 @@ public struct LabCluster: Codable, Sendable, Hashable {
         self.meshPort = meshPort
     }
 
-    public var endpoint: String { "https://127.0.0.1:\(clientPort)" }
+    /// The store's client endpoints, comma-separated (one per member).
+    public var endpoint: String {
+        etcdMembers.isEmpty ? "https://127.0.0.1:\(clientPort)" : etcdMembers.map(\.clientURL).joined(separator: ",")
+    }
     /// The service record of the supervisor running the cluster's control plane.
     public var controlPlaneService: String { dataDirectory + "/control-plane.service.json" }
     public var controlPlaneLog: String { dataDirectory + "/control-plane.log" }
@@ -136,7 +142,10 @@ public struct Lab: Sendable {
     /// service CIDRs `10.<100+id>.0.0/16`, and waits until each control plane is ready.
     /// `mtus` are the clusters' underlay MTUs in order (the last repeats; default 1500).
     public func up(clusters count: Int, nodes nodeCount: Int = 0, mtus: [Int] = [], nodePodPrefixLength: Int = 24,
-                   identityGCSeconds: Int? = nil, readyTimeout: Duration = .seconds(60)) async throws -> LabState {
+                   identityGCSeconds: Int? = nil, etcdMembers: Int = 1, readyTimeout: Duration = .seconds(60)) async throws -> LabState {
+        guard [1, 3, 5].contains(etcdMembers) else {
+            throw LabError.outOfRange(option: "--etcd-members", allowed: "1, 3 or 5", got: "\(etcdMembers)")
+        }
         if let identityGCSeconds, identityGCSeconds < 1 {
             throw LabError.outOfRange(option: "--identity-gc-interval", allowed: "at least 1 second", got: "\(identityGCSeconds)")
         }
@@ -155,7 +164,8 @@ public struct Lab: Sendable {
         let ca = try CertificateAuthority.create(commonName: "meridian-lab-ca")
         try PEMFiles.write(certificatePEM: ca.certificatePEM, to: caCertificatePath, privateKeyPEM: ca.privateKeyPEM, to: caKeyPath)
         var state = LabState(directory: directory, prefix: Self.defaultPrefix, clusters: [])
-        var ports = try FreePorts.reserve(count * 3)
+        let memberCount = etcdMembers > 1 ? etcdMembers : 0
+        var ports = try FreePorts.reserve(count * (3 + 2 * memberCount))
         for index in 1...count {
             let id = UInt32(index)
             state.clusters.append(LabCluster(
@@ -165,10 +175,15 @@ public struct Lab: Sendable {
             state.clusters[index - 1].underlayMTU = mtus.isEmpty ? 1500 : mtus[min(index - 1, mtus.count - 1)]
             state.clusters[index - 1].nodePodPrefixLength = nodePodPrefixLength
             state.clusters[index - 1].identityGCSeconds = identityGCSeconds
+            state.clusters[index - 1].etcdMembers = (0..<memberCount).map { member in
+                LabEtcdMember(name: "m\(member)", directory: "\(directory)/cluster\(index)/members/m\(member)",
+                              clientPort: ports.removeFirst(), peerPort: ports.removeFirst())
+            }
         }
         try save(state)
         do {
             for index in state.clusters.indices {
+                try await startStore(state.clusters[index])
                 try await startControlPlane(state.clusters[index])
             }
             for cluster in state.clusters { try await waitUntilReady(cluster, timeout: readyTimeout) }
@@ -202,6 +217,9 @@ public struct Lab: Sendable {
          "--data-dir", cluster.dataDirectory,
          "--etcd-client-port", "\(cluster.clientPort)", "--etcd-peer-port", "\(cluster.peerPort)",
          "--mesh-port", "\(cluster.meshPort)", "--etcd-quota-bytes", "\(Self.etcdQuotaBytes)"]
+            + (cluster.etcdMembers.isEmpty ? [] : ["--etcd-endpoints"] + cluster.etcdMembers.map(\.clientURL)
+                + ["--etcd-ca", cluster.paths.caCertificate, "--etcd-cert", cluster.paths.adminCertificate,
+                   "--etcd-key", cluster.paths.adminKey, "--etcd-server-name", cluster.serverName])
             + (sharedCA ? ["--mesh-ca-cert", caCertificatePath, "--mesh-ca-key", caKeyPath] : [])
             + (cluster.identityGCSeconds.map { ["--identity-gc-interval", "\($0)"] } ?? [])
     }

@@ -1,15 +1,19 @@
 import Foundation
 import Glibc
 import MeridianControlPlane
+import MeridianEtcd
 import MeridianHost
 
 /// A process of a lab cluster a fault can be aimed at.
 public enum LabProcess: Sendable, Hashable, CustomStringConvertible {
     case agent(cluster: String, node: String)
     case controlPlane(cluster: String)
-    case etcd(cluster: String)
+    /// The store's etcd: the one the control plane runs (`member` nil), or one member of several
+    /// by name (`m0`), or whichever member leads (`leader`).
+    case etcd(cluster: String, member: String? = nil)
 
-    /// Parses `agent CLUSTER/NODE`, `control-plane CLUSTER` or `etcd CLUSTER`.
+    /// Parses `agent CLUSTER/NODE`, `control-plane CLUSTER`, `etcd CLUSTER` or `etcd CLUSTER/MEMBER`
+    /// (a member's name, or `leader`).
     public init(kind: String, target: String) throws(LabFaultError) {
         switch kind {
         case "agent":
@@ -19,7 +23,12 @@ public enum LabProcess: Sendable, Hashable, CustomStringConvertible {
             }
             self = .agent(cluster: String(parts[0]), node: String(parts[1]))
         case "control-plane": self = .controlPlane(cluster: target)
-        case "etcd": self = .etcd(cluster: target)
+        case "etcd":
+            let parts = target.split(separator: "/", omittingEmptySubsequences: false)
+            guard (1...2).contains(parts.count), parts.allSatisfy({ !$0.isEmpty }) else {
+                throw .badTarget(kind: kind, target: target, expected: "CLUSTER, or CLUSTER/MEMBER (m0, m1, ... or leader)")
+            }
+            self = .etcd(cluster: String(parts[0]), member: parts.count == 2 ? String(parts[1]) : nil)
         default: throw .badTarget(kind: kind, target: target, expected: "a kind of agent, control-plane or etcd")
         }
     }
@@ -28,7 +37,7 @@ public enum LabProcess: Sendable, Hashable, CustomStringConvertible {
         switch self {
         case let .agent(cluster, node): "agent \(cluster)/\(node)"
         case let .controlPlane(cluster): "control-plane \(cluster)"
-        case let .etcd(cluster): "etcd \(cluster)"
+        case let .etcd(cluster, member): "etcd \(cluster)" + (member.map { "/\($0)" } ?? "")
         }
     }
 }
@@ -84,7 +93,7 @@ extension Lab {
     }
 
     /// The pid of `process` now, if it runs.
-    public func pid(of process: LabProcess) throws(LabFaultError) -> Int32? {
+    public func pid(of process: LabProcess) async throws(LabFaultError) -> Int32? {
         let state = try requireState()
         switch process {
         case let .agent(clusterName, nodeName):
@@ -96,16 +105,39 @@ extension Lab {
         case let .controlPlane(clusterName):
             let cluster = try requireCluster(clusterName, in: state)
             return HostProcess.pid(inFile: cluster.paths.pidFile, commandContaining: cluster.dataDirectory)
-        case let .etcd(clusterName):
+        case let .etcd(clusterName, memberName):
             let cluster = try requireCluster(clusterName, in: state)
-            return HostProcess.pid(inFile: ManagedEtcd.pidFile(dataDirectory: cluster.paths.etcdData), commandContaining: cluster.paths.etcdData)
+            guard let memberName else {
+                guard cluster.etcdMembers.isEmpty else {
+                    throw .badTarget(kind: "etcd", target: clusterName, expected: "a member of its store: \(clusterName)/m0 ... or \(clusterName)/leader")
+                }
+                return HostProcess.pid(inFile: ManagedEtcd.pidFile(dataDirectory: cluster.paths.etcdData), commandContaining: cluster.paths.etcdData)
+            }
+            return ServiceRecord.load(try await member(memberName, of: cluster).service)?.pid
         }
+    }
+
+    /// The member named `name` of the cluster's store (`leader`: the one leading now).
+    func member(_ name: String, of cluster: LabCluster) async throws(LabFaultError) -> LabEtcdMember {
+        guard !cluster.etcdMembers.isEmpty else {
+            throw .notSupported("\(cluster.name)'s store is one etcd run by its control plane (lab up --etcd-members 3 for members)")
+        }
+        if name == "leader" {
+            guard let leader = await storeHealth(cluster)?.leaderEndpoint, let member = cluster.etcdMembers.first(where: { $0.clientURL == leader }) else {
+                throw .notRunning("a leader of \(cluster.name)'s store")
+            }
+            return member
+        }
+        guard let member = cluster.etcdMembers.first(where: { $0.name == name }) else {
+            throw .badTarget(kind: "etcd", target: "\(cluster.name)/\(name)", expected: "a member: \(cluster.etcdMembers.map(\.name).joined(separator: ", ")) or leader")
+        }
+        return member
     }
 
     /// Sends `signal` to the process (SIGKILL: killed; SIGTERM: asked to stop); its supervisor
     /// starts it again.
-    public func signal(_ process: LabProcess, _ signal: Int32) throws(LabFaultError) -> LabFaultReport {
-        guard let pid = try pid(of: process), HostProcess.isAlive(pid) else { throw .notRunning("\(process)") }
+    public func signal(_ process: LabProcess, _ signal: Int32) async throws(LabFaultError) -> LabFaultReport {
+        guard let pid = try await pid(of: process), HostProcess.isAlive(pid) else { throw .notRunning("\(process)") }
         kill(pid, signal)
         let name = signal == SIGKILL ? "killed (SIGKILL)" : "sent SIGTERM"
         return LabFaultReport(did: "\(process) (pid \(pid)) \(name); its supervisor starts it again",
@@ -115,7 +147,7 @@ extension Lab {
     /// Stalls the process with SIGSTOP for `duration`, then resumes it with SIGCONT. The process
     /// is resumed also when the wait is cancelled.
     public func stall(_ process: LabProcess, for duration: Duration) async throws -> LabFaultReport {
-        guard let pid = try pid(of: process), HostProcess.isAlive(pid) else { throw LabFaultError.notRunning("\(process)") }
+        guard let pid = try await pid(of: process), HostProcess.isAlive(pid) else { throw LabFaultError.notRunning("\(process)") }
         kill(pid, SIGSTOP)
         defer { kill(pid, SIGCONT) }
         try? await Task.sleep(for: duration)
@@ -139,8 +171,14 @@ extension Lab {
             await stopControlPlane(try requireCluster(clusterName, in: state))
             return LabFaultReport(did: "\(process) stopped, and the etcd it manages with it",
                                   undo: "meridian lab fault start control-plane \(clusterName)")
-        case .etcd:
-            throw LabFaultError.notSupported("etcd runs under its control plane, which starts it again: kill, restart or stall it, or stop the control plane")
+        case let .etcd(clusterName, memberName):
+            let cluster = try requireCluster(clusterName, in: state)
+            guard let memberName else {
+                throw LabFaultError.notSupported("etcd runs under its control plane, which starts it again: kill, restart or stall it, or stop the control plane")
+            }
+            let member = try await member(memberName, of: cluster)
+            await stopMember(member)
+            return LabFaultReport(did: "etcd member \(member.name) of \(clusterName) stopped", undo: "meridian lab fault start etcd \(clusterName)/\(member.name)")
         }
     }
 
@@ -160,8 +198,10 @@ extension Lab {
             let cluster = try requireCluster(clusterName, in: state)
             try await startControlPlane(cluster)
             try await waitUntilReady(cluster, timeout: .seconds(60))
-        case .etcd:
-            throw LabFaultError.notSupported("etcd runs under its control plane: start the control plane")
+        case let .etcd(clusterName, memberName):
+            let cluster = try requireCluster(clusterName, in: state)
+            guard let memberName else { throw LabFaultError.notSupported("etcd runs under its control plane: start the control plane") }
+            try await startMember(try await member(memberName, of: cluster), of: cluster)
         }
         return LabFaultReport(did: "\(process) started", undo: nil)
     }

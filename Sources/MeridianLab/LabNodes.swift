@@ -140,7 +140,7 @@ extension Lab {
         let paths = cluster.paths
         return ["nsenter", "--net=/var/run/netns/\(node.namespace)", executable, "agent",
                 "--node", node.name,
-                "--etcd-endpoint", "unixs://\(paths.etcdSocket)",
+                "--etcd-endpoint", cluster.etcdMembers.isEmpty ? "unixs://\(paths.etcdSocket)" : cluster.etcdMembers.map { "unixs://\($0.socket)" }.joined(separator: ","),
                 "--ca-cert", paths.caCertificate, "--cert", paths.agentCertificate, "--key", paths.agentKey,
                 "--server-name", cluster.serverName,
                 "--state-dir", node.stateDirectory, "--pin-dir", node.pinDirectory,

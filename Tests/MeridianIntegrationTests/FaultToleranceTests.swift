@@ -182,6 +182,78 @@ struct FaultToleranceTests {
         }
     }
 
+    @Test("stores of three members: leader and member kills under mesh churn lose no update and the mesh stays ready; two members down: no quorum, said so; back: recovered")
+    func threeMemberStores() async throws {
+        try await LabFixture.with(clusters: 2, nodes: 1, heartbeat: 1, etcdMembers: 3) { lab in
+            try await lab.connect("cluster1", ["cluster2"])
+            try await lab.waitReady("cluster1")
+            let cache = MeshKind.endpoints.cachePrefix(cluster: "cluster2")
+            let imported = { @Sendable () async throws -> Int in
+                try await lab.withAdmin("cluster1") { try await $0.list(prefix: cache + "10.2.2").items.count }
+            }
+            let updates = 300
+            let written = try await withThrowingTaskGroup(of: Int.self) { group in
+                // Churn: cluster2's endpoints change every 50 ms, each write retried until acknowledged.
+                group.addTask {
+                    try await EtcdClient.withClient(try lab.admin("cluster2")) { store in
+                        for index in 0..<updates {
+                            let ip = "10.2.\(200 + index / 250).\(index % 250 + 1)"
+                            let deadline = ContinuousClock.now + .seconds(30)
+                            while true {
+                                do {
+                                    try await store.put(MeshKind.endpoints.stateKey(cluster: "cluster2", name: ip), Self.endpointRecord(ip: ip, index: index))
+                                    break
+                                } catch where ContinuousClock.now < deadline {
+                                    try await Task.sleep(for: .milliseconds(50))
+                                }
+                            }
+                            try await Task.sleep(for: .milliseconds(50))
+                        }
+                        return updates
+                    }
+                }
+                // The exporter's leader stopped; the member every client of the importer tries
+                // first stopped; then the importer's leader killed. The stopped ones stay down
+                // until the churn is over, so every client must move to another member.
+                var undo: [[String]] = []
+                for (action, target) in [("stop", "cluster2/leader"), ("stop", "cluster1/m0"), ("kill", "cluster1/leader")] {
+                    try await Task.sleep(for: .seconds(3))
+                    let result = try await lab.meridian(["lab", "fault", action, "etcd", target, "--directory", lab.labDirectory])
+                    try #require(result.status == 0, "\(action) \(target): \(result.stderr)")
+                    if let line = result.stdout.split(separator: "\n").first(where: { $0.contains("undo: meridian lab fault start") }) {
+                        undo.append(line.split(separator: " ").drop { $0 != "lab" }.map(String.init))
+                    }
+                }
+                let written = try #require(try await group.next())
+                #expect(undo.count == 2, "\(undo)")
+                for command in undo { try await lab.run(command + ["--directory", lab.labDirectory]) }
+                return written
+            }
+            #expect(written == updates)
+            try await eventually("every update arrived in cluster1", timeout: .seconds(60)) { try await imported() == updates }
+            try await lab.waitReady("cluster1", timeout: "60s")
+            let status = try await lab.meridian(["clustermesh", "status", "--context", "cluster1"])
+            #expect(status.stdout.contains("Store: 3/3 members healthy"), "\(status.stdout)")
+
+            // Two members of cluster1's store down: no quorum, and status says so.
+            try await lab.run(["lab", "fault", "stop", "etcd", "cluster1/m1", "--directory", lab.labDirectory])
+            try await lab.run(["lab", "fault", "stop", "etcd", "cluster1/m2", "--directory", lab.labDirectory])
+            try await eventually("status says cluster1's store has no quorum", timeout: .seconds(30)) {
+                let result = try await lab.meridian(["clustermesh", "status", "--context", "cluster1"])
+                return result.status != 0 && result.stderr.contains("has no quorum")
+            }
+            let labStatus = try await lab.meridian(["lab", "status", "--directory", lab.labDirectory])
+            #expect(labStatus.stdout.contains("no quorum"), "\(labStatus.stdout)")
+
+            // Back: the mesh recovers, and what changed meanwhile arrives.
+            try await lab.run(["lab", "fault", "start", "etcd", "cluster1/m1", "--directory", lab.labDirectory])
+            try await lab.run(["lab", "fault", "start", "etcd", "cluster1/m2", "--directory", lab.labDirectory])
+            try await lab.waitReady("cluster1", timeout: "90s")
+            try await lab.withAdmin("cluster2") { _ = try await $0.delete(prefix: MeshKind.endpoints.statePrefix(cluster: "cluster2") + "10.2.200.") }
+            try await eventually("deletions after the recovery arrive", timeout: .seconds(60)) { try await imported() == updates - 250 }
+        }
+    }
+
     /// The cluster that answered each of `calls` calls from the client to the global service (nil: failed).
     static func answers(_ lab: LabFixture, calls: Int) async throws -> [String?] {
         var answers: [String?] = []
