@@ -8,12 +8,13 @@ import MeridianLab
 public enum BenchLab {
     /// Brings up `clusters` × `nodes` under a fresh prefix, runs `body`, and removes the lab
     /// afterwards unless `keep`.
-    static func with<R: Sendable>(clusters: Int, nodes: Int, keep: Bool = false, _ body: (LabDriver) async throws -> R) async throws -> R {
+    static func with<R: Sendable>(clusters: Int, nodes: Int, keep: Bool = false, up extra: [String] = [],
+                                  _ body: (LabDriver) async throws -> R) async throws -> R {
         let directory = "/tmp/meridian-bench-\(getpid())"
         let driver = LabDriver(directory: directory, prefix: "mbench\(getpid() % 100000)", executable: currentExecutable(),
                                configPath: directory + "/config.yaml")
         progress("bringing up \(clusters) cluster(s) × \(nodes) node(s)…")
-        return try await LabDriver.with(driver, up: ["--clusters", "\(clusters)", "--nodes", "\(nodes)"], keep: keep, body)
+        return try await LabDriver.with(driver, up: ["--clusters", "\(clusters)", "--nodes", "\(nodes)"] + extra, keep: keep, body)
     }
 
     /// Fails naming the first of `tools` that is not installed.

@@ -20,6 +20,8 @@ public struct FaultsBenchmark: Sendable {
     public var agentAway = 25
     /// Endpoints deleted in cluster1 while it is partitioned from cluster2.
     public var deletedWhileAway = 1000
+    /// Members of each cluster's store (1: the control plane's own etcd; 3 or 5: members of their own).
+    public var etcdMembers = 1
     public var quick = false
     public var keep = false
 
@@ -48,11 +50,12 @@ public struct FaultsBenchmark: Sendable {
     public func validate() throws(BenchError) {
         guard (1...600).contains(agentAway) else { throw .invalidOption("--agent-away must be 1...600 seconds, got \(agentAway)") }
         guard (0...20_000).contains(deletedWhileAway) else { throw .invalidOption("--deleted-while-away must be 0...20000, got \(deletedWhileAway)") }
+        guard [1, 3, 5].contains(etcdMembers) else { throw .invalidOption("--etcd-members must be 1, 3 or 5, got \(etcdMembers)") }
     }
 
     public func run() async throws -> Report {
         try validate()
-        return try await BenchLab.with(clusters: 2, nodes: 1, keep: keep) { try await measure($0) }
+        return try await BenchLab.with(clusters: 2, nodes: 1, keep: keep, up: ["--etcd-members", "\(etcdMembers)"]) { try await measure($0) }
     }
 
     private func measure(_ bench: LabDriver) async throws -> Report {
@@ -72,19 +75,39 @@ public struct FaultsBenchmark: Sendable {
         let lab = bench.lab
         var rows: [Row] = []
 
-        BenchLab.progress("fault: kill -9 etcd of cluster1")
-        rows.append(try await client.during("kill -9 etcd (cluster1)") {
+        let etcd: LabProcess = etcdMembers > 1 ? .etcd(cluster: "cluster1", member: "leader") : .etcd(cluster: "cluster1")
+        BenchLab.progress("fault: kill -9 \(etcd)")
+        rows.append(try await client.during("kill -9 \(etcdMembers > 1 ? "etcd leader" : "etcd") (cluster1)") {
             // Writes acknowledged just before the crash must all be there after it.
             let writes = StoreWriter(bench: bench, cluster: "cluster1")
             for _ in 0..<50 { _ = await writes.write() }
-            let old = try await lab.pid(of: .etcd(cluster: "cluster1"))
+            guard let old = try await lab.pid(of: etcd) else { throw BenchError.missing("\(etcd)") }
+            // A member's pid is its supervisor's to report; the leader's name may change.
+            let member = try bench.cluster("cluster1").etcdMembers.first { ServiceRecord.load($0.service)?.pid == old }
             let began = ContinuousClock.now
-            _ = try await lab.signal(.etcd(cluster: "cluster1"), SIGKILL)
-            let restarted = try await Self.until { try await lab.pid(of: .etcd(cluster: "cluster1")).map { $0 != old && HostProcess.isAlive($0) } ?? false }
+            kill(old, SIGKILL)
+            let restarted = try await Self.until {
+                let now = if let member { ServiceRecord.load(member.service)?.pid } else { try await lab.pid(of: etcd) }
+                return now.map { $0 != old && HostProcess.isAlive($0) } ?? false
+            }
             let serving = try await Self.until { await writes.write() }
             let lost = try await writes.missing()
             return (restarted - began, serving - began, lost, nil)
         })
+
+        if etcdMembers > 1 {
+            BenchLab.progress("fault: etcd member m0 of cluster1 (the one clients try first) stopped for 10 s")
+            rows.append(try await client.during("stop etcd m0 10 s (cluster1)") {
+                let writes = StoreWriter(bench: bench, cluster: "cluster1")
+                let began = ContinuousClock.now
+                _ = try await lab.stop(.etcd(cluster: "cluster1", member: "m0"))
+                let serving = try await Self.until { await writes.write() }
+                let stopped = ContinuousClock.now + .seconds(10)
+                while ContinuousClock.now < stopped { _ = await writes.write() }
+                _ = try await lab.start(.etcd(cluster: "cluster1", member: "m0"))
+                return (nil, serving - began, try await writes.missing(), nil)
+            })
+        }
 
         BenchLab.progress("fault: kill -9 control plane of cluster1")
         rows.append(try await client.during("kill -9 control plane (cluster1)") {
@@ -211,6 +234,7 @@ public struct FaultsBenchmark: Sendable {
             let key = prefix + String(format: "%06d", acknowledged.withLock { $0.count })
             do {
                 var configuration = try bench.context(cluster).clientConfiguration()
+                configuration.maxReconnectBackoff = .milliseconds(200)
                 configuration.requestTimeout = .milliseconds(500)
                 _ = try await EtcdClient.withClient(configuration) { try await $0.put(key, Data("1".utf8)) }
                 acknowledged.withLock { $0.append(key) }

@@ -104,6 +104,7 @@ struct BenchCommand: AsyncParsableCommand {
 
         @Option(help: "Seconds the agent stays stopped.") var agentAway: Int = 25
         @Option(help: "Endpoints deleted while the clusters are partitioned.") var deletedWhileAway: Int = 1000
+        @Option(help: "Members of each cluster's store: 1, 3 or 5 (with 3 or 5, the leader is killed and a member stopped).") var etcdMembers: Int = 1
         @Flag(help: "A small size: the agent away 5 s, 200 deletions.") var quick = false
         @Flag(help: "Leave the lab up afterwards.") var keep = false
         @Option(name: .shortAndLong, help: "text or json.") var output: OutputFormat = .text
@@ -111,6 +112,7 @@ struct BenchCommand: AsyncParsableCommand {
         var benchmark: FaultsBenchmark {
             var benchmark = FaultsBenchmark()
             (benchmark.agentAway, benchmark.deletedWhileAway, benchmark.quick, benchmark.keep) = (agentAway, deletedWhileAway, quick, keep)
+            benchmark.etcdMembers = etcdMembers
             return benchmark
         }
 
