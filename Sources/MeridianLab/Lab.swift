@@ -230,7 +230,9 @@ public struct Lab: Sendable {
     public func startControlPlane(_ cluster: LabCluster, sharedCA: Bool = true) async throws {
         try FileManager.default.createDirectory(atPath: cluster.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         guard ServiceRecord.load(cluster.controlPlaneService) == nil else { return }
-        let cgroup = try controlPlaneCgroup(cluster)
+        // A cgroup of its own needs root (the lab mounts the hierarchy); without, a lab of control
+        // planes alone still runs, and only partitions (root too) are out of reach.
+        let cgroup = geteuid() == 0 ? try controlPlaneCgroup(cluster) : nil
         try await launchSupervised(name: "control-plane-\(cluster.name)", record: cluster.controlPlaneService, log: cluster.controlPlaneLog,
                                    cgroup: cgroup, command: [executable] + controlPlaneArguments(cluster, sharedCA: sharedCA))
     }

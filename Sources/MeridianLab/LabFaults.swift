@@ -92,15 +92,19 @@ extension Lab {
         return cluster
     }
 
+    func requireNode(_ name: String, of cluster: LabCluster) throws(LabFaultError) -> LabNode {
+        guard let node = cluster.nodes.first(where: { $0.name == name }) else {
+            throw .unknownNode(cluster: cluster.name, node: name, known: cluster.nodes.map(\.name))
+        }
+        return node
+    }
+
     /// The pid of `process` now, if it runs.
     public func pid(of process: LabProcess) async throws(LabFaultError) -> Int32? {
         let state = try requireState()
         switch process {
         case let .agent(clusterName, nodeName):
-            let cluster = try requireCluster(clusterName, in: state)
-            guard let node = cluster.nodes.first(where: { $0.name == nodeName }) else {
-                throw .unknownNode(cluster: clusterName, node: nodeName, known: cluster.nodes.map(\.name))
-            }
+            let node = try requireNode(nodeName, of: try requireCluster(clusterName, in: state))
             return HostProcess.pid(inFile: node.pidFile, commandContaining: node.stateDirectory)
         case let .controlPlane(clusterName):
             let cluster = try requireCluster(clusterName, in: state)
@@ -161,9 +165,7 @@ extension Lab {
         switch process {
         case let .agent(clusterName, nodeName):
             let cluster = try requireCluster(clusterName, in: state)
-            guard let node = cluster.nodes.first(where: { $0.name == nodeName }) else {
-                throw LabFaultError.unknownNode(cluster: clusterName, node: nodeName, known: cluster.nodes.map(\.name))
-            }
+            let node = try requireNode(nodeName, of: cluster)
             await stopAgent(node)
             return LabFaultReport(did: "\(process) stopped; its pods, programs and maps stay",
                                   undo: "meridian lab fault start agent \(clusterName)/\(nodeName)")
@@ -188,9 +190,7 @@ extension Lab {
         switch process {
         case let .agent(clusterName, nodeName):
             let cluster = try requireCluster(clusterName, in: state)
-            guard let node = cluster.nodes.first(where: { $0.name == nodeName }) else {
-                throw LabFaultError.unknownNode(cluster: clusterName, node: nodeName, known: cluster.nodes.map(\.name))
-            }
+            let node = try requireNode(nodeName, of: cluster)
             let previous = registrations(of: node)
             try await startAgent(node, cluster: cluster, prefix: state.prefix)
             try await waitForNode(node, cluster: cluster, timeout: .seconds(60), previous: previous)
