@@ -26,6 +26,14 @@ public enum HostProcess {
         return entries.lazy.compactMap(Int32.init).contains { status($0)?.group == group && isAlive($0) }
     }
 
+    /// The parent of `pid`, from `/proc/PID/stat`.
+    public static func parent(of pid: Int32) -> Int32? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 1 ? Int32(fields[1]) : nil
+    }
+
     /// The state letter and process group of `pid`, from `/proc/PID/stat` (`pid (comm) S ppid pgrp ...`).
     private static func status(_ pid: Int32) -> (state: Character, group: Int32)? {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),

@@ -11,6 +11,8 @@ public enum LabProcess: Sendable, Hashable, CustomStringConvertible {
     /// The store's etcd: the one the control plane runs (`member` nil), or one member of several
     /// by name (`m0`), or whichever member leads (`leader`).
     case etcd(cluster: String, member: String? = nil)
+    /// A pod's container processes (its node's agent starts them again, as a kubelet would).
+    case pod(cluster: String, namespace: String, name: String)
 
     /// Parses `agent CLUSTER/NODE`, `control-plane CLUSTER`, `etcd CLUSTER` or `etcd CLUSTER/MEMBER`
     /// (a member's name, or `leader`).
@@ -29,7 +31,13 @@ public enum LabProcess: Sendable, Hashable, CustomStringConvertible {
                 throw .badTarget(kind: kind, target: target, expected: "CLUSTER, or CLUSTER/MEMBER (m0, m1, ... or leader)")
             }
             self = .etcd(cluster: String(parts[0]), member: parts.count == 2 ? String(parts[1]) : nil)
-        default: throw .badTarget(kind: kind, target: target, expected: "a kind of agent, control-plane or etcd")
+        case "pod":
+            let parts = target.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+            guard (2...3).contains(parts.count), parts.allSatisfy({ !$0.isEmpty }) else {
+                throw .badTarget(kind: kind, target: target, expected: "CLUSTER/POD or CLUSTER/NAMESPACE/POD")
+            }
+            self = .pod(cluster: parts[0], namespace: parts.count == 3 ? parts[1] : "default", name: parts.last!)
+        default: throw .badTarget(kind: kind, target: target, expected: "a kind of agent, control-plane, etcd or pod")
         }
     }
 
@@ -38,6 +46,7 @@ public enum LabProcess: Sendable, Hashable, CustomStringConvertible {
         case let .agent(cluster, node): "agent \(cluster)/\(node)"
         case let .controlPlane(cluster): "control-plane \(cluster)"
         case let .etcd(cluster, member): "etcd \(cluster)" + (member.map { "/\($0)" } ?? "")
+        case let .pod(cluster, namespace, name): "pod \(cluster)/\(namespace)/\(name)"
         }
     }
 }
@@ -118,6 +127,14 @@ extension Lab {
                 return HostProcess.pid(inFile: ManagedEtcd.pidFile(dataDirectory: cluster.paths.etcdData), commandContaining: cluster.paths.etcdData)
             }
             return ServiceRecord.load(try await member(memberName, of: cluster).service)?.pid
+        case let .pod(clusterName, namespace, name):
+            let cluster = try requireCluster(clusterName, in: state)
+            let netns = "\(state.prefix)-c\(cluster.id)-\(namespace).\(name)"
+            guard let inode = Self.inode("/var/run/netns/\(netns)") else { return nil }
+            // The container's main process: the first in the pod's network namespace whose parent
+            // (the runtime's wrapper, which reports its exit) is outside it.
+            let inside = Self.processes(inNetworkNamespaces: [inode])
+            return inside.first { process in HostProcess.parent(of: process).map { !inside.contains($0) } ?? false }
         }
     }
 
@@ -144,8 +161,9 @@ extension Lab {
         guard let pid = try await pid(of: process), HostProcess.isAlive(pid) else { throw .notRunning("\(process)") }
         kill(pid, signal)
         let name = signal == SIGKILL ? "killed (SIGKILL)" : "sent SIGTERM"
-        return LabFaultReport(did: "\(process) (pid \(pid)) \(name); its supervisor starts it again",
-                              undo: "nothing to undo; `meridian lab status` shows its restarts")
+        let (restarter, shows) = if case .pod = process { ("its node's agent", "`meridian get pods`") } else { ("its supervisor", "`meridian lab status`") }
+        return LabFaultReport(did: "\(process) (pid \(pid)) \(name); \(restarter) starts it again",
+                              undo: "nothing to undo; \(shows) shows its restarts")
     }
 
     /// Stalls the process with SIGSTOP for `duration`, then resumes it with SIGCONT. The process
@@ -181,6 +199,9 @@ extension Lab {
             let member = try await member(memberName, of: cluster)
             await stopMember(member)
             return LabFaultReport(did: "etcd member \(member.name) of \(clusterName) stopped", undo: "meridian lab fault start etcd \(clusterName)/\(member.name)")
+
+        case .pod:
+            throw LabFaultError.notSupported("a pod is stopped by deleting it (`meridian delete pod NAME`); kill restarts its containers")
         }
     }
 
@@ -202,6 +223,9 @@ extension Lab {
             let cluster = try requireCluster(clusterName, in: state)
             guard let memberName else { throw LabFaultError.notSupported("etcd runs under its control plane: start the control plane") }
             try await startMember(try await member(memberName, of: cluster), of: cluster)
+
+        case .pod:
+            throw LabFaultError.notSupported("a pod is started by applying it (`meridian apply -f`)")
         }
         return LabFaultReport(did: "\(process) started", undo: nil)
     }

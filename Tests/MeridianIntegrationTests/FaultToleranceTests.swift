@@ -13,7 +13,7 @@ import Testing
 struct FaultToleranceTests {
     static let sleeper = DatapathIntegrationTests.sleeper
 
-    @Test("kill -9 of etcd, of the control plane and of an agent: each comes back by itself, the control plane adopts its etcd, nothing is orphaned")
+    @Test("kill -9 of etcd, of the control plane, of an agent and of a pod's process: each comes back by itself, the control plane adopts its etcd, nothing is orphaned")
     func killedDaemonsComeBack() async throws {
         try await LabFixture.with(clusters: 1, nodes: 1, enable: false) { lab in
             let cluster = try lab.cluster("cluster1")
@@ -56,6 +56,14 @@ struct FaultToleranceTests {
             let answer = try await lab.exec("client", ["curl", "-s", "-m", "5", "http://\(server):8080/"])
             #expect(answer.status == 0, "pod to pod after the agent restart: \(answer.stderr)")
             #expect(try await lab.pods().allSatisfy { $0.restarts == 0 && $0.status == "Running" })
+
+            // A pod's process: its node's agent starts it again, as a kubelet would.
+            try await lab.run(["lab", "fault", "kill", "pod", "cluster1/server", "--directory", lab.labDirectory])
+            try await eventually("the server pod's container restarted and serving", timeout: .seconds(30)) {
+                let server = try await lab.pods().first { $0.name == "server" }
+                guard server?.restarts == 1, server?.status == "Running" else { return false }
+                return try await lab.exec("client", ["curl", "-s", "-m", "2", "http://\(server?.ip ?? ""):8080/"]).status == 0
+            }
 
             // A node deleted while its agent is away leaves its cluster at once, not after its grace period.
             await lab.lab.stopAgent(node)
