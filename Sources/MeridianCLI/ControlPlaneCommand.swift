@@ -30,6 +30,8 @@ struct ControlPlaneCommand: AsyncParsableCommand {
     @Option(help: "Key of the mesh CA.") var meshCAKey: String?
     @Option(help: "Backend quota of the managed etcd in bytes; past it the store raises NOSPACE.") var etcdQuotaBytes: Int64 = 2 * 1024 * 1024 * 1024
     @Option(help: "etcd executable.") var etcdBinary: String = "/usr/bin/etcd"
+    @Flag(help: "With --etcd-endpoints: keep that store under its quota too (NOSPACE: compact, defragment each member, disarm).")
+    var maintainStore = false
     @Option(help: "Seconds between scans for unused identities; one is deleted after two scans without use.") var identityGCInterval: Int = 900
 
     func validate() throws {
@@ -61,6 +63,7 @@ struct ControlPlaneCommand: AsyncParsableCommand {
             sharedCACertificatePath: meshCACert, sharedCAKeyPath: meshCAKey, etcdExecutable: etcdBinary)
         configuration.identityGCInterval = .seconds(identityGCInterval)
         configuration.etcdQuotaBytes = etcdQuotaBytes
+        configuration.maintainExternalStore = maintainStore
         let controlPlane = ControlPlane(configuration: configuration, logger: logger)
         try await reportingErrors {
             try await withThrowingTaskGroup { group in

@@ -52,7 +52,7 @@ public struct ControlPlane: Sendable {
                         group.addTask { try await serveMeshEndpoint(publishingTo: client, authorizer: authorizer, meshSettings: meshSettings) }
                         group.addTask { try await PeerCredentialFeed(client: client, authorizer: authorizer, logger: logger).run() }
                         group.addTask { try await PeerCredentialIssuer(client: client, meshCA: authorities.mesh, logger: logger).run() }
-                        if configuration.externalEtcd == nil {
+                        if configuration.externalEtcd == nil || configuration.maintainExternalStore {
                             group.addTask {
                                 try await StoreSpaceGuard(client: client, quotaBytes: configuration.etcdQuotaBytes, interval: .seconds(10), logger: logger).run()
                             }

@@ -41,6 +41,9 @@ public struct ControlPlaneConfiguration: Sendable, Hashable {
     /// etcd's backend quota (`--quota-backend-bytes`); a store that reaches it raises NOSPACE.
     public var etcdQuotaBytes: Int64 = 2 * 1024 * 1024 * 1024
     public var etcdExecutable: String
+    /// Keep an external store under its quota as the managed one is (NOSPACE: compact,
+    /// defragment each member, disarm): for stores Meridian's operator runs for it, as the lab's.
+    public var maintainExternalStore = false
     /// How often unused identities are looked for; one is deleted after two scans without use.
     public var identityGCInterval: Duration = .seconds(900)
 

@@ -7,8 +7,9 @@ import MeridianStore
 /// refuses every write (the control plane's, the agents', `apply`) until someone disarms it; the
 /// guard looks for the alarm every `interval`, and when it finds one it compacts the history up
 /// to the current revision, defragments, disarms, and publishes what it did
-/// (`meridian/status/store`, shown by `clustermesh status`). It runs for a managed etcd only: an
-/// external store is its operator's to maintain. When the live data alone exceeds the quota the
+/// (`meridian/status/store`, shown by `clustermesh status`). Defragmenting is per member, so with
+/// a store of several members each is defragmented in turn. It runs for a managed etcd, and for
+/// an external store only when asked (`--maintain-store`): otherwise that is its operator's job. When the live data alone exceeds the quota the
 /// alarm comes back at the next writes; the guard then does not recover again for five minutes
 /// and says the quota must grow.
 struct StoreSpaceGuard: Sendable {
@@ -26,6 +27,22 @@ struct StoreSpaceGuard: Sendable {
                 logger.warning("store space check failed", metadata: ["error": "\(error)"])
             }
             try await Task.sleep(for: interval)
+        }
+    }
+
+    /// Defragments each member on a connection of its own (the call acts on the member that
+    /// answers it), one after another so the store keeps a quorum serving meanwhile.
+    private func defragmentEveryMember() async throws(EtcdError) {
+        let endpoints = client.configuration.endpoints
+        guard endpoints.count > 1 else { return try await client.defragment() }
+        for endpoint in endpoints {
+            do {
+                try await EtcdClient.withClient(client.configuration.member(endpoint)) { try await $0.defragment() }
+            } catch let error as EtcdError {
+                throw error
+            } catch {
+                throw EtcdError(.other, "defragment \(endpoint): \(error)", cause: error)
+            }
         }
     }
 
@@ -53,7 +70,7 @@ struct StoreSpaceGuard: Sendable {
             } catch where error.code == .invalidArgument || error.code == .compacted {
                 // Already compacted at this revision: nothing more to drop.
             }
-            try await client.defragment()
+            try await defragmentEveryMember()
             for alarm in alarms { try await client.alarm(.deactivate, .noSpace, member: alarm.member) }
             let after = try await client.backendSize()
             recovery = StoreSpaceRecord.Recovery(at: Date(), revision: revision, backendBytesBefore: before, backendBytesAfter: after)

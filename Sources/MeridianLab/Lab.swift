@@ -219,7 +219,7 @@ public struct Lab: Sendable {
          "--mesh-port", "\(cluster.meshPort)", "--etcd-quota-bytes", "\(Self.etcdQuotaBytes)"]
             + (cluster.etcdMembers.isEmpty ? [] : ["--etcd-endpoints"] + cluster.etcdMembers.map(\.clientURL)
                 + ["--etcd-ca", cluster.paths.caCertificate, "--etcd-cert", cluster.paths.adminCertificate,
-                   "--etcd-key", cluster.paths.adminKey, "--etcd-server-name", cluster.serverName])
+                   "--etcd-key", cluster.paths.adminKey, "--etcd-server-name", cluster.serverName, "--maintain-store"])
             + (sharedCA ? ["--mesh-ca-cert", caCertificatePath, "--mesh-ca-key", caKeyPath] : [])
             + (cluster.identityGCSeconds.map { ["--identity-gc-interval", "\($0)"] } ?? [])
     }

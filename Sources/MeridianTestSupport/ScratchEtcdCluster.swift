@@ -15,7 +15,10 @@ public final class ScratchEtcdCluster: Sendable {
     private let wanted: Mutex<[Bool]>
     private let pids: Mutex<[Int32?]>
 
-    init(directory: String, clientPorts: [Int], peerPorts: [Int]) {
+    let extraArguments: [String]
+
+    init(directory: String, clientPorts: [Int], peerPorts: [Int], extraArguments: [String]) {
+        self.extraArguments = extraArguments
         self.directory = directory
         self.clientPorts = clientPorts
         self.peerPorts = peerPorts
@@ -46,13 +49,16 @@ public final class ScratchEtcdCluster: Sendable {
     /// The index of the member on `port`.
     public func member(onPort port: Int) -> Int? { clientPorts.firstIndex(of: port) }
 
-    /// Runs `body` with a cluster of `members` members that has elected a leader.
-    public static func with<R: Sendable>(members: Int = 3, _ body: (ScratchEtcdCluster) async throws -> R) async throws -> R {
+    /// Runs `body` with a cluster of `members` members that has elected a leader; `extraArguments`
+    /// go on every member's command line.
+    public static func with<R: Sendable>(members: Int = 3, extraArguments: [String] = [],
+                                         _ body: (ScratchEtcdCluster) async throws -> R) async throws -> R {
         let directory = NSTemporaryDirectory() + "meridian-scratch-etcd-cluster-\(UUID().uuidString.prefix(8).lowercased())"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let ports = try FreePorts.reserve(members * 2)
-        let cluster = ScratchEtcdCluster(directory: directory, clientPorts: Array(ports.prefix(members)), peerPorts: Array(ports.suffix(members)))
+        let cluster = ScratchEtcdCluster(directory: directory, clientPorts: Array(ports.prefix(members)), peerPorts: Array(ports.suffix(members)),
+                                         extraArguments: extraArguments)
         return try await withThrowingTaskGroup(of: Void.self, returning: R.self) { group in
             for member in 0..<members { group.addTask { try await cluster.keep(member) } }
             defer { group.cancelAll() }
@@ -79,7 +85,7 @@ public final class ScratchEtcdCluster: Sendable {
                         "--listen-client-urls", client, "--advertise-client-urls", client,
                         "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                         "--initial-cluster", initialCluster, "--initial-cluster-state", "new",
-                        "--logger", "zap", "--log-outputs", "stderr"] + EtcdTransactionLimits.etcdFlags,
+                        "--logger", "zap", "--log-outputs", "stderr"] + EtcdTransactionLimits.etcdFlags + extraArguments,
             logPath: "\(directory)/\(name).log", dieWithSupervisor: true)
         let supervisor = ProcessSupervisor(command, restart: .never, stopGrace: .seconds(5), logger: Logger(label: "test.etcd.\(name)"))
         while !Task.isCancelled {

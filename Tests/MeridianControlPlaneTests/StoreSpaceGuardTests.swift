@@ -36,6 +36,31 @@ struct StoreSpaceGuardTests {
         }
     }
 
+    @Test("a store of three members out of space is recovered: every member defragmented, every alarm disarmed")
+    func aStoreOfMembersIsRecoveredMemberByMember() async throws {
+        let quota: Int64 = 16 * 1024 * 1024
+        try await ScratchEtcdCluster.with(extraArguments: ["--quota-backend-bytes", "\(quota)"]) { cluster in
+            try await EtcdClient.withClient(cluster.configuration) { client in
+                let value = Data(repeating: UInt8(ascii: "v"), count: 1024 * 1024)
+                var refused: EtcdError?
+                for _ in 0..<64 where refused == nil {
+                    do { try await client.put("meridian/test/churn", value) } catch let error as EtcdError { refused = error }
+                }
+                try #require(refused != nil, "the store never filled")
+                let before = await EtcdStoreHealth.check(cluster.configuration).members.compactMap { $0.status?.backendBytes }
+                #expect(before.count == 3)
+
+                let spaceGuard = StoreSpaceGuard(client: client, quotaBytes: quota, interval: .seconds(10), logger: Logger(label: "test"))
+                _ = try #require(try await spaceGuard.check(lastRecovery: nil))
+                #expect(try await client.alarms().isEmpty)
+                let after = await EtcdStoreHealth.check(cluster.configuration).members.compactMap { $0.status?.backendBytes }
+                #expect(after.count == 3)
+                for (old, new) in zip(before, after) { #expect(new < old / 2, "every member defragmented: \(before) → \(after)") }
+                try await client.put("meridian/test/after", "writable again")
+            }
+        }
+    }
+
     @Test func aHealthyStoreIsLeftAlone() async throws {
         try await ScratchEtcd.with { client, _ in
             try await client.put("meridian/test/a", "1")
