@@ -29,6 +29,7 @@ struct LabCommand: AsyncParsableCommand {
         @Option(help: "Underlay MTU per cluster, comma-separated in cluster order (e.g. 1500,1400); the last value repeats.") var mtu: String = "1500"
         @Option(help: "Seconds between the control planes' scans for unused identities (default: theirs, 900).") var identityGCInterval: Int?
         @Option(help: "Members of each cluster's store: 1 (run by the control plane) or 3 or 5 (each an etcd of its own, real Raft).") var etcdMembers: Int = 1
+        @Option(help: "Put each etcd's data on a tmpfs of this many MiB (160...65536), so `lab fault fill-disk` can fill it.") var storeDisk: Int?
 
         func run() async throws {
             try await reportingErrors {
@@ -40,7 +41,8 @@ struct LabCommand: AsyncParsableCommand {
                     return number
                 }
                 let state = try await lab.up(clusters: clusters, nodes: nodes, mtus: mtus, nodePodPrefixLength: nodePodPrefix,
-                                           identityGCSeconds: identityGCInterval, etcdMembers: etcdMembers, recordingContextsIn: MeridianConfig.path)
+                                           identityGCSeconds: identityGCInterval, etcdMembers: etcdMembers, storeDiskMiB: storeDisk,
+                                           recordingContextsIn: MeridianConfig.path)
                 for cluster in state.clusters {
                     print("✅ \(cluster.name) (ID \(cluster.id)) up: etcd \(cluster.endpoint), pods \(cluster.podCIDR), services \(cluster.serviceCIDR), underlay MTU \(cluster.underlayMTU), context \(cluster.name)")
                     for node in cluster.nodes {
@@ -99,10 +101,12 @@ struct LabCommand: AsyncParsableCommand {
                     if cluster.etcdMembers.isEmpty {
                         let etcd = try? await lab.pid(of: .etcd(cluster: cluster.name))
                         print("  " + "etcd".padding(toLength: 16, withPad: " ", startingAt: 0) + (etcd.map { "running, pid \($0) (run by the control plane)" } ?? "not running"))
+                        if cluster.storeDiskMiB != nil, let disk = Lab.disk(cluster.paths.etcdData) { print("                  \(disk.summary)") }
                     } else if let health = await lab.storeHealth(cluster) {
                         print("  store           \(health.summary)")
                         for (member, state) in zip(cluster.etcdMembers, health.members) {
                             print("  " + Self.line("etcd \(member.name)", ServiceRecord.load(member.service)) + ", \(state.state) (\(member.clientURL))")
+                            if cluster.storeDiskMiB != nil, let disk = Lab.disk(member.dataDirectory) { print("                  \(disk.summary)") }
                         }
                     }
                     for node in cluster.nodes {
@@ -128,7 +132,7 @@ struct LabCommand: AsyncParsableCommand {
 struct LabFaultCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fault", abstract: "Inject faults into the lab: partitions, stopped, killed, restarted and stalled processes.",
-        subcommands: [Partition.self, Heal.self, Kill.self, Restart.self, Stop.self, Start.self, Stall.self, List.self])
+        subcommands: [Partition.self, Heal.self, Kill.self, Restart.self, Stop.self, Start.self, Stall.self, FillDisk.self, FreeDisk.self, List.self])
 
     /// The process a fault is aimed at: `agent CLUSTER/NODE`, `control-plane CLUSTER` or `etcd CLUSTER`.
     struct Target: ParsableArguments {
@@ -218,6 +222,25 @@ struct LabFaultCommand: AsyncParsableCommand {
                 Swift.print("⚡ \(process) stalled (SIGSTOP) for \(seconds) s; it is resumed when this command ends")
                 LabFaultCommand.print(try await lab.stall(process, for: .milliseconds(Int64(seconds * 1000))))
             }
+        }
+    }
+
+    struct FillDisk: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "fill-disk", abstract: "Fill the disk under an etcd (lab up --store-disk puts each store on one of its own).")
+        @OptionGroup var options: LabCommand.LabOptions
+        @OptionGroup var target: Target
+        func run() async throws {
+            try await reportingErrors { LabFaultCommand.print(try await options.lab.fillDisk(try target.process)) }
+        }
+    }
+
+    struct FreeDisk: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "free-disk", abstract: "Undo fill-disk.")
+        @OptionGroup var options: LabCommand.LabOptions
+        @OptionGroup var target: Target
+        func run() async throws {
+            try await reportingErrors { LabFaultCommand.print(try await options.lab.freeDisk(try target.process)) }
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Logging
 import MeridianEtcd
 import MeridianHost
@@ -121,7 +122,12 @@ public struct ManagedEtcd: Sendable {
             executable: executable, arguments: configuration.arguments, workingDirectory: configuration.socketDirectory,
             logPath: configuration.logPath, pidFile: pidFile, staleFiles: [socketPath])
         let supervisor = ProcessSupervisor(command, restart: .always(initial: .milliseconds(200), maximum: .seconds(5)), logger: logger)
-        try await supervisor.run(onStart: onStart)
+        let configuration = configuration
+        let logger = logger
+        try await supervisor.run(onStart: onStart, onExit: { status in
+            guard let cause = EtcdExitCause.diagnose(logPath: configuration.logPath) else { return }
+            logger.error("etcd stopped: \(cause.explanation(dataDirectory: configuration.dataDirectory))", metadata: ["status": "\(status)"])
+        })
     }
 
     /// The pid of an etcd serving this data directory with exactly this command line, left by a
@@ -140,5 +146,30 @@ public struct ManagedEtcd: Sendable {
               HostProcess.commandLine(pid)?.contains("etcd") == true
         else { return }
         await HostProcess.terminate(pid)
+    }
+}
+
+/// Why an etcd exited, read from the end of its log, for the causes an operator can fix.
+public enum EtcdExitCause: Sendable, Hashable {
+    /// A write of its data failed for lack of space: etcd stops rather than risk its data.
+    case diskFull
+
+    /// The cause in the last lines of the log at `logPath`, if it is one of these.
+    public static func diagnose(logPath: String) -> EtcdExitCause? {
+        guard let handle = FileHandle(forReadingAtPath: logPath) else { return nil }
+        defer { try? handle.close() }
+        let end = (try? handle.seekToEnd()) ?? 0
+        try? handle.seek(toOffset: end > 4096 ? end - 4096 : 0)
+        let tail = String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
+        return tail.contains("no space left on device") ? .diskFull : nil
+    }
+
+    public func explanation(dataDirectory: String) -> String {
+        switch self {
+        case .diskFull:
+            var info = statvfs()
+            let free = statvfs(dataDirectory, &info) == 0 ? "\(Int64(info.f_bavail) * Int64(info.f_frsize) / 1024) KiB free" : "free space unknown"
+            return "the disk under \(dataDirectory) is full (\(free)); free space there and it starts again by itself, with every acknowledged write"
+        }
     }
 }

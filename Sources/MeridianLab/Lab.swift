@@ -24,6 +24,9 @@ public struct LabCluster: Codable, Sendable, Hashable {
     /// The store's members when it has several, each an etcd of its own under a supervisor;
     /// empty: the control plane runs the one etcd itself.
     public var etcdMembers: [LabEtcdMember] = []
+    /// MiB of the filesystem of its own each etcd's data is on (a tmpfs), so that filling it is a
+    /// fault one can rehearse without filling the host's disk; nil: the data is on the host's disk.
+    public var storeDiskMiB: Int?
 
     public init(name: String, id: UInt32, podCIDR: String, serviceCIDR: String, dataDirectory: String,
                 clientPort: Int, peerPort: Int, meshPort: Int) {
@@ -142,7 +145,11 @@ public struct Lab: Sendable {
     /// service CIDRs `10.<100+id>.0.0/16`, and waits until each control plane is ready.
     /// `mtus` are the clusters' underlay MTUs in order (the last repeats; default 1500).
     public func up(clusters count: Int, nodes nodeCount: Int = 0, mtus: [Int] = [], nodePodPrefixLength: Int = 24,
-                   identityGCSeconds: Int? = nil, etcdMembers: Int = 1, readyTimeout: Duration = .seconds(60)) async throws -> LabState {
+                   identityGCSeconds: Int? = nil, etcdMembers: Int = 1, storeDiskMiB: Int? = nil,
+                   readyTimeout: Duration = .seconds(60)) async throws -> LabState {
+        if let storeDiskMiB, !(160...65_536).contains(storeDiskMiB) {
+            throw LabError.outOfRange(option: "--store-disk", allowed: "160...65536 MiB (etcd's log alone takes 64 MiB)", got: "\(storeDiskMiB)")
+        }
         guard [1, 3, 5].contains(etcdMembers) else {
             throw LabError.outOfRange(option: "--etcd-members", allowed: "1, 3 or 5", got: "\(etcdMembers)")
         }
@@ -175,6 +182,7 @@ public struct Lab: Sendable {
             state.clusters[index - 1].underlayMTU = mtus.isEmpty ? 1500 : mtus[min(index - 1, mtus.count - 1)]
             state.clusters[index - 1].nodePodPrefixLength = nodePodPrefixLength
             state.clusters[index - 1].identityGCSeconds = identityGCSeconds
+            state.clusters[index - 1].storeDiskMiB = storeDiskMiB
             state.clusters[index - 1].etcdMembers = (0..<memberCount).map { member in
                 LabEtcdMember(name: "m\(member)", directory: "\(directory)/cluster\(index)/members/m\(member)",
                               clientPort: ports.removeFirst(), peerPort: ports.removeFirst())
@@ -183,6 +191,7 @@ public struct Lab: Sendable {
         try save(state)
         do {
             for index in state.clusters.indices {
+                try mountStoreDisks(state.clusters[index])
                 try await startStore(state.clusters[index])
                 try await startControlPlane(state.clusters[index])
             }
@@ -287,7 +296,10 @@ public struct Lab: Sendable {
         await removeFaultTables(prefix: state?.prefix ?? prefix ?? Self.defaultPrefix)
         await removeNodes(prefix: state?.prefix ?? prefix ?? Self.defaultPrefix)
         if let state {
-            for cluster in state.clusters { await stopControlPlane(cluster) }
+            for cluster in state.clusters {
+                await stopControlPlane(cluster)
+                unmountStoreDisks(cluster)
+            }
         }
         // Anything still running from this directory (for example after a crash mid-`up`).
         await HostProcess.terminate(HostProcess.others().filter { HostProcess.commandLine($0)?.contains(directory) == true })

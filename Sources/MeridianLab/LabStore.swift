@@ -1,6 +1,7 @@
 import Foundation
 import MeridianControlPlane
 import MeridianEtcd
+import Glibc
 import MeridianHost
 
 /// One member of a lab cluster's store when it has several (`lab up --etcd-members 3`): an etcd
@@ -86,5 +87,96 @@ extension Lab {
     public func storeHealth(_ cluster: LabCluster) async -> EtcdStoreHealth? {
         guard let configuration = try? adminConfiguration(cluster) else { return nil }
         return await EtcdStoreHealth.check(configuration)
+    }
+}
+
+/// How full the filesystem under one etcd's data is.
+public struct LabStoreDisk: Sendable, Hashable {
+    public var path: String
+    public var totalBytes: Int64
+    public var freeBytes: Int64
+    /// Bytes a `fill-disk` fault holds, if one does.
+    public var fillerBytes: Int64?
+
+    public var usedPercent: Int { totalBytes > 0 ? Int((totalBytes - freeBytes) * 100 / totalBytes) : 0 }
+    public var summary: String {
+        "disk \(usedPercent)% used, \(freeBytes / 1_048_576) MiB free of \(totalBytes / 1_048_576) MiB"
+            + (fillerBytes.map { ", \($0 / 1_048_576) MiB held by a fill-disk fault" } ?? "")
+    }
+}
+
+extension Lab {
+    /// Where each etcd of the cluster keeps its data: the managed one's, or each member's.
+    func storeDataDirectories(_ cluster: LabCluster) -> [String] {
+        cluster.etcdMembers.isEmpty ? [cluster.paths.etcdData] : cluster.etcdMembers.map(\.dataDirectory)
+    }
+
+    /// Mounts a tmpfs of `storeDiskMiB` under each etcd data directory of the cluster (when asked).
+    func mountStoreDisks(_ cluster: LabCluster) throws {
+        guard let size = cluster.storeDiskMiB else { return }
+        for path in storeDataDirectories(cluster) where !Self.isMounted(path, type: "tmpfs") {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            guard mount("tmpfs", path, "tmpfs", 0, "size=\(size)m,mode=0700") == 0 else {
+                throw LabError.mountFailed(type: "a tmpfs of \(size) MiB for etcd's data", path: path, reason: String(cString: strerror(errno)))
+            }
+        }
+    }
+
+    /// Unmounts the cluster's store filesystems (their data goes with them).
+    func unmountStoreDisks(_ cluster: LabCluster) {
+        for path in storeDataDirectories(cluster) where Self.isMounted(path, type: "tmpfs") {
+            umount2(path, Int32(MNT_DETACH))
+        }
+    }
+
+    static let fillerName = "meridian-fault-filler"
+
+    /// The disk under an etcd's data, from statvfs.
+    public static func disk(_ path: String) -> LabStoreDisk? {
+        var info = statvfs()
+        guard statvfs(path, &info) == 0 else { return nil }
+        let filler = (try? FileManager.default.attributesOfItem(atPath: path + "/" + fillerName))?[.size] as? Int64
+        return LabStoreDisk(path: path, totalBytes: Int64(info.f_blocks) * Int64(info.f_frsize),
+                            freeBytes: Int64(info.f_bavail) * Int64(info.f_frsize), fillerBytes: filler)
+    }
+
+    /// The data directory of the etcd `process` names, on a filesystem of its own.
+    func storeDisk(of process: LabProcess) async throws -> String {
+        let state = try requireState()
+        guard case let .etcd(clusterName, memberName) = process else {
+            throw LabFaultError.notSupported("fill-disk and free-disk take an etcd: etcd CLUSTER, or etcd CLUSTER/MEMBER")
+        }
+        let cluster = try requireCluster(clusterName, in: state)
+        guard cluster.storeDiskMiB != nil else {
+            throw LabFaultError.notSupported("\(clusterName)'s store is on the host's disk, which a fault must not fill; `lab up --store-disk MiB` puts each store on a filesystem of its own")
+        }
+        if let memberName { return try await member(memberName, of: cluster).dataDirectory }
+        guard cluster.etcdMembers.isEmpty else {
+            throw LabFaultError.badTarget(kind: "etcd", target: clusterName, expected: "a member of its store: \(clusterName)/m0 ... or \(clusterName)/leader")
+        }
+        return cluster.paths.etcdData
+    }
+
+    /// Fills the filesystem under an etcd's data, leaving `leaveBytes`, with one file the fault owns.
+    public func fillDisk(_ process: LabProcess, leaveBytes: Int64 = 256 * 1024) async throws -> LabFaultReport {
+        let path = try await storeDisk(of: process)
+        guard let disk = Self.disk(path) else { throw LabFaultError.notRunning("a filesystem at \(path)") }
+        // etcd keeps writing meanwhile and tmpfs counts in pages: what was free a moment ago may not
+        // all be allocatable, so the filler shrinks a MiB at a time until it fits.
+        var size = max(0, disk.freeBytes + (disk.fillerBytes ?? 0) - leaveBytes) / 4096 * 4096
+        while size > 0, !(await HostCommand.attempt(["fallocate", "-l", "\(size)", path + "/" + Self.fillerName])) {
+            size -= min(size, 1_048_576)
+        }
+        return LabFaultReport(did: "the disk under \(process) filled (\(size / 1_048_576) MiB held, \(leaveBytes / 1024) KiB left)",
+                              undo: "meridian lab fault free-disk \(process)")
+    }
+
+    /// Removes what `fillDisk` wrote.
+    public func freeDisk(_ process: LabProcess) async throws -> LabFaultReport {
+        let path = try await storeDisk(of: process)
+        let filler = path + "/" + Self.fillerName
+        guard FileManager.default.fileExists(atPath: filler) else { return LabFaultReport(did: "the disk under \(process) holds no filler", undo: nil) }
+        try FileManager.default.removeItem(atPath: filler)
+        return LabFaultReport(did: "the disk under \(process) freed", undo: nil)
     }
 }

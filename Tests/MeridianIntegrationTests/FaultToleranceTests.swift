@@ -262,6 +262,51 @@ struct FaultToleranceTests {
         }
     }
 
+    @Test("a full disk under a store: writes fail and the control plane says why, nothing acknowledged is lost, and all recovers once space is freed")
+    func fullDisk() async throws {
+        try await LabFixture.with(clusters: 1, enable: false, storeDiskMiB: 192) { lab in
+            let cluster = try lab.cluster("cluster1")
+            let value = Data(repeating: UInt8(ascii: "d"), count: 64 * 1024)
+            var acknowledged: [String] = []
+            try await lab.withAdmin("cluster1") { store in
+                for index in 0..<50 {
+                    let key = "meridian/test/disk/before-\(index)"
+                    try await store.put(key, value)
+                    acknowledged.append(key)
+                }
+            }
+            try await lab.run(["lab", "fault", "fill-disk", "etcd", "cluster1", "--directory", lab.labDirectory])
+            var refused: (any Error)?
+            for index in 0..<400 where refused == nil {
+                let key = "meridian/test/disk/during-\(index)"
+                do {
+                    try await lab.withAdmin("cluster1") { try await $0.put(key, value) }
+                    acknowledged.append(key)
+                } catch {
+                    refused = error
+                }
+            }
+            #expect(refused != nil, "writes kept succeeding on a full disk")
+            try await eventually("the control plane says the disk is full", timeout: .seconds(30)) {
+                let log = (try? String(contentsOfFile: cluster.controlPlaneLog, encoding: .utf8)) ?? ""
+                return log.contains("the disk under \(cluster.paths.etcdData) is full")
+            }
+            let status = try await lab.meridian(["lab", "status", "--directory", lab.labDirectory])
+            #expect(status.stdout.contains("held by a fill-disk fault"), "\(status.stdout)")
+
+            try await lab.run(["lab", "fault", "free-disk", "etcd", "cluster1", "--directory", lab.labDirectory])
+            try await eventually("the store takes writes again", timeout: .seconds(60)) {
+                (try? await lab.withAdmin("cluster1") { try await $0.put("meridian/test/disk/after", Data("1".utf8)) }) != nil
+            }
+            let stored = try await lab.withAdmin("cluster1") { store in
+                Dictionary(uniqueKeysWithValues: try await store.list(prefix: "meridian/test/disk/").items.map { ($0.key, $0.value) })
+            }
+            let missing = acknowledged.filter { stored[$0] != value }
+            #expect(missing.isEmpty, "\(missing.count) of \(acknowledged.count) acknowledged writes lost or changed: \(missing.prefix(5))")
+            try await lab.waitReady("cluster1")
+        }
+    }
+
     /// The cluster that answered each of `calls` calls from the client to the global service (nil: failed).
     static func answers(_ lab: LabFixture, calls: Int) async throws -> [String?] {
         var answers: [String?] = []

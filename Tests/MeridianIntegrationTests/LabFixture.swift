@@ -39,7 +39,7 @@ struct LabFixture: Sendable {
     }
 
     static func with(clusters: Int, nodes: Int = 0, heartbeat: Double = 1, enable: Bool = true, mtus: String = "1500",
-                     nodePodPrefix: Int = 24, identityGCSeconds: Int? = nil, etcdMembers: Int = 1,
+                     nodePodPrefix: Int = 24, identityGCSeconds: Int? = nil, etcdMembers: Int = 1, storeDiskMiB: Int? = nil,
                      _ body: (LabFixture) async throws -> Void) async throws {
         let fixture = LabFixture(directory: "/tmp/meridian-test-\(UUID().uuidString.prefix(8).lowercased())")
         let driver = fixture.driver
@@ -47,6 +47,7 @@ struct LabFixture: Sendable {
         let up = ["--clusters", "\(clusters)", "--nodes", "\(nodes)", "--mtu", mtus, "--node-pod-prefix", "\(nodePodPrefix)"]
             + (identityGCSeconds.map { ["--identity-gc-interval", "\($0)"] } ?? [])
             + (etcdMembers == 1 ? [] : ["--etcd-members", "\(etcdMembers)"])
+            + (storeDiskMiB.map { ["--store-disk", "\($0)"] } ?? [])
         try await LabDriver.with(driver, up: up) { _ in
             if enable {
                 for index in 1...clusters {
