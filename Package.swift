@@ -236,7 +236,7 @@ let package = Package(
         .testTarget(
             name: "MeridianAgentTests",
             dependencies: ["MeridianAgent", "MeridianCore", "MeridianDatapath", "MeridianTestSupport", "MeridianStore", "MeridianEtcd", "CMeridianBPF",
-                           .product(name: "Logging", package: "swift-log")],
+                           "MeridianDNS", .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict
         ),
         .testTarget(

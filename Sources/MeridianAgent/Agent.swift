@@ -110,7 +110,7 @@ public struct Agent: Sendable {
                 group.addTask { try await mirror.run(store: client) }
                 group.addTask { try await registerNode(client, context: context) }
                 group.addTask { try await api.run() }
-                group.addTask { try await dns.run() }
+                group.addTask { await dns.run() }
                 group.addTask { try await runtime.run() }
                 group.addTask {
                     try await reconcileDatapath(datapath, mirror: mirror, endpoints: endpoints, names: names, context: context, client: client)

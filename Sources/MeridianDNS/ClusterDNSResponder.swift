@@ -62,22 +62,41 @@ public struct ClusterDNSResponder: Sendable {
         }
     }
 
-    /// The encoded response to the query in `bytes`, cut to what the client accepts over UDP
-    /// (512 bytes, or its EDNS size up to `udpPayloadSize`). A message that does not parse but
-    /// has a query header gets FORMERR with its id; nil means send nothing (shorter than a
-    /// header, or a response).
-    public func response(toQuery bytes: [UInt8], lookup: (ServiceDNSName) -> ServiceLookupResult) -> [UInt8]? {
+    /// What to do with one received datagram: the encoded response to send, cut to what the
+    /// client accepts over UDP (512 bytes, or its EDNS size up to `udpPayloadSize`), or nothing,
+    /// and why. A message that does not parse but has a query header gets FORMERR with its id.
+    public func verdict(onDatagram bytes: [UInt8], lookup: (ServiceDNSName) -> ServiceLookupResult) -> Verdict {
         let query: DNSMessage
         do {
             query = try DNSMessage(parsing: bytes)
         } catch {
-            guard bytes.count >= 12 else { return nil }
+            guard bytes.count >= 12 else { return .tooShort }
             let header = DNSWireReader.header(bytes)
-            guard !header.isResponse else { return nil }
-            return DNSMessage.response(to: DNSMessage(header: header), rcode: .formatError, authoritative: false).encoded()
+            guard !header.isResponse else { return .response }
+            return .formatError(DNSMessage.response(to: DNSMessage(header: header), rcode: .formatError, authoritative: false).encoded(), error)
         }
-        guard let response = response(to: query, lookup: lookup) else { return nil }
+        guard let response = response(to: query, lookup: lookup) else { return .response }
         let limit = min(query.maxUDPResponseSize, max(DNSMessage.minimumUDPPayloadSize, Int(udpPayloadSize)))
-        return response.encoded(maxSize: limit)
+        return .answer(response.encoded(maxSize: limit))
+    }
+
+    /// The bytes `verdict(onDatagram:lookup:)` says to send, or nil when nothing must be sent.
+    public func response(toQuery bytes: [UInt8], lookup: (ServiceDNSName) -> ServiceLookupResult) -> [UInt8]? {
+        switch verdict(onDatagram: bytes, lookup: lookup) {
+        case let .answer(reply), let .formatError(reply, _): reply
+        case .tooShort, .response: nil
+        }
+    }
+
+    /// The outcome for one datagram, so that a server can count what it could not answer as asked.
+    public enum Verdict: Sendable, Hashable {
+        /// Send this response: answers, or the error code the query earned (REFUSED, NXDOMAIN...).
+        case answer([UInt8])
+        /// The message does not parse: send this FORMERR, which carries the query's id.
+        case formatError([UInt8], DNSWireError)
+        /// Send nothing: shorter than a DNS header, so there is not even an id to answer.
+        case tooShort
+        /// Send nothing: the message is a response, and answering it could start a loop between two servers.
+        case response
     }
 }

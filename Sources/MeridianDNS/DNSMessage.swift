@@ -149,17 +149,21 @@ public struct DNSMessage: Sendable, Hashable {
 
     /// The message in wire form, cut to at most `maxSize` bytes when it is larger: answers are
     /// kept while they fit, authority and additional records are dropped, the OPT record stays
-    /// and TC is set so the client knows the answer is incomplete. If even the question does not
-    /// fit, the result is the question alone, larger than `maxSize`; 512 always fits.
+    /// and TC is set so the client knows the answer is incomplete. If even the questions do not
+    /// fit (one always does in 512 bytes, so only a FORMERR echoing many can be that large), they
+    /// go too, leaving the header and the OPT record: no response exceeds what the client takes.
     public func encoded(maxSize: Int) -> [UInt8] {
         var writer = DNSWireWriter()
         writer.write(self)
         guard writer.bytes.count > maxSize else { return writer.bytes }
         let optLength = edns == nil ? 0 : DNSWireWriter.optRecordLength
-        let keptAnswers = writer.answerEnds.lastIndex { $0 + optLength <= maxSize } ?? 0
+        let keptAnswers = writer.answerEnds.lastIndex { $0 + optLength <= maxSize }
         var truncated = writer.bytes
-        truncated.removeSubrange(writer.answerEnds[keptAnswers]...)
-        DNSWireWriter.setUInt16(UInt16(keptAnswers), at: 6, in: &truncated)
+        truncated.removeSubrange((keptAnswers.map { writer.answerEnds[$0] } ?? DNSWireWriter.headerLength)...)
+        if keptAnswers == nil {
+            DNSWireWriter.setUInt16(0, at: 4, in: &truncated)
+        }
+        DNSWireWriter.setUInt16(UInt16(keptAnswers ?? 0), at: 6, in: &truncated)
         DNSWireWriter.setUInt16(0, at: 8, in: &truncated)
         DNSWireWriter.setUInt16(edns == nil ? 0 : 1, at: 10, in: &truncated)
         truncated[2] |= 0x02

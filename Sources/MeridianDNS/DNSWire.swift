@@ -131,6 +131,7 @@ struct DNSWireReader {
 }
 
 struct DNSWireWriter {
+    static let headerLength = 12
     /// Root owner, TYPE, CLASS, TTL and an empty RDLENGTH.
     static let optRecordLength = 11
     /// Compression pointers hold 14 bits, so later names can only point below this.

@@ -145,6 +145,23 @@ struct DNSResponseTests {
         #expect(try respond(query) == hex("1234 | 81 81 | 0002 0000 0000 0000") + Fixture.webQuestion + hex("c00c 0001 0001"))
     }
 
+    @Test func formatErrorEchoingTooManyQuestionsKeepsOnlyTheHeader() throws {
+        let compressed = (1..<300).flatMap { _ in hex("c00c 0001 0001") }
+        #expect(try respond(header(qd: 300) + Fixture.webQuestion + compressed) == hex("1234 | 83 81 | 0000 0000 0000 0000"))
+        let withEDNS = header(qd: 300, ar: 1) + Fixture.webQuestion + compressed + opt(payload: 1232)
+        #expect(try respond(withEDNS) == hex("1234 | 83 81 | 0000 0000 0000 0001 | 00 0029 04d0 00 00 0000 0000"))
+    }
+
+    @Test func verdictSaysWhyNothingOrFORMERRIsSent() throws {
+        let response = try respond(Fixture.glibcQuery)
+        #expect(responder.verdict(onDatagram: response, lookup: Fixture.lookup) == .response)
+        #expect(responder.verdict(onDatagram: Array(response.prefix(20)), lookup: Fixture.lookup) == .response)
+        #expect(responder.verdict(onDatagram: Array(Fixture.glibcQuery.prefix(11)), lookup: Fixture.lookup) == .tooShort)
+        #expect(responder.verdict(onDatagram: hex("beef 0100 0001 0000 0000 0000 c00c 0001 0001"), lookup: Fixture.lookup)
+            == .formatError(hex("beef | 81 81 | 0000 0000 0000 0000"), .pointerLoop(target: 12, offset: 12)))
+        #expect(responder.verdict(onDatagram: Fixture.glibcQuery, lookup: Fixture.lookup) == .answer(response))
+    }
+
     @Test func malformedQueryIsFormatErrorWithItsID() throws {
         #expect(try respond(hex("beef 0100 0001 0000 0000 0000 c00c 0001 0001")) == hex("beef | 81 81 | 0000 0000 0000 0000"))
         #expect(try respond(hex("beef 0000 0001 0000 0000 0000 40")) == hex("beef | 80 81 | 0000 0000 0000 0000"))
