@@ -4,7 +4,16 @@ import MeridianEtcd
 import MeridianHost
 import MeridianLab
 import MeridianStore
+import Synchronization
 import Testing
+
+/// A counter the sampling task and the test share.
+final class Recorded<Value: Sendable>: Sendable {
+    private let state: Mutex<Value>
+    init(_ value: Value) { state = Mutex(value) }
+    var value: Value { state.withLock { $0 } }
+    func update(_ body: (inout Value) -> Void) { state.withLock { body(&$0) } }
+}
 
 /// Killing and stopping the lab's real processes: each fault is survived by itself, and what it
 /// cost (a store that never came back, an orphan, a failed request, a broken stream) is measured
@@ -200,7 +209,16 @@ struct FaultToleranceTests {
                 try await lab.withAdmin("cluster1") { try await $0.list(prefix: cache + "10.2.2").items.count }
             }
             let updates = 300
+            let notReady = Recorded(0)
             let written = try await withThrowingTaskGroup(of: Int.self) { group in
+                // The mesh stays ready: cluster1's view of cluster2, sampled throughout.
+                group.addTask {
+                    while !Task.isCancelled {
+                        if (try? await Self.remoteReady(lab)) == false { notReady.update { $0 += 1 } }
+                        try? await Task.sleep(for: .milliseconds(300))
+                    }
+                    return -1
+                }
                 // Churn: cluster2's endpoints change every 50 ms, each write retried until acknowledged.
                 group.addTask {
                     try await EtcdClient.withClient(try lab.admin("cluster2")) { store in
@@ -232,12 +250,15 @@ struct FaultToleranceTests {
                         undo.append(line.split(separator: " ").drop { $0 != "lab" }.map(String.init))
                     }
                 }
-                let written = try #require(try await group.next())
+                var written = -1
+                while written < 0 { written = try #require(try await group.next()) }
+                group.cancelAll()
                 #expect(undo.count == 2, "\(undo)")
                 for command in undo { try await lab.run(command + ["--directory", lab.labDirectory]) }
                 return written
             }
             #expect(written == updates)
+            #expect(notReady.value == 0, "cluster2 seen not ready \(notReady.value) times while members were killed and stopped")
             try await eventually("every update arrived in cluster1", timeout: .seconds(60)) { try await imported() == updates }
             try await lab.waitReady("cluster1", timeout: "60s")
             let status = try await lab.meridian(["clustermesh", "status", "--context", "cluster1"])
