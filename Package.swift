@@ -201,7 +201,7 @@ let package = Package(
         .testTarget(
             name: "MeridianControlPlaneTests",
             dependencies: [
-                "MeridianControlPlane", "MeridianStore", "MeridianEtcd", "MeridianCore", "MeridianTestSupport",
+                "MeridianControlPlane", "MeridianStore", "MeridianEtcd", "MeridianCore", "MeridianTestSupport", "MeridianHost",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

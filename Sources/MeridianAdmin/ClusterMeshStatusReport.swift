@@ -216,6 +216,11 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
         if let store, let quota = store.quotaBytes, store.backendBytes * 10 >= quota * 8 {
             warnings.append("the store's backend is \(store.backendBytes / 1_048_576) MiB of its \(quota / 1_048_576) MiB quota")
         }
+        if let filesystem = store?.filesystem, filesystem.isShort {
+            warnings.append("the store is out of disk space (no space left on device): \(filesystem.availableBytes / 1_048_576) MiB free "
+                            + "on the filesystem of \(filesystem.path), below the \(filesystem.minimumFreeBytes / 1_048_576) MiB etcd needs "
+                            + "to keep writing; writes are refused until space is freed there")
+        }
     }
 
     /// Adds the MTUs of the local and remote clusters' nodes and warns about mismatches: pods

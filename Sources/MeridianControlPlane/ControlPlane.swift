@@ -54,7 +54,8 @@ public struct ControlPlane: Sendable {
                         group.addTask { try await PeerCredentialIssuer(client: client, meshCA: authorities.mesh, logger: logger).run() }
                         if configuration.externalEtcd == nil || configuration.maintainExternalStore {
                             group.addTask {
-                                try await StoreSpaceGuard(client: client, quotaBytes: configuration.etcdQuotaBytes, interval: .seconds(10), logger: logger).run()
+                                try await StoreSpaceGuard(client: client, quotaBytes: configuration.etcdQuotaBytes, interval: .seconds(10), logger: logger,
+                                                          dataDirectory: configuration.externalEtcd == nil ? paths.etcdData : nil).run()
                             }
                         }
                         group.addTask { try await runControllers(client, meshSettings: meshSettings) }

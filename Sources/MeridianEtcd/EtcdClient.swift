@@ -156,6 +156,9 @@ public struct EtcdClient: KeyValueStore {
         if let error = error as? EtcdError { return error }
         if error is CancellationError { return EtcdError(.cancelled, "\(context): cancelled", cause: error) }
         guard let rpc = error as? RPCError else { return EtcdError(.other, "\(context): \(error)", cause: error) }
+        if rpc.code == .resourceExhausted && rpc.message.contains("database space exceeded") {
+            return EtcdError(.noSpace, "\(context): \(Self.noSpaceExplanation) (\(rpc.message))", cause: error)
+        }
         let code: EtcdError.Code = switch rpc.code {
         case .unavailable: .unavailable
         // The server's auth store moved (a role or user changed) between the token and the
@@ -171,6 +174,13 @@ public struct EtcdClient: KeyValueStore {
         }
         return EtcdError(code, "\(context): \(rpc.message)", cause: error)
     }
+
+    /// What a writer is told when the store refuses writes for lack of space: etcd's own words
+    /// ("database space exceeded") say neither why nor what to do.
+    static let noSpaceExplanation = ("the store is out of space and refuses writes (NOSPACE): its backend reached its quota, "
+        + "or the filesystem under its data directory has no space left on device (or nearly none); "
+        + "`meridian clustermesh status` and the control plane's log say which; free space on that filesystem, or raise "
+        + "--etcd-quota-bytes if the live data outgrew the quota, and the control plane lifts the alarm")
 
     // MARK: KV
 

@@ -3,7 +3,7 @@
 public struct EtcdError: Error, Sendable, CustomStringConvertible {
     /// What kind of failure this is; a struct so new codes don't break `switch`es in callers.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
-        private enum Value: String { case unavailable, permissionDenied, unauthenticated, invalidArgument, compacted, leaseExpired, timeout, cancelled, protocolViolation, other }
+        private enum Value: String { case unavailable, permissionDenied, unauthenticated, invalidArgument, compacted, leaseExpired, timeout, cancelled, protocolViolation, noSpace, other }
         private let value: Value
         private init(_ value: Value) { self.value = value }
         public static let unavailable = Code(.unavailable)
@@ -16,6 +16,8 @@ public struct EtcdError: Error, Sendable, CustomStringConvertible {
         public static let timeout = Code(.timeout)
         public static let cancelled = Code(.cancelled)
         public static let protocolViolation = Code(.protocolViolation)
+        /// The store is out of space (a NOSPACE alarm is raised) and refuses writes until it is recovered.
+        public static let noSpace = Code(.noSpace)
         public static let other = Code(.other)
         public var description: String { value.rawValue }
     }

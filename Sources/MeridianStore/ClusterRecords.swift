@@ -346,16 +346,40 @@ public struct StoreSpaceRecord: Codable, Sendable, Hashable {
         }
     }
 
+    /// The filesystem under the store's data directory: etcd does not refuse writes when its disk
+    /// is full, it exits (and, restarted, exits again at its next write) until space is freed, so
+    /// the control plane refuses writes itself before that (a NOSPACE alarm) and says why here.
+    public struct Filesystem: Codable, Sendable, Hashable {
+        /// The store's data directory.
+        public var path: String
+        public var availableBytes: Int64
+        public var totalBytes: Int64
+        /// Below this much free space writes are refused until space is freed.
+        public var minimumFreeBytes: Int64
+
+        public init(path: String, availableBytes: Int64, totalBytes: Int64, minimumFreeBytes: Int64) {
+            self.path = path
+            self.availableBytes = availableBytes
+            self.totalBytes = totalBytes
+            self.minimumFreeBytes = minimumFreeBytes
+        }
+
+        public var isShort: Bool { availableBytes < minimumFreeBytes }
+    }
+
     public var checkedAt: Date
     public var backendBytes: Int64
     public var quotaBytes: Int64?
     public var lastRecovery: Recovery?
+    /// Present for a store whose data directory the control plane can see (a managed etcd).
+    public var filesystem: Filesystem?
 
-    public init(checkedAt: Date, backendBytes: Int64, quotaBytes: Int64?, lastRecovery: Recovery?) {
+    public init(checkedAt: Date, backendBytes: Int64, quotaBytes: Int64?, lastRecovery: Recovery?, filesystem: Filesystem? = nil) {
         self.checkedAt = checkedAt
         self.backendBytes = backendBytes
         self.quotaBytes = quotaBytes
         self.lastRecovery = lastRecovery
+        self.filesystem = filesystem
     }
 }
 

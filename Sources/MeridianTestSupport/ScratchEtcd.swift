@@ -15,8 +15,12 @@ public enum ScratchEtcd {
     }
 
     /// Runs `body` with a client of a fresh etcd and its client URL; `extraArguments` go on
-    /// etcd's command line (a small `--quota-backend-bytes`, say).
-    public static func with<R: Sendable>(extraArguments: [String] = [], _ body: (EtcdClient, String) async throws -> R) async throws -> R {
+    /// etcd's command line (a small `--quota-backend-bytes`, say). `dataDirectory` puts etcd's
+    /// data elsewhere than the scratch directory (on a small filesystem, say), its log staying there;
+    /// `restart` says whether an etcd that exits is started again, as a control plane's is.
+    public static func with<R: Sendable>(extraArguments: [String] = [], dataDirectory: String? = nil,
+                                         restart: ProcessSupervisor.Restart = .never,
+                                         _ body: (EtcdClient, String) async throws -> R) async throws -> R {
         let directory = NSTemporaryDirectory() + "meridian-scratch-etcd-\(UUID().uuidString.prefix(8).lowercased())"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -25,13 +29,13 @@ public enum ScratchEtcd {
         let peer = "http://127.0.0.1:\(ports[1])"
         let command = SupervisedCommand(
             executable: executable,
-            arguments: ["--name", "scratch", "--data-dir", directory + "/data",
+            arguments: ["--name", "scratch", "--data-dir", dataDirectory ?? directory + "/data",
                         "--listen-client-urls", client, "--advertise-client-urls", client,
                         "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                         "--initial-cluster", "scratch=\(peer)", "--logger", "zap", "--log-outputs", "stderr"]
                 + EtcdTransactionLimits.etcdFlags + extraArguments,
             logPath: directory + "/etcd.log", dieWithSupervisor: true)
-        let supervisor = ProcessSupervisor(command, restart: .never, stopGrace: .seconds(5), logger: Logger(label: "test.etcd"))
+        let supervisor = ProcessSupervisor(command, restart: restart, stopGrace: .seconds(5), logger: Logger(label: "test.etcd"))
         let configuration = EtcdClientConfiguration(endpoint: .tcp(host: "127.0.0.1", port: ports[0]), tls: nil,
                                                     requestTimeout: .seconds(5), maxReconnectBackoff: .milliseconds(200))
         return try await withThrowingTaskGroup(of: Void.self, returning: R.self) { group in
