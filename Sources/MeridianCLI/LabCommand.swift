@@ -30,6 +30,7 @@ struct LabCommand: AsyncParsableCommand {
         @Option(help: "Seconds between the control planes' scans for unused identities (default: theirs, 900).") var identityGCInterval: Int?
         @Option(help: "Members of each cluster's store: 1 (run by the control plane) or 3 or 5 (each an etcd of its own, real Raft).") var etcdMembers: Int = 1
         @Option(help: "Put each etcd's data on a tmpfs of this many MiB (160...65536), so `lab fault fill-disk` can fill it.") var storeDisk: Int?
+        @Option(help: "Seconds a node stays registered after its agent stops (10...86400; default the agents', 900).") var nodeGracePeriod: Int?
 
         func run() async throws {
             try await reportingErrors {
@@ -41,7 +42,7 @@ struct LabCommand: AsyncParsableCommand {
                     return number
                 }
                 let state = try await lab.up(clusters: clusters, nodes: nodes, mtus: mtus, nodePodPrefixLength: nodePodPrefix,
-                                           identityGCSeconds: identityGCInterval, etcdMembers: etcdMembers, storeDiskMiB: storeDisk,
+                                           identityGCSeconds: identityGCInterval, etcdMembers: etcdMembers, storeDiskMiB: storeDisk, nodeGraceSeconds: nodeGracePeriod,
                                            recordingContextsIn: MeridianConfig.path)
                 for cluster in state.clusters {
                     print("✅ \(cluster.name) (ID \(cluster.id)) up: etcd \(cluster.endpoint), pods \(cluster.podCIDR), services \(cluster.serviceCIDR), underlay MTU \(cluster.underlayMTU), context \(cluster.name)")

@@ -27,6 +27,8 @@ public struct LabCluster: Codable, Sendable, Hashable {
     /// MiB of the filesystem of its own each etcd's data is on (a tmpfs), so that filling it is a
     /// fault one can rehearse without filling the host's disk; nil: the data is on the host's disk.
     public var storeDiskMiB: Int?
+    /// The agents' `--node-grace-period` in seconds (nil: theirs, 15 minutes).
+    public var nodeGraceSeconds: Int?
 
     public init(name: String, id: UInt32, podCIDR: String, serviceCIDR: String, dataDirectory: String,
                 clientPort: Int, peerPort: Int, meshPort: Int) {
@@ -145,8 +147,11 @@ public struct Lab: Sendable {
     /// service CIDRs `10.<100+id>.0.0/16`, and waits until each control plane is ready.
     /// `mtus` are the clusters' underlay MTUs in order (the last repeats; default 1500).
     public func up(clusters count: Int, nodes nodeCount: Int = 0, mtus: [Int] = [], nodePodPrefixLength: Int = 24,
-                   identityGCSeconds: Int? = nil, etcdMembers: Int = 1, storeDiskMiB: Int? = nil,
+                   identityGCSeconds: Int? = nil, etcdMembers: Int = 1, storeDiskMiB: Int? = nil, nodeGraceSeconds: Int? = nil,
                    readyTimeout: Duration = .seconds(60)) async throws -> LabState {
+        if let nodeGraceSeconds, !(10...86_400).contains(nodeGraceSeconds) {
+            throw LabError.outOfRange(option: "--node-grace-period", allowed: "10...86400 seconds", got: "\(nodeGraceSeconds)")
+        }
         if let storeDiskMiB, !(160...65_536).contains(storeDiskMiB) {
             throw LabError.outOfRange(option: "--store-disk", allowed: "160...65536 MiB (etcd's log alone takes 64 MiB)", got: "\(storeDiskMiB)")
         }
@@ -183,6 +188,7 @@ public struct Lab: Sendable {
             state.clusters[index - 1].nodePodPrefixLength = nodePodPrefixLength
             state.clusters[index - 1].identityGCSeconds = identityGCSeconds
             state.clusters[index - 1].storeDiskMiB = storeDiskMiB
+            state.clusters[index - 1].nodeGraceSeconds = nodeGraceSeconds
             state.clusters[index - 1].etcdMembers = (0..<memberCount).map { member in
                 LabEtcdMember(name: "m\(member)", directory: "\(directory)/cluster\(index)/members/m\(member)",
                               clientPort: ports.removeFirst(), peerPort: ports.removeFirst())

@@ -146,6 +146,7 @@ extension Lab {
                 "--state-dir", node.stateDirectory, "--pin-dir", node.pinDirectory,
                 "--underlay-device", Self.underlayDevice, "--netns-prefix", "\(prefix)-c\(cluster.id)",
                 "--pod-cidr-prefix-length", "\(cluster.nodePodPrefixLength)", "--cgroup", cgroup(of: node)]
+            + (cluster.nodeGraceSeconds.map { ["--node-grace-period", "\($0)"] } ?? [])
     }
 
     /// Starts a node's agent under a supervisor of its own that restarts it whenever it exits,

@@ -329,6 +329,35 @@ struct FaultToleranceTests {
         }
     }
 
+    @Test("a node whose agent stays away past its grace period leaves its cluster and its peers; its agent's return registers it again")
+    func nodeLeavesWhenItsGracePeriodRunsOut() async throws {
+        try await LabFixture.with(clusters: 2, nodes: 1, nodeGraceSeconds: 10) { lab in
+            try await lab.connect("cluster1", ["cluster2"])
+            try await lab.waitReady("cluster1")
+            let key = MeshKind.nodes.stateKey(cluster: "cluster2", name: "node1")
+            let imported = MeshKind.nodes.cacheKey(cluster: "cluster2", name: "node1")
+            try await eventually("cluster1 imports cluster2's node", timeout: .seconds(30)) {
+                try await lab.withAdmin("cluster1") { try await $0.get(imported) } != nil
+            }
+            let cluster = try lab.cluster("cluster2")
+            let node = try #require(cluster.nodes.first)
+            await lab.lab.stopAgent(node)
+            try await Task.sleep(for: .seconds(5))
+            #expect(try await lab.withAdmin("cluster2") { try await $0.get(key) } != nil, "within its grace period the node stays")
+            try await eventually("the node gone from its cluster and from cluster1 after its grace period", timeout: .seconds(30)) {
+                let local = try await lab.withAdmin("cluster2") { try await $0.get(key) }
+                let remote = try await lab.withAdmin("cluster1") { try await $0.get(imported) }
+                return local == nil && remote == nil
+            }
+            let previous = lab.lab.registrations(of: node)
+            try await lab.lab.startAgent(node, cluster: cluster, prefix: try #require(lab.lab.loadState()).prefix)
+            try await lab.lab.waitForNode(node, cluster: cluster, timeout: .seconds(30), previous: previous)
+            let log = try String(contentsOfFile: node.logPath, encoding: .utf8)
+            #expect(log.split(separator: "\n").last { $0.contains("node registered") }?.contains("lease-kept=false") == true)
+            #expect(try await lab.withAdmin("cluster2") { try await $0.get(key) } != nil)
+        }
+    }
+
     /// The cluster that answered each of `calls` calls from the client to the global service (nil: failed).
     static func answers(_ lab: LabFixture, calls: Int) async throws -> [String?] {
         var answers: [String?] = []
