@@ -27,6 +27,7 @@ public struct FaultsBenchmark: Sendable {
 
     public init() {}
 
+    /// One fault's figures: one line of the table, one object of `-o json`.
     public struct Row: Codable, Sendable {
         public var fault: String
         /// Milliseconds from the fault to its detection (nil: nothing to detect).
@@ -43,6 +44,7 @@ public struct FaultsBenchmark: Sendable {
         public var lossExpected: Bool
     }
 
+    /// Every fault of one run, in the order injected.
     public struct Report: Codable, Sendable {
         public var rows: [Row]
     }

@@ -17,6 +17,7 @@ public struct EtcdMemberStatus: Sendable, Hashable, Codable {
 /// status` and `lab status`: every configured member asked on its own, whether it answers, which
 /// leader it follows, and whether a majority agrees on one, which is what writes need.
 public struct EtcdStoreHealth: Sendable, Hashable, Codable {
+    /// One configured member: what it said about itself, or why it said nothing.
     public struct Member: Sendable, Hashable, Codable {
         public var endpoint: String
         public var status: EtcdMemberStatus?
