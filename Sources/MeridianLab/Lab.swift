@@ -309,6 +309,8 @@ public struct Lab: Sendable {
         }
         // Anything still running from this directory (for example after a crash mid-`up`).
         await HostProcess.terminate(HostProcess.others().filter { HostProcess.commandLine($0)?.contains(directory) == true })
+        // Store disks the state file no longer lists (a crash mid-`up`).
+        for path in Self.mountPoints(under: directory, type: "tmpfs") { umount2(path, Int32(MNT_DETACH)) }
         try? FileManager.default.removeItem(atPath: directory)
     }
 }

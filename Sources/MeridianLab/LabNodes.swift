@@ -263,6 +263,16 @@ extension Lab {
     /// Whether a bpf filesystem is mounted at `path` (per /proc/self/mounts).
     static func isBPFFS(_ path: String) -> Bool { isMounted(path, type: "bpf") }
 
+    /// Mount points of filesystems of `type` inside `directory` (per /proc/self/mounts).
+    static func mountPoints(under directory: String, type: String) -> [String] {
+        guard let mounts = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return [] }
+        return mounts.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ")
+            guard fields.count > 2, fields[2] == type, fields[1].hasPrefix(directory + "/") else { return nil }
+            return String(fields[1])
+        }
+    }
+
     /// Whether a filesystem of `type` is mounted at `path` (per /proc/self/mounts).
     static func isMounted(_ path: String, type: String) -> Bool {
         guard let mounts = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return false }
