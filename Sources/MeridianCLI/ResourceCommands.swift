@@ -81,7 +81,7 @@ struct ConfigCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "set-context")
         @Argument var name: String
         @Option(help: "Cluster name (default: the context name).") var cluster: String?
-        @Option(help: "etcd endpoint, https://HOST:PORT.") var endpoint: String
+        @Option(help: "etcd endpoint, https://HOST:PORT (several members comma-separated).") var endpoint: String
         @Option(help: "DNS name in the etcd server certificate.") var serverName: String
         @Option(help: "CA certificate file.") var certificateAuthority: String
         @Option(help: "Administrator (CN root) client certificate file.") var clientCertificate: String
@@ -89,7 +89,8 @@ struct ConfigCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                _ = try EtcdEndpoint(url: endpoint)
+                guard !endpoint.split(separator: ",").isEmpty else { throw ValidationError("--endpoint: expected at least one endpoint") }
+                for url in endpoint.split(separator: ",") { _ = try EtcdEndpoint(url: url.trimmingCharacters(in: .whitespaces)) }
                 for path in [certificateAuthority, clientCertificate, clientKey] where !FileManager.default.isReadableFile(atPath: path) {
                     throw AdminError.fileUnreadable(path: path)
                 }
