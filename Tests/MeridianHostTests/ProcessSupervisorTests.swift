@@ -180,7 +180,7 @@ struct ProcessSupervisorTests {
         #expect(!log.contains("in-use"))
     }
 
-    @Test("a service supervisor records its child, counts starts and exits, and stopping it stops both")
+    @Test("a service supervisor records its child, counts starts and exits, restarts a killed child, and removes its record when it stops")
     func serviceSupervisorRecordAndStop() async throws {
         let directory = try scratch()
         defer { try? FileManager.default.removeItem(atPath: directory) }
