@@ -208,7 +208,10 @@ let package = Package(
         ),
         .testTarget(
             name: "MeridianStoreTests",
-            dependencies: ["MeridianStore", "MeridianEtcd", "MeridianCore", "MeridianHost", "MeridianTestSupport"],
+            dependencies: [
+                "MeridianStore", "MeridianEtcd", "MeridianEtcdAPI", "MeridianCore", "MeridianHost", "MeridianTestSupport",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

@@ -40,6 +40,9 @@ public struct FaultsBenchmark: Sendable {
         public var lostWrites: Int?
         /// Entries deleted during a partition still imported after it healed.
         public var staleEntries: Int?
+        /// Times cluster2's connection to cluster1 failed and was made again, from a second
+        /// before the fault to a second after it (nil: its status could not be read).
+        public var reconnects: Int?
         /// Whether the losses are ones the fault forces (a partition cuts the traffic it carries).
         public var lossExpected: Bool
     }
@@ -206,14 +209,18 @@ public struct FaultsBenchmark: Sendable {
             defer { try? FileManager.default.removeItem(atPath: stopFile) }
             return try await withThrowingTaskGroup(of: LoadProbe.Report.self) { group in
                 group.addTask { try await run(for: .seconds(600), stopFile: stopFile) }
+                let failuresBefore = try? await FaultsBenchmark.peerFailures(bench, in: "cluster2")
                 try await Task.sleep(for: .seconds(1))
                 let outcome = try await fault()
                 try await Task.sleep(for: .seconds(1))
                 _ = FileManager.default.createFile(atPath: stopFile, contents: nil)
                 guard let load = try await group.next() else { throw BenchError.missing("load report") }
+                let failuresAfter = try? await FaultsBenchmark.peerFailures(bench, in: "cluster2")
+                let reconnects = failuresBefore.flatMap { before in failuresAfter.map { $0 - before } }
                 return Row(fault: name, detectMilliseconds: outcome.detect.map(FaultsBenchmark.milliseconds),
                            recoverMilliseconds: FaultsBenchmark.milliseconds(outcome.recover), requests: load.requests,
-                           failedRequests: load.failures, lostWrites: outcome.lostWrites, staleEntries: outcome.stale, lossExpected: lossExpected)
+                           failedRequests: load.failures, lostWrites: outcome.lostWrites, staleEntries: outcome.stale,
+                           reconnects: reconnects, lossExpected: lossExpected)
             }
         }
     }
@@ -269,6 +276,13 @@ public struct FaultsBenchmark: Sendable {
         return remotes?.first?["ready"] as? Bool == true
     }
 
+    /// How often a cluster's connection to its one remote has failed so far.
+    static func peerFailures(_ bench: LabDriver, in cluster: String) async throws -> Int {
+        let remotes = try await bench.meshStatus(cluster)["remoteClusters"] as? [[String: Any]]
+        guard let failures = remotes?.first?["numFailures"] as? Int else { throw BenchError.missing("the failure count of \(cluster)'s remote") }
+        return failures
+    }
+
     /// How many of cluster1's endpoints whose address starts with `prefix` cluster2 imports.
     static func imported(_ bench: LabDriver, prefix: String) async throws -> Int {
         let cache = MeshKind.endpoints.cachePrefix(cluster: "cluster1")
@@ -291,7 +305,7 @@ public struct FaultsBenchmark: Sendable {
     public static func text(_ report: Report) -> String {
         func cell(_ value: Double?) -> String { value.map { String(format: "%.0f ms", $0) } ?? "-" }
         var lines = ["Faults on a lab of two connected clusters; load: cluster2 pod → cluster1 pod, a new connection every 20 ms",
-                     "fault".padding(toLength: 40, withPad: " ", startingAt: 0) + "detect      recover     requests  failed  lost writes  stale"]
+                     "fault".padding(toLength: 40, withPad: " ", startingAt: 0) + "detect      recover     requests  failed  lost writes  stale  reconnects"]
         for row in report.rows {
             lines.append(row.fault.padding(toLength: 40, withPad: " ", startingAt: 0)
                          + cell(row.detectMilliseconds).padding(toLength: 12, withPad: " ", startingAt: 0)
@@ -299,9 +313,11 @@ public struct FaultsBenchmark: Sendable {
                          + "\(row.requests)".padding(toLength: 10, withPad: " ", startingAt: 0)
                          + ("\(row.failedRequests)" + (row.lossExpected ? "*" : "")).padding(toLength: 8, withPad: " ", startingAt: 0)
                          + (row.lostWrites.map(String.init) ?? "-").padding(toLength: 13, withPad: " ", startingAt: 0)
-                         + (row.staleEntries.map(String.init) ?? "-"))
+                         + (row.staleEntries.map(String.init) ?? "-").padding(toLength: 7, withPad: " ", startingAt: 0)
+                         + (row.reconnects.map(String.init) ?? "-"))
         }
         lines.append("* the partition cuts the path the load takes: those failures are the fault's, not lost by recovery")
+        lines.append("reconnects: times cluster2's connection to cluster1 failed, from a second before the fault to a second after")
         return lines.joined(separator: "\n")
     }
 }

@@ -159,7 +159,7 @@ struct MeshGate: Sendable {
         }
         let code: RPCError.Code = switch reason {
         case .noCertificate, .unknownCredential, .expired: .unauthenticated
-        case .tooManyWatches, .tooManyReads: .resourceExhausted
+        case .tooManyWatches, .tooManyReads, .tooManyRequests: .resourceExhausted
         case .revoked, .outsideExport, .readOnly: .permissionDenied
         case .disabled: .unavailable
         }
@@ -308,6 +308,9 @@ struct MeshWatchService: Etcdserverpb_Watch.SimpleServiceProtocol {
                             }
                         } catch let error as RPCError where error.message.hasPrefix(MeshGate.refusalPrefix) {
                             throw error
+                        } catch let overflow as WatchRelayOverflow {
+                            throw refuse(gate.refuse(.tooManyRequests, peer: admission.peer, call: "Watch",
+                                                     detail: "\(overflow), sent without reading the answers"))
                         } catch {
                             throw MeshGate.upstreamFailure(error)
                         }

@@ -42,15 +42,27 @@ struct MeshExporter: Sendable {
         }
     }
 
+    /// Writes the heartbeat every interval, counted from the start of each write. A failed write
+    /// is tried again after a quarter of the interval (at most 250 ms), not a whole one: while the
+    /// store elects a new leader, peers see a gap of the outage, not of the outage plus an interval.
     private func heartbeat() async throws {
         let interval = Duration.milliseconds(Int64(settings.heartbeatIntervalSeconds * 1000))
+        let retry = min(interval / 4, .milliseconds(250))
+        var failures = 0
         while true {
+            let started = ContinuousClock.now
             do {
                 try await client.put(KeyLayout.heartbeat, iso8601Now())
-            } catch {
-                logger.warning("heartbeat write failed", metadata: ["error": "\(error)"])
+                if failures > 0 { logger.info("heartbeat written again", metadata: ["failedWrites": "\(failures)"]) }
+                failures = 0
+                try await Task.sleep(until: started + interval)
+            } catch let error as EtcdError where error.code != .cancelled {
+                failures += 1
+                if failures & (failures - 1) == 0 {
+                    logger.warning("heartbeat write failed; retrying", metadata: ["error": "\(error)", "failedWrites": "\(failures)"])
+                }
+                try await Task.sleep(for: retry)
             }
-            try await Task.sleep(for: interval)
         }
     }
 

@@ -21,6 +21,9 @@ public enum MeshRefusal: String, Error, Sendable, Hashable, CaseIterable, Codabl
     case tooManyWatches = "too-many-watches"
     /// More Range calls of one peer in flight than the endpoint serves.
     case tooManyReads = "too-many-reads"
+    /// More watch requests of one stream waiting for the store than the endpoint holds: the
+    /// peer sends without reading the answers.
+    case tooManyRequests = "too-many-requests"
     /// Clustermesh is disabled on this cluster: its export is withdrawn and nothing is served.
     case disabled
 }

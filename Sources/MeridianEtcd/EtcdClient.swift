@@ -79,7 +79,7 @@ public struct EtcdClient: KeyValueStore {
     public let configuration: EtcdClientConfiguration
 
     private var kv: Etcdserverpb_KV.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
-    private var watchAPI: Etcdserverpb_Watch.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
+    var watchAPI: Etcdserverpb_Watch.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
     private var leaseAPI: Etcdserverpb_Lease.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
     private var auth: Etcdserverpb_Auth.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
     private var maintenance: Etcdserverpb_Maintenance.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
@@ -164,6 +164,9 @@ public struct EtcdClient: KeyValueStore {
         // The server's auth store moved (a role or user changed) between the token and the
         // request: transient, the same request succeeds when sent again.
         case .invalidArgument where rpc.message.contains("revision of auth store is old"): .unavailable
+        // A member going away can break off an answer mid-stream in ways the gRPC transport
+        // reports as protocol errors; another member answers the same request.
+        case .internalError where brokenOffAnswers.contains(where: rpc.message.hasPrefix): .unavailable
         case .permissionDenied: .permissionDenied
         case .unauthenticated: .unauthenticated
         case .invalidArgument, .failedPrecondition, .outOfRange: .invalidArgument
@@ -174,6 +177,12 @@ public struct EtcdClient: KeyValueStore {
         }
         return EtcdError(code, "\(context): \(rpc.message)", cause: error)
     }
+
+    /// How grpc-swift's transport reports an answer a server broke off (HTTP/2 frames without
+    /// the gRPC headers or trailers around them).
+    static let brokenOffAnswers = [
+        "Missing content-type header", "Server sent EOS alongside a data frame", "Server sent a DATA frame before sending initial metadata",
+    ]
 
     /// What a writer is told when the store refuses writes for lack of space: etcd's own words
     /// ("database space exceeded") say neither why nor what to do.
@@ -556,20 +565,6 @@ public struct EtcdClient: KeyValueStore {
     /// gRPC status, so a relaying server can hand them on unchanged.
     public func forwardRange(_ request: Etcdserverpb_RangeRequest) async throws -> Etcdserverpb_RangeResponse {
         try await kv.range(request, options: unaryOptions)
-    }
-
-    /// Relays one watch stream: every request `requests` yields goes to etcd (the next is read
-    /// only once etcd took the last), every response goes to `onResponse`, until the stream
-    /// fails or the task is cancelled. etcd keeps the stream open after `requests` ends.
-    public func relayWatch<Requests: AsyncSequence & Sendable>(
-        requests: Requests,
-        onResponse: @escaping @Sendable (Etcdserverpb_WatchResponse) async throws -> Void
-    ) async throws where Requests.Element == Etcdserverpb_WatchRequest {
-        try await watchAPI.watch { writer in
-            for try await request in requests { try await writer.write(request) }
-        } onResponse: { response in
-            for try await message in response.messages { try await onResponse(message) }
-        }
     }
 
     // MARK: RBAC administration

@@ -98,6 +98,16 @@ struct MeshExporterTests {
         }
     }
 
+    @Test("a failed heartbeat write is tried again within moments, not after a whole interval (a store's election shows as its outage alone)")
+    func failedHeartbeatIsRetriedSoon() async throws {
+        let store = try await Self.seeded()
+        store.failNext(3, of: [.write], keyPrefix: KeyLayout.heartbeat)
+        // An interval of an hour: only the retry can write the heartbeat within the test.
+        try await Self.running(store, heartbeat: 3600) {
+            try await eventually("the heartbeat written after three failed writes") { try await store.get(KeyLayout.heartbeat) != nil }
+        }
+    }
+
     @Test("only global Services are exported, with their ready backends by port name, and follow the pods' statuses")
     func exportsGlobalServices() async throws {
         let store = try await Self.seeded()
