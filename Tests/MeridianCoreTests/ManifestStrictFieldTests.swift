@@ -174,7 +174,7 @@ struct ManifestStrictFieldTests {
     @Test func mapsKeepKeysOfTheUsersChoosing() throws {
         let yaml = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n  labels: {imagePullPolicyy: x}\n  annotations: {spec: y}"
         let objects = try ManifestDecoder.decode(yaml, source: "app.yaml")
-        #expect(objects.first?.metadata.labels == ["imagePullPolicyy": "x"])
+        #expect(objects.first?.metadata.labels == ["imagePullPolicyy": "x", "kubernetes.io/metadata.name": "a"])
         #expect(objects.first?.metadata.annotations == ["spec": "y"])
     }
 

@@ -41,6 +41,22 @@ struct ResourceStoreTests {
         return service.spec.clusterIP
     }
 
+    @Test("every namespace carries kubernetes.io/metadata.name with its name: given on create, put back when a manifest leaves it out, overwritten when one gives another value")
+    func namespaceMetadataNameLabel() async throws {
+        let (_, store) = try await Self.store()
+        func stored(_ name: String) async throws -> [String: String]? {
+            guard case let .namespace(namespace)? = try await store.get(.namespace, namespace: nil, name: name) else { return nil }
+            return namespace.metadata.labels
+        }
+        _ = try await Self.apply(store, "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {team: a}}")
+        #expect(try await stored("shop") == ["team": "a", "kubernetes.io/metadata.name": "shop"])
+        let again = try await Self.apply(store, "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {team: a}}")
+        #expect(again.first?.1 == .unchanged)
+        _ = try await Self.apply(store, "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {kubernetes.io/metadata.name: other}}")
+        #expect(try await stored("shop") == ["kubernetes.io/metadata.name": "shop"])
+        #expect(try await stored("default")?["kubernetes.io/metadata.name"] == "default")
+    }
+
     @Test("a Service gets the first free ClusterIP, claimed in the same write; applying it again is unchanged, a change configured")
     func clusterIPsAndOutcomes() async throws {
         let (kv, store) = try await Self.store()

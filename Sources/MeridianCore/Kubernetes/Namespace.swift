@@ -1,6 +1,10 @@
 /// A Kubernetes namespace. Services and workloads live in one, and ClusterMesh treats
 /// same-named namespaces in different clusters as the same tenant, so it must exist as
 /// an object of its own.
+///
+/// Every namespace carries `kubernetes.io/metadata.name` with its own name, as the Kubernetes
+/// API server sets it: given on create, put back if a manifest leaves it out, overwritten if a
+/// manifest gives another value. It is what `namespaceSelector`s written for Kubernetes select by.
 public struct Namespace: Codable, Sendable, Hashable {
     public var apiVersion: String
     public var kind: String
@@ -10,6 +14,7 @@ public struct Namespace: Codable, Sendable, Hashable {
         self.apiVersion = ResourceKind.namespace.apiVersion
         self.kind = ResourceKind.namespace.rawValue
         self.metadata = metadata
+        self.metadata.labels[LabelKeys.namespaceMetadataName] = metadata.name
     }
 }
 
