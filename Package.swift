@@ -259,7 +259,7 @@ let package = Package(
             name: "MeridianIntegrationTests",
             dependencies: [
                 "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianPKI", "MeridianHost",
-                "MeridianControlPlane", "MeridianLab", "MeridianDatapath", "MeridianTestSupport", "MeridianAdmin", "CMeridianBPF",
+                "MeridianControlPlane", "MeridianLab", "MeridianDatapath", "MeridianTestSupport", "MeridianAdmin", "MeridianTools", "CMeridianBPF",
             ],
             swiftSettings: strict
         ),

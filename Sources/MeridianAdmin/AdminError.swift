@@ -22,6 +22,10 @@ public enum AdminError: Error, Sendable, Hashable, CustomStringConvertible {
     case podWithoutIdentity(namespace: String, name: String, cluster: String)
     case deploymentNotFound(namespace: String, name: String, cluster: String)
     case nodeNotFound(node: String, cluster: String)
+    case resourceNotFound(kind: String, name: String, cluster: String)
+    /// `apply --wait`: nodes that had not programmed the applied revision when the wait ran out
+    /// (`lagging`: node and the revision it reports, nil when it reports none).
+    case notProgrammed(cluster: String, revision: Int64, lagging: [String: Int64?], waited: Duration)
     /// A store of several members of which too few answer, or agree on a leader, to serve reads.
     case storeWithoutQuorum(cluster: String, health: String, members: [String])
 
@@ -82,6 +86,11 @@ public enum AdminError: Error, Sendable, Hashable, CustomStringConvertible {
         case let .podWithoutIdentity(namespace, name, cluster): "pod \(namespace)/\(name) in cluster \(cluster) has no identity yet (is it running?)"
         case let .deploymentNotFound(namespace, name, cluster): "deployment \(namespace)/\(name) not found in \(cluster)"
         case let .nodeNotFound(node, cluster): "nodes \"\(node)\" not found in cluster \(cluster)"
+        case let .resourceNotFound(kind, name, cluster): "\(kind) \"\(name)\" not found in cluster \(cluster)"
+        case let .notProgrammed(cluster, revision, lagging, waited):
+            "timed out after \(waited): \(lagging.count) node(s) of \(cluster) have not programmed store revision \(revision): "
+                + lagging.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value.map { "at \($0)" } ?? "no status"))" }.joined(separator: ", ")
+                + "; is their agent running? (`meridian lab status`, or the agent's log)"
         case let .storeWithoutQuorum(cluster, health, members):
             "the store of \(cluster) has no quorum (\(health)): \(members.joined(separator: "; ")); start the members that are down"
         }

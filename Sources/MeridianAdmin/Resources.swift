@@ -23,6 +23,57 @@ public enum Resources {
         }
     }
 
+    /// Waits until every node of the cluster has programmed the objects `apply` returned
+    /// (`waitUntilProgrammed` from their newest revision: an unchanged object was programmed from
+    /// its last change); throws `notProgrammed` when `timeout` runs out.
+    public static func waitUntilProgrammed(_ applied: [(KubernetesObject, ApplyOutcome)], context: MeridianContext,
+                                           timeout: Duration) async throws {
+        try await EtcdClient.withClient(try context.clientConfiguration()) { client in
+            var revision: Int64 = 0
+            for (object, _) in applied {
+                revision = max(revision, try await client.get(ResourceStore.key(for: object))?.modRevision ?? 0)
+            }
+            try await waitUntilProgrammed(revision, cluster: context.cluster, client: client, timeout: timeout)
+        }
+    }
+
+    /// `meridian wait --for programmed KIND/NAME`: waits until every node has programmed the
+    /// object as it is now; throws `resourceNotFound` when there is no such object.
+    public static func waitUntilProgrammed(_ kind: ResourceKind, namespace: String, name: String, context: MeridianContext,
+                                           timeout: Duration) async throws {
+        try await EtcdClient.withClient(try context.clientConfiguration()) { client in
+            let key = KeyLayout.resource(plural: kind.plural, namespace: kind.isNamespaced ? namespace : nil, name: name)
+            guard let record = try await client.get(key) else {
+                throw AdminError.resourceNotFound(kind: kind.plural, name: kind.isNamespaced ? "\(namespace)/\(name)" : name, cluster: context.cluster)
+            }
+            try await waitUntilProgrammed(record.modRevision, cluster: context.cluster, client: client, timeout: timeout)
+        }
+    }
+
+    /// Returns once every node registered in `cluster` reports a policy pass computed from store
+    /// revision `revision` or later (its `NodePolicyStatus`): one pass programs services,
+    /// addresses and policy from all resources together, so the node enforces everything written
+    /// up to that revision. A node whose agent is away holds the wait until `timeout`.
+    public static func waitUntilProgrammed(_ revision: Int64, cluster: String, client: some KeyValueStore,
+                                           timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let nodePrefix = MeshKind.nodes.statePrefix(cluster: cluster)
+            let nodes = try await client.list(prefix: nodePrefix).items.map { String($0.key.dropFirst(nodePrefix.count)) }
+            var lagging: [String: Int64?] = [:]
+            for node in nodes {
+                let status = try await client.get(KeyLayout.nodeStatus(node))
+                    .flatMap { try? StoreCoding.decode(NodePolicyStatus.self, from: $0.value, key: $0.key) }
+                if (status?.revision ?? 0) < revision { lagging[node] = status?.revision }
+            }
+            if lagging.isEmpty { return }
+            guard ContinuousClock.now < deadline else {
+                throw AdminError.notProgrammed(cluster: cluster, revision: revision, lagging: lagging, waited: timeout)
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
     /// What a manifest names, for `delete -f`.
     public static func objects(in text: String, source: String) throws -> [(kind: ResourceKind, namespace: String?, name: String)] {
         try ManifestDecoder.decode(text, source: source).map { ($0.kind, $0.namespace, $0.name) }

@@ -301,6 +301,7 @@ public struct Agent: Sendable {
                                       uniquingKeysWith: { cluster, _ in cluster })
                 names.replace(desired.serviceIPs)
                 // CIDR identities reach the ipcache before entries naming them reach the policy map.
+                var programmed = true
                 do {
                     let writes = try synchronizer.apply(desired)
                     if writes > 0 {
@@ -308,10 +309,13 @@ public struct Agent: Sendable {
                     }
                 } catch {
                     logger.error("datapath update failed; will retry at the next change or resync", metadata: ["error": "\(error)"])
+                    programmed = false
                 }
                 let reported = desired.conflicts.sorted { $0.key.description < $1.key.description }.prefix(AddressConflictReport.kept)
                     .map { AddressConflictReport(prefix: $0.key.description, holder: $0.value.winner, refused: $0.value.losers.sorted()) }
-                let status = NodePolicyStatus(node: context.nodeName, cluster: context.cluster.name, revision: revision,
+                // A failed update keeps the revision last programmed: `apply --wait` must not take this one as done.
+                let status = NodePolicyStatus(node: context.nodeName, cluster: context.cluster.name,
+                                              revision: programmed ? revision : published?.revision ?? 0,
                                               endpoints: await endpoints.applyPolicy(policy), addressConflicts: reported.isEmpty ? nil : reported)
                 if status != published {
                     do {

@@ -109,18 +109,27 @@ struct ToolCommand: AsyncParsableCommand {
         @Argument(help: "Targets as tcp:ADDRESS:PORT or udp:ADDRESS:PORT.") var targets: [String]
         @Option(help: "Seconds to wait for every probe.") var timeout: Double = 1
         @Option(help: "Local IPv4 address to send from (default: chosen by routing).") var source: String?
+        @Option(name: .shortAndLong, help: "text, or json: an array of {target, transport, address, port, reached, error}.")
+        var output: OutputFormat = .text
 
-        func validate() throws { try ToolOptions.timeout(timeout) }
+        func validate() throws {
+            try ToolOptions.timeout(timeout)
+            guard output != .wide else { throw ValidationError("--output must be text or json") }
+        }
 
         func run() async throws {
             try await reportingErrors {
                 let parsed = try targets.map(ReachProbe.Target.init(parsing:))
                 let outcomes = try ReachProbe.run(parsed, timeout: timeout, source: source)
-                for target in parsed {
-                    switch outcomes[target] ?? .failed("not probed") {
-                    case .reached: print("\(target) reached")
-                    case let .failed(reason): print("\(target) failed: \(reason)")
-                    }
+                let results = parsed.map { ReachProbe.Result($0, outcomes[$0] ?? .failed("not probed")) }
+                if output == .json {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                    print(String(decoding: try encoder.encode(results), as: UTF8.self))
+                    return
+                }
+                for result in results {
+                    print(result.reached ? "\(result.target) reached" : "\(result.target) failed: \(result.error ?? "")")
                 }
             }
         }

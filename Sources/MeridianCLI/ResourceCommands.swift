@@ -10,13 +10,66 @@ struct ApplyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "apply", abstract: "Apply Kubernetes YAML to a cluster.")
     @OptionGroup var contextOptions: ContextOptions
     @Option(name: .shortAndLong, help: "File to apply, or - for standard input.") var filename: String
+    @Flag(help: "Return only once every node of the cluster has programmed what was applied (non-zero exit if --timeout runs out).")
+    var wait = false
+    @Option(help: "How long --wait waits (e.g. 30s, 2m).") var timeout: String = "60s"
+
+    func validate() throws {
+        guard DurationParser.parse(timeout) != nil else {
+            throw ValidationError("--timeout: expected a duration such as 30s, 2m or 1h, got \(timeout)")
+        }
+    }
 
     func run() async throws {
         try await reportingErrors {
             let (text, source) = try Resources.readManifest(filename)
-            for (object, outcome) in try await Resources.apply(text, source: source, context: try contextOptions.resolve()) {
+            let context = try contextOptions.resolve()
+            let applied = try await Resources.apply(text, source: source, context: context)
+            for (object, outcome) in applied {
                 print("\(object.kind.rawValue.lowercased())/\(object.name) \(outcome.rawValue)")
             }
+            if wait, let timeout = DurationParser.parse(timeout) {
+                try await Resources.waitUntilProgrammed(applied, context: context, timeout: timeout)
+                print("programmed on every node of \(context.cluster)")
+            }
+        }
+    }
+}
+
+/// `meridian wait --for programmed KIND/NAME`: `kubectl wait` for the condition Meridian's nodes
+/// report, that an object as it is now is programmed into every node's datapath.
+struct WaitCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wait", abstract: "Wait until every node of the cluster has programmed an object (--for programmed KIND/NAME).")
+    @OptionGroup var contextOptions: ContextOptions
+    @Option(name: .customLong("for"), help: "The condition; `programmed` is the one there is.") var condition: String
+    @Argument(help: "KIND/NAME, e.g. networkpolicy/web-ingress or service/echo.") var target: String
+    @Option(name: .shortAndLong, help: "Namespace.") var namespace: String = "default"
+    @Option(help: "How long to wait (e.g. 30s, 2m); non-zero exit when it runs out.") var timeout: String = "60s"
+
+    func validate() throws {
+        guard condition == "programmed" else { throw ValidationError("--for: expected programmed, got \(condition)") }
+        _ = try kindAndName()
+        guard DurationParser.parse(timeout) != nil else {
+            throw ValidationError("--timeout: expected a duration such as 30s, 2m or 1h, got \(timeout)")
+        }
+    }
+
+    func kindAndName() throws -> (ResourceKind, String) {
+        let parts = target.split(separator: "/", maxSplits: 1).map(String.init)
+        guard parts.count == 2, !parts[1].isEmpty, let kind = ResourceKind(userInput: parts[0]) else {
+            throw ValidationError("expected KIND/NAME with a kind of \(ResourceKind.allCases.map(\.plural).joined(separator: ", ")), got \(target)")
+        }
+        return (kind, parts[1])
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            let (kind, name) = try kindAndName()
+            let context = try contextOptions.resolve()
+            try await Resources.waitUntilProgrammed(kind, namespace: namespace, name: name, context: context,
+                                                    timeout: DurationParser.parse(timeout) ?? .seconds(60))
+            print("\(kind.rawValue.lowercased())/\(name) programmed on every node of \(context.cluster)")
         }
     }
 }

@@ -33,6 +33,32 @@ public enum ReachProbe {
         case failed(String)
     }
 
+    /// One target's outcome as `tool reach -o json` prints it (an array of these, in the order
+    /// the targets were given).
+    public struct Result: Codable, Sendable, Hashable {
+        public var target: String
+        public var transport: String
+        public var address: String
+        public var port: UInt16
+        public var reached: Bool
+        /// Why the target was not reached (refused, timed out, ...); absent when it was.
+        public var error: String?
+
+        public init(_ target: Target, _ outcome: Outcome) {
+            self.target = target.description
+            transport = target.transport.rawValue
+            address = target.address
+            port = target.port
+            switch outcome {
+            case .reached:
+                reached = true
+            case let .failed(reason):
+                reached = false
+                error = reason
+            }
+        }
+    }
+
     public static func run(_ targets: [Target], timeout: Double, source: String? = nil) throws(ProbeError) -> [Target: Outcome] {
         var outcomes: [Target: Outcome] = [:]
         var pending: [(Target, Int32)] = []

@@ -4,6 +4,7 @@ import Glibc
 import MeridianCore
 import MeridianEtcd
 import MeridianStore
+import MeridianTools
 import Testing
 
 /// Network policy on a real mesh: two clusters of two nodes, pods in several namespaces, a
@@ -268,17 +269,16 @@ struct PolicyMesh {
                     let output: String
                     if first.fromWorld {
                         output = try await lab.command(["ip", "netns", "exec", "\(lab.prefix)-underlay", LabFixture.executable, "tool", "reach",
-                                                        "--timeout", "1", "--source", ReachabilityTopology.worldAddress] + targets)
+                                                        "--timeout", "1", "-o", "json", "--source", ReachabilityTopology.worldAddress] + targets)
                     } else {
                         let result = try await lab.meridian(["exec", "--context", first.fromCluster, "-n", first.fromNamespace, first.fromPod, "--",
-                                                             "meridian", "tool", "reach", "--timeout", "1"] + targets)
+                                                             "meridian", "tool", "reach", "--timeout", "1", "-o", "json"] + targets)
                         try #require(result.status == 0, "reach from \(first.fromNamespace)/\(first.fromPod) failed: \(result.stderr)")
                         output = result.stdout
                     }
-                    let reached = Set(output.split(separator: "\n").compactMap { line in
-                        line.hasSuffix(" reached") ? String(line.dropLast(" reached".count)) : nil
-                    })
-                    return Dictionary(zip(sourceProbes, targets).map { ($0, reached.contains($1)) }, uniquingKeysWith: { a, _ in a })
+                    let results = try JSONDecoder().decode([ReachProbe.Result].self, from: Data(output.utf8))
+                    try #require(results.map(\.target) == targets, "tool reach -o json answered other targets: \(output)")
+                    return Dictionary(zip(sourceProbes, results).map { ($0, $1.reached) }, uniquingKeysWith: { a, _ in a })
                 }
             }
             var outcomes: [ReachabilityProbe: Bool] = [:]

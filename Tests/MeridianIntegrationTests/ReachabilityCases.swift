@@ -1323,7 +1323,7 @@ enum ReachabilityCases {
                 "c1 beta/client -> c1 beta/db 6363/udp allow",
             ]),
         ReachabilityCase(
-            name: "NP policyTypes Ingress and Egress with no rules: default deny both ways",
+            name: "NP policyTypes Ingress and Egress with no rules: default deny both ways; a pod still reaches its own address",
             policies: ["cluster1": np("default-deny-all", "beta", """
                 podSelector: {}
                 policyTypes:
@@ -1331,6 +1331,8 @@ enum ReachabilityCases {
                 - Egress
                 """)],
             probes: [
+                "c1 beta/db -> c1 beta/db 8080/tcp allow",
+                "c1 beta/client -> c1 beta/client 5353/udp allow",
                 "c1 beta/client -> c1 beta/db 8080/tcp deny",
                 "c1 beta/client -> world 8080/tcp deny",
                 "c1 beta/db -> c1 alpha/web 5353/udp deny",

@@ -31,6 +31,9 @@ public struct DirectionVerdict: Sendable, Hashable, CustomStringConvertible {
         case deniedByRule = "denied by rule"
         /// Rules put the endpoint into default deny and none of them allows the traffic.
         case defaultDeny = "default deny"
+        /// A pod reaching its own address: the kernel delivers it inside the pod, where no
+        /// program of the datapath sees it, so no policy applies (as in Kubernetes).
+        case ownAddress = "own address, never leaves the pod"
     }
 
     public var direction: TrafficDirection
@@ -99,7 +102,11 @@ public struct PolicyVerdict: Sendable, Hashable, CustomStringConvertible {
         protocol transport: TransportProtocol,
         rules: [PolicyRule]
     ) -> PolicyVerdict {
-        PolicyVerdict(
+        if let address = from.ip, address == to.ip, from.identity == to.identity {
+            return PolicyVerdict(egress: DirectionVerdict(direction: .egress, allowed: true, reason: .ownAddress),
+                                 ingress: DirectionVerdict(direction: .ingress, allowed: true, reason: .ownAddress))
+        }
+        return PolicyVerdict(
             egress: evaluate(.egress, subject: from, peer: to, destination: to, port: port, protocol: transport, rules: rules),
             ingress: evaluate(.ingress, subject: to, peer: from, destination: to, port: port, protocol: transport, rules: rules)
         )
