@@ -52,6 +52,30 @@ public enum CraftedFrames {
         return ethernet(0x0800, payload: ipv4(src: src, dst: dst, proto: 17, payload: datagram))
     }
 
+    /// An SCTP packet holding one INIT chunk, the first packet of an association, with its
+    /// CRC32c checksum (crafted: this kernel has no SCTP sockets to send one).
+    public static func sctpInit(src: String, dst: String, sport: UInt16, dport: UInt16) -> [UInt8] {
+        let initChunk: [UInt8] = [1, 0] + be16(20) + be32(0x5EED_0001) + be32(65536) + be16(10) + be16(10) + be32(1)
+        var packet = be16(sport) + be16(dport) + be32(0) + [0, 0, 0, 0] + initChunk
+        let sum = crc32c(packet)
+        // Stored least significant byte first, as RFC 9260 appendix A gives it.
+        packet[8] = UInt8(sum & 0xFF)
+        packet[9] = UInt8(sum >> 8 & 0xFF)
+        packet[10] = UInt8(sum >> 16 & 0xFF)
+        packet[11] = UInt8(sum >> 24)
+        return ethernet(0x0800, payload: ipv4(src: src, dst: dst, proto: 132, payload: packet))
+    }
+
+    /// CRC32c (Castagnoli, reflected polynomial 0x82F63B78), SCTP's checksum.
+    public static func crc32c(_ bytes: [UInt8]) -> UInt32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for byte in bytes {
+            crc ^= UInt32(byte)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? crc >> 1 ^ 0x82F6_3B78 : crc >> 1 }
+        }
+        return ~crc
+    }
+
     public static func arpRequest(senderIP: String, targetIP: String) -> [UInt8] {
         let body: [UInt8] = be16(1) + be16(0x0800) + [6, 4] + be16(1) + podMAC + ip(senderIP) + [0, 0, 0, 0, 0, 0] + ip(targetIP)
         return ethernet(0x0806, payload: body, dst: [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])

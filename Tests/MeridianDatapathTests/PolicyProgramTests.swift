@@ -57,6 +57,21 @@ struct PolicyProgramTests {
         #expect(try send(fixture, to: Self.other, port: 80, sport: 40003) == Verdict.shot)
     }
 
+    @Test("SCTP ports are enforced as TCP and UDP ports are: an INIT to the allowed port passes, to another port or under a TCP rule it is dropped")
+    func sctpPorts() throws {
+        #expect(Packets.crc32c(Array("123456789".utf8)) == 0xE306_9283, "CRC32c check value")
+        let fixture = try fixture(egress: true)
+        try fixture.addPolicy(direction: MER_POLICY_EGRESS, identity: Self.serverIdentity, proto: 132, port: 5000)
+        try fixture.addPolicy(direction: MER_POLICY_EGRESS, identity: Self.otherIdentity, proto: 6, port: 5000)
+        func initTo(_ destination: String, _ port: UInt16, sport: UInt16) throws -> UInt32 {
+            try fixture.fromPod(Packets.sctpInit(src: DatapathFixture.clientIP, dst: destination, sport: sport, dport: port)).verdict
+        }
+        #expect(try initTo(Self.server, 5000, sport: 44001) == Verdict.redirect)
+        #expect(try initTo(Self.server, 5001, sport: 44002) == Verdict.shot)
+        #expect(try initTo(Self.other, 5000, sport: 44003) == Verdict.shot, "a TCP rule on the port admits no SCTP")
+        #expect(try drops(fixture) == [UInt8(MER_DROP_POLICY), UInt8(MER_DROP_POLICY)])
+    }
+
     @Test("a port range as a prefix block admits exactly its ports")
     func portRange() throws {
         let fixture = try fixture(egress: true)

@@ -135,6 +135,12 @@ static always_inline const struct mer_endpoint_info *endpoint_lookup(__u32 ip4)
  * Parses the Ethernet and IPv4 headers and the ports. Returns 0 or a drop reason.
  * Later fragments take their ports from the first fragment's record.
  */
+/* Protocols whose first four bytes are the source and destination ports, which policy and conntrack key on. */
+static always_inline int has_ports(__u8 proto)
+{
+    return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP;
+}
+
 static always_inline int parse_ipv4(struct __sk_buff *skb, struct packet4 *pkt)
 {
     struct iphdr header;
@@ -168,7 +174,7 @@ static always_inline int parse_ipv4(struct __sk_buff *skb, struct packet4 *pkt)
     if (pkt->is_later_fragment) {
         struct mer_frag_key fk = { .saddr = pkt->saddr, .daddr = pkt->daddr, .id = pkt->frag_id, .proto = pkt->proto };
         struct mer_frag_ports *ports;
-        if (pkt->proto != IPPROTO_TCP && pkt->proto != IPPROTO_UDP)
+        if (!has_ports(pkt->proto))
             return 0;
         ports = bpf_map_lookup_elem(&mer_frag4, &fk);
         if (!ports)
@@ -196,6 +202,15 @@ static always_inline int parse_ipv4(struct __sk_buff *skb, struct packet4 *pkt)
         pkt->dport = udp.dest;
         break;
     }
+    case IPPROTO_SCTP: {
+        /* The common header starts with the two ports, as UDP's does; tracked like UDP. */
+        __be16 ports[2];
+        if (bpf_skb_load_bytes(skb, pkt->l4_off, ports, sizeof(ports)) < 0)
+            return MER_DROP_CT_INVALID_HDR;
+        pkt->sport = ports[0];
+        pkt->dport = ports[1];
+        break;
+    }
     case IPPROTO_ICMP: {
         struct icmp4_hdr icmp;
         if (bpf_skb_load_bytes(skb, pkt->l4_off, &icmp, sizeof(icmp)) < 0)
@@ -212,7 +227,7 @@ static always_inline int parse_ipv4(struct __sk_buff *skb, struct packet4 *pkt)
         break;
     }
 
-    if (pkt->is_fragment && (pkt->proto == IPPROTO_TCP || pkt->proto == IPPROTO_UDP)) {
+    if (pkt->is_fragment && has_ports(pkt->proto)) {
         struct mer_frag_key fk = { .saddr = pkt->saddr, .daddr = pkt->daddr, .id = pkt->frag_id, .proto = pkt->proto };
         struct mer_frag_ports ports = { .sport = pkt->sport, .dport = pkt->dport };
         bpf_map_update_elem(&mer_frag4, &fk, &ports, BPF_ANY);
