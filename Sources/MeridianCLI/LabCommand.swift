@@ -105,7 +105,7 @@ struct LabCommand: AsyncParsableCommand {
                 }
                 if output == "json" {
                     let encoder = JSONEncoder()
-                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
                     print(String(decoding: try encoder.encode(lab.statusReport(state)), as: UTF8.self))
                     return
                 }
