@@ -28,6 +28,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.65.0"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     targets: [
         // Pure model and rules; no I/O.
@@ -65,6 +67,21 @@ let package = Package(
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict
+        ),
+        // Prometheus exposition over HTTP for the daemons: the process-wide registry behind
+        // swift-metrics and the `/metrics` listener that renders it at scrape time.
+        .target(
+            name: "MeridianMetrics",
+            dependencies: [
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
@@ -87,6 +104,7 @@ let package = Package(
             dependencies: [
                 "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianEtcdAPI", "MeridianPKI", "MeridianHost",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -123,6 +141,7 @@ let package = Package(
             dependencies: [
                 "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianDatapath", "MeridianDNS", "MeridianHost", "CMeridianBPF",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
@@ -185,7 +204,7 @@ let package = Package(
             name: "MeridianCLI",
             dependencies: [
                 "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianPKI",
-                "MeridianControlPlane", "MeridianLab", "MeridianAgent", "MeridianDatapath", "MeridianHost", "MeridianTools", "MeridianAdmin", "MeridianBench",
+                "MeridianControlPlane", "MeridianLab", "MeridianAgent", "MeridianDatapath", "MeridianHost", "MeridianTools", "MeridianAdmin", "MeridianBench", "MeridianMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -198,6 +217,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "MeridianDNSTests", dependencies: ["MeridianDNS"], swiftSettings: strict),
+        .testTarget(
+            name: "MeridianMetricsTests",
+            dependencies: ["MeridianMetrics", .product(name: "Prometheus", package: "swift-prometheus"), .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "MeridianControlPlaneTests",
             dependencies: [

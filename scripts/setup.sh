@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build and run Meridian: etcd (server and
-# client), util-linux's setsid and nsenter, iproute2, procps' sysctl, nftables (lab faults), curl for pods, and the
+# client), util-linux's setsid and nsenter, iproute2, procps' sysctl, nftables (lab faults), curl for pods, Prometheus
+# (`lab up --prometheus`), and the
 # build's system libraries (libbpf and what it links). Idempotent.
 set -euo pipefail
 need=()
@@ -17,6 +18,7 @@ command -v nft >/dev/null || need+=(nftables)
 command -v iperf3 >/dev/null || need+=(iperf3)
 command -v sockperf >/dev/null || need+=(sockperf)
 command -v wrk >/dev/null || need+=(wrk)
+command -v prometheus >/dev/null || need+=(prometheus)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 [ -f /usr/include/bpf/libbpf.h ] || need+=(libbpf-dev)
 [ -f /usr/include/libelf.h ] || need+=(libelf-dev)
@@ -27,7 +29,10 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 # Debian enables and starts the packaged etcd service on install; Meridian runs its own.
-if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then
-  systemctl stop etcd || true
-  systemctl disable etcd >/dev/null 2>&1 || true
-fi
+# The same for Prometheus (and the node exporter it recommends): `lab up --prometheus` runs its own.
+for service in etcd prometheus prometheus-node-exporter; do
+  if command -v systemctl >/dev/null && systemctl is-active --quiet "$service" 2>/dev/null; then
+    systemctl stop "$service" || true
+    systemctl disable "$service" >/dev/null 2>&1 || true
+  fi
+done

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import MeridianControlPlane
 import MeridianCore
+import MeridianMetrics
 import UnixSignals
 
 /// `meridian control-plane`: the per-cluster daemon. In the lab it is started by `lab up`; in a
@@ -33,6 +34,8 @@ struct ControlPlaneCommand: AsyncParsableCommand {
     @Flag(help: "With --etcd-endpoints: keep that store under its quota too (NOSPACE: compact, defragment each member, disarm).")
     var maintainStore = false
     @Option(help: "Seconds between scans for unused identities; one is deleted after two scans without use.") var identityGCInterval: Int = 900
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (plain HTTP: bind a loopback or management address). Off when absent.")
+    var metricsListen: String?
 
     func validate() throws {
         guard MaxConnectedClusters(rawValue: maxConnectedClusters) != nil else {
@@ -45,6 +48,7 @@ struct ControlPlaneCommand: AsyncParsableCommand {
         guard (1...65535).contains(meshPort) else { throw ValidationError("--mesh-port must be 1...65535, got \(meshPort)") }
         guard etcdQuotaBytes >= 16 * 1024 * 1024 else { throw ValidationError("--etcd-quota-bytes must be at least 16 MiB, got \(etcdQuotaBytes)") }
         guard identityGCInterval >= 1 else { throw ValidationError("--identity-gc-interval must be at least 1 second, got \(identityGCInterval)") }
+        _ = try metricsListenAddress()
     }
 
     func run() async throws {
@@ -65,9 +69,15 @@ struct ControlPlaneCommand: AsyncParsableCommand {
         configuration.etcdQuotaBytes = etcdQuotaBytes
         configuration.maintainExternalStore = maintainStore
         let controlPlane = ControlPlane(configuration: configuration, logger: logger)
+        let metricsServer = try metricsListenAddress().map { address in
+            let meshMetrics = ClusterMeshMetrics(board: controlPlane.board)
+            return MetricsServer(address: address, registry: MeridianMetricsSystem.bootstrap(), logger: logger,
+                                 refresh: { meshMetrics.refresh() })
+        }
         try await reportingErrors {
             try await withThrowingTaskGroup { group in
                 group.addTask { try await controlPlane.run() }
+                if let metricsServer { group.addTask { try await metricsServer.run() } }
                 group.addTask {
                     for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
                         logger.info("stopping", metadata: ["signal": "\(signal)"])
@@ -78,5 +88,20 @@ struct ControlPlaneCommand: AsyncParsableCommand {
                 try await group.next()
             }
         }
+    }
+}
+
+extension ControlPlaneCommand {
+    func metricsListenAddress() throws -> MetricsListenAddress? {
+        try metricsListen.map { try parseMetricsListen($0) }
+    }
+}
+
+/// `--metrics-listen` checked, with the flag named in the error.
+func parseMetricsListen(_ text: String) throws -> MetricsListenAddress {
+    do {
+        return try MetricsListenAddress(parsing: text)
+    } catch {
+        throw ValidationError("--metrics-listen: \(error)")
     }
 }

@@ -31,6 +31,7 @@ struct LabCommand: AsyncParsableCommand {
         @Option(help: "Members of each cluster's store: 1 (run by the control plane) or 3 or 5 (each an etcd of its own, real Raft).") var etcdMembers: Int = 1
         @Option(help: "Put each etcd's data on a tmpfs of this many MiB (160...65536), so `lab fault fill-disk` can fill it.") var storeDisk: Int?
         @Option(help: "Seconds a node stays registered after its agent stops (10...86400; default the agents', 900).") var nodeGracePeriod: Int?
+        @Flag(help: "Also start Prometheus (Debian's) on a loopback port, scraping every daemon's /metrics each second.") var prometheus = false
 
         func run() async throws {
             try await reportingErrors {
@@ -43,13 +44,14 @@ struct LabCommand: AsyncParsableCommand {
                 }
                 let state = try await lab.up(clusters: clusters, nodes: nodes, mtus: mtus, nodePodPrefixLength: nodePodPrefix,
                                            identityGCSeconds: identityGCInterval, etcdMembers: etcdMembers, storeDiskMiB: storeDisk, nodeGraceSeconds: nodeGracePeriod,
-                                           recordingContextsIn: MeridianConfig.path)
+                                           prometheus: prometheus, recordingContextsIn: MeridianConfig.path)
                 for cluster in state.clusters {
                     print("✅ \(cluster.name) (ID \(cluster.id)) up: etcd \(cluster.endpoint), pods \(cluster.podCIDR), services \(cluster.serviceCIDR), underlay MTU \(cluster.underlayMTU), context \(cluster.name)")
                     for node in cluster.nodes {
                         print("   \(node.name): netns \(node.namespace), underlay \(node.underlayIP), log \(node.logPath)")
                     }
                 }
+                if let port = state.prometheusPort { print("📈 Prometheus at http://127.0.0.1:\(port)") }
                 print("Contexts written to \(MeridianConfig.path)")
             }
         }
@@ -87,12 +89,24 @@ struct LabCommand: AsyncParsableCommand {
     struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show the lab's clusters and their processes: pid, restarts, last exit.")
         @OptionGroup var options: LabOptions
+        @Option(name: .shortAndLong, help: "Output: text or json (clusters, metrics addresses, Prometheus).") var output: String = "text"
+
+        func validate() throws {
+            guard ["text", "json"].contains(output) else { throw ValidationError("--output must be text or json, got \(output)") }
+        }
 
         func run() async throws {
             try await reportingErrors {
                 let lab = options.lab
                 guard let state = lab.loadState() else {
+                    if output == "json" { throw ValidationError("no lab in \(lab.directory)") }
                     print("No lab in \(lab.directory)")
+                    return
+                }
+                if output == "json" {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                    print(String(decoding: try encoder.encode(lab.statusReport(state)), as: UTF8.self))
                     return
                 }
                 for cluster in state.clusters {
@@ -115,6 +129,9 @@ struct LabCommand: AsyncParsableCommand {
                     }
                 }
                 for pair in await lab.partitions() { print("partition \(pair[0]) <-> \(pair[1])") }
+                if let port = state.prometheusPort {
+                    print(Self.line("prometheus", ServiceRecord.load(lab.prometheusService)) + ", http://127.0.0.1:\(port)")
+                }
             }
         }
 

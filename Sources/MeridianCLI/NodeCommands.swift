@@ -7,6 +7,7 @@ import MeridianCore
 import MeridianEtcd
 import MeridianAdmin
 import MeridianLab
+import MeridianMetrics
 import UnixSignals
 
 /// `meridian agent`: the node agent, run inside the node's network namespace.
@@ -28,12 +29,18 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "cgroup v2 directory the node's pods run in; services are then balanced at connect().") var cgroup: String?
     @Option(help: "Seconds the node stays registered, its pods reachable, after the agent stops renewing it (10...86400).")
     var nodeGracePeriod: Int = Int(AgentConfiguration.defaultNodeGracePeriod.components.seconds)
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (plain HTTP: bind a loopback or management address). Off when absent.")
+    var metricsListen: String?
+    @Option(help: "Network namespace (a path such as /proc/1/ns/net) to open the --metrics-listen socket in, when the agent runs in another.")
+    var metricsNetns: String?
 
     func validate() throws {
         guard !etcdEndpoint.split(separator: ",").isEmpty else { throw ValidationError("--etcd-endpoint: expected at least one endpoint") }
         guard (10...86_400).contains(nodeGracePeriod) else {
             throw ValidationError("--node-grace-period must be 10...86400 seconds, got \(nodeGracePeriod)")
         }
+        let address = try metricsListen.map(parseMetricsListen)
+        if metricsNetns != nil && address == nil { throw ValidationError("--metrics-netns needs --metrics-listen") }
     }
 
     func run() async throws {
@@ -54,8 +61,14 @@ struct AgentCommand: AsyncParsableCommand {
             configuration.nodePodPrefixLength = podCIDRPrefixLength
             configuration.cgroup = cgroup
             let agent = Agent(configuration: configuration, logger: logger)
+            let metricsServer = try metricsListen.map(parseMetricsListen).map { address in
+                let datapathMetrics = DatapathMetrics(pinDirectory: pinDir)
+                return MetricsServer(address: address, registry: MeridianMetricsSystem.bootstrap(), networkNamespace: metricsNetns,
+                                     logger: logger, refresh: { datapathMetrics.refresh() })
+            }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await agent.run() }
+                if let metricsServer { group.addTask { try await metricsServer.run() } }
                 group.addTask {
                     for await _ in await UnixSignalsSequence(trapping: .sigterm, .sigint) { return }
                 }

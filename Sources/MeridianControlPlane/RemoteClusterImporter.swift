@@ -324,6 +324,7 @@ struct RemoteClusterImporter: Sendable {
                 quota.withLock { $0 = admitted }
                 send.yield(.listed(connection: id, kind, count: desired.count, rejected: rejected, at: Date()))
             case let .changes(events, _):
+                let arrived = ContinuousClock.now
                 let validator = validating.value
                 var puts: [String: Data] = [:]
                 var deletes: Set<String> = []
@@ -351,6 +352,7 @@ struct RemoteClusterImporter: Sendable {
                 try await retryingLocalWrite("\(kind) cache", send: send) { () async throws(EtcdError) in
                     try await MeshCache.apply(diff, to: local)
                 }
+                ClusterMeshMetrics.recordImport(remote: self.remote, kind: kind, since: arrived)
                 send.yield(.changed(connection: id, kind, count: quota.withLock { $0.held.count }, newlyRejected: newlyRejected, at: Date()))
             }
         }

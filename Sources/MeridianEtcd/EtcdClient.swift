@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
@@ -144,12 +145,25 @@ public struct EtcdClient: KeyValueStore {
         return options
     }
 
-    private func call<R>(_ what: @autoclosure () -> String, _ body: () async throws -> R) async throws(EtcdError) -> R {
+    /// One unary request, timed into `meridian_kvstore_operations_duration_seconds` by operation
+    /// and outcome (a no-op until the process bootstraps a metrics backend).
+    private func call<R>(_ operation: StaticString, _ what: @autoclosure () -> String, _ body: () async throws -> R) async throws(EtcdError) -> R {
+        let start = ContinuousClock.now
         do {
-            return try await body()
+            let result = try await body()
+            Self.recordDuration(operation, outcome: "success", since: start)
+            return result
         } catch {
+            Self.recordDuration(operation, outcome: "failure", since: start)
             throw Self.translate(error, context: "\(what()) at \(configuration.endpointList)")
         }
+    }
+
+    static let durationMetric = "meridian_kvstore_operations_duration_seconds"
+
+    static func recordDuration(_ operation: StaticString, outcome: String, since start: ContinuousClock.Instant) {
+        CoreMetrics.Timer(label: durationMetric, dimensions: [("action", "\(operation)"), ("outcome", outcome)])
+            .recordNanoseconds((ContinuousClock.now - start).nanoseconds)
     }
 
     static func translate(_ error: any Error, context: String) -> EtcdError {
@@ -196,7 +210,7 @@ public struct EtcdClient: KeyValueStore {
     public func read(_ key: String) async throws(EtcdError) -> (value: EtcdKeyValue?, revision: Int64) {
         var request = Etcdserverpb_RangeRequest()
         request.key = Data(key.utf8)
-        let response = try await call("get \(key)") { try await kv.range(request, options: unaryOptions) }
+        let response = try await call("get", "get \(key)") { try await kv.range(request, options: unaryOptions) }
         return (response.kvs.first.map(EtcdKeyValue.init), response.header.revision)
     }
 
@@ -217,12 +231,16 @@ public struct EtcdClient: KeyValueStore {
             request.revision = revision
             let page = request
             let response: Etcdserverpb_RangeResponse
+            let started = ContinuousClock.now
             do {
                 response = try await kv.range(page, options: unaryOptions)
+                Self.recordDuration("list", outcome: "success", since: started)
             } catch let error as RPCError where Self.isOversizedResponse(error) && limit > 1 {
+                Self.recordDuration("list", outcome: "failure", since: started)
                 limit = max(1, limit / 2)
                 continue
             } catch {
+                Self.recordDuration("list", outcome: "failure", since: started)
                 throw Self.translate(error, context: "list \(prefix) at \(configuration.endpointList)")
             }
             if revision == 0 { revision = response.header.revision }
@@ -245,7 +263,7 @@ public struct EtcdClient: KeyValueStore {
         request.key = Data(prefix.utf8)
         request.rangeEnd = Self.prefixEnd(prefix)
         request.countOnly = true
-        let response = try await call("count \(prefix)") { try await kv.range(request, options: unaryOptions) }
+        let response = try await call("count", "count \(prefix)") { try await kv.range(request, options: unaryOptions) }
         return Int(response.count)
     }
 
@@ -255,7 +273,7 @@ public struct EtcdClient: KeyValueStore {
         request.key = Data(key.utf8)
         request.value = value
         request.lease = lease
-        let response = try await call("put \(key)") { try await kv.put(request, options: unaryOptions) }
+        let response = try await call("put", "put \(key)") { try await kv.put(request, options: unaryOptions) }
         return response.header.revision
     }
 
@@ -297,7 +315,7 @@ public struct EtcdClient: KeyValueStore {
         txn.compare = [compare]
         txn.success = [op]
         let request = txn
-        return try await call(context()) { try await kv.txn(request, options: unaryOptions) }.succeeded
+        return try await call("txn", context()) { try await kv.txn(request, options: unaryOptions) }.succeeded
     }
 
     /// Deletes `keys` in one transaction if every key in `unchanged` still has the mod revision
@@ -314,7 +332,7 @@ public struct EtcdClient: KeyValueStore {
         }
         txn.success = keys.map(Self.deleteOp)
         let request = txn
-        let response = try await call("delete of \(keys.count) keys if unchanged") { try await kv.txn(request, options: unaryOptions) }
+        let response = try await call("delete", "delete of \(keys.count) keys if unchanged") { try await kv.txn(request, options: unaryOptions) }
         return response.succeeded
     }
 
@@ -346,14 +364,14 @@ public struct EtcdClient: KeyValueStore {
             txn.success.append(op)
         }
         guard !txn.success.isEmpty else { return }
-        _ = try await call("commit of \(txn.success.count) operations") { try await kv.txn(txn, options: unaryOptions) }
+        _ = try await call("commit", "commit of \(txn.success.count) operations") { try await kv.txn(txn, options: unaryOptions) }
     }
 
     @discardableResult
     public func delete(_ key: String) async throws(EtcdError) -> Bool {
         var request = Etcdserverpb_DeleteRangeRequest()
         request.key = Data(key.utf8)
-        let response = try await call("delete \(key)") { try await kv.deleteRange(request, options: unaryOptions) }
+        let response = try await call("delete", "delete \(key)") { try await kv.deleteRange(request, options: unaryOptions) }
         return response.deleted > 0
     }
 
@@ -362,13 +380,13 @@ public struct EtcdClient: KeyValueStore {
         var request = Etcdserverpb_DeleteRangeRequest()
         request.key = Data(prefix.utf8)
         request.rangeEnd = Self.prefixEnd(prefix)
-        let response = try await call("delete prefix \(prefix)") { try await kv.deleteRange(request, options: unaryOptions) }
+        let response = try await call("delete", "delete prefix \(prefix)") { try await kv.deleteRange(request, options: unaryOptions) }
         return Int(response.deleted)
     }
 
     /// The etcd cluster ID, current revision and server version; also a cheap reachability probe.
     public func status() async throws(EtcdError) -> (clusterID: UInt64, revision: Int64, version: String) {
-        let response = try await call("status") {
+        let response = try await call("status", "status") {
             try await maintenance.status(Etcdserverpb_StatusRequest(), options: unaryOptions)
         }
         return (response.header.clusterID, response.header.revision, response.version)
@@ -376,7 +394,7 @@ public struct EtcdClient: KeyValueStore {
 
     /// What the member this client is connected to says about itself and the cluster's leader.
     public func memberStatus() async throws(EtcdError) -> EtcdMemberStatus {
-        let response = try await call("status") {
+        let response = try await call("status", "status") {
             try await maintenance.status(Etcdserverpb_StatusRequest(), options: unaryOptions)
         }
         return EtcdMemberStatus(memberID: response.header.memberID, leader: response.leader, raftTerm: response.raftTerm,
@@ -404,7 +422,7 @@ public struct EtcdClient: KeyValueStore {
         case .corrupt: .corrupt
         }
         request.memberID = member
-        let response = try await call("alarm \(action)") { try await maintenance.alarm(request, options: unaryOptions) }
+        let response = try await call("alarm", "alarm \(action)") { try await maintenance.alarm(request, options: unaryOptions) }
         return response.alarms.map { alarm in
             let kind: EtcdAlarm.Kind = switch alarm.alarm {
             case .nospace: .noSpace
@@ -422,19 +440,19 @@ public struct EtcdClient: KeyValueStore {
         request.physical = true
         var options = unaryOptions
         options.timeout = timeout
-        _ = try await call("compact \(revision)") { try await kv.compact(request, options: options) }
+        _ = try await call("compact", "compact \(revision)") { try await kv.compact(request, options: options) }
     }
 
     /// Rewrites the answering member's backend file without the space freed by compaction.
     public func defragment(timeout: Duration = .seconds(60)) async throws(EtcdError) {
         var options = unaryOptions
         options.timeout = timeout
-        _ = try await call("defragment") { try await maintenance.defragment(Etcdserverpb_DefragmentRequest(), options: options) }
+        _ = try await call("defragment", "defragment") { try await maintenance.defragment(Etcdserverpb_DefragmentRequest(), options: options) }
     }
 
     /// Size in bytes of the answering member's backend file (what the quota is measured against).
     public func backendSize() async throws(EtcdError) -> Int64 {
-        try await call("status") { try await maintenance.status(Etcdserverpb_StatusRequest(), options: unaryOptions) }.dbSize
+        try await call("status", "status") { try await maintenance.status(Etcdserverpb_StatusRequest(), options: unaryOptions) }.dbSize
     }
 
     public func currentRevision() async throws(EtcdError) -> Int64 {
@@ -459,7 +477,7 @@ public struct EtcdClient: KeyValueStore {
     public func grantLease(ttl: Duration) async throws(EtcdError) -> Int64 {
         var request = Etcdserverpb_LeaseGrantRequest()
         request.ttl = max(1, ttl.components.seconds)
-        let response = try await call("lease grant") { try await leaseAPI.leaseGrant(request, options: unaryOptions) }
+        let response = try await call("lease", "lease grant") { try await leaseAPI.leaseGrant(request, options: unaryOptions) }
         guard response.error.isEmpty else { throw EtcdError(.other, "lease grant: \(response.error)") }
         return response.id
     }
@@ -467,13 +485,13 @@ public struct EtcdClient: KeyValueStore {
     public func revokeLease(_ id: Int64) async throws(EtcdError) {
         var request = Etcdserverpb_LeaseRevokeRequest()
         request.id = id
-        _ = try await call("lease revoke") { try await leaseAPI.leaseRevoke(request, options: unaryOptions) }
+        _ = try await call("lease", "lease revoke") { try await leaseAPI.leaseRevoke(request, options: unaryOptions) }
     }
 
     /// Keeps `lease` alive until the task is cancelled, refreshing every `interval`. Throws
     /// `.leaseExpired` when etcd reports the lease gone, or the transport error if the stream breaks.
     public func keepAlive(lease: Int64, interval: Duration) async throws(EtcdError) {
-        try await call("lease keep-alive") {
+        try await call("lease", "lease keep-alive") {
             try await leaseAPI.leaseKeepAlive { writer in
                 var request = Etcdserverpb_LeaseKeepAliveRequest()
                 request.id = lease
@@ -594,7 +612,7 @@ public struct EtcdClient: KeyValueStore {
         var request = Etcdserverpb_AuthRoleGrantPermissionRequest()
         request.name = role
         request.perm = perm
-        _ = try await call("grant \(role) on \(key)") { try await auth.roleGrantPermission(request, options: unaryOptions) }
+        _ = try await call("grant", "grant \(role) on \(key)") { try await auth.roleGrantPermission(request, options: unaryOptions) }
     }
 
     /// Adds a user that can only authenticate with a client certificate whose CN is `name`.
@@ -617,16 +635,16 @@ public struct EtcdClient: KeyValueStore {
         var request = Etcdserverpb_AuthUserGrantRoleRequest()
         request.user = user
         request.role = role
-        _ = try await call("grant role \(role) to \(user)") { try await auth.userGrantRole(request, options: unaryOptions) }
+        _ = try await call("grant", "grant role \(role) to \(user)") { try await auth.userGrantRole(request, options: unaryOptions) }
     }
 
     public func enableAuth() async throws(EtcdError) {
-        _ = try await call("auth enable") { try await auth.authEnable(Etcdserverpb_AuthEnableRequest(), options: unaryOptions) }
+        _ = try await call("auth", "auth enable") { try await auth.authEnable(Etcdserverpb_AuthEnableRequest(), options: unaryOptions) }
     }
 
     private func ignoringAlreadyExists(_ what: String, _ body: () async throws -> some Sendable) async throws(EtcdError) {
         do {
-            _ = try await call(what, body)
+            _ = try await call("auth", what, body)
         } catch where error.message.contains("already exists") {
             return
         }
@@ -634,9 +652,18 @@ public struct EtcdClient: KeyValueStore {
 
     private func ignoringNotFound(_ what: String, _ body: () async throws -> some Sendable) async throws(EtcdError) {
         do {
-            _ = try await call(what, body)
+            _ = try await call("auth", what, body)
         } catch where error.message.contains("not found") {
             return
         }
+    }
+}
+
+extension Duration {
+    /// The whole duration in nanoseconds (saturating far beyond any request's length).
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds.multipliedReportingOverflow(by: 1_000_000_000).overflow
+            ? .max : seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 }

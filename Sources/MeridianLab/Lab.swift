@@ -29,6 +29,8 @@ public struct LabCluster: Codable, Sendable, Hashable {
     public var storeDiskMiB: Int?
     /// The agents' `--node-grace-period` in seconds (nil: theirs, 15 minutes).
     public var nodeGraceSeconds: Int?
+    /// The loopback port of the control plane's `/metrics` (nil: a lab made before metrics).
+    public var metricsPort: Int?
 
     public init(name: String, id: UInt32, podCIDR: String, serviceCIDR: String, dataDirectory: String,
                 clientPort: Int, peerPort: Int, meshPort: Int) {
@@ -60,6 +62,8 @@ public struct LabState: Codable, Sendable, Hashable {
     /// Every namespace, link and pin of the lab starts with this.
     public var prefix: String = Lab.defaultPrefix
     public var clusters: [LabCluster]
+    /// The loopback port of the lab's Prometheus, when `lab up --prometheus` started one.
+    public var prometheusPort: Int?
 
     public func cluster(_ name: String) -> LabCluster? { clusters.first { $0.name == name } }
 }
@@ -148,7 +152,7 @@ public struct Lab: Sendable {
     /// `mtus` are the clusters' underlay MTUs in order (the last repeats; default 1500).
     public func up(clusters count: Int, nodes nodeCount: Int = 0, mtus: [Int] = [], nodePodPrefixLength: Int = 24,
                    identityGCSeconds: Int? = nil, etcdMembers: Int = 1, storeDiskMiB: Int? = nil, nodeGraceSeconds: Int? = nil,
-                   readyTimeout: Duration = .seconds(60)) async throws -> LabState {
+                   prometheus: Bool = false, readyTimeout: Duration = .seconds(60)) async throws -> LabState {
         if let nodeGraceSeconds, !(10...86_400).contains(nodeGraceSeconds) {
             throw LabError.outOfRange(option: "--node-grace-period", allowed: "10...86400 seconds", got: "\(nodeGraceSeconds)")
         }
@@ -177,7 +181,8 @@ public struct Lab: Sendable {
         try PEMFiles.write(certificatePEM: ca.certificatePEM, to: caCertificatePath, privateKeyPEM: ca.privateKeyPEM, to: caKeyPath)
         var state = LabState(directory: directory, prefix: Self.defaultPrefix, clusters: [])
         let memberCount = etcdMembers > 1 ? etcdMembers : 0
-        var ports = try FreePorts.reserve(count * (3 + 2 * memberCount))
+        var ports = try FreePorts.reserve(count * (4 + 2 * memberCount) + 1)
+        if prometheus { state.prometheusPort = ports.removeFirst() }
         for index in 1...count {
             let id = UInt32(index)
             state.clusters.append(LabCluster(
@@ -189,6 +194,7 @@ public struct Lab: Sendable {
             state.clusters[index - 1].identityGCSeconds = identityGCSeconds
             state.clusters[index - 1].storeDiskMiB = storeDiskMiB
             state.clusters[index - 1].nodeGraceSeconds = nodeGraceSeconds
+            state.clusters[index - 1].metricsPort = ports.removeFirst()
             state.clusters[index - 1].etcdMembers = (0..<memberCount).map { member in
                 LabEtcdMember(name: "m\(member)", directory: "\(directory)/cluster\(index)/members/m\(member)",
                               clientPort: ports.removeFirst(), peerPort: ports.removeFirst())
@@ -214,6 +220,7 @@ public struct Lab: Sendable {
                     for node in cluster.nodes { try await waitForNode(node, cluster: cluster, timeout: readyTimeout) }
                 }
             }
+            if prometheus { try await startPrometheus(state) }
         } catch {
             await down()
             throw error
@@ -237,6 +244,7 @@ public struct Lab: Sendable {
                    "--etcd-key", cluster.paths.adminKey, "--etcd-server-name", cluster.serverName, "--maintain-store"])
             + (sharedCA ? ["--mesh-ca-cert", caCertificatePath, "--mesh-ca-key", caKeyPath] : [])
             + (cluster.identityGCSeconds.map { ["--identity-gc-interval", "\($0)"] } ?? [])
+            + (cluster.metricsPort.map { ["--metrics-listen", "127.0.0.1:\($0)"] } ?? [])
     }
 
     /// Starts a cluster's control plane under a supervisor of its own (`meridian supervise`, in its
@@ -311,6 +319,7 @@ public struct Lab: Sendable {
         await HostProcess.terminate(HostProcess.others().filter { HostProcess.commandLine($0)?.contains(directory) == true })
         // Store disks the state file no longer lists (a crash mid-`up`).
         for path in Self.mountPoints(under: directory, type: "tmpfs") { umount2(path, Int32(MNT_DETACH)) }
+        releaseHostNetworkNamespace()
         try? FileManager.default.removeItem(atPath: directory)
     }
 }

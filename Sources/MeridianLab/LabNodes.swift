@@ -11,6 +11,8 @@ public struct LabNode: Codable, Sendable, Hashable {
     public var underlayIP: String
     public var stateDirectory: String
     public var pinDirectory: String
+    /// The loopback port (in the host's namespace) of the agent's `/metrics`.
+    public var metricsPort: Int?
 
     public var logPath: String { stateDirectory + "/agent.log" }
     /// Written by the agent itself once it runs (setsid may fork, so the launcher's pid is not it).
@@ -114,7 +116,9 @@ extension Lab {
         }
         let node = LabNode(name: "node\(number)", namespace: namespace, underlayIP: address,
                            stateDirectory: "\(cluster.dataDirectory)/nodes/node\(number)",
-                           pinDirectory: "\(bpffsDirectory)/\(cluster.name)-node\(number)")
+                           pinDirectory: "\(bpffsDirectory)/\(cluster.name)-node\(number)",
+                           metricsPort: try FreePorts.reserve(1).first)
+        try holdHostNetworkNamespace()
         try FileManager.default.createDirectory(atPath: node.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         guard mkdir(cgroup(of: node), 0o755) == 0 || errno == EEXIST else {
             throw LabError.cgroupFailed(path: cgroup(of: node), reason: String(cString: strerror(errno)))
@@ -147,6 +151,9 @@ extension Lab {
                 "--underlay-device", Self.underlayDevice, "--netns-prefix", "\(prefix)-c\(cluster.id)",
                 "--pod-cidr-prefix-length", "\(cluster.nodePodPrefixLength)", "--cgroup", cgroup(of: node)]
             + (cluster.nodeGraceSeconds.map { ["--node-grace-period", "\($0)"] } ?? [])
+            // The agent lives in the node's namespace; its metrics listener is opened in the
+            // host's, where the lab's Prometheus scrapes.
+            + (node.metricsPort.map { ["--metrics-listen", "127.0.0.1:\($0)", "--metrics-netns", hostNetworkNamespacePath] } ?? [])
     }
 
     /// Starts a node's agent under a supervisor of its own that restarts it whenever it exits,
