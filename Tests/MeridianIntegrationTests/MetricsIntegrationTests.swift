@@ -26,7 +26,7 @@ struct MetricsIntegrationTests {
 
         """
 
-    @Test("Prometheus scrapes every daemon; the POLICY_DENIED drop counter rises after a denied probe; cluster1's readiness for cluster2 falls while cluster2's store is stopped and rises when it is back")
+    @Test("Prometheus scrapes every daemon; the POLICY_DENIED drop counter rises after a denied probe; cluster1's readiness for cluster2 falls while cluster2's control plane (and the store it runs) is stopped and rises when it is back")
     func prometheusScrapesTheLab() async throws {
         try await LabFixture.with(clusters: 2, nodes: 1, heartbeat: 1, prometheus: true) { lab in
             let statusOutput = try await lab.meridian(["lab", "status", "-o", "json", "--directory", lab.labDirectory])

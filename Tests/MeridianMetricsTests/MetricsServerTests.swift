@@ -12,7 +12,7 @@ struct MetricsServerTests {
     @Test("GET /metrics renders the registry after a refresh; other paths and methods get 404; an oversized head is cut off")
     func servesOnlyMetrics() async throws {
         let registry = PrometheusCollectorRegistry()
-        let scrapes = registry.makeCounter(name: "meridian_test_scrapes_total")
+        let scrapes = registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "meridian", metricName: "test_scrapes", unitName: "total", helpText: "Scrapes served in this test."))
         let (ports, bound) = AsyncStream.makeStream(of: Int.self)
         let server = MetricsServer(address: MetricsListenAddress(host: "127.0.0.1", port: 0), registry: registry,
                                    logger: Logger(label: "test"), refresh: { scrapes.increment() })
