@@ -76,6 +76,7 @@ let package = Package(
         .target(
             name: "MeridianMetrics",
             dependencies: [
+                "MeridianHost",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import MeridianCore
+import MeridianHost
 
 /// Runs a pod's readiness probe as a kubelet does, against the pod's own address and port, but
 /// from inside the pod's network namespace: the connection never crosses the node's datapath,
@@ -29,24 +30,9 @@ enum ReadinessProbe {
         }
     }
 
-    private typealias SetNamespace = @convention(c) (Int32, Int32) -> Int32
-    /// `CLONE_NEWNET` from <sched.h>, which Swift's Glibc does not export (GNU only).
-    private static let newNetworkNamespace: Int32 = 0x4000_0000
-
-    /// glibc's `setns`, looked up at run time: Swift's Glibc module leaves out the GNU parts of <sched.h>.
-    private static func setNamespace(_ fd: Int32) -> Bool {
-        guard let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "setns") else { return false }
-        let function = unsafeBitCast(symbol, to: SetNamespace.self)
-        return function(fd, newNetworkNamespace) == 0
-    }
-
     /// Runs on a dedicated thread, which it leaves in the pod's namespace (the thread ends).
     private static func probe(networkNamespace: String, address: String, port: Int, httpPath: String?, timeout: Double) -> Outcome {
-        let nsFD = open("/var/run/netns/\(networkNamespace)", O_RDONLY | O_CLOEXEC)
-        guard nsFD >= 0 else { return .failed("network namespace \(networkNamespace): \(String(cString: strerror(errno)))") }
-        let entered = setNamespace(nsFD)
-        close(nsFD)
-        guard entered else { return .failed("cannot enter network namespace \(networkNamespace)") }
+        if let failure = ThreadNetworkNamespace.enter("/var/run/netns/\(networkNamespace)") { return .failed(failure) }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return .failed("socket: \(String(cString: strerror(errno)))") }
         defer { close(fd) }

@@ -2,6 +2,7 @@ import CoreMetrics
 import Foundation
 import Glibc
 import Logging
+import MeridianHost
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -132,24 +133,13 @@ enum ListeningSocket {
         return try result.get()
     }
 
-    private typealias SetNamespace = @convention(c) (Int32, Int32) -> Int32
-    /// `CLONE_NEWNET` of <sched.h>, which Swift's Glibc module leaves out with the rest of its GNU part.
-    private static let cloneNewNetwork: Int32 = 0x4000_0000
-
-    /// glibc's `setns`, looked up at run time for the same reason.
-    private static func enterNetworkNamespace(_ fd: Int32) -> Bool {
-        guard let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "setns") else { return false }
-        return unsafeBitCast(symbol, to: SetNamespace.self)(fd, cloneNewNetwork) == 0
-    }
-
     private static func make(_ address: MetricsListenAddress, namespace path: String) -> Result<CInt, MetricsServerError> {
         func failure(_ what: String) -> Result<CInt, MetricsServerError> {
             .failure(MetricsServerError("\(what) for /metrics on \(address) in network namespace \(path): \(String(cString: strerror(errno)))"))
         }
-        let namespace = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        guard namespace >= 0 else { return failure("open") }
-        defer { close(namespace) }
-        guard enterNetworkNamespace(namespace) else { return failure("enter") }
+        if let entered = ThreadNetworkNamespace.enter(path) {
+            return .failure(MetricsServerError("/metrics on \(address): \(entered)"))
+        }
         let socketAddress: SocketAddress
         do {
             socketAddress = try SocketAddress(ipAddress: address.host, port: address.port)

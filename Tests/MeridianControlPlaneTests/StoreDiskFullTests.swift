@@ -178,10 +178,15 @@ final class ScratchTmpfs {
         var written: Int64 = 0
         while written < target {
             let next = chunk.prefix(Int(min(Int64(chunk.count), target - written)))
-            try handle.write(contentsOf: next)
+            do {
+                try handle.write(contentsOf: next)
+            } catch let error as CocoaError where error.code == .fileWriteOutOfSpace {
+                // etcd wrote meanwhile and took the rest first: the disk is as full as asked.
+                break
+            }
             written += Int64(next.count)
         }
-        try handle.synchronize()
+        try? handle.synchronize()
     }
 
     func removeFiller() {
