@@ -28,15 +28,16 @@ public enum ServiceList {
         for frontend in frontends {
             let name = "\(frontend.namespace)/\(frontend.name)"
             let address = "\(frontend.address):\(frontend.port)/\(frontend.proto)"
-            let mode = frontend.global ? "global, affinity \(frontend.affinity)" : "local"
+            let mode = !frontend.global ? "local" : frontend.preference.map { "global, \($0)" } ?? "global, affinity \(frontend.affinity)"
             if frontend.backends.isEmpty {
-                rows.append([address, name, mode, "<none>", "", "", ""])
+                rows.append([address, name, mode, "<none>", "", "", "", ""])
             }
             for (index, backend) in frontend.backends.enumerated() {
                 rows.append([index == 0 ? address : "", index == 0 ? name : "", index == 0 ? mode : "",
-                             "\(backend.ip):\(backend.port)", backend.cluster, backend.state, backend.preferred ? "yes" : ""])
+                             "\(backend.ip):\(backend.port)", backend.cluster, backend.state, backend.preferred ? "yes" : "",
+                             "\(backend.slots ?? 1)"])
             }
         }
-        return Table(headers: ["FRONTEND", "SERVICE", "MODE", "BACKEND", "CLUSTER", "STATE", "PREFERRED"], rows: rows)
+        return Table(headers: ["FRONTEND", "SERVICE", "MODE", "BACKEND", "CLUSTER", "STATE", "PREFERRED", "SLOTS"], rows: rows)
     }
 }

@@ -191,11 +191,12 @@ struct DesiredDatapath: Sendable {
             podRecords: inputs.pods, statusRecords: inputs.podStatuses, remoteRecords: inputs.remoteServices)
         for frontend in frontends {
             guard let vip = IPAddress(frontend.address), let proto = L4Protocol(rawValue: frontend.proto).flatMap(Self.proto) else { continue }
-            desired.services[Frontend(address: vip, port: frontend.port, proto: proto)] = frontend.backends.compactMap { backend in
-                guard let ip = IPAddress(backend.ip) else { return nil }
+            // A backend with several slots (cluster weights) is listed once per slot.
+            desired.services[Frontend(address: vip, port: frontend.port, proto: proto)] = frontend.backends.flatMap { backend -> [BackendAddress] in
+                guard let ip = IPAddress(backend.ip) else { return [] }
                 let address = BackendAddress(address: ip, port: backend.port, proto: proto, clusterID: UInt16(truncatingIfNeeded: backend.clusterID))
                 if let state = BackendState(rawValue: backend.state), state != .active { desired.backendStates[address] = state }
-                return address
+                return Array(repeating: address, count: max(1, backend.slots ?? 1))
             }
         }
         // Every Service with a ClusterIP resolves by name, whatever its ports.

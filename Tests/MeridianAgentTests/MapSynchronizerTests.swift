@@ -83,6 +83,23 @@ struct MapSynchronizerTests {
         #expect(datapath.backends.lookup(ids[1])?.cluster_id == 2)
     }
 
+    @Test("a backend listed several times (cluster weights) takes that many slots under one backend ID; fewer repeats shrink the service")
+    func weightedSlots() throws {
+        let datapath = InMemoryNodeDatapath()
+        var synchronizer = MapSynchronizer(maps: datapath.maps)
+        let web = Self.frontend("10.101.0.10")
+        let heavy = Self.backend("10.2.1.2", cluster: 2), light = Self.backend("10.3.1.2", cluster: 3)
+        try synchronizer.apply(Self.desired([web: Array(repeating: heavy, count: 3) + [light]]))
+        #expect(datapath.services.lookup(Self.slotKey(web, 0))?.count == 4)
+        let ids = (1...4).compactMap { datapath.services.lookup(Self.slotKey(web, UInt16($0)))?.backend_id }
+        #expect(ids.count == 4 && Set(ids).count == 2, "\(ids)")
+        #expect(datapath.backends.count == 2)
+        #expect(ids.filter { datapath.backends.lookup($0)?.cluster_id == 2 }.count == 3)
+        try synchronizer.apply(Self.desired([web: [heavy, light]]))
+        #expect(datapath.services.lookup(Self.slotKey(web, 0))?.count == 2)
+        #expect(datapath.services.lookup(Self.slotKey(web, 3)) == nil)
+    }
+
     static func hex<T: BitwiseCopyable>(_ value: T) -> String {
         withUnsafeBytes(of: value) { $0.map { String(format: "%02x", $0) }.joined() }
     }

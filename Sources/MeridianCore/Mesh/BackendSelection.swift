@@ -55,10 +55,14 @@ public struct BackendSelectionResult: Sendable, Hashable {
     /// `cluster/ip` of the selected backends on the side the affinity prefers; empty for
     /// affinity `none` and while the preferred side has fallen back to the other one.
     public var preferred: Set<String>
+    /// Slots a backend takes among the frontend's slots, by `cluster/ip`, where a cluster weight
+    /// makes it more than one; new connections pick a slot uniformly.
+    public var slots: [String: Int]
 
-    public init(selected: [MeshBackend], preferred: Set<String>) {
+    public init(selected: [MeshBackend], preferred: Set<String>, slots: [String: Int] = [:]) {
         self.selected = selected
         self.preferred = preferred
+        self.slots = slots
     }
 }
 
@@ -76,10 +80,20 @@ public struct BackendSelectionResult: Sendable, Hashable {
 /// Which side a backend is on comes from the list it is passed in, not from `isLocal`. The
 /// output is sorted by cluster, then IP (numerically when both IPs parse), and a backend whose
 /// `cluster/ip` already appeared earlier in the input is dropped.
+///
+/// With a `ClusterPreference`, which replaces the affinity: the first entry of its order that has
+/// an active backend gives the selection (its healthy backends), together with the terminating
+/// backends of the entries before it, which keep their connections but take no new ones (with
+/// none active anywhere, every listed entry's healthy backends). Clusters the order does not
+/// cover are never selected. Weights then give each selected active backend its number of slots.
 public enum BackendSelection {
+    /// Slots a frontend has at most (`MapSynchronizer` numbers them in 16 bits).
+    public static let maximumSlots = 16_384
+
     public static func select(
-        local: [MeshBackend], remote: [MeshBackend], affinity: ServiceAffinity
+        local: [MeshBackend], remote: [MeshBackend], affinity: ServiceAffinity, preference: ClusterPreference? = nil
     ) -> BackendSelectionResult {
+        if let preference { return select(local + remote, preference: preference) }
         let healthyLocal = local.filter(\.state.isHealthy)
         let healthyRemote = remote.filter(\.state.isHealthy)
         let chosen: [MeshBackend]
@@ -99,6 +113,25 @@ public enum BackendSelection {
         let unique = chosen.filter { seen.insert($0.key).inserted }
         let preferredKeys = Set(preferred.map(\.key)).intersection(seen)
         return BackendSelectionResult(selected: unique.sorted(by: ordered), preferred: preferredKeys)
+    }
+
+    private static func select(_ backends: [MeshBackend], preference: ClusterPreference) -> BackendSelectionResult {
+        var seen = Set<String>()
+        let healthy = backends.filter { $0.state.isHealthy && seen.insert($0.key).inserted }
+        let clusters = Set(healthy.map(\.cluster))
+        var chosen: [MeshBackend]?
+        // Backends of the entries before the chosen one (all terminating): kept for their connections.
+        var passed: [MeshBackend] = []
+        for entry in preference.order ?? [.others] where chosen == nil {
+            let members = preference.clusters(of: entry, among: clusters)
+            let tier = healthy.filter { members.contains($0.cluster) }
+            if tier.contains(where: \.state.isActive) { chosen = tier } else { passed += tier }
+        }
+        let selected = (passed + (chosen ?? [])).sorted(by: ordered)
+        let active = selected.filter(\.state.isActive)
+        let slots = preference.slots(for: active.isEmpty ? selected : active, maximumSlots: maximumSlots)
+        let preferred = preference.order == nil ? [] : Set((chosen ?? []).map(\.key))
+        return BackendSelectionResult(selected: selected, preferred: preferred, slots: slots)
     }
 
     private static func ordered(_ lhs: MeshBackend, _ rhs: MeshBackend) -> Bool {

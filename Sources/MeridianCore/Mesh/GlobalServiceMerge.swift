@@ -7,16 +7,19 @@ public struct FrontendBackend: Sendable, Hashable, Codable {
     public var cluster: String
     public var clusterID: UInt32
     public var state: String
-    /// Whether the service's affinity prefers this backend's side.
+    /// Whether the service's affinity (or cluster preference) prefers this backend's side.
     public var preferred: Bool
+    /// The frontend's slots this backend takes (more than one under cluster weights); nil for one.
+    public var slots: Int?
 
-    public init(ip: String, port: UInt16, cluster: String, clusterID: UInt32, state: String, preferred: Bool) {
+    public init(ip: String, port: UInt16, cluster: String, clusterID: UInt32, state: String, preferred: Bool, slots: Int? = nil) {
         self.ip = ip
         self.port = port
         self.cluster = cluster
         self.clusterID = clusterID
         self.state = state
         self.preferred = preferred
+        self.slots = slots
     }
 }
 
@@ -29,10 +32,12 @@ public struct ServiceFrontend: Sendable, Hashable, Codable {
     public var proto: String
     public var global: Bool
     public var affinity: String
+    /// The cluster preference (`ClusterPreference.description`), when the service gives one.
+    public var preference: String?
     public var backends: [FrontendBackend]
 
     public init(namespace: String, name: String, address: String, port: UInt16, proto: String, global: Bool, affinity: String,
-                backends: [FrontendBackend]) {
+                preference: String? = nil, backends: [FrontendBackend]) {
         self.namespace = namespace
         self.name = name
         self.address = address
@@ -40,6 +45,7 @@ public struct ServiceFrontend: Sendable, Hashable, Codable {
         self.proto = proto
         self.global = global
         self.affinity = affinity
+        self.preference = preference
         self.backends = backends
     }
 }
@@ -81,16 +87,17 @@ public enum GlobalServiceMerge {
                                                           state: exported.state(of: ip)))
                     }
                 }
-                let selection = BackendSelection.select(local: local, remote: mesh.global ? remoteBackends : [], affinity: mesh.affinity)
+                let selection = BackendSelection.select(local: local, remote: mesh.global ? remoteBackends : [], affinity: mesh.affinity,
+                                                        preference: mesh.preference)
                 let backends = selection.selected.compactMap { backend -> FrontendBackend? in
                     guard let target = backend.ports[portName] else { return nil }
                     return FrontendBackend(ip: backend.ip, port: target.port, cluster: backend.cluster,
                                            clusterID: backend.clusterID?.rawValue ?? clusterID, state: backend.state.rawValue,
-                                           preferred: selection.preferred.contains(backend.key))
+                                           preferred: selection.preferred.contains(backend.key), slots: selection.slots[backend.key])
                 }
                 result.append(ServiceFrontend(namespace: namespace, name: service.metadata.name, address: clusterIP,
                                               port: UInt16(resolved.servicePort.port), proto: proto.rawValue, global: mesh.global,
-                                              affinity: mesh.affinity.rawValue, backends: backends))
+                                              affinity: mesh.affinity.rawValue, preference: mesh.preference?.description, backends: backends))
             }
         }
         return result.sorted { ($0.namespace, $0.name, $0.port) < ($1.namespace, $1.name, $1.port) }

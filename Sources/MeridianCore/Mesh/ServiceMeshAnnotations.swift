@@ -49,18 +49,24 @@ public struct ServiceMeshAnnotations: Sendable, Hashable {
         public static let legacyGlobal = "io.cilium/global-service"
         public static let legacyShared = "io.cilium/shared-service"
         public static let legacyAffinity = "io.cilium/service-affinity"
+        /// Meridian's own: `ClusterPreference`.
+        public static let clusterPreference = "service.meridian.io/cluster-preference"
+        public static let clusterWeights = "service.meridian.io/cluster-weights"
     }
 
     public var global: Bool
     public var shared: Bool
     public var affinity: ServiceAffinity
+    /// Order and weights between clusters; nil when the service gives neither.
+    public var preference: ClusterPreference?
 
     /// Settings with the same defaulting as `parse(_:)`: a service that is not global is never
-    /// shared and has no affinity.
-    public init(global: Bool, shared: Bool = true, affinity: ServiceAffinity = .none) {
+    /// shared and has no affinity or preference.
+    public init(global: Bool, shared: Bool = true, affinity: ServiceAffinity = .none, preference: ClusterPreference? = nil) {
         self.global = global
         self.shared = global && shared
         self.affinity = global ? affinity : .none
+        self.preference = global ? preference : nil
     }
 
     /// Settings of a Service without mesh annotations.
@@ -70,7 +76,23 @@ public struct ServiceMeshAnnotations: Sendable, Hashable {
         let global = try value(annotations, Key.global, legacy: Key.legacyGlobal, parseBool) ?? false
         let shared = try value(annotations, Key.shared, legacy: Key.legacyShared, parseBool) ?? true
         let affinity = try value(annotations, Key.affinity, legacy: Key.legacyAffinity, parseAffinity) ?? .none
-        return ServiceMeshAnnotations(global: global, shared: shared, affinity: affinity)
+        let order = try annotations[Key.clusterPreference].map { raw throws(ServiceMeshAnnotationError) in
+            try ClusterPreference.parseOrder(Key.clusterPreference, raw)
+        }
+        let weights = try annotations[Key.clusterWeights].map { raw throws(ServiceMeshAnnotationError) in
+            try ClusterPreference.parseWeights(Key.clusterWeights, raw)
+        }
+        var preference: ClusterPreference?
+        if order != nil || weights != nil {
+            guard affinity == .none else {
+                let key = annotations[Key.affinity] != nil ? Key.affinity : Key.legacyAffinity
+                throw ServiceMeshAnnotationError(
+                    annotation: key, value: annotations[key] ?? "",
+                    expected: "\"none\" or no affinity: \(Key.clusterPreference) and \(Key.clusterWeights) say where traffic goes instead")
+            }
+            preference = ClusterPreference(order: order, weights: weights?.named, otherWeight: weights?.other ?? 1)
+        }
+        return ServiceMeshAnnotations(global: global, shared: shared, affinity: affinity, preference: preference)
     }
 
     private static let booleanExpectation = "\"true\" or \"false\""
