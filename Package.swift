@@ -155,7 +155,7 @@ let package = Package(
         .target(
             name: "MeridianTestSupport",
             dependencies: [
-                "MeridianCore", "MeridianEtcd", "MeridianDatapath", "MeridianHost", "CMeridianBPF",
+                "MeridianCore", "MeridianEtcd", "MeridianStore", "MeridianDatapath", "MeridianHost", "CMeridianBPF",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

@@ -167,8 +167,7 @@ public enum EtcdExitCause: Sendable, Hashable {
     public func explanation(dataDirectory: String) -> String {
         switch self {
         case .diskFull:
-            var info = statvfs()
-            let free = statvfs(dataDirectory, &info) == 0 ? "\(Int64(info.f_bavail) * Int64(info.f_frsize) / 1024) KiB free" : "free space unknown"
+            let free = (try? FilesystemSpace.of(dataDirectory)).map { "\($0.availableBytes / 1024) KiB free" } ?? "free space unknown"
             return "the disk under \(dataDirectory) is full (\(free)); free space there and it starts again by itself, with every acknowledged write"
         }
     }

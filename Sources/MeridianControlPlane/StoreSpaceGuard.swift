@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MeridianEtcd
+import MeridianHost
 import MeridianStore
 
 /// Keeps the cluster's store writable, and its data safe when it cannot be.
@@ -149,13 +150,11 @@ struct StoreSpaceGuard: Sendable {
     private func measureFilesystem() -> StoreSpaceRecord.Filesystem? {
         guard let dataDirectory else { return nil }
         do {
-            let attributes = try FileManager.default.attributesOfFileSystem(forPath: dataDirectory)
-            guard let free = (attributes[.systemFreeSize] as? NSNumber)?.int64Value,
-                  let size = (attributes[.systemSize] as? NSNumber)?.int64Value else { return nil }
+            let space = try FilesystemSpace.of(dataDirectory)
             // A filesystem of a few hundred MiB (a store's own volume) would be short from the start
             // at 128 MiB: there a quarter of it is kept free.
-            return StoreSpaceRecord.Filesystem(path: dataDirectory, availableBytes: free, totalBytes: size,
-                                               minimumFreeBytes: min(minimumFreeBytes, size / 4))
+            return StoreSpaceRecord.Filesystem(path: dataDirectory, availableBytes: space.availableBytes, totalBytes: space.totalBytes,
+                                               minimumFreeBytes: min(minimumFreeBytes, space.totalBytes / 4))
         } catch {
             logger.warning("cannot read the free space of the store's filesystem", metadata: ["data-directory": "\(dataDirectory)", "error": "\(error)"])
             return nil

@@ -131,13 +131,11 @@ extension Lab {
 
     static let fillerName = "meridian-fault-filler"
 
-    /// The disk under an etcd's data, from statvfs.
+    /// The disk under an etcd's data.
     public static func disk(_ path: String) -> LabStoreDisk? {
-        var info = statvfs()
-        guard statvfs(path, &info) == 0 else { return nil }
+        guard let space = try? FilesystemSpace.of(path) else { return nil }
         let filler = (try? FileManager.default.attributesOfItem(atPath: path + "/" + fillerName))?[.size] as? Int64
-        return LabStoreDisk(path: path, totalBytes: Int64(info.f_blocks) * Int64(info.f_frsize),
-                            freeBytes: Int64(info.f_bavail) * Int64(info.f_frsize), fillerBytes: filler)
+        return LabStoreDisk(path: path, totalBytes: space.totalBytes, freeBytes: space.availableBytes, fillerBytes: filler)
     }
 
     /// The data directory of the etcd `process` names, on a filesystem of its own.

@@ -3,6 +3,7 @@ import Logging
 import MeridianCore
 import MeridianDNS
 import MeridianStore
+import MeridianTestSupport
 import NIOCore
 import Testing
 @testable import MeridianAgent

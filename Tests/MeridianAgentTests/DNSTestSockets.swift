@@ -1,7 +1,5 @@
 import Foundation
 import Glibc
-import Logging
-import MeridianStore
 import NIOCore
 
 /// A UDP socket on 127.0.0.1 that sends datagrams to the server under test and polls for its
@@ -109,43 +107,6 @@ struct TestSocketError: Error, CustomStringConvertible {
     var call: String
     var errno: CInt
     var description: String { "\(call) failed: \(String(cString: strerror(errno))) (errno \(errno))" }
-}
-
-/// SplitMix64: a seeded generator, so a failing fuzz run replays exactly.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-/// Keeps every log line with its level and metadata, for assertions on what was logged.
-struct CapturingLogHandler: LogHandler {
-    struct Line: Sendable {
-        var level: Logger.Level
-        var message: String
-        var metadata: Logger.Metadata
-    }
-
-    let lines: Shared<[Line]>
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        lines.withLock { $0.append(Line(level: event.level, message: "\(event.message)", metadata: metadata.merging(event.metadata ?? [:]) { $1 })) }
-    }
 }
 
 func be16(_ value: UInt16) -> [UInt8] {

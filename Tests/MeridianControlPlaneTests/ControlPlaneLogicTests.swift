@@ -1,25 +1,14 @@
 import Foundation
 import MeridianEtcd
 import MeridianStore
+import MeridianTestSupport
 import Testing
 @testable import MeridianControlPlane
-
-/// A deterministic generator so jitter bounds can be checked exactly.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite struct ReconnectBackoffTests {
     @Test func delaysDoubleUpToTheMaximumWithJitterInTheUpperHalf() {
         var backoff = ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(2))
-        var generator = SeededGenerator(state: 42)
+        var generator = SeededGenerator(seed: 42)
         let ceilings: [Duration] = [.milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800),
                                     .milliseconds(1600), .seconds(2), .seconds(2)]
         for ceiling in ceilings {
@@ -33,7 +22,7 @@ struct SeededGenerator: RandomNumberGenerator {
 
     @Test func jitterSpreadsManyReconnectingClients() {
         // 100 control planes losing the same peer at once must not retry in lockstep.
-        var generator = SeededGenerator(state: 7)
+        var generator = SeededGenerator(seed: 7)
         var delays: Set<Duration> = []
         for _ in 0..<100 {
             var backoff = ReconnectBackoff(initial: .seconds(1), maximum: .seconds(30))

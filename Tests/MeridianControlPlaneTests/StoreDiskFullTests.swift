@@ -19,8 +19,8 @@ struct StoreDiskFullTests {
         let disk = try ScratchTmpfs(megabytes: 96)
         defer { disk.remove() }
         let dataDirectory = disk.path + "/etcd"
-        let lines = Shared([CapturedLine]())
-        let logger = Logger(label: "meridian-test-store-disk") { _ in LineCapture(lines: lines) }
+        let lines = Shared([CapturingLogHandler.Line]())
+        let logger = Logger(label: "meridian-test-store-disk") { _ in CapturingLogHandler(lines: lines) }
         try await ScratchEtcd.with(dataDirectory: dataDirectory) { client, _ in
             let spaceGuard = StoreSpaceGuard(client: client, quotaBytes: nil, interval: .seconds(10), logger: logger,
                                              dataDirectory: dataDirectory, minimumFreeBytes: Self.minimumFreeBytes)
@@ -72,8 +72,8 @@ struct StoreDiskFullTests {
         let disk = try ScratchTmpfs(megabytes: 96)
         defer { disk.remove() }
         let dataDirectory = disk.path + "/etcd"
-        let lines = Shared([CapturedLine]())
-        let logger = Logger(label: "meridian-test-store-disk") { _ in LineCapture(lines: lines) }
+        let lines = Shared([CapturingLogHandler.Line]())
+        let logger = Logger(label: "meridian-test-store-disk") { _ in CapturingLogHandler(lines: lines) }
         try await ScratchEtcd.with(dataDirectory: dataDirectory, restart: .always(initial: .milliseconds(100), maximum: .milliseconds(500))) { client, _ in
             var acknowledged: [String: String] = [:]
             for index in 0..<50 {
@@ -164,7 +164,7 @@ final class ScratchTmpfs {
     }
 
     var availableBytes: Int64 {
-        get throws { (try FileManager.default.attributesOfFileSystem(forPath: path)[.systemFreeSize] as? NSNumber)?.int64Value ?? 0 }
+        get throws { try FilesystemSpace.of(path).availableBytes }
     }
 
     /// Writes the filler until `bytes` (or a little less, a page at most) are left.
@@ -220,27 +220,4 @@ final class ScratchTmpfs {
 /// A failed step of `ScratchTmpfs`, with the command and what it said.
 struct ScratchTmpfsError: Error, CustomStringConvertible {
     var description: String
-}
-
-/// One log line as the test saw it.
-struct CapturedLine: Sendable {
-    var level: Logger.Level
-    var message: String
-    var metadata: Logger.Metadata
-}
-
-/// Keeps every log line, for assertions on what the guard said.
-struct LineCapture: LogHandler {
-    let lines: Shared<[CapturedLine]>
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        lines.withLock { $0.append(CapturedLine(level: event.level, message: "\(event.message)", metadata: event.metadata ?? [:])) }
-    }
 }

@@ -42,6 +42,8 @@ struct ClusterPreferenceTests {
         ["service.meridian.io/cluster-weights": "cluster1=1,cluster1=2"],
         ["service.meridian.io/cluster-weights": "*=1,*=2"],
         ["service.meridian.io/cluster-preference": "cluster1", "service.cilium.io/affinity": "local"],
+        ["service.meridian.io/cluster-preference": (0...ClusterPreference.maximumEntries).map { "c\($0)" }.joined(separator: ",")],
+        ["service.meridian.io/cluster-weights": (0...ClusterPreference.maximumEntries).map { "c\($0)=1" }.joined(separator: ",")],
     ])
     func refused(_ annotations: [String: String]) {
         do {

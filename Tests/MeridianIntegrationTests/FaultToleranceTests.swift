@@ -4,16 +4,7 @@ import MeridianEtcd
 import MeridianHost
 import MeridianLab
 import MeridianStore
-import Synchronization
 import Testing
-
-/// A counter the sampling task and the test share.
-final class Recorded<Value: Sendable>: Sendable {
-    private let state: Mutex<Value>
-    init(_ value: Value) { state = Mutex(value) }
-    var value: Value { state.withLock { $0 } }
-    func update(_ body: (inout Value) -> Void) { state.withLock { body(&$0) } }
-}
 
 /// Killing and stopping the lab's real processes: each fault is survived by itself, and what it
 /// cost (a store that never came back, an orphan, a failed request, a broken stream) is measured
@@ -211,12 +202,12 @@ struct FaultToleranceTests {
             }
             let updates = 300
             let failuresBefore = [try await Self.remoteFailures(lab, "cluster1"), try await Self.remoteFailures(lab, "cluster2")]
-            let notReady = Recorded(0)
+            let notReady = Shared(0)
             let written = try await withThrowingTaskGroup(of: Int.self) { group in
                 // The mesh stays ready: cluster1's view of cluster2, sampled throughout.
                 group.addTask {
                     while !Task.isCancelled {
-                        if (try? await Self.remoteReady(lab)) == false { notReady.update { $0 += 1 } }
+                        if (try? await Self.remoteReady(lab)) == false { notReady.withLock { $0 += 1 } }
                         try? await Task.sleep(for: .milliseconds(300))
                     }
                     return -1

@@ -89,14 +89,20 @@ public struct ClusterPreference: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// Entries a list or a weight annotation may hold: every cluster of the largest mesh, and `*`.
+    public static let maximumEntries = 512
+
     /// Parses the list: cluster names and at most one `*`, comma-separated, each once.
     static func parseOrder(_ annotation: String, _ raw: String) throws(ServiceMeshAnnotationError) -> [Entry] {
-        let expectation = "a comma-separated list of cluster names, each once, and at most one \"*\" (e.g. \"cluster1,cluster2,*\")"
+        let expectation = "a comma-separated list of at most \(maximumEntries) cluster names, each once, and at most one \"*\" (e.g. \"cluster1,cluster2,*\")"
+        let parts = raw.split(separator: ",", omittingEmptySubsequences: false)
+        guard parts.count <= maximumEntries else { throw ServiceMeshAnnotationError(annotation: annotation, value: raw, expected: expectation) }
         var entries: [Entry] = []
-        for part in raw.split(separator: ",", omittingEmptySubsequences: false) {
+        var seen: Set<Entry> = []
+        for part in parts {
             let name = part.trimmingCharacters(in: .whitespaces)
             let entry: Entry = name == "*" ? .others : .cluster(name)
-            guard name == "*" || ClusterPreference.isClusterName(name), !entries.contains(entry) else {
+            guard name == "*" || ClusterPreference.isClusterName(name), seen.insert(entry).inserted else {
                 throw ServiceMeshAnnotationError(annotation: annotation, value: raw, expected: expectation)
             }
             entries.append(entry)
@@ -109,7 +115,9 @@ public struct ClusterPreference: Sendable, Hashable, CustomStringConvertible {
         let expectation = "comma-separated CLUSTER=WEIGHT pairs (and *=WEIGHT for the others), each once, weights \(weightRange.lowerBound)...\(weightRange.upperBound) (e.g. \"cluster1=3,cluster2=1\")"
         var named: [String: Int] = [:]
         var other: Int?
-        for part in raw.split(separator: ",", omittingEmptySubsequences: false) {
+        let parts = raw.split(separator: ",", omittingEmptySubsequences: false)
+        guard parts.count <= maximumEntries else { throw ServiceMeshAnnotationError(annotation: annotation, value: raw, expected: expectation) }
+        for part in parts {
             let pair = part.split(separator: "=", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
             guard pair.count == 2, let weight = Int(pair[1]), weightRange.contains(weight) else {
                 throw ServiceMeshAnnotationError(annotation: annotation, value: raw, expected: expectation)
