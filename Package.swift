@@ -103,12 +103,24 @@ let package = Package(
         .target(
             name: "MeridianControlPlane",
             dependencies: [
-                "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianEtcdAPI", "MeridianPKI", "MeridianHost",
+                "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianEtcdAPI", "MeridianPKI", "MeridianHost", "MeridianFlows",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "X509", package: "swift-certificates"),
+            ],
+            swiftSettings: strict
+        ),
+        // Flows: the model `meridian observe` prints, a node's flow buffer, and the observer
+        // service (gRPC with JSON messages over mutual TLS) that nodes and the relay serve.
+        .target(
+            name: "MeridianFlows",
+            dependencies: [
+                "MeridianCore", "MeridianPKI",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -140,7 +152,7 @@ let package = Package(
         .target(
             name: "MeridianAgent",
             dependencies: [
-                "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianDatapath", "MeridianDNS", "MeridianHost", "CMeridianBPF",
+                "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianDatapath", "MeridianDNS", "MeridianHost", "MeridianFlows", "CMeridianBPF",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -206,6 +218,7 @@ let package = Package(
             dependencies: [
                 "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianPKI",
                 "MeridianControlPlane", "MeridianLab", "MeridianAgent", "MeridianDatapath", "MeridianHost", "MeridianTools", "MeridianAdmin", "MeridianBench", "MeridianMetrics",
+                "MeridianFlows",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -218,6 +231,13 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "MeridianDNSTests", dependencies: ["MeridianDNS"], swiftSettings: strict),
+        .testTarget(
+            name: "MeridianFlowsTests",
+            dependencies: [
+                "MeridianFlows", "MeridianPKI", .product(name: "GRPCCore", package: "grpc-swift-2"), .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "MeridianMetricsTests",
             dependencies: ["MeridianMetrics", .product(name: "Prometheus", package: "swift-prometheus"), .product(name: "Logging", package: "swift-log")],
@@ -263,7 +283,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MeridianAgentTests",
-            dependencies: ["MeridianAgent", "MeridianCore", "MeridianDatapath", "MeridianTestSupport", "MeridianStore", "MeridianEtcd", "CMeridianBPF",
+            dependencies: ["MeridianAgent", "MeridianCore", "MeridianDatapath", "MeridianTestSupport", "MeridianStore", "MeridianEtcd", "CMeridianBPF", "MeridianFlows",
                            "MeridianDNS", .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict
         ),

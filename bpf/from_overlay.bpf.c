@@ -15,6 +15,7 @@
  * NAT) here and are handed straight into the pod's namespace with bpf_redirect_peer, skipping
  * the host veth and a backlog queue; packets for the node itself go to its stack.
  */
+#define MER_PROGRAM_DIRECTION MER_EVENT_DIR_INGRESS
 #include "lib/deliver.h"
 
 /*

@@ -4,6 +4,7 @@
  * the destination; egress policy for new connections; then local delivery, VXLAN encapsulation
  * with the source identity as VNI, or the node's stack.
  */
+#define MER_PROGRAM_DIRECTION MER_EVENT_DIR_EGRESS
 #include "lib/common.h"
 #include "lib/conntrack.h"
 #include "lib/lb.h"
@@ -15,7 +16,6 @@ static always_inline int encap_and_redirect(struct __sk_buff *skb, const struct 
                                             const struct mer_ipcache_value *dst, __u8 ct_state)
 {
     struct bpf_tunnel_key key = {};
-    struct mer_event *ev;
 
     key.tunnel_id = src_identity;
     key.remote_ipv4 = bpf_ntohl(dst->tunnel_endpoint);
@@ -23,27 +23,9 @@ static always_inline int encap_and_redirect(struct __sk_buff *skb, const struct 
     if (bpf_skb_set_tunnel_key(skb, &key, sizeof(key), BPF_F_ZERO_CSUM_TX) < 0)
         return drop(skb, MER_DROP_WRITE_ERROR, pkt, src_identity, dst->identity);
     count(0, skb->len);
-    if (ct_state == MER_CT_NEW) {
-        ev = bpf_ringbuf_reserve(&mer_events, sizeof(*ev), 0);
-        if (ev) {
-            __builtin_memset(ev, 0, sizeof(*ev));
-            ev->type = MER_EVENT_TRACE;
-            ev->subtype = MER_TRACE_TO_OVERLAY;
-            ev->ct_state = ct_state;
-            ev->proto = pkt->proto;
-            ev->ifindex = skb->ifindex;
-            ev->src_identity = src_identity;
-            ev->dst_identity = dst->identity;
-            ev->saddr = pkt->saddr;
-            ev->daddr = pkt->daddr;
-            ev->sport = pkt->sport;
-            ev->dport = pkt->dport;
-            ev->len = skb->len;
-            ev->tunnel_endpoint = dst->tunnel_endpoint;
-            ev->timestamp_ns = bpf_ktime_get_ns();
-            bpf_ringbuf_submit(ev, 0);
-        }
-    }
+    if (worth_tracing(pkt, ct_state))
+        emit_event_via(skb, MER_EVENT_TRACE, MER_TRACE_TO_OVERLAY, pkt, ct_state, src_identity, dst->identity,
+                       dst->tunnel_endpoint);
     return bpf_redirect(cfg->vxlan_ifindex, 0);
 }
 
@@ -76,6 +58,7 @@ static always_inline int handle_ipv4(struct __sk_buff *skb)
     svc = lb4_lookup_service(&pkt);
     if (svc) {
         rev_nat_index = svc->rev_nat_index;
+        pkt.rev_nat_index = rev_nat_index;
         reason = lb4_local(skb, &pkt, svc);
         if (reason == MER_DROP_NO_SERVICE && svc->count == 0) {
             reason = lb4_reject(skb, &pkt, src_ep);

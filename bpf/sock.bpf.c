@@ -33,8 +33,29 @@ static always_inline __u8 sock_l4_protocol(const struct bpf_sock_addr *ctx)
     return 0;
 }
 
-/* Rewrites the destination of `ctx` from a service to one of its backends. */
-static always_inline void sock4_translate(struct bpf_sock_addr *ctx)
+/* Tells the flow observer which service a connect() went to: the socket's packets carry only
+ * the backend, and the observer names the service of the first packet from this record. */
+static always_inline void report_translation(__u8 proto, const struct mer_lb4_backend *be, __u16 rev_nat_index)
+{
+    struct mer_event *ev = bpf_ringbuf_reserve(&mer_events, sizeof(*ev), 0);
+
+    if (!ev) {
+        count(MER_METRIC_EVENTS_LOST, 0);
+        return;
+    }
+    __builtin_memset(ev, 0, sizeof(*ev));
+    ev->type = MER_EVENT_SOCK_TRANSLATE;
+    ev->proto = proto;
+    ev->daddr = be->address;
+    ev->dport = be->port;
+    ev->rev_nat_index = rev_nat_index;
+    ev->timestamp_ns = bpf_ktime_get_ns();
+    bpf_ringbuf_submit(ev, 0);
+}
+
+/* Rewrites the destination of `ctx` from a service to one of its backends; a connect() is
+ * reported (a datagram sent unconnected is not: that would be one event per datagram). */
+static always_inline void sock4_translate(struct bpf_sock_addr *ctx, int report)
 {
     __u8 proto = sock_l4_protocol(ctx);
     __u32 address = ctx->user_ip4;
@@ -62,6 +83,8 @@ static always_inline void sock4_translate(struct bpf_sock_addr *ctx)
     rval.rev_nat_index = svc->rev_nat_index;
     /* Without the record getpeername() would show the backend; the connection itself works. */
     bpf_map_update_elem(&mer_sock_rnat4, &rkey, &rval, BPF_ANY);
+    if (report)
+        report_translation(proto, be, svc->rev_nat_index);
     ctx->user_ip4 = be->address;
     ctx->user_port = (__u32)be->port;
 }
@@ -85,14 +108,14 @@ static always_inline void sock4_restore(struct bpf_sock_addr *ctx)
 SEC("cgroup/connect4")
 int sock_connect4(struct bpf_sock_addr *ctx)
 {
-    sock4_translate(ctx);
+    sock4_translate(ctx, 1);
     return SOCK_ALLOW;
 }
 
 SEC("cgroup/sendmsg4")
 int sock_sendmsg4(struct bpf_sock_addr *ctx)
 {
-    sock4_translate(ctx);
+    sock4_translate(ctx, 0);
     return SOCK_ALLOW;
 }
 

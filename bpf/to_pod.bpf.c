@@ -4,6 +4,7 @@
  * from-overlay itself, straight into the pod). `pod_ingress` does conntrack, ingress policy and
  * reverse NAT. The source identity arrives in skb->mark from from-pod, else from the ipcache.
  */
+#define MER_PROGRAM_DIRECTION MER_EVENT_DIR_INGRESS
 #include "lib/deliver.h"
 
 static always_inline int handle_ipv4(struct __sk_buff *skb)

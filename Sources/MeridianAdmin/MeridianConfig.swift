@@ -13,9 +13,13 @@ public struct MeridianContext: Codable, Sendable, Hashable {
     public var clientKey: String
     /// The lab directory that made this context, if any; `lab down` removes only its own.
     public var lab: String?
+    /// The cluster's flow relay (`HOST:PORT` or `unix:PATH`), which `meridian observe` reads
+    /// with this context's CA and client certificate.
+    public var flowsEndpoint: String?
 
     enum CodingKeys: String, CodingKey {
         case name, cluster, endpoint, lab
+        case flowsEndpoint = "flows-endpoint"
         case serverName = "server-name"
         case certificateAuthority = "certificate-authority"
         case clientCertificate = "client-certificate"

@@ -4,6 +4,7 @@ import Logging
 import MeridianCore
 import MeridianDatapath
 import MeridianEtcd
+import MeridianFlows
 import MeridianHost
 import MeridianStore
 
@@ -27,6 +28,9 @@ public struct AgentConfiguration: Sendable {
     /// The cgroup v2 directory the node's pods run in (Cilium's `--cgroup-root`). With one,
     /// services are balanced at the socket for the pods; without, in the packet path only.
     public var cgroup: String?
+    /// Where the node serves its flows to the cluster's relay (Hubble's server on each node);
+    /// nil: the ring of datapath events is not read and no flows are kept.
+    public var observer: ObserverSettings?
 
     public init(nodeName: String, etcd: EtcdClientConfiguration, stateDirectory: String, pinDirectory: String,
                 underlayDevice: String, netnsPrefix: String, executable: String,
@@ -47,6 +51,22 @@ public struct AgentConfiguration: Sendable {
     public var socketPath: String { stateDirectory + "/agent.sock" }
     /// The lease the node record is under, kept so a restarted agent renews the same lease.
     public var nodeLeasePath: String { stateDirectory + "/node-lease" }
+}
+
+/// How a node's flow observer listens and how many flows it keeps.
+public struct ObserverSettings: Sendable {
+    public var address: ObserverAddress
+    public var tls: ObserverTLS
+    public var capacity: Int
+
+    public init(address: ObserverAddress, tls: ObserverTLS, capacity: Int = FlowBuffer.defaultCapacity) {
+        self.address = address
+        self.tls = tls
+        self.capacity = capacity
+    }
+
+    /// The common names of the credentials that may read a node's flows: the cluster's relay.
+    public static let admittedNames: Set<String> = [ObserverCredentials.relayName]
 }
 
 /// The node agent (`meridian agent`): runs inside its node's network namespace, owns the
@@ -94,6 +114,7 @@ public struct Agent: Sendable {
                 Self.remoteNodesPrefix, Self.remoteEndpointsPrefix, Self.remoteServicesPrefix, Self.remoteIdentitiesPrefix,
             ])
             let names = ServiceNameTable()
+            let observer = configuration.observer.map { FlowObserver(buffer: FlowBuffer(nodeName: context.nodeName, capacity: $0.capacity)) }
             let runtime = PodRuntime(context: context, client: client, mirror: mirror, endpoints: endpoints,
                                      stateDirectory: configuration.stateDirectory, netnsPrefix: configuration.netnsPrefix,
                                      cgroup: configuration.cgroup, executable: configuration.executable, agentSocket: configuration.socketPath, logger: logger)
@@ -113,7 +134,20 @@ public struct Agent: Sendable {
                 group.addTask { await dns.run() }
                 group.addTask { try await runtime.run() }
                 group.addTask {
-                    try await reconcileDatapath(datapath, mirror: mirror, endpoints: endpoints, names: names, context: context, client: client)
+                    try await reconcileDatapath(datapath, mirror: mirror, endpoints: endpoints, names: names, observer: observer, context: context, client: client)
+                }
+                if let observer, let settings = configuration.observer {
+                    let reader = try EventReader(mapFD: datapath.eventsFD)
+                    let translator = FlowTranslator(nodeName: context.nodeName, clusterName: context.cluster.name, layout: context.identityLayout)
+                    group.addTask {
+                        try await observer.run(reader: reader, lostEvents: { datapath.counter(UInt32(MER_METRIC_EVENTS_LOST)).packets },
+                                               translator: translator)
+                    }
+                    let server = ObserverServer(address: settings.address, tls: settings.tls, admittedNames: ObserverSettings.admittedNames,
+                                                source: observer.buffer, logger: logger)
+                    group.addTask {
+                        try await server.run { address in logger.info("serving flows", metadata: ["address": "\(address)"]) }
+                    }
                 }
             }
         }
@@ -232,7 +266,7 @@ public struct Agent: Sendable {
     /// first follows label changes, then programs every endpoint's policy, then the shared maps
     /// (which carry the CIDR identities policy needs), then publishes what is in force.
     private func reconcileDatapath(_ datapath: any NodeDatapath, mirror: PrefixMirror, endpoints: EndpointManager, names: ServiceNameTable,
-                                   context: NodeContext, client: any KeyValueStore) async throws {
+                                   observer: FlowObserver?, context: NodeContext, client: any KeyValueStore) async throws {
         var synchronizer = MapSynchronizer(maps: datapath.maps)
         var cidrIdentities = CIDRIdentityTable()
         var decodeCaches = DatapathDecodeCaches()
@@ -274,7 +308,8 @@ public struct Agent: Sendable {
                     podStatuses: await mirror.snapshot(KeyLayout.podStatusPrefix),
                     remoteNodes: await mirror.snapshot(Self.remoteNodesPrefix),
                     remoteEndpoints: remoteEndpoints,
-                    remoteServices: await mirror.snapshot(Self.remoteServicesPrefix))
+                    remoteServices: await mirror.snapshot(Self.remoteServicesPrefix),
+                    namesPods: observer != nil)
                 var desired = DesiredDatapath.compute(inputs, context: context, caches: &decodeCaches)
                 if desired.conflicts != conflicts {
                     for (prefix, conflict) in desired.conflicts where conflicts[prefix] != conflict {
@@ -311,12 +346,18 @@ public struct Agent: Sendable {
                     logger.error("datapath update failed; will retry at the next change or resync", metadata: ["error": "\(error)"])
                     programmed = false
                 }
+                if let observer {
+                    observer.update(FlowNames.build(
+                        pods: desired.podNames, identities: policy.resolver.identities,
+                        reverseNAT: synchronizer.reverseNAT.mapValues { ($0.address, $0.port) }, serviceIPs: desired.serviceIPs))
+                }
                 let reported = desired.conflicts.sorted { $0.key.description < $1.key.description }.prefix(AddressConflictReport.kept)
                     .map { AddressConflictReport(prefix: $0.key.description, holder: $0.value.winner, refused: $0.value.losers.sorted()) }
                 // A failed update keeps the revision last programmed: `apply --wait` must not take this one as done.
                 let status = NodePolicyStatus(node: context.nodeName, cluster: context.cluster.name,
                                               revision: programmed ? revision : published?.revision ?? 0,
-                                              endpoints: await endpoints.applyPolicy(policy), addressConflicts: reported.isEmpty ? nil : reported)
+                                              endpoints: await endpoints.applyPolicy(policy), addressConflicts: reported.isEmpty ? nil : reported,
+                                              observer: configuration.observer?.address.description)
                 if status != published {
                     do {
                         try await client.put(KeyLayout.nodeStatus(context.nodeName), StoreCoding.encode(status))

@@ -69,6 +69,9 @@ public final class DatapathMetrics: Sendable {
             if index == 0 {
                 Counter(label: "meridian_forward_count_total").increment(by: Int64(clamping: packets))
                 Counter(label: "meridian_forward_bytes_total").increment(by: Int64(clamping: bytes))
+            } else if index == UInt32(MER_METRIC_EVENTS_LOST) {
+                // Events the ring buffer had no room for: flows never seen, not dropped packets.
+                Counter(label: "meridian_flows_lost_total").increment(by: Int64(clamping: packets))
             } else {
                 let labels = [("reason", DropReason.name(index))]
                 Counter(label: "meridian_drop_count_total", dimensions: labels).increment(by: Int64(clamping: packets))

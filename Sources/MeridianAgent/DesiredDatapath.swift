@@ -118,6 +118,9 @@ struct DesiredDatapath: Sendable {
     /// The named ports of every identity, from the ipcache records (read here, in the one pass
     /// that decodes them, for policy).
     var namedPorts: [UInt32: Set<NamedPort>] = [:]
+    /// The pod behind each endpoint address that holds its ipcache entry, for naming flows
+    /// (filled only when `Inputs.namesPods`).
+    var podNames: [IPAddress: FlowNames.Pod] = [:]
 
     struct Inputs: Sendable {
         var nodes: [String: Data]
@@ -129,6 +132,8 @@ struct DesiredDatapath: Sendable {
         var remoteNodes: [String: Data] = [:]
         var remoteEndpoints: [String: Data] = [:]
         var remoteServices: [String: Data] = [:]
+        /// Whether to fill `podNames` (the node runs a flow observer).
+        var namesPods = false
     }
 
     /// Addresses claimed by more than one record that could not both be programmed: the local
@@ -181,6 +186,11 @@ struct DesiredDatapath: Sendable {
                                                             flags: tunnel | (isRemote ? remoteFlag : 0), clusterID: owner),
                                        by: key, local: !isRemote)
                 if won, let ports = pair.namedPorts { desired.namedPorts[pair.id, default: []].formUnion(ports) }
+                if won, inputs.namesPods, !pair.k8sPodName.isEmpty {
+                    desired.podNames[prefix.address] = FlowNames.Pod(
+                        cluster: isRemote ? MeshKind.endpoints.cacheCluster(ofKey: key) ?? "" : context.cluster.name,
+                        namespace: pair.k8sNamespace, name: pair.k8sPodName)
+                }
             }
         }
         desired.ipcache = claims.entries

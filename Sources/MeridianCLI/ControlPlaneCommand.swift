@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MeridianFlows
 import Logging
 import MeridianControlPlane
 import MeridianCore
@@ -36,6 +37,8 @@ struct ControlPlaneCommand: AsyncParsableCommand {
     @Option(help: "Seconds between scans for unused identities; one is deleted after two scans without use.") var identityGCInterval: Int = 900
     @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (plain HTTP: bind a loopback or management address). Off when absent.")
     var metricsListen: String?
+    @Option(help: "Serve the cluster's flow relay for `meridian observe` at HOST:PORT or unix:PATH (mutual TLS, store CA). Off when absent.")
+    var observerListen: String?
 
     func validate() throws {
         guard MaxConnectedClusters(rawValue: maxConnectedClusters) != nil else {
@@ -49,6 +52,7 @@ struct ControlPlaneCommand: AsyncParsableCommand {
         guard etcdQuotaBytes >= 16 * 1024 * 1024 else { throw ValidationError("--etcd-quota-bytes must be at least 16 MiB, got \(etcdQuotaBytes)") }
         guard identityGCInterval >= 1 else { throw ValidationError("--identity-gc-interval must be at least 1 second, got \(identityGCInterval)") }
         _ = try metricsListenAddress()
+        _ = try observerListen.map { try ObserverAddress(parsing: $0) }
     }
 
     func run() async throws {
@@ -66,6 +70,7 @@ struct ControlPlaneCommand: AsyncParsableCommand {
             etcdClientPort: etcdClientPort, etcdPeerPort: etcdPeerPort, meshPort: meshPort, externalEtcd: external,
             sharedCACertificatePath: meshCACert, sharedCAKeyPath: meshCAKey, etcdExecutable: etcdBinary)
         configuration.identityGCInterval = .seconds(identityGCInterval)
+        configuration.observerListen = try observerListen.map { try ObserverAddress(parsing: $0) }
         configuration.etcdQuotaBytes = etcdQuotaBytes
         configuration.maintainExternalStore = maintainStore
         let controlPlane = ControlPlane(configuration: configuration, logger: logger)

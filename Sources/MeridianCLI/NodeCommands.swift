@@ -7,6 +7,7 @@ import MeridianCore
 import MeridianEtcd
 import MeridianAdmin
 import MeridianLab
+import MeridianFlows
 import MeridianMetrics
 import UnixSignals
 
@@ -33,6 +34,11 @@ struct AgentCommand: AsyncParsableCommand {
     var metricsListen: String?
     @Option(help: "Network namespace (a path such as /proc/1/ns/net) to open the --metrics-listen socket in, when the agent runs in another.")
     var metricsNetns: String?
+    @Option(help: "Serve this node's flows to the cluster's relay at HOST:PORT or unix:PATH (mutual TLS). Off when absent: no flows are kept.")
+    var observerListen: String?
+    @Option(help: "Certificate the node's observer serves with (the cluster's flows certificate, CN meridian-flows-relay).") var observerCert: String?
+    @Option(help: "Key of --observer-cert.") var observerKey: String?
+    @Option(help: "Flows the node keeps in memory for `observe --last`.") var flowBufferSize: Int = FlowBuffer.defaultCapacity
 
     func validate() throws {
         guard !etcdEndpoint.split(separator: ",").isEmpty else { throw ValidationError("--etcd-endpoint: expected at least one endpoint") }
@@ -41,6 +47,11 @@ struct AgentCommand: AsyncParsableCommand {
         }
         let address = try metricsListen.map(parseMetricsListen)
         if metricsNetns != nil && address == nil { throw ValidationError("--metrics-netns needs --metrics-listen") }
+        if let observerListen {
+            _ = try ObserverAddress(parsing: observerListen)
+            guard observerCert != nil, observerKey != nil else { throw ValidationError("--observer-listen needs --observer-cert and --observer-key") }
+        }
+        guard (1...1_048_576).contains(flowBufferSize) else { throw ValidationError("--flow-buffer-size must be 1...1048576, got \(flowBufferSize)") }
     }
 
     func run() async throws {
@@ -60,6 +71,11 @@ struct AgentCommand: AsyncParsableCommand {
                 nodeGracePeriod: .seconds(nodeGracePeriod))
             configuration.nodePodPrefixLength = podCIDRPrefixLength
             configuration.cgroup = cgroup
+            if let observerListen, let observerCert, let observerKey {
+                configuration.observer = ObserverSettings(
+                    address: try ObserverAddress(parsing: observerListen),
+                    tls: try ObserverTLS(caPath: caCert, certificatePath: observerCert, keyPath: observerKey), capacity: flowBufferSize)
+            }
             let agent = Agent(configuration: configuration, logger: logger)
             let metricsServer = try metricsListen.map(parseMetricsListen).map { address in
                 let datapathMetrics = DatapathMetrics(pinDirectory: pinDir)

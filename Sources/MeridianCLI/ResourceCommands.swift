@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MeridianFlows
 import MeridianAdmin
 import MeridianStore
 import MeridianCore
@@ -139,6 +140,7 @@ struct ConfigCommand: AsyncParsableCommand {
         @Option(help: "CA certificate file.") var certificateAuthority: String
         @Option(help: "Administrator (CN root) client certificate file.") var clientCertificate: String
         @Option(help: "Key of the client certificate.") var clientKey: String
+        @Option(help: "The cluster's flow relay for `meridian observe`: HOST:PORT or unix:PATH.") var flowsEndpoint: String?
 
         func run() async throws {
             try await reportingErrors {
@@ -147,10 +149,13 @@ struct ConfigCommand: AsyncParsableCommand {
                 for path in [certificateAuthority, clientCertificate, clientKey] where !FileManager.default.isReadableFile(atPath: path) {
                     throw AdminError.fileUnreadable(path: path)
                 }
+                if let flowsEndpoint { _ = try ObserverAddress(parsing: flowsEndpoint) }
                 var config = try MeridianConfig.load()
-                config.upsert(MeridianContext(
+                var context = MeridianContext(
                     name: name, cluster: cluster ?? name, endpoint: endpoint, serverName: serverName,
-                    certificateAuthority: certificateAuthority, clientCertificate: clientCertificate, clientKey: clientKey))
+                    certificateAuthority: certificateAuthority, clientCertificate: clientCertificate, clientKey: clientKey)
+                context.flowsEndpoint = flowsEndpoint
+                config.upsert(context)
                 try config.save()
                 print("Context \(name) set")
             }

@@ -1,6 +1,7 @@
 import Foundation
 import MeridianCore
 import MeridianEtcd
+import MeridianFlows
 import MeridianPKI
 import MeridianStore
 
@@ -49,6 +50,16 @@ public enum ClusterPKI {
         if !isCurrent(paths.meshRelayCertificate, issuedBy: store) {
             let relay = try store.issue(CertificateRequest(commonName: ClusterAccess.meshRelayUser, usage: .client, validity: .days(825)))
             try PEMFiles.write(certificatePEM: relay.certificatePEM, to: paths.meshRelayCertificate, privateKeyPEM: relay.privateKeyPEM, to: paths.meshRelayKey)
+        }
+        if !isCurrent(paths.flowsCertificate, issuedBy: store) {
+            let flows = try store.issue(CertificateRequest(
+                commonName: ObserverCredentials.relayName, usage: .serverAndClient, dnsNames: [ObserverTLS.serverName], validity: .days(825)))
+            try PEMFiles.write(certificatePEM: flows.certificatePEM, to: paths.flowsCertificate, privateKeyPEM: flows.privateKeyPEM, to: paths.flowsKey)
+        }
+        if !isCurrent(paths.flowsReaderCertificate, issuedBy: store) {
+            let reader = try store.issue(CertificateRequest(commonName: ObserverCredentials.readerName, usage: .client, validity: .days(825)))
+            try PEMFiles.write(certificatePEM: reader.certificatePEM, to: paths.flowsReaderCertificate,
+                               privateKeyPEM: reader.privateKeyPEM, to: paths.flowsReaderKey)
         }
         if !isCurrent(paths.meshServerCertificate, issuedBy: mesh) {
             let server = try mesh.issue(CertificateRequest(

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MeridianCore
 import MeridianEtcd
+import MeridianFlows
 import MeridianPKI
 import MeridianStore
 import Synchronization
@@ -59,6 +60,9 @@ public struct ControlPlane: Sendable {
                             }
                         }
                         group.addTask { try await runControllers(client, meshSettings: meshSettings) }
+                        if let address = configuration.observerListen {
+                            group.addTask { try await serveFlowRelay(at: address, nodesFrom: client) }
+                        }
                     }
                 }
             }
@@ -88,6 +92,24 @@ public struct ControlPlane: Sendable {
                 }
             }
         }
+    }
+
+    /// The cluster's flow relay: `meridian observe` reads every node's flows through it. The
+    /// nodes' observers are found in their status records.
+    private func serveFlowRelay(at address: ObserverAddress, nodesFrom client: EtcdClient) async throws {
+        let paths = configuration.paths
+        let tls = try ObserverTLS(caPath: paths.caCertificate, certificatePath: paths.flowsCertificate, keyPath: paths.flowsKey)
+        let relay = FlowRelay(tls: tls) {
+            try await client.list(prefix: KeyLayout.nodeStatusPrefix).items.compactMap { item -> FlowRelay.Node? in
+                guard let status = try? StoreCoding.decode(NodePolicyStatus.self, from: item.value, key: item.key),
+                      let text = status.observer, let observer = try? ObserverAddress(parsing: text) else { return nil }
+                return FlowRelay.Node(name: status.node, address: observer)
+            }
+        }
+        let server = ObserverServer(address: address, tls: tls,
+                                    admittedNames: [ObserverCredentials.readerName, ObserverCredentials.administratorName],
+                                    source: relay, logger: logger)
+        try await server.run { bound in logger.info("serving the flow relay", metadata: ["address": "\(bound)"]) }
     }
 
     private func waitUntilReachable(_ client: EtcdClient) async throws {

@@ -1,4 +1,5 @@
 import Foundation
+import MeridianFlows
 import MeridianCore
 
 /// Everything `meridian control-plane` is started with: who the cluster is, its address plan,
@@ -46,6 +47,8 @@ public struct ControlPlaneConfiguration: Sendable, Hashable {
     public var maintainExternalStore = false
     /// How often unused identities are looked for; one is deleted after two scans without use.
     public var identityGCInterval: Duration = .seconds(900)
+    /// Where the flow relay serves `meridian observe` (HOST:PORT or unix:PATH); nil: no relay.
+    public var observerListen: ObserverAddress?
 
     public init(
         clusterName: String, clusterID: UInt32, podCIDR: String, serviceCIDR: String,
@@ -120,6 +123,14 @@ public struct ControlPlanePaths: Sendable, Hashable {
     public var meshRelayKey: String { pki + "/mesh-relay.key" }
     public var serverCertificate: String { pki + "/etcd-server.crt" }
     public var serverKey: String { pki + "/etcd-server.key" }
+    /// The flow relay's certificate (CN `meridian-flows-relay`, store CA), which nodes' flow
+    /// observers also serve with: the relay reads every node's flows with it.
+    public var flowsCertificate: String { pki + "/flows.crt" }
+    public var flowsKey: String { pki + "/flows.key" }
+    /// A credential that reads flows through the relay and nothing else (CN
+    /// `meridian-flows-reader`: no etcd user, not a mesh peer).
+    public var flowsReaderCertificate: String { pki + "/flows-reader.crt" }
+    public var flowsReaderKey: String { pki + "/flows-reader.key" }
     public var agentCertificate: String { pki + "/agent.crt" }
     public var agentKey: String { pki + "/agent.key" }
     /// etcd's unix socket for node agents (they run in network namespaces without loopback access

@@ -53,6 +53,8 @@ public struct LabCluster: Codable, Sendable, Hashable {
     public var controlPlaneLog: String { dataDirectory + "/control-plane.log" }
     public var serverName: String { "etcd.\(name).meridian" }
     public var paths: ControlPlanePaths { ControlPlanePaths(dataDirectory: dataDirectory) }
+    /// The flow relay's socket, which `meridian observe` reads the cluster's flows from.
+    public var observerSocket: String { dataDirectory + "/observer.sock" }
 }
 
 /// What `lab up` made, persisted in `<lab dir>/lab.json` so `lab down` (or a test's teardown)
@@ -245,6 +247,7 @@ public struct Lab: Sendable {
             + (sharedCA ? ["--mesh-ca-cert", caCertificatePath, "--mesh-ca-key", caKeyPath] : [])
             + (cluster.identityGCSeconds.map { ["--identity-gc-interval", "\($0)"] } ?? [])
             + (cluster.metricsPort.map { ["--metrics-listen", "127.0.0.1:\($0)"] } ?? [])
+            + ["--observer-listen", "unix:\(cluster.observerSocket)"]
     }
 
     /// Starts a cluster's control plane under a supervisor of its own (`meridian supervise`, in its

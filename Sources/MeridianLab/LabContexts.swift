@@ -12,6 +12,7 @@ extension MeridianContext {
         self.init(name: cluster.name, cluster: cluster.name, endpoint: cluster.endpoint, serverName: cluster.serverName,
                   certificateAuthority: cluster.paths.caCertificate, clientCertificate: cluster.paths.adminCertificate,
                   clientKey: cluster.paths.adminKey, lab: lab)
+        flowsEndpoint = "unix:\(cluster.observerSocket)"
     }
 }
 

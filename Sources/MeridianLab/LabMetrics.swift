@@ -96,8 +96,10 @@ extension Lab {
                 LabStatusReport.Cluster(
                     name: cluster.name, id: cluster.id, etcd: cluster.endpoint,
                     running: FileManager.default.fileExists(atPath: cluster.paths.readyMarker),
-                    controlPlane: .init(metrics: cluster.metricsPort.map { "127.0.0.1:\($0)" }),
-                    agents: cluster.nodes.map { .init(node: $0.name, metrics: $0.metricsPort.map { "127.0.0.1:\($0)" }) })
+                    controlPlane: .init(metrics: cluster.metricsPort.map { "127.0.0.1:\($0)" }, observer: "unix:\(cluster.observerSocket)"),
+                    agents: cluster.nodes.map {
+                        .init(node: $0.name, metrics: $0.metricsPort.map { "127.0.0.1:\($0)" }, observer: "unix:\($0.observerSocket)")
+                    })
             },
             prometheus: state.prometheusPort.map { "127.0.0.1:\($0)" })
     }
@@ -125,11 +127,15 @@ public struct LabStatusReport: Codable, Sendable, Hashable {
     public struct ControlPlane: Codable, Sendable, Hashable {
         /// `HOST:PORT` of its `/metrics`.
         public var metrics: String?
+        /// The flow relay's address (`meridian observe` reads it).
+        public var observer: String?
     }
 
     public struct Agent: Codable, Sendable, Hashable {
         public var node: String
         public var metrics: String?
+        /// The node's flow observer (the relay reads it).
+        public var observer: String?
     }
 
     public var directory: String

@@ -15,6 +15,8 @@ public struct LabNode: Codable, Sendable, Hashable {
     public var metricsPort: Int?
 
     public var logPath: String { stateDirectory + "/agent.log" }
+    /// The node's flow observer's socket (read by the cluster's relay).
+    public var observerSocket: String { stateDirectory + "/observer.sock" }
     /// Written by the agent itself once it runs (setsid may fork, so the launcher's pid is not it).
     public var pidFile: String { stateDirectory + "/agent.pid" }
     /// The service record of the supervisor running the agent.
@@ -149,7 +151,8 @@ extension Lab {
                 "--server-name", cluster.serverName,
                 "--state-dir", node.stateDirectory, "--pin-dir", node.pinDirectory,
                 "--underlay-device", Self.underlayDevice, "--netns-prefix", "\(prefix)-c\(cluster.id)",
-                "--pod-cidr-prefix-length", "\(cluster.nodePodPrefixLength)", "--cgroup", cgroup(of: node)]
+                "--pod-cidr-prefix-length", "\(cluster.nodePodPrefixLength)", "--cgroup", cgroup(of: node),
+                "--observer-listen", "unix:\(node.observerSocket)", "--observer-cert", paths.flowsCertificate, "--observer-key", paths.flowsKey]
             + (cluster.nodeGraceSeconds.map { ["--node-grace-period", "\($0)"] } ?? [])
             // The agent lives in the node's namespace; its metrics listener is opened in the
             // host's, where the lab's Prometheus scrapes.

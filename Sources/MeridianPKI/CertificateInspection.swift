@@ -15,6 +15,11 @@ public enum CertificateInspection {
         return name
     }
 
+    /// The subject's common name of a parsed certificate (a TLS peer's), if it has one.
+    public static func commonName(of certificate: Certificate) -> String? {
+        CertificateDecoding.commonName(of: certificate.subject)
+    }
+
     public static func notAfter(ofCertificatePEM pem: String) throws(PKIError) -> Date {
         try CertificateDecoding.firstCertificate(in: pem, operation: "read certificate expiry").notValidAfter
     }

@@ -14,9 +14,12 @@ public struct NodePolicyStatus: Codable, Sendable, Hashable {
     /// Addresses that more than one record claims (the first `AddressConflictReport.kept`, by
     /// prefix); nil when there are none.
     public var addressConflicts: [AddressConflictReport]?
+    /// Where the node's flow observer listens (`HOST:PORT` or `unix:PATH`), for the relay.
+    public var observer: String?
 
     public init(node: String, cluster: String, revision: Int64, endpoints: [EndpointPolicyStatus],
-                addressConflicts: [AddressConflictReport]? = nil) {
+                addressConflicts: [AddressConflictReport]? = nil, observer: String? = nil) {
+        self.observer = observer
         self.node = node
         self.cluster = cluster
         self.revision = revision

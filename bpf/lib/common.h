@@ -17,6 +17,11 @@
 
 #define always_inline inline __attribute__((always_inline))
 
+/* Each program file says which side of a pod it observes before including this header. */
+#ifndef MER_PROGRAM_DIRECTION
+#define MER_PROGRAM_DIRECTION MER_EVENT_DIR_UNKNOWN
+#endif
+
 /* RFC 792 (linux/icmp.h would pull in libc headers). */
 #define ICMP_ECHOREPLY 0
 #define ICMP_DEST_UNREACH 3
@@ -49,6 +54,7 @@ struct packet4 {
     __u16 frag_id;
     __u8 ttl;
     __u8 icmp_type;
+    __u16 rev_nat_index;   /* set once the service LB translated the destination */
 };
 
 static always_inline const struct mer_config *node_config(void)
@@ -66,26 +72,52 @@ static always_inline void count(__u32 reason, __u32 len)
     }
 }
 
-static always_inline void emit_event(struct __sk_buff *skb, __u8 type, __u8 subtype, const struct packet4 *pkt,
-                                     __u8 ct_state, __u32 src_identity, __u32 dst_identity)
+/* Reports one packet to the agent's flow observer. A full ring loses the event, never the
+ * packet: the loss is counted under MER_METRIC_EVENTS_LOST. */
+static always_inline void emit_event_via(struct __sk_buff *skb, __u8 type, __u8 subtype, const struct packet4 *pkt,
+                                         __u8 ct_state, __u32 src_identity, __u32 dst_identity, __u32 tunnel_endpoint)
 {
     struct mer_event *ev = bpf_ringbuf_reserve(&mer_events, sizeof(*ev), 0);
-    if (!ev)
+    if (!ev) {
+        count(MER_METRIC_EVENTS_LOST, 0);
         return;
+    }
+    __builtin_memset(ev, 0, sizeof(*ev));
     ev->type = type;
     ev->subtype = subtype;
     ev->ct_state = ct_state;
-    ev->proto = pkt ? pkt->proto : 0;
     ev->ifindex = skb->ifindex;
+    ev->direction = MER_PROGRAM_DIRECTION;
     ev->src_identity = src_identity;
     ev->dst_identity = dst_identity;
-    ev->saddr = pkt ? pkt->saddr : 0;
-    ev->daddr = pkt ? pkt->daddr : 0;
-    ev->sport = pkt ? pkt->sport : 0;
-    ev->dport = pkt ? pkt->dport : 0;
+    if (pkt) {
+        ev->proto = pkt->proto;
+        ev->saddr = pkt->saddr;
+        ev->daddr = pkt->daddr;
+        ev->sport = pkt->sport;
+        ev->dport = pkt->dport;
+        ev->tcp_flags = pkt->proto == IPPROTO_ICMP ? pkt->icmp_type : pkt->tcp_flags;
+        ev->rev_nat_index = pkt->rev_nat_index;
+    }
     ev->len = skb->len;
+    ev->tunnel_endpoint = tunnel_endpoint;
     ev->timestamp_ns = bpf_ktime_get_ns();
     bpf_ringbuf_submit(ev, 0);
+}
+
+static always_inline void emit_event(struct __sk_buff *skb, __u8 type, __u8 subtype, const struct packet4 *pkt,
+                                     __u8 ct_state, __u32 src_identity, __u32 dst_identity)
+{
+    emit_event_via(skb, type, subtype, pkt, ct_state, src_identity, dst_identity, 0);
+}
+
+/* Whether a forwarded packet is reported (Cilium's monitor aggregation "medium"): a
+ * connection's first packet and the packets that close it; the rest is only counted. */
+static always_inline int worth_tracing(const struct packet4 *pkt, __u8 ct_state)
+{
+    if (ct_state == MER_CT_NEW)
+        return 1;
+    return pkt && pkt->proto == IPPROTO_TCP && (pkt->tcp_flags & (MER_TCP_FIN | MER_TCP_RST));
 }
 
 /* Every drop goes through here: it is counted under its reason and reported. */
@@ -101,8 +133,7 @@ static always_inline void trace(struct __sk_buff *skb, __u8 point, const struct 
                                 __u32 src_identity, __u32 dst_identity)
 {
     count(0, skb->len);
-    /* Only the first packet of a connection is reported; established traffic is counted. */
-    if (ct_state == MER_CT_NEW)
+    if (worth_tracing(pkt, ct_state))
         emit_event(skb, MER_EVENT_TRACE, point, pkt, ct_state, src_identity, dst_identity);
 }
 

@@ -4,10 +4,10 @@
 
 #include "common.h"
 
-#define TCP_FLAG_FIN 0x01
-#define TCP_FLAG_SYN 0x02
-#define TCP_FLAG_RST 0x04
-#define TCP_FLAG_ACK 0x10
+#define TCP_FLAG_FIN MER_TCP_FIN
+#define TCP_FLAG_SYN MER_TCP_SYN
+#define TCP_FLAG_RST MER_TCP_RST
+#define TCP_FLAG_ACK MER_TCP_ACK
 
 static always_inline __u32 ct_now(void)
 {

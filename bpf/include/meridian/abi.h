@@ -269,6 +269,7 @@ struct mer_config {
 enum {
     MER_EVENT_DROP = 1,
     MER_EVENT_TRACE = 4,
+    MER_EVENT_SOCK_TRANSLATE = 7, /* a connect() to a service rewritten to a backend: daddr/dport are the backend's */
 };
 
 /* Trace observation points. */
@@ -323,9 +324,30 @@ struct mer_event {
     __u16 dport;         /* be */
     __u32 len;
     __u32 tunnel_endpoint; /* be; set on MER_TRACE_TO_OVERLAY, whose VNI is src_identity */
-    __u32 pad;
+    __u16 rev_nat_index; /* the service frontend the packet was translated from, 0 if none */
+    __u8 tcp_flags;      /* MER_TCP_* of a TCP packet; the ICMP type of an ICMP one */
+    __u8 direction;      /* MER_EVENT_DIR_*: which side of a pod the program that reported it sits on */
     __u64 timestamp_ns;
 };
+
+/* TCP flags as event.tcp_flags carries them (the header's own bit order). */
+enum {
+    MER_TCP_FIN = 0x01,
+    MER_TCP_SYN = 0x02,
+    MER_TCP_RST = 0x04,
+    MER_TCP_PSH = 0x08,
+    MER_TCP_ACK = 0x10,
+};
+
+/* The direction of an event: what a pod sends (egress) or what reaches a pod (ingress). */
+enum {
+    MER_EVENT_DIR_UNKNOWN = 0,
+    MER_EVENT_DIR_INGRESS = 1,
+    MER_EVENT_DIR_EGRESS = 2,
+};
+
+/* mer_metrics index counting events the ring buffer had no room for (no drop reason uses it). */
+#define MER_METRIC_EVENTS_LOST 255
 
 /* ---- metrics: per-CPU counters indexed by reason (0 = forwarded, else a drop reason) ---- */
 struct mer_metric {

@@ -1,0 +1,53 @@
+import CMeridianBPF
+import Foundation
+@testable import MeridianDatapath
+import MeridianTestSupport
+import Testing
+
+/// The events the programs report for flows: what is reported (a connection's first packet and
+/// its close, every drop, with direction, TCP flags and the service index), and that a full
+/// ring loses events, never silently.
+@Suite("Flow events", .serialized, .enabled(if: runningAsRoot, "loading BPF programs needs root; CI runs as root"))
+struct FlowEventTests {
+    @Test("a connection's first packet and its FIN are reported with their flags and direction; packets in between are only counted")
+    func firstPacketAndClose() throws {
+        let fixture = try DatapathFixture()
+        try fixture.addRoute("10.1.2.0/24", identity: 2, tunnel: "172.30.1.2")
+        _ = try fixture.events()
+        for flags: Packets.TCPFlags in [.syn, .ack, .ack, [.ack, .fin]] {
+            _ = try fixture.fromPod(Packets.tcp(src: DatapathFixture.clientIP, dst: "10.1.2.5", sport: 41000, dport: 80, flags: flags))
+        }
+        let traces = try fixture.events().filter { $0.type == UInt8(MER_EVENT_TRACE) }
+        #expect(traces.map(\.tcp_flags) == [UInt8(MER_TCP_SYN), UInt8(MER_TCP_ACK | MER_TCP_FIN)])
+        #expect(traces.allSatisfy { $0.direction == UInt8(MER_EVENT_DIR_EGRESS) })
+        #expect(fixture.datapath.counter(0).packets == 4, "all four are counted as forwarded")
+    }
+
+    @Test("a packet translated by the service LB carries the frontend's reverse-NAT index")
+    func serviceIndex() throws {
+        let fixture = try DatapathFixture()
+        try fixture.addRoute("10.1.2.0/24", identity: 2, tunnel: "172.30.1.2")
+        try fixture.addService(vip: "10.101.0.10", port: 80, revNAT: 7, backends: [("10.1.2.9", 8080)])
+        _ = try fixture.events()
+        _ = try fixture.fromPod(Packets.tcp(src: DatapathFixture.clientIP, dst: "10.101.0.10", sport: 41001, dport: 80, flags: .syn))
+        let trace = try #require(try fixture.events().first { $0.type == UInt8(MER_EVENT_TRACE) })
+        #expect(trace.rev_nat_index == 7)
+        #expect(trace.daddr == DatapathFixture.addr("10.1.2.9"), "the destination is the chosen backend")
+    }
+
+    @Test("a full ring loses events and counts each one: reported plus lost equals what happened")
+    func overflowIsCounted() throws {
+        let fixture = try DatapathFixture()
+        _ = try fixture.events()
+        let lostBefore = fixture.datapath.counter(UInt32(MER_METRIC_EVENTS_LOST)).packets
+        // Each run is one drop (a source the node does not know), so one event or one loss.
+        let runs: UInt32 = 40_000
+        let packet = Packets.tcp(src: "10.1.1.66", dst: "10.1.2.5", sport: 1, dport: 2, flags: .syn)
+        _ = try fixture.datapath.fromPod.timedRun(program: BPFNodeDatapath.fromPodProgram, packet: packet, repeat: runs)
+        let reported = try fixture.events().filter { $0.type == UInt8(MER_EVENT_DROP) }.count
+        let lost = fixture.datapath.counter(UInt32(MER_METRIC_EVENTS_LOST)).packets - lostBefore
+        #expect(lost > 0, "\(runs) events do not fit in a ring of \(MER_EVENTS_BYTES) bytes")
+        #expect(UInt64(reported) + lost == UInt64(runs), "reported \(reported), lost \(lost)")
+        #expect(fixture.datapath.counter(UInt32(MER_DROP_INVALID_SIP)).packets == UInt64(runs), "every drop is counted, reported or not")
+    }
+}
