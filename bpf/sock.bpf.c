@@ -37,8 +37,11 @@ static always_inline __u8 sock_l4_protocol(const struct bpf_sock_addr *ctx)
  * the backend, and the observer names the service of the first packet from this record. */
 static always_inline void report_translation(__u8 proto, const struct mer_lb4_backend *be, __u16 rev_nat_index)
 {
-    struct mer_event *ev = bpf_ringbuf_reserve(&mer_events, sizeof(*ev), 0);
+    struct mer_event *ev;
 
+    if (events_off())
+        return;
+    ev = bpf_ringbuf_reserve(&mer_events, sizeof(*ev), 0);
     if (!ev) {
         count(MER_METRIC_EVENTS_LOST, 0);
         return;

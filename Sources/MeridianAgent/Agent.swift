@@ -96,6 +96,8 @@ public struct Agent: Sendable {
             config.gateway_ip = context.gateway.datapathValue ?? 0
             config.cluster_id = UInt16(context.cluster.id)
             config.identity_cluster_shift = UInt32(context.identityLayout.shift)
+            // Without an observer nobody reads the ring: the programs report nothing.
+            if configuration.observer == nil { config.flags |= UInt16(MER_CONFIG_F_NO_EVENTS) }
             try datapath.config.update(0, config)
             try datapath.attachOverlay(device: NodeNetwork.vxlanDevice)
             if let cgroup = configuration.cgroup { try datapath.attachSockets(cgroup: cgroup) }

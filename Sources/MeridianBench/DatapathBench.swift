@@ -150,6 +150,12 @@ public struct DatapathBenchmark: Sendable {
         for (name, what, place, address) in targets where !propagationOnly {
             rows.append(try await Self.measureRow(name: name, what: what, place: place, address: address, runs: runCount, seconds: duration))
             guard name == "cross_cluster" else { continue }
+            // The same path with flow observation off on every node (the programs report nothing),
+            // against the row above, where every node reports flows and its agent reads them.
+            try FlowEvents.set(enabled: false, bench: bench)
+            rows.append(try await Self.measureRow(name: "cross_cluster_flows_off", what: "Meridian pod to pod across clusters, flow observation off on every node",
+                                                  place: clientPlace, address: ipsC2["remote"]!, runs: runCount, seconds: duration))
+            try FlowEvents.set(enabled: true, bench: bench)
             // The same path again with policy enforcing at both ends (the client's cluster allows
             // its egress, the server's its ingress), right after the row without it and before
             // the service row: connections through the ClusterIP leave the server with TIME_WAIT
@@ -175,6 +181,7 @@ public struct DatapathBenchmark: Sendable {
         let meshRows = ["cross_cluster", "global_service", "cross_node", "cross_cluster_policy"]
         var ratios = Row.ratios(rows, meshRows.flatMap { [($0, "plain_vxlan"), ($0, "kernel_pods")] } + [("same_node", "veth")])
         ratios.merge(Row.ratios(rows, [("cross_cluster_policy", "cross_cluster")], [.throughput, .connection_rate])) { $1 }
+        ratios.merge(Row.ratios(rows, [("cross_cluster", "cross_cluster_flows_off")])) { $1 }
         return Report(runs: runCount, secondsPerRun: duration, rows: rows, backendPropagationMs: SampleSummary(propagation), ratios: ratios)
     }
 
@@ -313,6 +320,22 @@ enum Baselines {
             try await HostCommand.run(p + ["addr", "add", "\(podNet).2/24", "dev", "eth0"])
             try await HostCommand.run(p + ["link", "set", "eth0", "mtu", "1450", "up"])
             try await HostCommand.run(p + ["route", "add", "default", "via", "\(podNet).1"])
+        }
+    }
+}
+
+/// Flow observation switched on every node of the lab: the programs report (or not) as the node
+/// configuration's `MER_CONFIG_F_NO_EVENTS` says; the agents keep reading whatever comes.
+enum FlowEvents {
+    static func set(enabled: Bool, bench: LabDriver) throws {
+        for cluster in ["cluster1", "cluster2"] {
+            for node in try bench.cluster(cluster).nodes {
+                let config = try BPFMap<UInt32, mer_config>(pinnedAt: node.pinDirectory + "/" + MER_MAP_CONFIG)
+                defer { close(config.fd) }
+                guard var value = config.lookup(0) else { throw BenchError.missing("\(cluster)/\(node.name) node configuration") }
+                if enabled { value.flags &= ~UInt16(MER_CONFIG_F_NO_EVENTS) } else { value.flags |= UInt16(MER_CONFIG_F_NO_EVENTS) }
+                try config.update(0, value)
+            }
         }
     }
 }

@@ -50,4 +50,18 @@ struct FlowEventTests {
         #expect(UInt64(reported) + lost == UInt64(runs), "reported \(reported), lost \(lost)")
         #expect(fixture.datapath.counter(UInt32(MER_DROP_INVALID_SIP)).packets == UInt64(runs), "every drop is counted, reported or not")
     }
+
+    @Test("with events off (no observer on the node) nothing is reported and nothing counted lost; drops are still counted")
+    func eventsOff() throws {
+        let fixture = try DatapathFixture()
+        var config = try #require(fixture.datapath.config.lookup(0))
+        config.flags |= UInt16(MER_CONFIG_F_NO_EVENTS)
+        try fixture.datapath.config.update(0, config)
+        _ = try fixture.events()
+        let packet = Packets.tcp(src: "10.1.1.66", dst: "10.1.2.5", sport: 1, dport: 2, flags: .syn)
+        _ = try fixture.datapath.fromPod.timedRun(program: BPFNodeDatapath.fromPodProgram, packet: packet, repeat: 30_000)
+        #expect(try fixture.events().isEmpty)
+        #expect(fixture.datapath.counter(UInt32(MER_METRIC_EVENTS_LOST)).packets == 0)
+        #expect(fixture.datapath.counter(UInt32(MER_DROP_INVALID_SIP)).packets == 30_000)
+    }
 }

@@ -74,10 +74,20 @@ static always_inline void count(__u32 reason, __u32 len)
 
 /* Reports one packet to the agent's flow observer. A full ring loses the event, never the
  * packet: the loss is counted under MER_METRIC_EVENTS_LOST. */
+static always_inline int events_off(void)
+{
+    const struct mer_config *cfg = node_config();
+    return cfg && (cfg->flags & MER_CONFIG_F_NO_EVENTS);
+}
+
 static always_inline void emit_event_via(struct __sk_buff *skb, __u8 type, __u8 subtype, const struct packet4 *pkt,
                                          __u8 ct_state, __u32 src_identity, __u32 dst_identity, __u32 tunnel_endpoint)
 {
-    struct mer_event *ev = bpf_ringbuf_reserve(&mer_events, sizeof(*ev), 0);
+    struct mer_event *ev;
+
+    if (events_off())
+        return;
+    ev = bpf_ringbuf_reserve(&mer_events, sizeof(*ev), 0);
     if (!ev) {
         count(MER_METRIC_EVENTS_LOST, 0);
         return;

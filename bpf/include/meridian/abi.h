@@ -261,8 +261,13 @@ struct mer_config {
     __u32 node_ip;       /* be; underlay address, the tunnel source */
     __u32 gateway_ip;    /* be; the pods' gateway on this node */
     __u16 cluster_id;
-    __u16 flags;
+    __u16 flags;         /* MER_CONFIG_F_* */
     __u32 identity_cluster_shift; /* 16, or 15 with 511 clusters: identity >> shift = cluster ID */
+};
+
+/* mer_config.flags */
+enum {
+    MER_CONFIG_F_NO_EVENTS = 1 << 0, /* nobody reads the ring: report nothing (drops are still counted) */
 };
 
 /* ---- events ring buffer ---- */
