@@ -124,6 +124,19 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // `meridian ui`: the service map and flow table page, its assets compiled in, and the
+        // small HTTP server that serves it with the map and flows as JSON.
+        .target(
+            name: "MeridianUI",
+            dependencies: [
+                "MeridianFlows",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         // libbpf from Debian's libbpf-dev, with wrappers for its option-struct macros.
         .systemLibrary(
             name: "CLibBPF",
@@ -218,7 +231,7 @@ let package = Package(
             dependencies: [
                 "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianPKI",
                 "MeridianControlPlane", "MeridianLab", "MeridianAgent", "MeridianDatapath", "MeridianHost", "MeridianTools", "MeridianAdmin", "MeridianBench", "MeridianMetrics",
-                "MeridianFlows",
+                "MeridianFlows", "MeridianUI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build and run Meridian: etcd (server and
 # client), util-linux's setsid and nsenter, iproute2, procps' sysctl, nftables (lab faults), curl for pods, Prometheus
-# (`lab up --prometheus`), and the
+# (`lab up --prometheus`), Chromium (the UI test loads `meridian ui` headless), and the
 # build's system libraries (libbpf and what it links). Idempotent.
 set -euo pipefail
 need=()
@@ -19,6 +19,7 @@ command -v iperf3 >/dev/null || need+=(iperf3)
 command -v sockperf >/dev/null || need+=(sockperf)
 command -v wrk >/dev/null || need+=(wrk)
 command -v prometheus >/dev/null || need+=(prometheus)
+command -v chromium >/dev/null || need+=(chromium)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 [ -f /usr/include/bpf/libbpf.h ] || need+=(libbpf-dev)
 [ -f /usr/include/libelf.h ] || need+=(libelf-dev)

@@ -79,49 +79,78 @@ struct ObserveCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            let config = try MeridianConfig.load()
-            let chosen = try config.context(contextOptions.context)
-            var contexts = [chosen]
-            if allClusters {
-                for other in config.contexts where other.cluster != chosen.cluster && other.flowsEndpoint != nil
-                    && (chosen.lab == nil || other.lab == chosen.lab) && !contexts.contains(where: { $0.cluster == other.cluster }) {
-                    contexts.append(other)
-                }
-            }
-            let sources = try contexts.map { context throws -> (String, ObserverAddress, ObserverTLS) in
-                guard let endpoint = context.flowsEndpoint else { throw ObserveError.noFlowsEndpoint(context: context.name) }
-                return (context.name, try ObserverAddress(parsing: endpoint),
-                        try ObserverTLS(caPath: context.certificateAuthority, certificatePath: context.clientCertificate, keyPath: context.clientKey))
-            }
+            let sources = try FlowSources.resolve(context: contextOptions.context, allClusters: allClusters)
             let request = try request()
             let sink = ObserveSink(json: output == .json)
-            // History from several clusters is merged in time order before it is printed;
-            // a single cluster's, and followed flows, are printed as they come.
-            let merging = sources.count > 1 && !follow
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for (name, address, tls) in sources {
-                    group.addTask {
-                        do {
-                            try await ObserverClient.getFlows(from: address, tls: tls, request: request) { response in
-                                if merging { sink.keep(response) } else { try sink.show(response) }
+            if sources.count > 1 && !follow {
+                // History from several clusters is merged in time order before it is printed.
+                let (answers, failures) = await FlowSources.history(sources, request)
+                for answer in answers { try sink.show(answer) }
+                failures.forEach(sink.fail)
+            } else {
+                // One cluster's history, and followed flows, are printed as they come.
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for source in sources {
+                        group.addTask {
+                            do {
+                                try await ObserverClient.getFlows(from: source.address, tls: source.tls, request: request) { try sink.show($0) }
+                            } catch {
+                                sink.fail("context \(source.context) (\(source.address)): \(error)")
                             }
-                        } catch {
-                            sink.fail("context \(name) (\(address)): \(error)")
                         }
                     }
-                }
-                try await group.waitForAll()
-            }
-            if merging {
-                let kept = sink.kept
-                for response in kept where response.nodeStatus != nil { try sink.show(response) }
-                for response in FlowBuffer.select(kept.filter { $0.nodeStatus == nil }.sorted { $0.time < $1.time }, request) {
-                    try sink.show(response)
+                    try await group.waitForAll()
                 }
             }
             let failed = sink.failures
             if !failed.isEmpty { throw ObserveError.unreadable(failed) }
         }
+    }
+}
+
+/// The flow relays a command reads: the context's cluster's, and with `allClusters` every other
+/// cluster's in the config file (of the same lab when the context is a lab's), one per cluster.
+struct FlowSources: Sendable {
+    var context: String
+    var address: ObserverAddress
+    var tls: ObserverTLS
+
+    static func resolve(context name: String?, allClusters: Bool) throws -> [FlowSources] {
+        let config = try MeridianConfig.load()
+        let chosen = try config.context(name)
+        var contexts = [chosen]
+        if allClusters {
+            for other in config.contexts where other.cluster != chosen.cluster && other.flowsEndpoint != nil
+                && (chosen.lab == nil || other.lab == chosen.lab) && !contexts.contains(where: { $0.cluster == other.cluster }) {
+                contexts.append(other)
+            }
+        }
+        return try contexts.map { context in
+            guard let endpoint = context.flowsEndpoint else { throw ObserveError.noFlowsEndpoint(context: context.name) }
+            return FlowSources(context: context.name, address: try ObserverAddress(parsing: endpoint),
+                               tls: try ObserverTLS(caPath: context.certificateAuthority, certificatePath: context.clientCertificate,
+                                                    keyPath: context.clientKey))
+        }
+    }
+
+    /// The history `request` asks for from every source, merged in time order (nodes that could
+    /// not be read first), and the sources that could not be read at all.
+    static func history(_ sources: [FlowSources], _ request: ObserverRequest) async -> (answers: [ObserverResponse], failures: [String]) {
+        let sink = ObserveSink(json: true)
+        await withTaskGroup(of: Void.self) { group in
+            for source in sources {
+                group.addTask {
+                    do {
+                        try await ObserverClient.getFlows(from: source.address, tls: source.tls, request: request, timeout: .seconds(10)) { sink.keep($0) }
+                    } catch {
+                        sink.fail("context \(source.context) (\(source.address)): \(error)")
+                    }
+                }
+            }
+        }
+        let kept = sink.kept
+        let statuses = kept.filter { $0.nodeStatus != nil }
+        return (statuses + FlowBuffer.select(kept.filter { $0.nodeStatus == nil }.sorted { $0.time < $1.time }, request), sink.failures)
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import MeridianControlPlane
+import MeridianHost
 import MeridianLab
 import Testing
 
@@ -116,6 +117,60 @@ struct FlowsIntegrationTests {
                                "--flows-endpoint", "unix:\(relay)"])
             let refused = try await lab.meridian(["observe", "--context", "agent-as-reader"])
             #expect(refused.status != 0 && refused.stderr.contains("may not read flows"), "\(refused.stderr)")
+        }
+    }
+
+    static let chromium = "/usr/bin/chromium"
+
+    @Test("the UI, loaded in headless Chromium, draws both clusters, the pods and a forwarded flow from cluster1 to cluster2; a screenshot is kept",
+          .enabled(if: FileManager.default.isExecutableFile(atPath: FlowsIntegrationTests.chromium), "needs Debian's chromium (scripts/setup.sh)"))
+    func userInterface() async throws {
+        try await LabFixture.with(clusters: 2, nodes: 1, heartbeat: 1) { lab in
+            try await lab.connect("cluster1", ["cluster2"])
+            try await lab.waitReady("cluster1")
+            try await lab.apply(DatapathIntegrationTests.pod("server", node: "node1", labels: ["app": "server"]), context: "cluster2")
+            try await lab.apply(DatapathIntegrationTests.pod("client", node: "node1", command: DatapathIntegrationTests.sleeper), context: "cluster1")
+            let server = try #require(try await lab.waitRunning(["server"], context: "cluster2")["server"]?.ip)
+            try await lab.waitRunning(["client"], context: "cluster1")
+            let call = ["exec", "--context", "cluster1", "client", "--", "curl", "-s", "-m", "2", "-o", "/dev/null", "http://\(server):8080/"]
+            try await eventually("the client reaches cluster2's server", timeout: .seconds(40)) { try await lab.meridian(call).status == 0 }
+
+            let port = try #require(try FreePorts.reserve(1).first)
+            let ui = Process()
+            ui.executableURL = URL(fileURLWithPath: LabFixture.executable)
+            ui.arguments = ["ui", "--context", "cluster1", "--listen", "127.0.0.1:\(port)"]
+            ui.environment = ProcessInfo.processInfo.environment.merging(lab.driver.environment) { $1 }
+            ui.standardOutput = FileHandle.nullDevice
+            try ui.run()
+            defer {
+                ui.terminate()
+                ui.waitUntilExit()
+            }
+            let page = "http://127.0.0.1:\(port)/"
+            try await eventually("the UI answers") { try await lab.host(["curl", "-sf", "-o", "/dev/null", page]).status == 0 }
+
+            let artifacts = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent(".build/test-artifacts").path
+            try FileManager.default.createDirectory(atPath: artifacts, withIntermediateDirectories: true)
+            let profile = lab.directory + "/chromium"
+            // By name: the lab's host commands are looked up on PATH.
+            let browser = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                           "--disable-component-update", "--disable-sync", "--disable-default-apps", "--user-data-dir=\(profile)",
+                           "--window-size=1280,1400", "--virtual-time-budget=6000"]
+            var dom = ""
+            try await eventually("the page shows both clusters and a flow from cluster1 to cluster2", timeout: .seconds(60)) {
+                _ = try? await lab.meridian(call)
+                dom = try await lab.host(browser + ["--dump-dom", page]).stdout
+                return dom.contains(#"data-loaded="true""#) && dom.contains(#"class="flow forwarded cross-cluster""#)
+            }
+            #expect(dom.contains(#"class="cluster" data-cluster="cluster1""#) && dom.contains(#"class="cluster" data-cluster="cluster2""#))
+            #expect(dom.contains(#"data-pod="cluster1/default/client""#) && dom.contains(#"data-pod="cluster2/default/server""#))
+            #expect(dom.contains(#"data-from="cluster1/default/client" data-to="cluster2/default/server" data-from-cluster="cluster1" data-to-cluster="cluster2""#),
+                    "the flow joins the client in cluster1 to the server in cluster2")
+            #expect(dom.contains("<td>cluster1/default/client:"), "the flow table lists the flow")
+            let screenshot = artifacts + "/ui-map.png"
+            let shot = try await lab.host(browser + ["--screenshot=\(screenshot)", page])
+            #expect(shot.status == 0 && FileManager.default.fileExists(atPath: screenshot), "screenshot kept at \(screenshot): \(shot.stderr.suffix(500))")
         }
     }
 }
