@@ -118,6 +118,9 @@ struct DesiredDatapath: Sendable {
     /// The named ports of every identity, from the ipcache records (read here, in the one pass
     /// that decodes them, for policy).
     var namedPorts: [UInt32: Set<NamedPort>] = [:]
+    /// NetworkPolicy ipBlock prefixes and their numbers, for `mer_ipblock4` (set from the
+    /// policy snapshot).
+    var ipBlocks: [IPCIDR: UInt32] = [:]
 
     struct Inputs: Sendable {
         var nodes: [String: Data]

@@ -157,7 +157,7 @@ struct EndpointManagerTests {
                                                     MeshKind.identities.stateKey(cluster: "", name: "65600"):
                                                         Data(StateFixtures.identityLabels(app: "client", cluster: "cluster1").utf8)],
                                   remoteIdentities: [:], namedPorts: [:], revision: 1),
-            cluster: Self.cluster, cidrIdentities: CIDRIdentityTable())
+            cluster: Self.cluster, cidrIdentities: CIDRIdentityTable(), ipBlocks: IPBlockTable())
         node.datapath.log.clear()
         let status = await node.manager.applyPolicy(snapshot)
         #expect(status.first?.ingressEnforced == true && status.first?.egressEnforced == false)
