@@ -151,6 +151,10 @@ struct PolicyIntegrationTests {
                     try await mesh.expect([try ReachabilityProbe(parsing: "\(short) \(from) -> c1 \(to) 8080/tcp \(allowed ? "allow" : "deny")")],
                                           "the datapath agrees with the trace")
                 }
+                // A ClusterIP is judged as its backend in the datapath: the trace refuses it rather than guess.
+                let service = try await lab.meridian(["policy", "trace", "--context", "cluster1", "--from", "alpha/client", "--to", "10.101.0.10",
+                                                      "--port", "80/TCP"])
+                #expect(service.status != 0 && service.stderr.contains("service range 10.101.0.0/16"), "\(service.stdout)\(service.stderr)")
             }
         }
     }
