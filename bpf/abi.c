@@ -22,3 +22,5 @@ _Static_assert(sizeof(struct mer_event) == 48, "event");
 _Static_assert(sizeof(struct mer_metric) == 16, "metric");
 _Static_assert(sizeof(struct mer_policy_key) == 15, "policy key");
 _Static_assert(sizeof(struct mer_policy_entry) == 8, "policy entry");
+_Static_assert(sizeof(struct mer_ipblock_key) == 8, "ipblock key");
+_Static_assert(sizeof(struct mer_ipblock_value) == 8, "ipblock value");

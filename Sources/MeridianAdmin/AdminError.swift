@@ -20,6 +20,7 @@ public enum AdminError: Error, Sendable, Hashable, CustomStringConvertible {
     case invalidPort(String, reason: String)
     case podNotFound(namespace: String, name: String, cluster: String)
     case podWithoutIdentity(namespace: String, name: String, cluster: String)
+    case traceToServiceAddress(address: String, serviceCIDR: String, cluster: String)
     case deploymentNotFound(namespace: String, name: String, cluster: String)
     case nodeNotFound(node: String, cluster: String)
     case resourceNotFound(kind: String, name: String, cluster: String)
@@ -84,6 +85,8 @@ public enum AdminError: Error, Sendable, Hashable, CustomStringConvertible {
         case let .invalidPort(text, reason): "--port \(text): \(reason)"
         case let .podNotFound(namespace, name, cluster): "pod \(namespace)/\(name) not found in cluster \(cluster)"
         case let .podWithoutIdentity(namespace, name, cluster): "pod \(namespace)/\(name) in cluster \(cluster) has no identity yet (is it running?)"
+        case let .traceToServiceAddress(address, serviceCIDR, cluster):
+            "--to \(address) is in \(cluster)'s service range \(serviceCIDR): policy judges a connection to a Service against the backend it is balanced to, so trace to a backend pod (--to NAMESPACE/POD)"
         case let .deploymentNotFound(namespace, name, cluster): "deployment \(namespace)/\(name) not found in \(cluster)"
         case let .nodeNotFound(node, cluster): "nodes \"\(node)\" not found in cluster \(cluster)"
         case let .resourceNotFound(kind, name, cluster): "\(kind) \"\(name)\" not found in cluster \(cluster)"

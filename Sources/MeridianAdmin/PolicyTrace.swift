@@ -21,6 +21,14 @@ public struct PolicyTrace: Sendable {
         let destination: PolicyEndpoint
         var destinationName = to
         if let address = IPAddress(to) {
+            // A ClusterIP is translated to a backend before policy sees the connection (at the
+            // socket or on the first packet); tracing it as an outside address would judge
+            // address and identity rules (ipBlock among them) against the wrong peer.
+            for view in views.values.sorted(by: { $0.cluster < $1.cluster }) {
+                if let range = IPCIDR(view.serviceCIDR), range.contains(address) {
+                    throw AdminError.traceToServiceAddress(address: to, serviceCIDR: view.serviceCIDR, cluster: view.cluster)
+                }
+            }
             destination = views.values.lazy.compactMap { $0.endpoint(ip: address) }.first ?? .reserved(.world, ip: address)
             destinationName = "\(to) (identity \(destination.identity))"
         } else {
@@ -82,6 +90,8 @@ public struct PolicyTrace: Sendable {
 /// addresses and named ports, and the per-node record of what is programmed.
 struct PolicyClusterView: Sendable {
     var cluster: String
+    /// The cluster's service range (ClusterIPs).
+    var serviceCIDR: String
     var policySettings: PolicySettings
     var objects: [KubernetesObject]
     var rules: [PolicyRule]
@@ -128,7 +138,7 @@ struct PolicyClusterView: Sendable {
             let nodes = try await client.list(prefix: KeyLayout.nodeStatusPrefix).items.compactMap {
                 try? StoreCoding.decode(NodePolicyStatus.self, from: $0.value, key: $0.key)
             }
-            return PolicyClusterView(cluster: settings.name, policySettings: policySettings, objects: objects,
+            return PolicyClusterView(cluster: settings.name, serviceCIDR: settings.serviceCIDR, policySettings: policySettings, objects: objects,
                                      rules: PolicyCompiler.rules(for: objects, settings: policySettings),
                                      pods: pods, podObjects: podObjects,
                                      identities: identities, nodes: nodes)

@@ -271,6 +271,8 @@ public struct Agent: Sendable {
                                    observer: FlowObserver?, context: NodeContext, client: any KeyValueStore) async throws {
         var synchronizer = MapSynchronizer(maps: datapath.maps)
         var cidrIdentities = CIDRIdentityTable()
+        // A restarted agent keeps the numbers the pinned map holds, which endpoints' entries name.
+        var ipBlocks = IPBlockTable(existing: MapSynchronizer.readIPBlocks(datapath.maps))
         var decodeCaches = DatapathDecodeCaches()
         var published: NodePolicyStatus?
         var conflicts: [IPCIDR: AddressConflict] = [:]
@@ -332,10 +334,12 @@ public struct Agent: Sendable {
                         localIdentities: await mirror.snapshot(MeshKind.identities.statePrefix(cluster: context.cluster.name)),
                         remoteIdentities: await mirror.snapshot(Self.remoteIdentitiesPrefix),
                         namedPorts: desired.namedPorts, revision: revision),
-                    cluster: context.cluster, cidrIdentities: cidrIdentities)
+                    cluster: context.cluster, cidrIdentities: cidrIdentities, ipBlocks: ipBlocks)
                 cidrIdentities = policy.cidrIdentities
+                ipBlocks = policy.ipBlocks
                 desired.ipcache.merge(policy.ipcacheEntries(besides: desired.ipcache, clusterID: UInt16(context.cluster.id)),
                                       uniquingKeysWith: { cluster, _ in cluster })
+                desired.ipBlocks = policy.ipBlocks.numbers
                 names.replace(desired.serviceIPs)
                 // CIDR identities reach the ipcache before entries naming them reach the policy map.
                 var programmed = true

@@ -109,6 +109,9 @@ struct DatapathDecodeCaches: Sendable {
 /// records always give the same state, so it can be diffed against what is programmed.
 struct DesiredDatapath: Sendable {
     var ipcache: [IPCIDR: IPCacheEntry] = [:]
+    /// NetworkPolicy ipBlock prefixes and their numbers, for `mer_ipblock4` (set from the
+    /// policy snapshot).
+    var ipBlocks: [IPCIDR: UInt32] = [:]
     var services: [Frontend: [BackendAddress]] = [:]
     /// Backends that are not active (absent: active). A state is not part of a backend's
     /// address, so a backend keeps its ID, and the connections that chose it, when it changes.

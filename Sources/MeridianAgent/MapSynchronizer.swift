@@ -18,6 +18,8 @@ import MeridianDatapath
 struct MapSynchronizer {
     let maps: NodeMaps
     private(set) var ipcache: [IPCIDR: IPCacheEntry] = [:]
+    /// NetworkPolicy ipBlock prefixes and their numbers (`mer_ipblock4`).
+    private(set) var ipBlocks: [IPCIDR: UInt32] = [:]
     private(set) var slots: [SlotKey: mer_lb4_service] = [:]
     private(set) var backends: [UInt32: BackendAddress] = [:]
     /// The `MER_BACKEND_*` flag of each programmed backend.
@@ -53,6 +55,7 @@ struct MapSynchronizer {
                                            tunnelEndpoint: value.tunnel_endpoint == 0 ? nil : IPAddress(datapathValue: value.tunnel_endpoint),
                                            flags: value.flags, clusterID: value.cluster_id)
         }
+        ipBlocks = Self.readIPBlocks(maps)
         backends = [:]
         backendIDs = [:]
         backendFlags = [:]
@@ -84,8 +87,36 @@ struct MapSynchronizer {
     mutating func apply(_ desired: DesiredDatapath) throws(BPFError) -> Int {
         let before = writes
         try applyIPCache(desired.ipcache)
+        try applyIPBlocks(desired.ipBlocks)
         try applyServices(desired.services, states: desired.backendStates)
         return writes - before
+    }
+
+    /// What the node's ipBlock map holds: prefix to number.
+    static func readIPBlocks(_ maps: NodeMaps) -> [IPCIDR: UInt32] {
+        var blocks: [IPCIDR: UInt32] = [:]
+        for (key, value) in maps.ipBlocks.entries() {
+            guard let prefix = try? IPCIDR(address: IPAddress(datapathValue: key.ip4), prefixLength: Int(key.prefixlen)) else { continue }
+            blocks[prefix] = value.identity
+        }
+        return blocks
+    }
+
+    private mutating func applyIPBlocks(_ desired: [IPCIDR: UInt32]) throws(BPFError) {
+        for (prefix, number) in desired where ipBlocks[prefix] != number {
+            guard let ip = prefix.address.datapathValue else { continue }
+            try maps.ipBlocks.update(mer_ipblock_key(prefixlen: UInt32(prefix.prefixLength), ip4: ip),
+                                     mer_ipblock_value(identity: number, pad: 0))
+            ipBlocks[prefix] = number
+            writes += 1
+        }
+        for prefix in ipBlocks.keys where desired[prefix] == nil {
+            if let ip = prefix.address.datapathValue {
+                try maps.ipBlocks.delete(mer_ipblock_key(prefixlen: UInt32(prefix.prefixLength), ip4: ip))
+                writes += 1
+            }
+            ipBlocks[prefix] = nil
+        }
     }
 
     private mutating func applyIPCache(_ desired: [IPCIDR: IPCacheEntry]) throws(BPFError) {

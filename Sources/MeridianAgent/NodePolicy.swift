@@ -5,10 +5,13 @@ import MeridianStore
 
 /// The policy the node enforces, computed from one view of the store: the cluster's policy
 /// objects, every identity in the mesh (this cluster's and the imported ones), their named
-/// ports, and the CIDR identities the rules need. Endpoints ask it for their map entries.
+/// ports, the CIDR identities and the ipBlock numbers the rules need. Endpoints ask it for
+/// their map entries.
 struct PolicySnapshot: Sendable {
     var resolver: PolicyResolver
     var cidrIdentities: CIDRIdentityTable
+    /// NetworkPolicy ipBlock prefixes and their numbers, for `mer_ipblock4`.
+    var ipBlocks: IPBlockTable
     /// The store revision of the resources the rules and labels were read from.
     var revision: Int64
 
@@ -22,7 +25,8 @@ struct PolicySnapshot: Sendable {
         var revision: Int64
     }
 
-    static func compute(_ inputs: Inputs, cluster: ClusterSettings, cidrIdentities previous: CIDRIdentityTable) -> PolicySnapshot {
+    static func compute(_ inputs: Inputs, cluster: ClusterSettings, cidrIdentities previous: CIDRIdentityTable,
+                        ipBlocks previousBlocks: IPBlockTable) -> PolicySnapshot {
         let settings = PolicySettings(clusterName: cluster.name, policyDefaultLocalCluster: cluster.policyDefaultLocalCluster ?? true)
         let objects = inputs.policies.keys.sorted().compactMap { key in
             try? StoreCoding.decode(KubernetesObject.self, from: inputs.policies[key]!, key: key)
@@ -39,10 +43,12 @@ struct PolicySnapshot: Sendable {
         for identity in cidrIdentities.identities.values {
             identities[identity] = CIDRIdentityTable.labels
         }
+        var ipBlocks = previousBlocks
+        ipBlocks.update(wanted: IPBlockTable.prefixes(in: rules))
         let resolver = PolicyResolver(rules: rules, identities: identities,
                                       namedPorts: inputs.namedPorts.mapValues { $0.sorted { ($0.name, $0.port) < ($1.name, $1.port) } },
                                       localCluster: cluster.name)
-        return PolicySnapshot(resolver: resolver, cidrIdentities: cidrIdentities, revision: inputs.revision)
+        return PolicySnapshot(resolver: resolver, cidrIdentities: cidrIdentities, ipBlocks: ipBlocks, revision: inputs.revision)
     }
 
     /// The map program of a local endpoint with `identity`; `labels` stand in when the identity
@@ -52,8 +58,8 @@ struct PolicySnapshot: Sendable {
         if let labels, resolver.identities[identity] == nil { resolver.identities[identity] = labels }
         if resolver.namedPorts[identity] == nil, !namedPorts.isEmpty { resolver.namedPorts[identity] = namedPorts }
         let policy = resolver.resolve(identity: identity)
-        let ingress = policy.ingress.datapathProgram(cidrIdentities: cidrIdentities)
-        let egress = policy.egress.datapathProgram(cidrIdentities: cidrIdentities)
+        let ingress = policy.ingress.datapathProgram(cidrIdentities: cidrIdentities, ipBlocks: ipBlocks)
+        let egress = policy.egress.datapathProgram(cidrIdentities: cidrIdentities, ipBlocks: ipBlocks)
         var entries: [PolicyMapKey: Bool] = [:]
         for (direction, program) in [(UInt8(MER_POLICY_INGRESS), ingress), (UInt8(MER_POLICY_EGRESS), egress)] {
             for entry in program.entries {

@@ -23,6 +23,7 @@ public final class BPFNodeDatapath: NodeDatapath {
     public let conntrack: BPFMap<mer_ct_key, mer_ct_entry>
     public let config: BPFMap<UInt32, mer_config>
     public let policy: BPFMap<mer_policy_key, mer_policy_entry>
+    public let ipBlocks: BPFMap<mer_ipblock_key, mer_ipblock_value>
     public let metrics: PerCPUArrayMap<mer_metric>
     public let eventsFD: Int32
     public let maps: NodeMaps
@@ -54,10 +55,11 @@ public final class BPFNodeDatapath: NodeDatapath {
         conntrack = BPFMap(name: MER_MAP_CT, fd: try objectWithMaps.mapFD(MER_MAP_CT))
         config = BPFMap(name: MER_MAP_CONFIG, fd: try objectWithMaps.mapFD(MER_MAP_CONFIG))
         policy = BPFMap(name: MER_MAP_POLICY, fd: try objectWithMaps.mapFD(MER_MAP_POLICY))
+        ipBlocks = BPFMap(name: MER_MAP_IPBLOCK, fd: try objectWithMaps.mapFD(MER_MAP_IPBLOCK))
         metrics = try PerCPUArrayMap(name: MER_MAP_METRICS, fd: try objectWithMaps.mapFD(MER_MAP_METRICS))
         eventsFD = try objectWithMaps.mapFD(MER_MAP_EVENTS)
         self.maps = NodeMaps(endpoints: endpoints, ipcache: ipcache, services: services, backends: backends,
-                             reverseNAT: reverseNAT, conntrack: conntrack, policy: policy)
+                             reverseNAT: reverseNAT, conntrack: conntrack, policy: policy, ipBlocks: ipBlocks)
     }
 
 

@@ -10,11 +10,14 @@ public struct NodeMaps: Sendable {
     public var reverseNAT: any DatapathMap<UInt16, mer_lb4_revnat>
     public var conntrack: any DatapathMap<mer_ct_key, mer_ct_entry>
     public var policy: any DatapathMap<mer_policy_key, mer_policy_entry>
+    /// NetworkPolicy ipBlock prefixes of the node and their numbers (`mer_ipblock4`).
+    public var ipBlocks: any DatapathMap<mer_ipblock_key, mer_ipblock_value>
 
     public init(endpoints: any DatapathMap<mer_endpoint_key, mer_endpoint_info>, ipcache: any DatapathMap<mer_ipcache_key, mer_ipcache_value>,
                 services: any DatapathMap<mer_lb4_key, mer_lb4_service>, backends: any DatapathMap<UInt32, mer_lb4_backend>,
                 reverseNAT: any DatapathMap<UInt16, mer_lb4_revnat>, conntrack: any DatapathMap<mer_ct_key, mer_ct_entry>,
-                policy: any DatapathMap<mer_policy_key, mer_policy_entry>) {
+                policy: any DatapathMap<mer_policy_key, mer_policy_entry>,
+                ipBlocks: any DatapathMap<mer_ipblock_key, mer_ipblock_value>) {
         self.endpoints = endpoints
         self.ipcache = ipcache
         self.services = services
@@ -22,6 +25,7 @@ public struct NodeMaps: Sendable {
         self.reverseNAT = reverseNAT
         self.conntrack = conntrack
         self.policy = policy
+        self.ipBlocks = ipBlocks
     }
 }
 

@@ -69,6 +69,7 @@ public final class InMemoryNodeDatapath: NodeDatapath {
     public let reverseNAT: InMemoryDatapathMap<UInt16, mer_lb4_revnat>
     public let conntrack: InMemoryDatapathMap<mer_ct_key, mer_ct_entry>
     public let policy: InMemoryDatapathMap<mer_policy_key, mer_policy_entry>
+    public let ipBlocks: InMemoryDatapathMap<mer_ipblock_key, mer_ipblock_value>
     private let attached = Mutex<[String]>([])
 
     public init() {
@@ -79,8 +80,9 @@ public final class InMemoryNodeDatapath: NodeDatapath {
         reverseNAT = InMemoryDatapathMap(name: MER_MAP_REVNAT, log: log)
         conntrack = InMemoryDatapathMap(name: MER_MAP_CT, log: log)
         policy = InMemoryDatapathMap(name: MER_MAP_POLICY, log: log)
+        ipBlocks = InMemoryDatapathMap(name: MER_MAP_IPBLOCK, log: log)
         maps = NodeMaps(endpoints: endpoints, ipcache: ipcache, services: services, backends: backends,
-                        reverseNAT: reverseNAT, conntrack: conntrack, policy: policy)
+                        reverseNAT: reverseNAT, conntrack: conntrack, policy: policy, ipBlocks: ipBlocks)
     }
 
     public let maps: NodeMaps

@@ -157,7 +157,7 @@ struct EndpointManagerTests {
                                                     MeshKind.identities.stateKey(cluster: "", name: "65600"):
                                                         Data(StateFixtures.identityLabels(app: "client", cluster: "cluster1").utf8)],
                                   remoteIdentities: [:], namedPorts: [:], revision: 1),
-            cluster: Self.cluster, cidrIdentities: CIDRIdentityTable())
+            cluster: Self.cluster, cidrIdentities: CIDRIdentityTable(), ipBlocks: IPBlockTable())
         node.datapath.log.clear()
         let status = await node.manager.applyPolicy(snapshot)
         #expect(status.first?.ingressEnforced == true && status.first?.egressEnforced == false)
@@ -167,5 +167,38 @@ struct EndpointManagerTests {
         let firstEndpointWrite = try #require(log.firstIndex { $0.hasPrefix("update \(MER_MAP_ENDPOINTS)") })
         #expect(log[..<firstEndpointWrite].contains { $0.hasPrefix("update \(MER_MAP_POLICY)") }, "\(log)")
         #expect(node.datapath.policy.count == 1, "the client identity on port 8080")
+    }
+}
+
+extension EndpointManagerTests {
+    @Test("an ipBlock policy programs entries under the snapshot's ipBlock numbers, for the prefixes inside the block and outside its hole")
+    func ipBlockEntries() async throws {
+        let node = try Node()
+        defer { try? FileManager.default.removeItem(atPath: node.directory) }
+        try await node.pod("web", labels: ["app": "web"])
+        let (_, identity) = try await node.start("web", container: "c-web")
+        let policy = """
+            apiVersion: networking.k8s.io/v1
+            kind: NetworkPolicy
+            metadata: {name: web, namespace: default}
+            spec:
+              podSelector: {matchLabels: {app: web}}
+              ingress:
+              - from: [{ipBlock: {cidr: 10.1.0.0/16, except: [10.1.2.0/24]}}]
+                ports: [{port: 8080}]
+            """
+        let objects = try ManifestDecoder.decode(policy, source: "test")
+        let records = Dictionary(uniqueKeysWithValues: objects.map { (ResourceStore.key(for: $0), StoreCoding.encode($0)) })
+        let labels = try #require(try await node.store.get(MeshKind.identities.stateKey(cluster: "", name: "\(identity)")))
+        let snapshot = PolicySnapshot.compute(
+            PolicySnapshot.Inputs(policies: records, localIdentities: [labels.key: labels.value], remoteIdentities: [:], namedPorts: [:],
+                                  revision: 1),
+            cluster: Self.cluster, cidrIdentities: CIDRIdentityTable(), ipBlocks: IPBlockTable())
+        let block = try #require(snapshot.ipBlocks.numbers[IPCIDR("10.1.0.0/16")!])
+        let hole = try #require(snapshot.ipBlocks.numbers[IPCIDR("10.1.2.0/24")!])
+        _ = await node.manager.applyPolicy(snapshot)
+        let identities = Set(node.datapath.policy.entries().map { UInt32(bigEndian: $0.key.identity) })
+        #expect(identities == [block], "an entry for the block's number only; none for the hole's (\(hole))")
+        #expect(node.datapath.policy.entries().allSatisfy { $0.key.direction == UInt8(MER_POLICY_INGRESS) && UInt16(bigEndian: $0.key.dport) == 8080 })
     }
 }

@@ -50,6 +50,27 @@ struct MapSynchronizerTests {
         return (key, entry)
     }
 
+    @Test("ipBlock prefixes are written with their numbers, rewritten when renumbered, deleted when gone, and read back on resync")
+    func ipBlocks() throws {
+        let datapath = InMemoryNodeDatapath()
+        var synchronizer = MapSynchronizer(maps: datapath.maps)
+        let wide = IPCIDR("10.1.0.0/16")!, hole = IPCIDR("10.1.2.51/32")!
+        var desired = DesiredDatapath()
+        desired.ipBlocks = [wide: IPBlockTable.firstIdentity, hole: IPBlockTable.firstIdentity + 1]
+        #expect(try synchronizer.apply(desired) == 2)
+        #expect(datapath.ipBlocks.lookup(mer_ipblock_key(prefixlen: 16, ip4: IPAddress("10.1.0.0")!.datapathValue!))?.identity
+            == IPBlockTable.firstIdentity)
+        #expect(try synchronizer.apply(desired) == 0, "nothing changed, nothing written")
+        desired.ipBlocks = [wide: IPBlockTable.firstIdentity + 2]
+        #expect(try synchronizer.apply(desired) == 2)
+        #expect(datapath.ipBlocks.count == 1)
+        #expect(datapath.ipBlocks.lookup(mer_ipblock_key(prefixlen: 16, ip4: IPAddress("10.1.0.0")!.datapathValue!))?.identity
+            == IPBlockTable.firstIdentity + 2)
+        let restarted = MapSynchronizer(maps: datapath.maps)
+        #expect(restarted.ipBlocks == [wide: IPBlockTable.firstIdentity + 2])
+        #expect(IPBlockTable(existing: MapSynchronizer.readIPBlocks(datapath.maps)).numbers == [wide: IPBlockTable.firstIdentity + 2])
+    }
+
     @Test("a frontend with more backends than its 16-bit slots can number programs the first ones and does not trap")
     func backendsPerFrontendAreCapped() throws {
         let datapath = InMemoryNodeDatapath()

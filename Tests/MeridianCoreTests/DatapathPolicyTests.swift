@@ -37,12 +37,12 @@ struct DatapathPolicyTests {
     @Test("a direction with only denies is enforced with an allow for every peer; no entries means not enforced")
     func denyOnly() {
         let deny = PolicyMapEntry(remoteIdentity: 70000, protocol: 6, port: 8080, portPrefixLength: 16, deny: true)
-        let program = DirectionPolicy(enforced: false, entries: [deny]).datapathProgram(cidrIdentities: CIDRIdentityTable())
+        let program = DirectionPolicy(enforced: false, entries: [deny]).datapathProgram(cidrIdentities: CIDRIdentityTable(), ipBlocks: IPBlockTable())
         #expect(program.enforced)
         #expect(Set(program.entries) == [deny, PolicyMapEntry(remoteIdentity: 0, protocol: 0)])
-        let open = DirectionPolicy(enforced: false).datapathProgram(cidrIdentities: CIDRIdentityTable())
+        let open = DirectionPolicy(enforced: false).datapathProgram(cidrIdentities: CIDRIdentityTable(), ipBlocks: IPBlockTable())
         #expect(!open.enforced && open.entries.isEmpty)
-        let closed = DirectionPolicy(enforced: true).datapathProgram(cidrIdentities: CIDRIdentityTable())
+        let closed = DirectionPolicy(enforced: true).datapathProgram(cidrIdentities: CIDRIdentityTable(), ipBlocks: IPBlockTable())
         #expect(closed.enforced && closed.entries.isEmpty, "default deny without allows holds no entries and drops everything")
     }
 
@@ -59,7 +59,7 @@ struct DatapathPolicyTests {
                 CIDRPolicyEntry(peer: CIDRPeer(cidr: Self.cidr("172.30.0.0/16")), protocol: 17),
                 CIDRPolicyEntry(peer: CIDRPeer(cidr: Self.cidr("172.30.1.254/32")), protocol: 6, port: 8080, portPrefixLength: 16, deny: true),
             ])
-        let program = policy.datapathProgram(cidrIdentities: table)
+        let program = policy.datapathProgram(cidrIdentities: table, ipBlocks: IPBlockTable())
         #expect(program.enforced)
         #expect(program.entries.contains(PolicyMapEntry(remoteIdentity: wide, protocol: 17)))
         #expect(program.entries.contains(PolicyMapEntry(remoteIdentity: narrow, protocol: 17)))

@@ -625,7 +625,8 @@ struct PolicyCompilationTests {
         let rules = try decodeOne(kubernetesExample).policyRules(settings: settings)
         let peers = rules[0].peers
         #expect(peers.count == 4)
-        #expect(peers[0] == .cidr(CIDRPeer(cidr: IPCIDR("172.17.0.0/16")!, except: [IPCIDR("172.17.1.0/24")!])))
+        // Selectors follow Cilium's translation; ipBlock follows upstream (any address, pods' too).
+        #expect(peers[0] == .ipBlock(CIDRPeer(cidr: IPCIDR("172.17.0.0/16")!, except: [IPCIDR("172.17.1.0/24")!])))
         #expect(peers[1] == .endpoints(EndpointSelector([
             requirement("k8s", "io.cilium.k8s.namespace.labels.project", "myproject"),
             requirement("k8s", LabelKeys.cluster, "alpha"),

@@ -201,6 +201,40 @@ ingress:
           cidr: 10.0.0.0/8
 """)
 
+private let backendFromPodNetworkExceptOne = np("pod-network-but-one", """
+podSelector:
+  matchLabels: {app: backend}
+ingress:
+  - from:
+      - ipBlock:
+          cidr: 10.0.0.0/8
+          except: [10.1.2.3/32]
+""")
+
+private let frontendEgressToOnePod = np("frontend-to-one-pod", """
+podSelector:
+  matchLabels: {app: frontend}
+policyTypes: [Egress]
+egress:
+  - to:
+      - ipBlock:
+          cidr: 10.1.2.4/32
+    ports:
+      - port: 8080
+  - to:
+      - ipBlock:
+          cidr: 10.1.2.0/24
+    ports:
+      - port: metrics
+""")
+
+private let ciliumBackendFromPodNetwork = cnp("pod-network-cidr", """
+endpointSelector:
+  matchLabels: {app: backend}
+ingress:
+  - fromCIDR: [10.0.0.0/8]
+""")
+
 private let backendHTTPByName = np("http-by-name", """
 podSelector:
   matchLabels: {app: backend}
@@ -621,8 +655,38 @@ private let probeCases: [PolicyProbeCase] = [
         "NP ipBlock except carves a hole", alpha: backendFromOfficeBlock,
         from: "world@203.0.113.200", to: "a.backend", port: 443, allowed: false),
     probe(
-        "NP ipBlock never selects pods", alpha: backendFromPodNetwork,
+        "NP ipBlock selects pods by address, as upstream", alpha: backendFromPodNetwork,
+        from: "a.frontend@10.1.2.3", to: "a.backend", port: 443, allowed: true, deciders: ["NetworkPolicy shop/pod-network"]),
+    probe(
+        "NP ipBlock selects a remote cluster's pod by address", alpha: backendFromPodNetwork,
+        from: "b.frontend@10.2.0.9", to: "a.backend", port: 443, allowed: true),
+    probe(
+        "NP ipBlock needs the address: a pod outside the block is not selected", alpha: backendFromPodNetwork,
+        from: "a.frontend@192.168.0.3", to: "a.backend", port: 443, allowed: false),
+    probe(
+        "NP ipBlock except carves one pod out", alpha: backendFromPodNetworkExceptOne,
         from: "a.frontend@10.1.2.3", to: "a.backend", port: 443, allowed: false),
+    probe(
+        "NP ipBlock except leaves a pod of the same identity at another address in", alpha: backendFromPodNetworkExceptOne,
+        from: "a.frontend@10.1.2.5", to: "a.backend", port: 443, allowed: true),
+    probe(
+        "NP egress ipBlock /32 admits the pod at that address", alpha: frontendEgressToOnePod,
+        from: "a.frontend@10.1.1.2", to: "a.backend@10.1.2.4", port: 8080, allowed: true),
+    probe(
+        "NP egress ipBlock /32 admits only its port", alpha: frontendEgressToOnePod,
+        from: "a.frontend@10.1.1.2", to: "a.backend@10.1.2.4", port: 8081, allowed: false),
+    probe(
+        "NP egress ipBlock /32 does not admit the same identity at another address", alpha: frontendEgressToOnePod,
+        from: "a.frontend@10.1.1.2", to: "a.backend@10.1.3.4", port: 8080, allowed: false),
+    probe(
+        "NP egress named port never pairs with an ipBlock (the name is the destination pod's)", alpha: frontendEgressToOnePod,
+        from: "a.frontend@10.1.1.2", to: "a.backend@10.1.2.4", port: 9090, allowed: false),
+    probe(
+        "CNP fromCIDR keeps Cilium's meaning: never a pod", alpha: ciliumBackendFromPodNetwork,
+        from: "a.frontend@10.1.2.3", to: "a.backend", port: 443, allowed: false),
+    probe(
+        "CNP fromCIDR still admits outside addresses", alpha: ciliumBackendFromPodNetwork,
+        from: "world@10.200.0.1", to: "a.backend", port: 443, allowed: true),
     probe(
         "NP named port resolves on the receiving pod", alpha: backendHTTPByName,
         from: "a.frontend", to: "a.backend", port: 8080, allowed: true),

@@ -15,23 +15,38 @@ import Testing
 struct PolicyIntegrationTests {
     static let clusters = ["c1": "cluster1", "c2": "cluster2"]
 
+    /// The cases the matrix runs: all of them, or with `MERIDIAN_REACHABILITY_CASES=<text>` only
+    /// those whose name contains the text (to rerun a few cases without the whole matrix).
+    static var matrixCases: [ReachabilityCase] {
+        guard let filter = ProcessInfo.processInfo.environment["MERIDIAN_REACHABILITY_CASES"], !filter.isEmpty else {
+            return ReachabilityCases.all
+        }
+        return ReachabilityCases.all.filter { $0.name.contains(filter) }
+    }
+
     @Test("the reachability matrix: every case's probes, TCP and UDP, on two nodes and two clusters")
     func reachabilityMatrix() async throws {
+        let cases = Self.matrixCases
+        try #require(!cases.isEmpty, "MERIDIAN_REACHABILITY_CASES selects no case")
         try await CrossClusterIntegrationTests.mesh { lab in
             try await Self.withTopology(lab) { mesh in
                 var failures: [String] = []
                 var probes = 0
-                for testCase in ReachabilityCases.all {
+                for testCase in cases {
                     let parsed = try testCase.probes.map(ReachabilityProbe.init(parsing:))
-                    try await mesh.enforce(testCase.policies)
+                    // Policies that name pods by address get the addresses the lab gave them.
+                    let policies = try testCase.resolvedPolicies { pod in
+                        try #require(mesh.addresses[PolicyMesh.key(pod.cluster, pod.namespace, pod.name)], "no address for \(pod)")
+                    }
+                    try await mesh.enforce(policies)
                     let outcomes = try await mesh.probe(parsed)
                     for (text, probe) in zip(testCase.probes, parsed) where outcomes[probe] != probe.allowed {
                         failures.append("\(testCase.name): \(text) — got \(outcomes[probe] == true ? "allowed" : "denied")")
                     }
                     probes += parsed.count
-                    try await mesh.remove(testCase.policies)
+                    try await mesh.remove(policies)
                 }
-                print("reachability matrix: \(ReachabilityCases.all.count) cases, \(probes) probes, \(failures.count) wrong")
+                print("reachability matrix: \(cases.count) cases, \(probes) probes, \(failures.count) wrong")
                 #expect(failures.isEmpty, "\(failures.count) probes disagree:\n\(failures.joined(separator: "\n"))")
             }
         }
@@ -111,6 +126,35 @@ struct PolicyIntegrationTests {
                 #expect(list.status == 0, "\(list.stderr)")
                 let row = list.stdout.split(separator: "\n").first { $0.contains("web-http-only") }.map(String.init) ?? ""
                 #expect(row.contains("alpha/web") && row.contains("1/1") && row.contains("ingress"), "get policies:\n\(list.stdout)")
+
+                // ipBlock by a pod's address: trace and datapath agree, for a local and a remote pod.
+                let client = try #require(mesh.addresses[PolicyMesh.key("cluster1", "alpha", "client")])
+                let remoteClient = try #require(mesh.addresses[PolicyMesh.key("cluster2", "alpha", "client")])
+                try await mesh.enforce(["cluster1": """
+                    apiVersion: networking.k8s.io/v1
+                    kind: NetworkPolicy
+                    metadata: {name: api-from-addresses, namespace: alpha}
+                    spec:
+                      podSelector: {matchLabels: {app: api}}
+                      ingress:
+                      - from:
+                        - ipBlock: {cidr: \(client)/32}
+                        - ipBlock: {cidr: 10.2.0.0/16, except: [\(remoteClient)/32]}
+                    """])
+                for (fromContext, from, to, allowed) in [("cluster1", "alpha/client", "alpha/api", true), ("cluster1", "beta/client", "alpha/api", false),
+                                                         ("cluster2", "alpha/web", "alpha/api", true), ("cluster2", "alpha/client", "alpha/api", false)] {
+                    let trace = try await lab.meridian(["policy", "trace", "--context", "cluster1", "--from-context", fromContext, "--from", from,
+                                                        "--to", to, "--port", "8080/TCP"])
+                    #expect(trace.stdout.contains("Final verdict: \(allowed ? "ALLOWED" : "DENIED")"), "\(fromContext) \(from):\n\(trace.stdout)\(trace.stderr)")
+                    #expect(trace.stdout.contains("NetworkPolicy alpha/api-from-addresses"), "the trace names the ipBlock policy:\n\(trace.stdout)")
+                    let short = fromContext == "cluster1" ? "c1" : "c2"
+                    try await mesh.expect([try ReachabilityProbe(parsing: "\(short) \(from) -> c1 \(to) 8080/tcp \(allowed ? "allow" : "deny")")],
+                                          "the datapath agrees with the trace")
+                }
+                // A ClusterIP is judged as its backend in the datapath: the trace refuses it rather than guess.
+                let service = try await lab.meridian(["policy", "trace", "--context", "cluster1", "--from", "alpha/client", "--to", "10.101.0.10",
+                                                      "--port", "80/TCP"])
+                #expect(service.status != 0 && service.stderr.contains("service range 10.101.0.0/16"), "\(service.stdout)\(service.stderr)")
             }
         }
     }

@@ -1,3 +1,4 @@
+import Foundation
 import MeridianCore
 
 // The data of the policy reachability matrix: a fixed two-cluster topology, and cases that each
@@ -111,6 +112,41 @@ struct ReachabilityCase: Sendable {
         for text in probes { result.append(try ReachabilityProbe(parsing: text)) }
         return result
     }
+
+    /// `policies` with every `$(<cluster> <namespace>/<pod>)` replaced by that pod's address as
+    /// `address` gives it (the model's address, or the one the lab gave the pod), so that
+    /// `ipBlock` rules can name pods by address: `cidr: $(c1 alpha/web)/32`.
+    func resolvedPolicies(address: (ReachabilityPod) throws -> String) throws -> [String: String] {
+        try policies.mapValues { yaml in
+            var result = ""
+            var rest = Substring(yaml)
+            while let start = rest.range(of: "$(") {
+                result += rest[..<start.lowerBound]
+                guard let end = rest[start.upperBound...].firstIndex(of: ")") else {
+                    throw ReachabilityCaseError(caseName: name, reason: "an unclosed $( in the policies")
+                }
+                let reference = rest[start.upperBound..<end]
+                let words = reference.split(separator: " ")
+                let parts = words.count == 2 ? words[1].split(separator: "/") : []
+                guard parts.count == 2, let cluster = ReachabilityTopology.clusterAliases[String(words[0])],
+                      let pod = ReachabilityTopology.pod(cluster: cluster, namespace: String(parts[0]), name: String(parts[1]))
+                else {
+                    throw ReachabilityCaseError(caseName: name, reason: "$(\(reference)) names no pod of the topology; write $(c1 alpha/web)")
+                }
+                result += try address(pod)
+                rest = rest[rest.index(after: end)...]
+            }
+            return result + rest
+        }
+    }
+}
+
+/// A case whose policies cannot be made concrete; names the case.
+struct ReachabilityCaseError: Error, Sendable, Hashable, CustomStringConvertible {
+    var caseName: String
+    var reason: String
+
+    var description: String { "reachability case \"\(caseName)\": \(reason)" }
 }
 
 /// Why a probe string could not be parsed; names the probe text.
@@ -1664,7 +1700,7 @@ enum ReachabilityCases {
                 "c1 alpha/web -> world 8080/tcp allow",
             ]),
         ReachabilityCase(
-            name: "NP egress ipBlock 0.0.0.0/0 on a UDP port; ipBlock never selects pods",
+            name: "NP egress ipBlock 0.0.0.0/0 on a UDP port reaches the world and every pod on that port (upstream)",
             policies: ["cluster1": np("client-world-dns", "beta", """
                 podSelector:
                   matchLabels:
@@ -1682,8 +1718,132 @@ enum ReachabilityCases {
             probes: [
                 "c1 beta/client -> world 5353/udp allow",
                 "c1 beta/client -> world 8080/tcp deny",
-                "c1 beta/client -> c1 beta/db 5353/udp deny",
+                "c1 beta/client -> c1 beta/db 5353/udp allow",
+                "c1 beta/client -> c2 gamma/client 5353/udp allow",
+                "c1 beta/client -> c1 beta/db 8080/tcp deny",
                 "c1 beta/db -> world 8080/tcp allow",
+            ]),
+        ReachabilityCase(
+            name: "NP ipBlock egress to a pod by its /32 and to pods by a covering CIDR; the pod still reaches itself",
+            policies: ["cluster1": np("client-to-pods-by-address", "alpha", """
+                podSelector:
+                  matchLabels:
+                    app: client
+                policyTypes:
+                - Egress
+                egress:
+                - to:
+                  - ipBlock:
+                      cidr: $(c1 alpha/web)/32
+                  ports:
+                  - port: 8080
+                - to:
+                  - ipBlock:
+                      cidr: 10.1.2.0/24
+                  ports:
+                  - protocol: UDP
+                    port: 5353
+                """)],
+            probes: [
+                "c1 alpha/client -> c1 alpha/web 8080/tcp allow",
+                "c1 alpha/client -> c1 alpha/web 9090/tcp deny",
+                "c1 alpha/client -> c1 alpha/api 5353/udp allow",
+                "c1 alpha/client -> c1 beta/db 5353/udp allow",
+                "c1 alpha/client -> c1 beta/client 5353/udp deny",
+                "c1 alpha/client -> world 8080/tcp deny",
+                "c1 alpha/client -> c1 alpha/client 9090/tcp allow",
+                "c1 alpha/client -> c1 alpha/client 6363/udp allow",
+            ]),
+        ReachabilityCase(
+            name: "NP ipBlock ingress from the pod range admits pods by address; except carves one pod out",
+            policies: ["cluster1": np("web-from-pod-range", "alpha", """
+                podSelector:
+                  matchLabels:
+                    app: web
+                ingress:
+                - from:
+                  - ipBlock:
+                      cidr: 10.1.0.0/16
+                      except:
+                      - $(c1 beta/client)/32
+                """)],
+            probes: [
+                "c1 alpha/client -> c1 alpha/web 8080/tcp allow",
+                "c1 beta/db -> c1 alpha/web 5353/udp allow",
+                "c1 beta/client -> c1 alpha/web 8080/tcp deny",
+                "c1 beta/client -> c1 alpha/web 6363/udp deny",
+                "c2 alpha/client -> c1 alpha/web 8080/tcp deny",
+                "world -> c1 alpha/web 8080/tcp deny",
+                "c1 alpha/web -> c1 alpha/web 9090/tcp allow",
+            ]),
+        ReachabilityCase(
+            name: "NP ipBlock selects a remote cluster's pods by address, egress and ingress",
+            policies: [
+                "cluster1": np("client-to-cluster2-but-gamma", "beta", """
+                    podSelector:
+                      matchLabels:
+                        app: client
+                    policyTypes:
+                    - Egress
+                    egress:
+                    - to:
+                      - ipBlock:
+                          cidr: 10.2.0.0/16
+                          except:
+                          - $(c2 gamma/client)/32
+                    """),
+                "cluster2": np("web-from-cluster1-client", "alpha", """
+                    podSelector:
+                      matchLabels:
+                        app: web
+                    ingress:
+                    - from:
+                      - ipBlock:
+                          cidr: $(c1 beta/client)/32
+                      ports:
+                      - protocol: UDP
+                        port: 5353
+                      - port: 8080
+                    """),
+            ],
+            probes: [
+                "c1 beta/client -> c2 alpha/web 8080/tcp allow",
+                "c1 beta/client -> c2 alpha/web 5353/udp allow",
+                "c1 beta/client -> c2 alpha/web 9090/tcp deny",
+                "c1 beta/client -> c2 alpha/client 6363/udp allow",
+                "c1 beta/client -> c2 gamma/client 8080/tcp deny",
+                "c1 beta/client -> c1 beta/db 8080/tcp deny",
+                "c1 alpha/client -> c2 alpha/web 8080/tcp deny",
+                "c2 alpha/client -> c2 alpha/web 5353/udp deny",
+            ]),
+        ReachabilityCase(
+            name: "NP ipBlock and CNP fromCIDR over the same range side by side: the ipBlock admits pods, the CIDR only the outside",
+            policies: ["cluster1": documents(
+                np("web-from-range", "alpha", """
+                    podSelector:
+                      matchLabels:
+                        app: web
+                    ingress:
+                    - from:
+                      - ipBlock:
+                          cidr: 10.1.0.0/16
+                    """),
+                cnp("api-from-range", "alpha", """
+                    endpointSelector:
+                      matchLabels:
+                        app: api
+                    ingress:
+                    - fromCIDR:
+                      - 10.1.0.0/16
+                      - 172.30.1.254/32
+                    """))],
+            probes: [
+                "c1 alpha/client -> c1 alpha/web 8080/tcp allow",
+                "c1 beta/db -> c1 alpha/web 6363/udp allow",
+                "c1 alpha/client -> c1 alpha/api 8080/tcp deny",
+                "c1 beta/db -> c1 alpha/api 6363/udp deny",
+                "world -> c1 alpha/api 8080/tcp allow",
+                "world -> c1 alpha/web 8080/tcp deny",
             ]),
         ReachabilityCase(
             name: "NP peer podSelector with the cluster label admits cluster2's pods (matchExpressions on both sides)",

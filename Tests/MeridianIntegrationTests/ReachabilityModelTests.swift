@@ -65,7 +65,7 @@ struct ReachabilityModelTests {
     func policiesAreWellFormed() throws {
         for matrixCase in ReachabilityCases.all {
             var names: [String] = []
-            for (cluster, yaml) in matrixCase.policies.sorted(by: { $0.key < $1.key }) {
+            for (cluster, yaml) in try ReachabilityModel.policies(for: matrixCase).sorted(by: { $0.key < $1.key }) {
                 let namespaces = try #require(
                     ReachabilityTopology.namespaces[cluster], "\(matrixCase.name): unknown cluster \(cluster)")
                 let objects = try ManifestDecoder.decode(yaml, source: "\(matrixCase.name) [\(cluster)]")
@@ -112,6 +112,16 @@ struct ReachabilityModelTests {
             #expect(error.probe == text)
             #expect(error.description.contains(text))
         }
+    }
+
+    @Test("pod references in policies become the pods' addresses; a reference to no pod is an error naming the case")
+    func podAddressesInPolicies() throws {
+        let matrixCase = ReachabilityCase(
+            name: "addresses", policies: ["cluster1": "cidr: $(c1 alpha/web)/32\nexcept: [$(c2 gamma/client)/32]"], probes: [])
+        let resolved = try matrixCase.resolvedPolicies { "\($0.cluster)-\($0.namespace)-\($0.name)" }
+        #expect(resolved == ["cluster1": "cidr: cluster1-alpha-web/32\nexcept: [cluster2-gamma-client/32]"])
+        let broken = ReachabilityCase(name: "broken", policies: ["cluster1": "cidr: $(c1 alpha/nobody)/32"], probes: [])
+        #expect(throws: ReachabilityCaseError.self) { try broken.resolvedPolicies { $0.name } }
     }
 
     @Test("probes parse into their parts")
@@ -169,10 +179,20 @@ enum ReachabilityModel {
         pod.flatMap { endpoints[$0] }
     }
 
+    /// The case's policies with pod addresses (`$(c1 alpha/web)`) as the model gives them.
+    static func policies(for matrixCase: ReachabilityCase) throws -> [String: String] {
+        try matrixCase.resolvedPolicies { pod in
+            guard let address = endpoints[pod]?.ip else {
+                throw ReachabilityCaseError(caseName: matrixCase.name, reason: "no model address for \(pod)")
+            }
+            return address.description
+        }
+    }
+
     /// The rules of every cluster of the case, each compiled for the cluster it is applied in.
     static func rules(for matrixCase: ReachabilityCase) throws -> [PolicyRule] {
         var rules: [PolicyRule] = []
-        for (cluster, yaml) in matrixCase.policies.sorted(by: { $0.key < $1.key }) {
+        for (cluster, yaml) in try policies(for: matrixCase).sorted(by: { $0.key < $1.key }) {
             let objects = try ManifestDecoder.decode(yaml, source: "\(matrixCase.name) [\(cluster)]")
             rules += PolicyCompiler.rules(for: objects, settings: PolicySettings(clusterName: cluster))
         }

@@ -103,6 +103,16 @@ struct {
     __uint(pinning, LIBBPF_PIN_BY_NAME);
 } mer_policy SEC(".maps");
 
+/* NetworkPolicy ipBlock prefixes of the node -> ipBlock number (see abi.h). */
+struct {
+    __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+    __uint(max_entries, MER_IPBLOCK_MAX);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, struct mer_ipblock_key);
+    __type(value, struct mer_ipblock_value);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} mer_ipblock4 SEC(".maps");
+
 /* Socket LB: what a socket asked for, by (socket cookie, backend). */
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);

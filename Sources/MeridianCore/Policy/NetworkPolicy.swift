@@ -124,8 +124,9 @@ public struct NetworkPolicyPeer: Codable, Sendable, Hashable {
     }
 }
 
-/// Addresses outside the cluster, given as a prefix with holes: a NetworkPolicy `ipBlock`, and
-/// (as `CiliumCIDRRule`) a Cilium `fromCIDRSet`/`toCIDRSet` element.
+/// Addresses given as a prefix with holes: a NetworkPolicy `ipBlock` (any address in it, pods'
+/// included, as upstream), and (as `CiliumCIDRRule`) a Cilium `fromCIDRSet`/`toCIDRSet` element
+/// (addresses outside the clusters only, as Cilium).
 public struct IPBlock: Codable, Sendable, Hashable {
     /// As written, such as `10.0.0.0/8`; validated to parse.
     public var cidr: String
@@ -399,6 +400,9 @@ extension NetworkPolicy {
     ///   `io.cilium.k8s.namespace.labels.*` labels of their identities. Both in one peer AND.
     /// - Such selectors are restricted to the local cluster when `policyDefaultLocalCluster` is on
     ///   and they do not name `io.cilium.k8s.policy.cluster`.
+    /// - An `ipBlock` peer becomes `.ipBlock`: every address in the block minus its `except`
+    ///   holes, pods of any cluster included, as upstream Kubernetes defines it (not Cilium's
+    ///   reading, where a block never selects a pod).
     /// - Empty `from`/`to` means every peer (`.entity(.all)`), empty `ports` every port.
     public func rules(settings: PolicySettings) -> [PolicyRule] {
         let namespace = metadata.namespace ?? KubernetesObject.defaultNamespace
@@ -442,7 +446,7 @@ extension NetworkPolicy {
         guard !peers.isEmpty else { return [.entity(.all)] }
         return peers.compactMap { peer in
             if let ipBlock = peer.ipBlock {
-                return (try? ipBlock.peer()).map(PeerSelector.cidr)
+                return (try? ipBlock.peer()).map(PeerSelector.ipBlock)
             }
             var selector: EndpointSelector
             if let namespaceSelector = peer.namespaceSelector {

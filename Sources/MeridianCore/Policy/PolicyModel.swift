@@ -197,21 +197,37 @@ public struct EndpointSelector: Codable, Sendable, Hashable, CustomStringConvert
 }
 
 /// Who a rule lets a subject talk to (or denies): endpoints chosen by their labels, a named
-/// class of peers, or addresses outside the cluster.
+/// class of peers, addresses outside the clusters (Cilium's CIDR rules), or any address in a
+/// block (Kubernetes `ipBlock`).
 public enum PeerSelector: Codable, Sendable, Hashable, CustomStringConvertible {
     /// Identities whose labels match; namespace and cluster restrictions are requirements of the
     /// selector, added at compile time.
     case endpoints(EndpointSelector)
     case entity(PolicyEntity)
-    /// Addresses in `cidr` but in none of `except`. Like Cilium, a CIDR never selects an endpoint
-    /// that has an identity of its own in the cluster (a pod, a node), only outside peers.
+    /// Addresses in `cidr` but in none of `except`, Cilium's `fromCIDR`/`toCIDR`/`CIDRSet`: like
+    /// Cilium, a CIDR never selects an endpoint that has an identity of its own in the clusters
+    /// (a pod, a node), only outside peers. Matched by identity (CIDR identities).
     case cidr(CIDRPeer)
+    /// Addresses in `cidr` but in none of `except`, whoever holds them: pods of this cluster and
+    /// of remote clusters, nodes and outside peers alike. A Kubernetes NetworkPolicy `ipBlock`,
+    /// as upstream defines it. Matched by the peer's address (the datapath's ipBlock map), since
+    /// two pods of one identity may lie on either side of a block.
+    case ipBlock(CIDRPeer)
+
+    /// True for peers matched by address rather than by identity labels.
+    public var isAddressBlock: Bool {
+        switch self {
+        case .cidr, .ipBlock: true
+        case .endpoints, .entity: false
+        }
+    }
 
     public var description: String {
         switch self {
         case let .endpoints(selector): "endpoints{\(selector)}"
         case let .entity(entity): "entity \(entity.rawValue)"
         case let .cidr(peer): "cidr \(peer)"
+        case let .ipBlock(peer): "ipBlock \(peer)"
         }
     }
 }

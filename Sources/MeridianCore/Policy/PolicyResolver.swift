@@ -138,13 +138,21 @@ public struct DirectionPolicy: Codable, Sendable, Hashable {
     public var enforced: Bool
     /// Identity entries, sorted, after deny precedence has been applied (see `allows`).
     public var entries: [PolicyMapEntry]
-    /// CIDR entries, sorted by prefix, deduplicated (a deny replaces an identical allow).
+    /// CIDR entries (Cilium's CIDR rules), sorted by prefix, deduplicated (a deny replaces an
+    /// identical allow). They select only peers outside the clusters.
     public var cidrEntries: [CIDRPolicyEntry]
+    /// ipBlock entries (NetworkPolicy's), sorted and deduplicated like `cidrEntries`. They
+    /// select every peer whose address is in the block, pods of any cluster included.
+    public var ipBlockEntries: [CIDRPolicyEntry]
 
-    public init(enforced: Bool = false, entries: [PolicyMapEntry] = [], cidrEntries: [CIDRPolicyEntry] = []) {
+    public init(
+        enforced: Bool = false, entries: [PolicyMapEntry] = [], cidrEntries: [CIDRPolicyEntry] = [],
+        ipBlockEntries: [CIDRPolicyEntry] = []
+    ) {
         self.enforced = enforced
         self.entries = entries
         self.cidrEntries = cidrEntries
+        self.ipBlockEntries = ipBlockEntries
     }
 
     /// The verdict of the datapath lookup, the reference for the BPF implementation:
@@ -157,8 +165,9 @@ public struct DirectionPolicy: Codable, Sendable, Hashable {
     ///    allow it covers.
     /// 2. CIDR entries apply only to peers outside the cluster (world identities, identities with
     ///    `reserved:world`, or local CIDR identities `>= 1 << 24`) whose `remoteIP` they contain.
-    /// 3. A deny from step 1 or any matching CIDR deny drops; else an allow from either passes;
-    ///    else the traffic is dropped exactly when the direction is `enforced`.
+    /// 3. ipBlock entries apply to every peer whose `remoteIP` they contain, whatever its identity.
+    /// 4. A deny from step 1, or any matching CIDR or ipBlock deny, drops; else an allow from any
+    ///    of them passes; else the traffic is dropped exactly when the direction is `enforced`.
     public func allows(
         remoteIdentity: UInt32, remoteLabels: LabelSet = LabelSet(), remoteIP: IPAddress? = nil,
         protocol probe: UInt8, port: UInt16
@@ -177,8 +186,15 @@ public struct DirectionPolicy: Codable, Sendable, Hashable {
                 if entry.deny { cidrDeny = true } else { cidrAllow = true }
             }
         }
-        if best?.deny == true || cidrDeny { return false }
-        if best != nil || cidrAllow { return true }
+        var blockDeny = false
+        var blockAllow = false
+        if let remoteIP {
+            for entry in ipBlockEntries where entry.peer.contains(remoteIP) && entry.matches(protocol: probe, port: port) {
+                if entry.deny { blockDeny = true } else { blockAllow = true }
+            }
+        }
+        if best?.deny == true || cidrDeny || blockDeny { return false }
+        if best != nil || cidrAllow || blockAllow { return true }
         return !enforced
     }
 }
@@ -211,12 +227,12 @@ public struct EndpointPolicy: Codable, Sendable, Hashable {
 ///   apply here.
 /// - Endpoint and entity peers become one entry per selected identity; `.entity(.all)` becomes
 ///   identity 0. Reserved identities 1...10 are always known, with their `reserved:` labels.
-/// - CIDR peers become `cidrEntries`.
+/// - CIDR peers become `cidrEntries`, ipBlock peers `ipBlockEntries`.
 /// - Ports: `ANY` with a port or range becomes TCP, UDP and SCTP entries; ranges are cut into
 ///   `PortPrefix.decompose` blocks. A named port resolves against the destination's named ports:
 ///   the local endpoint's for ingress, each peer identity's for egress (a wildcard peer is
 ///   expanded to every known identity that has the name). A name that does not resolve yields
-///   no entry; so does an egress name towards a CIDR.
+///   no entry; so does an egress name towards a CIDR or an ipBlock.
 public struct PolicyResolver: Sendable {
     public var rules: [PolicyRule]
     public var identities: [UInt32: LabelSet]
@@ -267,6 +283,7 @@ public struct PolicyResolver: Sendable {
         let applicable = rules.filter { $0.direction == direction && $0.subject.matches(labels) }
         var entries: Set<PolicyMapEntry> = []
         var cidrEntries: Set<CIDRPolicyEntry> = []
+        var ipBlockEntries: Set<CIDRPolicyEntry> = []
         for rule in applicable {
             let deny = rule.action == .deny
             for peer in rule.peers {
@@ -276,6 +293,11 @@ public struct PolicyResolver: Sendable {
                         let destinationPorts = direction == .ingress ? namedPorts[identity] ?? [] : []
                         for key in Self.l4Keys(port, namedPorts: destinationPorts) {
                             cidrEntries.insert(CIDRPolicyEntry(peer: cidrPeer, key: key, deny: deny))
+                        }
+                    case let .ipBlock(block):
+                        let destinationPorts = direction == .ingress ? namedPorts[identity] ?? [] : []
+                        for key in Self.l4Keys(port, namedPorts: destinationPorts) {
+                            ipBlockEntries.insert(CIDRPolicyEntry(peer: block, key: key, deny: deny))
                         }
                     case .endpoints, .entity:
                         for remote in peerIdentities(peer, rule: rule, port: port, direction: direction) {
@@ -291,7 +313,8 @@ public struct PolicyResolver: Sendable {
         return DirectionPolicy(
             enforced: applicable.contains(where: \.enablesDefaultDeny),
             entries: Self.normalize(entries),
-            cidrEntries: Self.normalize(cidrEntries))
+            cidrEntries: Self.normalize(cidrEntries),
+            ipBlockEntries: Self.normalize(ipBlockEntries))
     }
 
     /// The identities a peer stands for; 0 for every peer. An egress named port towards every
@@ -300,7 +323,7 @@ public struct PolicyResolver: Sendable {
         _ peer: PeerSelector, rule: PolicyRule, port: PortSelector, direction: TrafficDirection
     ) -> [UInt32] {
         switch peer {
-        case .cidr:
+        case .cidr, .ipBlock:
             return []
         case .entity(.all):
             guard direction == .egress, case let .named(name) = port.ports else { return [0] }

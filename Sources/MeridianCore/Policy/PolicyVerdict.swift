@@ -94,7 +94,11 @@ public struct PolicyVerdict: Sendable, Hashable, CustomStringConvertible {
     /// matching allow rule allows; else the traffic is denied when some applicable rule enables
     /// default deny, and allowed otherwise. A rule matches when one of its peers selects the
     /// other endpoint and one of its ports matches; named ports are those of `to`. CIDR peers
-    /// match only endpoints outside the cluster whose `ip` is given and inside the CIDR.
+    /// (Cilium's) match only endpoints outside the cluster whose `ip` is given and inside the
+    /// CIDR; `ipBlock` peers (NetworkPolicy's) match any endpoint whose `ip` is given and inside
+    /// the block, pods included. An egress rule's named port never pairs with an address peer:
+    /// the name belongs to a destination pod, which a block does not name (the datapath holds
+    /// no entry for it either).
     public static func explain(
         from: PolicyEndpoint,
         to: PolicyEndpoint,
@@ -123,8 +127,12 @@ public struct PolicyVerdict: Sendable, Hashable, CustomStringConvertible {
     ) -> DirectionVerdict {
         let applicable = rules.filter { $0.direction == direction && $0.subject.matches(subject.labels) }
         let matching = applicable.filter { rule in
-            rule.peers.contains { $0.selects(peer, cluster: rule.cluster) }
-                && rule.ports.contains { $0.matches(port: port, protocol: transport, namedPorts: destination.namedPorts) }
+            rule.peers.contains { selector in
+                selector.selects(peer, cluster: rule.cluster) && rule.ports.contains { portSelector in
+                    if direction == .egress, selector.isAddressBlock, case .named = portSelector.ports { return false }
+                    return portSelector.matches(port: port, protocol: transport, namedPorts: destination.namedPorts)
+                }
+            }
         }
         let denying = matching.filter { $0.action == .deny }
         if !denying.isEmpty {
@@ -159,6 +167,8 @@ extension PeerSelector {
                 return false
             }
             return peer.contains(ip)
+        case let .ipBlock(peer):
+            return endpoint.ip.map(peer.contains) ?? false
         }
     }
 }

@@ -23,6 +23,7 @@
 #define MER_MAP_METRICS "mer_metrics"
 #define MER_MAP_POLICY "mer_policy"
 #define MER_MAP_SOCK_REVNAT "mer_sock_rnat4"
+#define MER_MAP_IPBLOCK "mer_ipblock4"
 
 /* Map sizes. */
 enum {
@@ -37,6 +38,7 @@ enum {
     MER_METRICS_MAX = 256,
     MER_POLICY_MAX = 262144,
     MER_SOCK_REVNAT_MAX = 131072,
+    MER_IPBLOCK_MAX = 65536,
 };
 
 /* Reserved security identities (Cilium's numbering); Swift's ReservedIdentity reads these. */
@@ -123,6 +125,28 @@ struct mer_policy_entry {
     __u8 deny;
     __u8 pad[3];
     __u32 pad2;
+};
+
+/* ---- NetworkPolicy ipBlock prefixes: LPM over IPv4 prefixes -> ipBlock number ----
+ * Kubernetes' ipBlock matches every address inside it, pods' included, so it cannot be an
+ * identity in the ipcache (a pod's address has the pod's identity, and two pods of one identity
+ * may lie on either side of a block). Every prefix and hole of the node's ipBlock rules is here
+ * instead, with a number; a new connection's peer address (the destination for egress, the
+ * source for ingress) is looked up, and the number of the longest prefix holding it is looked
+ * up in the endpoint's policy map as the identity. Numbers are MER_IPBLOCK_FIRST_IDENTITY and
+ * up, apart from cluster identities (< 1 << 24) and CIDR identities (1 << 24 and up). */
+struct mer_ipblock_key {
+    __u32 prefixlen;     /* 0..32, bits of ip4 that count */
+    __u32 ip4;           /* be */
+};
+
+struct mer_ipblock_value {
+    __u32 identity;      /* the ipBlock number, MER_IPBLOCK_FIRST_IDENTITY and up */
+    __u32 pad;
+};
+
+enum {
+    MER_IPBLOCK_FIRST_IDENTITY = 1 << 30,
 };
 
 /* ---- services: frontend slot table ---- */
