@@ -37,22 +37,14 @@ static always_inline __u8 sock_l4_protocol(const struct bpf_sock_addr *ctx)
  * the backend, and the observer names the service of the first packet from this record. */
 static always_inline void report_translation(__u8 proto, const struct mer_lb4_backend *be, __u16 rev_nat_index)
 {
-    struct mer_event *ev;
+    struct mer_event *ev = reserve_event(MER_EVENT_SOCK_TRANSLATE);
 
-    if (events_off())
+    if (!ev)
         return;
-    ev = bpf_ringbuf_reserve(&mer_events, sizeof(*ev), 0);
-    if (!ev) {
-        count(MER_METRIC_EVENTS_LOST, 0);
-        return;
-    }
-    __builtin_memset(ev, 0, sizeof(*ev));
-    ev->type = MER_EVENT_SOCK_TRANSLATE;
     ev->proto = proto;
     ev->daddr = be->address;
     ev->dport = be->port;
     ev->rev_nat_index = rev_nat_index;
-    ev->timestamp_ns = bpf_ktime_get_ns();
     bpf_ringbuf_submit(ev, 0);
 }
 

@@ -174,6 +174,8 @@ struct FlowTranslator: Sendable {
 final class FlowObserver: Sendable {
     let buffer: FlowBuffer
     private let names = Mutex(FlowNames())
+    /// Clusters whose identity count was reported, so one that goes is reported at zero.
+    private let reportedClusters = Mutex(Set<String>())
     static let interval: Duration = .milliseconds(50)
 
     init(buffer: FlowBuffer) {
@@ -182,6 +184,35 @@ final class FlowObserver: Sendable {
 
     func update(_ names: FlowNames) {
         self.names.withLock { $0 = names }
+        var perCluster: [String: Int] = [:]
+        for labels in names.identities.values {
+            if let cluster = labels.clusterName { perCluster[cluster, default: 0] += 1 }
+        }
+        let gone = reportedClusters.withLock { reported in
+            defer { reported = Set(perCluster.keys) }
+            return reported.subtracting(perCluster.keys)
+        }
+        for cluster in gone { Gauge(label: "meridian_identity_count", dimensions: [("source_cluster", cluster)]).record(0) }
+        for (cluster, count) in perCluster { Gauge(label: "meridian_identity_count", dimensions: [("source_cluster", cluster)]).record(count) }
+    }
+
+    /// A policy decision an event stands for, as `meridian_policy_verdict_total` counts it: a
+    /// connection's first packet passing a pod's egress (from-pod) or ingress (to-pod,
+    /// from-overlay) is an allowed verdict of that pod's policy; a drop by policy a denied one.
+    static func verdict(of event: mer_event) -> (direction: String, action: String)? {
+        let direction: String
+        switch Int32(event.direction) {
+        case Int32(MER_EVENT_DIR_EGRESS): direction = "egress"
+        case Int32(MER_EVENT_DIR_INGRESS): direction = "ingress"
+        default: return nil
+        }
+        if event.type == UInt8(MER_EVENT_DROP) {
+            let reason = Int32(event.subtype)
+            return reason == Int32(MER_DROP_POLICY) || reason == Int32(MER_DROP_POLICY_DENY) ? (direction, "denied") : nil
+        }
+        guard event.type == UInt8(MER_EVENT_TRACE), event.ct_state == UInt8(MER_CT_NEW) else { return nil }
+        // A packet handed to the node's stack went to the node itself, which no pod policy judges.
+        return Int32(event.subtype) == Int32(MER_TRACE_TO_STACK) ? nil : (direction, "allowed")
     }
 
     func run(reader: EventReader, lostEvents: @escaping @Sendable () -> UInt64, translator initial: FlowTranslator) async throws {
@@ -196,6 +227,14 @@ final class FlowObserver: Sendable {
                 let flows = events.compactMap { translator.flow(of: $0, names: current) }
                 buffer.append(flows)
                 seen.increment(by: Int64(flows.count))
+                var verdicts: [String: Int64] = [:]
+                for event in events {
+                    if let verdict = Self.verdict(of: event) { verdicts[verdict.direction + "/" + verdict.action, default: 0] += 1 }
+                }
+                for (key, count) in verdicts {
+                    let parts = key.split(separator: "/").map(String.init)
+                    Counter(label: "meridian_policy_verdict_total", dimensions: [("direction", parts[0]), ("action", parts[1])]).increment(by: count)
+                }
             }
             let lostNow = lostEvents()
             if lostNow > lostSoFar {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import MeridianAdmin
 import MeridianBench
 
@@ -7,11 +8,36 @@ import MeridianBench
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure Meridian against baselines measured in the same run.",
-        subcommands: [Datapath.self, Services.self, Policy.self, ControlPlane.self, Faults.self])
+        subcommands: [Datapath.self, Services.self, Policy.self, ControlPlane.self, Faults.self, Failover.self])
 
-    /// Prints a report as JSON or as its text.
+    /// Which build is measuring: figures from a debug build are not what anyone deploys.
+    static var build: String {
+        #if DEBUG
+        "debug"
+        #else
+        "release"
+        #endif
+    }
+
+    /// Prints a report as JSON (with a top-level `build` key) or as its text under a line naming
+    /// the build; a debug build is also warned about on standard error.
     static func print<Report: Encodable>(_ report: Report, _ output: OutputFormat, text: (Report) -> String) {
-        Swift.print(output == .json ? Listing.encode(report) : text(report))
+        if build == "debug" {
+            FileHandle.standardError.write(Data("Warning: a debug build is measuring; report figures from a release build (./scripts/release-build.sh).\n".utf8))
+        }
+        guard output == .json else {
+            Swift.print("Build: \(build)\n" + text(report))
+            return
+        }
+        let encoded = Listing.encode(report)
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(encoded.utf8))) as? [String: Any],
+              let data = try? JSONSerialization.data(withJSONObject: object.merging(["build": build]) { own, _ in own },
+                                                     options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        else {
+            Swift.print(encoded)
+            return
+        }
+        Swift.print(String(decoding: data, as: UTF8.self))
     }
 
     struct Datapath: AsyncParsableCommand {
@@ -95,6 +121,31 @@ struct BenchCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors { BenchCommand.print(try await benchmark.run(), output, text: PolicyBenchmark.text) }
+        }
+    }
+
+    struct Failover: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "failover",
+            abstract: "Time for a global service's calls to move to the other cluster when the preferred cluster scales to zero: ordered preference against local affinity.")
+
+        @Option(help: "Runs per row (median and spread are reported).") var runs: Int = 3
+        @Flag(help: "One run per row.") var quick = false
+        @Flag(help: "Leave the lab up afterwards.") var keep = false
+        @Option(name: .shortAndLong, help: "text or json.") var output: OutputFormat = .text
+
+        var benchmark: FailoverBenchmark {
+            var benchmark = FailoverBenchmark()
+            (benchmark.runs, benchmark.quick, benchmark.keep) = (runs, quick, keep)
+            return benchmark
+        }
+
+        func validate() throws {
+            do { try benchmark.validate() } catch { throw ValidationError("\(error)") }
+        }
+
+        func run() async throws {
+            try await reportingErrors { BenchCommand.print(try await benchmark.run(), output, text: FailoverBenchmark.text) }
         }
     }
 

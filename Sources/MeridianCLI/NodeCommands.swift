@@ -175,6 +175,7 @@ struct ToolCommand: AsyncParsableCommand {
         @Option(help: "Seconds one request may take.") var timeout: Double = 2
         @Option(help: "Seconds to run at most.") var duration: Int = 60
         @Option(help: "Stop as soon as this file exists.") var stopFile: String?
+        @Flag(help: "Also report each request's start time and the pod that answered it (or that it failed).") var timeline = false
 
         func validate() throws {
             try ToolOptions.timeout(timeout)
@@ -186,8 +187,9 @@ struct ToolCommand: AsyncParsableCommand {
         func run() async throws {
             try await reportingErrors {
                 let target = try ReachProbe.Target(parsing: "tcp:" + destination)
-                let probe = LoadProbe(address: target.address, port: target.port, path: path, keepAlive: keepAlive,
+                var probe = LoadProbe(address: target.address, port: target.port, path: path, keepAlive: keepAlive,
                                       interval: .milliseconds(intervalMs), timeout: timeout, duration: .seconds(duration), stopFile: stopFile)
+                probe.recordsTimeline = timeline
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = .sortedKeys
                 print(String(decoding: try encoder.encode(probe.run()), as: UTF8.self))

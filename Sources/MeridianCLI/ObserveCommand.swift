@@ -13,7 +13,7 @@ struct ObserveCommand: AsyncParsableCommand {
         discussion: """
             Flows come from every node of the context's cluster through its flow relay (the context's \
             flows-endpoint). With --all-clusters, from every cluster of the config file (of the same lab \
-            when the context is a lab's). Without --last, --since or --follow, the last 20 flows.
+            when the context is a lab's). Without --last or --since, the last 20 flows (then new ones with --follow).
             """)
 
     @OptionGroup var contextOptions: ContextOptions
@@ -61,7 +61,7 @@ struct ObserveCommand: AsyncParsableCommand {
             return value
         }
         var request = ObserverRequest(filter: filter, last: last, since: try since.map(Self.parseSince), follow: follow)
-        if request.last == nil, request.since == nil, !follow { request.last = Self.defaultLast }
+        if request.last == nil, request.since == nil { request.last = Self.defaultLast }
         do { try request.validate() } catch { throw ValidationError(error.description) }
         return request
     }

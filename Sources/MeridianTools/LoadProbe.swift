@@ -18,6 +18,8 @@ public struct LoadProbe: Sendable {
     /// The loop ends after this long, or as soon as `stopFile` exists.
     public var duration: Duration
     public var stopFile: String?
+    /// Record who answered each request, and when, in `Report.timeline`.
+    public var recordsTimeline = false
 
     public init(address: String, port: UInt16, path: String = "/", keepAlive: Bool = false, interval: Duration = .milliseconds(20),
                 timeout: Double = 2, duration: Duration = .seconds(60), stopFile: String? = nil) {
@@ -42,18 +44,41 @@ public struct LoadProbe: Sendable {
         /// The first failures, as "+SECONDS: reason".
         public var failureDetails: [String] = []
         public var seconds = 0.0
+        /// With `recordsTimeline`: each request's start (Unix time, seconds) and the pod that
+        /// answered it, or nil when it failed; the first `keptTimeline` requests.
+        public var timeline: [TimelineEntry]?
     }
+
+    /// One request of the timeline.
+    public struct TimelineEntry: Codable, Sendable, Hashable {
+        public var at: Double
+        public var servedBy: String?
+
+        public init(at: Double, servedBy: String?) {
+            self.at = at
+            self.servedBy = servedBy
+        }
+    }
+
+    static let keptTimeline = 100_000
 
     static let keptFailureDetails = 50
 
     public func run() -> Report {
         var report = Report()
+        if recordsTimeline { report.timeline = [] }
+        func record(_ servedBy: String?, at: Date) {
+            if recordsTimeline, (report.timeline?.count ?? 0) < Self.keptTimeline {
+                report.timeline?.append(TimelineEntry(at: at.timeIntervalSince1970, servedBy: servedBy))
+            }
+        }
         let started = ContinuousClock.now
         var connection: Int32 = -1
         defer { if connection >= 0 { close(connection) } }
         while ContinuousClock.now - started < duration {
             if let stopFile, FileManager.default.fileExists(atPath: stopFile) { break }
             let offset = ContinuousClock.now - started
+            let requestedAt = Date()
             report.requests += 1
             do throws(ProbeError) {
                 if connection < 0 {
@@ -62,12 +87,14 @@ public struct LoadProbe: Sendable {
                 }
                 let answer = try request(on: connection)
                 report.servedBy[answer.servedBy, default: 0] += 1
+                record(answer.servedBy, at: requestedAt)
                 if !keepAlive || !answer.keepAlive {
                     close(connection)
                     connection = -1
                 }
             } catch {
                 report.failures += 1
+                record(nil, at: requestedAt)
                 if report.failureDetails.count < Self.keptFailureDetails {
                     report.failureDetails.append(String(format: "+%.2f s: ", Self.seconds(offset)) + error.description)
                 }

@@ -96,4 +96,20 @@ struct FlowTranslatorTests {
         let outside = try #require(outsideFlow)
         #expect(outside.destination.podName == nil && outside.destination.labels == ["reserved:world"])
     }
+
+    @Test("policy verdicts: a first packet through a pod's egress or ingress is allowed, a drop by policy denied; the node's own traffic and later packets are none")
+    func verdicts() {
+        func verdict(_ type: Int32, _ subtype: Int32 = 0, ct: Int32 = Int32(MER_CT_NEW), direction: Int32) -> String? {
+            FlowObserver.verdict(of: Self.event(type: type, subtype: subtype, ct: ct, direction: direction)).map { "\($0.direction)/\($0.action)" }
+        }
+        let egress = Int32(MER_EVENT_DIR_EGRESS), ingress = Int32(MER_EVENT_DIR_INGRESS)
+        #expect(verdict(Int32(MER_EVENT_TRACE), Int32(MER_TRACE_TO_OVERLAY), direction: egress) == "egress/allowed")
+        #expect(verdict(Int32(MER_EVENT_TRACE), Int32(MER_TRACE_TO_POD), direction: ingress) == "ingress/allowed")
+        #expect(verdict(Int32(MER_EVENT_DROP), Int32(MER_DROP_POLICY), direction: ingress) == "ingress/denied")
+        #expect(verdict(Int32(MER_EVENT_DROP), Int32(MER_DROP_POLICY_DENY), direction: egress) == "egress/denied")
+        #expect(verdict(Int32(MER_EVENT_DROP), Int32(MER_DROP_INVALID_SIP), direction: egress) == nil)
+        #expect(verdict(Int32(MER_EVENT_TRACE), Int32(MER_TRACE_TO_STACK), direction: egress) == nil)
+        #expect(verdict(Int32(MER_EVENT_TRACE), Int32(MER_TRACE_TO_POD), ct: Int32(MER_CT_ESTABLISHED), direction: ingress) == nil)
+        #expect(verdict(Int32(MER_EVENT_TRACE), direction: Int32(MER_EVENT_DIR_UNKNOWN)) == nil)
+    }
 }

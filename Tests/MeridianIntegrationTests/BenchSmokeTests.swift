@@ -11,7 +11,9 @@ struct BenchSmokeTests {
         let fixture = LabFixture(directory: "/tmp/meridian-test-smoke")
         let result = try await fixture.meridian(arguments)
         try #require(result.status == 0, "meridian \(arguments.joined(separator: " ")) failed: \(result.stderr.suffix(2000))")
-        return try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(["debug", "release"].contains(report["build"] as? String), "every bench report names the build that measured it")
+        return report
     }
 
     @Test("bench policy --lookup-only times the kernel's policy decision at each map size")

@@ -10,20 +10,17 @@ import Testing
 /// service a call went through; the flows-only credential reads flows and opens nothing else.
 @Suite("Flows across clusters", .serialized, .enabled(if: getuid() == 0, "network namespaces and BPF need root; CI runs as root"))
 struct FlowsIntegrationTests {
-    static let denyServerIngress = """
-        apiVersion: networking.k8s.io/v1
-        kind: NetworkPolicy
-        metadata:
-          name: server-no-ingress
-          namespace: default
-        spec:
-          podSelector:
-            matchLabels:
-              app: server
-          policyTypes:
-          - Ingress
-
-        """
+    /// cluster1's client and cluster2's server (an echo server labelled app=server) on node1 of
+    /// each, once the client reaches the server; returns the `meridian` arguments of that call.
+    static func clientAndServer(_ lab: LabFixture) async throws -> [String] {
+        try await lab.apply(DatapathIntegrationTests.pod("server", node: "node1", labels: ["app": "server"]), context: "cluster2")
+        try await lab.apply(DatapathIntegrationTests.pod("client", node: "node1", command: DatapathIntegrationTests.sleeper), context: "cluster1")
+        let server = try #require(try await lab.waitRunning(["server"], context: "cluster2")["server"]?.ip)
+        try await lab.waitRunning(["client"], context: "cluster1")
+        let call = ["exec", "--context", "cluster1", "client", "--", "curl", "-s", "-m", "2", "-o", "/dev/null", "http://\(server):8080/"]
+        try await eventually("the client reaches cluster2's server", timeout: .seconds(40)) { try await lab.meridian(call).status == 0 }
+        return call
+    }
 
     /// The flows `observe -o json` prints, each line decoded.
     static func flows(_ lab: LabFixture, _ arguments: [String]) async throws -> [[String: Any]] {
@@ -45,12 +42,7 @@ struct FlowsIntegrationTests {
             for cluster in ["cluster1", "cluster2"] {
                 try await lab.apply(CrossClusterIntegrationTests.globalBackend, context: cluster)
             }
-            try await lab.apply(DatapathIntegrationTests.pod("server", node: "node1", labels: ["app": "server"]), context: "cluster2")
-            try await lab.apply(DatapathIntegrationTests.pod("client", node: "node1", command: DatapathIntegrationTests.sleeper), context: "cluster1")
-            let server = try #require(try await lab.waitRunning(["server"], context: "cluster2")["server"]?.ip)
-            try await lab.waitRunning(["client"], context: "cluster1")
-            let call = ["exec", "--context", "cluster1", "client", "--", "curl", "-s", "-m", "2", "-o", "/dev/null", "http://\(server):8080/"]
-            try await eventually("the client reaches cluster2's server", timeout: .seconds(40)) { try await lab.meridian(call).status == 0 }
+            let call = try await Self.clientAndServer(lab)
 
             // Allowed: seen on cluster1's node leaving the client, both pods named.
             var forwarded: [String: Any]?
@@ -67,7 +59,7 @@ struct FlowsIntegrationTests {
 
             // Denied: dropped by cluster2's node on the way into the server; read from cluster1's
             // context with --all-clusters, the client named from cluster2's imported records.
-            try await lab.apply(Self.denyServerIngress, context: "cluster2")
+            try await lab.apply(MetricsIntegrationTests.denyIngress, context: "cluster2")
             try await eventually("the call is denied once the policy is programmed") { try await lab.meridian(call).status != 0 }
             var dropped: [String: Any]?
             try await eventually("a DROPPED flow by policy in the flows of all clusters") {
@@ -128,12 +120,7 @@ struct FlowsIntegrationTests {
         try await LabFixture.with(clusters: 2, nodes: 1, heartbeat: 1) { lab in
             try await lab.connect("cluster1", ["cluster2"])
             try await lab.waitReady("cluster1")
-            try await lab.apply(DatapathIntegrationTests.pod("server", node: "node1", labels: ["app": "server"]), context: "cluster2")
-            try await lab.apply(DatapathIntegrationTests.pod("client", node: "node1", command: DatapathIntegrationTests.sleeper), context: "cluster1")
-            let server = try #require(try await lab.waitRunning(["server"], context: "cluster2")["server"]?.ip)
-            try await lab.waitRunning(["client"], context: "cluster1")
-            let call = ["exec", "--context", "cluster1", "client", "--", "curl", "-s", "-m", "2", "-o", "/dev/null", "http://\(server):8080/"]
-            try await eventually("the client reaches cluster2's server", timeout: .seconds(40)) { try await lab.meridian(call).status == 0 }
+            let call = try await Self.clientAndServer(lab)
 
             let port = try #require(try FreePorts.reserve(1).first)
             let ui = Process()

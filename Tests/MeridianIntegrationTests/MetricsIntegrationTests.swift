@@ -64,6 +64,14 @@ struct MetricsIntegrationTests {
             try await eventually("the POLICY_DENIED drop counter rises above \(dropsBefore)", timeout: .seconds(30)) {
                 (try await Self.query(lab, prometheus, drops) ?? 0) > dropsBefore
             }
+            let denied = #"sum(meridian_policy_verdict_total{cluster="cluster1",direction="ingress",action="denied"})"#
+            try await eventually("the ingress denied policy verdicts of cluster1 are counted", timeout: .seconds(30)) {
+                (try await Self.query(lab, prometheus, denied) ?? 0) > 0
+            }
+            let identities = #"max(meridian_identity_count{cluster="cluster1",source_cluster="cluster1"})"#
+            try await eventually("cluster1's agent counts its cluster's identities", timeout: .seconds(30)) {
+                (try await Self.query(lab, prometheus, identities) ?? 0) >= 1
+            }
 
             // cluster2's store goes away with its control plane (a single-member store is run by
             // the control plane, so stopping the control plane stops the etcd too).

@@ -80,20 +80,32 @@ static always_inline int events_off(void)
     return cfg && (cfg->flags & MER_CONFIG_F_NO_EVENTS);
 }
 
-static always_inline void emit_event_via(struct __sk_buff *skb, __u8 type, __u8 subtype, const struct packet4 *pkt,
-                                         __u8 ct_state, __u32 src_identity, __u32 dst_identity, __u32 tunnel_endpoint)
+/* A zeroed event of `type` to fill and submit, or NULL: events are off, or the ring is full
+ * (the loss is counted). */
+static always_inline struct mer_event *reserve_event(__u8 type)
 {
     struct mer_event *ev;
 
     if (events_off())
-        return;
+        return 0;
     ev = bpf_ringbuf_reserve(&mer_events, sizeof(*ev), 0);
     if (!ev) {
         count(MER_METRIC_EVENTS_LOST, 0);
-        return;
+        return 0;
     }
     __builtin_memset(ev, 0, sizeof(*ev));
     ev->type = type;
+    ev->timestamp_ns = bpf_ktime_get_ns();
+    return ev;
+}
+
+static always_inline void emit_event_via(struct __sk_buff *skb, __u8 type, __u8 subtype, const struct packet4 *pkt,
+                                         __u8 ct_state, __u32 src_identity, __u32 dst_identity, __u32 tunnel_endpoint)
+{
+    struct mer_event *ev = reserve_event(type);
+
+    if (!ev)
+        return;
     ev->subtype = subtype;
     ev->ct_state = ct_state;
     ev->ifindex = skb->ifindex;
@@ -111,7 +123,6 @@ static always_inline void emit_event_via(struct __sk_buff *skb, __u8 type, __u8 
     }
     ev->len = skb->len;
     ev->tunnel_endpoint = tunnel_endpoint;
-    ev->timestamp_ns = bpf_ktime_get_ns();
     bpf_ringbuf_submit(ev, 0);
 }
 
