@@ -155,7 +155,10 @@ public struct ObserverServer: Sendable {
         case let .tcp(host, port):
             bindAddress = host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port)
         case let .unix(path):
-            try? FileManager.default.removeItem(atPath: path)
+            // A socket left by an earlier run is replaced; any other file at the path is not touched.
+            if (try? FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType) == .typeSocket {
+                try? FileManager.default.removeItem(atPath: path)
+            }
             bindAddress = .unixDomainSocket(path: path)
         }
         let transport = HTTP2ServerTransport.Posix(

@@ -82,6 +82,35 @@ struct ObserverServiceTests {
         }
     }
 
+    @Test("a stale socket at the address is replaced; any other file there is left alone and the server does not start")
+    func socketPath() async throws {
+        try await Self.withCredentials { credentials in
+            let path = credentials.directory + "/not-a-socket"
+            try Data("keep me".utf8).write(to: URL(fileURLWithPath: path))
+            let server = ObserverServer(address: .unix(path: path), tls: credentials.server, admittedNames: [ObserverCredentials.readerName],
+                                        source: FlowBuffer(nodeName: "node1"), logger: Logger(label: "test"))
+            let outcome = await withTaskGroup(of: String.self) { group in
+                group.addTask {
+                    do {
+                        try await server.run()
+                        return "returned"
+                    } catch {
+                        return "refused"
+                    }
+                }
+                group.addTask {
+                    try? await Task.sleep(for: .seconds(3))
+                    return "still serving"
+                }
+                let first = await group.next() ?? ""
+                group.cancelAll()
+                return first
+            }
+            #expect(outcome == "refused")
+            #expect(FileManager.default.contents(atPath: path) == Data("keep me".utf8))
+        }
+    }
+
     @Test("the relay merges its nodes' history in time order, cuts it to --last, and names a node it cannot read")
     func relay() async throws {
         try await Self.withCredentials { credentials in
