@@ -355,7 +355,8 @@ public struct Agent: Sendable {
                 if let observer {
                     observer.update(FlowNames.build(
                         pods: desired.podNames, identities: policy.resolver.identities,
-                        reverseNAT: synchronizer.reverseNAT.mapValues { ($0.address, $0.port) }, serviceIPs: desired.serviceIPs))
+                        reverseNAT: synchronizer.reverseNAT.mapValues { ($0.address, $0.port) }, serviceIPs: desired.serviceIPs,
+                        rules: policy.resolver.rules, namedPorts: policy.resolver.namedPorts))
                 }
                 let reported = desired.conflicts.sorted { $0.key.description < $1.key.description }.prefix(AddressConflictReport.kept)
                     .map { AddressConflictReport(prefix: $0.key.description, holder: $0.value.winner, refused: $0.value.losers.sorted()) }

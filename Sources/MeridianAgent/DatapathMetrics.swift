@@ -48,10 +48,16 @@ public final class DatapathMetrics: Sendable {
         if state.counters == nil, let fd = open(MER_MAP_METRICS) {
             state.counters = try? PerCPUArrayMap<mer_metric>(name: MER_MAP_METRICS, fd: fd)
             if state.counters == nil { close(fd) }
-            // Every known reason starts as a series at zero, so a first drop is an increase.
-            for reason in DropReason.names.values {
-                Counter(label: "meridian_drop_count_total", dimensions: [("reason", reason)]).increment(by: 0)
-                Counter(label: "meridian_drop_bytes_total", dimensions: [("reason", reason)]).increment(by: 0)
+            // Every known reason starts as a series at zero in both directions, so a first drop
+            // is an increase.
+            for direction in ["INGRESS", "EGRESS"] {
+                Counter(label: "meridian_forward_count_total", dimensions: [("direction", direction)]).increment(by: 0)
+                Counter(label: "meridian_forward_bytes_total", dimensions: [("direction", direction)]).increment(by: 0)
+                for reason in DropReason.names.values {
+                    let labels = [("direction", direction), ("reason", reason)]
+                    Counter(label: "meridian_drop_count_total", dimensions: labels).increment(by: 0)
+                    Counter(label: "meridian_drop_bytes_total", dimensions: labels).increment(by: 0)
+                }
             }
         }
         guard let counters = state.counters else { return }
@@ -61,24 +67,31 @@ public final class DatapathMetrics: Sendable {
                 sum.bytes &+= value.bytes
             }
             let before = state.seen[index] ?? mer_metric()
-            guard total.packets != before.packets || total.bytes != before.bytes || (index == 0 && state.seen[0] == nil) else { continue }
+            guard total.packets != before.packets || total.bytes != before.bytes else { continue }
             state.seen[index] = total
             // A total below the last one means the map was made anew: count it from zero.
             let packets = total.packets >= before.packets ? total.packets - before.packets : total.packets
             let bytes = total.bytes >= before.bytes ? total.bytes - before.bytes : total.bytes
-            if index == 0 {
-                Counter(label: "meridian_forward_count_total").increment(by: Int64(clamping: packets))
-                Counter(label: "meridian_forward_bytes_total").increment(by: Int64(clamping: bytes))
-            } else if index == UInt32(MER_METRIC_EVENTS_LOST) {
+            let reason = index % UInt32(MER_METRICS_REASONS)
+            let direction = Self.directions[index / UInt32(MER_METRICS_REASONS)] ?? "UNKNOWN"
+            if reason == UInt32(MER_METRIC_EVENTS_LOST) {
                 // Events the ring buffer had no room for: flows never seen, not dropped packets.
                 Counter(label: "meridian_flows_lost_total").increment(by: Int64(clamping: packets))
+            } else if reason == 0 {
+                Counter(label: "meridian_forward_count_total", dimensions: [("direction", direction)]).increment(by: Int64(clamping: packets))
+                Counter(label: "meridian_forward_bytes_total", dimensions: [("direction", direction)]).increment(by: Int64(clamping: bytes))
             } else {
-                let labels = [("reason", DropReason.name(index))]
+                let labels = [("direction", direction), ("reason", DropReason.name(reason))]
                 Counter(label: "meridian_drop_count_total", dimensions: labels).increment(by: Int64(clamping: packets))
                 Counter(label: "meridian_drop_bytes_total", dimensions: labels).increment(by: Int64(clamping: bytes))
             }
         }
     }
+
+    /// The `direction` label of each block of the counter map, as Cilium names directions.
+    static let directions: [UInt32: String] = [
+        UInt32(MER_EVENT_DIR_UNKNOWN): "UNKNOWN", UInt32(MER_EVENT_DIR_INGRESS): "INGRESS", UInt32(MER_EVENT_DIR_EGRESS): "EGRESS",
+    ]
 
     private func refreshMaps(_ state: inout State) {
         for name in Self.reportedMaps {

@@ -20,14 +20,35 @@ struct FlowNames: Sendable {
     var pods: [IPAddress: Pod] = [:]
     var identities: [UInt32: LabelSet] = [:]
     var services: [UInt16: FlowService] = [:]
+    /// The node's policy rules and identities' named ports, to name the rules behind a drop by
+    /// policy as `policy trace` would.
+    var rules: [PolicyRule] = []
+    var namedPorts: [UInt32: [NamedPort]] = [:]
+    /// Which rebuild this is: explanations worked out under another one are stale.
+    var generation = 0
+
+    /// The rules that decided the `direction` verdict of a connection from `source` to
+    /// `destination`, as `policy trace` names them.
+    func decidingRules(_ direction: TrafficDirection, from source: (identity: UInt32, ip: IPAddress),
+                       to destination: (identity: UInt32, ip: IPAddress), port: UInt16, protocol transport: TransportProtocol) -> [String] {
+        func endpoint(_ side: (identity: UInt32, ip: IPAddress)) -> PolicyEndpoint {
+            PolicyEndpoint(identity: side.identity, labels: identities[side.identity] ?? LabelSet(), ip: side.ip,
+                           namedPorts: namedPorts[side.identity] ?? [])
+        }
+        let verdict = PolicyVerdict.explain(from: endpoint(source), to: endpoint(destination), port: port, protocol: transport, rules: rules)
+        let decided = direction == .egress ? verdict.egress : verdict.ingress
+        return decided.allowed ? [] : decided.decidingRules.map(\.description)
+    }
 
     /// From the reconciler's results: the pods that hold ipcache entries, the policy snapshot's
     /// identities, and the programmed reverse-NAT targets matched to services by ClusterIP.
     static func build(pods: [IPAddress: Pod], identities: [UInt32: LabelSet], reverseNAT: [UInt16: (address: IPAddress, port: UInt16)],
-                      serviceIPs: [String: IPAddress]) -> FlowNames {
+                      serviceIPs: [String: IPAddress], rules: [PolicyRule] = [], namedPorts: [UInt32: [NamedPort]] = [:]) -> FlowNames {
         var names = FlowNames()
         names.pods = pods
         names.identities = identities
+        names.rules = rules
+        names.namedPorts = namedPorts
         var byAddress: [IPAddress: (name: String, namespace: String)] = [:]
         for (qualified, address) in serviceIPs {
             guard let dot = qualified.lastIndex(of: ".") else { continue }
@@ -53,6 +74,22 @@ struct FlowTranslator: Sendable {
     var monotonicOrigin: Date
 
     private var translations: [TranslationKey: (service: UInt16, at: UInt64)] = [:]
+    /// Deciding rules already worked out, per verdict asked; a flood of denied packets costs
+    /// one evaluation per distinct connection shape, not one per packet.
+    private var explained: [VerdictKey: [String]] = [:]
+    private var explainedFor: Int = 0
+
+    private struct VerdictKey: Hashable {
+        var egress: Bool
+        var source: UInt32
+        var destination: UInt32
+        var sourceAddress: UInt32
+        var destinationAddress: UInt32
+        var port: UInt16
+        var proto: UInt8
+    }
+
+    static let maximumExplained = 4096
 
     private struct TranslationKey: Hashable {
         var address: UInt32
@@ -117,8 +154,33 @@ struct FlowTranslator: Sendable {
             trafficDirection: direction,
             destinationService: serviceIndex == 0 ? nil : names.services[serviceIndex],
             policyVerdict: policyDrop
-                ? FlowPolicyVerdict(direction: direction, decision: reason == UInt32(MER_DROP_POLICY_DENY) ? "DENIED_BY_RULE" : "DENIED")
+                ? FlowPolicyVerdict(direction: direction, decision: reason == UInt32(MER_DROP_POLICY_DENY) ? "DENIED_BY_RULE" : "DENIED",
+                                    rules: decidingRules(event, names: names))
                 : nil)
+    }
+
+    /// The rules behind a drop by policy, remembered per connection shape while the names stay.
+    private mutating func decidingRules(_ event: mer_event, names: FlowNames) -> [String] {
+        guard let transport: TransportProtocol = switch event.proto {
+            case 6: .tcp
+            case 17: .udp
+            case 132: .sctp
+            default: nil
+        } else { return [] }
+        let egress = event.direction == UInt8(MER_EVENT_DIR_EGRESS)
+        let key = VerdictKey(egress: egress, source: event.src_identity, destination: event.dst_identity, sourceAddress: event.saddr,
+                             destinationAddress: event.daddr, port: event.dport, proto: event.proto)
+        if names.generation != explainedFor || explained.count >= Self.maximumExplained {
+            explained.removeAll(keepingCapacity: true)
+            explainedFor = names.generation
+        }
+        if let known = explained[key] { return known }
+        let rules = names.decidingRules(egress ? .egress : .ingress,
+                                        from: (event.src_identity, IPAddress(datapathValue: event.saddr)),
+                                        to: (event.dst_identity, IPAddress(datapathValue: event.daddr)),
+                                        port: UInt16(bigEndian: event.dport), protocol: transport)
+        explained[key] = rules
+        return rules
     }
 
     private func endpoint(_ address: IPAddress, identity: UInt32, names: FlowNames) -> FlowEndpoint {
@@ -183,7 +245,11 @@ final class FlowObserver: Sendable {
     }
 
     func update(_ names: FlowNames) {
-        self.names.withLock { $0 = names }
+        self.names.withLock { current in
+            var next = names
+            next.generation = current.generation + 1
+            current = next
+        }
         var perCluster: [String: Int] = [:]
         for labels in names.identities.values {
             if let cluster = labels.clusterName { perCluster[cluster, default: 0] += 1 }
@@ -202,8 +268,8 @@ final class FlowObserver: Sendable {
     static func verdict(of event: mer_event) -> (direction: String, action: String)? {
         let direction: String
         switch Int32(event.direction) {
-        case Int32(MER_EVENT_DIR_EGRESS): direction = "egress"
-        case Int32(MER_EVENT_DIR_INGRESS): direction = "ingress"
+        case Int32(MER_EVENT_DIR_EGRESS): direction = "EGRESS"
+        case Int32(MER_EVENT_DIR_INGRESS): direction = "INGRESS"
         default: return nil
         }
         if event.type == UInt8(MER_EVENT_DROP) {

@@ -96,9 +96,18 @@ public final class BPFNodeDatapath: NodeDatapath {
         }
     }
 
-    /// Packets and bytes counted under `reason` (0 = forwarded) over all CPUs.
+    /// Packets and bytes counted under `reason` (0 = forwarded) over all CPUs, in every direction.
     public func counter(_ reason: UInt32) -> (packets: UInt64, bytes: UInt64) {
-        metrics.values(at: reason).reduce(into: (UInt64(0), UInt64(0))) { total, value in
+        [MER_EVENT_DIR_UNKNOWN, MER_EVENT_DIR_INGRESS, MER_EVENT_DIR_EGRESS].map { counter(reason, direction: UInt32($0)) }
+            .reduce(into: (UInt64(0), UInt64(0))) { total, value in
+                total.0 &+= value.packets
+                total.1 &+= value.bytes
+            }
+    }
+
+    /// Packets and bytes counted under `reason` by the programs of one `direction` (`MER_EVENT_DIR_*`).
+    public func counter(_ reason: UInt32, direction: UInt32) -> (packets: UInt64, bytes: UInt64) {
+        metrics.values(at: direction * UInt32(MER_METRICS_REASONS) + reason).reduce(into: (UInt64(0), UInt64(0))) { total, value in
             total.0 &+= value.packets
             total.1 &+= value.bytes
         }

@@ -249,10 +249,15 @@ public struct FlowPolicyVerdict: Codable, Sendable, Hashable {
     public var direction: String
     /// `DENIED` when nothing allowed the connection, `DENIED_BY_RULE` when a deny rule matched.
     public var decision: String
+    /// The rules that decided, as `policy trace` names them (`NetworkPolicy default/web
+    /// spec.ingress[0]`): the deny rules that matched, or the rules that put the pod in default
+    /// deny. Empty when the node's policy snapshot could not tell (it changed meanwhile).
+    public var rules: [String]
 
-    public init(direction: String, decision: String) {
+    public init(direction: String, decision: String, rules: [String] = []) {
         self.direction = direction
         self.decision = decision
+        self.rules = rules
     }
 }
 

@@ -24,6 +24,7 @@ public enum FlowLine {
         if let point = flow.traceObservationPoint { line += " \(point.lowercased().replacingOccurrences(of: "_", with: "-"))" }
         if let verdict = flow.policyVerdict {
             line += " policy-verdict:\(verdict.decision) \(verdict.direction)"
+            if !verdict.rules.isEmpty { line += " by " + verdict.rules.map { TerminalSafe.escape($0) }.joined(separator: ", ") }
         }
         line += " \(flow.verdict.rawValue)"
         if let reason = flow.dropReasonDesc { line += " (\(reason))" }

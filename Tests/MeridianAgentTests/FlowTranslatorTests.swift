@@ -103,13 +103,43 @@ struct FlowTranslatorTests {
             FlowObserver.verdict(of: Self.event(type: type, subtype: subtype, ct: ct, direction: direction)).map { "\($0.direction)/\($0.action)" }
         }
         let egress = Int32(MER_EVENT_DIR_EGRESS), ingress = Int32(MER_EVENT_DIR_INGRESS)
-        #expect(verdict(Int32(MER_EVENT_TRACE), Int32(MER_TRACE_TO_OVERLAY), direction: egress) == "egress/allowed")
-        #expect(verdict(Int32(MER_EVENT_TRACE), Int32(MER_TRACE_TO_POD), direction: ingress) == "ingress/allowed")
-        #expect(verdict(Int32(MER_EVENT_DROP), Int32(MER_DROP_POLICY), direction: ingress) == "ingress/denied")
-        #expect(verdict(Int32(MER_EVENT_DROP), Int32(MER_DROP_POLICY_DENY), direction: egress) == "egress/denied")
+        #expect(verdict(Int32(MER_EVENT_TRACE), Int32(MER_TRACE_TO_OVERLAY), direction: egress) == "EGRESS/allowed")
+        #expect(verdict(Int32(MER_EVENT_TRACE), Int32(MER_TRACE_TO_POD), direction: ingress) == "INGRESS/allowed")
+        #expect(verdict(Int32(MER_EVENT_DROP), Int32(MER_DROP_POLICY), direction: ingress) == "INGRESS/denied")
+        #expect(verdict(Int32(MER_EVENT_DROP), Int32(MER_DROP_POLICY_DENY), direction: egress) == "EGRESS/denied")
         #expect(verdict(Int32(MER_EVENT_DROP), Int32(MER_DROP_INVALID_SIP), direction: egress) == nil)
         #expect(verdict(Int32(MER_EVENT_TRACE), Int32(MER_TRACE_TO_STACK), direction: egress) == nil)
         #expect(verdict(Int32(MER_EVENT_TRACE), Int32(MER_TRACE_TO_POD), ct: Int32(MER_CT_ESTABLISHED), direction: ingress) == nil)
         #expect(verdict(Int32(MER_EVENT_TRACE), direction: Int32(MER_EVENT_DIR_UNKNOWN)) == nil)
+    }
+
+    @Test("a drop by policy names the rules that decided, as policy trace does")
+    func decidingRules() throws {
+        let yaml = """
+            apiVersion: networking.k8s.io/v1
+            kind: NetworkPolicy
+            metadata: {name: backend-no-ingress, namespace: default}
+            spec:
+              podSelector:
+                matchLabels: {app: backend}
+              policyTypes: [Ingress]
+            """
+        let rules = PolicyCompiler.rules(for: try ManifestDecoder.decode(yaml, source: "test.yaml"), settings: PolicySettings(clusterName: "cluster1"))
+        var names = Self.names
+        names.rules = rules
+        names.identities[(2 << 16) | 5] = try LabelSet([
+            Label(source: "k8s", key: "app", value: "backend"),
+            Label(source: "k8s", key: "io.kubernetes.pod.namespace", value: "default"),
+            Label(source: "k8s", key: "io.cilium.k8s.policy.cluster", value: "cluster1"),
+        ])
+        var translator = translator()
+        let dropFlow = translator.flow(of: Self.event(type: Int32(MER_EVENT_DROP), subtype: Int32(MER_DROP_POLICY),
+                                                      direction: Int32(MER_EVENT_DIR_INGRESS)), names: names)
+        let drop = try #require(dropFlow)
+        #expect(drop.policyVerdict?.rules.count == 1)
+        #expect(drop.policyVerdict?.rules.first?.hasPrefix("NetworkPolicy default/backend-no-ingress") == true, "\(drop.policyVerdict?.rules ?? [])")
+        let egressFlow = translator.flow(of: Self.event(type: Int32(MER_EVENT_DROP), subtype: Int32(MER_DROP_POLICY),
+                                                        direction: Int32(MER_EVENT_DIR_EGRESS)), names: names)
+        #expect(try #require(egressFlow).policyVerdict?.rules == [], "no rule denies the client's egress")
     }
 }

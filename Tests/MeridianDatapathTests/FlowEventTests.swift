@@ -21,6 +21,7 @@ struct FlowEventTests {
         #expect(traces.map(\.tcp_flags) == [UInt8(MER_TCP_SYN), UInt8(MER_TCP_ACK | MER_TCP_FIN)])
         #expect(traces.allSatisfy { $0.direction == UInt8(MER_EVENT_DIR_EGRESS) })
         #expect(fixture.datapath.counter(0).packets == 4, "all four are counted as forwarded")
+        #expect(fixture.datapath.counter(0, direction: UInt32(MER_EVENT_DIR_EGRESS)).packets == 4, "from-pod counts in the egress block")
     }
 
     @Test("a packet translated by the service LB carries the frontend's reverse-NAT index")
@@ -49,6 +50,7 @@ struct FlowEventTests {
         #expect(lost > 0, "\(runs) events do not fit in a ring of \(MER_EVENTS_BYTES) bytes")
         #expect(UInt64(reported) + lost == UInt64(runs), "reported \(reported), lost \(lost)")
         #expect(fixture.datapath.counter(UInt32(MER_DROP_INVALID_SIP)).packets == UInt64(runs), "every drop is counted, reported or not")
+        #expect(fixture.datapath.counter(UInt32(MER_DROP_INVALID_SIP), direction: UInt32(MER_EVENT_DIR_EGRESS)).packets == UInt64(runs))
     }
 
     @Test("with events off (no observer on the node) nothing is reported and nothing counted lost; drops are still counted")

@@ -74,6 +74,8 @@ struct FlowsIntegrationTests {
             #expect(Self.side(denied, "source")["cluster_name"] as? String == "cluster1", "the client is named from cluster2's imported records: \(denied)")
             #expect(Self.side(denied, "destination")["cluster_name"] as? String == "cluster2")
             #expect((denied["policy_verdict"] as? [String: Any])?["direction"] as? String == "INGRESS")
+            let rules = (denied["policy_verdict"] as? [String: Any])?["rules"] as? [String] ?? []
+            #expect(rules.contains { $0.contains("server-no-ingress") }, "the flow names the policy that decided: \(rules)")
             #expect(denied["node_name"] as? String == "node1")
 
             // A service call: the flow names the service and the backend it went to, in its cluster.

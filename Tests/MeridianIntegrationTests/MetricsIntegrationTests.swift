@@ -54,7 +54,7 @@ struct MetricsIntegrationTests {
             let server = try #require(pods["server"]?.ip)
             let probe = ["exec", "--context", "cluster1", "client", "--", "curl", "-s", "-m", "2", "-o", "/dev/null", "http://\(server):8080/"]
             try await eventually("the client reaches the server before any policy") { try await lab.meridian(probe).status == 0 }
-            let drops = #"sum(meridian_drop_count_total{cluster="cluster1",reason="POLICY_DENIED"})"#
+            let drops = #"sum(meridian_drop_count_total{cluster="cluster1",direction="INGRESS",reason="POLICY_DENIED"})"#
             try await eventually("Prometheus has the agent's drop counter", timeout: .seconds(30)) {
                 try await Self.query(lab, prometheus, drops) != nil
             }
@@ -64,7 +64,7 @@ struct MetricsIntegrationTests {
             try await eventually("the POLICY_DENIED drop counter rises above \(dropsBefore)", timeout: .seconds(30)) {
                 (try await Self.query(lab, prometheus, drops) ?? 0) > dropsBefore
             }
-            let denied = #"sum(meridian_policy_verdict_total{cluster="cluster1",direction="ingress",action="denied"})"#
+            let denied = #"sum(meridian_policy_verdict_total{cluster="cluster1",direction="INGRESS",action="denied"})"#
             try await eventually("the ingress denied policy verdicts of cluster1 are counted", timeout: .seconds(30)) {
                 (try await Self.query(lab, prometheus, denied) ?? 0) > 0
             }

@@ -65,7 +65,8 @@ static always_inline const struct mer_config *node_config(void)
 
 static always_inline void count(__u32 reason, __u32 len)
 {
-    struct mer_metric *m = bpf_map_lookup_elem(&mer_metrics, &reason);
+    __u32 key = MER_PROGRAM_DIRECTION * MER_METRICS_REASONS + reason;
+    struct mer_metric *m = bpf_map_lookup_elem(&mer_metrics, &key);
     if (m) {
         m->packets += 1;
         m->bytes += len;

@@ -35,7 +35,8 @@ enum {
     MER_CT_MAX = 524288,
     MER_FRAG_MAX = 8192,
     MER_EVENTS_BYTES = 1 << 20,
-    MER_METRICS_MAX = 256,
+    MER_METRICS_REASONS = 256,
+    MER_METRICS_MAX = 3 * MER_METRICS_REASONS, /* one block of reasons per MER_EVENT_DIR_* */
     MER_POLICY_MAX = 262144,
     MER_SOCK_REVNAT_MAX = 131072,
     MER_IPBLOCK_MAX = 65536,
@@ -378,7 +379,8 @@ enum {
 /* mer_metrics index counting events the ring buffer had no room for (no drop reason uses it). */
 #define MER_METRIC_EVENTS_LOST 255
 
-/* ---- metrics: per-CPU counters indexed by reason (0 = forwarded, else a drop reason) ---- */
+/* ---- metrics: per-CPU counters indexed by direction × MER_METRICS_REASONS + reason (reason 0 =
+ * forwarded, else a drop reason; direction is the MER_EVENT_DIR_* of the program that counted) ---- */
 struct mer_metric {
     __u64 packets;
     __u64 bytes;
