@@ -290,7 +290,7 @@ let package = Package(
         // Also gets the harness programs of bpf/tests, which give crafted frames tunnel metadata.
         .testTarget(
             name: "MeridianDatapathTests",
-            dependencies: ["MeridianDatapath", "MeridianCore", "MeridianTestSupport", "CMeridianBPF"],
+            dependencies: ["MeridianDatapath", "MeridianCore", "MeridianTestSupport", "CMeridianBPF", "CLibBPF"],
             swiftSettings: strict,
             plugins: ["BPFObjectsPlugin"]
         ),

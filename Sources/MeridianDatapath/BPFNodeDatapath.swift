@@ -42,6 +42,7 @@ public final class BPFNodeDatapath: NodeDatapath {
             throw BPFError("create pin directory \(pinDirectory)", errno: errno)
         }
         self.pinDirectory = pinDirectory
+        Self.unpinIfResized(pinDirectory + "/" + MER_MAP_METRICS, maxEntries: UInt32(MER_METRICS_MAX))
         fromPod = try BPFObject(.fromPod, pinDirectory: pinDirectory)
         toPod = try BPFObject(.toPod, pinDirectory: pinDirectory)
         fromOverlay = try BPFObject(.fromOverlay, pinDirectory: pinDirectory)
@@ -93,6 +94,20 @@ public final class BPFNodeDatapath: NodeDatapath {
         for (name, hook) in Self.socketPrograms {
             let result = bpf_prog_attach(try sockets.programFD(name), directory, hook, 0)
             try BPFError.check(result, "attach \(name) to cgroup \(cgroup)")
+        }
+    }
+
+    /// Removes the pin of a map whose contents can be rebuilt (counters) when its size is not the
+    /// one the programs now declare: an upgrade that resized it would otherwise fail to load over
+    /// the old pin. The programs then create it anew; the metrics count from zero again.
+    static func unpinIfResized(_ path: String, maxEntries: UInt32) {
+        let fd = bpf_obj_get(path)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var info = bpf_map_info()
+        var length = UInt32(MemoryLayout<bpf_map_info>.size)
+        if bpf_obj_get_info_by_fd(fd, &info, &length) == 0, info.max_entries != maxEntries {
+            unlink(path)
         }
     }
 

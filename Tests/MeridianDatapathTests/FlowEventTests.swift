@@ -1,5 +1,7 @@
 import CMeridianBPF
+import CLibBPF
 import Foundation
+import Glibc
 @testable import MeridianDatapath
 import MeridianTestSupport
 import Testing
@@ -65,5 +67,21 @@ struct FlowEventTests {
         #expect(try fixture.events().isEmpty)
         #expect(fixture.datapath.counter(UInt32(MER_METRIC_EVENTS_LOST)).packets == 0)
         #expect(fixture.datapath.counter(UInt32(MER_DROP_INVALID_SIP)).packets == 30_000)
+    }
+
+    @Test("a pinned counter map of an older size (before the direction blocks) is replaced on load, not a reason to fail")
+    func resizedCounterMap() throws {
+        let fixture = try DatapathFixture()
+        let path = fixture.datapath.pinDirectory + "/" + MER_MAP_METRICS
+        #expect(unlink(path) == 0)
+        let old = bpf_map_create(BPF_MAP_TYPE_PERCPU_ARRAY, MER_MAP_METRICS, 4, UInt32(MemoryLayout<mer_metric>.size), 256, nil)
+        try #require(old >= 0)
+        defer { close(old) }
+        #expect(bpf_obj_pin(old, path) == 0)
+        let reloaded = try BPFNodeDatapath(pinDirectory: fixture.datapath.pinDirectory)
+        var info = bpf_map_info()
+        var length = UInt32(MemoryLayout<bpf_map_info>.size)
+        #expect(bpf_obj_get_info_by_fd(reloaded.metrics.fd, &info, &length) == 0)
+        #expect(info.max_entries == UInt32(MER_METRICS_MAX))
     }
 }
