@@ -245,6 +245,13 @@ let package = Package(
         ),
         .testTarget(name: "MeridianDNSTests", dependencies: ["MeridianDNS"], swiftSettings: strict),
         .testTarget(
+            name: "MeridianUITests",
+            dependencies: [
+                "MeridianUI", "MeridianFlows", .product(name: "Logging", package: "swift-log"), .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "MeridianFlowsTests",
             dependencies: [
                 "MeridianFlows", "MeridianPKI", .product(name: "GRPCCore", package: "grpc-swift-2"), .product(name: "Logging", package: "swift-log"),

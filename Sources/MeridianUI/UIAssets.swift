@@ -20,6 +20,7 @@ enum UIAssets {
     <section>
     <h2>Flows</h2>
     <form id="filters">
+    <input name="pod" placeholder="pod [ns/]name">
     <input name="from-pod" placeholder="from pod [ns/]name">
     <input name="to-pod" placeholder="to pod [ns/]name">
     <input name="namespace" placeholder="namespace">
@@ -28,6 +29,8 @@ enum UIAssets {
     <select name="verdict"><option value="">any verdict</option><option>FORWARDED</option><option>DROPPED</option></select>
     <select name="protocol"><option value="">any protocol</option><option>tcp</option><option>udp</option><option>sctp</option><option>icmp</option></select>
     <input name="port" placeholder="port" size="6">
+    <input name="label" placeholder="label key[=value]">
+    <select name="type"><option value="">any type</option><option>drop</option><option>trace</option><option>policy-verdict</option></select>
     </form>
     <table id="flows"><thead><tr><th>time</th><th>source</th><th>destination</th><th>service</th><th>verdict</th><th>L4</th><th>node</th></tr></thead><tbody></tbody></table>
     </section>

@@ -111,8 +111,9 @@ public struct UIServer: Sendable {
         }
     }
 
-    /// `observe`'s filters as query parameters (`from-pod`, `to-pod`, `namespace`, `verdict`,
-    /// `protocol`, `port`, `from-cluster`, `to-cluster`), and `last` (default 200, at most 2,000).
+    /// `observe`'s filters as query parameters (`pod`, `from-pod`, `to-pod`, `namespace`,
+    /// `from-cluster`, `to-cluster`, `label`, `verdict`, `protocol`, `port`, `type`), and `last`
+    /// (default 200, at most 2,000). A value that does not parse is refused, naming the parameter.
     static func flowRequest(_ items: [URLQueryItem]) throws -> ObserverRequest {
         var filter = FlowFilter()
         var last = 200
@@ -133,6 +134,9 @@ public struct UIServer: Sendable {
             case "port":
                 guard let port = UInt16(value) else { throw UIRequestError(parameter: "port", value: value) }
                 filter.port.append(port)
+            case "type":
+                guard let kind = FlowEventKind(rawValue: value.lowercased()) else { throw UIRequestError(parameter: "type", value: value) }
+                filter.type.append(kind)
             case "last":
                 guard let value = Int(value), (1...2_000).contains(value) else { throw UIRequestError(parameter: "last", value: value) }
                 last = value
