@@ -116,7 +116,9 @@ public struct Agent: Sendable {
                 Self.remoteNodesPrefix, Self.remoteEndpointsPrefix, Self.remoteServicesPrefix, Self.remoteIdentitiesPrefix,
             ])
             let names = ServiceNameTable()
-            let observer = configuration.observer.map { FlowObserver(buffer: FlowBuffer(nodeName: context.nodeName, capacity: $0.capacity)) }
+            // Flows name their node as Hubble does across clusters: CLUSTER/NODE.
+            let flowNodeName = "\(context.cluster.name)/\(context.nodeName)"
+            let observer = configuration.observer.map { FlowObserver(buffer: FlowBuffer(nodeName: flowNodeName, capacity: $0.capacity)) }
             let runtime = PodRuntime(context: context, client: client, mirror: mirror, endpoints: endpoints,
                                      stateDirectory: configuration.stateDirectory, netnsPrefix: configuration.netnsPrefix,
                                      cgroup: configuration.cgroup, executable: configuration.executable, agentSocket: configuration.socketPath, logger: logger)
@@ -140,7 +142,7 @@ public struct Agent: Sendable {
                 }
                 if let observer, let settings = configuration.observer {
                     let reader = try EventReader(mapFD: datapath.eventsFD)
-                    let translator = FlowTranslator(nodeName: context.nodeName, clusterName: context.cluster.name, layout: context.identityLayout)
+                    let translator = FlowTranslator(nodeName: flowNodeName, clusterName: context.cluster.name, layout: context.identityLayout)
                     group.addTask {
                         try await observer.run(reader: reader, lostEvents: { datapath.counter(UInt32(MER_METRIC_EVENTS_LOST)).packets },
                                                translator: translator)

@@ -103,7 +103,7 @@ public struct ControlPlane: Sendable {
             try await client.list(prefix: KeyLayout.nodeStatusPrefix).items.compactMap { item -> FlowRelay.Node? in
                 guard let status = try? StoreCoding.decode(NodePolicyStatus.self, from: item.value, key: item.key),
                       let text = status.observer, let observer = try? ObserverAddress(parsing: text) else { return nil }
-                return FlowRelay.Node(name: status.node, address: observer)
+                return FlowRelay.Node(name: "\(status.cluster)/\(status.node)", address: observer)
             }
         }
         let server = ObserverServer(address: address, tls: tls,

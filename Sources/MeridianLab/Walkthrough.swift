@@ -107,6 +107,12 @@ public struct Walkthrough: Sendable {
             $0.contains("\"cluster\":\"cluster2\"") && $0.contains(target.key)
         }
         findings.append("pod-to-pod across clusters: cluster1/client reached cluster2/\(target.key) at \(target.value)")
+        try await step("Flows of that call, from every node of both clusters",
+                       ["observe", "--context", "cluster1", "--all-clusters", "--from-pod", "default/client", "--to-pod", "default/\(target.key)",
+                        "--last", "4"]) {
+            $0.contains("cluster1/default/client") && $0.contains("cluster2/default/\(target.key)") && $0.contains("FORWARDED")
+        }
+        findings.append("observe: the call's flows name cluster1/client and cluster2/\(target.key), FORWARDED")
         try await step("Mesh status of cluster1", ["clustermesh", "status", "--context", "cluster1"]) { $0.contains("ready") }
     }
 

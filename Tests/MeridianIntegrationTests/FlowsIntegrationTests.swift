@@ -76,7 +76,7 @@ struct FlowsIntegrationTests {
             #expect((denied["policy_verdict"] as? [String: Any])?["direction"] as? String == "INGRESS")
             let rules = (denied["policy_verdict"] as? [String: Any])?["rules"] as? [String] ?? []
             #expect(rules.contains { $0.contains("server-no-ingress") }, "the flow names the policy that decided: \(rules)")
-            #expect(denied["node_name"] as? String == "node1")
+            #expect(denied["node_name"] as? String == "cluster2/node1", "nodes are named CLUSTER/NODE, as Hubble names them across clusters")
 
             // A service call: the flow names the service and the backend it went to, in its cluster.
             var viaService: [String: Any]?
