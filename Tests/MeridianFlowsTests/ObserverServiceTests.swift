@@ -140,6 +140,52 @@ struct ObserverServiceTests {
     }
 }
 
+extension ObserverServiceTests {
+    @Test("following through the relay: history first, then a flow a node records later, from whichever node")
+    func relayFollow() async throws {
+        try await Self.withCredentials { credentials in
+            let one = FlowBuffer(nodeName: "cluster1/node1")
+            let two = FlowBuffer(nodeName: "cluster1/node2")
+            one.append([flow(1)])
+            let nodes = [
+                FlowRelay.Node(name: "cluster1/node1", address: .unix(path: credentials.directory + "/f1.sock")),
+                FlowRelay.Node(name: "cluster1/node2", address: .unix(path: credentials.directory + "/f2.sock")),
+            ]
+            let relayAddress = ObserverAddress.unix(path: credentials.directory + "/follow-relay.sock")
+            let logger = Logger(label: "test")
+            let servers = [
+                ObserverServer(address: nodes[0].address, tls: credentials.server, admittedNames: [ObserverCredentials.relayName], source: one, logger: logger),
+                ObserverServer(address: nodes[1].address, tls: credentials.server, admittedNames: [ObserverCredentials.relayName], source: two, logger: logger),
+                ObserverServer(address: relayAddress, tls: credentials.server, admittedNames: [ObserverCredentials.readerName],
+                               source: FlowRelay(tls: credentials.server) { nodes }, logger: logger),
+            ]
+            let reader = try credentials.client(ObserverCredentials.readerName)
+            try await Self.serving(servers) {
+                let received = AsyncStream.makeStream(of: ObserverResponse.self)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        try await ObserverClient.getFlows(from: relayAddress, tls: reader, request: ObserverRequest(last: 10, follow: true)) {
+                            received.continuation.yield($0)
+                        }
+                    }
+                    var times: [Double] = []
+                    for await answer in received.stream {
+                        times.append(answer.flow?.time.timeIntervalSince1970 ?? 0)
+                        if times.count == 1 {
+                            // The relay follows each node once the history is out; give it the moment to ask.
+                            while one.followers == 0 || two.followers == 0 { try await Task.sleep(for: .milliseconds(10)) }
+                            two.append([flow(2)])
+                        }
+                        if times.count == 2 { break }
+                    }
+                    #expect(times == [1_800_000_001, 1_800_000_002])
+                    group.cancelAll()
+                }
+            }
+        }
+    }
+}
+
 /// Answers a test collected.
 final class Collected: Sendable {
     private let value = Mutex<[ObserverResponse]>([])
