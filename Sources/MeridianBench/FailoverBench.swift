@@ -18,6 +18,7 @@ public struct FailoverBenchmark: Sendable {
 
     public init() {}
 
+    /// One way of preferring clusters, with its figures over the runs.
     public struct Row: Codable, Sendable {
         public var name: String
         public var what: String
@@ -30,6 +31,7 @@ public struct FailoverBenchmark: Sendable {
         public var failbackMilliseconds: SampleSummary
     }
 
+    /// What `bench failover` prints: its rows and the ratio of ordered preference to local affinity.
     public struct Report: Codable, Sendable {
         public var runs: Int
         public var callIntervalMilliseconds: Int

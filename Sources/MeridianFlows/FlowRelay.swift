@@ -29,29 +29,36 @@ public struct FlowRelay: FlowSource {
 
     public func flows(_ request: ObserverRequest, emit: @escaping @Sendable (ObserverResponse) async throws -> Void) async throws {
         let nodes = try await nodes()
+        let asked = Date()
         let history = ObserverRequest(filter: request.filter, last: request.last, since: request.since, follow: false)
-        let collected = try await withThrowingTaskGroup(of: [ObserverResponse].self) { group in
+        let answers = try await withThrowingTaskGroup(of: (String, [ObserverResponse]).self) { group in
             for node in nodes {
-                group.addTask { await read(node, history) }
+                group.addTask { (node.name, await read(node, history)) }
             }
-            return try await group.reduce(into: [ObserverResponse]()) { $0 += $1 }
+            return try await group.reduce(into: [String: [ObserverResponse]]()) { $0[$1.0, default: []] += $1.1 }
         }
+        let collected = answers.values.flatMap { $0 }
         // Nodes that could not be read are told first, whatever the cut of the history.
         for response in collected where response.nodeStatus != nil { try await emit(response) }
         let merged = FlowBuffer.select(collected.filter { $0.nodeStatus == nil }.sorted { $0.time < $1.time }, request)
         for response in merged { try await emit(response) }
         guard request.follow else { return }
 
-        // New flows only: each node's history was just sent.
-        let live = ObserverRequest(filter: request.filter, last: 0, since: nil, follow: true)
+        // Each node is then followed from the newest answer its history held (or from when the
+        // history was asked for), and what that history already held is not told again: a flow
+        // recorded between a node's history and its follow is neither lost nor repeated.
+        let newest = answers.compactMapValues { responses in responses.filter { $0.nodeStatus == nil }.map(\.time).max() }
         let (funnel, continuation) = AsyncStream.makeStream(of: ObserverResponse.self, bufferingPolicy: .bufferingOldest(FlowBuffer.followerQueue))
         let dropped = DropCount()
         let tls = tls
         try await withThrowingTaskGroup(of: Void.self) { group in
             for node in nodes {
+                let told = newest[node.name]
+                let live = ObserverRequest(filter: request.filter, last: nil, since: told ?? asked, follow: true)
                 group.addTask {
                     do {
                         try await ObserverClient.getFlows(from: node.address, tls: tls, request: live) { response in
+                            if let told, response.time <= told { return }
                             if case .dropped = continuation.yield(response) { dropped.count.withLock { $0 += 1 } }
                         }
                     } catch where !Task.isCancelled {
