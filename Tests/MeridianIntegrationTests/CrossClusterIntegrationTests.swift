@@ -175,7 +175,10 @@ struct CrossClusterIntegrationTests {
             let cluster1 = try lab.cluster("cluster1")
             let receiver = try #require(cluster1.nodes.first { $0.name == "node2" })
             let metrics = try PerCPUArrayMap<mer_metric>(name: "mer_metrics", fd: try BPFMap<UInt32, mer_metric>(pinnedAt: receiver.pinDirectory + "/mer_metrics").fd)
-            func drops(_ reason: Int) -> UInt64 { metrics.values(at: UInt32(reason)).reduce(0) { $0 + $1.packets } }
+            // from-overlay counts in the ingress block of the counter map.
+            func drops(_ reason: Int) -> UInt64 {
+                metrics.values(at: UInt32(MER_EVENT_DIR_INGRESS) * UInt32(MER_METRICS_REASONS) + UInt32(reason)).reduce(0) { $0 + $1.packets }
+            }
             let reasons = [MER_DROP_INVALID_IDENTITY, MER_DROP_UNKNOWN_SENDER, MER_DROP_RESERVED_IDENTITY_FROM_NODE, MER_DROP_SOURCE_NOT_OWNED_BY_SENDER]
             let before = reasons.map(drops)
             let node1 = ["ip", "netns", "exec", "\(state.prefix)-c1-n1", "python3", "-c"]
