@@ -95,7 +95,7 @@ struct NodeEncryption: Sendable {
                             "unencrypted": "\(wanted.unencrypted.joined(separator: ","))",
                         ])
                     }
-                    if changed > 0 { dump = try await device.dump() } else { dump = current }
+                    if changed == 0 { dump = current }
                     if lastError != nil { logger.info("WireGuard device in step again") }
                     lastError = nil
                 } catch {
@@ -104,6 +104,8 @@ struct NodeEncryption: Sendable {
                     }
                     lastError = "\(error)"
                 }
+                // After a change or a failure, what the device holds now.
+                if dump == nil { dump = try? await device.dump() }
                 let status = Self.status(dump: dump, wanted: wanted, mode: mode, device: device, keys: keys, context: context,
                                          lastError: lastError)
                 var comparable = status

@@ -205,7 +205,9 @@ public struct WireGuardDevice: Sendable {
         if !rules.contains("lookup \(table)") {
             try await HostCommand.run(Self.ruleArguments("add"))
         }
-        let current = Self.parseRoutes(try await HostCommand.run(["ip", "-4", "route", "show", "table", table]), device: name)
+        // The table does not exist until its first route (and `ip` then fails): nothing is routed yet.
+        let listing = (try? await HostCommand.run(["ip", "-4", "route", "show", "table", table])) ?? ""
+        let current = Self.parseRoutes(listing, device: name)
         let want = Set(peers.map(\.description))
         var changed = 0
         for address in want.sorted() {

@@ -140,6 +140,24 @@ struct EncryptionIntegrationTests {
             #expect(peers.count == 3)
             let text = try await lab.meridian(["encryption", "status", "--context", "cluster1"])
             #expect(text.stdout.contains("cluster2/node1"), "\(text.stdout)")
+            // The private key stays in the node's state directory (0600) and in no status.
+            let cluster1State = try lab.cluster("cluster1")
+            let keyPath = try #require(cluster1State.nodes.first { $0.name == "node1" }).stateDirectory + "/wireguard.key"
+            let privateKey = try String(contentsOfFile: keyPath, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect((try FileManager.default.attributesOfItem(atPath: keyPath)[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+            let json = try await lab.meridian(["encryption", "status", "--context", "cluster1", "-o", "json"])
+            #expect(!json.stdout.contains(privateKey) && !text.stdout.contains(privateKey))
+
+            // Pods are sized for VXLAN inside WireGuard (1500 - 50 - 60), and 64 KiB crosses
+            // the clusters both ways.
+            let link = try await lab.command(["ip", "-n", "\(lab.prefix)-c1-default.client", "link", "show", "eth0"])
+            #expect(link.contains("mtu 1390"), "\(link)")
+            let body = try await lab.meridian(["exec", "--context", "cluster1", "client", "--", "curl", "-s", "-m", "10", "-o", "/dev/null",
+                                               "-w", "%{size_download}", "http://\(ips["server"]!):8080/bytes/65536"])
+            #expect(body.stdout == "65536", "64 KiB GET across clusters: \(body.stdout) \(body.stderr)")
+            let upload = try await lab.meridian(["exec", "--context", "cluster1", "client", "--", "sh", "-c",
+                                                 "head -c 65536 /dev/zero | curl -s -m 10 --data-binary @- http://\(ips["server"]!):8080/"])
+            #expect(DatapathIntegrationTests.field("received", in: upload.stdout) == "65536", "64 KiB POST across clusters: \(upload.stdout)")
 
             // node1's agent stops, and its wireguard-go with it: VXLAN to peers whose key it
             // holds meets the blackhole behind each peer's route, never the underlay in the clear.
