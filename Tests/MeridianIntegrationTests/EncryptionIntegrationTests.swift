@@ -214,4 +214,46 @@ struct EncryptionIntegrationTests {
             }
         }
     }
+
+    @Test("with WireGuard on and underlay MTUs 1500 and 1400, pods size routes for VXLAN inside WireGuard and 64 KiB crosses both ways")
+    func mtuMismatchWithEncryption() async throws {
+        try await LabFixture.with(clusters: 2, nodes: 1, heartbeat: 1, enable: false, mtus: "1500,1400", encryption: "wireguard") { lab in
+            for cluster in ["cluster1", "cluster2"] {
+                try await lab.run(["clustermesh", "enable", "--context", cluster, "--heartbeat-interval", "1"])
+            }
+            try await lab.connect("cluster1", ["cluster2"])
+            try await lab.waitReady("cluster1")
+            for cluster in ["cluster1", "cluster2"] {
+                let result = try await lab.meridian(["apply", "--context", cluster, "-f", "-"], stdin: DatapathIntegrationTests.pod("server", node: "node1"))
+                try #require(result.status == 0, "\(result.stderr)")
+            }
+            var ips: [String: String] = [:]
+            try await eventually("servers running in both clusters", timeout: .seconds(60)) {
+                for cluster in ["cluster1", "cluster2"] { ips[cluster] = try await lab.driver.runningPodIPs(cluster)["server"] }
+                return ips.count == 2
+            }
+            try await eventually("both nodes peered", timeout: .seconds(30)) {
+                let node = Self.node(try await Self.status(lab, "cluster1"), "node1")
+                return (node?["peers"] as? [Any])?.count == 1
+            }
+            let podNamespace = "\(lab.prefix)-c1-default.server"
+            let link = try await lab.command(["ip", "-n", podNamespace, "link", "show", "eth0"])
+            #expect(link.contains("mtu 1390"), "\(link)")
+            try await eventually("cluster1's pod routes cluster2's pods with MTU 1400 - 110") {
+                let routes = try await lab.command(["ip", "-n", podNamespace, "route"])
+                return routes.contains("10.2.1.0/24") && routes.contains("mtu 1290")
+            }
+            for (from, to) in [("cluster1", "cluster2"), ("cluster2", "cluster1")] {
+                let ip = try #require(ips[to])
+                let body = try await lab.meridian(["exec", "--context", from, "server", "--", "curl", "-s", "-m", "10", "-o", "/dev/null",
+                                                   "-w", "%{size_download}", "http://\(ip):8080/bytes/65536"])
+                #expect(body.stdout == "65536", "64 KiB GET \(from) → \(to): \(body.stdout) \(body.stderr)")
+                let upload = try await lab.meridian(["exec", "--context", from, "server", "--", "sh", "-c",
+                                                     "head -c 65536 /dev/zero | curl -s -m 10 --data-binary @- http://\(ip):8080/"])
+                #expect(DatapathIntegrationTests.field("received", in: upload.stdout) == "65536", "64 KiB POST \(from) → \(to): \(upload.stdout)")
+                let udp = try await lab.meridian(["exec", "--context", from, "server", "--", "meridian", "tool", "udp-probe", ip, "9090", "--size", "60000"])
+                #expect(udp.status == 0, "60000-byte UDP \(from) → \(to): \(udp.stdout) \(udp.stderr)")
+            }
+        }
+    }
 }
