@@ -138,6 +138,9 @@ struct EncryptionIntegrationTests {
                 }
             }
             #expect(peers.count == 3)
+            let mesh = try await lab.status("cluster1")
+            #expect((mesh["remoteClusters"] as? [[String: Any]])?.first?["wireguardNodes"] as? Int == 2, "\(mesh)")
+            #expect(!((mesh["warnings"] as? [String]) ?? []).contains { $0.contains("mixed encryption") })
             let text = try await lab.meridian(["encryption", "status", "--context", "cluster1"])
             #expect(text.stdout.contains("cluster2/node1"), "\(text.stdout)")
             // The private key stays in the node's state directory (0600) and in no status.
@@ -193,6 +196,8 @@ struct EncryptionIntegrationTests {
             #expect(seen.marker > 0, "the capture never saw the marker: \(seen)")
             #expect(seen.vxlan > 0)
             #expect(seen.wireguard == 0)
+            let mesh = try await lab.status("cluster1")
+            #expect((mesh["remoteClusters"] as? [[String: Any]])?.first?["wireguardNodes"] as? Int == 0, "\(mesh)")
             let report = try await Self.status(lab, "cluster1")
             #expect((report["nodes"] as? [Any])?.isEmpty == true)
             #expect(report["nodesWithoutEncryption"] as? [String] == ["node1", "node2"])
