@@ -157,8 +157,9 @@ public struct Lab: Sendable {
     public func up(clusters count: Int, nodes nodeCount: Int = 0, mtus: [Int] = [], nodePodPrefixLength: Int = 24,
                    identityGCSeconds: Int? = nil, etcdMembers: Int = 1, storeDiskMiB: Int? = nil, nodeGraceSeconds: Int? = nil,
                    prometheus: Bool = false, encryption: String? = nil, readyTimeout: Duration = .seconds(60)) async throws -> LabState {
-        if let encryption, encryption != "wireguard" {
-            throw LabError.outOfRange(option: "--encryption", allowed: "wireguard", got: encryption)
+        let encryptions = (encryption ?? "none").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        if let bad = encryptions.first(where: { !["wireguard", "none"].contains($0) }) {
+            throw LabError.outOfRange(option: "--encryption", allowed: "wireguard or none, per cluster comma-separated (the last repeats)", got: bad)
         }
         if let nodeGraceSeconds, !(10...86_400).contains(nodeGraceSeconds) {
             throw LabError.outOfRange(option: "--node-grace-period", allowed: "10...86400 seconds", got: "\(nodeGraceSeconds)")
@@ -201,7 +202,8 @@ public struct Lab: Sendable {
             state.clusters[index - 1].identityGCSeconds = identityGCSeconds
             state.clusters[index - 1].storeDiskMiB = storeDiskMiB
             state.clusters[index - 1].nodeGraceSeconds = nodeGraceSeconds
-            state.clusters[index - 1].encryption = encryption
+            let kind = encryptions[min(index - 1, encryptions.count - 1)]
+            state.clusters[index - 1].encryption = kind == "none" ? nil : kind
             state.clusters[index - 1].metricsPort = ports.removeFirst()
             state.clusters[index - 1].etcdMembers = (0..<memberCount).map { member in
                 LabEtcdMember(name: "m\(member)", directory: "\(directory)/cluster\(index)/members/m\(member)",

@@ -33,3 +33,20 @@ import Testing
         #expect(text.contains("nodes without encryption: node3"))
     }
 }
+
+/// `connect` refuses to mesh a cluster whose nodes encrypt with one that has nodes that do not,
+/// naming them, unless `--allow-mixed-encryption`.
+@Suite struct MixedEncryptionConnectTests {
+    @Test func mixedIsRefusedUnlessAllowedAndClustersWithoutNodesPass() throws {
+        let both: [String: [String: Bool]] = ["c1": ["n1": true, "n2": true], "c2": ["n1": true]]
+        try ConnectValidation.validateEncryption("c1", "c2", nodes: both, allowMixed: false)
+        let neither: [String: [String: Bool]] = ["c1": ["n1": false], "c2": ["n1": false]]
+        try ConnectValidation.validateEncryption("c1", "c2", nodes: neither, allowMixed: false)
+        try ConnectValidation.validateEncryption("c1", "c2", nodes: ["c1": ["n1": true], "c2": [:]], allowMixed: false)
+        let mixed: [String: [String: Bool]] = ["c1": ["n1": true], "c2": ["n1": true, "n2": false]]
+        let error = #expect(throws: AdminError.self) { try ConnectValidation.validateEncryption("c2", "c1", nodes: mixed, allowMixed: false) }
+        let text = error.map { "\($0)" } ?? ""
+        #expect(text.contains("c1 encrypts") && text.contains("c2 does not on 1 node(s) (n2)") && text.contains("--allow-mixed-encryption"), "\(text)")
+        try ConnectValidation.validateEncryption("c2", "c1", nodes: mixed, allowMixed: true)
+    }
+}

@@ -261,4 +261,26 @@ struct EncryptionIntegrationTests {
             }
         }
     }
+
+    @Test("connect refuses an encrypting cluster with a plain one unless --allow-mixed-encryption, and status then warns")
+    func mixedEncryptionNeedsConsent() async throws {
+        try await LabFixture.with(clusters: 2, nodes: 1, heartbeat: 1, enable: false, encryption: "wireguard,none") { lab in
+            for cluster in ["cluster1", "cluster2"] {
+                try await lab.run(["clustermesh", "enable", "--context", cluster, "--heartbeat-interval", "1"])
+            }
+            let refused = try await lab.meridian(["clustermesh", "connect", "--context", "cluster1", "--destination-context", "cluster2"])
+            #expect(refused.status != 0)
+            #expect(refused.stderr.contains("cluster1 encrypts") && refused.stderr.contains("--allow-mixed-encryption"), "\(refused.stderr)")
+            try await lab.connect("cluster1", ["cluster2"], extra: ["--allow-mixed-encryption"])
+            try await lab.waitReady("cluster1")
+            try await eventually("status names the mixed encryption") {
+                let mesh = try await lab.status("cluster1")
+                return ((mesh["warnings"] as? [String]) ?? []).contains { $0.hasPrefix("mixed encryption: cluster1 encrypts (WireGuard), cluster2 does not encrypt") }
+                    && (mesh["remoteClusters"] as? [[String: Any]])?.first?["wireguardNodes"] as? Int == 0
+            }
+            try await eventually("cluster1's node lists cluster2's as not encrypted to", timeout: .seconds(20)) {
+                (Self.node(try await Self.status(lab, "cluster1"), "node1")?["unencryptedNodes"] as? [String]) == ["cluster2/node1"]
+            }
+        }
+    }
 }
