@@ -74,6 +74,30 @@ public struct EncryptionReport: Codable, Sendable, Hashable {
         return EncryptionReport(cluster: cluster, nodes: nodes, nodesWithoutEncryption: registered.filter { !reporting.contains($0) }.sorted())
     }
 
+    /// `meridian encryption rotate`: asks `node`'s agent for a new key pair and waits until the
+    /// node publishes a public key other than the one it had (returned as old and new).
+    public static func rotate(_ context: MeridianContext, node: String, timeout: Duration = .seconds(30)) async throws -> (old: String, new: String) {
+        try await EtcdClient.withClient(try context.clientConfiguration()) { client in
+            let settings = try await ClusterAccessInfo.load(context, client: client).settings
+            let recordKey = MeshKind.nodes.stateKey(cluster: settings.name, name: node)
+            func publicKey() async throws -> String? {
+                guard let item = try await client.get(recordKey) else { return nil }
+                return try StoreCoding.decode(NodeRecord.self, from: item.value, key: item.key).wireguardPublicKey
+            }
+            guard let old = try await publicKey() else { throw AdminError.nodeNotFound(node: node, cluster: settings.name) }
+            guard !old.isEmpty else {
+                throw AdminError.invalidCluster(cluster: settings.name, detail: "node \(node) does not encrypt (its record has no WireGuard key)")
+            }
+            _ = try await client.put(KeyLayout.encryptionRotation(node), Data(ISO8601DateFormatter().string(from: Date()).utf8))
+            let deadline = ContinuousClock.now + timeout
+            while ContinuousClock.now < deadline {
+                if let new = try await publicKey(), !new.isEmpty, new != old { return (old, new) }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            throw AdminError.invalidCluster(cluster: settings.name, detail: "node \(node) did not publish a new key within \(timeout); is its agent running?")
+        }
+    }
+
     /// The text `encryption status` prints: a line per node, a row per peer.
     public func render() -> String {
         var lines: [String] = []

@@ -128,7 +128,7 @@ public struct Agent: Sendable {
             ])
             let encryption = try configuration.encryption.map { settings throws in
                 NodeEncryption(device: try WireGuardDevice(name: settings.device, mtu: context.underlayMTU - MeridianWireGuard.overhead),
-                               keys: keys!, context: context, mirror: mirror, client: client, logPath: configuration.wireGuardLogPath, logger: logger)
+                               initialKeys: keys!, context: context, mirror: mirror, client: client, logPath: configuration.wireGuardLogPath, logger: logger)
             }
             let names = ServiceNameTable()
             let observer = configuration.observer.map { FlowObserver(buffer: FlowBuffer(nodeName: context.nodeName, capacity: $0.capacity)) }
@@ -146,7 +146,12 @@ public struct Agent: Sendable {
             ])
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask { try await mirror.run(store: client) }
-                group.addTask { try await registerNode(client, context: context, wireGuardKey: keys?.publicKey ?? "") }
+                group.addTask {
+                    // A (re)registration reads the key file again: a rotation may have replaced the key.
+                    try await registerNode(client, context: context, wireGuardKey: {
+                        configuration.encryption == nil ? "" : (try? WireGuardKeyPair.loadOrCreate(at: configuration.wireGuardKeyPath))?.publicKey ?? keys?.publicKey ?? ""
+                    })
+                }
                 if let encryption { group.addTask { try await encryption.run() } }
                 group.addTask { try await api.run() }
                 group.addTask { await dns.run() }
@@ -236,16 +241,16 @@ public struct Agent: Sendable {
     /// is already under, so the node never leaves its peers while the agent is down for less
     /// than the grace period. When the lease is gone (the grace period ran out, or the node was
     /// deleted) a new one is granted and the node registers again.
-    private func registerNode(_ client: any KeyValueStore, context: NodeContext, wireGuardKey: String) async throws {
-        let record = NodeRecord(
-            name: context.nodeName, cluster: context.cluster.name,
-            ipAddresses: [NodeAddress(type: .internalIP, ip: context.nodeIP.description)],
-            ipv4AllocCIDR: context.podCIDR, clusterID: context.cluster.id, wireguardPublicKey: wireGuardKey, mtu: context.underlayMTU)
+    private func registerNode(_ client: any KeyValueStore, context: NodeContext, wireGuardKey: @Sendable () -> String) async throws {
         let key = MeshKind.nodes.stateKey(cluster: context.cluster.name, name: context.nodeName)
-        let value = StoreCoding.encode(record)
         let grace = configuration.nodeGracePeriod
         let lease = NodeLeaseFile(path: configuration.nodeLeasePath)
         while true {
+            let record = NodeRecord(
+                name: context.nodeName, cluster: context.cluster.name,
+                ipAddresses: [NodeAddress(type: .internalIP, ip: context.nodeIP.description)],
+                ipv4AllocCIDR: context.podCIDR, clusterID: context.cluster.id, wireguardPublicKey: wireGuardKey(), mtu: context.underlayMTU)
+            let value = StoreCoding.encode(record)
             do {
                 let kept: Bool
                 if let saved = lease.id, try await Self.put(key, value, lease: saved, client: client) {

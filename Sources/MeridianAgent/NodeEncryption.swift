@@ -29,7 +29,7 @@ public struct EncryptionSettings: Sendable, Hashable {
 /// configured again within one tick, and a peer whose record changes or goes is updated.
 struct NodeEncryption: Sendable {
     let device: WireGuardDevice
-    let keys: WireGuardKeyPair
+    let initialKeys: WireGuardKeyPair
     let context: NodeContext
     let mirror: PrefixMirror
     let client: any KeyValueStore
@@ -42,7 +42,39 @@ struct NodeEncryption: Sendable {
     /// with every packet).
     var publishInterval: Duration = .seconds(5)
 
+    /// Where the mod revision of the last rotation request carried out is kept.
+    var rotationPath: String { keyDirectory + "/wireguard.rotated" }
+    private var keyDirectory: String { (initialKeys.path as NSString).deletingLastPathComponent }
+
+    /// Carries out a rotation request newer than the last one: a new key pair in the key file,
+    /// given to the device, and the node record republished with the new public key (peers then
+    /// replace the old key with the new one; the tunnel is down for each peer until it has).
+    private func rotateIfAsked(_ keys: inout WireGuardKeyPair) async {
+        guard let request = try? await client.get(KeyLayout.encryptionRotation(context.nodeName)) else { return }
+        let done = Int64((try? String(contentsOfFile: rotationPath, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
+        guard request.modRevision > done else { return }
+        do {
+            keys = try WireGuardKeyPair.create(at: keys.path)
+            try "\(request.modRevision)\n".write(toFile: rotationPath, atomically: true, encoding: .utf8)
+            try await device.configure(privateKeyPath: keys.path)
+            try await republish(publicKey: keys.publicKey)
+            logger.info("WireGuard key rotated", metadata: ["publicKey": "\(keys.publicKey)", "request": "\(request.modRevision)"])
+        } catch {
+            logger.warning("WireGuard key rotation failed; will retry", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Rewrites the node's record with `publicKey`, under the lease it is registered with.
+    private func republish(publicKey: String) async throws {
+        let key = MeshKind.nodes.stateKey(cluster: context.cluster.name, name: context.nodeName)
+        guard let current = try await client.get(key) else { return }
+        var record = try StoreCoding.decode(NodeRecord.self, from: current.value, key: key)
+        record.wireguardPublicKey = publicKey
+        _ = try await client.put(key, StoreCoding.encode(record), lease: current.lease)
+    }
+
     func run() async throws {
+        var keys = initialKeys
         let mode: WireGuardMode = await device.createKernelDevice() ? .kernel : .userspace
         logger.info("WireGuard encryption", metadata: [
             "mode": "\(mode.rawValue)", "device": "\(device.name)", "publicKey": "\(keys.publicKey)", "mtu": "\(device.mtu)",
@@ -75,6 +107,7 @@ struct NodeEncryption: Sendable {
             var lastError: String?
             for await _ in events {
                 guard await mirror.isSynced else { continue }
+                await rotateIfAsked(&keys)
                 let wanted = Self.peers(
                     records: await mirror.snapshot(MeshKind.nodes.statePrefix(cluster: context.cluster.name))
                         .merging(await mirror.snapshot(Agent.remoteNodesPrefix), uniquingKeysWith: { a, _ in a }),

@@ -44,6 +44,12 @@ public struct WireGuardKeyPair: Sendable {
         guard !FileManager.default.fileExists(atPath: path) else {
             throw PKIError(operation: operation, message: "cannot read its attributes", path: path)
         }
+        return try create(at: path)
+    }
+
+    /// Makes a new key pair at `path`, replacing the one there (key rotation): the new file is
+    /// written beside it with mode 0600 and renamed over it, so the file always holds one whole key.
+    public static func create(at path: String) throws(PKIError) -> WireGuardKeyPair {
         let key = Curve25519.KeyAgreement.PrivateKey()
         try PEMFiles.atomicallyWrite(key.rawRepresentation.base64EncodedString() + "\n", to: path, mode: mode,
                                      operation: "write WireGuard private key")

@@ -63,6 +63,10 @@ public enum KeyLayout {
     public static func podCIDR(_ cidr: String) -> String { podCIDRPrefix + cidr.replacingOccurrences(of: "/", with: "_") }
     public static func nodeStatus(_ node: String) -> String { nodeStatusPrefix + node }
     public static func encryptionStatus(_ node: String) -> String { encryptionStatusPrefix + node }
+    /// `meridian/encryption/rotate/<node>`: written by `meridian encryption rotate`; the node's
+    /// agent makes a new key pair once per write (the key's mod revision), agents only read it.
+    public static let encryptionRotationPrefix = "meridian/encryption/rotate/"
+    public static func encryptionRotation(_ node: String) -> String { encryptionRotationPrefix + node }
     /// `meridian/status/store`: the control plane's last look at its store's space (`StoreSpaceRecord`).
     public static let storeSpace = "meridian/status/store"
     public static func podStatus(namespace: String, name: String) -> String { "\(podStatusPrefix)\(namespace)/\(name)" }

@@ -283,4 +283,35 @@ struct EncryptionIntegrationTests {
             }
         }
     }
+
+    @Test("rotating a node's key keeps a running transfer across clusters alive, and every peer takes the new key")
+    func rotationKeepsAStreamAlive() async throws {
+        try await Self.mesh(encryption: true) { lab, ips in
+            try await eventually("every node of cluster2 peers with cluster1/node1", timeout: .seconds(40)) {
+                let report = try await Self.status(lab, "cluster2")
+                return ["node1", "node2"].allSatisfy { ((Self.node(report, $0)?["peers"] as? [[String: Any]]) ?? []).contains { $0["node"] as? String == "cluster1/node1" } }
+            }
+            let old = try #require(Self.node(try await Self.status(lab, "cluster1"), "node1")?["publicKey"] as? String)
+            let size = 1_500_000
+            async let transfer = lab.meridian(["exec", "--context", "cluster1", "client", "--", "curl", "-s", "-m", "40", "--limit-rate", "150k",
+                                               "-o", "/dev/null", "-w", "%{size_download}", "http://\(ips["server"]!):8080/bytes/\(size)"])
+            try await Task.sleep(for: .seconds(3))
+            let rotated = try await lab.meridian(["encryption", "rotate", "--context", "cluster1", "--node", "node1"])
+            #expect(rotated.status == 0, "rotate: \(rotated.stdout) \(rotated.stderr)")
+            let received = try await transfer
+            #expect(received.stdout == "\(size)", "the transfer running across the rotation: \(received.stdout) \(received.stderr)")
+            let new = try #require(Self.node(try await Self.status(lab, "cluster1"), "node1")?["publicKey"] as? String)
+            #expect(new != old)
+            try await eventually("cluster2's nodes hold node1's new key, and not its old one, with a handshake", timeout: .seconds(20)) {
+                let report = try await Self.status(lab, "cluster2")
+                let peers = (Self.node(report, "node1")?["peers"] as? [[String: Any]]) ?? []
+                let keys = peers.compactMap { $0["publicKey"] as? String }
+                return keys.contains(new) && !keys.contains(old)
+                    && peers.first { $0["publicKey"] as? String == new }?["latestHandshakeAgeSeconds"] as? Int != nil
+            }
+            let node = try #require(try lab.cluster("cluster1").nodes.first { $0.name == "node1" })
+            let path = node.stateDirectory + "/wireguard.key"
+            #expect((try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        }
+    }
 }
