@@ -165,7 +165,7 @@ let package = Package(
         .target(
             name: "MeridianAgent",
             dependencies: [
-                "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianDatapath", "MeridianDNS", "MeridianHost", "MeridianFlows", "CMeridianBPF",
+                "MeridianCore", "MeridianStore", "MeridianEtcd", "MeridianDatapath", "MeridianDNS", "MeridianHost", "MeridianFlows", "MeridianPKI", "CMeridianBPF",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),

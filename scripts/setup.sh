@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build and run Meridian: etcd (server and
 # client), util-linux's setsid and nsenter, iproute2, procps' sysctl, nftables (lab faults), curl for pods, Prometheus
-# (`lab up --prometheus`), Chromium (the UI test loads `meridian ui` headless), and the
+# (`lab up --prometheus`), Chromium (the UI test loads `meridian ui` headless), wireguard-go and
+# wireguard-tools (`lab up --encryption wireguard` on kernels without the module), and the
 # build's system libraries (libbpf and what it links). Idempotent.
 set -euo pipefail
 need=()
@@ -20,6 +21,9 @@ command -v sockperf >/dev/null || need+=(sockperf)
 command -v wrk >/dev/null || need+=(wrk)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v chromium >/dev/null || need+=(chromium)
+# Transparent encryption: wireguard-go (user-space WireGuard, for kernels without the module) and wg.
+command -v wireguard-go >/dev/null || need+=(wireguard-go)
+command -v wg >/dev/null || need+=(wireguard-tools)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 [ -f /usr/include/bpf/libbpf.h ] || need+=(libbpf-dev)
 [ -f /usr/include/libelf.h ] || need+=(libelf-dev)

@@ -38,6 +38,9 @@ public enum AdminError: Error, Sendable, Hashable, CustomStringConvertible {
         case podCIDRsOverlap(String, String)
         case podCIDRInServiceCIDR(podCluster: String, podCIDR: String, serviceCluster: String, serviceCIDR: String)
         case differentCAs
+        /// One cluster encrypts traffic between nodes (its nodes publish WireGuard keys) and the
+        /// other does not, on some or all of its nodes: traffic between them would be in the clear.
+        case mixedEncryption(encrypting: String, plain: String, plainNodes: [String])
         /// A pod CIDR outside the private ranges, or wider than a /8: its records could claim
         /// the world's addresses here.
         case podCIDRNotPrivate(cluster: String, podCIDR: String)
@@ -73,6 +76,8 @@ public enum AdminError: Error, Sendable, Hashable, CustomStringConvertible {
             case let .podCIDRInServiceCIDR(podCluster, podCIDR, serviceCluster, serviceCIDR):
                 "cannot connect \(a) and \(b): \(podCluster)'s pod CIDR \(podCIDR) overlaps \(serviceCluster)'s service CIDR \(serviceCIDR); \(serviceCluster) would take those pod addresses for its services"
             case .differentCAs: "cannot connect \(a) and \(b): their CAs differ; use a shared CA or pass --allow-mismatching-ca"
+            case let .mixedEncryption(encrypting, plain, nodes):
+                "cannot connect \(a) and \(b): \(encrypting) encrypts traffic between nodes (WireGuard) but \(plain) does not on \(nodes.count) node(s) (\(nodes.prefix(5).joined(separator: ", "))); traffic between them would cross the underlay in the clear. Turn encryption on in \(plain), or pass --allow-mixed-encryption"
             case let .podCIDRNotPrivate(cluster, cidr):
                 "cannot connect \(a) and \(b): \(cluster)'s pod CIDR \(cidr) is not inside 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10, or is wider than a /8; its records could claim addresses outside the clusters"
             case let .podCIDRCoversNode(podCluster, cidr, node, address):

@@ -99,6 +99,32 @@ public enum ConnectValidation {
 }
 
 extension ConnectValidation {
+    /// Refuses to mesh a cluster whose nodes encrypt (publish a WireGuard key) with one that has
+    /// nodes that do not, unless allowed: traffic between such nodes is not encrypted, which an
+    /// administrator who turned encryption on would not expect. `nodes` maps each of the two
+    /// clusters to its registered nodes and whether each publishes a key; clusters without
+    /// nodes say nothing yet and pass.
+    public static func validateEncryption(_ a: String, _ b: String, nodes: [String: [String: Bool]], allowMixed: Bool) throws {
+        guard !allowMixed else { return }
+        for (encrypting, plain) in [(a, b), (b, a)] {
+            let keyed = nodes[encrypting]?.values.contains(true) ?? false
+            let unkeyed = (nodes[plain] ?? [:]).filter { !$0.value }.keys.sorted()
+            if keyed && !unkeyed.isEmpty {
+                throw AdminError.cannotConnect(a, b, .mixedEncryption(encrypting: encrypting, plain: plain, plainNodes: unkeyed))
+            }
+        }
+    }
+
+    /// The cluster's registered nodes and whether each publishes a WireGuard key.
+    static func encryptingNodes(_ cluster: String, client: any KeyValueStore) async throws -> [String: Bool] {
+        var nodes: [String: Bool] = [:]
+        for item in try await client.list(prefix: MeshKind.nodes.statePrefix(cluster: cluster)).items {
+            guard let record = try? StoreCoding.decode(NodeRecord.self, from: item.value, key: item.key) else { continue }
+            nodes[record.name] = !record.wireguardPublicKey.isEmpty
+        }
+        return nodes
+    }
+
     /// The private IPv4 ranges a pod CIDR may come from (RFC 1918 and the shared range of RFC 6598).
     static let privateRanges = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"].compactMap(IPCIDR.init)
 
@@ -164,7 +190,7 @@ public enum ClusterMesh {
     /// Connects `source` with every destination as `mode` pairs them, after checking every pair
     /// (nothing is written when one fails). Returns the clusters' names, source first.
     public static func connect(_ source: MeridianContext, to destinations: [MeridianContext], mode: ConnectionMode,
-                               allowMismatchingCA: Bool) async throws -> [String] {
+                               allowMismatchingCA: Bool, allowMixedEncryption: Bool = false) async throws -> [String] {
         let contexts = [source] + destinations
         return try await withClients(contexts) { clients in
             var infos: [String: (ClusterAccessInfo, EtcdClient)] = [:]
@@ -176,8 +202,11 @@ public enum ClusterMesh {
                 names.append(info.settings.name)
             }
             let pairs = mode.pairs(source: names[0], destinations: Array(names.dropFirst()))
+            var encryption: [String: [String: Bool]] = [:]
+            for (name, (_, client)) in infos { encryption[name] = try await ConnectValidation.encryptingNodes(name, client: client) }
             for (importer, exporter) in pairs {
                 try ConnectValidation.validate(infos[importer]!.0, infos[exporter]!.0, allowMismatchingCA: allowMismatchingCA)
+                try ConnectValidation.validateEncryption(importer, exporter, nodes: encryption, allowMixed: allowMixedEncryption)
                 try await ConnectValidation.validateClaims(of: infos[exporter]!.0, into: infos[importer]!.0, importerClient: infos[importer]!.1)
             }
             for (importer, exporter) in pairs {

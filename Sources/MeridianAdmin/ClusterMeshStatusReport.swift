@@ -18,6 +18,11 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
         public var maxConnectedClusters: UInt32
         /// The smallest underlay MTU among the cluster's registered nodes.
         public var mtu: Int?
+        /// How many of the cluster's registered nodes publish a WireGuard key (encrypt); nil
+        /// while no node is registered.
+        public var wireguardNodes: Int?
+        /// How many nodes are registered (the denominator of `wireguardNodes`).
+        public var nodes: Int?
     }
 
     public struct Summary: Codable, Sendable, Hashable {
@@ -52,6 +57,8 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
         public var errors: [String]
         /// The smallest underlay MTU among the remote cluster's nodes, as imported.
         public var mtu: Int?
+        /// How many of the remote's imported nodes publish a WireGuard key; nil while none is imported.
+        public var wireguardNodes: Int?
         /// When the credential this cluster reads the remote with expires.
         public var credentialExpires: Date?
     }
@@ -167,6 +174,9 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
         let nodes: [(String, NodeRecord)] = try await MeshRecords.gather(.nodes, client: client, localCluster: info.settings.name, allClusters: true)
         report.addMTUs(local: nodes.filter { $0.0 == info.settings.name }.compactMap(\.1.mtu),
                        remote: Dictionary(grouping: nodes.filter { $0.0 != info.settings.name }, by: \.0).mapValues { $0.compactMap(\.1.mtu) })
+        report.addEncryption(local: nodes.filter { $0.0 == info.settings.name }.map { !$0.1.wireguardPublicKey.isEmpty },
+                             remote: Dictionary(grouping: nodes.filter { $0.0 != info.settings.name }, by: \.0)
+                                 .mapValues { $0.map { !$0.1.wireguardPublicKey.isEmpty } })
         report.warnings += try await LabelConsistency.warnings(client, localCluster: info.settings.name)
         report.addressConflicts = try await Self.addressConflicts(client)
         report.warnings += report.addressConflicts.map { conflict in
@@ -237,6 +247,27 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
         }
     }
 
+    /// Adds, per cluster, how many nodes publish a WireGuard key, and warns when this cluster and
+    /// a peer do not both encrypt on every node: traffic between a node that encrypts and one
+    /// that does not crosses the underlay in the clear.
+    public mutating func addEncryption(local: [Bool], remote: [String: [Bool]]) {
+        if !local.isEmpty {
+            cluster.nodes = local.count
+            cluster.wireguardNodes = local.filter { $0 }.count
+        }
+        func describe(_ flags: [Bool]) -> String {
+            let on = flags.filter { $0 }.count
+            return on == 0 ? "does not encrypt" : on == flags.count ? "encrypts (WireGuard)" : "encrypts on \(on) of \(flags.count) nodes"
+        }
+        for index in remoteClusters.indices {
+            guard let flags = remote[remoteClusters[index].name], !flags.isEmpty else { continue }
+            remoteClusters[index].wireguardNodes = flags.filter { $0 }.count
+            guard !local.isEmpty, !(local.allSatisfy { $0 } && flags.allSatisfy { $0 }), local.contains(true) || flags.contains(true) else { continue }
+            warnings.append("mixed encryption: \(cluster.name) \(describe(local)), \(remoteClusters[index].name) \(describe(flags)); "
+                            + "traffic between nodes of which one does not encrypt is not encrypted")
+        }
+    }
+
     public var json: String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -285,6 +316,9 @@ public struct ClusterMeshStatusReport: Codable, Sendable, Hashable {
             let synced = MeshKind.allCases.map { "\($0.rawValue)=\(remote.synced[$0] ? "synced" : "pending")" }.joined(separator: " ")
             lines.append("    synchronization: \(synced)")
             if let mtu = remote.mtu { lines.append("    underlay MTU: \(mtu)") }
+            if let encrypted = remote.wireguardNodes {
+                lines.append("    encryption: " + (encrypted == 0 ? "none" : "WireGuard on \(encrypted) of \(remote.counts.nodes) nodes"))
+            }
             let rejected = MeshKind.allCases.filter { remote.rejected[$0] > 0 }.map { "\($0.rawValue)=\(remote.rejected[$0])" }
             if !rejected.isEmpty {
                 let reasons = (remote.rejectedByReason ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }

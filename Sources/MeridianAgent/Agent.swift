@@ -6,6 +6,7 @@ import MeridianDatapath
 import MeridianEtcd
 import MeridianFlows
 import MeridianHost
+import MeridianPKI
 import MeridianStore
 
 /// How an agent is started: which node it is, how it reaches its cluster's etcd, where it
@@ -31,6 +32,9 @@ public struct AgentConfiguration: Sendable {
     /// Where the node serves its flows to the cluster's relay (Hubble's server on each node);
     /// nil: the ring of datapath events is not read and no flows are kept.
     public var observer: ObserverSettings?
+    /// Transparent encryption of the traffic between nodes (WireGuard); nil: none, and any
+    /// routing a previous run with encryption left is removed.
+    public var encryption: EncryptionSettings?
 
     public init(nodeName: String, etcd: EtcdClientConfiguration, stateDirectory: String, pinDirectory: String,
                 underlayDevice: String, netnsPrefix: String, executable: String,
@@ -51,6 +55,10 @@ public struct AgentConfiguration: Sendable {
     public var socketPath: String { stateDirectory + "/agent.sock" }
     /// The lease the node record is under, kept so a restarted agent renews the same lease.
     public var nodeLeasePath: String { stateDirectory + "/node-lease" }
+    /// The node's WireGuard private key (0600); it never leaves the node.
+    public var wireGuardKeyPath: String { stateDirectory + "/wireguard.key" }
+    /// Where `wireguard-go`'s output goes.
+    public var wireGuardLogPath: String { stateDirectory + "/wireguard-go.log" }
 }
 
 /// How a node's flow observer listens and how many flows it keeps.
@@ -85,10 +93,13 @@ public struct Agent: Sendable {
     public func run() async throws {
         try FileManager.default.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true)
         try await EtcdClient.withClient(configuration.etcd) { client in
+            // The key is made (or read) before the node registers, so its record carries it from the start.
+            let keys = try configuration.encryption.map { _ throws(PKIError) in try WireGuardKeyPair.loadOrCreate(at: configuration.wireGuardKeyPath) }
             let context = try await prepareNode(client)
-            let network = NodeNetwork(underlayDevice: configuration.underlayDevice, underlayMTU: context.podMTU + MeridianMTU.vxlanOverhead,
-                                      gateway: context.gateway)
+            let network = NodeNetwork(underlayDevice: configuration.underlayDevice, underlayMTU: context.underlayMTU,
+                                      gateway: context.gateway, encryptionOverhead: context.tunnelOverhead - MeridianMTU.vxlanOverhead)
             try await network.setUp()
+            if configuration.encryption == nil { await WireGuardDevice.removeRouting() }
             let datapath = try BPFNodeDatapath(pinDirectory: configuration.pinDirectory)
             var config = mer_config()
             config.vxlan_ifindex = UInt32(try TrafficControl.interfaceIndex(NodeNetwork.vxlanDevice))
@@ -115,6 +126,10 @@ public struct Agent: Sendable {
                 MeshKind.identities.statePrefix(cluster: context.cluster.name),
                 Self.remoteNodesPrefix, Self.remoteEndpointsPrefix, Self.remoteServicesPrefix, Self.remoteIdentitiesPrefix,
             ])
+            let encryption = try configuration.encryption.map { settings throws in
+                NodeEncryption(device: try WireGuardDevice(name: settings.device, mtu: context.underlayMTU - MeridianWireGuard.overhead),
+                               initialKeys: keys!, context: context, mirror: mirror, client: client, logPath: configuration.wireGuardLogPath, logger: logger)
+            }
             let names = ServiceNameTable()
             // Flows name their node as Hubble does across clusters: CLUSTER/NODE.
             let flowNodeName = "\(context.cluster.name)/\(context.nodeName)"
@@ -129,11 +144,17 @@ public struct Agent: Sendable {
             logger.info("agent ready", metadata: [
                 "node": "\(context.nodeName)", "cluster": "\(context.cluster.name)", "podCIDR": "\(context.podCIDR)",
                 "nodeIP": "\(context.nodeIP)", "mtu": "\(context.podMTU)",
-                "socketLB": "\(configuration.cgroup ?? "off")",
+                "socketLB": "\(configuration.cgroup ?? "off")", "encryption": "\(configuration.encryption == nil ? "off" : "wireguard")",
             ])
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask { try await mirror.run(store: client) }
-                group.addTask { try await registerNode(client, context: context) }
+                group.addTask {
+                    // A (re)registration reads the key file again: a rotation may have replaced the key.
+                    try await registerNode(client, context: context, wireGuardKey: {
+                        configuration.encryption == nil ? "" : (try? WireGuardKeyPair.loadOrCreate(at: configuration.wireGuardKeyPath))?.publicKey ?? keys?.publicKey ?? ""
+                    })
+                }
+                if let encryption { group.addTask { try await encryption.run() } }
                 group.addTask { try await api.run() }
                 group.addTask { await dns.run() }
                 group.addTask { try await runtime.run() }
@@ -173,8 +194,10 @@ public struct Agent: Sendable {
         let podCIDR = try await carvePodCIDR(client, cluster: cluster)
         var gatewayBytes = podCIDR.address.bytes
         gatewayBytes[3] |= 1
+        let overhead = MeridianMTU.vxlanOverhead + (configuration.encryption == nil ? 0 : MeridianWireGuard.overhead)
         return NodeContext(nodeName: configuration.nodeName, cluster: cluster, nodeIP: nodeIP, podCIDR: podCIDR,
-                           gateway: IPAddress(bytes: gatewayBytes)!, podMTU: mtu - MeridianMTU.vxlanOverhead, clusterDomain: "cluster.local")
+                           gateway: IPAddress(bytes: gatewayBytes)!, podMTU: mtu - overhead, clusterDomain: "cluster.local",
+                           tunnelOverhead: overhead)
     }
 
     private func carvePodCIDR(_ client: any KeyValueStore, cluster: ClusterSettings) async throws -> IPCIDR {
@@ -220,16 +243,16 @@ public struct Agent: Sendable {
     /// is already under, so the node never leaves its peers while the agent is down for less
     /// than the grace period. When the lease is gone (the grace period ran out, or the node was
     /// deleted) a new one is granted and the node registers again.
-    private func registerNode(_ client: any KeyValueStore, context: NodeContext) async throws {
-        let record = NodeRecord(
-            name: context.nodeName, cluster: context.cluster.name,
-            ipAddresses: [NodeAddress(type: .internalIP, ip: context.nodeIP.description)],
-            ipv4AllocCIDR: context.podCIDR, clusterID: context.cluster.id, mtu: context.podMTU + MeridianMTU.vxlanOverhead)
+    private func registerNode(_ client: any KeyValueStore, context: NodeContext, wireGuardKey: @Sendable () -> String) async throws {
         let key = MeshKind.nodes.stateKey(cluster: context.cluster.name, name: context.nodeName)
-        let value = StoreCoding.encode(record)
         let grace = configuration.nodeGracePeriod
         let lease = NodeLeaseFile(path: configuration.nodeLeasePath)
         while true {
+            let record = NodeRecord(
+                name: context.nodeName, cluster: context.cluster.name,
+                ipAddresses: [NodeAddress(type: .internalIP, ip: context.nodeIP.description)],
+                ipv4AllocCIDR: context.podCIDR, clusterID: context.cluster.id, wireguardPublicKey: wireGuardKey(), mtu: context.underlayMTU)
+            let value = StoreCoding.encode(record)
             do {
                 let kept: Bool
                 if let saved = lease.id, try await Self.put(key, value, lease: saved, client: client) {

@@ -1,5 +1,6 @@
 import Foundation
 import MeridianCore
+import MeridianDatapath
 import MeridianStore
 
 /// Who and where this node is: fixed when the agent starts, shared by its components.
@@ -11,6 +12,12 @@ public struct NodeContext: Sendable {
     public var gateway: IPAddress
     public var podMTU: Int
     public var clusterDomain: String
+    /// What lies between a pod's packet and the underlay: VXLAN (50), plus WireGuard (60) when
+    /// the node encrypts. Pod routes to nodes with a smaller underlay MTU subtract it too.
+    public var tunnelOverhead: Int = MeridianMTU.vxlanOverhead
+
+    /// The node's underlay MTU, which its record publishes.
+    public var underlayMTU: Int { podMTU + tunnelOverhead }
 
     public var identityLayout: IdentityLayout {
         IdentityLayout(maxConnectedClusters: MaxConnectedClusters(rawValue: cluster.maxConnectedClusters) ?? .c255)

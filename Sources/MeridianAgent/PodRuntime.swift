@@ -197,13 +197,13 @@ actor PodRuntime {
         var revisions: [Int64] = []
         for prefix in prefixes { revisions.append(await mirror.revision(of: prefix)) }
         if let cached = mtuRoutes, cached.revisions == revisions { return cached.routes }
-        let localMTU = context.podMTU + MeridianMTU.vxlanOverhead
+        let localMTU = context.underlayMTU
         var routes: [String: Int] = [:]
         for prefix in prefixes {
             for (key, value) in await mirror.snapshot(prefix) {
                 guard let node = try? StoreCoding.decode(NodeRecord.self, from: value, key: key), let mtu = node.mtu, mtu < localMTU,
                       let cidr = node.ipv4AllocCIDR else { continue }
-                routes[cidr.description] = min(routes[cidr.description] ?? Int.max, mtu - MeridianMTU.vxlanOverhead)
+                routes[cidr.description] = min(routes[cidr.description] ?? Int.max, mtu - context.tunnelOverhead)
             }
         }
         mtuRoutes = (revisions, routes)

@@ -50,6 +50,8 @@ struct ClusterMeshCommand: AsyncParsableCommand {
         @Option(help: "bidirectional (default), unicast or mesh.") var connectionMode: String = "bidirectional"
         @Flag(help: "Connect clusters whose CAs differ (each side trusts the other's CA for this connection).")
         var allowMismatchingCA = false
+        @Flag(help: "Connect a cluster whose nodes encrypt (WireGuard) with one whose nodes (some or all) do not; traffic between those nodes is then not encrypted.")
+        var allowMixedEncryption = false
 
         func validate() throws {
             guard !destinations.isEmpty else { throw ValidationError("--destination-context is required") }
@@ -63,7 +65,7 @@ struct ClusterMeshCommand: AsyncParsableCommand {
                 let config = try MeridianConfig.load()
                 let mode = ConnectionMode(rawValue: connectionMode)!
                 let names = try await ClusterMesh.connect(try config.context(contextOptions.context), to: try destinations.map { try config.context($0) },
-                                                          mode: mode, allowMismatchingCA: allowMismatchingCA)
+                                                          mode: mode, allowMismatchingCA: allowMismatchingCA, allowMixedEncryption: allowMixedEncryption)
                 for destination in names.dropFirst() {
                     print("✅ Connected cluster \(names[0]) \(mode == .unicast ? "=>" : "<=>") \(destination)")
                 }

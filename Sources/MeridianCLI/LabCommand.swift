@@ -32,6 +32,8 @@ struct LabCommand: AsyncParsableCommand {
         @Option(help: "Put each etcd's data on a tmpfs of this many MiB (160...65536), so `lab fault fill-disk` can fill it.") var storeDisk: Int?
         @Option(help: "Seconds a node stays registered after its agent stops (10...86400; default the agents', 900).") var nodeGracePeriod: Int?
         @Flag(help: "Also start Prometheus (Debian's) on a loopback port, scraping every daemon's /metrics each second.") var prometheus = false
+        @Option(help: "Encrypt traffic between nodes, within and across clusters: wireguard (the kernel's, or wireguard-go without the module); per cluster comma-separated, e.g. wireguard,none (the last repeats).")
+        var encryption: String?
 
         func run() async throws {
             try await reportingErrors {
@@ -44,7 +46,7 @@ struct LabCommand: AsyncParsableCommand {
                 }
                 let state = try await lab.up(clusters: clusters, nodes: nodes, mtus: mtus, nodePodPrefixLength: nodePodPrefix,
                                            identityGCSeconds: identityGCInterval, etcdMembers: etcdMembers, storeDiskMiB: storeDisk, nodeGraceSeconds: nodeGracePeriod,
-                                           prometheus: prometheus, recordingContextsIn: MeridianConfig.path)
+                                           prometheus: prometheus, encryption: encryption, recordingContextsIn: MeridianConfig.path)
                 for cluster in state.clusters {
                     print("✅ \(cluster.name) (ID \(cluster.id)) up: etcd \(cluster.endpoint), pods \(cluster.podCIDR), services \(cluster.serviceCIDR), underlay MTU \(cluster.underlayMTU), context \(cluster.name)")
                     for node in cluster.nodes {

@@ -4,6 +4,7 @@ import Logging
 import MeridianAgent
 import MeridianTools
 import MeridianCore
+import MeridianDatapath
 import MeridianEtcd
 import MeridianAdmin
 import MeridianLab
@@ -39,6 +40,9 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Certificate the node's observer serves with (the cluster's flows certificate, CN meridian-flows-relay).") var observerCert: String?
     @Option(help: "Key of --observer-cert.") var observerKey: String?
     @Option(help: "Flows the node keeps in memory for `observe --last`.") var flowBufferSize: Int = FlowBuffer.defaultCapacity
+    @Option(help: "Encrypt traffic between nodes: `wireguard` (the kernel's, or wireguard-go where the kernel has no module). Off when absent.")
+    var encryption: String?
+    @Option(help: "Name of the node's WireGuard device (1...15 characters).") var wireguardDevice: String = MeridianWireGuard.defaultDevice
 
     func validate() throws {
         guard !etcdEndpoint.split(separator: ",").isEmpty else { throw ValidationError("--etcd-endpoint: expected at least one endpoint") }
@@ -51,6 +55,8 @@ struct AgentCommand: AsyncParsableCommand {
             _ = try ObserverAddress(parsing: observerListen)
             guard observerCert != nil, observerKey != nil else { throw ValidationError("--observer-listen needs --observer-cert and --observer-key") }
         }
+        if let encryption, encryption != "wireguard" { throw ValidationError("--encryption: the only kind is wireguard, got \(encryption)") }
+        do { _ = try WireGuardDevice(name: wireguardDevice, mtu: 1420) } catch { throw ValidationError("--wireguard-device: \(error)") }
         guard (1...1_048_576).contains(flowBufferSize) else { throw ValidationError("--flow-buffer-size must be 1...1048576, got \(flowBufferSize)") }
     }
 
@@ -71,6 +77,7 @@ struct AgentCommand: AsyncParsableCommand {
                 nodeGracePeriod: .seconds(nodeGracePeriod))
             configuration.nodePodPrefixLength = podCIDRPrefixLength
             configuration.cgroup = cgroup
+            if encryption != nil { configuration.encryption = EncryptionSettings(device: wireguardDevice) }
             if let observerListen, let observerCert, let observerKey {
                 configuration.observer = ObserverSettings(
                     address: try ObserverAddress(parsing: observerListen),

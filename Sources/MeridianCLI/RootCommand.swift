@@ -10,7 +10,7 @@ public struct Meridian: AsyncParsableCommand {
         abstract: "Multi-cluster networking in the manner of Cilium ClusterMesh.",
         subcommands: [
             LabCommand.self, ClusterMeshCommand.self, ApplyCommand.self, WaitCommand.self, GetCommand.self, DeleteCommand.self,
-            ExecCommand.self, ScaleCommand.self, RolloutCommand.self, ServiceCommand.self, PolicyCommand.self, ObserveCommand.self, UICommand.self,
+            ExecCommand.self, ScaleCommand.self, RolloutCommand.self, ServiceCommand.self, PolicyCommand.self, EncryptionCommand.self, ObserveCommand.self, UICommand.self,
             ControlPlaneCommand.self, AgentCommand.self, CNICommand.self, ToolCommand.self,
             ConfigCommand.self, BenchCommand.self, DemoCommand.self, SuperviseCommand.self,
         ])

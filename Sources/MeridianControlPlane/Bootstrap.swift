@@ -173,6 +173,8 @@ public enum ClusterAccess {
         try await client.grant(role: agentRole, .readWrite, key: KeyLayout.podStatusPrefix, prefix: true)
         try await client.grant(role: agentRole, .readWrite, key: KeyLayout.podCIDRPrefix, prefix: true)
         try await client.grant(role: agentRole, .readWrite, key: KeyLayout.nodeStatusPrefix, prefix: true)
+        try await client.grant(role: agentRole, .readWrite, key: KeyLayout.encryptionStatusPrefix, prefix: true)
+        try await client.grant(role: agentRole, .read, key: KeyLayout.encryptionRotationPrefix, prefix: true)
         try await client.grant(role: agentRole, .readWrite, key: KeyLayout.identityIndexPrefix, prefix: true)
         try await client.addCertificateUser(agentUser)
         try await client.grantRole(user: agentUser, role: agentRole)

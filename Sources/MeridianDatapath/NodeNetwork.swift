@@ -16,15 +16,19 @@ public struct NodeNetwork: Sendable {
     public var underlayDevice: String
     public var underlayMTU: Int
     public var gateway: IPAddress
+    /// What transparent encryption adds around the VXLAN packet (WireGuard: 60); 0 without.
+    public var encryptionOverhead: Int
 
-    public init(underlayDevice: String, underlayMTU: Int, gateway: IPAddress) {
+    public init(underlayDevice: String, underlayMTU: Int, gateway: IPAddress, encryptionOverhead: Int = 0) {
         self.underlayDevice = underlayDevice
         self.underlayMTU = underlayMTU
         self.gateway = gateway
+        self.encryptionOverhead = encryptionOverhead
     }
 
-    /// The MTU of pods and of the VXLAN device: the underlay's minus the encapsulation.
-    public var podMTU: Int { underlayMTU - MeridianMTU.vxlanOverhead }
+    /// The MTU of pods and of the VXLAN device: the underlay's minus the encapsulation (and
+    /// the encryption around it).
+    public var podMTU: Int { underlayMTU - MeridianMTU.vxlanOverhead - encryptionOverhead }
 
     public func setUp() async throws {
         try await HostCommand.sysctl("net.ipv4.ip_forward", "1")

@@ -31,6 +31,8 @@ public struct LabCluster: Codable, Sendable, Hashable {
     public var nodeGraceSeconds: Int?
     /// The loopback port of the control plane's `/metrics` (nil: a lab made before metrics).
     public var metricsPort: Int?
+    /// The agents' `--encryption` (`wireguard`); nil: traffic between nodes is not encrypted.
+    public var encryption: String?
 
     public init(name: String, id: UInt32, podCIDR: String, serviceCIDR: String, dataDirectory: String,
                 clientPort: Int, peerPort: Int, meshPort: Int) {
@@ -154,7 +156,11 @@ public struct Lab: Sendable {
     /// `mtus` are the clusters' underlay MTUs in order (the last repeats; default 1500).
     public func up(clusters count: Int, nodes nodeCount: Int = 0, mtus: [Int] = [], nodePodPrefixLength: Int = 24,
                    identityGCSeconds: Int? = nil, etcdMembers: Int = 1, storeDiskMiB: Int? = nil, nodeGraceSeconds: Int? = nil,
-                   prometheus: Bool = false, readyTimeout: Duration = .seconds(60)) async throws -> LabState {
+                   prometheus: Bool = false, encryption: String? = nil, readyTimeout: Duration = .seconds(60)) async throws -> LabState {
+        let encryptions = (encryption ?? "none").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        if let bad = encryptions.first(where: { !["wireguard", "none"].contains($0) }) {
+            throw LabError.outOfRange(option: "--encryption", allowed: "wireguard or none, per cluster comma-separated (the last repeats)", got: bad)
+        }
         if let nodeGraceSeconds, !(10...86_400).contains(nodeGraceSeconds) {
             throw LabError.outOfRange(option: "--node-grace-period", allowed: "10...86400 seconds", got: "\(nodeGraceSeconds)")
         }
@@ -196,6 +202,8 @@ public struct Lab: Sendable {
             state.clusters[index - 1].identityGCSeconds = identityGCSeconds
             state.clusters[index - 1].storeDiskMiB = storeDiskMiB
             state.clusters[index - 1].nodeGraceSeconds = nodeGraceSeconds
+            let kind = encryptions[min(index - 1, encryptions.count - 1)]
+            state.clusters[index - 1].encryption = kind == "none" ? nil : kind
             state.clusters[index - 1].metricsPort = ports.removeFirst()
             state.clusters[index - 1].etcdMembers = (0..<memberCount).map { member in
                 LabEtcdMember(name: "m\(member)", directory: "\(directory)/cluster\(index)/members/m\(member)",

@@ -25,11 +25,11 @@ extension Lab {
     /// Brings the lab up and records a context per cluster in `config` (the user's config file
     /// unless given).
     public func up(clusters: Int, nodes: Int, mtus: [Int], nodePodPrefixLength: Int, identityGCSeconds: Int?, etcdMembers: Int = 1,
-                   storeDiskMiB: Int? = nil, nodeGraceSeconds: Int? = nil, prometheus: Bool = false,
+                   storeDiskMiB: Int? = nil, nodeGraceSeconds: Int? = nil, prometheus: Bool = false, encryption: String? = nil,
                    recordingContextsIn configPath: String) async throws -> LabState {
         let state = try await up(clusters: clusters, nodes: nodes, mtus: mtus, nodePodPrefixLength: nodePodPrefixLength,
                                  identityGCSeconds: identityGCSeconds, etcdMembers: etcdMembers, storeDiskMiB: storeDiskMiB,
-                                 nodeGraceSeconds: nodeGraceSeconds, prometheus: prometheus)
+                                 nodeGraceSeconds: nodeGraceSeconds, prometheus: prometheus, encryption: encryption)
         var config = try MeridianConfig.load(from: configPath)
         for cluster in state.clusters { config.upsert(MeridianContext(labCluster: cluster, lab: directory)) }
         try config.save(to: configPath)

@@ -154,6 +154,7 @@ extension Lab {
                 "--pod-cidr-prefix-length", "\(cluster.nodePodPrefixLength)", "--cgroup", cgroup(of: node),
                 "--observer-listen", "unix:\(node.observerSocket)", "--observer-cert", paths.flowsCertificate, "--observer-key", paths.flowsKey]
             + (cluster.nodeGraceSeconds.map { ["--node-grace-period", "\($0)"] } ?? [])
+            + (cluster.encryption.map { ["--encryption", $0, "--wireguard-device", Self.wireGuardDevice(namespace: node.namespace)] } ?? [])
             // The agent lives in the node's namespace; its metrics listener is opened in the
             // host's, where the lab's Prometheus scrapes.
             + (node.metricsPort.map { ["--metrics-listen", "127.0.0.1:\($0)", "--metrics-netns", hostNetworkNamespacePath] } ?? [])
@@ -222,6 +223,8 @@ extension Lab {
             await HostProcess.terminate(Self.processes(inNetworkNamespaces: inodes), .init(grace: .milliseconds(300)))
         }
         for namespace in namespaces {
+            // A wireguard-go killed before it could clean up leaves its control socket.
+            unlink("/var/run/wireguard/\(Self.wireGuardDevice(namespace: namespace)).sock")
             await HostCommand.attempt(["ip", "netns", "del", namespace])
             try? FileManager.default.removeItem(atPath: "/etc/netns/\(namespace)")
         }
@@ -252,6 +255,17 @@ extension Lab {
             }
         }
         umount2(cgroupDirectory, Int32(MNT_DETACH))
+    }
+
+    /// The WireGuard device of the node in `namespace`: `wg` and 12 hex digits of a hash of the
+    /// namespace's name. wireguard-go's control sockets (`/var/run/wireguard/<device>.sock`) are
+    /// shared by every namespace of the host, so each lab node's device needs a name no other
+    /// node (of this lab or another) has, within the kernel's 15 characters.
+    public static func wireGuardDevice(namespace: String) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in namespace.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        let hex = String(hash & 0xFFFF_FFFF_FFFF, radix: 16)
+        return "wg" + String(repeating: "0", count: 12 - hex.count) + hex
     }
 
     /// Network namespaces named `<prefix>-...`.

@@ -49,6 +49,9 @@ public enum KeyLayout {
     public static let podStatusPrefix = "meridian/status/pods/"
     /// `meridian/status/nodes/<node>`: the policy a node's agent has programmed (`NodePolicyStatus`).
     public static let nodeStatusPrefix = "meridian/status/nodes/"
+    /// `meridian/status/encryption/<node>`: a node's transparent encryption as its agent sees it
+    /// (`NodeEncryptionStatus`), read by `meridian encryption status`.
+    public static let encryptionStatusPrefix = "meridian/status/encryption/"
     /// `meridian/identities/labels/<labels>`: the numeric identity of a label set.
     public static let identityIndexPrefix = "meridian/identities/labels/"
 
@@ -59,6 +62,11 @@ public enum KeyLayout {
 
     public static func podCIDR(_ cidr: String) -> String { podCIDRPrefix + cidr.replacingOccurrences(of: "/", with: "_") }
     public static func nodeStatus(_ node: String) -> String { nodeStatusPrefix + node }
+    public static func encryptionStatus(_ node: String) -> String { encryptionStatusPrefix + node }
+    /// `meridian/encryption/rotate/<node>`: written by `meridian encryption rotate`; the node's
+    /// agent makes a new key pair once per write (the key's mod revision), agents only read it.
+    public static let encryptionRotationPrefix = "meridian/encryption/rotate/"
+    public static func encryptionRotation(_ node: String) -> String { encryptionRotationPrefix + node }
     /// `meridian/status/store`: the control plane's last look at its store's space (`StoreSpaceRecord`).
     public static let storeSpace = "meridian/status/store"
     public static func podStatus(namespace: String, name: String) -> String { "\(podStatusPrefix)\(namespace)/\(name)" }

@@ -49,6 +49,24 @@ import Testing
         #expect(report.text.contains("cluster2: ready, 2 nodes, 5 endpoints, 3 identities, 1 services"))
     }
 
+    /// `clustermesh status` says whether each side encrypts, and warns when one does not.
+    @Test(arguments: [
+        ([true, true], [true, true], false),
+        ([false, false], [false, false], false),
+        ([true, true], [false, false], true),
+        ([false], [true, false], true),
+    ])
+    func encryptionPerClusterAndMixedWarning(local: [Bool], remote: [Bool], warns: Bool) {
+        let now = Date()
+        var report = ClusterMeshStatusReport(settings: settings, meshEnabled: true, peers: ["cluster2"],
+                                             statuses: ["cluster2": ready("cluster2", reportedAt: now)], reportedAt: now, now: now)
+        report.addEncryption(local: local, remote: ["cluster2": remote])
+        #expect(report.cluster.wireguardNodes == local.filter { $0 }.count && report.cluster.nodes == local.count)
+        #expect(report.remoteClusters[0].wireguardNodes == remote.filter { $0 }.count)
+        #expect(report.warnings.contains { $0.hasPrefix("mixed encryption") } == warns, "\(report.warnings)")
+        #expect(report.text.contains("encryption: ") )
+    }
+
     @Test func aStaleStatusMeansTheControlPlaneIsNotReporting() {
         let now = Date()
         let report = ClusterMeshStatusReport(settings: settings, meshEnabled: true, peers: ["cluster2"],

@@ -91,6 +91,44 @@ struct RemoteValidationTests {
         }
     }
 
+    /// A real key (`wg genkey | wg pubkey`'s shape) passes; anything else a peer could put in
+    /// `WireguardPubKey` is refused with its own reason before it reaches a WireGuard device.
+    static let badWireGuardKeys: [(String, String)] = {
+        let a43: String = String(repeating: "A", count: 43)
+        let a45: String = String(repeating: "A", count: 45)
+        let stars: String = String(repeating: "*", count: 43)
+        let huge: String = String(repeating: "QUFB", count: 4096)
+        let q44: String = String(repeating: "Q", count: 44)
+        let a41: String = String(repeating: "A", count: 41)
+        return [
+            ("short", a43), ("long", a45 + "="), ("huge", huge), ("not base64", stars + "="),
+            ("33 bytes in 44 characters", q44), ("all zero", Data(count: 32).base64EncodedString()),
+            ("URL-safe alphabet", "-_" + a41 + "="),
+        ]
+    }()
+
+    @Test(arguments: badWireGuardKeys)
+    func aNodeWireGuardKeyMustBe32Bytes(what: String, key: String) throws {
+        let v = try Self.validator()
+        var node = Self.node
+        node.wireguardPublicKey = Data((1...32).map { UInt8($0) }).base64EncodedString()
+        try v.validate(node: node, keyName: "c2/node-1")
+        node.wireguardPublicKey = key
+        Self.expectRejection(.invalidWireGuardKey, kind: .node) { () throws(RemoteRecordRejection) in
+            try v.validate(node: node, keyName: "c2/node-1")
+        }
+        #expect(WireGuardPublicKey(key) == nil, "\(what)")
+    }
+
+    @Test func aWireGuardKeyRoundTripsThroughItsText() throws {
+        let bytes = (0..<32).map { UInt8(255 - $0) }
+        let key = try #require(WireGuardPublicKey(bytes: bytes))
+        #expect(key.description.count == WireGuardPublicKey.textLength)
+        #expect(WireGuardPublicKey(key.description) == key)
+        #expect(WireGuardPublicKey(bytes: [UInt8](repeating: 0, count: 32)) == nil)
+        #expect(WireGuardPublicKey(bytes: [1, 2, 3]) == nil)
+    }
+
     @Test func decodeNodeTurnsBadJSONIntoMalformed() throws {
         let v = try Self.validator()
         let json = Data(#"{"Name":"node-1","Cluster":"c2","ClusterID":2,"IPAddresses":[{"Type":"InternalIP","IP":"172.18.0.3"}]}"#.utf8)

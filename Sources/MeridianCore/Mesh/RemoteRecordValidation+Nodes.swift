@@ -3,7 +3,8 @@ import Foundation
 extension RemoteRecordValidation {
     /// A node must be named with a DNS-1123 subdomain, belong to the remote by name and ID, sit
     /// under `<cluster>/<name>`, carry addresses that can be tunnelled to, health IPs inside the
-    /// peer's pod CIDRs, and pod CIDRs (`IPv4AllocCIDR`, `IPv6AllocCIDR`) inside them too.
+    /// peer's pod CIDRs, pod CIDRs (`IPv4AllocCIDR`, `IPv6AllocCIDR`) inside them too, and a
+    /// WireGuard public key (`WireguardPubKey`), when it has one, of exactly 32 bytes.
     public func validate(node: NodeRecord, keyName: String) throws(RemoteRecordRejection) {
         let reject = Self.rejecter(.node, keyName)
         guard !node.name.isEmpty else { throw reject(.malformed, "node has no Name") }
@@ -26,6 +27,9 @@ extension RemoteRecordValidation {
         }
         for (field, cidr) in [("IPv4AllocCIDR", node.ipv4AllocCIDR), ("IPv6AllocCIDR", node.ipv6AllocCIDR)] {
             if let cidr { try checkPodPrefix(cidr, field: field, reject) }
+        }
+        if !node.wireguardPublicKey.isEmpty, let problem = WireGuardPublicKey.problem(node.wireguardPublicKey) {
+            throw reject(.invalidWireGuardKey, "WireguardPubKey \(Self.quoted(node.wireguardPublicKey)) \(problem)")
         }
         if let mtu = node.mtu, !Self.nodeMTUs.contains(mtu) {
             throw reject(.malformed, "MTU \(mtu) is outside \(Self.nodeMTUs.lowerBound)...\(Self.nodeMTUs.upperBound)")

@@ -52,6 +52,9 @@ public struct RemoteRecordRejection: Error, Sendable, Hashable, CustomStringConv
         /// A service backend state that is not one a cluster exports (`active`, `terminating`),
         /// or a state for an address that is not one of the service's backends.
         case unknownBackendState = "unknown-backend-state"
+        /// A node's `WireguardPubKey` that is not the base64 of a 32-byte key (or is the
+        /// all-zero key): it would be configured into every node's WireGuard device.
+        case invalidWireGuardKey = "invalid-wireguard-key"
     }
 
     public var kind: Kind

@@ -1,0 +1,200 @@
+import Foundation
+import Logging
+import MeridianCore
+import MeridianDatapath
+import MeridianEtcd
+import MeridianHost
+import MeridianPKI
+import MeridianStore
+
+/// How a node encrypts traffic to other nodes (`meridian agent --encryption wireguard`).
+public struct EncryptionSettings: Sendable, Hashable {
+    /// The WireGuard device's name. wireguard-go's control sockets share one directory per host,
+    /// so nodes sharing a host (the lab's) need names of their own.
+    public var device: String
+
+    public init(device: String = MeridianWireGuard.defaultDevice) {
+        self.device = device
+    }
+}
+
+/// Keeps a node's WireGuard device, its peers and the routing into it in step with the node
+/// records the agent mirrors (its own cluster's and every connected cluster's), and publishes
+/// what the device reports.
+///
+/// It exists because pod traffic between nodes must cross the underlay encrypted while the
+/// datapath stays as it is: see `WireGuardDevice` for how VXLAN is routed through the tunnel.
+/// Every pass is idempotent and starts from what the device says (`wg show DEV dump`), so a
+/// `wireguard-go` restarted by its supervisor (a fresh device without key or peers) is
+/// configured again within one tick, and a peer whose record changes or goes is updated.
+struct NodeEncryption: Sendable {
+    let device: WireGuardDevice
+    let initialKeys: WireGuardKeyPair
+    let context: NodeContext
+    let mirror: PrefixMirror
+    let client: any KeyValueStore
+    let logPath: String
+    let logger: Logger
+    /// How often the device is checked even when no record changes (wireguard-go restarts,
+    /// handshakes and byte counts for the status).
+    var tick: Duration = .seconds(2)
+    /// The status is written when it changes, but not more often than this (byte counts change
+    /// with every packet).
+    var publishInterval: Duration = .seconds(5)
+
+    /// Where the mod revision of the last rotation request carried out is kept.
+    var rotationPath: String { keyDirectory + "/wireguard.rotated" }
+    private var keyDirectory: String { (initialKeys.path as NSString).deletingLastPathComponent }
+
+    /// Carries out a rotation request newer than the last one: a new key pair in the key file,
+    /// given to the device, and the node record republished with the new public key (peers then
+    /// replace the old key with the new one; the tunnel is down for each peer until it has).
+    private func rotateIfAsked(_ keys: inout WireGuardKeyPair) async {
+        guard let request = try? await client.get(KeyLayout.encryptionRotation(context.nodeName)) else { return }
+        let done = Int64((try? String(contentsOfFile: rotationPath, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
+        guard request.modRevision > done else { return }
+        do {
+            keys = try WireGuardKeyPair.create(at: keys.path)
+            try "\(request.modRevision)\n".write(toFile: rotationPath, atomically: true, encoding: .utf8)
+            try await device.configure(privateKeyPath: keys.path)
+            try await republish(publicKey: keys.publicKey)
+            logger.info("WireGuard key rotated", metadata: ["publicKey": "\(keys.publicKey)", "request": "\(request.modRevision)"])
+        } catch {
+            logger.warning("WireGuard key rotation failed; will retry", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Rewrites the node's record with `publicKey`, under the lease it is registered with.
+    private func republish(publicKey: String) async throws {
+        let key = MeshKind.nodes.stateKey(cluster: context.cluster.name, name: context.nodeName)
+        guard let current = try await client.get(key) else { return }
+        var record = try StoreCoding.decode(NodeRecord.self, from: current.value, key: key)
+        record.wireguardPublicKey = publicKey
+        _ = try await client.put(key, StoreCoding.encode(record), lease: current.lease)
+    }
+
+    func run() async throws {
+        var keys = initialKeys
+        let mode: WireGuardMode = await device.createKernelDevice() ? .kernel : .userspace
+        logger.info("WireGuard encryption", metadata: [
+            "mode": "\(mode.rawValue)", "device": "\(device.name)", "publicKey": "\(keys.publicKey)", "mtu": "\(device.mtu)",
+        ])
+        let (events, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        try await withThrowingDiscardingTaskGroup { group in
+            if mode == .userspace {
+                let supervisor = ProcessSupervisor(try device.userspaceCommand(logPath: logPath),
+                                                   restart: .always(initial: .milliseconds(200), maximum: .seconds(5)), stopGrace: .seconds(2),
+                                                   logger: logger)
+                group.addTask {
+                    try await supervisor.run(onStart: { pid in
+                        logger.info("wireguard-go started", metadata: ["pid": "\(pid)", "device": "\(device.name)"])
+                        continuation.yield()
+                    })
+                }
+                try await device.waitReady(timeout: .seconds(10), logPath: logPath)
+            }
+            group.addTask {
+                for await _ in await mirror.subscribe() { continuation.yield() }
+            }
+            group.addTask {
+                while true {
+                    try await Task.sleep(for: tick)
+                    continuation.yield()
+                }
+            }
+            var published: NodeEncryptionStatus?
+            var publishedAt = ContinuousClock.now - publishInterval
+            var lastError: String?
+            for await _ in events {
+                guard await mirror.isSynced else { continue }
+                await rotateIfAsked(&keys)
+                let wanted = Self.peers(
+                    records: await mirror.snapshot(MeshKind.nodes.statePrefix(cluster: context.cluster.name))
+                        .merging(await mirror.snapshot(Agent.remoteNodesPrefix), uniquingKeysWith: { a, _ in a }),
+                    cluster: context.cluster.name, node: context.nodeName, ownKey: keys.publicKey)
+                var dump: WireGuardDump?
+                do {
+                    var current = try await device.dump()
+                    if current.publicKey != keys.publicKey || current.listenPort != device.listenPort {
+                        try await device.configure(privateKeyPath: keys.path)
+                        current = try await device.dump()
+                        logger.info("WireGuard device configured", metadata: ["device": "\(device.name)"])
+                    }
+                    let changed = try await device.apply(peers: wanted.peers, current: current)
+                    let routes = try await device.route(peers: wanted.peers.map(\.endpoint), nodeIP: context.nodeIP)
+                    if changed > 0 || routes > 0 {
+                        logger.info("WireGuard peers updated", metadata: [
+                            "peers": "\(wanted.peers.count)", "changed": "\(changed)", "routes": "\(routes)",
+                            "unencrypted": "\(wanted.unencrypted.joined(separator: ","))",
+                        ])
+                    }
+                    if changed == 0 { dump = current }
+                    if lastError != nil { logger.info("WireGuard device in step again") }
+                    lastError = nil
+                } catch {
+                    if lastError != "\(error)" {
+                        logger.warning("WireGuard pass failed; will retry", metadata: ["error": "\(error)"])
+                    }
+                    lastError = "\(error)"
+                }
+                // After a change or a failure, what the device holds now.
+                if dump == nil { dump = try? await device.dump() }
+                let status = Self.status(dump: dump, wanted: wanted, mode: mode, device: device, keys: keys, context: context,
+                                         lastError: lastError)
+                var comparable = status
+                comparable.updatedAt = published?.updatedAt ?? 0
+                if comparable != published, ContinuousClock.now - publishedAt >= publishInterval || published == nil {
+                    do {
+                        try await client.put(KeyLayout.encryptionStatus(context.nodeName), StoreCoding.encode(status))
+                        published = status
+                        publishedAt = .now
+                    } catch {
+                        logger.warning("could not publish the node's encryption status", metadata: ["error": "\(error)"])
+                    }
+                }
+            }
+        }
+    }
+
+    /// The peers the device should have: one per node record other than this node's with a valid
+    /// key and an IPv4 InternalIP; records without are listed as unencrypted. When records share
+    /// a key or an address (a stale record beside its node's new one), the first by key name
+    /// wins, so the device never gets two peers fighting over one allowed IP.
+    static func peers(records: [String: Data], cluster: String, node: String, ownKey: String)
+        -> (peers: [WireGuardPeer], unencrypted: [String])
+    {
+        var peers: [WireGuardPeer] = []
+        var unencrypted: [String] = []
+        var keys: Set<String> = [ownKey]
+        var addresses: Set<IPAddress> = []
+        for key in records.keys.sorted() {
+            guard let record = try? StoreCoding.decode(NodeRecord.self, from: records[key]!, key: key) else { continue }
+            if record.cluster == cluster && record.name == node { continue }
+            guard let text = record.address(ofType: .internalIP), let address = IPAddress(text), address.family == .ipv4,
+                  WireGuardPublicKey(record.wireguardPublicKey) != nil, !keys.contains(record.wireguardPublicKey),
+                  !addresses.contains(address) else {
+                unencrypted.append(record.keyName)
+                continue
+            }
+            keys.insert(record.wireguardPublicKey)
+            addresses.insert(address)
+            peers.append(WireGuardPeer(node: record.keyName, publicKey: record.wireguardPublicKey, endpoint: address,
+                                       allowedIPs: ["\(address)/32"]))
+        }
+        return (peers, unencrypted)
+    }
+
+    static func status(dump: WireGuardDump?, wanted: (peers: [WireGuardPeer], unencrypted: [String]), mode: WireGuardMode,
+                       device: WireGuardDevice, keys: WireGuardKeyPair, context: NodeContext, lastError: String?) -> NodeEncryptionStatus {
+        let names = Dictionary(wanted.peers.map { ($0.publicKey, $0.node) }, uniquingKeysWith: { a, _ in a })
+        let peers = (dump?.peers ?? []).sorted { $0.publicKey < $1.publicKey }.map { peer in
+            NodeEncryptionStatus.Peer(node: names[peer.publicKey] ?? "", publicKey: peer.publicKey, endpoint: peer.endpoint ?? "",
+                                      allowedIPs: peer.allowedIPs, latestHandshake: peer.latestHandshake,
+                                      receivedBytes: peer.receivedBytes, sentBytes: peer.sentBytes)
+        }
+        return NodeEncryptionStatus(node: context.nodeName, cluster: context.cluster.name, mode: mode.rawValue, interface: device.name,
+                                    publicKey: keys.publicKey, listenPort: device.listenPort, mtu: device.mtu, peers: peers,
+                                    unencryptedNodes: wanted.unencrypted, lastError: lastError,
+                                    updatedAt: Int64(Date().timeIntervalSince1970))
+    }
+}

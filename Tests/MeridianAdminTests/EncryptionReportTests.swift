@@ -1,0 +1,52 @@
+import Foundation
+import MeridianAdmin
+import MeridianStore
+import Testing
+
+/// `encryption status` from what agents publish: ages against the reader's clock, a handshake
+/// that never happened reported as such, statuses of nodes that are gone left out, and nodes
+/// without encryption named.
+@Suite struct EncryptionReportTests {
+    @Test func agesNeverHandshakenGoneAndUnencryptedNodes() throws {
+        let peer = NodeEncryptionStatus.Peer(node: "cluster2/node1", publicKey: "k2", endpoint: "172.30.2.1:51871", allowedIPs: ["172.30.2.1/32"],
+                                             latestHandshake: 1_000, receivedBytes: 10, sentBytes: 20)
+        var silent = peer
+        silent.node = "cluster1/node2"
+        silent.publicKey = "k3"
+        silent.latestHandshake = 0
+        let node1 = NodeEncryptionStatus(node: "node1", cluster: "cluster1", mode: "userspace", interface: "wg0", publicKey: "k1",
+                                         listenPort: 51871, mtu: 1440, peers: [peer, silent], unencryptedNodes: ["cluster2/node9"],
+                                         lastError: nil, updatedAt: 1_030)
+        var gone = node1
+        gone.node = "node7"
+        let report = EncryptionReport.build(cluster: "cluster1", statuses: [node1, gone], registered: ["node1", "node3"],
+                                            now: Date(timeIntervalSince1970: 1_040))
+        #expect(report.nodes.map(\.node) == ["node1"])
+        #expect(report.nodesWithoutEncryption == ["node3"])
+        let node = try #require(report.nodes.first)
+        #expect(node.statusAgeSeconds == 10)
+        #expect(node.peers.map(\.node) == ["cluster1/node2", "cluster2/node1"])
+        #expect(node.peers[0].latestHandshakeAgeSeconds == nil)
+        #expect(node.peers[1].latestHandshakeAgeSeconds == 40)
+        let text = report.render()
+        #expect(text.contains("userspace") && text.contains("never") && text.contains("40s ago") && text.contains("cluster2/node9"))
+        #expect(text.contains("nodes without encryption: node3"))
+    }
+}
+
+/// `connect` refuses to mesh a cluster whose nodes encrypt with one that has nodes that do not,
+/// naming them, unless `--allow-mixed-encryption`.
+@Suite struct MixedEncryptionConnectTests {
+    @Test func mixedIsRefusedUnlessAllowedAndClustersWithoutNodesPass() throws {
+        let both: [String: [String: Bool]] = ["c1": ["n1": true, "n2": true], "c2": ["n1": true]]
+        try ConnectValidation.validateEncryption("c1", "c2", nodes: both, allowMixed: false)
+        let neither: [String: [String: Bool]] = ["c1": ["n1": false], "c2": ["n1": false]]
+        try ConnectValidation.validateEncryption("c1", "c2", nodes: neither, allowMixed: false)
+        try ConnectValidation.validateEncryption("c1", "c2", nodes: ["c1": ["n1": true], "c2": [:]], allowMixed: false)
+        let mixed: [String: [String: Bool]] = ["c1": ["n1": true], "c2": ["n1": true, "n2": false]]
+        let error = #expect(throws: AdminError.self) { try ConnectValidation.validateEncryption("c2", "c1", nodes: mixed, allowMixed: false) }
+        let text = error.map { "\($0)" } ?? ""
+        #expect(text.contains("c1 encrypts") && text.contains("c2 does not on 1 node(s) (n2)") && text.contains("--allow-mixed-encryption"), "\(text)")
+        try ConnectValidation.validateEncryption("c2", "c1", nodes: mixed, allowMixed: true)
+    }
+}

@@ -1,0 +1,317 @@
+import Foundation
+import Glibc
+import MeridianLab
+import Testing
+
+/// Transparent encryption between nodes with WireGuard (kernel, or wireguard-go where the kernel
+/// has no module), checked on the wire: a capture on the lab's underlay router, which every
+/// packet between nodes crosses (the bridges of each cluster's segment and the legs between
+/// clusters), looks for a marker that pods send each other across nodes and across clusters.
+@Suite("Encryption between nodes", .serialized, .enabled(if: getuid() == 0, "network namespaces, TUN devices and BPF need root; CI runs as root"))
+struct EncryptionIntegrationTests {
+    /// Two meshed clusters of two nodes; cluster1 runs `client` (node1) and `local` (node2),
+    /// cluster2 runs `server` (node1).
+    static func mesh(encryption: Bool, _ body: (LabFixture, [String: String]) async throws -> Void) async throws {
+        try await LabFixture.with(clusters: 2, nodes: 2, heartbeat: 1, enable: false, encryption: encryption ? "wireguard" : nil) { lab in
+            for cluster in ["cluster1", "cluster2"] {
+                try await lab.run(["clustermesh", "enable", "--context", cluster, "--heartbeat-interval", "1"])
+            }
+            try await lab.connect("cluster1", ["cluster2"])
+            try await lab.waitReady("cluster1")
+            try await lab.waitReady("cluster2")
+            let first = DatapathIntegrationTests.pod("client", node: "node1", command: DatapathIntegrationTests.sleeper)
+                + DatapathIntegrationTests.pod("local", node: "node2")
+            for (cluster, yaml) in [("cluster1", first), ("cluster2", DatapathIntegrationTests.pod("server", node: "node1"))] {
+                let result = try await lab.meridian(["apply", "--context", cluster, "-f", "-"], stdin: yaml)
+                try #require(result.status == 0, "apply to \(cluster): \(result.stderr)")
+            }
+            var ips: [String: String] = [:]
+            try await eventually("pods running in both clusters", timeout: .seconds(60)) {
+                ips = try await lab.driver.runningPodIPs("cluster1").merging(try await lab.driver.runningPodIPs("cluster2"), uniquingKeysWith: { a, _ in a })
+                return ["client", "local", "server"].allSatisfy { ips[$0] != nil }
+            }
+            try await body(lab, ips)
+        }
+    }
+
+    /// What the capture saw: frames, frames holding the marker, WireGuard (UDP 51871) and VXLAN
+    /// (UDP 8472) frames.
+    struct Capture: Decodable {
+        var frames: Int
+        var marker: Int
+        var wireguard: Int
+        var vxlan: Int
+    }
+
+    /// Reads every frame of every interface of the namespace it runs in for `seconds`.
+    static let captureScript = """
+        import socket, sys, time, json, struct
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        s.settimeout(0.2)
+        marker = sys.argv[1].encode()
+        end = time.time() + float(sys.argv[2])
+        counts = {"frames": 0, "marker": 0, "wireguard": 0, "vxlan": 0}
+        while time.time() < end:
+            try:
+                frame = s.recv(262144)
+            except socket.timeout:
+                continue
+            counts["frames"] += 1
+            if marker in frame:
+                counts["marker"] += 1
+            if len(frame) >= 42 and frame[12:14] == b"\\x08\\x00" and frame[23] == 17:
+                ihl = (frame[14] & 15) * 4
+                sport, dport = struct.unpack("!HH", frame[14 + ihl:14 + ihl + 4])
+                if 51871 in (sport, dport):
+                    counts["wireguard"] += 1
+                if dport == 8472:
+                    counts["vxlan"] += 1
+        print(json.dumps(counts))
+        """
+
+    /// Captures on the underlay router while `traffic` runs (it starts a second into the capture).
+    static func capture(_ lab: LabFixture, marker: String, seconds: Int = 8, _ traffic: () async throws -> Void) async throws -> Capture {
+        let underlay = "\(lab.prefix)-underlay"
+        async let output = lab.host(["ip", "netns", "exec", underlay, "python3", "-c", captureScript, marker, "\(seconds)"])
+        try await Task.sleep(for: .seconds(1))
+        try await traffic()
+        let result = try await output
+        try #require(result.status == 0, "capture failed: \(result.stderr)")
+        return try JSONDecoder().decode(Capture.self, from: Data(result.stdout.utf8))
+    }
+
+    /// The marker in the body of requests from `client` to `local` (cluster1, the other node) and
+    /// to `server` (cluster2); each must be answered.
+    static func sendMarker(_ lab: LabFixture, _ marker: String, ips: [String: String], expectAnswers: Bool = true) async throws {
+        for target in ["local", "server"] {
+            for _ in 0..<3 {
+                let answer = try await lab.meridian(["exec", "--context", "cluster1", "client", "--", "curl", "-s", "-m", expectAnswers ? "5" : "2",
+                                                     "--data-binary", "\(marker)-\(target)", "http://\(ips[target]!):8080/"])
+                if expectAnswers {
+                    #expect(answer.status == 0 && answer.stdout.contains("\"pod\":\"\(target)\""), "client → \(target): \(answer.stdout) \(answer.stderr)")
+                }
+            }
+        }
+    }
+
+    static func status(_ lab: LabFixture, _ cluster: String) async throws -> [String: Any] {
+        let result = try await lab.meridian(["encryption", "status", "--context", cluster, "-o", "json"])
+        try #require(result.status == 0, "encryption status: \(result.stderr)")
+        return try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+    }
+
+    static func node(_ report: [String: Any], _ name: String) -> [String: Any]? {
+        (report["nodes"] as? [[String: Any]])?.first { $0["node"] as? String == name }
+    }
+
+    @Test("with WireGuard on, a marker sent pod to pod across nodes and clusters never crosses the underlay in the clear; status shows handshakes and bytes; a node whose tunnel is down drops rather than leaks")
+    func markerNeverInTheClear() async throws {
+        try await Self.mesh(encryption: true) { lab, ips in
+            // Every node peers with the other three before anything is sent.
+            try await eventually("every node has its three peers", timeout: .seconds(40)) {
+                for cluster in ["cluster1", "cluster2"] {
+                    let report = try await Self.status(lab, cluster)
+                    for name in ["node1", "node2"] {
+                        guard let node = Self.node(report, name), (node["peers"] as? [Any])?.count == 3 else { return false }
+                    }
+                }
+                return true
+            }
+            let marker = "MERIDIAN-MARKER-\(UUID().uuidString)"
+            let seen = try await Self.capture(lab, marker: marker) { try await Self.sendMarker(lab, marker, ips: ips) }
+            print("encrypted capture: \(seen)")
+            #expect(seen.marker == 0, "the marker crossed the underlay in the clear \(seen.marker) times")
+            #expect(seen.vxlan == 0, "VXLAN crossed the underlay outside WireGuard \(seen.vxlan) times")
+            #expect(seen.wireguard > 0, "the capture saw no WireGuard traffic at all: \(seen)")
+
+            let report = try await Self.status(lab, "cluster1")
+            let node1 = try #require(Self.node(report, "node1"))
+            #expect(["kernel", "userspace"].contains(node1["mode"] as? String ?? ""))
+            print("cluster1/node1 WireGuard mode: \(node1["mode"] ?? "?"), interface \(node1["interface"] ?? "?")")
+            let peers = node1["peers"] as? [[String: Any]] ?? []
+            try await eventually("node1's peers with traffic show a handshake and bytes both ways", timeout: .seconds(20)) {
+                let peers = (Self.node(try await Self.status(lab, "cluster1"), "node1")?["peers"] as? [[String: Any]]) ?? []
+                return ["cluster1/node2", "cluster2/node1"].allSatisfy { name in
+                    guard let peer = peers.first(where: { $0["node"] as? String == name }) else { return false }
+                    return peer["latestHandshakeAgeSeconds"] as? Int != nil && (peer["receivedBytes"] as? Int ?? 0) > 0 && (peer["sentBytes"] as? Int ?? 0) > 0
+                }
+            }
+            #expect(peers.count == 3)
+            let mesh = try await lab.status("cluster1")
+            #expect((mesh["remoteClusters"] as? [[String: Any]])?.first?["wireguardNodes"] as? Int == 2, "\(mesh)")
+            #expect(!((mesh["warnings"] as? [String]) ?? []).contains { $0.contains("mixed encryption") })
+            let text = try await lab.meridian(["encryption", "status", "--context", "cluster1"])
+            #expect(text.stdout.contains("cluster2/node1"), "\(text.stdout)")
+            // The private key stays in the node's state directory (0600) and in no status.
+            let cluster1State = try lab.cluster("cluster1")
+            let keyPath = try #require(cluster1State.nodes.first { $0.name == "node1" }).stateDirectory + "/wireguard.key"
+            let privateKey = try String(contentsOfFile: keyPath, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect((try FileManager.default.attributesOfItem(atPath: keyPath)[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+            let json = try await lab.meridian(["encryption", "status", "--context", "cluster1", "-o", "json"])
+            #expect(!json.stdout.contains(privateKey) && !text.stdout.contains(privateKey))
+
+            // Pods are sized for VXLAN inside WireGuard (1500 - 50 - 60), and 64 KiB crosses
+            // the clusters both ways.
+            let link = try await lab.command(["ip", "-n", "\(lab.prefix)-c1-default.client", "link", "show", "eth0"])
+            #expect(link.contains("mtu 1390"), "\(link)")
+            let body = try await lab.meridian(["exec", "--context", "cluster1", "client", "--", "curl", "-s", "-m", "10", "-o", "/dev/null",
+                                               "-w", "%{size_download}", "http://\(ips["server"]!):8080/bytes/65536"])
+            #expect(body.stdout == "65536", "64 KiB GET across clusters: \(body.stdout) \(body.stderr)")
+            let upload = try await lab.meridian(["exec", "--context", "cluster1", "client", "--", "sh", "-c",
+                                                 "head -c 65536 /dev/zero | curl -s -m 10 --data-binary @- http://\(ips["server"]!):8080/"])
+            #expect(DatapathIntegrationTests.field("received", in: upload.stdout) == "65536", "64 KiB POST across clusters: \(upload.stdout)")
+
+            // node1's agent stops, and its wireguard-go with it: VXLAN to peers whose key it
+            // holds meets the blackhole behind each peer's route, never the underlay in the clear.
+            let cluster1 = try lab.cluster("cluster1")
+            let node = try #require(cluster1.nodes.first { $0.name == "node1" })
+            let device = Lab.wireGuardDevice(namespace: node.namespace)
+            await lab.lab.stopAgent(node)
+            try await eventually("node1's WireGuard device is gone with its agent") {
+                (try await lab.host(["ip", "-n", node.namespace, "link", "show", "dev", device])).status != 0
+            }
+            let down = try await Self.capture(lab, marker: marker + "-down", seconds: 6) {
+                try await Self.sendMarker(lab, marker + "-down", ips: ips, expectAnswers: false)
+            }
+            print("capture while node1's tunnel is down: \(down)")
+            #expect(down.marker == 0, "with its tunnel down node1 sent the marker in the clear \(down.marker) times")
+            #expect(down.vxlan == 0, "with its tunnel down node1 sent VXLAN in the clear \(down.vxlan) times")
+            let previous = lab.lab.registrations(of: node)
+            try await lab.lab.startAgent(node, cluster: cluster1, prefix: lab.prefix)
+            try await lab.lab.waitForNode(node, cluster: cluster1, timeout: .seconds(30), previous: previous)
+            try await eventually("client reaches server across clusters again once node1's agent is back", timeout: .seconds(30)) {
+                let answer = try await lab.meridian(["exec", "--context", "cluster1", "client", "--", "curl", "-s", "-m", "3", "http://\(ips["server"]!):8080/"])
+                return answer.stdout.contains("\"pod\":\"server\"")
+            }
+        }
+    }
+
+    @Test("with encryption off the same capture sees the marker (so the test above can fail)")
+    func markerInTheClearWithoutEncryption() async throws {
+        try await Self.mesh(encryption: false) { lab, ips in
+            let marker = "MERIDIAN-MARKER-\(UUID().uuidString)"
+            let seen = try await Self.capture(lab, marker: marker) { try await Self.sendMarker(lab, marker, ips: ips) }
+            print("clear capture: \(seen)")
+            #expect(seen.marker > 0, "the capture never saw the marker: \(seen)")
+            #expect(seen.vxlan > 0)
+            #expect(seen.wireguard == 0)
+            let mesh = try await lab.status("cluster1")
+            #expect((mesh["remoteClusters"] as? [[String: Any]])?.first?["wireguardNodes"] as? Int == 0, "\(mesh)")
+            let report = try await Self.status(lab, "cluster1")
+            #expect((report["nodes"] as? [Any])?.isEmpty == true)
+            #expect(report["nodesWithoutEncryption"] as? [String] == ["node1", "node2"])
+        }
+    }
+
+    @Test("policy across clusters allows and denies the same connections with WireGuard on")
+    func policyUnchangedWithEncryption() async throws {
+        try await LabFixture.with(clusters: 2, nodes: 2, heartbeat: 1, enable: false, encryption: "wireguard") { lab in
+            for cluster in ["cluster1", "cluster2"] {
+                try await lab.run(["clustermesh", "enable", "--context", cluster, "--heartbeat-interval", "1"])
+            }
+            try await lab.connect("cluster1", ["cluster2"])
+            try await lab.waitReady("cluster1")
+            try await lab.waitReady("cluster2")
+            try await PolicyIntegrationTests.withTopology(lab) { mesh in
+                try await mesh.enforce(["cluster1": PoisonedRecordsTests.policies])
+                try await mesh.expect(try PoisonedRecordsTests.probes.map(ReachabilityProbe.init(parsing:)), "with WireGuard on")
+            }
+        }
+    }
+
+    @Test("with WireGuard on and underlay MTUs 1500 and 1400, pods size routes for VXLAN inside WireGuard and 64 KiB crosses both ways")
+    func mtuMismatchWithEncryption() async throws {
+        try await LabFixture.with(clusters: 2, nodes: 1, heartbeat: 1, enable: false, mtus: "1500,1400", encryption: "wireguard") { lab in
+            for cluster in ["cluster1", "cluster2"] {
+                try await lab.run(["clustermesh", "enable", "--context", cluster, "--heartbeat-interval", "1"])
+            }
+            try await lab.connect("cluster1", ["cluster2"])
+            try await lab.waitReady("cluster1")
+            for cluster in ["cluster1", "cluster2"] {
+                let result = try await lab.meridian(["apply", "--context", cluster, "-f", "-"], stdin: DatapathIntegrationTests.pod("server", node: "node1"))
+                try #require(result.status == 0, "\(result.stderr)")
+            }
+            var ips: [String: String] = [:]
+            try await eventually("servers running in both clusters", timeout: .seconds(60)) {
+                for cluster in ["cluster1", "cluster2"] { ips[cluster] = try await lab.driver.runningPodIPs(cluster)["server"] }
+                return ips.count == 2
+            }
+            try await eventually("both nodes peered", timeout: .seconds(30)) {
+                let node = Self.node(try await Self.status(lab, "cluster1"), "node1")
+                return (node?["peers"] as? [Any])?.count == 1
+            }
+            let podNamespace = "\(lab.prefix)-c1-default.server"
+            let link = try await lab.command(["ip", "-n", podNamespace, "link", "show", "eth0"])
+            #expect(link.contains("mtu 1390"), "\(link)")
+            try await eventually("cluster1's pod routes cluster2's pods with MTU 1400 - 110") {
+                let routes = try await lab.command(["ip", "-n", podNamespace, "route"])
+                return routes.contains("10.2.1.0/24") && routes.contains("mtu 1290")
+            }
+            for (from, to) in [("cluster1", "cluster2"), ("cluster2", "cluster1")] {
+                let ip = try #require(ips[to])
+                let body = try await lab.meridian(["exec", "--context", from, "server", "--", "curl", "-s", "-m", "10", "-o", "/dev/null",
+                                                   "-w", "%{size_download}", "http://\(ip):8080/bytes/65536"])
+                #expect(body.stdout == "65536", "64 KiB GET \(from) → \(to): \(body.stdout) \(body.stderr)")
+                let upload = try await lab.meridian(["exec", "--context", from, "server", "--", "sh", "-c",
+                                                     "head -c 65536 /dev/zero | curl -s -m 10 --data-binary @- http://\(ip):8080/"])
+                #expect(DatapathIntegrationTests.field("received", in: upload.stdout) == "65536", "64 KiB POST \(from) → \(to): \(upload.stdout)")
+                let udp = try await lab.meridian(["exec", "--context", from, "server", "--", "meridian", "tool", "udp-probe", ip, "9090", "--size", "60000"])
+                #expect(udp.status == 0, "60000-byte UDP \(from) → \(to): \(udp.stdout) \(udp.stderr)")
+            }
+        }
+    }
+
+    @Test("connect refuses an encrypting cluster with a plain one unless --allow-mixed-encryption, and status then warns")
+    func mixedEncryptionNeedsConsent() async throws {
+        try await LabFixture.with(clusters: 2, nodes: 1, heartbeat: 1, enable: false, encryption: "wireguard,none") { lab in
+            for cluster in ["cluster1", "cluster2"] {
+                try await lab.run(["clustermesh", "enable", "--context", cluster, "--heartbeat-interval", "1"])
+            }
+            let refused = try await lab.meridian(["clustermesh", "connect", "--context", "cluster1", "--destination-context", "cluster2"])
+            #expect(refused.status != 0)
+            #expect(refused.stderr.contains("cluster1 encrypts") && refused.stderr.contains("--allow-mixed-encryption"), "\(refused.stderr)")
+            try await lab.connect("cluster1", ["cluster2"], extra: ["--allow-mixed-encryption"])
+            try await lab.waitReady("cluster1")
+            try await eventually("status names the mixed encryption") {
+                let mesh = try await lab.status("cluster1")
+                return ((mesh["warnings"] as? [String]) ?? []).contains { $0.hasPrefix("mixed encryption: cluster1 encrypts (WireGuard), cluster2 does not encrypt") }
+                    && (mesh["remoteClusters"] as? [[String: Any]])?.first?["wireguardNodes"] as? Int == 0
+            }
+            try await eventually("cluster1's node lists cluster2's as not encrypted to", timeout: .seconds(20)) {
+                (Self.node(try await Self.status(lab, "cluster1"), "node1")?["unencryptedNodes"] as? [String]) == ["cluster2/node1"]
+            }
+        }
+    }
+
+    @Test("rotating a node's key keeps a running transfer across clusters alive, and every peer takes the new key")
+    func rotationKeepsAStreamAlive() async throws {
+        try await Self.mesh(encryption: true) { lab, ips in
+            try await eventually("every node of cluster2 peers with cluster1/node1", timeout: .seconds(40)) {
+                let report = try await Self.status(lab, "cluster2")
+                return ["node1", "node2"].allSatisfy { ((Self.node(report, $0)?["peers"] as? [[String: Any]]) ?? []).contains { $0["node"] as? String == "cluster1/node1" } }
+            }
+            let old = try #require(Self.node(try await Self.status(lab, "cluster1"), "node1")?["publicKey"] as? String)
+            let size = 1_500_000
+            async let transfer = lab.meridian(["exec", "--context", "cluster1", "client", "--", "curl", "-s", "-m", "40", "--limit-rate", "150k",
+                                               "-o", "/dev/null", "-w", "%{size_download}", "http://\(ips["server"]!):8080/bytes/\(size)"])
+            try await Task.sleep(for: .seconds(3))
+            let rotated = try await lab.meridian(["encryption", "rotate", "--context", "cluster1", "--node", "node1"])
+            #expect(rotated.status == 0, "rotate: \(rotated.stdout) \(rotated.stderr)")
+            let received = try await transfer
+            #expect(received.stdout == "\(size)", "the transfer running across the rotation: \(received.stdout) \(received.stderr)")
+            let new = try #require(Self.node(try await Self.status(lab, "cluster1"), "node1")?["publicKey"] as? String)
+            #expect(new != old)
+            try await eventually("cluster2's nodes hold node1's new key, and not its old one, with a handshake", timeout: .seconds(20)) {
+                let report = try await Self.status(lab, "cluster2")
+                let peers = (Self.node(report, "node1")?["peers"] as? [[String: Any]]) ?? []
+                let keys = peers.compactMap { $0["publicKey"] as? String }
+                return keys.contains(new) && !keys.contains(old)
+                    && peers.first { $0["publicKey"] as? String == new }?["latestHandshakeAgeSeconds"] as? Int != nil
+            }
+            let node = try #require(try lab.cluster("cluster1").nodes.first { $0.name == "node1" })
+            let path = node.stateDirectory + "/wireguard.key"
+            #expect((try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        }
+    }
+}
