@@ -50,48 +50,6 @@ public struct FailoverBenchmark: Sendable {
         return try await BenchLab.with(clusters: 2, nodes: 1, keep: keep) { lab in try await measure(lab) }
     }
 
-    static func service(_ annotations: [String: String]) -> String {
-        let extra = annotations.sorted { $0.key < $1.key }.map { "    \($0.key): \"\($0.value)\"\n" }.joined()
-        return """
-            apiVersion: v1
-            kind: Service
-            metadata:
-              name: web
-              annotations:
-                service.cilium.io/global: "true"
-            \(extra)spec:
-              selector: {app: web}
-              ports:
-              - {port: 80, targetPort: 8080}
-            ---
-
-            """
-    }
-
-    static func deployment(_ name: String, replicas: Int) -> String {
-        """
-        apiVersion: apps/v1
-        kind: Deployment
-        metadata: {name: \(name)}
-        spec:
-          replicas: \(replicas)
-          selector:
-            matchLabels: {app: web}
-          template:
-            metadata:
-              labels: {app: web}
-            spec:
-              containers:
-              - name: echo
-                command: ["meridian", "tool", "echo-server", "--port", "8080"]
-                readinessProbe:
-                  httpGet: {path: /, port: 8080}
-                  periodSeconds: 1
-        ---
-
-        """
-    }
-
     private func measure(_ bench: LabDriver) async throws -> Report {
         let runCount = quick ? 1 : runs
         for cluster in ["cluster1", "cluster2"] {
@@ -99,9 +57,9 @@ public struct FailoverBenchmark: Sendable {
         }
         try await bench.mustRun(["clustermesh", "connect", "--context", "cluster1", "--destination-context", "cluster2"])
         try await bench.mustRun(["clustermesh", "status", "--context", "cluster1", "--wait", "--wait-duration", "60s"])
-        try await bench.mustRun(["apply", "--context", "cluster2", "-f", "-"], stdin: Self.service([:]) + Self.deployment("web-two", replicas: 2))
+        try await bench.mustRun(["apply", "--context", "cluster2", "-f", "-"], stdin: LabWorkloads.globalWebService() + LabWorkloads.webDeployment("web-two", replicas: 2))
         try await bench.mustRun(["apply", "--context", "cluster1", "-f", "-"],
-                                stdin: Self.service([:]) + Self.deployment("web-one", replicas: 2) + BenchLab.clientPod("client", node: "node1"))
+                                stdin: LabWorkloads.globalWebService() + LabWorkloads.webDeployment("web-one", replicas: 2) + BenchLab.clientPod("client", node: "node1"))
         _ = try await bench.waitForPods(["client"], context: "cluster1")
         let address = try await bench.serviceIP("web", context: "cluster1") + ":80"
         let rows: [(String, String, [String: String])] = [
@@ -110,7 +68,7 @@ public struct FailoverBenchmark: Sendable {
         ]
         var results: [Row] = []
         for (name, what, annotations) in rows {
-            try await bench.mustRun(["apply", "--context", "cluster1", "-f", "-"], stdin: Self.service(annotations))
+            try await bench.mustRun(["apply", "--context", "cluster1", "-f", "-"], stdin: LabWorkloads.globalWebService(annotations))
             var failovers: [Double] = [], outages: [Double] = [], failed: [Double] = [], failbacks: [Double] = []
             for run in 1...runCount {
                 BenchLab.progress("\(name): run \(run)/\(runCount)…")

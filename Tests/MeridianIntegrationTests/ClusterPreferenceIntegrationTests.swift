@@ -8,51 +8,6 @@ import Testing
 @Suite("Cluster preference across three clusters", .serialized,
        .enabled(if: getuid() == 0, "network namespaces and BPF need root; CI runs as root"))
 struct ClusterPreferenceIntegrationTests {
-    static func service(_ annotations: [String: String] = [:]) -> String {
-        let extra = annotations.sorted { $0.key < $1.key }.map { "    \($0.key): \"\($0.value)\"\n" }.joined()
-        return """
-            apiVersion: v1
-            kind: Service
-            metadata:
-              name: web
-              annotations:
-                service.cilium.io/global: "true"
-            \(extra)spec:
-              selector:
-                app: web
-              ports:
-              - port: 80
-                targetPort: 8080
-            ---
-
-            """
-    }
-
-    /// The echo server as a Deployment whose pods' names say their cluster.
-    static func deployment(_ name: String, replicas: Int) -> String {
-        """
-        apiVersion: apps/v1
-        kind: Deployment
-        metadata:
-          name: \(name)
-        spec:
-          replicas: \(replicas)
-          selector:
-            matchLabels: {app: web}
-          template:
-            metadata:
-              labels: {app: web}
-            spec:
-              containers:
-              - name: echo
-                command: ["meridian", "tool", "echo-server", "--port", "8080"]
-                readinessProbe:
-                  httpGet: {path: /, port: 8080}
-                  periodSeconds: 1
-
-        """
-    }
-
     /// Calls answered per cluster (pods of `web-two` are cluster2's, of `web-three` cluster3's).
     static func answered(_ lab: LabFixture, _ address: String, seconds: Int = 2, intervalMilliseconds: Int = 20) async throws -> [String: Int] {
         let report = try await lab.load(from: "client", context: "cluster1",
@@ -70,11 +25,11 @@ struct ClusterPreferenceIntegrationTests {
         try await LabFixture.with(clusters: 3, nodes: 1, heartbeat: 1) { lab in
             try await lab.connect("cluster1", ["cluster2", "cluster3"])
             try await lab.waitReady("cluster1")
-            let ordered = Self.service(["service.meridian.io/cluster-preference": "cluster3,cluster2,*"])
+            let ordered = LabWorkloads.globalWebService(["service.meridian.io/cluster-preference": "cluster3,cluster2,*"])
             try await lab.apply(ordered + DatapathIntegrationTests.pod("client", node: "node1", command: DatapathIntegrationTests.sleeper),
                                 context: "cluster1")
-            try await lab.apply(Self.service() + Self.deployment("web-two", replicas: 1), context: "cluster2")
-            try await lab.apply(Self.service() + Self.deployment("web-three", replicas: 1), context: "cluster3")
+            try await lab.apply(LabWorkloads.globalWebService() + LabWorkloads.webDeployment("web-two", replicas: 1), context: "cluster2")
+            try await lab.apply(LabWorkloads.globalWebService() + LabWorkloads.webDeployment("web-three", replicas: 1), context: "cluster3")
             try await lab.waitRunning(["client"], context: "cluster1")
             let address = try await lab.clusterIP("web", context: "cluster1") + ":80"
 
@@ -96,8 +51,8 @@ struct ClusterPreferenceIntegrationTests {
 
             // Weights: cluster2 three parts, cluster3 one, with two backends in cluster3 and one in
             // cluster2, so that a per-backend split would give the opposite.
-            try await lab.apply(Self.deployment("web-three", replicas: 2), context: "cluster3")
-            try await lab.apply(Self.service(["service.meridian.io/cluster-weights": "cluster2=3,cluster3=1"]), context: "cluster1")
+            try await lab.apply(LabWorkloads.webDeployment("web-three", replicas: 2), context: "cluster3")
+            try await lab.apply(LabWorkloads.globalWebService(["service.meridian.io/cluster-weights": "cluster2=3,cluster3=1"]), context: "cluster1")
             try await eventually("both clusters answer under weights", timeout: .seconds(60)) {
                 let answered = try await Self.answered(lab, address)
                 return answered["cluster2"] != nil && answered["cluster3"] != nil && answered["failed"] == nil
