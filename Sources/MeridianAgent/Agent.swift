@@ -163,7 +163,7 @@ public struct Agent: Sendable {
                 }
                 if let observer, let settings = configuration.observer {
                     let reader = try EventReader(mapFD: datapath.eventsFD)
-                    let translator = FlowTranslator(nodeName: flowNodeName, clusterName: context.cluster.name, layout: context.identityLayout)
+                    let translator = FlowTranslator(nodeName: flowNodeName)
                     group.addTask {
                         try await observer.run(reader: reader, lostEvents: { datapath.counter(UInt32(MER_METRIC_EVENTS_LOST)).packets },
                                                translator: translator)

@@ -68,8 +68,6 @@ struct FlowNames: Sendable {
 /// with the service the translation went to.
 struct FlowTranslator: Sendable {
     var nodeName: String
-    var clusterName: String
-    var layout: IdentityLayout
     /// Boot time in wall-clock terms: event times are `CLOCK_MONOTONIC` nanoseconds.
     var monotonicOrigin: Date
 
@@ -101,10 +99,8 @@ struct FlowTranslator: Sendable {
     static let translationWindowNanoseconds: UInt64 = 2_000_000_000
     static let maximumTranslations = 4096
 
-    init(nodeName: String, clusterName: String, layout: IdentityLayout, monotonicOrigin: Date = FlowTranslator.currentMonotonicOrigin()) {
+    init(nodeName: String, monotonicOrigin: Date = FlowTranslator.currentMonotonicOrigin()) {
         self.nodeName = nodeName
-        self.clusterName = clusterName
-        self.layout = layout
         self.monotonicOrigin = monotonicOrigin
     }
 
@@ -228,6 +224,12 @@ struct FlowTranslator: Sendable {
     }
 }
 
+/// The labels of one `meridian_policy_verdict_total` series.
+struct PolicyVerdictLabels: Hashable, Sendable {
+    var direction: String
+    var action: String
+}
+
 /// Reads the node's event ring without loss at normal rates and keeps the flows: polls the ring
 /// every `interval` (the ring holds about 18,000 events, so it overflows only above several
 /// hundred thousand events per second), names each event, and stores it in the node's flow
@@ -265,7 +267,7 @@ final class FlowObserver: Sendable {
     /// A policy decision an event stands for, as `meridian_policy_verdict_total` counts it: a
     /// connection's first packet passing a pod's egress (from-pod) or ingress (to-pod,
     /// from-overlay) is an allowed verdict of that pod's policy; a drop by policy a denied one.
-    static func verdict(of event: mer_event) -> (direction: String, action: String)? {
+    static func verdict(of event: mer_event) -> PolicyVerdictLabels? {
         let direction: String
         switch Int32(event.direction) {
         case Int32(MER_EVENT_DIR_EGRESS): direction = "EGRESS"
@@ -274,11 +276,11 @@ final class FlowObserver: Sendable {
         }
         if event.type == UInt8(MER_EVENT_DROP) {
             let reason = Int32(event.subtype)
-            return reason == Int32(MER_DROP_POLICY) || reason == Int32(MER_DROP_POLICY_DENY) ? (direction, "denied") : nil
+            return reason == Int32(MER_DROP_POLICY) || reason == Int32(MER_DROP_POLICY_DENY) ? PolicyVerdictLabels(direction: direction, action: "denied") : nil
         }
         guard event.type == UInt8(MER_EVENT_TRACE), event.ct_state == UInt8(MER_CT_NEW) else { return nil }
         // A packet handed to the node's stack went to the node itself, which no pod policy judges.
-        return Int32(event.subtype) == Int32(MER_TRACE_TO_STACK) ? nil : (direction, "allowed")
+        return Int32(event.subtype) == Int32(MER_TRACE_TO_STACK) ? nil : PolicyVerdictLabels(direction: direction, action: "allowed")
     }
 
     func run(reader: EventReader, lostEvents: @escaping @Sendable () -> UInt64, translator initial: FlowTranslator) async throws {
@@ -293,13 +295,13 @@ final class FlowObserver: Sendable {
                 let flows = events.compactMap { translator.flow(of: $0, names: current) }
                 buffer.append(flows)
                 seen.increment(by: Int64(flows.count))
-                var verdicts: [String: Int64] = [:]
+                var verdicts: [PolicyVerdictLabels: Int64] = [:]
                 for event in events {
-                    if let verdict = Self.verdict(of: event) { verdicts[verdict.direction + "/" + verdict.action, default: 0] += 1 }
+                    if let verdict = Self.verdict(of: event) { verdicts[verdict, default: 0] += 1 }
                 }
-                for (key, count) in verdicts {
-                    let parts = key.split(separator: "/").map(String.init)
-                    Counter(label: "meridian_policy_verdict_total", dimensions: [("direction", parts[0]), ("action", parts[1])]).increment(by: count)
+                for (labels, count) in verdicts {
+                    Counter(label: "meridian_policy_verdict_total", dimensions: [("direction", labels.direction), ("action", labels.action)])
+                        .increment(by: count)
                 }
             }
             let lostNow = lostEvents()

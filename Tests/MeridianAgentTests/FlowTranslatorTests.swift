@@ -42,8 +42,7 @@ struct FlowTranslatorTests {
     }
 
     func translator() -> FlowTranslator {
-        FlowTranslator(nodeName: "node1", clusterName: "cluster1", layout: IdentityLayout(maxConnectedClusters: .c255),
-                       monotonicOrigin: Date(timeIntervalSince1970: 1_800_000_000))
+        FlowTranslator(nodeName: "node1", monotonicOrigin: Date(timeIntervalSince1970: 1_800_000_000))
     }
 
     @Test("a socket translation names the service of its connection's first packet, once, within its window")

@@ -248,17 +248,7 @@ struct EncryptionIntegrationTests {
                 let routes = try await lab.command(["ip", "-n", podNamespace, "route"])
                 return routes.contains("10.2.1.0/24") && routes.contains("mtu 1290")
             }
-            for (from, to) in [("cluster1", "cluster2"), ("cluster2", "cluster1")] {
-                let ip = try #require(ips[to])
-                let body = try await lab.meridian(["exec", "--context", from, "server", "--", "curl", "-s", "-m", "10", "-o", "/dev/null",
-                                                   "-w", "%{size_download}", "http://\(ip):8080/bytes/65536"])
-                #expect(body.stdout == "65536", "64 KiB GET \(from) → \(to): \(body.stdout) \(body.stderr)")
-                let upload = try await lab.meridian(["exec", "--context", from, "server", "--", "sh", "-c",
-                                                     "head -c 65536 /dev/zero | curl -s -m 10 --data-binary @- http://\(ip):8080/"])
-                #expect(DatapathIntegrationTests.field("received", in: upload.stdout) == "65536", "64 KiB POST \(from) → \(to): \(upload.stdout)")
-                let udp = try await lab.meridian(["exec", "--context", from, "server", "--", "meridian", "tool", "udp-probe", ip, "9090", "--size", "60000"])
-                #expect(udp.status == 0, "60000-byte UDP \(from) → \(to): \(udp.stdout) \(udp.stderr)")
-            }
+            try await CrossClusterIntegrationTests.largeTransfersBothWays(lab, serverIPs: ips)
         }
     }
 
