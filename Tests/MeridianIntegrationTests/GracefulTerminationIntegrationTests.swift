@@ -152,10 +152,11 @@ struct GracefulTerminationIntegrationTests {
     func terminatingBackendKeepsConnections() async throws {
         try await CrossClusterIntegrationTests.mesh { lab in
             try await lab.apply(Self.service + Self.pod("web-a", node: "node1", preStop: 20, grace: 40), context: "cluster1")
-            try await lab.apply(Self.service + DatapathIntegrationTests.pod("client", node: "node1", command: DatapathIntegrationTests.sleeper),
+            try await lab.apply(Self.service + DatapathIntegrationTests.pod("client", node: "node1", command: DatapathIntegrationTests.sleeper)
+                                + DatapathIntegrationTests.pod("packet-client", node: "node1", command: DatapathIntegrationTests.sleeper),
                                 context: "cluster2")
             let webA = try #require(try await lab.waitRunning(["web-a"], context: "cluster1")["web-a"]?.ip)
-            try await lab.waitRunning(["client"], context: "cluster2")
+            try await lab.waitRunning(["client", "packet-client"], context: "cluster2")
             let address = try await lab.clusterIP("web", context: "cluster2") + ":80"
             try await eventually("cluster2's client reaches web-a", timeout: .seconds(60)) {
                 try await lab.load(from: "client", context: "cluster2", ["--duration", "1", address]).servedBy.keys.contains("web-a")
@@ -163,9 +164,13 @@ struct GracefulTerminationIntegrationTests {
 
             // Two connections kept alive to web-a, the only backend: one chosen at the socket (a
             // process in the node's pod cgroup, as `meridian exec` runs), one DNATed per packet
-            // with a service conntrack entry (a process in the pod's namespace outside the cgroup).
+            // with a service conntrack entry (a process in a pod's namespace outside the cgroup).
+            // The packet-path client has a pod of its own: the kernel picks a socket-balanced
+            // connection's source port against the backend's address and a packet-path one's
+            // against the ClusterIP, so sharing a namespace with the many short connections
+            // below could give both the same tuple at web-a, and web-a would reset the first.
             let state = try #require(lab.lab.loadState())
-            let clientNamespace = "\(state.prefix)-c2-default.client"
+            let clientNamespace = "\(state.prefix)-c2-default.packet-client"
             let stopFile = lab.directory + "/stop-keepalive"
             let keepAlive = ["--keep-alive", "--interval-ms", "100", "--duration", "300", "--stop-file", stopFile, address]
             let reports = try await withThrowingTaskGroup(of: (String, LoadReport?).self) { group in
