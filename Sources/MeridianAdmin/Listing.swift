@@ -11,7 +11,7 @@ public struct Listing: Sendable {
 
     /// The kinds `get` lists, with kubectl's short names.
     public enum Kind: String, CaseIterable, Sendable {
-        case nodes, endpoints, identities, services, namespaces, pods, deployments, policies
+        case nodes, endpoints, identities, services, namespaces, pods, deployments, policies, serviceExports, serviceImports, clusterProperties
 
         public init?(argument: String) {
             switch argument.lowercased() {
@@ -23,6 +23,9 @@ public struct Listing: Sendable {
             case "pod", "pods", "po": self = .pods
             case "deployment", "deployments", "deploy": self = .deployments
             case "policy", "policies", "netpol", "networkpolicies", "cnp", "ciliumnetworkpolicies": self = .policies
+            case "serviceexport", "serviceexports", "svcex": self = .serviceExports
+            case "serviceimport", "serviceimports", "svcim": self = .serviceImports
+            case "clusterproperty", "clusterproperties": self = .clusterProperties
             default: return nil
             }
         }
@@ -63,6 +66,25 @@ public struct Listing: Sendable {
                             json: encode(objects))
         case .services:
             return try await services(client: client, localCluster: localCluster, allClusters: allClusters, namespace: namespace)
+        case .clusterProperties:
+            let properties = try await ResourceStore(client: client).list(.clusterProperty, namespace: nil)
+            return Listing(table: Table(headers: ["NAME", "VALUE"], rows: properties.compactMap { object in
+                guard case let .clusterProperty(property) = object else { return nil }
+                return [property.metadata.name, TerminalSafe.escape(property.spec.value, maxScalars: 128)]
+            }), json: encode(properties))
+        case .serviceExports:
+            return try await serviceExports(client: client, namespace: namespace)
+        case .serviceImports:
+            let imports = try await ResourceStore(client: client).list(.serviceImport, namespace: namespace).compactMap { object -> ServiceImport? in
+                guard case let .serviceImport(imported) = object else { return nil }
+                return imported
+            }
+            return Listing(table: Table(headers: ["NAMESPACE", "NAME", "TYPE", "IP", "PORTS", "CLUSTERS"], rows: imports.map { imported in
+                [imported.metadata.namespace ?? "default", imported.metadata.name, imported.spec.type.rawValue,
+                 imported.spec.ips?.joined(separator: ",") ?? "-",
+                 imported.spec.ports.map { "\($0.port)/\($0.protocol.rawValue)" }.joined(separator: ","),
+                 imported.clusters.joined(separator: ",")]
+            }), json: encode(imports))
         case .nodes:
             let records: [(String, NodeRecord)] = try await MeshRecords.gather(.nodes, client: client, localCluster: localCluster, allClusters: allClusters)
             return Listing(table: Table(headers: ["CLUSTER", "NAME", "INTERNAL-IP", "POD-CIDR", "MTU"], rows: records.map { cluster, node in
@@ -126,6 +148,32 @@ public struct Listing: Sendable {
         }
         let table = Table(headers: ["CLUSTER", "NAMESPACE", "NAME", "CLUSTER-IP", "PORTS", "GLOBAL", "SHARED", "AFFINITY"], rows: rows.map {
             [$0.cluster, $0.namespace, $0.name, $0.clusterIP, $0.ports, "\($0.global)", "\($0.shared)", $0.affinity]
+        })
+        return Listing(table: table, json: encode(rows))
+    }
+
+    /// A ServiceExport with the status the control plane keeps beside it, as `get -o json` shows it.
+    struct ServiceExportRow: Encodable {
+        var apiVersion: String
+        var kind: String
+        var metadata: ObjectMeta
+        var status: ServiceExportStatus?
+    }
+
+    static func serviceExports(client: any KeyValueStore, namespace: String?) async throws -> Listing {
+        var rows: [ServiceExportRow] = []
+        for object in try await ResourceStore(client: client).list(.serviceExport, namespace: namespace) {
+            guard case let .serviceExport(export) = object else { continue }
+            let key = KeyLayout.serviceExportStatus(namespace: object.namespace ?? "default", name: export.metadata.name)
+            let status = try await client.get(key).flatMap { try? StoreCoding.decode(ServiceExportStatus.self, from: $0.value, key: key) }
+            rows.append(ServiceExportRow(apiVersion: export.apiVersion, kind: export.kind, metadata: export.metadata, status: status))
+        }
+        let table = Table(headers: ["NAMESPACE", "NAME", "VALID", "CONFLICT", "MESSAGE"], rows: rows.map { row in
+            let valid = row.status?.condition(ServiceExportCondition.valid)
+            let conflict = row.status?.condition(ServiceExportCondition.conflict)
+            let message = conflict?.status == "True" ? conflict?.message : valid?.status == "False" ? valid?.message : nil
+            return [row.metadata.namespace ?? "default", row.metadata.name, valid?.status ?? "Unknown", conflict?.status ?? "Unknown",
+                    message.map { TerminalSafe.escape($0, maxScalars: 512) } ?? ""]
         })
         return Listing(table: table, json: encode(rows))
     }

@@ -338,6 +338,7 @@ public struct Agent: Sendable {
                     remoteNodes: await mirror.snapshot(Self.remoteNodesPrefix),
                     remoteEndpoints: remoteEndpoints,
                     remoteServices: await mirror.snapshot(Self.remoteServicesPrefix),
+                    serviceImports: await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.serviceImport.plural)),
                     namesPods: observer != nil)
                 var desired = DesiredDatapath.compute(inputs, context: context, caches: &decodeCaches)
                 if desired.conflicts != conflicts {
@@ -365,7 +366,9 @@ public struct Agent: Sendable {
                 desired.ipcache.merge(policy.ipcacheEntries(besides: desired.ipcache, clusterID: UInt16(context.cluster.id)),
                                       uniquingKeysWith: { cluster, _ in cluster })
                 desired.ipBlocks = policy.ipBlocks.numbers
-                names.replace(desired.serviceIPs)
+                var serviceNames = desired.clusterSetNames
+                serviceNames.clusterIPs = desired.serviceIPs
+                names.replace(serviceNames)
                 // CIDR identities reach the ipcache before entries naming them reach the policy map.
                 var programmed = true
                 do {

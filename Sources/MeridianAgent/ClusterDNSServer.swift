@@ -123,21 +123,36 @@ struct ClusterDNSServer: Sendable {
     }
 }
 
-/// Service name → ClusterIP, replaced whole by the reconciler, read by the DNS server.
-final class ServiceNameTable: Sendable {
-    private let table = Mutex<[String: IPAddress]?>(nil)
+/// The names the node DNS answers, from the agent's view of the store.
+struct ServiceNames: Sendable, Hashable {
+    /// `service.namespace` → ClusterIP, for `cluster.local`.
+    var clusterIPs: [String: IPAddress] = [:]
+    /// `service.namespace` → the ClusterSetIP, or a headless import's backend addresses, for
+    /// `clusterset.local`.
+    var clusterSet: [String: [IPAddress]] = [:]
+    /// `hostname.cluster.service.namespace` → one backend of a headless import.
+    var clusterSetBackends: [String: IPAddress] = [:]
+}
 
-    /// `names` is keyed `service.namespace`.
-    func replace(_ names: [String: IPAddress]) {
+/// The node DNS's names, replaced whole by the reconciler, read by the DNS server.
+final class ServiceNameTable: Sendable {
+    private let table = Mutex<ServiceNames?>(nil)
+
+    func replace(_ names: ServiceNames) {
         table.withLock { $0 = names }
     }
 
     func lookup(_ name: ServiceDNSName) -> ServiceLookupResult {
         table.withLock { table in
             guard let table else { return .unavailable }
-            guard let ip = table["\(name.service).\(name.namespace)"],
-                  let address = IPv4Address(bytes: ip.bytes) else { return .noSuchService }
-            return .addresses([address])
+            let key = "\(name.service).\(name.namespace)"
+            let found: [IPAddress]? = switch (name.zone, name.backend) {
+            case (.cluster, _): table.clusterIPs[key].map { [$0] }
+            case (.clusterSet, nil): table.clusterSet[key]
+            case let (.clusterSet, backend?): table.clusterSetBackends["\(backend.hostname).\(backend.cluster).\(key)"].map { [$0] }
+            }
+            guard let found else { return .noSuchService }
+            return .addresses(found.compactMap { IPv4Address(bytes: $0.bytes) })
         }
     }
 }

@@ -118,6 +118,8 @@ struct DesiredDatapath: Sendable {
     var backendStates: [BackendAddress: BackendState] = [:]
     /// ClusterIP per `service.namespace`, for DNS.
     var serviceIPs: [String: IPAddress] = [:]
+    /// The `clusterset.local` names of the cluster's ServiceImports.
+    var clusterSetNames = ServiceNames()
     /// The named ports of every identity, from the ipcache records (read here, in the one pass
     /// that decodes them, for policy).
     var namedPorts: [UInt32: Set<NamedPort>] = [:]
@@ -135,6 +137,8 @@ struct DesiredDatapath: Sendable {
         var remoteNodes: [String: Data] = [:]
         var remoteEndpoints: [String: Data] = [:]
         var remoteServices: [String: Data] = [:]
+        /// `meridian/resources/serviceimports/...`, made by the control plane.
+        var serviceImports: [String: Data] = [:]
         /// Whether to fill `podNames` (the node runs a flow observer).
         var namesPods = false
     }
@@ -199,9 +203,13 @@ struct DesiredDatapath: Sendable {
         desired.ipcache = claims.entries
         desired.conflicts = claims.conflicts
 
-        let frontends = GlobalServiceMerge.frontends(
-            cluster: context.cluster.name, clusterID: context.cluster.id, serviceRecords: inputs.services,
-            podRecords: inputs.pods, statusRecords: inputs.podStatuses, remoteRecords: inputs.remoteServices)
+        let records = ServiceRecords(services: inputs.services, pods: inputs.pods, statuses: inputs.podStatuses,
+                                     remote: inputs.remoteServices, imports: inputs.serviceImports)
+        let frontends = GlobalServiceMerge.frontends(cluster: context.cluster.name, clusterID: context.cluster.id, services: records.services,
+                                                     pods: records.pods, remote: records.remote)
+            + MultiClusterServiceMerge.frontends(cluster: context.cluster.name, clusterID: context.cluster.id, imports: records.imports,
+                                                 services: records.services, pods: records.pods, remote: records.remote)
+        desired.clusterSetNames = Self.clusterSetNames(records, cluster: context.cluster.name)
         for frontend in frontends {
             guard let vip = IPAddress(frontend.address), let proto = L4Protocol(rawValue: frontend.proto).flatMap(Self.proto) else { continue }
             // A backend with several slots (cluster weights) is listed once per slot.
@@ -221,11 +229,55 @@ struct DesiredDatapath: Sendable {
         return desired
     }
 
+    /// The `clusterset.local` names: each import's ClusterSetIP, or a headless import's healthy
+    /// backends with the hostnames their clusters publish.
+    static func clusterSetNames(_ records: ServiceRecords, cluster: String) -> ServiceNames {
+        var names = ServiceNames()
+        for imported in records.imports {
+            let key = "\(imported.metadata.name).\(imported.metadata.namespace ?? KubernetesObject.defaultNamespace)"
+            switch imported.spec.type {
+            case .clusterSetIP:
+                guard let ip = imported.spec.ips?.first.flatMap(IPAddress.init) else { continue }
+                names.clusterSet[key] = [ip]
+            case .headless:
+                let endpoints = MultiClusterServiceMerge.endpoints(of: imported, cluster: cluster, services: records.services,
+                                                                   pods: records.pods, remote: records.remote)
+                names.clusterSet[key] = endpoints.compactMap { IPAddress($0.ip) }
+                for endpoint in endpoints {
+                    guard let hostname = endpoint.hostname, let ip = IPAddress(endpoint.ip) else { continue }
+                    names.clusterSetBackends["\(hostname).\(endpoint.cluster).\(key)"] = ip
+                }
+            }
+        }
+        return names
+    }
+
     static func proto(_ l4: L4Protocol) -> UInt8? {
         switch l4 {
         case .tcp: 6
         case .udp: 17
         default: nil
+        }
+    }
+}
+
+/// The service-side records of one pass, decoded once for both merges.
+struct ServiceRecords: Sendable {
+    var services: [Service]
+    var pods: [ObservedPod]
+    var remote: [ClusterService]
+    var imports: [ServiceImport]
+
+    init(services: [String: Data], pods: [String: Data], statuses: [String: Data], remote: [String: Data], imports: [String: Data]) {
+        self.services = services.compactMap { key, value in
+            guard case let .service(service)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key) else { return nil }
+            return service
+        }
+        self.pods = ObservedPods.decode(pods: pods.map { ($0.key, $0.value) }, statuses: statuses.map { ($0.key, $0.value) })
+        self.remote = remote.compactMap { key, value in try? StoreCoding.decode(ClusterService.self, from: value, key: key) }
+        self.imports = imports.compactMap { key, value in
+            guard case let .serviceImport(imported)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key) else { return nil }
+            return imported
         }
     }
 }

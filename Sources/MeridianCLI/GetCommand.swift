@@ -8,7 +8,7 @@ struct GetCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "get", abstract: "List resources and mesh state.")
 
     @OptionGroup var contextOptions: ContextOptions
-    @Argument(help: "nodes, endpoints, identities, services, namespaces, pods, deployments or policies.") var kind: Listing.Kind
+    @Argument(help: "nodes, endpoints, identities, services, namespaces, pods, deployments, policies, serviceexports, serviceimports or clusterproperties.") var kind: Listing.Kind
     @Flag(help: "Include records imported from remote clusters.") var allClusters = false
     @Option(name: .shortAndLong, help: "Namespace (services).") var namespace: String?
     @Option(name: .shortAndLong, help: "text, wide or json.") var output: OutputFormat = .text

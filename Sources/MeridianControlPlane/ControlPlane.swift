@@ -152,6 +152,7 @@ public struct ControlPlane: Sendable {
             }
             group.addTask { try await StatusPublisher(client: client, board: board, logger: logger).run() }
             group.addTask { try await WorkloadController(client: client, cluster: localSettings, logger: logger).run() }
+            group.addTask { try await ServiceImportController(client: client, cluster: localSettings, logger: logger).run() }
             group.addTask { try await IdentityCollector(client: client, interval: configuration.identityGCInterval, logger: logger).run() }
         }
     }

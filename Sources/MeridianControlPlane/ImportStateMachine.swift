@@ -173,9 +173,9 @@ public struct ImportStateMachine: Sendable {
     private var retryToken = 0
     private var drainRetryToken = 0
     private var remoteClusterID: UInt32?
-    private var counts = RemoteClusterStatus.PerKind(nodes: 0, endpoints: 0, identities: 0, services: 0)
-    private var rejected = RemoteClusterStatus.PerKind(nodes: 0, endpoints: 0, identities: 0, services: 0)
-    private var rejectedReasons = RemoteClusterStatus.PerKind<[String: Int]>(nodes: [:], endpoints: [:], identities: [:], services: [:])
+    private var counts = RemoteClusterStatus.PerKind(all: 0)
+    private var rejected = RemoteClusterStatus.PerKind(all: 0)
+    private var rejectedReasons = RemoteClusterStatus.PerKind<[String: Int]>(all: [:])
     private var recentRejections: [RemoteClusterStatus.RejectedRecord] = []
     private var numFailures = 0
     private var lastFailure: Date?
@@ -361,7 +361,7 @@ public struct ImportStateMachine: Sendable {
             switch stage {
             case .withdrawing:
                 withdrawn = true
-                counts = .init(nodes: 0, endpoints: 0, identities: 0, services: 0)
+                counts = .init(all: 0)
                 stage = .backoff
                 retryToken += 1
                 return [.scheduleRetry(token: retryToken, after: backoff.next())]

@@ -31,7 +31,7 @@ struct MeshExporter: Sendable {
 
     func run() async throws {
         let config = CiliumClusterConfig(id: cluster.id, capabilities: .init(
-            syncedCanaries: true, maxConnectedClusters: cluster.maxConnectedClusters))
+            syncedCanaries: true, maxConnectedClusters: cluster.maxConnectedClusters, serviceExportsEnabled: true))
         try await client.put(KeyLayout.clusterConfig(cluster.name), jsonData(config))
         for kind in [MeshKind.nodes, .endpoints, .identities] {
             try await client.put(KeyLayout.syncCanary(cluster: cluster.name, prefix: kind.stateCanaryPrefix), iso8601Now())
@@ -66,13 +66,14 @@ struct MeshExporter: Sendable {
         }
     }
 
-    /// Reconciles the exported services from the Service, Namespace and Pod resources and the
-    /// pods' statuses (backends are the ready pods a Service selects), then again on every change
-    /// of them; a reconcile that fails is retried with backoff.
+    /// Reconciles the exported services from the Service, ServiceExport, Namespace and Pod
+    /// resources and the pods' statuses (backends are the ready pods a Service selects), then
+    /// again on every change of them; a reconcile that fails is retried with backoff.
     private func exportServices() async throws {
         let mirror = PrefixMirror(prefixes: [
             KeyLayout.resources(plural: ResourceKind.service.plural), KeyLayout.resources(plural: ResourceKind.namespace.plural),
             KeyLayout.resources(plural: ResourceKind.pod.plural), KeyLayout.podStatusPrefix,
+            KeyLayout.resources(plural: ResourceKind.serviceExport.plural),
         ])
         let canaryWritten = Shared(false)
         try await withThrowingDiscardingTaskGroup { group in
@@ -83,6 +84,7 @@ struct MeshExporter: Sendable {
                 try await reconcileServices(mirror)
                 if !canaryWritten.value {
                     try await client.put(KeyLayout.syncCanary(cluster: cluster.name, prefix: MeshKind.services.stateCanaryPrefix), iso8601Now())
+                    try await client.put(KeyLayout.syncCanary(cluster: cluster.name, prefix: MeshKind.serviceExports.stateCanaryPrefix), iso8601Now())
                     canaryWritten.withLock { $0 = true }
                 }
             }
@@ -94,31 +96,46 @@ struct MeshExporter: Sendable {
         var nonGlobalNamespaces: Set<String> = []
         for (key, value) in await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.namespace.plural)) {
             guard case let .namespace(ns)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key) else { continue }
-            if ns.metadata.annotations[ServiceExport.namespaceGlobalAnnotation]?.lowercased() == "false" {
+            if ns.metadata.annotations[ClusterServiceExport.namespaceGlobalAnnotation]?.lowercased() == "false" {
                 nonGlobalNamespaces.insert(ns.metadata.name)
             }
         }
         let pods = ObservedPods.decode(pods: await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.pod.plural)).map { ($0.key, $0.value) },
                                        statuses: await mirror.snapshot(KeyLayout.podStatusPrefix).map { ($0.key, $0.value) })
+        var serviceExports: [String: ServiceExport] = [:]
+        for (key, value) in await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.serviceExport.plural)) {
+            guard case let .serviceExport(export)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key) else { continue }
+            serviceExports["\(export.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(export.metadata.name)"] = export
+        }
         var desired: [String: Data] = [:]
+        var desiredSpecs: [String: Data] = [:]
         for (key, value) in await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.service.plural)) {
             guard case let .service(service)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key) else {
                 logger.error("skipping undecodable service record", metadata: ["key": "\(key)"])
                 continue
             }
             let namespace = service.metadata.namespace ?? "default"
-            let backends = ServiceExport.backends(of: service, pods: pods)
-            guard !nonGlobalNamespaces.contains(namespace),
-                  let exported = ServiceExport.clusterService(for: service, cluster: cluster, backends: backends.ports,
-                                                              backendStates: backends.states) else { continue }
-            desired[MeshKind.services.stateKey(cluster: cluster.name, name: "\(namespace)/\(service.metadata.name)")] = jsonData(exported)
+            let name = "\(namespace)/\(service.metadata.name)"
+            guard !nonGlobalNamespaces.contains(namespace) else { continue }
+            let export = serviceExports[name]
+            if let export {
+                desiredSpecs[MeshKind.serviceExports.stateKey(cluster: cluster.name, name: name)] =
+                    jsonData(ExportedServiceSpec(exporting: service, export: export, cluster: cluster.name))
+            }
+            let backends = ClusterServiceExport.backends(of: service, pods: pods)
+            guard var exported = ClusterServiceExport.clusterService(for: service, cluster: cluster, backends: backends.ports,
+                                                                     backendStates: backends.states, exportedByMCS: export != nil) else { continue }
+            if service.spec.isHeadless { exported.hostnames = ClusterServiceExport.hostnames(of: service, pods: pods) }
+            desired[MeshKind.services.stateKey(cluster: cluster.name, name: name)] = jsonData(exported)
         }
-        let existing = try await client.list(prefix: MeshKind.services.statePrefix(cluster: cluster.name))
-        let current = Dictionary(existing.items.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
-        let diff = CacheDiff(desired: desired, current: current)
-        if !diff.isEmpty {
-            try await MeshCache.apply(diff, to: client)
-            logger.info("services exported", metadata: ["count": "\(desired.count)", "changed": "\(diff.puts.count)", "removed": "\(diff.deletes.count)"])
+        for (kind, records) in [(MeshKind.services, desired), (.serviceExports, desiredSpecs)] {
+            let existing = try await client.list(prefix: kind.statePrefix(cluster: cluster.name))
+            let current = Dictionary(existing.items.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+            let diff = CacheDiff(desired: records, current: current)
+            if !diff.isEmpty {
+                try await MeshCache.apply(diff, to: client)
+                logger.info("\(kind) exported", metadata: ["count": "\(records.count)", "changed": "\(diff.puts.count)", "removed": "\(diff.deletes.count)"])
+            }
         }
     }
 }
@@ -177,6 +194,7 @@ struct MeshExportSwitch: Sendable {
                 try await client.delete(KeyLayout.clusterConfig(cluster.name))
                 try await client.delete(KeyLayout.heartbeat)
                 try await client.delete(prefix: MeshKind.services.statePrefix(cluster: cluster.name))
+                try await client.delete(prefix: MeshKind.serviceExports.statePrefix(cluster: cluster.name))
                 try await client.delete(prefix: KeyLayout.syncCanaries(of: cluster.name))
                 return
             } catch {
@@ -188,7 +206,7 @@ struct MeshExportSwitch: Sendable {
 }
 
 /// How a Service becomes the ClusterService its cluster exports.
-public enum ServiceExport {
+public enum ClusterServiceExport {
     /// Namespaces annotated `"false"` are not exported (Cilium 1.19's global-namespace filter).
     public static let namespaceGlobalAnnotation = "clustermesh.cilium.io/global"
 
@@ -208,14 +226,26 @@ public enum ServiceExport {
         return result
     }
 
-    /// The exported record, or nil when the service is not global and shared. Frontends are the
-    /// service's cluster IPs; backends come from the cluster's ready endpoints (none until the
-    /// datapath places pods).
+    /// The pod hostnames of a headless service's backends: pods whose `subdomain` is the
+    /// service's name and that set a `hostname`, as Kubernetes publishes them in DNS.
+    public static func hostnames(of service: Service, pods: [ObservedPod]) -> [String: String]? {
+        var names: [String: String] = [:]
+        for pod in ServiceBackendResolver.selectedPods(of: service, among: pods) {
+            guard pod.pod.spec.subdomain == service.metadata.name, let hostname = pod.pod.spec.hostname,
+                  let ip = pod.status?.podIP else { continue }
+            names[ip] = hostname
+        }
+        return names.isEmpty ? nil : names
+    }
+
+    /// The exported record, or nil when the service is neither global and shared nor exported
+    /// by a ServiceExport (`exportedByMCS`). Frontends are the service's cluster IPs; backends
+    /// come from the cluster's ready endpoints (none until the datapath places pods).
     public static func clusterService(for service: Service, cluster: ClusterSettings,
                                       backends: [String: [String: L4Addr]] = [:],
-                                      backendStates: [String: String] = [:]) -> ClusterService? {
-        guard let mesh = try? ServiceMeshAnnotations.parse(service.metadata.annotations),
-              GlobalServicePolicy.exportsBackends(mesh) else { return nil }
+                                      backendStates: [String: String] = [:], exportedByMCS: Bool = false) -> ClusterService? {
+        let mesh = try? ServiceMeshAnnotations.parse(service.metadata.annotations)
+        guard exportedByMCS || mesh.map(GlobalServicePolicy.exportsBackends) == true else { return nil }
         var ports: [String: L4Addr] = [:]
         for port in service.spec.ports {
             ports[port.name ?? ""] = L4Addr(protocol: L4Protocol(rawValue: port.protocol.rawValue) ?? .tcp, port: UInt16(port.port))

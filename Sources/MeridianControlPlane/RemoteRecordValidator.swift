@@ -45,6 +45,7 @@ struct RemoteRecordValidator: Sendable {
                                                  message: "\(address.type) \(address.ip) is inside this cluster's \(range)")
                 }
             case .services: _ = try validation.decodeService(keyName: name, value: value)
+            case .serviceExports: _ = try validation.decodeServiceExport(keyName: name, value: value)
             case .endpoints: _ = try validation.decodeIPIdentityPair(keyName: name, value: value)
             case .identities: _ = try validation.decodeIdentity(keyName: name, value: value)
             }
@@ -63,6 +64,7 @@ extension MeshKind {
         case .endpoints: .ipIdentityPair
         case .identities: .identity
         case .services: .service
+        case .serviceExports: .serviceExport
         }
     }
 }

@@ -13,14 +13,18 @@ public enum ServiceLookupResult: Sendable, Hashable {
 /// so that the UDP server only moves bytes and every answer can be checked byte for byte in tests.
 public struct ClusterDNSResponder: Sendable {
     public var domain: ClusterDomain
+    /// The clusterset zone answered beside `domain` (`clusterset.local`); nil answers only `domain`.
+    public var clusterSetDomain: ClusterDomain?
     /// TTL of the A records; short, because a Service's ClusterIP can change on re-creation.
     public var ttl: UInt32
     /// The UDP payload size advertised in responses' OPT record and the cap on response size;
     /// 1232 avoids IP fragmentation on common paths (DNS Flag Day 2020).
     public var udpPayloadSize: UInt16
 
-    public init(domain: ClusterDomain = .default, ttl: UInt32 = 30, udpPayloadSize: UInt16 = 1232) {
+    public init(domain: ClusterDomain = .default, clusterSetDomain: ClusterDomain? = .clusterSet, ttl: UInt32 = 30,
+                udpPayloadSize: UInt16 = 1232) {
         self.domain = domain
+        self.clusterSetDomain = clusterSetDomain
         self.ttl = ttl
         self.udpPayloadSize = udpPayloadSize
     }
@@ -43,7 +47,11 @@ public struct ClusterDNSResponder: Sendable {
         if let edns = query.edns, edns.version != 0 { return reply(.badVersion) }
         guard question.dnsClass == .internet || question.dnsClass == .any else { return reply(.refused) }
 
-        switch domain.resolve(question.name) {
+        var resolution = domain.resolve(question.name)
+        if resolution == .notInZone, let clusterSetDomain {
+            resolution = clusterSetDomain.resolve(question.name, zone: .clusterSet)
+        }
+        switch resolution {
         case .notInZone:
             return reply(.refused)
         case .nonexistent:

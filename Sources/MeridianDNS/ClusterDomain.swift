@@ -4,10 +4,34 @@ public struct ServiceDNSName: Sendable, Hashable, CustomStringConvertible {
     public var service: String
     /// Lower case, as Kubernetes object names are.
     public var namespace: String
+    /// Which zone the name is in: the cluster's own services, or the clusterset's
+    /// (Multi-Cluster Services API) imports.
+    public var zone: Zone
+    /// `<hostname>.<cluster>.<service>...` of the clusterset zone: one backend of a headless
+    /// import, by the hostname its pod has in its cluster.
+    public var backend: Backend?
 
-    public init(service: String, namespace: String) {
+    /// The zone a name is in.
+    public enum Zone: Sendable, Hashable {
+        case cluster, clusterSet
+    }
+
+    /// One named backend of a headless multi-cluster service.
+    public struct Backend: Sendable, Hashable {
+        public var hostname: String
+        public var cluster: String
+
+        public init(hostname: String, cluster: String) {
+            self.hostname = hostname
+            self.cluster = cluster
+        }
+    }
+
+    public init(service: String, namespace: String, zone: Zone = .cluster, backend: Backend? = nil) {
         self.service = service
         self.namespace = namespace
+        self.zone = zone
+        self.backend = backend
     }
 
     /// `namespace/service`, the way Kubernetes tools name an object.
@@ -46,20 +70,34 @@ public struct ClusterDomain: Sendable, Hashable, CustomStringConvertible {
         self.init(name: name)
     }
 
-    /// Classifies `name`, ignoring case and whether it was written with a final dot.
-    public func resolve(_ name: DNSName) -> ServiceNameResolution {
+    /// The Multi-Cluster Services zone (KEP-1645).
+    public static let clusterSet = ClusterDomain(name: DNSName(unchecked: [Array("clusterset".utf8), Array("local".utf8)]))
+
+    /// Classifies `name`, ignoring case and whether it was written with a final dot. In the
+    /// zone `zone` names, `<service>.<namespace>.svc.<domain>` is a service; in the clusterset
+    /// zone, `<hostname>.<cluster>.<service>.<namespace>.svc.<domain>` is one backend too.
+    public func resolve(_ name: DNSName, zone: ServiceDNSName.Zone = .cluster) -> ServiceNameResolution {
         guard name.isSubdomain(of: self.name) else { return .notInZone }
         let relative = name.labels.dropLast(self.name.labels.count).map(DNSName.lowercased)
-        guard relative.count == 3, relative[2] == Array("svc".utf8),
-              let service = Self.objectName(relative[0]), let namespace = Self.objectName(relative[1])
+        guard relative.count >= 3, relative[relative.count - 1] == Array("svc".utf8),
+              let service = Self.objectName(relative[relative.count - 3]), let namespace = Self.objectName(relative[relative.count - 2])
         else { return .nonexistent }
-        return .service(ServiceDNSName(service: service, namespace: namespace))
+        switch relative.count {
+        case 3:
+            return .service(ServiceDNSName(service: service, namespace: namespace, zone: zone))
+        case 5 where zone == .clusterSet:
+            guard let hostname = Self.objectName(relative[0]), let cluster = Self.objectName(relative[1]) else { return .nonexistent }
+            return .service(ServiceDNSName(service: service, namespace: namespace, zone: zone,
+                                           backend: .init(hostname: hostname, cluster: cluster)))
+        default:
+            return .nonexistent
+        }
     }
 
     /// `resolve(_:)` for a name in text form; names that are not valid DNS names are `.notInZone`.
-    public func resolve(_ text: String) -> ServiceNameResolution {
+    public func resolve(_ text: String, zone: ServiceDNSName.Zone = .cluster) -> ServiceNameResolution {
         guard let name = DNSName(text) else { return .notInZone }
-        return resolve(name)
+        return resolve(name, zone: zone)
     }
 
     /// The resolv.conf a pod in `namespace` gets, as kubelet writes it for `ClusterFirst` pods:

@@ -160,12 +160,33 @@ public struct RemoteClusterStatus: Codable, Sendable, Hashable {
         public var endpoints: Value
         public var identities: Value
         public var services: Value
+        public var serviceExports: Value
 
-        public init(nodes: Value, endpoints: Value, identities: Value, services: Value) {
+        public init(nodes: Value, endpoints: Value, identities: Value, services: Value, serviceExports: Value) {
             self.nodes = nodes
             self.endpoints = endpoints
             self.identities = identities
             self.services = services
+            self.serviceExports = serviceExports
+        }
+
+        /// The same value for every kind.
+        public init(all value: Value) {
+            self.init(nodes: value, endpoints: value, identities: value, services: value, serviceExports: value)
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case nodes, endpoints, identities, services, serviceExports
+        }
+
+        /// A status written before service exports were a kind reads them as its services.
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            nodes = try container.decode(Value.self, forKey: .nodes)
+            endpoints = try container.decode(Value.self, forKey: .endpoints)
+            identities = try container.decode(Value.self, forKey: .identities)
+            services = try container.decode(Value.self, forKey: .services)
+            serviceExports = try container.decodeIfPresent(Value.self, forKey: .serviceExports) ?? services
         }
 
         public subscript(kind: MeshKind) -> Value {
@@ -175,6 +196,7 @@ public struct RemoteClusterStatus: Codable, Sendable, Hashable {
                 case .endpoints: endpoints
                 case .identities: identities
                 case .services: services
+                case .serviceExports: serviceExports
                 }
             }
             set {
@@ -183,6 +205,7 @@ public struct RemoteClusterStatus: Codable, Sendable, Hashable {
                 case .endpoints: endpoints = newValue
                 case .identities: identities = newValue
                 case .services: services = newValue
+                case .serviceExports: serviceExports = newValue
                 }
             }
         }
@@ -223,9 +246,9 @@ public struct RemoteClusterStatus: Codable, Sendable, Hashable {
         configRetrieved = false
         remoteClusterID = nil
         syncCanaries = false
-        synced = .init(nodes: false, endpoints: false, identities: false, services: false)
-        counts = .init(nodes: 0, endpoints: 0, identities: 0, services: 0)
-        rejected = .init(nodes: 0, endpoints: 0, identities: 0, services: 0)
+        synced = .init(all: false)
+        counts = .init(all: 0)
+        rejected = .init(all: 0)
         numFailures = 0
         lastFailure = nil
         lastError = nil
@@ -301,6 +324,9 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     case identityAllocationContended(labels: String)
     /// An apply of a pod that is being deleted (its node is stopping it).
     case objectTerminating(label: String)
+    /// An apply that sets the cluster's name in the clusterset (`cluster.clusterset.k8s.io`)
+    /// to something other than the cluster's name.
+    case clusterPropertyFixed(label: String, cluster: String)
 
     public var description: String {
         switch self {
@@ -323,6 +349,8 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
         case let .identityAllocationContended(labels): "identity allocation for \(labels) kept conflicting; giving up"
         case let .objectTerminating(label):
             "\(label): it is being deleted (Terminating); apply it again once it is gone, or delete it with --force first"
+        case let .clusterPropertyFixed(label, cluster):
+            "\(label): spec.value: cluster.clusterset.k8s.io is this cluster's name, \"\(cluster)\"; it cannot be set to anything else"
         }
     }
 }

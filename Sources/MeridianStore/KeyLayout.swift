@@ -70,6 +70,10 @@ public enum KeyLayout {
     /// `meridian/status/store`: the control plane's last look at its store's space (`StoreSpaceRecord`).
     public static let storeSpace = "meridian/status/store"
     public static func podStatus(namespace: String, name: String) -> String { "\(podStatusPrefix)\(namespace)/\(name)" }
+    /// `meridian/status/serviceexports/<namespace>/<name>`: a ServiceExport's conditions
+    /// (`ServiceExportStatus`), written by the control plane beside the object.
+    public static let serviceExportStatusPrefix = "meridian/status/serviceexports/"
+    public static func serviceExportStatus(namespace: String, name: String) -> String { "\(serviceExportStatusPrefix)\(namespace)/\(name)" }
 
     public static func peer(_ name: String) -> String { peersPrefix + name }
     public static func peerGrant(_ name: String) -> String { peerGrantsPrefix + name }
@@ -105,6 +109,8 @@ public enum KeyLayout {
 /// prefixes in the exporting cluster (`state`) and in the importing cluster's cache.
 public enum MeshKind: String, Sendable, Hashable, CaseIterable, Codable {
     case nodes, endpoints, identities, services
+    /// Multi-Cluster Services API exports (`ExportedServiceSpec`).
+    case serviceExports = "serviceexports"
 
     /// The versioned prefix used in sync canaries, e.g. `cilium/state/nodes/v1`.
     public var stateCanaryPrefix: String {
@@ -113,6 +119,7 @@ public enum MeshKind: String, Sendable, Hashable, CaseIterable, Codable {
         case .endpoints: "cilium/state/ip/v1"
         case .identities: "cilium/state/identities/v1"
         case .services: "cilium/state/services/v1"
+        case .serviceExports: "cilium/state/serviceexports/v1"
         }
     }
 
@@ -139,6 +146,7 @@ public enum MeshKind: String, Sendable, Hashable, CaseIterable, Codable {
         case .endpoints: "cilium/state/ip/v1/default/"
         case .identities: "cilium/state/identities/v1/id/"
         case .services: "cilium/state/services/v1/\(cluster)/"
+        case .serviceExports: "cilium/state/serviceexports/v1/\(cluster)/"
         }
     }
 

@@ -76,6 +76,14 @@ public struct ResourceStore: Sendable {
                 }
                 object = .service(service)
             }
+            if case let .clusterProperty(property) = object, property.metadata.name == ClusterProperty.clusterID, property.spec.value != settings.name {
+                throw StoreError.clusterPropertyFixed(label: label, cluster: settings.name)
+            }
+            if case var .serviceExport(export) = object {
+                // The API server's stamp, which the oldest-export rule of the MCS API orders by.
+                export.metadata.creationTimestamp = previous?.metadata.creationTimestamp ?? ISO8601DateFormatter().string(from: Date())
+                object = .serviceExport(export)
+            }
             let outcome: ApplyOutcome = previous == nil ? .created : previous == object ? .unchanged : .configured
             if outcome != .unchanged { puts.append((key, StoreCoding.encode(object))) }
             results.append((object, outcome))
@@ -132,17 +140,18 @@ public struct ResourceStore: Sendable {
     }
 }
 
-/// Hands out ClusterIPs from the service CIDR; the claim is a key under `meridian/ipam/services/`
-/// written in the same transaction as the Service.
-struct ServiceIPAllocator {
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
+/// Hands out ClusterIPs (and ClusterSetIPs) from the service CIDR; the claim is a key under
+/// `meridian/ipam/services/` naming its owner, written in the same transaction as the Service.
+public struct ServiceIPAllocator: Sendable {
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
     }
 
     let cidr: IPCIDR
-    var used: [String: String]
+    /// Address → owner (`namespace/name` for a Service).
+    public private(set) var used: [String: String]
 
-    static func load(_ client: any KeyValueStore, serviceCIDR: String) async throws -> ServiceIPAllocator {
+    public static func load(_ client: any KeyValueStore, serviceCIDR: String) async throws -> ServiceIPAllocator {
         guard let cidr = IPCIDR(serviceCIDR) else { throw StoreError.malformed(key: KeyLayout.clusterSettings, detail: "service CIDR \(serviceCIDR)") }
         let claims = try await client.list(prefix: KeyLayout.serviceIPPrefix).items
         var used: [String: String] = [:]
@@ -171,6 +180,11 @@ struct ServiceIPAllocator {
             used[requested] = owner
             return requested
         }
+        return try allocate(owner: owner)
+    }
+
+    /// The first free address of the CIDR (from the 10th on), now held by `owner`.
+    public mutating func allocate(owner: String) throws(Failure) -> String {
         let base = cidr.address.bytes
         let size = UInt32(1) << UInt32(32 - cidr.prefixLength)
         guard cidr.family == .ipv4, size > 12 else { throw Failure(description: "service CIDR \(cidr) is too small") }
@@ -184,5 +198,10 @@ struct ServiceIPAllocator {
             }
         }
         throw Failure(description: "service CIDR \(cidr) is exhausted")
+    }
+
+    /// Records that `address` is held by `owner` (a claim another writer made first).
+    public mutating func markUsed(_ address: String, by owner: String) {
+        used[address] = owner
     }
 }

@@ -34,8 +34,8 @@ import Testing
         status.configRetrieved = true
         status.ready = true
         status.phase = .ready
-        status.synced = .init(nodes: true, endpoints: true, identities: true, services: true)
-        status.counts = .init(nodes: 2, endpoints: 5, identities: 3, services: 1)
+        status.synced = .init(all: true)
+        status.counts = .init(nodes: 2, endpoints: 5, identities: 3, services: 1, serviceExports: 1)
         status.reportedAt = reportedAt
         return status
     }

@@ -69,7 +69,7 @@ struct ClusterDNSServerTests {
     static func withServer(port: Int = 0, _ body: (RunningServer) async throws -> Void) async throws {
         let lines = Shared([CapturingLogHandler.Line]())
         let names = ServiceNameTable()
-        names.replace(["web.default": webAddress])
+        names.replace(ServiceNames(clusterIPs: ["web.default": webAddress]))
         let (channels, announce) = AsyncStream.makeStream(of: (any Channel).self)
         let server = ClusterDNSServer(
             address: IPAddress("127.0.0.1")!, port: port, names: names,

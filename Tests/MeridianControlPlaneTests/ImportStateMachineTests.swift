@@ -234,7 +234,7 @@ struct ImportStateMachineTests {
         let second = try #require(Self.retryToken(afterDrain))
         #expect(second.delay >= .seconds(5))
         #expect(machine.status.phase == .withdrawn)
-        #expect(machine.status.counts == .init(nodes: 0, endpoints: 0, identities: 0, services: 0))
+        #expect(machine.status.counts == .init(all: 0))
         #expect(Self.work(machine.handle(.retryDue(token: second.token, now: Self.at(20)))) == [.connect(connection: 2)])
         _ = machine.handle(.connectionFailed(connection: 2, .remoteStore(remote: "cluster2", detail: "still down"), at: Date(), now: Self.at(20)))
         let third = try #require(Self.retryToken(machine.handle(.connectionEnded(connection: 2, now: Self.at(20)))))

@@ -110,7 +110,7 @@ struct RemoteClusterImporterTests {
         try await harness.running(harness.importer()) { _, _ in
             try await eventually("ready") { harness.status()?.ready == true }
             let status = try #require(harness.status())
-            #expect(status.counts == .init(nodes: 1, endpoints: 2, identities: 1, services: 0))
+            #expect(status.counts == .init(nodes: 1, endpoints: 2, identities: 1, services: 0, serviceExports: 0))
             #expect(status.rejected.endpoints == 1)
             #expect(try await harness.cached(.endpoints) == ["10.2.0.1", "10.2.0.2"])
             for kind in MeshKind.allCases {

@@ -247,7 +247,7 @@ struct ManifestKindTests {
         #expect(error.field == "kind")
         #expect(error.kind == nil)
         #expect(error.name == "web")
-        #expect(error.message == "is required; supported kinds: Namespace, Service, Pod, Deployment, NetworkPolicy, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy")
+        #expect(error.message == "is required; supported kinds: Namespace, Service, Pod, Deployment, NetworkPolicy, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, ServiceExport, ClusterProperty")
     }
 
     @Test func unsupportedKindListsSupportedKinds() throws {
@@ -255,7 +255,7 @@ struct ManifestKindTests {
         let error = try decodeFailure(yaml)
         #expect(error.field == "kind")
         #expect(error.kind == "StatefulSet")
-        #expect(error.message == "unsupported kind \"StatefulSet\"; supported kinds: Namespace, Service, Pod, Deployment, NetworkPolicy, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy")
+        #expect(error.message == "unsupported kind \"StatefulSet\"; supported kinds: Namespace, Service, Pod, Deployment, NetworkPolicy, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, ServiceExport, ClusterProperty")
     }
 
     @Test func kindIsCaseSensitiveButSuggestsTheRightSpelling() throws {

@@ -166,8 +166,11 @@ struct RemoteRecordShapeTests {
                 ("131073", "k8s:io.cilium.k8s.policy.cluster=c2;k8s:app=", ";")
             case .service:
                 ("shop/web", #"{"cluster":"c2","clusterID":2,"namespace":"shop","name":"web","labels":{"pad":""#, #""}}"#)
+            case .serviceExport:
+                // JSON whitespace pads it: no field of an export is free-form.
+                ("shop/web", #"{"cluster":"c2","namespace":"shop","name":"web","exportCreationTimestamp":"2026-01-01T00:00:00Z","type":"ClusterSetIP","ports":[]"#, "}")
             }
-        let padding = String(repeating: "x", count: size - head.utf8.count - tail.utf8.count)
+        let padding = String(repeating: kind == .serviceExport ? " " : "x", count: size - head.utf8.count - tail.utf8.count)
         return (key, Data((head + padding + tail).utf8))
     }
 
@@ -179,6 +182,7 @@ struct RemoteRecordShapeTests {
         case .service: _ = try v.decodeService(keyName: key, value: value)
         case .ipIdentityPair: _ = try v.decodeIPIdentityPair(keyName: key, value: value)
         case .identity: _ = try v.decodeIdentity(keyName: key, value: value)
+        case .serviceExport: _ = try v.decodeServiceExport(keyName: key, value: value)
         }
     }
 

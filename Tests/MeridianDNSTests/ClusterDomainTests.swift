@@ -166,3 +166,50 @@ struct IPv4AddressTests {
         #expect(IPv4Address(bytes: [1, 2, 3, 4, 5]) == nil)
     }
 }
+
+/// `clusterset.local`, the Multi-Cluster Services zone (KEP-1645): services and, for headless
+/// imports, `<hostname>.<cluster>.<service>.<namespace>.svc.clusterset.local`.
+@Suite("Clusterset names")
+struct ClusterSetDomainTests {
+    let domain = ClusterDomain.clusterSet
+
+    @Test func serviceAndBackendNames() {
+        #expect(domain.description == "clusterset.local")
+        #expect(domain.resolve("web.default.svc.clusterset.local.", zone: .clusterSet)
+            == .service(ServiceDNSName(service: "web", namespace: "default", zone: .clusterSet)))
+        #expect(domain.resolve("DB-0.Cluster2.db.shop.svc.clusterset.local", zone: .clusterSet)
+            == .service(ServiceDNSName(service: "db", namespace: "shop", zone: .clusterSet,
+                                       backend: .init(hostname: "db-0", cluster: "cluster2"))))
+    }
+
+    @Test(arguments: ["cluster2.db.shop.svc.clusterset.local", "a.b.c.db.shop.svc.clusterset.local", "db-0.cluster_2.db.shop.svc.clusterset.local",
+                      "db-0.cluster2.db.shop.pod.clusterset.local"])
+    func namesThatAreNoServiceOrBackend(name: String) {
+        #expect(domain.resolve(name, zone: .clusterSet) == .nonexistent)
+    }
+
+    @Test("the cluster zone has no per-backend names")
+    func clusterZoneHasNoBackendNames() {
+        #expect(ClusterDomain.default.resolve("db-0.cluster2.db.shop.svc.cluster.local") == .nonexistent)
+    }
+
+    @Test("the responder answers both zones and keeps them apart")
+    func responderAnswersBothZones() throws {
+        let responder = ClusterDNSResponder()
+        let clusterSetIP = try #require(IPv4Address("10.101.0.20"))
+        let clusterIP = try #require(IPv4Address("10.101.0.10"))
+        let lookup = { (name: ServiceDNSName) -> ServiceLookupResult in
+            switch (name.zone, name.backend) {
+            case (.cluster, _): name.service == "web" ? .addresses([clusterIP]) : .noSuchService
+            case (.clusterSet, nil): name.service == "web" ? .addresses([clusterSetIP]) : .noSuchService
+            case (.clusterSet, _?): .noSuchService
+            }
+        }
+        func answer(_ name: String, _ responder: ClusterDNSResponder = responder) throws -> DNSMessage {
+            try DNSMessage(parsing: try #require(responder.response(toQuery: queryBytes(name), lookup: lookup)))
+        }
+        #expect(try answer("web.default.svc.clusterset.local").answers.map(\.ipv4Address) == [clusterSetIP])
+        #expect(try answer("web.default.svc.cluster.local").answers.map(\.ipv4Address) == [clusterIP])
+        #expect(try answer("web.default.svc.clusterset.local", ClusterDNSResponder(clusterSetDomain: nil)).header.rcode == .refused)
+    }
+}

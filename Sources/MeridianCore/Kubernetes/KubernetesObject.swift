@@ -9,6 +9,9 @@ public enum ResourceKind: String, Codable, Sendable, CaseIterable {
     case networkPolicy = "NetworkPolicy"
     case ciliumNetworkPolicy = "CiliumNetworkPolicy"
     case ciliumClusterwideNetworkPolicy = "CiliumClusterwideNetworkPolicy"
+    case serviceExport = "ServiceExport"
+    case serviceImport = "ServiceImport"
+    case clusterProperty = "ClusterProperty"
 
     /// The lowercase plural Kubernetes uses in API paths and `kubectl get`.
     public var plural: String {
@@ -20,6 +23,9 @@ public enum ResourceKind: String, Codable, Sendable, CaseIterable {
         case .networkPolicy: "networkpolicies"
         case .ciliumNetworkPolicy: "ciliumnetworkpolicies"
         case .ciliumClusterwideNetworkPolicy: "ciliumclusterwidenetworkpolicies"
+        case .serviceExport: "serviceexports"
+        case .serviceImport: "serviceimports"
+        case .clusterProperty: "clusterproperties"
         }
     }
 
@@ -32,13 +38,16 @@ public enum ResourceKind: String, Codable, Sendable, CaseIterable {
         case .networkPolicy: "netpol"
         case .ciliumNetworkPolicy: "cnp"
         case .ciliumClusterwideNetworkPolicy: "ccnp"
+        case .serviceExport: "svcex"
+        case .serviceImport: "svcim"
+        case .clusterProperty: "clusterproperty"
         }
     }
 
     public var isNamespaced: Bool {
         switch self {
-        case .namespace, .ciliumClusterwideNetworkPolicy: false
-        case .service, .pod, .deployment, .networkPolicy, .ciliumNetworkPolicy: true
+        case .namespace, .ciliumClusterwideNetworkPolicy, .clusterProperty: false
+        case .service, .pod, .deployment, .networkPolicy, .ciliumNetworkPolicy, .serviceExport, .serviceImport: true
         }
     }
 
@@ -49,6 +58,8 @@ public enum ResourceKind: String, Codable, Sendable, CaseIterable {
         case .deployment: "apps/v1"
         case .networkPolicy: "networking.k8s.io/v1"
         case .ciliumNetworkPolicy, .ciliumClusterwideNetworkPolicy: "cilium.io/v2"
+        case .serviceExport, .serviceImport: MultiClusterAPI.version
+        case .clusterProperty: "about.k8s.io/v1alpha1"
         }
     }
 
@@ -75,6 +86,9 @@ public enum KubernetesObject: Codable, Sendable, Hashable {
     case networkPolicy(NetworkPolicy)
     case ciliumNetworkPolicy(CiliumNetworkPolicy)
     case ciliumClusterwideNetworkPolicy(CiliumClusterwideNetworkPolicy)
+    case serviceExport(ServiceExport)
+    case serviceImport(ServiceImport)
+    case clusterProperty(ClusterProperty)
 
     public var kind: ResourceKind {
         switch self {
@@ -85,6 +99,9 @@ public enum KubernetesObject: Codable, Sendable, Hashable {
         case .networkPolicy: .networkPolicy
         case .ciliumNetworkPolicy: .ciliumNetworkPolicy
         case .ciliumClusterwideNetworkPolicy: .ciliumClusterwideNetworkPolicy
+        case .serviceExport: .serviceExport
+        case .serviceImport: .serviceImport
+        case .clusterProperty: .clusterProperty
         }
     }
 
@@ -98,6 +115,9 @@ public enum KubernetesObject: Codable, Sendable, Hashable {
             case let .networkPolicy(policy): policy.metadata
             case let .ciliumNetworkPolicy(policy): policy.metadata
             case let .ciliumClusterwideNetworkPolicy(policy): policy.metadata
+            case let .serviceExport(export): export.metadata
+            case let .serviceImport(imported): imported.metadata
+            case let .clusterProperty(property): property.metadata
             }
         }
         set {
@@ -123,6 +143,15 @@ public enum KubernetesObject: Codable, Sendable, Hashable {
             case var .ciliumClusterwideNetworkPolicy(policy):
                 policy.metadata = newValue
                 self = .ciliumClusterwideNetworkPolicy(policy)
+            case var .serviceExport(export):
+                export.metadata = newValue
+                self = .serviceExport(export)
+            case var .serviceImport(imported):
+                imported.metadata = newValue
+                self = .serviceImport(imported)
+            case var .clusterProperty(property):
+                property.metadata = newValue
+                self = .clusterProperty(property)
             }
         }
     }
@@ -160,6 +189,9 @@ public enum KubernetesObject: Codable, Sendable, Hashable {
         case .ciliumNetworkPolicy: self = .ciliumNetworkPolicy(try CiliumNetworkPolicy(from: decoder))
         case .ciliumClusterwideNetworkPolicy:
             self = .ciliumClusterwideNetworkPolicy(try CiliumClusterwideNetworkPolicy(from: decoder))
+        case .serviceExport: self = .serviceExport(try ServiceExport(from: decoder))
+        case .serviceImport: self = .serviceImport(try ServiceImport(from: decoder))
+        case .clusterProperty: self = .clusterProperty(try ClusterProperty(from: decoder))
         }
     }
 
@@ -172,6 +204,9 @@ public enum KubernetesObject: Codable, Sendable, Hashable {
         case let .networkPolicy(policy): try policy.encode(to: encoder)
         case let .ciliumNetworkPolicy(policy): try policy.encode(to: encoder)
         case let .ciliumClusterwideNetworkPolicy(policy): try policy.encode(to: encoder)
+        case let .serviceExport(export): try export.encode(to: encoder)
+        case let .serviceImport(imported): try imported.encode(to: encoder)
+        case let .clusterProperty(property): try property.encode(to: encoder)
         }
     }
 }
@@ -186,6 +221,9 @@ extension KubernetesObject {
         case let .networkPolicy(policy): try policy.validate()
         case let .ciliumNetworkPolicy(policy): try policy.validate()
         case let .ciliumClusterwideNetworkPolicy(policy): try policy.validate()
+        case let .serviceExport(export): try export.validate()
+        case let .serviceImport(imported): try imported.validate()
+        case let .clusterProperty(property): try property.validate()
         }
     }
 }

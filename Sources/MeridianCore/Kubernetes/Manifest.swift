@@ -118,13 +118,18 @@ public enum ManifestDecoder {
         case .ciliumNetworkPolicy: .ciliumNetworkPolicy(try CiliumNetworkPolicy(manifest: object))
         case .ciliumClusterwideNetworkPolicy:
             .ciliumClusterwideNetworkPolicy(try CiliumClusterwideNetworkPolicy(manifest: object))
+        case .serviceExport: .serviceExport(try ServiceExport(manifest: object))
+        case .clusterProperty: .clusterProperty(try ClusterProperty(manifest: object))
+        case .serviceImport:
+            throw FieldError(object.path.field("kind"),
+                             "ServiceImport objects are made by the control plane from the clusters' ServiceExports; apply a ServiceExport instead")
         }
         try decoded.validate()
         return decoded
     }
 
     private static func resourceKind(of object: ManifestMapping) throws(FieldError) -> ResourceKind {
-        let supported = "supported kinds: " + ResourceKind.allCases.map(\.rawValue).joined(separator: ", ")
+        let supported = "supported kinds: " + ResourceKind.allCases.filter { $0 != .serviceImport }.map(\.rawValue).joined(separator: ", ")
         guard let value = object.optional("kind") else {
             throw FieldError(object.path.field("kind"), "is required; \(supported)")
         }

@@ -19,6 +19,10 @@ extension ManifestFields {
             ManifestFields(kind.rawValue, read: common + ["spec"], ignored: ["status"])
         case .ciliumNetworkPolicy, .ciliumClusterwideNetworkPolicy:
             ManifestFields(kind.rawValue, read: common + ["spec", "specs"], ignored: ["status"])
+        case .serviceExport, .serviceImport:
+            ManifestFields(kind.rawValue, read: common, ignored: ["spec", "status"])
+        case .clusterProperty:
+            ManifestFields(kind.rawValue, read: common + ["spec"], ignored: ["status"])
         }
     }
 
@@ -40,6 +44,8 @@ extension ManifestFields {
     static let labelSelectorRequirement = ManifestFields("LabelSelectorRequirement", read: ["key", "operator", "values"])
 
     // MARK: Services
+
+    static let clusterPropertySpec = ManifestFields("ClusterPropertySpec", read: ["value"])
 
     static let serviceSpec = ManifestFields(
         "ServiceSpec",
@@ -69,15 +75,15 @@ extension ManifestFields {
 
     static let podSpec = ManifestFields(
         "PodSpec",
-        read: ["containers", "nodeName", "restartPolicy", "terminationGracePeriodSeconds"],
+        read: ["containers", "nodeName", "restartPolicy", "terminationGracePeriodSeconds", "hostname", "subdomain"],
         ignored: [
             "activeDeadlineSeconds", "affinity", "automountServiceAccountToken", "dnsConfig", "dnsPolicy",
             "enableServiceLinks", "ephemeralContainers", "hostAliases", "hostIPC", "hostNetwork", "hostPID",
-            "hostUsers", "hostname", "hostnameOverride", "imagePullSecrets", "initContainers", "nodeSelector",
+            "hostUsers", "hostnameOverride", "imagePullSecrets", "initContainers", "nodeSelector",
             "os", "overhead", "preemptionPolicy", "priority", "priorityClassName", "readinessGates",
             "resourceClaims", "resources", "runtimeClassName", "schedulerName", "schedulingGates",
             "securityContext", "serviceAccount", "serviceAccountName", "setHostnameAsFQDN",
-            "shareProcessNamespace", "subdomain", "tolerations",
+            "shareProcessNamespace", "tolerations",
             "topologySpreadConstraints", "volumes",
         ]
     )

@@ -31,13 +31,19 @@ public struct PodSpec: Codable, Sendable, Hashable {
     /// containers get SIGTERM, and what is still running when it is over is killed. `nil` is
     /// Kubernetes' default of 30 (`PodTermination.defaultGracePeriodSeconds`).
     public var terminationGracePeriodSeconds: Int?
+    /// The pod's hostname; with `subdomain` naming a headless Service, the pod's name under
+    /// that service in DNS (`<hostname>.<cluster>.<service>.<namespace>.svc.clusterset.local`).
+    public var hostname: String?
+    public var subdomain: String?
 
     public init(containers: [Container], nodeName: String? = nil, restartPolicy: RestartPolicy? = nil,
-                terminationGracePeriodSeconds: Int? = nil) {
+                terminationGracePeriodSeconds: Int? = nil, hostname: String? = nil, subdomain: String? = nil) {
         self.containers = containers
         self.nodeName = nodeName
         self.restartPolicy = restartPolicy
         self.terminationGracePeriodSeconds = terminationGracePeriodSeconds
+        self.hostname = hostname
+        self.subdomain = subdomain
     }
 
     public var effectiveRestartPolicy: RestartPolicy { restartPolicy ?? .always }
@@ -48,7 +54,7 @@ public struct PodSpec: Codable, Sendable, Hashable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case containers, nodeName, restartPolicy, terminationGracePeriodSeconds
+        case containers, nodeName, restartPolicy, terminationGracePeriodSeconds, hostname, subdomain
     }
 
     public init(from decoder: any Decoder) throws {
@@ -57,6 +63,8 @@ public struct PodSpec: Codable, Sendable, Hashable {
         nodeName = try container.decodeIfPresent(String.self, forKey: .nodeName)
         restartPolicy = try container.decodeIfPresent(RestartPolicy.self, forKey: .restartPolicy)
         terminationGracePeriodSeconds = try container.decodeIfPresent(Int.self, forKey: .terminationGracePeriodSeconds)
+        hostname = try container.decodeIfPresent(String.self, forKey: .hostname)
+        subdomain = try container.decodeIfPresent(String.self, forKey: .subdomain)
     }
 }
 
@@ -191,7 +199,9 @@ extension PodSpec {
             containers: containers,
             nodeName: nodeName?.isEmpty == true ? nil : nodeName,
             restartPolicy: try map.optional("restartPolicy")?.enumeration(RestartPolicy.self),
-            terminationGracePeriodSeconds: try map.optional("terminationGracePeriodSeconds")?.integer()
+            terminationGracePeriodSeconds: try map.optional("terminationGracePeriodSeconds")?.integer(),
+            hostname: try map.optional("hostname")?.string(),
+            subdomain: try map.optional("subdomain")?.string()
         )
     }
 }
@@ -283,6 +293,11 @@ extension PodSpec {
             try checkPortNames(of: container, at: containerPath.field("ports"), seen: &portPathByName)
         }
         try validateNodeName(at: path.field("nodeName"))
+        for (field, value) in [("hostname", hostname), ("subdomain", subdomain)] {
+            if let value, let problem = NameSyntax.dns1123LabelProblem(value) {
+                throw FieldError(path.field(field), "invalid \(field) \(value.debugDescription): \(problem)")
+            }
+        }
         let gracePath = path.field("terminationGracePeriodSeconds")
         if let grace = terminationGracePeriodSeconds, !PodTermination.gracePeriodSeconds.contains(grace) {
             throw FieldError(gracePath, "must be between \(PodTermination.gracePeriodSeconds.lowerBound) and "

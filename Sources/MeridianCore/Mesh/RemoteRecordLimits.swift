@@ -19,11 +19,15 @@
 ///   with two ports as Meridian writes it (Cilium measured 787 KiB for 5000 backends, 161
 ///   bytes each); 1 MiB admits 6500 to 11000 backends. A limit at etcd's 1.5 MiB would bound
 ///   nothing.
+/// - service exports, 64 KiB: a Multi-Cluster Services export lists at most 100 ports and
+///   three annotations, under 10 KiB. A peer may hold at most 2,000 of them: each one that
+///   names a namespace this cluster has takes a ClusterSetIP from this cluster's service CIDR.
 public enum RemoteRecordLimits {
     public static let nodeBytes = 16 * 1024
     public static let ipIdentityPairBytes = 4 * 1024
     public static let identityBytes = 8 * 1024
     public static let serviceBytes = 1024 * 1024
+    public static let serviceExportBytes = 64 * 1024
 
     /// What one peer may hold in this cluster's cache, per kind: records and bytes. Far beyond
     /// real clusters (Cilium's scale target is 5,000 nodes and 100,000 endpoints per cluster),
@@ -35,6 +39,7 @@ public enum RemoteRecordLimits {
         case .ipIdentityPair: 1_000_000
         case .identity: 65_536
         case .service: 10_000
+        case .serviceExport: 2_000
         }
     }
 
@@ -44,6 +49,7 @@ public enum RemoteRecordLimits {
         case .ipIdentityPair: 128 << 20
         case .identity: 32 << 20
         case .service: 128 << 20
+        case .serviceExport: 32 << 20
         }
     }
 
@@ -54,6 +60,7 @@ public enum RemoteRecordLimits {
         case .service: serviceBytes
         case .ipIdentityPair: ipIdentityPairBytes
         case .identity: identityBytes
+        case .serviceExport: serviceExportBytes
         }
     }
 }

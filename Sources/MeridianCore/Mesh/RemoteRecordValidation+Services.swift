@@ -56,3 +56,75 @@ extension RemoteRecordValidation {
         return service
     }
 }
+
+extension RemoteRecordValidation {
+    /// Ports an exported service may list; Kubernetes puts no number on a Service's ports, but a
+    /// receiver builds one frontend per port.
+    public static let maximumExportedPorts = 100
+
+    /// A Multi-Cluster Services export must belong to the remote by name, sit under
+    /// `<ns>/<name>` with DNS-1123 labels, carry a timestamp that parses (it decides conflicts:
+    /// one in the far past would make the peer's export win them all, so it may not lie before
+    /// 2000 or more than a day ahead), and list at most `maximumExportedPorts` valid ports with
+    /// distinct names. Annotations other than the carried ones are refused: they would reach
+    /// every ServiceImport.
+    public func validate(export: ExportedServiceSpec, keyName: String) throws(RemoteRecordRejection) {
+        let reject = Self.rejecter(.serviceExport, keyName)
+        guard !export.cluster.isEmpty else { throw reject(.malformed, "cluster is empty") }
+        guard export.cluster == remoteName else {
+            throw reject(.wrongCluster, "cluster \(Self.quoted(export.cluster)) is not the remote cluster \"\(remoteName)\"")
+        }
+        try checkName(export.namespace, field: "namespace", NameSyntax.dns1123LabelProblem, reject)
+        try checkName(export.name, field: "name", NameSyntax.dns1123LabelProblem, reject)
+        guard keyName == export.namespacedName else {
+            throw reject(.keyMismatch, "key should be \(Self.quoted(export.namespacedName))")
+        }
+        guard let created = ISO8601DateFormatter().date(from: export.exportCreationTimestamp) else {
+            throw reject(.malformed, "exportCreationTimestamp \(Self.quoted(export.exportCreationTimestamp)) is not an RFC 3339 time")
+        }
+        let earliest = Date(timeIntervalSince1970: 946_684_800)
+        guard created >= earliest, created <= Date().addingTimeInterval(86_400) else {
+            throw reject(.malformed, "exportCreationTimestamp \(export.exportCreationTimestamp) lies before 2000 or in the future")
+        }
+        guard export.ports.count <= Self.maximumExportedPorts else {
+            throw reject(.malformed, "\(export.ports.count) ports; an export may list at most \(Self.maximumExportedPorts)")
+        }
+        var names: Set<String> = []
+        for port in export.ports {
+            guard (1...65_535).contains(port.port) else { throw reject(.malformed, "port \(port.port) is outside 1-65535") }
+            if let name = port.name {
+                try checkName(name, field: "port name", NameSyntax.dns1123LabelProblem, reject)
+            }
+            if let appProtocol = port.appProtocol {
+                try checkName(appProtocol, field: "appProtocol", NameSyntax.qualifiedNameProblem, reject)
+            }
+            guard names.insert(port.name ?? "").inserted else {
+                throw reject(.malformed, "port name \(Self.quoted(port.name ?? "")) is listed twice")
+            }
+        }
+        guard ["None", "ClientIP"].contains(export.sessionAffinity) else {
+            throw reject(.malformed, "sessionAffinity \(Self.quoted(export.sessionAffinity)) is neither None nor ClientIP")
+        }
+        if let key = export.annotations.keys.sorted().first(where: { !ExportedServiceSpec.carriedAnnotation($0) }) {
+            throw reject(.malformed, "annotation \(Self.quoted(key)) is not one an export carries")
+        }
+        do {
+            _ = try ServiceMeshAnnotations.parse(export.annotations.merging([ServiceMeshAnnotations.Key.global: "true"]) { _, forced in forced })
+        } catch {
+            throw reject(.malformed, "annotation \(error.description)")
+        }
+        if !export.labels.isEmpty {
+            do throws(FieldError) {
+                try NameSyntax.validateLabelMap(export.labels, at: FieldPath().field("labels"))
+            } catch {
+                throw reject(.invalidName, "labels: \(TerminalSafe.escape(error.message, maxScalars: 256))")
+            }
+        }
+    }
+
+    public func decodeServiceExport(keyName: String, value: Data) throws(RemoteRecordRejection) -> ExportedServiceSpec {
+        let export: ExportedServiceSpec = try decode(value, kind: .serviceExport, keyName: keyName)
+        try validate(export: export, keyName: keyName)
+        return export
+    }
+}

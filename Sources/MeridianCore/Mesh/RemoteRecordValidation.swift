@@ -8,6 +8,7 @@ public struct RemoteRecordRejection: Error, Sendable, Hashable, CustomStringConv
         case service
         case ipIdentityPair = "ip-identity-pair"
         case identity
+        case serviceExport = "service-export"
     }
 
     /// The rule that was broken; the label to count rejections by.

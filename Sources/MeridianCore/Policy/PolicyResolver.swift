@@ -15,7 +15,7 @@ extension KubernetesObject {
         case let .networkPolicy(policy): policy.rules(settings: settings)
         case let .ciliumNetworkPolicy(policy): policy.rules(settings: settings)
         case let .ciliumClusterwideNetworkPolicy(policy): policy.rules(settings: settings)
-        case .namespace, .service, .pod, .deployment: []
+        case .namespace, .service, .pod, .deployment, .serviceExport, .serviceImport, .clusterProperty: []
         }
     }
 }
