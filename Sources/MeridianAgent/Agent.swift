@@ -133,7 +133,8 @@ public struct Agent: Sendable {
             ])
             let encryption = try configuration.encryption.map { settings throws in
                 NodeEncryption(device: try WireGuardDevice(name: settings.device, mtu: context.underlayMTU - MeridianWireGuard.overhead),
-                               strict: settings.strict, encryptedNodes: datapath.encryptedNodes, initialKeys: keys!, context: context, mirror: mirror, client: client, logPath: configuration.wireGuardLogPath, logger: logger)
+                               strict: settings.strict, encryptedNodes: datapath.encryptedNodes, initialKeys: keys!, context: context,
+                               mirror: mirror, client: client, logPath: configuration.wireGuardLogPath, logger: logger)
             }
             let names = ServiceNameTable()
             // Flows name their node as Hubble does across clusters: CLUSTER/NODE.
