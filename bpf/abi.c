@@ -24,3 +24,5 @@ _Static_assert(sizeof(struct mer_policy_key) == 15, "policy key");
 _Static_assert(sizeof(struct mer_policy_entry) == 8, "policy entry");
 _Static_assert(sizeof(struct mer_ipblock_key) == 8, "ipblock key");
 _Static_assert(sizeof(struct mer_ipblock_value) == 8, "ipblock value");
+_Static_assert(sizeof(struct mer_encrypt_key) == 4, "encrypt key");
+_Static_assert(sizeof(struct mer_encrypt_value) == 4, "encrypt value");

@@ -2,7 +2,8 @@
  * from-pod: tc ingress on a pod's host-side veth, i.e. every packet the pod sends.
  * Order: ARP responder; source check; service LB (sticky backend, DNAT); conntrack; ipcache of
  * the destination; egress policy for new connections; then local delivery, VXLAN encapsulation
- * with the source identity as VNI, or the node's stack.
+ * with the source identity as VNI (in strict encryption mode only to nodes with a tunnel), or
+ * the node's stack.
  */
 #define MER_PROGRAM_DIRECTION MER_EVENT_DIR_EGRESS
 #include "lib/common.h"
@@ -11,12 +12,27 @@
 #include "lib/arp.h"
 #include "lib/policy.h"
 
+/* In strict mode a pod's packet leaves for another node only when the agent has marked that node
+ * as reached through WireGuard (mer_encrypt4); otherwise it would cross the underlay in the clear. */
+static always_inline int tunnel_allowed(const struct mer_config *cfg, __u32 tunnel_endpoint)
+{
+    struct mer_encrypt_key key = { .ip4 = tunnel_endpoint };
+    const struct mer_encrypt_value *value;
+
+    if (!(cfg->flags & MER_CONFIG_F_ENCRYPTION_STRICT))
+        return 1;
+    value = bpf_map_lookup_elem(&mer_encrypt4, &key);
+    return value && (value->flags & MER_ENCRYPT_F_WIREGUARD);
+}
+
 static always_inline int encap_and_redirect(struct __sk_buff *skb, const struct mer_config *cfg,
                                             const struct packet4 *pkt, __u32 src_identity,
                                             const struct mer_ipcache_value *dst, __u8 ct_state)
 {
     struct bpf_tunnel_key key = {};
 
+    if (!tunnel_allowed(cfg, dst->tunnel_endpoint))
+        return drop(skb, MER_DROP_UNENCRYPTED_TRAFFIC, pkt, src_identity, dst->identity);
     key.tunnel_id = src_identity;
     key.remote_ipv4 = bpf_ntohl(dst->tunnel_endpoint);
     key.tunnel_ttl = IP_DEFAULT_TTL;

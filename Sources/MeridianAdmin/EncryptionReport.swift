@@ -27,7 +27,10 @@ public struct EncryptionReport: Codable, Sendable, Hashable {
         /// Seconds since the agent last read its device.
         public var statusAgeSeconds: Int64
         public var peers: [Peer]
+        /// Nodes without a usable key: traffic to them goes in the clear, or is dropped in strict mode.
         public var unencryptedNodes: [String]
+        /// Strict mode: pod traffic to a node without a tunnel is dropped (`UNENCRYPTED_TRAFFIC`).
+        public var strict: Bool
         public var lastError: String?
     }
 
@@ -68,7 +71,7 @@ public struct EncryptionReport: Codable, Sendable, Hashable {
                           latestHandshakeAgeSeconds: peer.latestHandshake == 0 ? nil : max(0, seconds - peer.latestHandshake),
                           receivedBytes: peer.receivedBytes, sentBytes: peer.sentBytes)
                  },
-                 unencryptedNodes: status.unencryptedNodes, lastError: status.lastError)
+                 unencryptedNodes: status.unencryptedNodes, strict: status.strict ?? false, lastError: status.lastError)
         }
         let reporting = Set(nodes.map(\.node))
         return EncryptionReport(cluster: cluster, nodes: nodes, nodesWithoutEncryption: registered.filter { !reporting.contains($0) }.sorted())
@@ -102,7 +105,7 @@ public struct EncryptionReport: Codable, Sendable, Hashable {
     public func render() -> String {
         var lines: [String] = []
         for node in nodes {
-            lines.append("\(node.node): \(node.type) (\(node.mode)) on \(node.interface), port \(node.listenPort), MTU \(node.mtu), public key \(node.publicKey), read \(node.statusAgeSeconds)s ago")
+            lines.append("\(node.node): \(node.type) (\(node.mode)\(node.strict ? ", strict" : "")) on \(node.interface), port \(node.listenPort), MTU \(node.mtu), public key \(node.publicKey), read \(node.statusAgeSeconds)s ago")
             if let error = node.lastError { lines.append("  last error: \(TerminalSafe.escape(error, maxScalars: 300))") }
             let rows = node.peers.map { peer in
                 [TerminalSafe.escape(peer.node, maxScalars: 80), peer.endpoint, peer.latestHandshakeAgeSeconds.map { "\($0)s ago" } ?? "never",
@@ -110,7 +113,8 @@ public struct EncryptionReport: Codable, Sendable, Hashable {
             }
             lines.append(Table(headers: ["  PEER", "ENDPOINT", "HANDSHAKE", "RX BYTES", "TX BYTES", "PUBLIC KEY"], rows: rows.map { ["  " + $0[0]] + $0.dropFirst() }).render())
             if !node.unencryptedNodes.isEmpty {
-                lines.append("  not encrypted to (no usable key): \(node.unencryptedNodes.map { TerminalSafe.escape($0, maxScalars: 80) }.joined(separator: ", "))")
+                let names = node.unencryptedNodes.map { TerminalSafe.escape($0, maxScalars: 80) }.joined(separator: ", ")
+                lines.append(node.strict ? "  pod traffic dropped (strict mode, no usable key): \(names)" : "  not encrypted to (no usable key): \(names)")
             }
         }
         if !nodesWithoutEncryption.isEmpty {

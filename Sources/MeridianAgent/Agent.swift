@@ -109,6 +109,11 @@ public struct Agent: Sendable {
             config.identity_cluster_shift = UInt32(context.identityLayout.shift)
             // Without an observer nobody reads the ring: the programs report nothing.
             if configuration.observer == nil { config.flags |= UInt16(MER_CONFIG_F_NO_EVENTS) }
+            if configuration.encryption?.strict == true { config.flags |= UInt16(MER_CONFIG_F_ENCRYPTION_STRICT) }
+            // Without encryption no node is reached through a tunnel: marks a previous run left go.
+            if configuration.encryption == nil {
+                for entry in datapath.encryptedNodes.entries() { try datapath.encryptedNodes.delete(entry.key) }
+            }
             try datapath.config.update(0, config)
             try datapath.attachOverlay(device: NodeNetwork.vxlanDevice)
             if let cgroup = configuration.cgroup { try datapath.attachSockets(cgroup: cgroup) }
@@ -128,7 +133,8 @@ public struct Agent: Sendable {
             ])
             let encryption = try configuration.encryption.map { settings throws in
                 NodeEncryption(device: try WireGuardDevice(name: settings.device, mtu: context.underlayMTU - MeridianWireGuard.overhead),
-                               initialKeys: keys!, context: context, mirror: mirror, client: client, logPath: configuration.wireGuardLogPath, logger: logger)
+                               strict: settings.strict, encryptedNodes: datapath.encryptedNodes, initialKeys: keys!, context: context,
+                               mirror: mirror, client: client, logPath: configuration.wireGuardLogPath, logger: logger)
             }
             let names = ServiceNameTable()
             // Flows name their node as Hubble does across clusters: CLUSTER/NODE.
@@ -144,7 +150,7 @@ public struct Agent: Sendable {
             logger.info("agent ready", metadata: [
                 "node": "\(context.nodeName)", "cluster": "\(context.cluster.name)", "podCIDR": "\(context.podCIDR)",
                 "nodeIP": "\(context.nodeIP)", "mtu": "\(context.podMTU)",
-                "socketLB": "\(configuration.cgroup ?? "off")", "encryption": "\(configuration.encryption == nil ? "off" : "wireguard")",
+                "socketLB": "\(configuration.cgroup ?? "off")", "encryption": "\(configuration.encryption.map { $0.strict ? "wireguard (strict)" : "wireguard" } ?? "off")",
             ])
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask { try await mirror.run(store: client) }

@@ -13,7 +13,7 @@ public final class DatapathMetrics: Sendable {
     /// Maps whose fill is reported, by their pinned names.
     public static let reportedMaps = [
         MER_MAP_ENDPOINTS, MER_MAP_IPCACHE, MER_MAP_SERVICES, MER_MAP_BACKENDS, MER_MAP_REVNAT, MER_MAP_CT, MER_MAP_FRAG,
-        MER_MAP_POLICY, MER_MAP_SOCK_REVNAT, MER_MAP_IPBLOCK,
+        MER_MAP_POLICY, MER_MAP_SOCK_REVNAT, MER_MAP_IPBLOCK, MER_MAP_ENCRYPT,
     ]
 
     private struct State {

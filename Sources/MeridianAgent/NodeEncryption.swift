@@ -1,3 +1,4 @@
+import CMeridianBPF
 import Foundation
 import Logging
 import MeridianCore
@@ -12,9 +13,13 @@ public struct EncryptionSettings: Sendable, Hashable {
     /// The WireGuard device's name. wireguard-go's control sockets share one directory per host,
     /// so nodes sharing a host (the lab's) need names of their own.
     public var device: String
+    /// Strict mode (`--encryption-strict`): `from_pod` drops pod traffic to a node for which the
+    /// device holds no peer (`UNENCRYPTED_TRAFFIC`) instead of sending it in the clear.
+    public var strict: Bool
 
-    public init(device: String = MeridianWireGuard.defaultDevice) {
+    public init(device: String = MeridianWireGuard.defaultDevice, strict: Bool = false) {
         self.device = device
+        self.strict = strict
     }
 }
 
@@ -29,6 +34,12 @@ public struct EncryptionSettings: Sendable, Hashable {
 /// configured again within one tick, and a peer whose record changes or goes is updated.
 struct NodeEncryption: Sendable {
     let device: WireGuardDevice
+    /// Whether the datapath runs strict mode; only reported here (the agent sets the flag in
+    /// the node's configuration).
+    let strict: Bool
+    /// `mer_encrypt4`: the underlay addresses of nodes the device holds a peer and the route for.
+    /// Kept whether or not strict mode is on, so turning it on needs no other state.
+    let encryptedNodes: any DatapathMap<mer_encrypt_key, mer_encrypt_value>
     let initialKeys: WireGuardKeyPair
     let context: NodeContext
     let mirror: PrefixMirror
@@ -105,6 +116,8 @@ struct NodeEncryption: Sendable {
             var published: NodeEncryptionStatus?
             var publishedAt = ContinuousClock.now - publishInterval
             var lastError: String?
+            // Marks a previous run left in the pinned map are taken as they are, then corrected.
+            var marked = Set(encryptedNodes.entries().map { IPAddress(datapathValue: $0.key.ip4) })
             for await _ in events {
                 guard await mirror.isSynced else { continue }
                 await rotateIfAsked(&keys)
@@ -112,6 +125,11 @@ struct NodeEncryption: Sendable {
                     records: await mirror.snapshot(MeshKind.nodes.statePrefix(cluster: context.cluster.name))
                         .merging(await mirror.snapshot(Agent.remoteNodesPrefix), uniquingKeysWith: { a, _ in a }),
                     cluster: context.cluster.name, node: context.nodeName, ownKey: keys.publicKey)
+                // A node that is no longer to be a peer loses its mark before its peer and routes
+                // go, so strict mode drops its traffic from then on rather than letting it out
+                // through the main table.
+                marked = markEncrypted(marked.intersection(wanted.peers.map(\.endpoint)), current: marked)
+                var routed = false
                 var dump: WireGuardDump?
                 do {
                     var current = try await device.dump()
@@ -129,6 +147,7 @@ struct NodeEncryption: Sendable {
                         ])
                     }
                     if changed == 0 { dump = current }
+                    routed = true
                     if lastError != nil { logger.info("WireGuard device in step again") }
                     lastError = nil
                 } catch {
@@ -139,8 +158,10 @@ struct NodeEncryption: Sendable {
                 }
                 // After a change or a failure, what the device holds now.
                 if dump == nil { dump = try? await device.dump() }
+                marked = markEncrypted(Self.encryptedEndpoints(wanted: wanted.peers, device: dump, routed: routed, marked: marked),
+                                       current: marked)
                 let status = Self.status(dump: dump, wanted: wanted, mode: mode, device: device, keys: keys, context: context,
-                                         lastError: lastError)
+                                         strict: strict, lastError: lastError)
                 var comparable = status
                 comparable.updatedAt = published?.updatedAt ?? 0
                 if comparable != published, ContinuousClock.now - publishedAt >= publishInterval || published == nil {
@@ -154,6 +175,45 @@ struct NodeEncryption: Sendable {
                 }
             }
         }
+    }
+
+    /// Brings `mer_encrypt4` to `wanted` and returns what it holds afterwards (an entry that
+    /// could not be written or removed stays as it was, and is tried again on the next pass).
+    private func markEncrypted(_ wanted: Set<IPAddress>, current: Set<IPAddress>) -> Set<IPAddress> {
+        var result = current
+        for address in current.subtracting(wanted).sorted(by: { $0.description < $1.description }) {
+            guard let value = address.datapathValue else { continue }
+            do {
+                try encryptedNodes.delete(mer_encrypt_key(ip4: value))
+                result.remove(address)
+            } catch {
+                logger.warning("could not unmark a node in the encryption map", metadata: ["node": "\(address)", "error": "\(error)"])
+            }
+        }
+        for address in wanted.subtracting(current).sorted(by: { $0.description < $1.description }) {
+            guard let value = address.datapathValue else { continue }
+            do {
+                try encryptedNodes.update(mer_encrypt_key(ip4: value), mer_encrypt_value(flags: UInt32(MER_ENCRYPT_F_WIREGUARD)))
+                result.insert(address)
+            } catch {
+                logger.warning("could not mark a node in the encryption map", metadata: ["node": "\(address)", "error": "\(error)"])
+            }
+        }
+        return result
+    }
+
+    /// The nodes `from_pod` may encapsulate to in strict mode: wanted peers the device reports
+    /// with their key and their underlay /32 among its allowed IPs. A mark is only added by a
+    /// pass that also put the routes into the device in place (`routed`); a pass that failed
+    /// keeps the marks it still finds true. When the device cannot be read at all (its
+    /// `wireguard-go` restarting, or gone with the agent), the marks of wanted peers stay: the
+    /// blackhole behind each peer's route keeps their traffic off the underlay meanwhile.
+    static func encryptedEndpoints(wanted: [WireGuardPeer], device: WireGuardDump?, routed: Bool, marked: Set<IPAddress>) -> Set<IPAddress> {
+        let wantedEndpoints = Set(wanted.map(\.endpoint))
+        guard let device else { return marked.intersection(wantedEndpoints) }
+        let held = Dictionary(device.peers.map { ($0.publicKey, Set($0.allowedIPs)) }, uniquingKeysWith: { a, b in a.union(b) })
+        let configured = Set(wanted.filter { peer in held[peer.publicKey]?.isSuperset(of: peer.allowedIPs) ?? false }.map(\.endpoint))
+        return routed ? configured : configured.intersection(marked)
     }
 
     /// The peers the device should have: one per node record other than this node's with a valid
@@ -185,7 +245,8 @@ struct NodeEncryption: Sendable {
     }
 
     static func status(dump: WireGuardDump?, wanted: (peers: [WireGuardPeer], unencrypted: [String]), mode: WireGuardMode,
-                       device: WireGuardDevice, keys: WireGuardKeyPair, context: NodeContext, lastError: String?) -> NodeEncryptionStatus {
+                       device: WireGuardDevice, keys: WireGuardKeyPair, context: NodeContext, strict: Bool,
+                       lastError: String?) -> NodeEncryptionStatus {
         let names = Dictionary(wanted.peers.map { ($0.publicKey, $0.node) }, uniquingKeysWith: { a, _ in a })
         let peers = (dump?.peers ?? []).sorted { $0.publicKey < $1.publicKey }.map { peer in
             NodeEncryptionStatus.Peer(node: names[peer.publicKey] ?? "", publicKey: peer.publicKey, endpoint: peer.endpoint ?? "",
@@ -194,7 +255,7 @@ struct NodeEncryption: Sendable {
         }
         return NodeEncryptionStatus(node: context.nodeName, cluster: context.cluster.name, mode: mode.rawValue, interface: device.name,
                                     publicKey: keys.publicKey, listenPort: device.listenPort, mtu: device.mtu, peers: peers,
-                                    unencryptedNodes: wanted.unencrypted, lastError: lastError,
+                                    unencryptedNodes: wanted.unencrypted, strict: strict, lastError: lastError,
                                     updatedAt: Int64(Date().timeIntervalSince1970))
     }
 }

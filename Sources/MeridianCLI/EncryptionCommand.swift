@@ -1,8 +1,9 @@
 import ArgumentParser
 import MeridianAdmin
 
-/// `meridian encryption status`: per node, the WireGuard mode (kernel or user space), device,
-/// public key and peers with their last handshake and bytes, as the agents publish them.
+/// `meridian encryption status`: per node, the WireGuard mode (kernel or user space), whether it
+/// runs strict mode, device, public key and peers with their last handshake and bytes, as the
+/// agents publish them.
 struct EncryptionCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "encryption", abstract: "Inspect transparent encryption between nodes.",
                                                     subcommands: [Status.self, Rotate.self])
@@ -21,7 +22,7 @@ struct EncryptionCommand: AsyncParsableCommand {
     }
 
     struct Status: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Each node's WireGuard device and peers.")
+        static let configuration = CommandConfiguration(abstract: "Each node's WireGuard device, strict mode and peers.")
         @OptionGroup var contextOptions: ContextOptions
         @Option(name: .shortAndLong, help: "text or json.") var output: OutputFormat = .text
 

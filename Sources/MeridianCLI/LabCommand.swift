@@ -32,7 +32,7 @@ struct LabCommand: AsyncParsableCommand {
         @Option(help: "Put each etcd's data on a tmpfs of this many MiB (160...65536), so `lab fault fill-disk` can fill it.") var storeDisk: Int?
         @Option(help: "Seconds a node stays registered after its agent stops (10...86400; default the agents', 900).") var nodeGracePeriod: Int?
         @Flag(help: "Also start Prometheus (Debian's) on a loopback port, scraping every daemon's /metrics each second.") var prometheus = false
-        @Option(help: "Encrypt traffic between nodes, within and across clusters: wireguard (the kernel's, or wireguard-go without the module); per cluster comma-separated, e.g. wireguard,none (the last repeats).")
+        @Option(help: "Encrypt traffic between nodes, within and across clusters: wireguard (the kernel's, or wireguard-go without the module), wireguard-strict (also drop pod traffic to nodes without a tunnel, --encryption-strict), or none; per cluster comma-separated, e.g. wireguard-strict,none (the last repeats).")
         var encryption: String?
 
         func run() async throws {

@@ -43,6 +43,8 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Encrypt traffic between nodes: `wireguard` (the kernel's, or wireguard-go where the kernel has no module). Off when absent.")
     var encryption: String?
     @Option(help: "Name of the node's WireGuard device (1...15 characters).") var wireguardDevice: String = MeridianWireGuard.defaultDevice
+    @Flag(help: "With --encryption: drop pod traffic to a node for which no WireGuard tunnel is up (drop reason UNENCRYPTED_TRAFFIC) instead of sending it in the clear.")
+    var encryptionStrict = false
 
     func validate() throws {
         guard !etcdEndpoint.split(separator: ",").isEmpty else { throw ValidationError("--etcd-endpoint: expected at least one endpoint") }
@@ -56,6 +58,7 @@ struct AgentCommand: AsyncParsableCommand {
             guard observerCert != nil, observerKey != nil else { throw ValidationError("--observer-listen needs --observer-cert and --observer-key") }
         }
         if let encryption, encryption != "wireguard" { throw ValidationError("--encryption: the only kind is wireguard, got \(encryption)") }
+        if encryptionStrict && encryption == nil { throw ValidationError("--encryption-strict needs --encryption wireguard") }
         do { _ = try WireGuardDevice(name: wireguardDevice, mtu: 1420) } catch { throw ValidationError("--wireguard-device: \(error)") }
         guard (1...1_048_576).contains(flowBufferSize) else { throw ValidationError("--flow-buffer-size must be 1...1048576, got \(flowBufferSize)") }
     }
@@ -77,7 +80,7 @@ struct AgentCommand: AsyncParsableCommand {
                 nodeGracePeriod: .seconds(nodeGracePeriod))
             configuration.nodePodPrefixLength = podCIDRPrefixLength
             configuration.cgroup = cgroup
-            if encryption != nil { configuration.encryption = EncryptionSettings(device: wireguardDevice) }
+            if encryption != nil { configuration.encryption = EncryptionSettings(device: wireguardDevice, strict: encryptionStrict) }
             if let observerListen, let observerCert, let observerKey {
                 configuration.observer = ObserverSettings(
                     address: try ObserverAddress(parsing: observerListen),

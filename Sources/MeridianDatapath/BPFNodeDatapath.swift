@@ -24,6 +24,9 @@ public final class BPFNodeDatapath: NodeDatapath {
     public let config: BPFMap<UInt32, mer_config>
     public let policy: BPFMap<mer_policy_key, mer_policy_entry>
     public let ipBlocks: BPFMap<mer_ipblock_key, mer_ipblock_value>
+    /// Nodes reached through WireGuard (`mer_encrypt4`), written by the agent's encryption
+    /// reconciler and consulted by `from_pod` in strict mode.
+    public let encryptedNodes: BPFMap<mer_encrypt_key, mer_encrypt_value>
     public let metrics: PerCPUArrayMap<mer_metric>
     public let eventsFD: Int32
     public let maps: NodeMaps
@@ -57,6 +60,7 @@ public final class BPFNodeDatapath: NodeDatapath {
         config = BPFMap(name: MER_MAP_CONFIG, fd: try objectWithMaps.mapFD(MER_MAP_CONFIG))
         policy = BPFMap(name: MER_MAP_POLICY, fd: try objectWithMaps.mapFD(MER_MAP_POLICY))
         ipBlocks = BPFMap(name: MER_MAP_IPBLOCK, fd: try objectWithMaps.mapFD(MER_MAP_IPBLOCK))
+        encryptedNodes = BPFMap(name: MER_MAP_ENCRYPT, fd: try objectWithMaps.mapFD(MER_MAP_ENCRYPT))
         metrics = try PerCPUArrayMap(name: MER_MAP_METRICS, fd: try objectWithMaps.mapFD(MER_MAP_METRICS))
         eventsFD = try objectWithMaps.mapFD(MER_MAP_EVENTS)
         self.maps = NodeMaps(endpoints: endpoints, ipcache: ipcache, services: services, backends: backends,

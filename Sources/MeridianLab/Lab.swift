@@ -31,7 +31,8 @@ public struct LabCluster: Codable, Sendable, Hashable {
     public var nodeGraceSeconds: Int?
     /// The loopback port of the control plane's `/metrics` (nil: a lab made before metrics).
     public var metricsPort: Int?
-    /// The agents' `--encryption` (`wireguard`); nil: traffic between nodes is not encrypted.
+    /// The agents' encryption: `wireguard`, or `wireguard-strict` (`--encryption wireguard
+    /// --encryption-strict`); nil: traffic between nodes is not encrypted.
     public var encryption: String?
 
     public init(name: String, id: UInt32, podCIDR: String, serviceCIDR: String, dataDirectory: String,
@@ -151,6 +152,9 @@ public struct Lab: Sendable {
         try encoder.encode(state).write(to: URL(fileURLWithPath: statePath), options: .atomic)
     }
 
+    /// What `--encryption` takes per cluster.
+    public static let encryptionKinds = ["wireguard", "wireguard-strict", "none"]
+
     /// Starts `count` clusters named `cluster1...` with IDs 1..., pod CIDRs `10.<id>.0.0/16` and
     /// service CIDRs `10.<100+id>.0.0/16`, and waits until each control plane is ready.
     /// `mtus` are the clusters' underlay MTUs in order (the last repeats; default 1500).
@@ -158,8 +162,9 @@ public struct Lab: Sendable {
                    identityGCSeconds: Int? = nil, etcdMembers: Int = 1, storeDiskMiB: Int? = nil, nodeGraceSeconds: Int? = nil,
                    prometheus: Bool = false, encryption: String? = nil, readyTimeout: Duration = .seconds(60)) async throws -> LabState {
         let encryptions = (encryption ?? "none").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        if let bad = encryptions.first(where: { !["wireguard", "none"].contains($0) }) {
-            throw LabError.outOfRange(option: "--encryption", allowed: "wireguard or none, per cluster comma-separated (the last repeats)", got: bad)
+        if let bad = encryptions.first(where: { !Self.encryptionKinds.contains($0) }) {
+            throw LabError.outOfRange(option: "--encryption", allowed: "wireguard, wireguard-strict or none, per cluster comma-separated (the last repeats)",
+                                      got: bad)
         }
         if let nodeGraceSeconds, !(10...86_400).contains(nodeGraceSeconds) {
             throw LabError.outOfRange(option: "--node-grace-period", allowed: "10...86400 seconds", got: "\(nodeGraceSeconds)")

@@ -144,6 +144,9 @@ extension Lab {
     /// etcd over the control plane's unix socket with the agent certificate.
     public func agentArguments(_ node: LabNode, cluster: LabCluster, prefix: String) -> [String] {
         let paths = cluster.paths
+        let encryption: [String] = cluster.encryption.map { kind in
+            Self.encryptionArguments(kind) + ["--wireguard-device", Self.wireGuardDevice(namespace: node.namespace)]
+        } ?? []
         return ["nsenter", "--net=/var/run/netns/\(node.namespace)", executable, "agent",
                 "--node", node.name,
                 "--etcd-endpoint", cluster.etcdMembers.isEmpty ? "unixs://\(paths.etcdSocket)" : cluster.etcdMembers.map { "unixs://\($0.socket)" }.joined(separator: ","),
@@ -154,10 +157,15 @@ extension Lab {
                 "--pod-cidr-prefix-length", "\(cluster.nodePodPrefixLength)", "--cgroup", cgroup(of: node),
                 "--observer-listen", "unix:\(node.observerSocket)", "--observer-cert", paths.flowsCertificate, "--observer-key", paths.flowsKey]
             + (cluster.nodeGraceSeconds.map { ["--node-grace-period", "\($0)"] } ?? [])
-            + (cluster.encryption.map { ["--encryption", $0, "--wireguard-device", Self.wireGuardDevice(namespace: node.namespace)] } ?? [])
+            + encryption
             // The agent lives in the node's namespace; its metrics listener is opened in the
             // host's, where the lab's Prometheus scrapes.
             + (node.metricsPort.map { ["--metrics-listen", "127.0.0.1:\($0)", "--metrics-netns", hostNetworkNamespacePath] } ?? [])
+    }
+
+    /// The agent's options for a cluster's encryption kind (`wireguard` or `wireguard-strict`).
+    static func encryptionArguments(_ kind: String) -> [String] {
+        kind == "wireguard-strict" ? ["--encryption", "wireguard", "--encryption-strict"] : ["--encryption", kind]
     }
 
     /// Starts a node's agent under a supervisor of its own that restarts it whenever it exits,

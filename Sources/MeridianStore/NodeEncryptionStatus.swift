@@ -21,8 +21,12 @@ public struct NodeEncryptionStatus: Codable, Sendable, Hashable {
     public var mtu: Int
     /// Peers configured on the device, by public key order.
     public var peers: [Peer]
-    /// Node records that carry no usable key (or none at all): traffic to them is not encrypted.
+    /// Node records that carry no usable key (or none at all): traffic to them is not encrypted,
+    /// or, in strict mode, dropped.
     public var unencryptedNodes: [String]
+    /// Whether the node runs strict mode (`--encryption-strict`): pod traffic to a node without
+    /// a tunnel is dropped. Nil from agents older than strict mode (which never ran it).
+    public var strict: Bool?
     /// The last error configuring the device, if the last pass failed.
     public var lastError: String?
     /// Seconds since 1970 when the agent read the device.
@@ -53,7 +57,8 @@ public struct NodeEncryptionStatus: Codable, Sendable, Hashable {
     }
 
     public init(node: String, cluster: String, type: String = "wireguard", mode: String, interface: String, publicKey: String,
-                listenPort: Int, mtu: Int, peers: [Peer], unencryptedNodes: [String], lastError: String?, updatedAt: Int64) {
+                listenPort: Int, mtu: Int, peers: [Peer], unencryptedNodes: [String], strict: Bool? = nil, lastError: String?,
+                updatedAt: Int64) {
         self.node = node
         self.cluster = cluster
         self.type = type
@@ -64,6 +69,7 @@ public struct NodeEncryptionStatus: Codable, Sendable, Hashable {
         self.mtu = mtu
         self.peers = peers
         self.unencryptedNodes = unencryptedNodes
+        self.strict = strict
         self.lastError = lastError
         self.updatedAt = updatedAt
     }

@@ -31,6 +31,23 @@ import Testing
         let text = report.render()
         #expect(text.contains("userspace") && text.contains("never") && text.contains("40s ago") && text.contains("cluster2/node9"))
         #expect(text.contains("nodes without encryption: node3"))
+        #expect(!node.strict && !text.contains("strict"))
+        #expect(text.contains("not encrypted to (no usable key): cluster2/node9"))
+    }
+
+    @Test func strictModeIsReportedPerNode() throws {
+        let status = NodeEncryptionStatus(node: "node1", cluster: "cluster1", mode: "userspace", interface: "wg0", publicKey: "k1",
+                                          listenPort: 51871, mtu: 1440, peers: [], unencryptedNodes: ["cluster2/node1"], strict: true,
+                                          lastError: nil, updatedAt: 1_000)
+        let report = EncryptionReport.build(cluster: "cluster1", statuses: [status], registered: ["node1"], now: Date(timeIntervalSince1970: 1_000))
+        #expect(report.nodes.first?.strict == true)
+        let text = report.render()
+        #expect(text.contains("(userspace, strict)") && text.contains("pod traffic dropped (strict mode, no usable key): cluster2/node1"), "\(text)")
+        let json = String(decoding: try JSONEncoder().encode(report), as: UTF8.self)
+        #expect(json.contains("\"strict\":true"))
+        // A status published before strict mode existed has no field: not strict.
+        let old = try JSONDecoder().decode(NodeEncryptionStatus.self, from: Data(#"{"node":"n","cluster":"c","type":"wireguard","mode":"kernel","interface":"wg0","publicKey":"k","listenPort":1,"mtu":1,"peers":[],"unencryptedNodes":[],"updatedAt":0}"#.utf8))
+        #expect(EncryptionReport.build(cluster: "c", statuses: [old], registered: ["n"], now: Date()).nodes.first?.strict == false)
     }
 }
 

@@ -47,6 +47,33 @@ import Testing
         #expect(result.unencrypted == ["cluster1/a", "cluster1/b", "cluster1/d", "cluster1/e", "cluster1/f"])
     }
 
+    /// Strict mode lets `from_pod` encapsulate only to nodes marked in `mer_encrypt4`: a mark
+    /// means the device holds the node's peer (its key, its /32) and a pass put the routes in.
+    @Test func nodesAreMarkedOnlyWhileTheDeviceHoldsTheirPeer() throws {
+        func peer(_ seed: UInt8, _ ip: String) -> WireGuardPeer {
+            WireGuardPeer(node: "cluster1/n\(seed)", publicKey: Self.key(seed), endpoint: IPAddress(ip)!, allowedIPs: ["\(ip)/32"])
+        }
+        let wanted = [peer(2, "172.30.1.2"), peer(3, "172.30.1.3"), peer(4, "172.30.1.4")]
+        // The device holds 2 as wanted, 3 under an old key (a rotation not applied yet), and 4
+        // without its allowed IP.
+        let dump = try WireGuardDump(parsing: "(none)\t\(Self.key(1))\t51871\toff\n"
+            + "\(Self.key(2))\t(none)\t172.30.1.2:51871\t172.30.1.2/32\t0\t0\t0\toff\n"
+            + "\(Self.key(33))\t(none)\t172.30.1.3:51871\t172.30.1.3/32\t0\t0\t0\toff\n"
+            + "\(Self.key(4))\t(none)\t172.30.1.4:51871\t(none)\t0\t0\t0\toff\n", device: "wg0")
+        let two = IPAddress("172.30.1.2")!, three = IPAddress("172.30.1.3")!, gone = IPAddress("172.30.1.9")!
+        #expect(NodeEncryption.encryptedEndpoints(wanted: wanted, device: dump, routed: true, marked: []) == [two])
+        // A pass that failed adds no mark, and keeps only those still true.
+        #expect(NodeEncryption.encryptedEndpoints(wanted: wanted, device: dump, routed: false, marked: []).isEmpty)
+        #expect(NodeEncryption.encryptedEndpoints(wanted: wanted, device: dump, routed: false, marked: [two, three, gone]) == [two])
+        // A device that cannot be read (wireguard-go restarting) keeps the marks of wanted
+        // peers (the blackholes hold their traffic) and drops those of nodes no longer wanted.
+        #expect(NodeEncryption.encryptedEndpoints(wanted: wanted, device: nil, routed: false, marked: [two, three, gone]) == [two, three])
+        // A fresh device without peers: nothing is marked.
+        let fresh = try WireGuardDump(parsing: "(none)\t(none)\t0\toff\n", device: "wg0")
+        #expect(NodeEncryption.encryptedEndpoints(wanted: wanted, device: fresh, routed: false, marked: [two]).isEmpty)
+        #expect(NodeEncryption.encryptedEndpoints(wanted: [], device: dump, routed: true, marked: [two]).isEmpty)
+    }
+
     @Test func theDumpIsReadWithoutThePrivateKey() throws {
         let text = "cHJpdmF0ZQ==\t\(Self.key(9))\t51871\toff\n"
             + "\(Self.key(2))\t(none)\t172.30.1.2:51871\t172.30.1.2/32\t1765111111\t1200\t3400\toff\n"

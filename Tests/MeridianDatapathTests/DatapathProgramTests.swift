@@ -223,6 +223,37 @@ struct DatapathProgramTests {
         #expect(fixture.datapath.counter(UInt32(drop.reason)).packets == 1)
     }
 
+    @Test("in strict encryption mode pod traffic is encapsulated only to nodes marked as reached through WireGuard; the rest is dropped as UNENCRYPTED_TRAFFIC")
+    func strictEncryption() throws {
+        let fixture = try DatapathFixture()
+        try fixture.addRoute("10.1.2.0/24", identity: 2, tunnel: "172.30.1.2")
+        try fixture.addRoute("10.2.1.0/24", identity: 2, tunnel: "172.30.2.1", flags: UInt8(MER_IPCACHE_F_REMOTE_CLUSTER), clusterID: 2)
+        try fixture.datapath.encryptedNodes.update(mer_encrypt_key(ip4: DatapathFixture.addr("172.30.1.2")),
+                                                   mer_encrypt_value(flags: UInt32(MER_ENCRYPT_F_WIREGUARD)))
+        func send(_ destination: String, sport: UInt16) throws -> UInt32 {
+            try fixture.fromPod(Packets.udp(src: DatapathFixture.clientIP, dst: destination, sport: sport, dport: 9, payload: Array("marker".utf8))).verdict
+        }
+        // Strict mode off: both go out (the second one in the clear, as before strict mode).
+        #expect(try send("10.1.2.5", sport: 5000) == Verdict.redirect)
+        #expect(try send("10.2.1.5", sport: 5001) == Verdict.redirect)
+
+        var config = try #require(fixture.datapath.config.lookup(0))
+        config.flags |= UInt16(MER_CONFIG_F_ENCRYPTION_STRICT)
+        try fixture.datapath.config.update(0, config)
+        _ = try fixture.events()
+        #expect(try send("10.1.2.5", sport: 5002) == Verdict.redirect)
+        #expect(try send("10.2.1.5", sport: 5003) == Verdict.shot)
+        #expect(try send("10.2.1.5", sport: 5001) == Verdict.shot, "an established flow is stopped too")
+        let drops = try fixture.events().filter { $0.type == UInt8(MER_EVENT_DROP) }
+        #expect(drops.map(\.subtype) == [UInt8(MER_DROP_UNENCRYPTED_TRAFFIC), UInt8(MER_DROP_UNENCRYPTED_TRAFFIC)])
+        #expect(fixture.datapath.counter(UInt32(MER_DROP_UNENCRYPTED_TRAFFIC), direction: UInt32(MER_EVENT_DIR_EGRESS)).packets == 2)
+        #expect(DropReason.name(UInt32(MER_DROP_UNENCRYPTED_TRAFFIC)) == "UNENCRYPTED_TRAFFIC")
+
+        // The node loses its mark (its peer is going): its traffic stops too.
+        try fixture.datapath.encryptedNodes.delete(mer_encrypt_key(ip4: DatapathFixture.addr("172.30.1.2")))
+        #expect(try send("10.1.2.5", sport: 5002) == Verdict.shot)
+    }
+
     enum DropCase: CustomStringConvertible, CaseIterable, Sendable {
         case invalidSource, ttlExceeded, ipv6, overlayWithoutTunnelKey
 

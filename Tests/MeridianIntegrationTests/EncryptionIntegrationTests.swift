@@ -1,5 +1,7 @@
+import CMeridianBPF
 import Foundation
 import Glibc
+import MeridianDatapath
 import MeridianLab
 import Testing
 
@@ -12,11 +14,16 @@ struct EncryptionIntegrationTests {
     /// Two meshed clusters of two nodes; cluster1 runs `client` (node1) and `local` (node2),
     /// cluster2 runs `server` (node1).
     static func mesh(encryption: Bool, _ body: (LabFixture, [String: String]) async throws -> Void) async throws {
-        try await LabFixture.with(clusters: 2, nodes: 2, heartbeat: 1, enable: false, encryption: encryption ? "wireguard" : nil) { lab in
+        try await mesh(encryption: encryption ? "wireguard" : nil, body)
+    }
+
+    /// The same mesh with the lab's `--encryption` (per cluster) and `connect`'s extra options.
+    static func mesh(encryption: String?, connect extra: [String] = [], _ body: (LabFixture, [String: String]) async throws -> Void) async throws {
+        try await LabFixture.with(clusters: 2, nodes: 2, heartbeat: 1, enable: false, encryption: encryption) { lab in
             for cluster in ["cluster1", "cluster2"] {
                 try await lab.run(["clustermesh", "enable", "--context", cluster, "--heartbeat-interval", "1"])
             }
-            try await lab.connect("cluster1", ["cluster2"])
+            try await lab.connect("cluster1", ["cluster2"], extra: extra)
             try await lab.waitReady("cluster1")
             try await lab.waitReady("cluster2")
             let first = DatapathIntegrationTests.pod("client", node: "node1", command: DatapathIntegrationTests.sleeper)
@@ -184,6 +191,69 @@ struct EncryptionIntegrationTests {
                 let answer = try await lab.meridian(["exec", "--context", "cluster1", "client", "--", "curl", "-s", "-m", "3", "http://\(ips["server"]!):8080/"])
                 return answer.stdout.contains("\"pod\":\"server\"")
             }
+        }
+    }
+
+    /// A Python one-liner sending `count` UDP datagrams holding `marker` to `address`:9 (nothing
+    /// need listen: without strict mode each one crosses the underlay as VXLAN in the clear).
+    static func udpMarkerSender(_ marker: String, to address: String, count: Int) -> String {
+        """
+        import socket, time
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for i in range(\(count)):
+            s.sendto(b"\(marker)", ("\(address)", 9))
+            time.sleep(0.05)
+        """
+    }
+
+    @Test("in strict mode pod traffic to a node without a tunnel is dropped as UNENCRYPTED_TRAFFIC and never crosses the underlay in the clear, while traffic to nodes with a tunnel flows; status reports strict")
+    func strictModeDropsTrafficWithoutATunnel() async throws {
+        // cluster1 encrypts strictly, cluster2 not at all: cluster2's nodes publish no key, so
+        // cluster1's nodes have no tunnel to them.
+        try await Self.mesh(encryption: "wireguard-strict,none", connect: ["--allow-mixed-encryption"]) { lab, ips in
+            try await eventually("cluster1/node1 peers with cluster1/node2 and lists cluster2's nodes as without a key", timeout: .seconds(40)) {
+                let node = Self.node(try await Self.status(lab, "cluster1"), "node1")
+                let peers = (node?["peers"] as? [[String: Any]]) ?? []
+                return peers.map { $0["node"] as? String } == ["cluster1/node2"]
+                    && Set(node?["unencryptedNodes"] as? [String] ?? []) == ["cluster2/node1", "cluster2/node2"]
+            }
+            let report = try await Self.status(lab, "cluster1")
+            for name in ["node1", "node2"] {
+                #expect(Self.node(report, name)?["strict"] as? Bool == true, "cluster1/\(name) reports strict mode: \(report)")
+            }
+            let text = try await lab.meridian(["encryption", "status", "--context", "cluster1"])
+            #expect(text.stdout.contains("strict") && text.stdout.contains("pod traffic dropped (strict mode, no usable key): cluster2/node1"),
+                    "\(text.stdout)")
+
+            let cluster1 = try lab.cluster("cluster1")
+            let sender = try #require(cluster1.nodes.first { $0.name == "node1" })
+            let metrics = try PerCPUArrayMap<mer_metric>(name: "mer_metrics", fd: try BPFMap<UInt32, mer_metric>(pinnedAt: sender.pinDirectory + "/mer_metrics").fd)
+            // from_pod counts in the egress block of the counter map.
+            func unencryptedDrops() -> UInt64 {
+                metrics.values(at: UInt32(MER_EVENT_DIR_EGRESS) * UInt32(MER_METRICS_REASONS) + UInt32(MER_DROP_UNENCRYPTED_TRAFFIC))
+                    .reduce(0) { $0 + $1.packets }
+            }
+            let before = unencryptedDrops()
+            let datagrams = 20
+            let marker = "MERIDIAN-STRICT-\(UUID().uuidString)"
+            let seen = try await Self.capture(lab, marker: marker) {
+                // Across nodes of cluster1, through the tunnel: answered.
+                let local = try await lab.meridian(["exec", "--context", "cluster1", "client", "--", "curl", "-s", "-m", "5",
+                                                    "--data-binary", "\(marker)-local", "http://\(ips["local"]!):8080/"])
+                #expect(local.status == 0 && local.stdout.contains("\"pod\":\"local\""), "client → local: \(local.stdout) \(local.stderr)")
+                // To cluster2, which has no tunnel: nothing leaves, TCP or UDP.
+                let server = try await lab.meridian(["exec", "--context", "cluster1", "client", "--", "curl", "-s", "-m", "2",
+                                                     "--data-binary", "\(marker)-server", "http://\(ips["server"]!):8080/"])
+                #expect(server.status != 0, "client → server without a tunnel was answered: \(server.stdout)")
+                let udp = try await lab.meridian(["exec", "--context", "cluster1", "client", "--", "python3", "-c",
+                                                  Self.udpMarkerSender(marker, to: ips["server"]!, count: datagrams)])
+                #expect(udp.status == 0, "UDP sender: \(udp.stderr)")
+            }
+            print("strict capture: \(seen), UNENCRYPTED_TRAFFIC drops on cluster1/node1: \(unencryptedDrops() - before)")
+            #expect(seen.marker == 0, "the marker crossed the underlay in the clear \(seen.marker) times")
+            #expect(seen.vxlan == 0, "VXLAN crossed the underlay outside WireGuard \(seen.vxlan) times")
+            #expect(seen.wireguard > 0, "the request to cluster1/node2 went through no tunnel: \(seen)")
+            #expect(unencryptedDrops() - before >= UInt64(datagrams + 1), "every datagram and the SYNs to cluster2 are counted under UNENCRYPTED_TRAFFIC")
         }
     }
 

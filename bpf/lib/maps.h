@@ -113,6 +113,16 @@ struct {
     __uint(pinning, LIBBPF_PIN_BY_NAME);
 } mer_ipblock4 SEC(".maps");
 
+/* Nodes reached through an encrypted tunnel (see abi.h). */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, MER_ENCRYPT_MAX);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, struct mer_encrypt_key);
+    __type(value, struct mer_encrypt_value);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} mer_encrypt4 SEC(".maps");
+
 /* Socket LB: what a socket asked for, by (socket cookie, backend). */
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);

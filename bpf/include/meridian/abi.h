@@ -24,6 +24,7 @@
 #define MER_MAP_POLICY "mer_policy"
 #define MER_MAP_SOCK_REVNAT "mer_sock_rnat4"
 #define MER_MAP_IPBLOCK "mer_ipblock4"
+#define MER_MAP_ENCRYPT "mer_encrypt4"
 
 /* Map sizes. */
 enum {
@@ -40,6 +41,7 @@ enum {
     MER_POLICY_MAX = 262144,
     MER_SOCK_REVNAT_MAX = 131072,
     MER_IPBLOCK_MAX = 65536,
+    MER_ENCRYPT_MAX = 65536,
 };
 
 /* Reserved security identities (Cilium's numbering); Swift's ReservedIdentity reads these. */
@@ -148,6 +150,23 @@ struct mer_ipblock_value {
 
 enum {
     MER_IPBLOCK_FIRST_IDENTITY = 1 << 30,
+};
+
+/* ---- nodes reached through an encrypted tunnel: underlay IPv4 (be) -> flags ----
+ * Written by the agent's WireGuard reconciler: a node is here once the device holds a peer for
+ * it (its key, its underlay /32 as allowed IP) and the route into the device; it leaves before
+ * the peer does. In strict mode (MER_CONFIG_F_ENCRYPTION_STRICT) from_pod encapsulates only to
+ * tunnel endpoints found here. */
+struct mer_encrypt_key {
+    __u32 ip4;           /* be; the tunnel endpoint, a node's underlay address */
+};
+
+enum {
+    MER_ENCRYPT_F_WIREGUARD = 1 << 0, /* a WireGuard peer and its route are in place */
+};
+
+struct mer_encrypt_value {
+    __u32 flags;         /* MER_ENCRYPT_F_* */
 };
 
 /* ---- services: frontend slot table ---- */
@@ -293,6 +312,7 @@ struct mer_config {
 /* mer_config.flags */
 enum {
     MER_CONFIG_F_NO_EVENTS = 1 << 0, /* nobody reads the ring: report nothing (drops are still counted) */
+    MER_CONFIG_F_ENCRYPTION_STRICT = 1 << 1, /* encapsulate only to tunnel endpoints in mer_encrypt4 */
 };
 
 /* ---- events ring buffer ---- */
@@ -334,6 +354,7 @@ enum {
     MER_DROP_INVALID_IDENTITY = 171,
     MER_DROP_UNKNOWN_SENDER = 172,
     MER_DROP_POLICY_DENY = 181,
+    MER_DROP_UNENCRYPTED_TRAFFIC = 195, /* strict encryption: no tunnel to the destination's node */
     MER_DROP_TTL_EXCEEDED = 196,
     MER_DROP_HOST_NOT_READY = 202, /* the node's configuration is not written yet */
     MER_DROP_RESERVED_IDENTITY_FROM_NODE = 240, /* a VNI below MER_FIRST_CLUSTER_IDENTITY: no node sends one */
