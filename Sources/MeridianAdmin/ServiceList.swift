@@ -13,12 +13,13 @@ public enum ServiceList {
             func records(_ prefix: String) async throws -> [String: Data] {
                 Dictionary(try await client.list(prefix: prefix).items.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
             }
-            return GlobalServiceMerge.frontends(
-                cluster: settings.name, clusterID: settings.id,
-                serviceRecords: try await records(KeyLayout.resources(plural: ResourceKind.service.plural)),
-                podRecords: try await records(KeyLayout.resources(plural: ResourceKind.pod.plural)),
-                statusRecords: try await records(KeyLayout.podStatusPrefix),
-                remoteRecords: try await records(MeshKind.services.cacheRoot))
+            return ServiceRecords(
+                services: try await records(KeyLayout.resources(plural: ResourceKind.service.plural)),
+                pods: try await records(KeyLayout.resources(plural: ResourceKind.pod.plural)),
+                statuses: try await records(KeyLayout.podStatusPrefix),
+                remote: try await records(MeshKind.services.cacheRoot),
+                imports: try await records(KeyLayout.resources(plural: ResourceKind.serviceImport.plural))
+            ).frontends(cluster: settings.name, clusterID: settings.id)
         }
     }
 
@@ -28,7 +29,8 @@ public enum ServiceList {
         for frontend in frontends {
             let name = "\(frontend.namespace)/\(frontend.name)"
             let address = "\(frontend.address):\(frontend.port)/\(frontend.proto)"
-            let mode = !frontend.global ? "local" : frontend.preference.map { "global, \($0)" } ?? "global, affinity \(frontend.affinity)"
+            let scope = frontend.serviceImport == true ? "clusterset" : "global"
+            let mode = !frontend.global ? "local" : frontend.preference.map { "\(scope), \($0)" } ?? "\(scope), affinity \(frontend.affinity)"
             if frontend.backends.isEmpty {
                 rows.append([address, name, mode, "<none>", "", "", "", ""])
             }

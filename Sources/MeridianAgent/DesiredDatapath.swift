@@ -205,10 +205,7 @@ struct DesiredDatapath: Sendable {
 
         let records = ServiceRecords(services: inputs.services, pods: inputs.pods, statuses: inputs.podStatuses,
                                      remote: inputs.remoteServices, imports: inputs.serviceImports)
-        let frontends = GlobalServiceMerge.frontends(cluster: context.cluster.name, clusterID: context.cluster.id, services: records.services,
-                                                     pods: records.pods, remote: records.remote)
-            + MultiClusterServiceMerge.frontends(cluster: context.cluster.name, clusterID: context.cluster.id, imports: records.imports,
-                                                 services: records.services, pods: records.pods, remote: records.remote)
+        let frontends = records.frontends(cluster: context.cluster.name, clusterID: context.cluster.id)
         desired.clusterSetNames = Self.clusterSetNames(records, cluster: context.cluster.name)
         for frontend in frontends {
             guard let vip = IPAddress(frontend.address), let proto = L4Protocol(rawValue: frontend.proto).flatMap(Self.proto) else { continue }
@@ -257,27 +254,6 @@ struct DesiredDatapath: Sendable {
         case .tcp: 6
         case .udp: 17
         default: nil
-        }
-    }
-}
-
-/// The service-side records of one pass, decoded once for both merges.
-struct ServiceRecords: Sendable {
-    var services: [Service]
-    var pods: [ObservedPod]
-    var remote: [ClusterService]
-    var imports: [ServiceImport]
-
-    init(services: [String: Data], pods: [String: Data], statuses: [String: Data], remote: [String: Data], imports: [String: Data]) {
-        self.services = services.compactMap { key, value in
-            guard case let .service(service)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key) else { return nil }
-            return service
-        }
-        self.pods = ObservedPods.decode(pods: pods.map { ($0.key, $0.value) }, statuses: statuses.map { ($0.key, $0.value) })
-        self.remote = remote.compactMap { key, value in try? StoreCoding.decode(ClusterService.self, from: value, key: key) }
-        self.imports = imports.compactMap { key, value in
-            guard case let .serviceImport(imported)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key) else { return nil }
-            return imported
         }
     }
 }

@@ -83,6 +83,9 @@ struct PoisonedRecordsTests {
                         ("reserved-identity", "cilium/state/identities/v1/id/2",
                          "k8s:app=client;k8s:io.cilium.k8s.policy.cluster=cluster2;k8s:io.kubernetes.pod.namespace=alpha;"),
                         ("reserved-label", "cilium/state/identities/v1/id/\(gammaIdentity)", "reserved:host;"),
+                        // An MCS export in cluster2's store that claims to be cluster1's.
+                        ("wrong-cluster", "cilium/state/serviceexports/v1/cluster2/alpha/api",
+                         #"{"cluster":"cluster1","namespace":"alpha","name":"api","exportCreationTimestamp":"2026-01-01T00:00:00Z","type":"ClusterSetIP","ports":[{"protocol":"TCP","port":80}]}"#),
                     ]
                 }
                 try await lab.withAdmin("cluster2") { c2 in
@@ -110,12 +113,15 @@ struct PoisonedRecordsTests {
                             .replacingOccurrences(of: "cilium/state/ip/v1/default/", with: "cilium/cache/ip/v1/cluster2/")
                             .replacingOccurrences(of: "cilium/state/nodes/v1/cluster2/", with: "cilium/cache/nodes/v1/cluster2/")
                             .replacingOccurrences(of: "cilium/state/identities/v1/id/", with: "cilium/cache/identities/v1/cluster2/id/")
+                            .replacingOccurrences(of: "cilium/state/serviceexports/v1/", with: "cilium/cache/serviceexports/v1/")
                         #expect(cacheKey.hasPrefix("cilium/cache/"), "\(cacheKey)")
                         let cached = try await c1.get(cacheKey)
                         #expect(cached == nil || cached?.value != Data(record.value.utf8), "\(record.reason) record cached at \(cacheKey)")
                     }
                 }
 
+                let imports = try await lab.meridian(["get", "serviceimports", "--context", "cluster1", "-o", "json"]).stdout
+                #expect(!imports.contains("\"api\""), "the refused export made no ServiceImport: \(imports)")
                 try await mesh.expect(probes, "after the poison")
                 try await mesh.remove(["cluster1": Self.policies])
             }

@@ -35,9 +35,12 @@ public struct ServiceFrontend: Sendable, Hashable, Codable {
     /// The cluster preference (`ClusterPreference.description`), when the service gives one.
     public var preference: String?
     public var backends: [FrontendBackend]
+    /// True for a ServiceImport's ClusterSetIP; nil for a Service's frontend.
+    public var serviceImport: Bool?
 
     public init(namespace: String, name: String, address: String, port: UInt16, proto: String, global: Bool, affinity: String,
-                preference: String? = nil, backends: [FrontendBackend]) {
+                preference: String? = nil, backends: [FrontendBackend], serviceImport: Bool? = nil) {
+        self.serviceImport = serviceImport
         self.namespace = namespace
         self.name = name
         self.address = address

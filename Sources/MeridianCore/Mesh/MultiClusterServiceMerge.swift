@@ -51,7 +51,7 @@ public enum MultiClusterServiceMerge {
                 }
                 result.append(ServiceFrontend(namespace: namespace, name: imported.metadata.name, address: address, port: UInt16(port.port),
                                               proto: proto.rawValue, global: true, affinity: mesh.affinity.rawValue,
-                                              preference: mesh.preference?.description, backends: backends))
+                                              preference: mesh.preference?.description, backends: backends, serviceImport: true))
             }
         }
         return result.sorted { ($0.namespace, $0.name, $0.port) < ($1.namespace, $1.name, $1.port) }
