@@ -18,7 +18,8 @@ struct ServiceImportController: Sendable {
     let logger: Logger
 
     /// The owner a ClusterSetIP's claim under `meridian/ipam/services/` names.
-    static func claimOwner(namespace: String, name: String) -> String { "ServiceImport \(namespace)/\(name)" }
+    static func claimOwner(namespace: String, name: String) -> String { "\(claimOwnerPrefix)\(namespace)/\(name)" }
+    static let claimOwnerPrefix = "ServiceImport "
 
     func run() async throws {
         try await ensureClusterProperties()
@@ -50,12 +51,17 @@ struct ServiceImportController: Sendable {
             remoteExports: await mirror.snapshot(MeshKind.serviceExports.cacheRoot))
         let plan = inputs.plan(now: ISO8601DateFormatter().string(from: Date()))
 
+        // Imports and claims are read from the store, not the mirror: only this controller writes
+        // them, and the mirror's watches could show a claim before the import written with it,
+        // which would give the import a second address.
         var existingImports: [String: ServiceImport] = [:]
-        for (key, value) in await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.serviceImport.plural)) {
-            if case let .serviceImport(imported)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key) {
-                existingImports[key] = imported
+        for item in try await client.list(prefix: KeyLayout.resources(plural: ResourceKind.serviceImport.plural)).items {
+            if case let .serviceImport(imported)? = try? StoreCoding.decode(KubernetesObject.self, from: item.value, key: item.key) {
+                existingImports[item.key] = imported
             }
         }
+        let claims = try await client.list(prefix: KeyLayout.serviceIPPrefix).items
+        var heldAddresses: Set<String> = []
         var allocator: ServiceIPAllocator?
         var puts: [(key: String, value: Data)] = []
         var deletes: [String] = []
@@ -75,12 +81,20 @@ struct ServiceImportController: Sendable {
             } else if let previousIP {
                 deletes.append(KeyLayout.serviceIP(previousIP))
             }
+            heldAddresses.formUnion(imported.spec.ips ?? [])
             imported.metadata.creationTimestamp = previous?.metadata.creationTimestamp ?? imported.metadata.creationTimestamp
             if previous != imported { puts.append((key, StoreCoding.encode(KubernetesObject.serviceImport(imported)))) }
         }
         for (key, gone) in existingImports {
             deletes.append(key)
             if let ip = gone.spec.ips?.first { deletes.append(KeyLayout.serviceIP(ip)) }
+        }
+
+        // A ClusterSetIP whose import is gone another way (its namespace deleted, the import
+        // deleted by hand) is released.
+        for claim in claims where claim.value.starts(with: Data(Self.claimOwnerPrefix.utf8)) {
+            let address = String(claim.key.dropFirst(KeyLayout.serviceIPPrefix.count))
+            if !heldAddresses.contains(address) { deletes.append(claim.key) }
         }
 
         let currentStatuses = await mirror.snapshot(KeyLayout.serviceExportStatusPrefix)

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import MeridianEtcd
 import MeridianLab
 import Testing
 
@@ -187,6 +188,13 @@ struct MultiClusterServicesIntegrationTests {
                 }
             }
             #expect(try await Self.imports(lab, context: "cluster1")["shop/web"] == nil, "cluster1 has no namespace shop")
+            // Deleting the namespace in cluster3 removes its import there and releases the ClusterSetIP.
+            let shopIP = try #require(try await Self.imports(lab, context: "cluster3")["shop/web"]?.spec.ips?.first)
+            #expect(try await lab.meridian(["delete", "namespace", "shop", "--context", "cluster3"]).status == 0)
+            try await eventually("cluster3 releases the ClusterSetIP of shop/web", timeout: .seconds(30)) {
+                try await lab.withAdmin("cluster3") { try await $0.get("meridian/ipam/services/\(shopIP)") } == nil
+            }
+            #expect(try await Self.imports(lab, context: "cluster3")["shop/web"] == nil)
 
             // A port conflict: cluster3 exports `api` with port http as 81 after cluster2 as 80.
             let api = { (port: Int) in
