@@ -165,11 +165,12 @@ extension ConnectValidation {
 public enum ClusterMesh {
     /// Turns clustermesh on with these knobs and waits until the control plane has published the
     /// cluster's config. Returns the cluster's settings.
-    public static func enable(_ context: MeridianContext, heartbeatInterval: Double, cacheTTL: Double,
+    public static func enable(_ context: MeridianContext, heartbeatInterval: Double, cacheTTL: Double, exportScope: ExportScope = .all,
                               wait: Duration = .seconds(30)) async throws -> ClusterSettings {
         try await EtcdClient.withClient(try context.clientConfiguration()) { client in
             let info = try await ClusterAccessInfo.load(context, client: client)
-            let settings = ClusterMeshSettings(enabled: true, heartbeatIntervalSeconds: heartbeatInterval, cacheTTLSeconds: cacheTTL)
+            let settings = ClusterMeshSettings(enabled: true, heartbeatIntervalSeconds: heartbeatInterval, cacheTTLSeconds: cacheTTL,
+                                               exportScope: exportScope)
             try await client.put(KeyLayout.clusterMeshSettings, StoreCoding.encode(settings))
             let deadline = ContinuousClock.now + wait
             while try await client.get(KeyLayout.clusterConfig(info.settings.name)) == nil {

@@ -15,6 +15,9 @@ struct ClusterMeshCommand: AsyncParsableCommand {
         @OptionGroup var contextOptions: ContextOptions
         @Option(help: "Seconds between heartbeats; peers reconnect after two missed beats.") var heartbeatInterval: Double = 60
         @Option(help: "Seconds an unreachable peer's data is kept before it is withdrawn (0 = forever).") var cacheTTL: Double = 0
+        @Option(help: ArgumentHelp("Which endpoints and identities peers may read: all, or global-namespaces (only those of namespaces annotated clustermesh.cilium.io/global: \"true\", and only their services).",
+                                   valueName: "all|global-namespaces"))
+        var exportScope: ExportScope = .all
 
         func validate() throws {
             guard heartbeatInterval >= 0.1 else { throw ValidationError("--heartbeat-interval must be at least 0.1 seconds") }
@@ -23,7 +26,8 @@ struct ClusterMeshCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let settings = try await ClusterMesh.enable(try contextOptions.resolve(), heartbeatInterval: heartbeatInterval, cacheTTL: cacheTTL)
+                let settings = try await ClusterMesh.enable(try contextOptions.resolve(), heartbeatInterval: heartbeatInterval, cacheTTL: cacheTTL,
+                                                            exportScope: exportScope)
                 print("✅ ClusterMesh enabled on \(settings.name) (ID \(settings.id)): cilium/cluster-config/\(settings.name) published, heartbeat every \(heartbeatInterval) s")
             }
         }
@@ -124,3 +128,5 @@ struct ClusterMeshCommand: AsyncParsableCommand {
         }
     }
 }
+
+extension ExportScope: ExpressibleByArgument {}

@@ -50,7 +50,11 @@ public struct ControlPlane: Sendable {
                     let authorizer = PeerAuthorizer()
                     let meshSettings = Shared(ClusterMeshSettings(enabled: false))
                     try await withThrowingDiscardingTaskGroup { group in
-                        group.addTask { try await serveMeshEndpoint(publishingTo: client, authorizer: authorizer, meshSettings: meshSettings) }
+                        let exportFilter = Shared(ExportFilter?.none)
+                        group.addTask { try await followExportScope(client, meshSettings: meshSettings, into: exportFilter) }
+                        group.addTask {
+                            try await serveMeshEndpoint(publishingTo: client, authorizer: authorizer, meshSettings: meshSettings, exportFilter: exportFilter)
+                        }
                         group.addTask { try await PeerCredentialFeed(client: client, authorizer: authorizer, logger: logger).run() }
                         group.addTask { try await PeerCredentialIssuer(client: client, meshCA: authorities.mesh, logger: logger).run() }
                         if configuration.externalEtcd == nil || configuration.maintainExternalStore {
@@ -73,7 +77,7 @@ public struct ControlPlane: Sendable {
     /// may read the export only; its refusals are published through `client`. The control plane
     /// is ready once the endpoint listens.
     private func serveMeshEndpoint(publishingTo client: EtcdClient, authorizer: PeerAuthorizer,
-                                   meshSettings: Shared<ClusterMeshSettings>) async throws {
+                                   meshSettings: Shared<ClusterMeshSettings>, exportFilter: Shared<ExportFilter?>) async throws {
         let paths = configuration.paths
         let endpointConfiguration = MeshEndpointConfiguration(
             host: configuration.listenHost, port: configuration.meshPort,
@@ -81,7 +85,7 @@ public struct ControlPlane: Sendable {
         try await EtcdClient.withClient(try ClusterPKI.meshRelayClientConfiguration(configuration)) { relay in
             let endpoint = MeshEndpoint(
                 configuration: endpointConfiguration, cluster: configuration.clusterName, authorizer: authorizer,
-                upstream: relay, isEnabled: { meshSettings.withLock { $0.enabled } }, logger: logger)
+                upstream: relay, isEnabled: { meshSettings.withLock { $0.enabled } }, exportFilter: { exportFilter.value }, logger: logger)
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask { try await endpoint.publishRefusals(to: client, logger: logger) }
                 try await endpoint.run { port in
@@ -91,6 +95,28 @@ public struct ControlPlane: Sendable {
                     ])
                 }
             }
+        }
+    }
+
+    /// Keeps `filter` at what the export scope says peers may read: nil (everything) unless
+    /// clustermesh's settings ask for global namespaces only, then the namespaces annotated
+    /// global, followed every second.
+    private func followExportScope(_ client: EtcdClient, meshSettings: Shared<ClusterMeshSettings>,
+                                   into filter: Shared<ExportFilter?>) async throws {
+        let mirror = PrefixMirror(prefixes: [KeyLayout.resources(plural: ResourceKind.namespace.plural)])
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await mirror.run(store: client) }
+            await mirror.reconcile(every: .seconds(1), onFailure: { _ in }) {
+                let scoped = meshSettings.withLock { $0.scope } == .globalNamespaces
+                let next = scoped
+                    ? ExportFilter(globalNamespaces: ExportFilter.globalNamespaces(in: await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.namespace.plural))))
+                    : nil
+                if filter.value != next {
+                    logger.info("export scope", metadata: ["globalNamespaces": "\(next.map { $0.globalNamespaces.sorted().joined(separator: ",") } ?? "all")"])
+                    filter.withLock { $0 = next }
+                }
+            }
+            group.cancelAll()
         }
     }
 

@@ -40,11 +40,13 @@ public struct MeshEndpoint: Sendable {
 
     /// `upstream` is the connection reads are relayed over (in a managed cluster a store user
     /// that may read only the exported keys); `isEnabled` says whether clustermesh is on (off,
-    /// every call is refused).
+    /// every call is refused); `exportFilter` which endpoints and identities are exported (nil:
+    /// all of them).
     public init(configuration: MeshEndpointConfiguration, cluster: String, authorizer: PeerAuthorizer, upstream: EtcdClient,
-                isEnabled: @escaping @Sendable () -> Bool, logger: Logger) {
+                isEnabled: @escaping @Sendable () -> Bool, exportFilter: @escaping @Sendable () -> ExportFilter? = { nil }, logger: Logger) {
         self.configuration = configuration
-        self.gate = MeshGate(policy: MeshReadPolicy(cluster: cluster), authorizer: authorizer, isEnabled: isEnabled, logger: logger)
+        self.gate = MeshGate(policy: MeshReadPolicy(cluster: cluster), authorizer: authorizer, isEnabled: isEnabled,
+                             exportFilter: exportFilter, logger: logger)
         self.upstream = upstream
     }
 
@@ -111,13 +113,16 @@ struct MeshGate: Sendable {
     let authorizer: PeerAuthorizer
     let logger: Logger
     let isEnabled: @Sendable () -> Bool
+    let exportFilter: @Sendable () -> ExportFilter?
     private let counts = Shared([String: [MeshRefusal: Int]]())
     private let held = Shared([String: [Held: Int]]())
 
-    init(policy: MeshReadPolicy, authorizer: PeerAuthorizer, isEnabled: @escaping @Sendable () -> Bool, logger: Logger) {
+    init(policy: MeshReadPolicy, authorizer: PeerAuthorizer, isEnabled: @escaping @Sendable () -> Bool,
+         exportFilter: @escaping @Sendable () -> ExportFilter? = { nil }, logger: Logger) {
         self.policy = policy
         self.authorizer = authorizer
         self.isEnabled = isEnabled
+        self.exportFilter = exportFilter
         self.logger = logger
     }
 
@@ -217,7 +222,10 @@ struct MeshKVService: Etcdserverpb_KV.SimpleServiceProtocol {
         try gate.checkRead(admission, key: request.key, rangeEnd: request.rangeEnd, call: "Range")
         return try await gate.holding(.range, of: admission, call: "Range") {
             do {
-                return try await upstream.forwardRange(request)
+                guard let filter = gate.exportFilter(), ExportFilter.mayJudge(key: request.key, rangeEnd: request.rangeEnd) else {
+                    return try await upstream.forwardRange(request)
+                }
+                return try await filter.range(request) { try await upstream.forwardRange($0) }
             } catch {
                 throw MeshGate.upstreamFailure(error)
             }
@@ -304,7 +312,7 @@ struct MeshWatchService: Etcdserverpb_Watch.SimpleServiceProtocol {
                         do {
                             try await upstream.relayWatch(requests: checked) { message in
                                 if message.canceled { live.withLock { $0 = max(0, $0 - 1) } }
-                                try await response.write(message)
+                                try await response.write(gate.exportFilter().map { $0.rewrite(message) } ?? message)
                             }
                         } catch let error as RPCError where error.message.hasPrefix(MeshGate.refusalPrefix) {
                             throw error
@@ -325,6 +333,13 @@ struct MeshWatchService: Etcdserverpb_Watch.SimpleServiceProtocol {
                         throw gate.refuse(.expired, peer: admission.peer, call: "Watch", detail: "credential expired")
                     }
                     group.addTask {
+                        // A scope that changes under a watch (a namespace turned global or not)
+                        // ends it: the peer lists again and gets exactly the new export.
+                        let scope = gate.exportFilter()
+                        while gate.exportFilter() == scope { try await Task.sleep(for: .seconds(1)) }
+                        throw RPCError(code: .unavailable, message: "the export scope changed; list again")
+                    }
+                    group.addTask {
                         for await _ in stopped {}
                         throw refusal.value ?? CancellationError()
                     }
@@ -335,5 +350,62 @@ struct MeshWatchService: Etcdserverpb_Watch.SimpleServiceProtocol {
                 stop.finish()
             }
         }
+    }
+}
+
+extension ExportFilter {
+    /// A range read under the filter: the records it does not export are left out, and a page
+    /// left empty while more follow is read on from where it ended (at the first page's
+    /// revision), so a reader paging by its last key always gets one to continue from. `count`
+    /// is what the response holds, plus one while more follow. `keys_only` and `count_only` are
+    /// served from full reads, since the filter judges values.
+    func range(_ request: Etcdserverpb_RangeRequest,
+               fetch: (Etcdserverpb_RangeRequest) async throws -> Etcdserverpb_RangeResponse) async throws -> Etcdserverpb_RangeResponse {
+        var upstream = request
+        upstream.keysOnly = false
+        upstream.countOnly = false
+        let first = try await fetch(upstream)
+        var page = first
+        var kept = page.kvs.filter(admits)
+        while kept.isEmpty, page.more, let last = page.kvs.last {
+            upstream.key = last.key + Data([0])
+            upstream.revision = first.header.revision
+            page = try await fetch(upstream)
+            kept = page.kvs.filter(admits)
+        }
+        var result = first
+        result.more = page.more
+        result.count = Int64(kept.count) + (page.more ? 1 : 0)
+        result.kvs = request.countOnly ? [] : request.keysOnly ? kept.map { kv in
+            var key = kv
+            key.value = Data()
+            return key
+        } : kept
+        return result
+    }
+
+    private func admits(_ kv: Mvccpb_KeyValue) -> Bool {
+        admits(key: String(decoding: kv.key, as: UTF8.self), value: kv.value)
+    }
+
+    /// A watch response with every record the filter does not export turned into the deletion of
+    /// its key (the peer may hold it from before: a pod's address now used in a namespace that is
+    /// not global), and no previous value it does not export.
+    func rewrite(_ response: Etcdserverpb_WatchResponse) -> Etcdserverpb_WatchResponse {
+        guard !response.events.isEmpty else { return response }
+        var rewritten = response
+        rewritten.events = response.events.map { event in
+            var event = event
+            if event.hasPrevKv, !admits(event.prevKv) { event.clearPrevKv() }
+            if event.type == .put, !admits(event.kv) {
+                event.type = .delete
+                event.kv.value = Data()
+                event.kv.createRevision = 0
+                event.kv.version = 0
+                event.kv.lease = 0
+            }
+            return event
+        }
+        return rewritten
     }
 }

@@ -93,10 +93,13 @@ struct MeshExporter: Sendable {
     }
 
     private func reconcileServices(_ mirror: PrefixMirror) async throws {
+        // Cilium's rule: namespaces annotated "false" are never exported; under the
+        // global-namespaces scope, only those annotated "true" are.
         var nonGlobalNamespaces: Set<String> = []
         for (key, value) in await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.namespace.plural)) {
             guard case let .namespace(ns)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key) else { continue }
-            if ns.metadata.annotations[ClusterServiceExport.namespaceGlobalAnnotation]?.lowercased() == "false" {
+            let marked = ns.metadata.annotations[ClusterServiceExport.namespaceGlobalAnnotation]?.lowercased()
+            if marked == "false" || (settings.scope == .globalNamespaces && marked != "true") {
                 nonGlobalNamespaces.insert(ns.metadata.name)
             }
         }

@@ -45,12 +45,18 @@ public struct ClusterMeshSettings: Codable, Sendable, Hashable {
     public var heartbeatIntervalSeconds: Double
     /// Seconds an unreachable peer's data is kept before it is withdrawn; 0 keeps it forever.
     public var cacheTTLSeconds: Double
+    /// Which endpoints and identities peers may read; nil is `all`.
+    public var exportScope: ExportScope?
 
-    public init(enabled: Bool, heartbeatIntervalSeconds: Double = 60, cacheTTLSeconds: Double = 0) {
+    public init(enabled: Bool, heartbeatIntervalSeconds: Double = 60, cacheTTLSeconds: Double = 0, exportScope: ExportScope? = nil) {
         self.enabled = enabled
         self.heartbeatIntervalSeconds = heartbeatIntervalSeconds
         self.cacheTTLSeconds = cacheTTLSeconds
+        self.exportScope = exportScope == .all ? nil : exportScope
     }
+
+    /// `exportScope`, defaulted.
+    public var scope: ExportScope { exportScope ?? .all }
 }
 
 /// The certificate (only) of a cluster's mesh CA, published under `meridian/clustermesh/ca`.

@@ -37,7 +37,7 @@ struct SecurityAndValidationTests {
                 #expect(try await remote.list(prefix: "cilium/state/").items.count >= 1)
                 #expect(try await remote.get("cilium/.heartbeat") != nil)
                 #expect(try await remote.get("cilium/cluster-config/cluster2") != nil)
-                #expect(try await remote.list(prefix: "cilium/synced/cluster2/").items.count == 4)
+                #expect(try await remote.list(prefix: "cilium/synced/cluster2/").items.count == MeshKind.allCases.count)
                 // Refused: Meridian's own keys (settings, the CA and its key, peer certificates).
                 for key in [KeyLayout.meshCertificateAuthority, KeyLayout.clusterSettings] {
                     await #expect(throws: EtcdError.self) { _ = try await remote.get(key) }
