@@ -40,6 +40,10 @@ struct NodeEncryption: Sendable {
     /// `mer_encrypt4`: the underlay addresses of nodes the device holds a peer and the route for.
     /// Kept whether or not strict mode is on, so turning it on needs no other state.
     let encryptedNodes: any DatapathMap<mer_encrypt_key, mer_encrypt_value>
+    /// Puts `from_wireguard` on the device's ingress unless it is there (true when it attached
+    /// it now), so `from_overlay` can tell VXLAN that came through the tunnel from VXLAN that
+    /// came in the clear (strict mode refuses the latter from nodes in `encryptedNodes`).
+    let attachDecryptionMark: @Sendable (_ device: String) throws -> Bool
     let initialKeys: WireGuardKeyPair
     let context: NodeContext
     let mirror: PrefixMirror
@@ -137,6 +141,9 @@ struct NodeEncryption: Sendable {
                         try await device.configure(privateKeyPath: keys.path)
                         current = try await device.dump()
                         logger.info("WireGuard device configured", metadata: ["device": "\(device.name)"])
+                    }
+                    if try attachDecryptionMark(device.name) {
+                        logger.info("WireGuard device's ingress marks decrypted traffic", metadata: ["device": "\(device.name)"])
                     }
                     let changed = try await device.apply(peers: wanted.peers, current: current)
                     let routes = try await device.route(peers: wanted.peers.map(\.endpoint), nodeIP: context.nodeIP)

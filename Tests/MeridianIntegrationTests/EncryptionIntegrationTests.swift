@@ -1,6 +1,7 @@
 import CMeridianBPF
 import Foundation
 import Glibc
+import MeridianCore
 import MeridianDatapath
 import MeridianLab
 import Testing
@@ -254,6 +255,134 @@ struct EncryptionIntegrationTests {
             #expect(seen.vxlan == 0, "VXLAN crossed the underlay outside WireGuard \(seen.vxlan) times")
             #expect(seen.wireguard > 0, "the request to cluster1/node2 went through no tunnel: \(seen)")
             #expect(unencryptedDrops() - before >= UInt64(datagrams + 1), "every datagram and the SYNs to cluster2 are counted under UNENCRYPTED_TRAFFIC")
+        }
+    }
+
+    /// Sends `count` VXLAN frames, built by hand, out of `port` of the underlay router's bridge
+    /// (so straight into the node behind it): outer addresses `outerSource` → `outerDestination`
+    /// (UDP to the VXLAN port, no checksum), VNI `vni`, and inside a UDP datagram holding
+    /// `marker` from `innerSource` to `innerDestination`:`innerPort`.
+    static let injectScript = """
+        import socket, struct, sys, time
+        (port, src_mac, dst_mac, outer_src, outer_dst, vni, inner_src, inner_dst, inner_port, marker, count) = sys.argv[1:]
+        def mac(text): return bytes.fromhex(text.replace(":", ""))
+        def checksum(header):
+            total = sum(struct.unpack("!%dH" % (len(header) // 2), header))
+            while total >> 16: total = (total & 0xFFFF) + (total >> 16)
+            return (~total) & 0xFFFF
+        def ipv4(src, dst, payload):
+            header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
+            return header[:10] + struct.pack("!H", checksum(header)) + header[12:] + payload
+        def udp(sport, dport, payload): return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+        inner = mac("02:00:00:00:00:02") + mac("02:00:00:00:00:01") + b"\\x08\\x00" + ipv4(inner_src, inner_dst, udp(40001, int(inner_port), marker.encode()))
+        vxlan = struct.pack("!II", 0x08000000, int(vni) << 8) + inner
+        frame = mac(dst_mac) + mac(src_mac) + b"\\x08\\x00" + ipv4(outer_src, outer_dst, udp(40000, 8472, vxlan))
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        s.bind((port, 0))
+        for _ in range(int(count)):
+            s.send(frame)
+            time.sleep(0.05)
+        """
+
+    static func datapathAddress(_ text: String) throws -> UInt32 {
+        try #require(IPAddress(text)?.datapathValue, "\(text) is not an IPv4 address")
+    }
+
+    /// Counts the UDP datagrams holding `marker` that reach port `port` within `seconds`.
+    static func udpReceiver(port: Int, marker: String, seconds: Int) -> String {
+        """
+        import socket, time
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("0.0.0.0", \(port)))
+        s.settimeout(0.2)
+        end, got = time.time() + \(seconds), 0
+        while time.time() < end:
+            try:
+                data = s.recv(65535)
+            except socket.timeout:
+                continue
+            if b"\(marker)" in data:
+                got += 1
+        print(got)
+        """
+    }
+
+    @Test("in strict mode cleartext VXLAN injected on the underlay in the name of a node with a tunnel is dropped as UNENCRYPTED_INGRESS; without the flag it is delivered; tunnelled traffic keeps flowing and is not counted")
+    func strictModeRefusesCleartextVXLAN() async throws {
+        try await LabFixture.with(clusters: 1, nodes: 2, heartbeat: 1, enable: false, encryption: "wireguard-strict") { lab in
+            try await lab.apply(DatapathIntegrationTests.pod("receiver", node: "node1", command: DatapathIntegrationTests.sleeper)
+                + DatapathIntegrationTests.pod("peer", node: "node2"))
+            let pods = try await lab.waitRunning(["receiver", "peer"], timeout: .seconds(60))
+            let receiverIP = try #require(pods["receiver"]?.ip), peerIP = try #require(pods["peer"]?.ip)
+            let cluster = try lab.cluster("cluster1")
+            let node1 = try #require(cluster.nodes.first { $0.name == "node1" })
+            let node2 = try #require(cluster.nodes.first { $0.name == "node2" })
+            let encrypted = try BPFMap<mer_encrypt_key, mer_encrypt_value>(pinnedAt: node1.pinDirectory + "/" + MER_MAP_ENCRYPT)
+            try await eventually("node1 marks node2 as reached through WireGuard", timeout: .seconds(40)) {
+                encrypted.lookup(mer_encrypt_key(ip4: try Self.datapathAddress(node2.underlayIP))) != nil
+            }
+            // What node2 would put in the VNI: its pod's identity, as node1's ipcache has it.
+            let ipcache = try BPFMap<mer_ipcache_key, mer_ipcache_value>(pinnedAt: node1.pinDirectory + "/" + MER_MAP_IPCACHE)
+            var peerIdentity: UInt32 = 0
+            try await eventually("node1's ipcache holds the peer pod") {
+                peerIdentity = ipcache.lookup(mer_ipcache_key(prefixlen: 32, ip4: try Self.datapathAddress(peerIP)))?.identity ?? 0
+                return peerIdentity >= UInt32(MER_FIRST_CLUSTER_IDENTITY)
+            }
+            func mac(_ node: LabNode) async throws -> String {
+                let words = try await lab.command(["ip", "-n", node.namespace, "-o", "link", "show", Lab.underlayDevice]).split(separator: " ")
+                let index = try #require(words.firstIndex(of: "link/ether"), "\(words)")
+                return String(words[index + 1])
+            }
+            let (node1MAC, node2MAC) = (try await mac(node1), try await mac(node2))
+            let config = try BPFMap<UInt32, mer_config>(pinnedAt: node1.pinDirectory + "/" + MER_MAP_CONFIG)
+            let metrics = try PerCPUArrayMap<mer_metric>(name: MER_MAP_METRICS,
+                                                         fd: try BPFMap<UInt32, mer_metric>(pinnedAt: node1.pinDirectory + "/" + MER_MAP_METRICS).fd)
+            func refused() -> UInt64 {
+                metrics.values(at: UInt32(MER_EVENT_DIR_INGRESS) * UInt32(MER_METRICS_REASONS) + UInt32(MER_DROP_UNENCRYPTED_INGRESS))
+                    .reduce(0) { $0 + $1.packets }
+            }
+            let frames = 10, port = 7777
+            // Injects `frames` forged frames from node2's address and VNI into node1 while
+            // `receiver` listens; returns how many reached it.
+            func inject(_ marker: String) async throws -> Int {
+                async let listened = lab.meridian(["exec", "receiver", "--", "python3", "-c", Self.udpReceiver(port: port, marker: marker, seconds: 5)])
+                try await Task.sleep(for: .seconds(1.5))
+                let sent = try await lab.host(["ip", "netns", "exec", "\(lab.prefix)-underlay", "python3", "-c", Self.injectScript,
+                                               "c1n1", node2MAC, node1MAC, node2.underlayIP, node1.underlayIP, "\(peerIdentity)",
+                                               peerIP, receiverIP, "\(port)", marker, "\(frames)"])
+                try #require(sent.status == 0, "injecting: \(sent.stderr)")
+                let result = try await listened
+                try #require(result.status == 0, "receiver: \(result.stderr)")
+                return try #require(Int(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), "\(result.stdout)")
+            }
+
+            // Strict mode: every forged frame is refused, named and counted.
+            try #require((try #require(config.lookup(0))).flags & UInt16(MER_CONFIG_F_ENCRYPTION_STRICT) != 0)
+            let before = refused()
+            let strictReceived = try await inject("MERIDIAN-FORGED-\(UUID().uuidString)")
+            let strictRefused = refused() - before
+            print("strict: forged frames received \(strictReceived) of \(frames), UNENCRYPTED_INGRESS on node1: \(strictRefused)")
+            #expect(strictReceived == 0, "a forged cleartext frame from node2's address reached the pod in strict mode")
+            #expect(strictRefused >= UInt64(frames), "every forged frame is counted under UNENCRYPTED_INGRESS")
+
+            // Traffic through the tunnel, both ways between the nodes, still flows and is not counted.
+            let tunnelled = refused()
+            for _ in 0..<3 {
+                let answer = try await lab.exec("receiver", ["curl", "-s", "-m", "5", "http://\(peerIP):8080/"])
+                #expect(answer.status == 0 && answer.stdout.contains("\"pod\":\"peer\""), "receiver → peer through the tunnel: \(answer.stdout) \(answer.stderr)")
+            }
+            #expect(refused() == tunnelled, "traffic that came through the tunnel was counted as unencrypted")
+
+            // Without the strict flag (all there is to strict mode) the same frames get in,
+            // subject to from_overlay's other checks, which they pass.
+            var plain = try #require(config.lookup(0))
+            plain.flags &= ~UInt16(MER_CONFIG_F_ENCRYPTION_STRICT)
+            try config.update(0, plain)
+            let plainBefore = refused()
+            let plainReceived = try await inject("MERIDIAN-FORGED-\(UUID().uuidString)")
+            print("without strict: forged frames received \(plainReceived) of \(frames)")
+            #expect(plainReceived == frames, "without strict mode the forged frames (which pass every other check) are delivered")
+            #expect(refused() == plainBefore)
         }
     }
 
