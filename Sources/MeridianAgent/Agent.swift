@@ -135,7 +135,7 @@ public struct Agent: Sendable {
                 NodeEncryption(device: try WireGuardDevice(name: settings.device, mtu: context.underlayMTU - MeridianWireGuard.overhead),
                                strict: settings.strict, encryptedNodes: datapath.encryptedNodes,
                                attachDecryptionMark: { device in try datapath.attachDecryptionMark(device: device) },
-                               initialKeys: keys!, context: context,
+                               initialKeys: keys!, schedule: settings.rotationInterval.map(KeyRotationSchedule.init(interval:)), context: context,
                                mirror: mirror, client: client, logPath: configuration.wireGuardLogPath, logger: logger)
             }
             let names = ServiceNameTable()

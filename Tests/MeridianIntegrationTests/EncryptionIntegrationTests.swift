@@ -19,8 +19,10 @@ struct EncryptionIntegrationTests {
     }
 
     /// The same mesh with the lab's `--encryption` (per cluster) and `connect`'s extra options.
-    static func mesh(encryption: String?, connect extra: [String] = [], _ body: (LabFixture, [String: String]) async throws -> Void) async throws {
-        try await LabFixture.with(clusters: 2, nodes: 2, heartbeat: 1, enable: false, encryption: encryption) { lab in
+    static func mesh(encryption: String?, connect extra: [String] = [], rotationInterval: String? = nil,
+                     _ body: (LabFixture, [String: String]) async throws -> Void) async throws {
+        try await LabFixture.with(clusters: 2, nodes: 2, heartbeat: 1, enable: false, encryption: encryption,
+                                  wireguardRotationInterval: rotationInterval) { lab in
             for cluster in ["cluster1", "cluster2"] {
                 try await lab.run(["clustermesh", "enable", "--context", cluster, "--heartbeat-interval", "1"])
             }
@@ -501,6 +503,52 @@ struct EncryptionIntegrationTests {
             let node = try #require(try lab.cluster("cluster1").nodes.first { $0.name == "node1" })
             let path = node.stateDirectory + "/wireguard.key"
             #expect((try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        }
+    }
+
+    @Test("with a rotation interval of 20 s every node replaces its key on its own, a stream across clusters keeps running through the rotations, and status shows the next rotation")
+    func scheduledRotationKeepsAStreamAlive() async throws {
+        try await Self.mesh(encryption: "wireguard", rotationInterval: "20s") { lab, ips in
+            try await eventually("every node of cluster2 peers with cluster1/node1", timeout: .seconds(40)) {
+                let report = try await Self.status(lab, "cluster2")
+                return ["node1", "node2"].allSatisfy { ((Self.node(report, $0)?["peers"] as? [[String: Any]]) ?? []).contains { $0["node"] as? String == "cluster1/node1" } }
+            }
+            let node1 = try #require(Self.node(try await Self.status(lab, "cluster1"), "node1"))
+            let old = try #require(node1["publicKey"] as? String)
+            #expect(node1["keyRotationIntervalSeconds"] as? Int == 20, "\(node1)")
+            let next = try #require(node1["nextKeyRotationInSeconds"] as? Int, "\(node1)")
+            #expect((0...20).contains(next))
+            let text = try await lab.meridian(["encryption", "status", "--context", "cluster1"])
+            #expect(text.stdout.contains("next rotation") && text.stdout.contains("every 20s"), "\(text.stdout)")
+
+            // 3.75 MB at 150 kB/s: 25 s, over at least one rotation of each end.
+            let serverKeyBefore = Self.node(try await Self.status(lab, "cluster2"), "node1")?["publicKey"] as? String
+            let size = 3_750_000
+            let start = ContinuousClock.now
+            async let transfer = lab.meridian(["exec", "--context", "cluster1", "client", "--", "curl", "-s", "-m", "90", "--limit-rate", "150k",
+                                               "-o", "/dev/null", "-w", "%{size_download} %{time_total}", "http://\(ips["server"]!):8080/bytes/\(size)"])
+            var keys: [String] = [old]
+            try await eventually("cluster1/node1 publishes a new key without being asked", timeout: .seconds(30)) {
+                let key = Self.node(try await Self.status(lab, "cluster1"), "node1")?["publicKey"] as? String
+                if let key, key != keys.last { keys.append(key) }
+                return keys.count > 1
+            }
+            let received = try await transfer
+            let fields = received.stdout.split(separator: " ")
+            print("scheduled rotation: node1 keys seen \(keys.count), transfer \(received.stdout) (wall \(ContinuousClock.now - start))")
+            #expect(fields.first.map(String.init) == "\(size)", "the transfer running across the rotations: \(received.stdout) \(received.stderr)")
+            let serverKey = Self.node(try await Self.status(lab, "cluster2"), "node1")?["publicKey"] as? String
+            #expect(serverKey != nil && serverKey != serverKeyBefore, "the server's node rotated too during the transfer")
+            try await eventually("cluster2's nodes hold node1's current key, with a handshake", timeout: .seconds(20)) {
+                let current = Self.node(try await Self.status(lab, "cluster1"), "node1")?["publicKey"] as? String
+                let peers = (Self.node(try await Self.status(lab, "cluster2"), "node1")?["peers"] as? [[String: Any]]) ?? []
+                return peers.contains { $0["publicKey"] as? String == current && $0["latestHandshakeAgeSeconds"] as? Int != nil }
+            }
+            // The time of the last rotation is kept beside the key, for restarts.
+            let node = try #require(try lab.cluster("cluster1").nodes.first { $0.name == "node1" })
+            let recorded = try String(contentsOfFile: node.stateDirectory + "/wireguard.rotated-at", encoding: .utf8)
+            let age = Date().timeIntervalSince1970 - (TimeInterval(recorded.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0)
+            #expect((0...25).contains(age), "wireguard.rotated-at: \(recorded)")
         }
     }
 }
