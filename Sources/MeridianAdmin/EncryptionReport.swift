@@ -31,6 +31,13 @@ public struct EncryptionReport: Codable, Sendable, Hashable {
         public var unencryptedNodes: [String]
         /// Strict mode: pod traffic to a node without a tunnel is dropped (`UNENCRYPTED_TRAFFIC`).
         public var strict: Bool
+        /// Seconds since the node's key pair was last replaced; nil from agents that do not say.
+        public var lastKeyRotationAgeSeconds: Int64?
+        /// The node's rotation interval in seconds; nil: the key is replaced only on request.
+        public var keyRotationIntervalSeconds: Int64?
+        /// Seconds since 1970 of the next scheduled rotation, and how far off it is (0 when due).
+        public var nextKeyRotation: Int64?
+        public var nextKeyRotationInSeconds: Int64?
         public var lastError: String?
     }
 
@@ -71,7 +78,10 @@ public struct EncryptionReport: Codable, Sendable, Hashable {
                           latestHandshakeAgeSeconds: peer.latestHandshake == 0 ? nil : max(0, seconds - peer.latestHandshake),
                           receivedBytes: peer.receivedBytes, sentBytes: peer.sentBytes)
                  },
-                 unencryptedNodes: status.unencryptedNodes, strict: status.strict ?? false, lastError: status.lastError)
+                 unencryptedNodes: status.unencryptedNodes, strict: status.strict ?? false,
+                 lastKeyRotationAgeSeconds: status.lastKeyRotation.map { max(0, seconds - $0) },
+                 keyRotationIntervalSeconds: status.keyRotationIntervalSeconds, nextKeyRotation: status.nextKeyRotation,
+                 nextKeyRotationInSeconds: status.nextKeyRotation.map { max(0, $0 - seconds) }, lastError: status.lastError)
         }
         let reporting = Set(nodes.map(\.node))
         return EncryptionReport(cluster: cluster, nodes: nodes, nodesWithoutEncryption: registered.filter { !reporting.contains($0) }.sorted())
@@ -107,6 +117,7 @@ public struct EncryptionReport: Codable, Sendable, Hashable {
         for node in nodes {
             lines.append("\(node.node): \(node.type) (\(node.mode)\(node.strict ? ", strict" : "")) on \(node.interface), port \(node.listenPort), MTU \(node.mtu), public key \(node.publicKey), read \(node.statusAgeSeconds)s ago")
             if let error = node.lastError { lines.append("  last error: \(TerminalSafe.escape(error, maxScalars: 300))") }
+            if let line = node.rotationLine { lines.append("  " + line) }
             let rows = node.peers.map { peer in
                 [TerminalSafe.escape(peer.node, maxScalars: 80), peer.endpoint, peer.latestHandshakeAgeSeconds.map { "\($0)s ago" } ?? "never",
                  "\(peer.receivedBytes)", "\(peer.sentBytes)", peer.publicKey]
@@ -122,5 +133,17 @@ public struct EncryptionReport: Codable, Sendable, Hashable {
         }
         if nodes.isEmpty && nodesWithoutEncryption.isEmpty { lines.append("cluster \(cluster) has no nodes") }
         return lines.joined(separator: "\n")
+    }
+}
+
+extension EncryptionReport.Node {
+    /// `key rotated 5s ago; next rotation 2026-01-01T00:00:15Z (in 15s), every 20s`, or without a
+    /// schedule `key rotated 5s ago; rotation only on request`; nil when the agent says nothing.
+    var rotationLine: String? {
+        guard lastKeyRotationAgeSeconds != nil || nextKeyRotation != nil else { return nil }
+        let last = lastKeyRotationAgeSeconds.map { "key rotated \($0)s ago" } ?? "key rotated at an unknown time"
+        guard let next = nextKeyRotation, let interval = keyRotationIntervalSeconds else { return last + "; rotation only on request" }
+        let date = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(next)))
+        return last + "; next rotation \(date) (in \(nextKeyRotationInSeconds ?? 0)s), every \(interval)s"
     }
 }

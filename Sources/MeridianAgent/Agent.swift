@@ -133,7 +133,9 @@ public struct Agent: Sendable {
             ])
             let encryption = try configuration.encryption.map { settings throws in
                 NodeEncryption(device: try WireGuardDevice(name: settings.device, mtu: context.underlayMTU - MeridianWireGuard.overhead),
-                               strict: settings.strict, encryptedNodes: datapath.encryptedNodes, initialKeys: keys!, context: context,
+                               strict: settings.strict, encryptedNodes: datapath.encryptedNodes,
+                               attachDecryptionMark: { device in try datapath.attachDecryptionMark(device: device) },
+                               initialKeys: keys!, schedule: settings.rotationInterval.map(KeyRotationSchedule.init(interval:)), context: context,
                                mirror: mirror, client: client, logPath: configuration.wireGuardLogPath, logger: logger)
             }
             let names = ServiceNameTable()

@@ -14,12 +14,20 @@ public struct EncryptionSettings: Sendable, Hashable {
     /// so nodes sharing a host (the lab's) need names of their own.
     public var device: String
     /// Strict mode (`--encryption-strict`): `from_pod` drops pod traffic to a node for which the
-    /// device holds no peer (`UNENCRYPTED_TRAFFIC`) instead of sending it in the clear.
+    /// device holds no peer (`UNENCRYPTED_TRAFFIC`) instead of sending it in the clear, and
+    /// `from_overlay` drops VXLAN that came in the clear from a node it holds a peer for
+    /// (`UNENCRYPTED_INGRESS`).
     public var strict: Bool
+    /// `--wireguard-rotation-interval`: the node replaces its key pair this long after the last
+    /// replacement; nil: only on request (`encryption rotate`).
+    public var rotationInterval: Duration?
+    /// The shortest `rotationInterval` accepted (see `KeyRotationSchedule.minimumInterval`).
+    public static var minimumRotationInterval: Duration { KeyRotationSchedule.minimumInterval }
 
-    public init(device: String = MeridianWireGuard.defaultDevice, strict: Bool = false) {
+    public init(device: String = MeridianWireGuard.defaultDevice, strict: Bool = false, rotationInterval: Duration? = nil) {
         self.device = device
         self.strict = strict
+        self.rotationInterval = rotationInterval
     }
 }
 
@@ -40,7 +48,13 @@ struct NodeEncryption: Sendable {
     /// `mer_encrypt4`: the underlay addresses of nodes the device holds a peer and the route for.
     /// Kept whether or not strict mode is on, so turning it on needs no other state.
     let encryptedNodes: any DatapathMap<mer_encrypt_key, mer_encrypt_value>
+    /// Puts `from_wireguard` on the device's ingress unless it is there (true when it attached
+    /// it now), so `from_overlay` can tell VXLAN that came through the tunnel from VXLAN that
+    /// came in the clear (strict mode refuses the latter from nodes in `encryptedNodes`).
+    let attachDecryptionMark: @Sendable (_ device: String) throws -> Bool
     let initialKeys: WireGuardKeyPair
+    /// Rotation on a schedule; nil: only on request.
+    let schedule: KeyRotationSchedule?
     let context: NodeContext
     let mirror: PrefixMirror
     let client: any KeyValueStore
@@ -55,23 +69,65 @@ struct NodeEncryption: Sendable {
 
     /// Where the mod revision of the last rotation request carried out is kept.
     var rotationPath: String { keyDirectory + "/wireguard.rotated" }
+    /// Where the time of the last key replacement (seconds since 1970) is kept, for the schedule.
+    var rotatedAtPath: String { keyDirectory + "/wireguard.rotated-at" }
     private var keyDirectory: String { (initialKeys.path as NSString).deletingLastPathComponent }
 
-    /// Carries out a rotation request newer than the last one: a new key pair in the key file,
-    /// given to the device, and the node record republished with the new public key (peers then
-    /// replace the old key with the new one; the tunnel is down for each peer until it has).
-    private func rotateIfAsked(_ keys: inout WireGuardKeyPair) async {
+    /// The time of the last key replacement to schedule from (see
+    /// `KeyRotationSchedule.lastRotation`), recorded again when the record was missing or ahead of
+    /// the clock.
+    func loadLastRotation(now: Date = Date()) -> Date {
+        let text = (try? String(contentsOfFile: rotatedAtPath, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        let recorded = text.flatMap(Int64.init).map { Date(timeIntervalSince1970: TimeInterval($0)) }
+        let modified = (try? FileManager.default.attributesOfItem(atPath: initialKeys.path))?[.modificationDate] as? Date
+        let last = KeyRotationSchedule.lastRotation(recorded: recorded, keyFileModified: modified, now: now)
+        if recorded != last { recordRotation(at: last) }
+        return last
+    }
+
+    private func recordRotation(at time: Date) {
+        do {
+            try "\(Int64(time.timeIntervalSince1970))\n".write(toFile: rotatedAtPath, atomically: true, encoding: .utf8)
+        } catch {
+            logger.warning("could not record the time of the WireGuard key rotation", metadata: ["path": "\(rotatedAtPath)", "error": "\(error)"])
+        }
+    }
+
+    /// Replaces the key pair: a new one in the key file, given to the device, and the node record
+    /// republished with the new public key (peers then replace the old key with the new one; the
+    /// tunnel is down for each peer until it has). `lastRotation` becomes now.
+    private func rotate(_ keys: inout WireGuardKeyPair, lastRotation: inout Date, reason: String,
+                        afterKeyWritten: () throws -> Void = {}) async throws {
+        keys = try WireGuardKeyPair.create(at: keys.path)
+        lastRotation = Date()
+        recordRotation(at: lastRotation)
+        try afterKeyWritten()
+        try await device.configure(privateKeyPath: keys.path)
+        try await republish(publicKey: keys.publicKey)
+        logger.info("WireGuard key rotated", metadata: ["publicKey": "\(keys.publicKey)", "reason": "\(reason)"])
+    }
+
+    /// Carries out a rotation request newer than the last one.
+    private func rotateIfAsked(_ keys: inout WireGuardKeyPair, lastRotation: inout Date) async {
         guard let request = try? await client.get(KeyLayout.encryptionRotation(context.nodeName)) else { return }
         let done = Int64((try? String(contentsOfFile: rotationPath, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
         guard request.modRevision > done else { return }
         do {
-            keys = try WireGuardKeyPair.create(at: keys.path)
-            try "\(request.modRevision)\n".write(toFile: rotationPath, atomically: true, encoding: .utf8)
-            try await device.configure(privateKeyPath: keys.path)
-            try await republish(publicKey: keys.publicKey)
-            logger.info("WireGuard key rotated", metadata: ["publicKey": "\(keys.publicKey)", "request": "\(request.modRevision)"])
+            try await rotate(&keys, lastRotation: &lastRotation, reason: "request \(request.modRevision)") {
+                try "\(request.modRevision)\n".write(toFile: rotationPath, atomically: true, encoding: .utf8)
+            }
         } catch {
             logger.warning("WireGuard key rotation failed; will retry", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Rotates the key pair when the schedule says it is due.
+    private func rotateIfDue(_ keys: inout WireGuardKeyPair, lastRotation: inout Date) async {
+        guard let schedule, schedule.isDue(last: lastRotation, now: Date()) else { return }
+        do {
+            try await rotate(&keys, lastRotation: &lastRotation, reason: "schedule (every \(schedule.interval))")
+        } catch {
+            logger.warning("scheduled WireGuard key rotation failed; will retry", metadata: ["error": "\(error)"])
         }
     }
 
@@ -86,6 +142,7 @@ struct NodeEncryption: Sendable {
 
     func run() async throws {
         var keys = initialKeys
+        var lastRotation = loadLastRotation()
         let mode: WireGuardMode = await device.createKernelDevice() ? .kernel : .userspace
         logger.info("WireGuard encryption", metadata: [
             "mode": "\(mode.rawValue)", "device": "\(device.name)", "publicKey": "\(keys.publicKey)", "mtu": "\(device.mtu)",
@@ -120,7 +177,8 @@ struct NodeEncryption: Sendable {
             var marked = Set(encryptedNodes.entries().map { IPAddress(datapathValue: $0.key.ip4) })
             for await _ in events {
                 guard await mirror.isSynced else { continue }
-                await rotateIfAsked(&keys)
+                await rotateIfAsked(&keys, lastRotation: &lastRotation)
+                await rotateIfDue(&keys, lastRotation: &lastRotation)
                 let wanted = Self.peers(
                     records: await mirror.snapshot(MeshKind.nodes.statePrefix(cluster: context.cluster.name))
                         .merging(await mirror.snapshot(Agent.remoteNodesPrefix), uniquingKeysWith: { a, _ in a }),
@@ -137,6 +195,9 @@ struct NodeEncryption: Sendable {
                         try await device.configure(privateKeyPath: keys.path)
                         current = try await device.dump()
                         logger.info("WireGuard device configured", metadata: ["device": "\(device.name)"])
+                    }
+                    if try attachDecryptionMark(device.name) {
+                        logger.info("WireGuard device's ingress marks decrypted traffic", metadata: ["device": "\(device.name)"])
                     }
                     let changed = try await device.apply(peers: wanted.peers, current: current)
                     let routes = try await device.route(peers: wanted.peers.map(\.endpoint), nodeIP: context.nodeIP)
@@ -160,8 +221,13 @@ struct NodeEncryption: Sendable {
                 if dump == nil { dump = try? await device.dump() }
                 marked = markEncrypted(Self.encryptedEndpoints(wanted: wanted.peers, device: dump, routed: routed, marked: marked),
                                        current: marked)
-                let status = Self.status(dump: dump, wanted: wanted, mode: mode, device: device, keys: keys, context: context,
+                var status = Self.status(dump: dump, wanted: wanted, mode: mode, device: device, keys: keys, context: context,
                                          strict: strict, lastError: lastError)
+                status.lastKeyRotation = Int64(lastRotation.timeIntervalSince1970)
+                if let schedule {
+                    status.keyRotationIntervalSeconds = Int64(KeyRotationSchedule.seconds(schedule.interval))
+                    status.nextKeyRotation = Int64(schedule.nextRotation(after: lastRotation).timeIntervalSince1970.rounded(.up))
+                }
                 var comparable = status
                 comparable.updatedAt = published?.updatedAt ?? 0
                 if comparable != published, ContinuousClock.now - publishedAt >= publishInterval || published == nil {

@@ -32,8 +32,19 @@ struct LabCommand: AsyncParsableCommand {
         @Option(help: "Put each etcd's data on a tmpfs of this many MiB (160...65536), so `lab fault fill-disk` can fill it.") var storeDisk: Int?
         @Option(help: "Seconds a node stays registered after its agent stops (10...86400; default the agents', 900).") var nodeGracePeriod: Int?
         @Flag(help: "Also start Prometheus (Debian's) on a loopback port, scraping every daemon's /metrics each second.") var prometheus = false
-        @Option(help: "Encrypt traffic between nodes, within and across clusters: wireguard (the kernel's, or wireguard-go without the module), wireguard-strict (also drop pod traffic to nodes without a tunnel, --encryption-strict), or none; per cluster comma-separated, e.g. wireguard-strict,none (the last repeats).")
+        @Option(help: "Encrypt traffic between nodes, within and across clusters: wireguard (the kernel's, or wireguard-go without the module), wireguard-strict (also drop pod traffic to nodes without a tunnel and cleartext VXLAN from nodes with one, --encryption-strict), or none; per cluster comma-separated, e.g. wireguard-strict,none (the last repeats).")
         var encryption: String?
+        @Option(help: "With --encryption: each node replaces its WireGuard key pair this often (the agents' --wireguard-rotation-interval, e.g. 20s, 24h; at least 10s). Off when absent.")
+        var wireguardRotationInterval: String?
+
+        func validate() throws {
+            if let wireguardRotationInterval {
+                guard let encryption, encryption.split(separator: ",").contains(where: { $0.hasPrefix("wireguard") }) else {
+                    throw ValidationError("--wireguard-rotation-interval needs --encryption wireguard or wireguard-strict")
+                }
+                _ = try AgentCommand.rotationInterval(wireguardRotationInterval)
+            }
+        }
 
         func run() async throws {
             try await reportingErrors {
@@ -46,7 +57,8 @@ struct LabCommand: AsyncParsableCommand {
                 }
                 let state = try await lab.up(clusters: clusters, nodes: nodes, mtus: mtus, nodePodPrefixLength: nodePodPrefix,
                                            identityGCSeconds: identityGCInterval, etcdMembers: etcdMembers, storeDiskMiB: storeDisk, nodeGraceSeconds: nodeGracePeriod,
-                                           prometheus: prometheus, encryption: encryption, recordingContextsIn: MeridianConfig.path)
+                                           prometheus: prometheus, encryption: encryption, wireguardRotationInterval: wireguardRotationInterval,
+                                           recordingContextsIn: MeridianConfig.path)
                 for cluster in state.clusters {
                     print("✅ \(cluster.name) (ID \(cluster.id)) up: etcd \(cluster.endpoint), pods \(cluster.podCIDR), services \(cluster.serviceCIDR), underlay MTU \(cluster.underlayMTU), context \(cluster.name)")
                     for node in cluster.nodes {

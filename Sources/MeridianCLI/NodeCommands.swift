@@ -43,8 +43,10 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Encrypt traffic between nodes: `wireguard` (the kernel's, or wireguard-go where the kernel has no module). Off when absent.")
     var encryption: String?
     @Option(help: "Name of the node's WireGuard device (1...15 characters).") var wireguardDevice: String = MeridianWireGuard.defaultDevice
-    @Flag(help: "With --encryption: drop pod traffic to a node for which no WireGuard tunnel is up (drop reason UNENCRYPTED_TRAFFIC) instead of sending it in the clear.")
+    @Flag(help: "With --encryption: drop pod traffic to a node for which no WireGuard tunnel is up (drop reason UNENCRYPTED_TRAFFIC) instead of sending it in the clear, and VXLAN that arrives in the clear from a node with a tunnel (UNENCRYPTED_INGRESS).")
     var encryptionStrict = false
+    @Option(help: "With --encryption: replace the node's WireGuard key pair this long after the last replacement (e.g. 24h, 30m; at least 10s). The time of the last one is kept in --state-dir, so restarts keep the schedule. Off when absent: only `encryption rotate` replaces it.")
+    var wireguardRotationInterval: String?
 
     func validate() throws {
         guard !etcdEndpoint.split(separator: ",").isEmpty else { throw ValidationError("--etcd-endpoint: expected at least one endpoint") }
@@ -59,8 +61,23 @@ struct AgentCommand: AsyncParsableCommand {
         }
         if let encryption, encryption != "wireguard" { throw ValidationError("--encryption: the only kind is wireguard, got \(encryption)") }
         if encryptionStrict && encryption == nil { throw ValidationError("--encryption-strict needs --encryption wireguard") }
+        if let wireguardRotationInterval {
+            guard encryption != nil else { throw ValidationError("--wireguard-rotation-interval needs --encryption wireguard") }
+            _ = try Self.rotationInterval(wireguardRotationInterval)
+        }
         do { _ = try WireGuardDevice(name: wireguardDevice, mtu: 1420) } catch { throw ValidationError("--wireguard-device: \(error)") }
         guard (1...1_048_576).contains(flowBufferSize) else { throw ValidationError("--flow-buffer-size must be 1...1048576, got \(flowBufferSize)") }
+    }
+
+    /// `--wireguard-rotation-interval`'s value: a duration of at least `EncryptionSettings.minimumRotationInterval`.
+    static func rotationInterval(_ text: String) throws -> Duration {
+        guard let interval = DurationParser.parse(text) else {
+            throw ValidationError("--wireguard-rotation-interval: expected a duration such as 24h, 30m or 90s, got \(text)")
+        }
+        guard interval >= EncryptionSettings.minimumRotationInterval else {
+            throw ValidationError("--wireguard-rotation-interval must be at least \(EncryptionSettings.minimumRotationInterval), got \(text)")
+        }
+        return interval
     }
 
     func run() async throws {
@@ -80,7 +97,10 @@ struct AgentCommand: AsyncParsableCommand {
                 nodeGracePeriod: .seconds(nodeGracePeriod))
             configuration.nodePodPrefixLength = podCIDRPrefixLength
             configuration.cgroup = cgroup
-            if encryption != nil { configuration.encryption = EncryptionSettings(device: wireguardDevice, strict: encryptionStrict) }
+            if encryption != nil {
+                configuration.encryption = EncryptionSettings(device: wireguardDevice, strict: encryptionStrict,
+                                                              rotationInterval: try wireguardRotationInterval.map(Self.rotationInterval))
+            }
             if let observerListen, let observerCert, let observerKey {
                 configuration.observer = ObserverSettings(
                     address: try ObserverAddress(parsing: observerListen),

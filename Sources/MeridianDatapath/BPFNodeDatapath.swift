@@ -34,6 +34,8 @@ public final class BPFNodeDatapath: NodeDatapath {
     public static let fromPodProgram = "from_pod"
     public static let toPodProgram = "to_pod"
     public static let fromOverlayProgram = "from_overlay"
+    /// In the from-overlay object: marks what the WireGuard device delivers as decrypted.
+    public static let fromWireGuardProgram = "from_wireguard"
     /// The socket programs and the cgroup hook each goes on.
     public static let socketPrograms: [(name: String, hook: bpf_attach_type)] = [
         ("sock_connect4", BPF_CGROUP_INET4_CONNECT), ("sock_sendmsg4", BPF_CGROUP_UDP4_SENDMSG),
@@ -86,6 +88,18 @@ public final class BPFNodeDatapath: NodeDatapath {
         let index = try TrafficControl.interfaceIndex(device)
         try TrafficControl.attach(programFD: try fromOverlay.programFD(Self.fromOverlayProgram), interfaceIndex: index,
                                   direction: .ingress, device: device)
+    }
+
+    /// Puts from-wireguard on the ingress of the node's WireGuard device unless it is there
+    /// already; true when it was attached now. A restarted `wireguard-go` makes a new device,
+    /// without programs, so the encryption reconciler calls this on every pass.
+    public func attachDecryptionMark(device: String) throws(BPFError) -> Bool {
+        let index = try TrafficControl.interfaceIndex(device)
+        let id = try fromOverlay.programID(Self.fromWireGuardProgram)
+        if TrafficControl.attachedProgramID(interfaceIndex: index, direction: .ingress) == id { return false }
+        try TrafficControl.attach(programFD: try fromOverlay.programFD(Self.fromWireGuardProgram), interfaceIndex: index,
+                                  direction: .ingress, device: device)
+        return true
     }
 
     /// Puts the socket programs on the cgroup v2 directory holding the node's pods, so every

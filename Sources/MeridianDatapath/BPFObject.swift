@@ -40,6 +40,15 @@ public final class BPFObject: @unchecked Sendable {
         return fd
     }
 
+    /// The kernel's id of the program named `name` (what a query of an attach point reports).
+    public func programID(_ name: String) throws(BPFError) -> UInt32 {
+        let fd = try programFD(name)
+        var info = bpf_prog_info()
+        var length = UInt32(MemoryLayout<bpf_prog_info>.size)
+        try BPFError.check(bpf_obj_get_info_by_fd(fd, &info, &length), "read the id of program \(name) of \(self.name)")
+        return info.id
+    }
+
     /// The file descriptor of the map named `name`.
     public func mapFD(_ name: String) throws(BPFError) -> Int32 {
         guard let map = bpf_object__find_map_by_name(object, name) else {

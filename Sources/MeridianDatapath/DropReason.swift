@@ -29,6 +29,7 @@ public enum DropReason {
         UInt32(MER_DROP_HOST_NOT_READY): "HOST_NOT_READY",
         UInt32(MER_DROP_RESERVED_IDENTITY_FROM_NODE): "RESERVED_IDENTITY_FROM_NODE",
         UInt32(MER_DROP_SOURCE_NOT_OWNED_BY_SENDER): "SOURCE_NOT_OWNED_BY_SENDER",
+        UInt32(MER_DROP_UNENCRYPTED_INGRESS): "UNENCRYPTED_INGRESS",
     ]
 
     /// The reason's name, or `REASON_<n>` for a number this build does not know.

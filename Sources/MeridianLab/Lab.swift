@@ -34,6 +34,9 @@ public struct LabCluster: Codable, Sendable, Hashable {
     /// The agents' encryption: `wireguard`, or `wireguard-strict` (`--encryption wireguard
     /// --encryption-strict`); nil: traffic between nodes is not encrypted.
     public var encryption: String?
+    /// The agents' `--wireguard-rotation-interval` (e.g. `20s`), for clusters that encrypt; nil:
+    /// keys are replaced only on request.
+    public var wireguardRotationInterval: String?
 
     public init(name: String, id: UInt32, podCIDR: String, serviceCIDR: String, dataDirectory: String,
                 clientPort: Int, peerPort: Int, meshPort: Int) {
@@ -160,7 +163,8 @@ public struct Lab: Sendable {
     /// `mtus` are the clusters' underlay MTUs in order (the last repeats; default 1500).
     public func up(clusters count: Int, nodes nodeCount: Int = 0, mtus: [Int] = [], nodePodPrefixLength: Int = 24,
                    identityGCSeconds: Int? = nil, etcdMembers: Int = 1, storeDiskMiB: Int? = nil, nodeGraceSeconds: Int? = nil,
-                   prometheus: Bool = false, encryption: String? = nil, readyTimeout: Duration = .seconds(60)) async throws -> LabState {
+                   prometheus: Bool = false, encryption: String? = nil, wireguardRotationInterval: String? = nil,
+                   readyTimeout: Duration = .seconds(60)) async throws -> LabState {
         let encryptions = (encryption ?? "none").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         if let bad = encryptions.first(where: { !Self.encryptionKinds.contains($0) }) {
             throw LabError.outOfRange(option: "--encryption", allowed: "wireguard, wireguard-strict or none, per cluster comma-separated (the last repeats)",
@@ -209,6 +213,7 @@ public struct Lab: Sendable {
             state.clusters[index - 1].nodeGraceSeconds = nodeGraceSeconds
             let kind = encryptions[min(index - 1, encryptions.count - 1)]
             state.clusters[index - 1].encryption = kind == "none" ? nil : kind
+            state.clusters[index - 1].wireguardRotationInterval = kind == "none" ? nil : wireguardRotationInterval
             state.clusters[index - 1].metricsPort = ports.removeFirst()
             state.clusters[index - 1].etcdMembers = (0..<memberCount).map { member in
                 LabEtcdMember(name: "m\(member)", directory: "\(directory)/cluster\(index)/members/m\(member)",

@@ -26,10 +26,12 @@ extension Lab {
     /// unless given).
     public func up(clusters: Int, nodes: Int, mtus: [Int], nodePodPrefixLength: Int, identityGCSeconds: Int?, etcdMembers: Int = 1,
                    storeDiskMiB: Int? = nil, nodeGraceSeconds: Int? = nil, prometheus: Bool = false, encryption: String? = nil,
+                   wireguardRotationInterval: String? = nil,
                    recordingContextsIn configPath: String) async throws -> LabState {
         let state = try await up(clusters: clusters, nodes: nodes, mtus: mtus, nodePodPrefixLength: nodePodPrefixLength,
                                  identityGCSeconds: identityGCSeconds, etcdMembers: etcdMembers, storeDiskMiB: storeDiskMiB,
-                                 nodeGraceSeconds: nodeGraceSeconds, prometheus: prometheus, encryption: encryption)
+                                 nodeGraceSeconds: nodeGraceSeconds, prometheus: prometheus, encryption: encryption,
+                                 wireguardRotationInterval: wireguardRotationInterval)
         var config = try MeridianConfig.load(from: configPath)
         for cluster in state.clusters { config.upsert(MeridianContext(labCluster: cluster, lab: directory)) }
         try config.save(to: configPath)

@@ -146,6 +146,7 @@ extension Lab {
         let paths = cluster.paths
         let encryption: [String] = cluster.encryption.map { kind in
             Self.encryptionArguments(kind) + ["--wireguard-device", Self.wireGuardDevice(namespace: node.namespace)]
+                + (cluster.wireguardRotationInterval.map { ["--wireguard-rotation-interval", $0] } ?? [])
         } ?? []
         return ["nsenter", "--net=/var/run/netns/\(node.namespace)", executable, "agent",
                 "--node", node.name,

@@ -27,6 +27,13 @@ public struct NodeEncryptionStatus: Codable, Sendable, Hashable {
     /// Whether the node runs strict mode (`--encryption-strict`): pod traffic to a node without
     /// a tunnel is dropped. Nil from agents older than strict mode (which never ran it).
     public var strict: Bool?
+    /// Seconds since 1970 of the last replacement of the node's key pair (its creation, a rotation
+    /// on request or on schedule). Nil from agents older than scheduled rotation.
+    public var lastKeyRotation: Int64?
+    /// `--wireguard-rotation-interval` in seconds; nil: the key is replaced only on request.
+    public var keyRotationIntervalSeconds: Int64?
+    /// Seconds since 1970 of the next scheduled rotation; nil without a schedule.
+    public var nextKeyRotation: Int64?
     /// The last error configuring the device, if the last pass failed.
     public var lastError: String?
     /// Seconds since 1970 when the agent read the device.

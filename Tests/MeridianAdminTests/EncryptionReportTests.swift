@@ -54,6 +54,34 @@ import Testing
 /// `connect` refuses to mesh a cluster whose nodes encrypt with one that has nodes that do not,
 /// naming them, unless `--allow-mixed-encryption`.
 @Suite struct MixedEncryptionConnectTests {
+    @Test func scheduledRotationShowsTheNextRotation() throws {
+        var scheduled = NodeEncryptionStatus(node: "node1", cluster: "cluster1", mode: "userspace", interface: "wg0", publicKey: "k1",
+                                             listenPort: 51871, mtu: 1440, peers: [], unencryptedNodes: [], lastError: nil, updatedAt: 1_000)
+        scheduled.lastKeyRotation = 995
+        scheduled.keyRotationIntervalSeconds = 20
+        scheduled.nextKeyRotation = 1_015
+        var onRequest = scheduled
+        onRequest.node = "node2"
+        onRequest.keyRotationIntervalSeconds = nil
+        onRequest.nextKeyRotation = nil
+        var older = scheduled
+        older.node = "node3"
+        older.lastKeyRotation = nil
+        older.keyRotationIntervalSeconds = nil
+        older.nextKeyRotation = nil
+        let report = EncryptionReport.build(cluster: "cluster1", statuses: [scheduled, onRequest, older], registered: ["node1", "node2", "node3"],
+                                            now: Date(timeIntervalSince1970: 1_005))
+        let node1 = try #require(report.nodes.first { $0.node == "node1" })
+        #expect(node1.lastKeyRotationAgeSeconds == 10 && node1.keyRotationIntervalSeconds == 20)
+        #expect(node1.nextKeyRotation == 1_015 && node1.nextKeyRotationInSeconds == 10)
+        let text = report.render()
+        #expect(text.contains("key rotated 10s ago; next rotation 1970-01-01T00:16:55Z (in 10s), every 20s"), "\(text)")
+        #expect(text.contains("key rotated 10s ago; rotation only on request"), "\(text)")
+        #expect(text.components(separatedBy: "key rotated").count == 3, "an agent that says nothing gets no line")
+        let overdue = EncryptionReport.build(cluster: "cluster1", statuses: [scheduled], registered: ["node1"], now: Date(timeIntervalSince1970: 1_100))
+        #expect(overdue.nodes.first?.nextKeyRotationInSeconds == 0)
+    }
+
     @Test func mixedIsRefusedUnlessAllowedAndClustersWithoutNodesPass() throws {
         let both: [String: [String: Bool]] = ["c1": ["n1": true, "n2": true], "c2": ["n1": true]]
         try ConnectValidation.validateEncryption("c1", "c2", nodes: both, allowMixed: false)

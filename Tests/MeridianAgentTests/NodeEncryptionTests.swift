@@ -90,4 +90,34 @@ import Testing
         #expect(fresh.publicKey == nil && fresh.peers.isEmpty)
         #expect(throws: WireGuardError.self) { try WireGuardDump(parsing: "x\ty\n", device: "wg0") }
     }
+
+    // MARK: Rotation on a schedule
+
+    @Test func aKeyIsDueIntervalAfterItsLastReplacement() {
+        let schedule = KeyRotationSchedule(interval: .seconds(20))
+        let last = Date(timeIntervalSince1970: 1_000)
+        #expect(schedule.nextRotation(after: last) == Date(timeIntervalSince1970: 1_020))
+        #expect(!schedule.isDue(last: last, now: Date(timeIntervalSince1970: 1_000)))
+        #expect(!schedule.isDue(last: last, now: Date(timeIntervalSince1970: 1_019.9)))
+        #expect(schedule.isDue(last: last, now: Date(timeIntervalSince1970: 1_020)))
+        // An agent that was down past the time rotates at once, and then counts from then.
+        #expect(schedule.isDue(last: last, now: Date(timeIntervalSince1970: 5_000)))
+        #expect(!schedule.isDue(last: Date(timeIntervalSince1970: 5_000), now: Date(timeIntervalSince1970: 5_001)))
+        let daily = KeyRotationSchedule(interval: .seconds(86_400) + .milliseconds(500))
+        #expect(daily.nextRotation(after: last) == Date(timeIntervalSince1970: 87_400.5))
+    }
+
+    /// A restart neither rotates early (it keeps the recorded time) nor never (a time ahead of
+    /// the clock counts as now; without a record, the key file's age counts).
+    @Test func theLastRotationSurvivesRestartsAndClockSteps() {
+        let now = Date(timeIntervalSince1970: 10_000)
+        let recorded = Date(timeIntervalSince1970: 9_990), keyFile = Date(timeIntervalSince1970: 5_000)
+        #expect(KeyRotationSchedule.lastRotation(recorded: recorded, keyFileModified: keyFile, now: now) == recorded)
+        #expect(KeyRotationSchedule.lastRotation(recorded: nil, keyFileModified: keyFile, now: now) == keyFile)
+        #expect(KeyRotationSchedule.lastRotation(recorded: nil, keyFileModified: nil, now: now) == now)
+        #expect(KeyRotationSchedule.lastRotation(recorded: Date(timeIntervalSince1970: 900_000), keyFileModified: keyFile, now: now) == now)
+        let schedule = KeyRotationSchedule(interval: .seconds(20))
+        #expect(!schedule.isDue(last: KeyRotationSchedule.lastRotation(recorded: recorded, keyFileModified: keyFile, now: now), now: now))
+        #expect(schedule.isDue(last: KeyRotationSchedule.lastRotation(recorded: nil, keyFileModified: keyFile, now: now), now: now))
+    }
 }

@@ -121,11 +121,12 @@ final class DatapathFixture {
 
     /// Runs from-overlay on `packet` as the VXLAN device hands it over after decapsulating a
     /// datagram from `sender` with VNI `vni`: the harness attaches that tunnel metadata and
-    /// tail-calls from-overlay.
-    func fromOverlay(_ packet: [UInt8], vni: UInt32, sender: String) throws -> (verdict: UInt32, frame: ParsedFrame) {
+    /// tail-calls from-overlay. `mark` is the skb's mark as decapsulation leaves it
+    /// (`MER_MARK_MAGIC_DECRYPTED` when the datagram came through the WireGuard device).
+    func fromOverlay(_ packet: [UInt8], vni: UInt32, sender: String, mark: UInt32 = 0) throws -> (verdict: UInt32, frame: ParsedFrame) {
         let harness = try loadOverlayHarness()
         let senderHostOrder = UInt32(bigEndian: Self.addr(sender))
-        let result = try harness.testRun(program: Self.harnessProgram, packet: packet, controlBuffer: [vni, senderHostOrder, 0, 0, 0])
+        let result = try harness.testRun(program: Self.harnessProgram, packet: packet, controlBuffer: [vni, senderHostOrder, mark, 0, 0])
         guard result.verdict != Self.harnessMissed else { throw HarnessError.fromOverlayNotReached }
         return (result.verdict, ParsedFrame(bytes: result.packet))
     }

@@ -195,4 +195,54 @@ struct OverlayTrustTests {
         #expect(fixture.datapath.counter(UInt32(MER_DROP_SOURCE_NOT_OWNED_BY_SENDER)).packets == 1)
         #expect(fixture.datapath.conntrack.entries().isEmpty)
     }
+
+    // MARK: Strict encryption
+
+    @Test("in strict mode VXLAN from a node reached through WireGuard is taken only through the tunnel; in the clear it is dropped as UNENCRYPTED_INGRESS, and nodes without a tunnel are not affected")
+    func strictModeRefusesCleartextFromTunnelPeers() throws {
+        let fixture = try meshFixture()
+        try fixture.datapath.encryptedNodes.update(mer_encrypt_key(ip4: DatapathFixture.addr(Self.peerNode)),
+                                                   mer_encrypt_value(flags: UInt32(MER_ENCRYPT_F_WIREGUARD)))
+        let decrypted = UInt32(MER_MARK_MAGIC_DECRYPTED)
+        func deliver(_ sender: String, _ vni: UInt32, _ source: String, sport: UInt16, mark: UInt32) throws -> UInt32 {
+            try fixture.fromOverlay(packet(from: source, sport: sport), vni: vni, sender: sender, mark: mark).verdict
+        }
+        // Without strict mode the clear is taken from every node, as before.
+        #expect(try deliver(Self.peerNode, Self.peerPodIdentity, Self.peerPod, sport: 43000, mark: 0) == Verdict.redirect)
+        #expect(try deliver(Self.peerNode, Self.peerPodIdentity, Self.peerPod, sport: 43001, mark: decrypted) == Verdict.redirect)
+
+        var config = try #require(fixture.datapath.config.lookup(0))
+        config.flags |= UInt16(MER_CONFIG_F_ENCRYPTION_STRICT)
+        try fixture.datapath.config.update(0, config)
+        _ = try fixture.events()
+        #expect(try deliver(Self.peerNode, Self.peerPodIdentity, Self.peerPod, sport: 43002, mark: decrypted) == Verdict.redirect)
+        #expect(try deliver(Self.peerNode, Self.peerPodIdentity, Self.peerPod, sport: 43003, mark: 0) == Verdict.shot)
+        #expect(try deliver(Self.peerNode, Self.peerPodIdentity, Self.peerPod, sport: 43000, mark: 0) == Verdict.shot,
+                "an established connection's packets in the clear too")
+        // Another magic in the mark (our pod-to-pod identity mark) is not the tunnel's.
+        #expect(try deliver(Self.peerNode, Self.peerPodIdentity, Self.peerPod, sport: 43004,
+                            mark: (Self.peerPodIdentity << UInt32(MER_MARK_IDENTITY_SHIFT)) | UInt32(MER_MARK_MAGIC_IDENTITY)) == Verdict.shot)
+        // A node the agent has no tunnel to (no key, or its peer not configured yet) still gets in.
+        #expect(try deliver(Self.remoteNode, Self.remotePodIdentity, Self.remotePod, sport: 43005, mark: 0) == Verdict.redirect)
+
+        let drops = try dropEvents(fixture)
+        #expect(drops.map(\.subtype) == Array(repeating: UInt8(MER_DROP_UNENCRYPTED_INGRESS), count: 3))
+        #expect(drops.first?.saddr == DatapathFixture.addr(Self.peerPod))
+        #expect(drops.first?.src_identity == Self.peerPodIdentity)
+        #expect(drops.first?.direction == UInt8(MER_EVENT_DIR_INGRESS))
+        #expect(fixture.datapath.counter(UInt32(MER_DROP_UNENCRYPTED_INGRESS), direction: UInt32(MER_EVENT_DIR_INGRESS)).packets == 3)
+        #expect(DropReason.name(UInt32(MER_DROP_UNENCRYPTED_INGRESS)) == "UNENCRYPTED_INGRESS")
+
+        // The node loses its mark (its peer is going): the clear is taken from it again.
+        try fixture.datapath.encryptedNodes.delete(mer_encrypt_key(ip4: DatapathFixture.addr(Self.peerNode)))
+        #expect(try deliver(Self.peerNode, Self.peerPodIdentity, Self.peerPod, sport: 43006, mark: 0) == Verdict.redirect)
+    }
+
+    @Test("from_wireguard passes what the WireGuard device delivers")
+    func fromWireGuardPasses() throws {
+        let fixture = try DatapathFixture()
+        let result = try fixture.datapath.fromOverlay.testRun(program: BPFNodeDatapath.fromWireGuardProgram,
+                                                              packet: packet(from: Self.peerPod))
+        #expect(result.verdict == Verdict.ok)
+    }
 }

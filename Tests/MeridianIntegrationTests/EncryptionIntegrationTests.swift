@@ -1,6 +1,7 @@
 import CMeridianBPF
 import Foundation
 import Glibc
+import MeridianCore
 import MeridianDatapath
 import MeridianLab
 import Testing
@@ -18,8 +19,10 @@ struct EncryptionIntegrationTests {
     }
 
     /// The same mesh with the lab's `--encryption` (per cluster) and `connect`'s extra options.
-    static func mesh(encryption: String?, connect extra: [String] = [], _ body: (LabFixture, [String: String]) async throws -> Void) async throws {
-        try await LabFixture.with(clusters: 2, nodes: 2, heartbeat: 1, enable: false, encryption: encryption) { lab in
+    static func mesh(encryption: String?, connect extra: [String] = [], rotationInterval: String? = nil,
+                     _ body: (LabFixture, [String: String]) async throws -> Void) async throws {
+        try await LabFixture.with(clusters: 2, nodes: 2, heartbeat: 1, enable: false, encryption: encryption,
+                                  wireguardRotationInterval: rotationInterval) { lab in
             for cluster in ["cluster1", "cluster2"] {
                 try await lab.run(["clustermesh", "enable", "--context", cluster, "--heartbeat-interval", "1"])
             }
@@ -257,6 +260,134 @@ struct EncryptionIntegrationTests {
         }
     }
 
+    /// Sends `count` VXLAN frames, built by hand, out of `port` of the underlay router's bridge
+    /// (so straight into the node behind it): outer addresses `outerSource` → `outerDestination`
+    /// (UDP to the VXLAN port, no checksum), VNI `vni`, and inside a UDP datagram holding
+    /// `marker` from `innerSource` to `innerDestination`:`innerPort`.
+    static let injectScript = """
+        import socket, struct, sys, time
+        (port, src_mac, dst_mac, outer_src, outer_dst, vni, inner_src, inner_dst, inner_port, marker, count) = sys.argv[1:]
+        def mac(text): return bytes.fromhex(text.replace(":", ""))
+        def checksum(header):
+            total = sum(struct.unpack("!%dH" % (len(header) // 2), header))
+            while total >> 16: total = (total & 0xFFFF) + (total >> 16)
+            return (~total) & 0xFFFF
+        def ipv4(src, dst, payload):
+            header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
+            return header[:10] + struct.pack("!H", checksum(header)) + header[12:] + payload
+        def udp(sport, dport, payload): return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+        inner = mac("02:00:00:00:00:02") + mac("02:00:00:00:00:01") + b"\\x08\\x00" + ipv4(inner_src, inner_dst, udp(40001, int(inner_port), marker.encode()))
+        vxlan = struct.pack("!II", 0x08000000, int(vni) << 8) + inner
+        frame = mac(dst_mac) + mac(src_mac) + b"\\x08\\x00" + ipv4(outer_src, outer_dst, udp(40000, 8472, vxlan))
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        s.bind((port, 0))
+        for _ in range(int(count)):
+            s.send(frame)
+            time.sleep(0.05)
+        """
+
+    static func datapathAddress(_ text: String) throws -> UInt32 {
+        try #require(IPAddress(text)?.datapathValue, "\(text) is not an IPv4 address")
+    }
+
+    /// Counts the UDP datagrams holding `marker` that reach port `port` within `seconds`.
+    static func udpReceiver(port: Int, marker: String, seconds: Int) -> String {
+        """
+        import socket, time
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("0.0.0.0", \(port)))
+        s.settimeout(0.2)
+        end, got = time.time() + \(seconds), 0
+        while time.time() < end:
+            try:
+                data = s.recv(65535)
+            except socket.timeout:
+                continue
+            if b"\(marker)" in data:
+                got += 1
+        print(got)
+        """
+    }
+
+    @Test("in strict mode cleartext VXLAN injected on the underlay in the name of a node with a tunnel is dropped as UNENCRYPTED_INGRESS; without the flag it is delivered; tunnelled traffic keeps flowing and is not counted")
+    func strictModeRefusesCleartextVXLAN() async throws {
+        try await LabFixture.with(clusters: 1, nodes: 2, heartbeat: 1, enable: false, encryption: "wireguard-strict") { lab in
+            try await lab.apply(DatapathIntegrationTests.pod("receiver", node: "node1", command: DatapathIntegrationTests.sleeper)
+                + DatapathIntegrationTests.pod("peer", node: "node2"))
+            let pods = try await lab.waitRunning(["receiver", "peer"], timeout: .seconds(60))
+            let receiverIP = try #require(pods["receiver"]?.ip), peerIP = try #require(pods["peer"]?.ip)
+            let cluster = try lab.cluster("cluster1")
+            let node1 = try #require(cluster.nodes.first { $0.name == "node1" })
+            let node2 = try #require(cluster.nodes.first { $0.name == "node2" })
+            let encrypted = try BPFMap<mer_encrypt_key, mer_encrypt_value>(pinnedAt: node1.pinDirectory + "/" + MER_MAP_ENCRYPT)
+            try await eventually("node1 marks node2 as reached through WireGuard", timeout: .seconds(40)) {
+                encrypted.lookup(mer_encrypt_key(ip4: try Self.datapathAddress(node2.underlayIP))) != nil
+            }
+            // What node2 would put in the VNI: its pod's identity, as node1's ipcache has it.
+            let ipcache = try BPFMap<mer_ipcache_key, mer_ipcache_value>(pinnedAt: node1.pinDirectory + "/" + MER_MAP_IPCACHE)
+            var peerIdentity: UInt32 = 0
+            try await eventually("node1's ipcache holds the peer pod") {
+                peerIdentity = ipcache.lookup(mer_ipcache_key(prefixlen: 32, ip4: try Self.datapathAddress(peerIP)))?.identity ?? 0
+                return peerIdentity >= UInt32(MER_FIRST_CLUSTER_IDENTITY)
+            }
+            func mac(_ node: LabNode) async throws -> String {
+                let words = try await lab.command(["ip", "-n", node.namespace, "-o", "link", "show", Lab.underlayDevice]).split(separator: " ")
+                let index = try #require(words.firstIndex(of: "link/ether"), "\(words)")
+                return String(words[index + 1])
+            }
+            let (node1MAC, node2MAC) = (try await mac(node1), try await mac(node2))
+            let config = try BPFMap<UInt32, mer_config>(pinnedAt: node1.pinDirectory + "/" + MER_MAP_CONFIG)
+            let metrics = try PerCPUArrayMap<mer_metric>(name: MER_MAP_METRICS,
+                                                         fd: try BPFMap<UInt32, mer_metric>(pinnedAt: node1.pinDirectory + "/" + MER_MAP_METRICS).fd)
+            func refused() -> UInt64 {
+                metrics.values(at: UInt32(MER_EVENT_DIR_INGRESS) * UInt32(MER_METRICS_REASONS) + UInt32(MER_DROP_UNENCRYPTED_INGRESS))
+                    .reduce(0) { $0 + $1.packets }
+            }
+            let frames = 10, port = 7777
+            // Injects `frames` forged frames from node2's address and VNI into node1 while
+            // `receiver` listens; returns how many reached it.
+            func inject(_ marker: String) async throws -> Int {
+                async let listened = lab.meridian(["exec", "receiver", "--", "python3", "-c", Self.udpReceiver(port: port, marker: marker, seconds: 5)])
+                try await Task.sleep(for: .seconds(1.5))
+                let sent = try await lab.host(["ip", "netns", "exec", "\(lab.prefix)-underlay", "python3", "-c", Self.injectScript,
+                                               "c1n1", node2MAC, node1MAC, node2.underlayIP, node1.underlayIP, "\(peerIdentity)",
+                                               peerIP, receiverIP, "\(port)", marker, "\(frames)"])
+                try #require(sent.status == 0, "injecting: \(sent.stderr)")
+                let result = try await listened
+                try #require(result.status == 0, "receiver: \(result.stderr)")
+                return try #require(Int(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), "\(result.stdout)")
+            }
+
+            // Strict mode: every forged frame is refused, named and counted.
+            try #require((try #require(config.lookup(0))).flags & UInt16(MER_CONFIG_F_ENCRYPTION_STRICT) != 0)
+            let before = refused()
+            let strictReceived = try await inject("MERIDIAN-FORGED-\(UUID().uuidString)")
+            let strictRefused = refused() - before
+            print("strict: forged frames received \(strictReceived) of \(frames), UNENCRYPTED_INGRESS on node1: \(strictRefused)")
+            #expect(strictReceived == 0, "a forged cleartext frame from node2's address reached the pod in strict mode")
+            #expect(strictRefused >= UInt64(frames), "every forged frame is counted under UNENCRYPTED_INGRESS")
+
+            // Traffic through the tunnel, both ways between the nodes, still flows and is not counted.
+            let tunnelled = refused()
+            for _ in 0..<3 {
+                let answer = try await lab.exec("receiver", ["curl", "-s", "-m", "5", "http://\(peerIP):8080/"])
+                #expect(answer.status == 0 && answer.stdout.contains("\"pod\":\"peer\""), "receiver → peer through the tunnel: \(answer.stdout) \(answer.stderr)")
+            }
+            #expect(refused() == tunnelled, "traffic that came through the tunnel was counted as unencrypted")
+
+            // Without the strict flag (all there is to strict mode) the same frames get in,
+            // subject to from_overlay's other checks, which they pass.
+            var plain = try #require(config.lookup(0))
+            plain.flags &= ~UInt16(MER_CONFIG_F_ENCRYPTION_STRICT)
+            try config.update(0, plain)
+            let plainBefore = refused()
+            let plainReceived = try await inject("MERIDIAN-FORGED-\(UUID().uuidString)")
+            print("without strict: forged frames received \(plainReceived) of \(frames)")
+            #expect(plainReceived == frames, "without strict mode the forged frames (which pass every other check) are delivered")
+            #expect(refused() == plainBefore)
+        }
+    }
+
     @Test("with encryption off the same capture sees the marker (so the test above can fail)")
     func markerInTheClearWithoutEncryption() async throws {
         try await Self.mesh(encryption: false) { lab, ips in
@@ -372,6 +503,134 @@ struct EncryptionIntegrationTests {
             let node = try #require(try lab.cluster("cluster1").nodes.first { $0.name == "node1" })
             let path = node.stateDirectory + "/wireguard.key"
             #expect((try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        }
+    }
+
+    @Test("with a rotation interval of 20 s every node replaces its key on its own, a stream across clusters keeps running through the rotations, and status shows the next rotation")
+    func scheduledRotationKeepsAStreamAlive() async throws {
+        try await Self.mesh(encryption: "wireguard", rotationInterval: "20s") { lab, ips in
+            try await eventually("every node of cluster2 peers with cluster1/node1", timeout: .seconds(40)) {
+                let report = try await Self.status(lab, "cluster2")
+                return ["node1", "node2"].allSatisfy { ((Self.node(report, $0)?["peers"] as? [[String: Any]]) ?? []).contains { $0["node"] as? String == "cluster1/node1" } }
+            }
+            let node1 = try #require(Self.node(try await Self.status(lab, "cluster1"), "node1"))
+            let old = try #require(node1["publicKey"] as? String)
+            #expect(node1["keyRotationIntervalSeconds"] as? Int == 20, "\(node1)")
+            let next = try #require(node1["nextKeyRotationInSeconds"] as? Int, "\(node1)")
+            #expect((0...20).contains(next))
+            let text = try await lab.meridian(["encryption", "status", "--context", "cluster1"])
+            #expect(text.stdout.contains("next rotation") && text.stdout.contains("every 20s"), "\(text.stdout)")
+
+            // 3.75 MB at 150 kB/s: 25 s, over at least one rotation of each end.
+            let serverKeyBefore = Self.node(try await Self.status(lab, "cluster2"), "node1")?["publicKey"] as? String
+            let size = 3_750_000
+            let start = ContinuousClock.now
+            async let transfer = lab.meridian(["exec", "--context", "cluster1", "client", "--", "curl", "-s", "-m", "90", "--limit-rate", "150k",
+                                               "-o", "/dev/null", "-w", "%{size_download} %{time_total}", "http://\(ips["server"]!):8080/bytes/\(size)"])
+            var keys: [String] = [old]
+            try await eventually("cluster1/node1 publishes a new key without being asked", timeout: .seconds(30)) {
+                let key = Self.node(try await Self.status(lab, "cluster1"), "node1")?["publicKey"] as? String
+                if let key, key != keys.last { keys.append(key) }
+                return keys.count > 1
+            }
+            let received = try await transfer
+            let fields = received.stdout.split(separator: " ")
+            print("scheduled rotation: node1 keys seen \(keys.count), transfer \(received.stdout) (wall \(ContinuousClock.now - start))")
+            #expect(fields.first.map(String.init) == "\(size)", "the transfer running across the rotations: \(received.stdout) \(received.stderr)")
+            let serverKey = Self.node(try await Self.status(lab, "cluster2"), "node1")?["publicKey"] as? String
+            #expect(serverKey != nil && serverKey != serverKeyBefore, "the server's node rotated too during the transfer")
+            try await eventually("cluster2's nodes hold node1's current key, with a handshake", timeout: .seconds(20)) {
+                let current = Self.node(try await Self.status(lab, "cluster1"), "node1")?["publicKey"] as? String
+                let peers = (Self.node(try await Self.status(lab, "cluster2"), "node1")?["peers"] as? [[String: Any]]) ?? []
+                return peers.contains { $0["publicKey"] as? String == current && $0["latestHandshakeAgeSeconds"] as? Int != nil }
+            }
+            // The time of the last rotation is kept beside the key, for restarts.
+            let node = try #require(try lab.cluster("cluster1").nodes.first { $0.name == "node1" })
+            let recorded = try String(contentsOfFile: node.stateDirectory + "/wireguard.rotated-at", encoding: .utf8)
+            let age = Date().timeIntervalSince1970 - (TimeInterval(recorded.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0)
+            #expect((0...25).contains(age), "wireguard.rotated-at: \(recorded)")
+        }
+    }
+
+    /// Sends a POST body of ARGV[2] bytes to ARGV[1]:8080 on one connection, 10 kB every
+    /// 0.1 s through a 64 KiB send buffer (so bytes really cross while it runs, and a stalled path
+    /// blocks the sender soon); prints the bytes the server says it received, seconds taken and
+    /// the longest the sender was blocked (seconds).
+    static let slowSender = """
+        import json, socket, sys, time
+        size = int(sys.argv[2])
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        s.settimeout(90)
+        s.connect((sys.argv[1], 8080))
+        s.sendall(("POST / HTTP/1.1\\r\\nHost: server\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n" % size).encode())
+        sent, start, longest = 0, time.time(), 0.0
+        while sent < size:
+            chunk = b"x" * min(10000, size - sent)
+            before = time.time()
+            s.sendall(chunk)
+            longest = max(longest, time.time() - before)
+            sent += len(chunk)
+            time.sleep(0.1)
+        answer = b""
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            answer += data
+        body = answer.split(b"\\r\\n\\r\\n", 1)[-1]
+        print(json.loads(body).get("received"), round(time.time() - start, 2), round(longest, 2))
+        """
+
+    @Test("turning WireGuard on for a running cluster (agents restarted with --encryption wireguard one after the other): an established TCP stream across nodes survives the switch-over; pods started before keep their MTU")
+    func enablingEncryptionOnARunningCluster() async throws {
+        try await LabFixture.with(clusters: 1, nodes: 2, heartbeat: 1, enable: false) { lab in
+            try await lab.apply(DatapathIntegrationTests.pod("client", node: "node1", command: DatapathIntegrationTests.sleeper)
+                + DatapathIntegrationTests.pod("server", node: "node2"))
+            let pods = try await lab.waitRunning(["client", "server"], timeout: .seconds(60))
+            let serverIP = try #require(pods["server"]?.ip)
+            // One connection carrying 3 MB at about 100 kB/s: 30 s, during which both agents
+            // restart with encryption. The longest the sender is blocked measures the gap.
+            let size = 3_000_000
+            let start = ContinuousClock.now
+            async let transfer = lab.meridian(["exec", "client", "--", "python3", "-c", Self.slowSender, serverIP, "\(size)"])
+            try await Task.sleep(for: .seconds(4))
+            var cluster = try lab.cluster("cluster1")
+            cluster.encryption = "wireguard"
+            var switched: [String: Duration] = [:]
+            for node in cluster.nodes {
+                let previous = lab.lab.registrations(of: node)
+                await lab.lab.stopAgent(node)
+                try await lab.lab.startAgent(node, cluster: cluster, prefix: lab.prefix)
+                try await lab.lab.waitForNode(node, cluster: cluster, timeout: .seconds(30), previous: previous)
+                switched[node.name] = ContinuousClock.now - start
+            }
+            try await eventually("both nodes peer with each other", timeout: .seconds(30)) {
+                let report = try await Self.status(lab, "cluster1")
+                return ["node1", "node2"].allSatisfy { (Self.node(report, $0)?["peers"] as? [Any])?.count == 1 }
+            }
+            let peered = ContinuousClock.now - start
+            let received = try await transfer
+            let fields = received.stdout.split(separator: " ").map(String.init)
+            print("switch-over: agents back with encryption at \(switched), peered at \(peered); bytes received by the server, seconds, longest sender stall: \(received.stdout) \(received.stderr)")
+            #expect(received.status == 0 && (Int(fields.first ?? "") ?? 0) >= size, "the established stream across the switch-over: \(received.stdout) \(received.stderr)")
+            // The stream went through the tunnel at the end: the capture sees WireGuard and no VXLAN.
+            let marker = "MERIDIAN-SWITCH-\(UUID().uuidString)"
+            let seen = try await Self.capture(lab, marker: marker, seconds: 4) {
+                let answer = try await lab.exec("client", ["curl", "-s", "-m", "5", "--data-binary", marker, "http://\(serverIP):8080/"])
+                #expect(answer.status == 0, "client → server after the switch: \(answer.stderr)")
+            }
+            #expect(seen.marker == 0 && seen.vxlan == 0 && seen.wireguard > 0, "after the switch-over: \(seen)")
+            // Pods started before the switch keep the MTU of VXLAN alone; new ones get VXLAN in WireGuard.
+            let before = try await lab.command(["ip", "-n", "\(lab.prefix)-c1-default.client", "link", "show", "eth0"])
+            #expect(before.contains("mtu 1450"), "\(before)")
+            try await lab.apply(DatapathIntegrationTests.pod("later", node: "node1", command: DatapathIntegrationTests.sleeper))
+            _ = try await lab.waitRunning(["later"], timeout: .seconds(60))
+            let after = try await lab.command(["ip", "-n", "\(lab.prefix)-c1-default.later", "link", "show", "eth0"])
+            #expect(after.contains("mtu 1390"), "\(after)")
+            // A full-sized segment from the old pod still crosses (the outer packet is fragmented).
+            let big = try await lab.exec("client", ["curl", "-s", "-m", "10", "-o", "/dev/null", "-w", "%{size_download}", "http://\(serverIP):8080/bytes/65536"])
+            #expect(big.stdout == "65536", "64 KiB to the old pod after the switch: \(big.stdout) \(big.stderr)")
         }
     }
 }

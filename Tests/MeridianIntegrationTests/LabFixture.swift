@@ -41,7 +41,7 @@ struct LabFixture: Sendable {
     static func with(clusters: Int, nodes: Int = 0, heartbeat: Double = 1, enable: Bool = true, mtus: String = "1500",
                      nodePodPrefix: Int = 24, identityGCSeconds: Int? = nil, etcdMembers: Int = 1, storeDiskMiB: Int? = nil,
                      nodeGraceSeconds: Int? = nil, prometheus: Bool = false, encryption: String? = nil,
-                     _ body: (LabFixture) async throws -> Void) async throws {
+                     wireguardRotationInterval: String? = nil, _ body: (LabFixture) async throws -> Void) async throws {
         let fixture = LabFixture(directory: "/tmp/meridian-test-\(UUID().uuidString.prefix(8).lowercased())")
         let driver = fixture.driver
         defer { try? FileManager.default.removeItem(atPath: fixture.directory) }
@@ -52,6 +52,7 @@ struct LabFixture: Sendable {
             + (nodeGraceSeconds.map { ["--node-grace-period", "\($0)"] } ?? [])
             + (prometheus ? ["--prometheus"] : [])
             + (encryption.map { ["--encryption", $0] } ?? [])
+            + (wireguardRotationInterval.map { ["--wireguard-rotation-interval", $0] } ?? [])
         try await LabDriver.with(driver, up: up) { _ in
             if enable {
                 for index in 1...clusters {

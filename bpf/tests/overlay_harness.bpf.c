@@ -1,7 +1,8 @@
 /*
  * Program-test harness, never attached: BPF_PROG_TEST_RUN hands a program a bare frame, without
  * the tunnel metadata the VXLAN device attaches on receive. This program attaches it (VNI from
- * cb[0], outer source in host order from cb[1]; a test run may set the control buffer) and then
+ * cb[0], outer source in host order from cb[1]; a test run may set the control buffer), sets
+ * skb->mark from cb[2] (what from_wireguard would have left, or 0) and then
  * tail-calls the program in slot 0 of `overlay_harness_next`, from-overlay, which reads it as it
  * would after a real decapsulation. Returns TC_ACT_UNSPEC if from-overlay was not reached.
  */
@@ -26,6 +27,7 @@ int overlay_harness(struct __sk_buff *skb)
     key.local_ipv4 = skb->cb[1];
     if (bpf_skb_set_tunnel_key(skb, &key, sizeof(key), 0) < 0)
         return TC_ACT_UNSPEC;
+    skb->mark = skb->cb[2];
     bpf_tail_call(skb, &overlay_harness_next, 0);
     return TC_ACT_UNSPEC;
 }

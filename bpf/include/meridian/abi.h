@@ -156,7 +156,8 @@ enum {
  * Written by the agent's WireGuard reconciler: a node is here once the device holds a peer for
  * it (its key, its underlay /32 as allowed IP) and the route into the device; it leaves before
  * the peer does. In strict mode (MER_CONFIG_F_ENCRYPTION_STRICT) from_pod encapsulates only to
- * tunnel endpoints found here. */
+ * tunnel endpoints found here, and from_overlay drops VXLAN from a sender found here unless it
+ * came through the WireGuard device (MER_MARK_MAGIC_DECRYPTED). */
 struct mer_encrypt_key {
     __u32 ip4;           /* be; the tunnel endpoint, a node's underlay address */
 };
@@ -312,7 +313,8 @@ struct mer_config {
 /* mer_config.flags */
 enum {
     MER_CONFIG_F_NO_EVENTS = 1 << 0, /* nobody reads the ring: report nothing (drops are still counted) */
-    MER_CONFIG_F_ENCRYPTION_STRICT = 1 << 1, /* encapsulate only to tunnel endpoints in mer_encrypt4 */
+    MER_CONFIG_F_ENCRYPTION_STRICT = 1 << 1, /* encapsulate only to tunnel endpoints in mer_encrypt4, and take
+                                              * VXLAN from them only through the tunnel */
 };
 
 /* ---- events ring buffer ---- */
@@ -359,6 +361,7 @@ enum {
     MER_DROP_HOST_NOT_READY = 202, /* the node's configuration is not written yet */
     MER_DROP_RESERVED_IDENTITY_FROM_NODE = 240, /* a VNI below MER_FIRST_CLUSTER_IDENTITY: no node sends one */
     MER_DROP_SOURCE_NOT_OWNED_BY_SENDER = 241,  /* an inner source the ipcache does not place on the sending node */
+    MER_DROP_UNENCRYPTED_INGRESS = 242, /* strict encryption: VXLAN from a node with a tunnel that did not come through it */
 };
 
 struct mer_event {
@@ -411,6 +414,10 @@ struct mer_metric {
 #define MER_MARK_MAGIC_MASK 0xFFu
 #define MER_MARK_MAGIC_IDENTITY 0xA5u
 #define MER_MARK_IDENTITY_SHIFT 8
+/* Set by from_wireguard on everything the WireGuard device hands the node (decrypted), read
+ * and cleared by from_overlay: the VXLAN device keeps an skb's mark through decapsulation
+ * within one namespace, so it tells tunnelled VXLAN from VXLAN that came in the clear. */
+#define MER_MARK_MAGIC_DECRYPTED 0x5Au
 
 #define MER_VXLAN_PORT 8472
 #define MER_VXLAN_OVERHEAD 50
