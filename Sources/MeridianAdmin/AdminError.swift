@@ -27,6 +27,9 @@ public enum AdminError: Error, Sendable, Hashable, CustomStringConvertible {
     /// `apply --wait`: nodes that had not programmed the applied revision when the wait ran out
     /// (`lagging`: node and the revision it reports, nil when it reports none).
     case notProgrammed(cluster: String, revision: Int64, lagging: [String: Int64?], waited: Duration)
+    /// `apply --wait` of a ServiceExport: the control plane made no ServiceImport listing this
+    /// cluster before the wait ran out.
+    case notImported(namespace: String, name: String, cluster: String)
     /// A store of several members of which too few answer, or agree on a leader, to serve reads.
     case storeWithoutQuorum(cluster: String, health: String, members: [String])
 
@@ -99,6 +102,9 @@ public enum AdminError: Error, Sendable, Hashable, CustomStringConvertible {
             "timed out after \(waited): \(lagging.count) node(s) of \(cluster) have not programmed store revision \(revision): "
                 + lagging.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value.map { "at \($0)" } ?? "no status"))" }.joined(separator: ", ")
                 + "; is their agent running? (`meridian lab status`, or the agent's log)"
+        case let .notImported(namespace, name, cluster):
+            "timed out: \(cluster)'s control plane has made no ServiceImport \(namespace)/\(name) listing \(cluster); "
+                + "see `meridian get serviceexports -n \(namespace) --context <context>` for the export's conditions"
         case let .storeWithoutQuorum(cluster, health, members):
             "the store of \(cluster) has no quorum (\(health)): \(members.joined(separator: "; ")); start the members that are down"
         }

@@ -29,11 +29,35 @@ public enum Resources {
     public static func waitUntilProgrammed(_ applied: [(KubernetesObject, ApplyOutcome)], context: MeridianContext,
                                            timeout: Duration) async throws {
         try await EtcdClient.withClient(try context.clientConfiguration()) { client in
+            let deadline = ContinuousClock.now + timeout
             var revision: Int64 = 0
             for (object, _) in applied {
                 revision = max(revision, try await client.get(ResourceStore.key(for: object))?.modRevision ?? 0)
+                if case .serviceExport = object {
+                    revision = max(revision, try await importRevision(of: object, cluster: context.cluster, client: client, until: deadline))
+                }
             }
-            try await waitUntilProgrammed(revision, cluster: context.cluster, client: client, timeout: timeout)
+            try await waitUntilProgrammed(revision, cluster: context.cluster, client: client, timeout: max(.zero, deadline - ContinuousClock.now))
+        }
+    }
+
+    /// What a ServiceExport is programmed from is the ServiceImport the control plane makes of
+    /// it: the import's revision once it lists this cluster (0 when the export's Service does
+    /// not exist, so there is nothing to wait for). Throws `notImported` at `deadline`.
+    static func importRevision(of export: KubernetesObject, cluster: String, client: some KeyValueStore,
+                               until deadline: ContinuousClock.Instant) async throws -> Int64 {
+        let namespace = export.namespace ?? KubernetesObject.defaultNamespace
+        let service = KeyLayout.resource(plural: ResourceKind.service.plural, namespace: namespace, name: export.name)
+        guard try await client.get(service) != nil else { return 0 }
+        let key = KeyLayout.resource(plural: ResourceKind.serviceImport.plural, namespace: namespace, name: export.name)
+        while true {
+            if let record = try await client.get(key),
+               case let .serviceImport(imported) = try StoreCoding.decode(KubernetesObject.self, from: record.value, key: key),
+               imported.clusters.contains(cluster) {
+                return record.modRevision
+            }
+            guard ContinuousClock.now < deadline else { throw AdminError.notImported(namespace: namespace, name: export.name, cluster: cluster) }
+            try await Task.sleep(for: .milliseconds(200))
         }
     }
 
@@ -46,7 +70,13 @@ public enum Resources {
             guard let record = try await client.get(key) else {
                 throw AdminError.resourceNotFound(kind: kind.plural, name: kind.isNamespaced ? "\(namespace)/\(name)" : name, cluster: context.cluster)
             }
-            try await waitUntilProgrammed(record.modRevision, cluster: context.cluster, client: client, timeout: timeout)
+            let deadline = ContinuousClock.now + timeout
+            var revision = record.modRevision
+            if kind == .serviceExport {
+                let object = try StoreCoding.decode(KubernetesObject.self, from: record.value, key: key)
+                revision = max(revision, try await importRevision(of: object, cluster: context.cluster, client: client, until: deadline))
+            }
+            try await waitUntilProgrammed(revision, cluster: context.cluster, client: client, timeout: max(.zero, deadline - ContinuousClock.now))
         }
     }
 

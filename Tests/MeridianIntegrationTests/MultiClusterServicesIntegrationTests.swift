@@ -116,8 +116,13 @@ struct MultiClusterServicesIntegrationTests {
             try await lab.apply(DatapathIntegrationTests.pod("client", node: "node1", command: DatapathIntegrationTests.sleeper), context: "cluster1")
             try await lab.waitRunning(["client"], context: "cluster1")
 
-            // One exporting cluster: every cluster (all have the namespace) imports it.
-            try await lab.apply(Self.export("web"), context: "cluster2")
+            // One exporting cluster: every cluster (all have the namespace) imports it. `--wait`
+            // returns once cluster2's import exists and its nodes have programmed it.
+            let waited = try await lab.meridian(["apply", "--wait", "--timeout", "60s", "--context", "cluster2", "-f", "-"], stdin: Self.export("web"))
+            try #require(waited.status == 0, "apply --wait: \(waited.stderr)")
+            #expect(try await Self.imports(lab, context: "cluster2")["default/web"]?.clusters == ["cluster2"], "the import exists when --wait returns")
+            let waitFor = try await lab.meridian(["wait", "--for", "programmed", "serviceexport/web", "--context", "cluster2", "--timeout", "30s"])
+            #expect(waitFor.status == 0, "\(waitFor.stderr)")
             for cluster in ["cluster1", "cluster2", "cluster3"] {
                 try await eventually("\(cluster) imports default/web from cluster2", timeout: .seconds(30)) {
                     try await Self.imports(lab, context: cluster)["default/web"]?.clusters == ["cluster2"]
