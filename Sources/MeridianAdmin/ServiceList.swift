@@ -18,7 +18,8 @@ public enum ServiceList {
                 pods: try await records(KeyLayout.resources(plural: ResourceKind.pod.plural)),
                 statuses: try await records(KeyLayout.podStatusPrefix),
                 remote: try await records(MeshKind.services.cacheRoot),
-                imports: try await records(KeyLayout.resources(plural: ResourceKind.serviceImport.plural))
+                imports: try await records(KeyLayout.resources(plural: ResourceKind.serviceImport.plural)),
+                remoteSlices: try await records(MeshKind.serviceSlices.cacheRoot)
             ).frontends(cluster: settings.name, clusterID: settings.id)
         }
     }

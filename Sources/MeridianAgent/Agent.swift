@@ -130,6 +130,7 @@ public struct Agent: Sendable {
                 KeyLayout.podStatusPrefix,
                 MeshKind.identities.statePrefix(cluster: context.cluster.name),
                 Self.remoteNodesPrefix, Self.remoteEndpointsPrefix, Self.remoteServicesPrefix, Self.remoteIdentitiesPrefix,
+                MeshKind.serviceSlices.cacheRoot,
             ])
             let encryption = try configuration.encryption.map { settings throws in
                 NodeEncryption(device: try WireGuardDevice(name: settings.device, mtu: context.underlayMTU - MeridianWireGuard.overhead),
@@ -346,6 +347,7 @@ public struct Agent: Sendable {
                     remoteNodes: await mirror.snapshot(Self.remoteNodesPrefix),
                     remoteEndpoints: remoteEndpoints,
                     remoteServices: await mirror.snapshot(Self.remoteServicesPrefix),
+                    remoteServiceSlices: await mirror.snapshot(MeshKind.serviceSlices.cacheRoot),
                     serviceImports: await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.serviceImport.plural)),
                     namesPods: observer != nil)
                 var desired = DesiredDatapath.compute(inputs, context: context, caches: &decodeCaches)

@@ -137,6 +137,8 @@ struct DesiredDatapath: Sendable {
         var remoteNodes: [String: Data] = [:]
         var remoteEndpoints: [String: Data] = [:]
         var remoteServices: [String: Data] = [:]
+        /// `cilium/cache/serviceslices/v1/<peer>/...`: the backends of large services.
+        var remoteServiceSlices: [String: Data] = [:]
         /// `meridian/resources/serviceimports/...`, made by the control plane.
         var serviceImports: [String: Data] = [:]
         /// Whether to fill `podNames` (the node runs a flow observer).
@@ -204,7 +206,7 @@ struct DesiredDatapath: Sendable {
         desired.conflicts = claims.conflicts
 
         let records = ServiceRecords(services: inputs.services, pods: inputs.pods, statuses: inputs.podStatuses,
-                                     remote: inputs.remoteServices, imports: inputs.serviceImports)
+                                     remote: inputs.remoteServices, imports: inputs.serviceImports, remoteSlices: inputs.remoteServiceSlices)
         let frontends = records.frontends(cluster: context.cluster.name, clusterID: context.cluster.id)
         desired.clusterSetNames = Self.clusterSetNames(records, cluster: context.cluster.name)
         for frontend in frontends {

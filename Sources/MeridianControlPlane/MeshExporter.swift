@@ -85,6 +85,7 @@ struct MeshExporter: Sendable {
                 if !canaryWritten.value {
                     try await client.put(KeyLayout.syncCanary(cluster: cluster.name, prefix: MeshKind.services.stateCanaryPrefix), iso8601Now())
                     try await client.put(KeyLayout.syncCanary(cluster: cluster.name, prefix: MeshKind.serviceExports.stateCanaryPrefix), iso8601Now())
+                    try await client.put(KeyLayout.syncCanary(cluster: cluster.name, prefix: MeshKind.serviceSlices.stateCanaryPrefix), iso8601Now())
                     canaryWritten.withLock { $0 = true }
                 }
             }
@@ -112,6 +113,7 @@ struct MeshExporter: Sendable {
         }
         var desired: [String: Data] = [:]
         var desiredSpecs: [String: Data] = [:]
+        var desiredSlices: [String: Data] = [:]
         for (key, value) in await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.service.plural)) {
             guard case let .service(service)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key) else {
                 logger.error("skipping undecodable service record", metadata: ["key": "\(key)"])
@@ -129,9 +131,15 @@ struct MeshExporter: Sendable {
             guard var exported = ClusterServiceExport.clusterService(for: service, cluster: cluster, backends: backends.ports,
                                                                      backendStates: backends.states, exportedByMCS: export != nil) else { continue }
             if service.spec.isHeadless { exported.hostnames = ClusterServiceExport.hostnames(of: service, pods: pods) }
-            desired[MeshKind.services.stateKey(cluster: cluster.name, name: name)] = jsonData(exported)
+            let (record, slices) = ServiceSlicing.split(exported)
+            desired[MeshKind.services.stateKey(cluster: cluster.name, name: name)] = jsonData(record)
+            for slice in slices {
+                desiredSlices[MeshKind.serviceSlices.stateKey(cluster: cluster.name, name: ServiceSlicing.keyName(of: slice))] = jsonData(slice)
+            }
         }
-        for (kind, records) in [(MeshKind.services, desired), (.serviceExports, desiredSpecs)] {
+        // Slices before the records that announce them, so a receiver that sees a new count
+        // finds its slices.
+        for (kind, records) in [(MeshKind.serviceSlices, desiredSlices), (.services, desired), (.serviceExports, desiredSpecs)] {
             let existing = try await client.list(prefix: kind.statePrefix(cluster: cluster.name))
             let current = Dictionary(existing.items.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
             let diff = CacheDiff(desired: records, current: current)
@@ -198,6 +206,7 @@ struct MeshExportSwitch: Sendable {
                 try await client.delete(KeyLayout.heartbeat)
                 try await client.delete(prefix: MeshKind.services.statePrefix(cluster: cluster.name))
                 try await client.delete(prefix: MeshKind.serviceExports.statePrefix(cluster: cluster.name))
+                try await client.delete(prefix: MeshKind.serviceSlices.statePrefix(cluster: cluster.name))
                 try await client.delete(prefix: KeyLayout.syncCanaries(of: cluster.name))
                 return
             } catch {

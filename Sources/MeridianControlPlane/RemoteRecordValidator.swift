@@ -46,6 +46,7 @@ struct RemoteRecordValidator: Sendable {
                 }
             case .services: _ = try validation.decodeService(keyName: name, value: value)
             case .serviceExports: _ = try validation.decodeServiceExport(keyName: name, value: value)
+            case .serviceSlices: _ = try validation.decodeServiceSlice(keyName: name, value: value)
             case .endpoints: _ = try validation.decodeIPIdentityPair(keyName: name, value: value)
             case .identities: _ = try validation.decodeIdentity(keyName: name, value: value)
             }
@@ -65,6 +66,7 @@ extension MeshKind {
         case .identities: .identity
         case .services: .service
         case .serviceExports: .serviceExport
+        case .serviceSlices: .serviceSlice
         }
     }
 }

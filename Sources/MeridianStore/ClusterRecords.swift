@@ -167,25 +167,27 @@ public struct RemoteClusterStatus: Codable, Sendable, Hashable {
         public var identities: Value
         public var services: Value
         public var serviceExports: Value
+        public var serviceSlices: Value
 
-        public init(nodes: Value, endpoints: Value, identities: Value, services: Value, serviceExports: Value) {
+        public init(nodes: Value, endpoints: Value, identities: Value, services: Value, serviceExports: Value, serviceSlices: Value) {
             self.nodes = nodes
             self.endpoints = endpoints
             self.identities = identities
             self.services = services
             self.serviceExports = serviceExports
+            self.serviceSlices = serviceSlices
         }
 
         /// The same value for every kind.
         public init(all value: Value) {
-            self.init(nodes: value, endpoints: value, identities: value, services: value, serviceExports: value)
+            self.init(nodes: value, endpoints: value, identities: value, services: value, serviceExports: value, serviceSlices: value)
         }
 
         private enum CodingKeys: String, CodingKey {
-            case nodes, endpoints, identities, services, serviceExports
+            case nodes, endpoints, identities, services, serviceExports, serviceSlices
         }
 
-        /// A status written before service exports were a kind reads them as its services.
+        /// A status written before service exports and slices were kinds reads them as its services.
         public init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
             nodes = try container.decode(Value.self, forKey: .nodes)
@@ -193,6 +195,7 @@ public struct RemoteClusterStatus: Codable, Sendable, Hashable {
             identities = try container.decode(Value.self, forKey: .identities)
             services = try container.decode(Value.self, forKey: .services)
             serviceExports = try container.decodeIfPresent(Value.self, forKey: .serviceExports) ?? services
+            serviceSlices = try container.decodeIfPresent(Value.self, forKey: .serviceSlices) ?? services
         }
 
         public subscript(kind: MeshKind) -> Value {
@@ -203,6 +206,7 @@ public struct RemoteClusterStatus: Codable, Sendable, Hashable {
                 case .identities: identities
                 case .services: services
                 case .serviceExports: serviceExports
+                case .serviceSlices: serviceSlices
                 }
             }
             set {
@@ -212,6 +216,7 @@ public struct RemoteClusterStatus: Codable, Sendable, Hashable {
                 case .identities: identities = newValue
                 case .services: services = newValue
                 case .serviceExports: serviceExports = newValue
+                case .serviceSlices: serviceSlices = newValue
                 }
             }
         }

@@ -111,6 +111,8 @@ public enum MeshKind: String, Sendable, Hashable, CaseIterable, Codable {
     case nodes, endpoints, identities, services
     /// Multi-Cluster Services API exports (`ExportedServiceSpec`).
     case serviceExports = "serviceexports"
+    /// The backends of large global services, in slices (`ServiceSlicing`).
+    case serviceSlices = "serviceslices"
 
     /// The versioned prefix used in sync canaries, e.g. `cilium/state/nodes/v1`.
     public var stateCanaryPrefix: String {
@@ -120,6 +122,7 @@ public enum MeshKind: String, Sendable, Hashable, CaseIterable, Codable {
         case .identities: "cilium/state/identities/v1"
         case .services: "cilium/state/services/v1"
         case .serviceExports: "cilium/state/serviceexports/v1"
+        case .serviceSlices: "cilium/state/serviceslices/v1"
         }
     }
 
@@ -147,6 +150,7 @@ public enum MeshKind: String, Sendable, Hashable, CaseIterable, Codable {
         case .identities: "cilium/state/identities/v1/id/"
         case .services: "cilium/state/services/v1/\(cluster)/"
         case .serviceExports: "cilium/state/serviceexports/v1/\(cluster)/"
+        case .serviceSlices: "cilium/state/serviceslices/v1/\(cluster)/"
         }
     }
 

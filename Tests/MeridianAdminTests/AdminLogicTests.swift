@@ -35,7 +35,7 @@ import Testing
         status.ready = true
         status.phase = .ready
         status.synced = .init(all: true)
-        status.counts = .init(nodes: 2, endpoints: 5, identities: 3, services: 1, serviceExports: 1)
+        status.counts = .init(nodes: 2, endpoints: 5, identities: 3, services: 1, serviceExports: 1, serviceSlices: 0)
         status.reportedAt = reportedAt
         return status
     }

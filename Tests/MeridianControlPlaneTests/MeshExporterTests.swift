@@ -206,3 +206,61 @@ struct MeshExporterTests {
         }
     }
 }
+
+/// A global service too large for one record, exported in slices (`ServiceSlicing`).
+@Suite("Mesh exporter: slices")
+struct MeshExporterSliceTests {
+    static func slices(_ store: InMemoryKeyValueStore) async throws -> [String: (revision: Int64, slice: ClusterService)] {
+        let prefix = MeshKind.serviceSlices.statePrefix(cluster: "cluster2")
+        var result: [String: (revision: Int64, slice: ClusterService)] = [:]
+        for item in try await store.list(prefix: prefix).items {
+            result[String(item.key.dropFirst(prefix.count))] = (item.modRevision, try JSONDecoder().decode(ClusterService.self, from: item.value))
+        }
+        return result
+    }
+
+    static func pods(_ store: InMemoryKeyValueStore, _ range: Range<Int>) async throws {
+        for index in range {
+            let pod = Pod(metadata: ObjectMeta(name: "web-\(index)", namespace: "shop", labels: ["app": "web"]),
+                          spec: PodSpec(containers: [Container(name: "main", command: ["sleep"], ports: [ContainerPort(containerPort: 8080)])]))
+            try await store.put(ResourceStore.key(for: .pod(pod)), StoreCoding.encode(KubernetesObject.pod(pod)))
+            try await store.put(KeyLayout.podStatus(namespace: "shop", name: pod.metadata.name),
+                                StoreCoding.encode(PodStatus(phase: .running, podIP: "10.2.\(index / 250).\(index % 250 + 2)", nodeName: "node1")))
+        }
+    }
+
+    @Test("3,000 backends go in 4 slices; one backend change rewrites one slice; shrinking below the threshold folds them back into the record")
+    func slices() async throws {
+        let store = try await MeshExporterTests.seeded()
+        try await MeshExporterTests.apply(store, MeshExporterTests.workload)
+        try await Self.pods(store, 0..<3_000)
+        try await MeshExporterTests.running(store) {
+            try await eventually("4 slices of shop/web", timeout: .seconds(60)) { try await Self.slices(store).count == 4 }
+            let record = try #require(try await MeshExporterTests.exported(store)["shop/web"])
+            #expect(record.backendSlices == 4 && record.backends.isEmpty && record.frontends.count == 1)
+            let before = try await Self.slices(store)
+            #expect(before.values.reduce(0) { $0 + $1.slice.backends.count } == 3_000)
+            #expect(ServiceSlicing.merge(record, slices: before.values.map(\.slice)).backends.count == 3_000)
+
+            // One pod stops being ready: its slice, and only it, is rewritten.
+            let gone = "10.2.4.9"
+            let index = try #require((0..<3_000).first { "10.2.\($0 / 250).\($0 % 250 + 2)" == gone })
+            try await store.put(KeyLayout.podStatus(namespace: "shop", name: "web-\(index)"),
+                                StoreCoding.encode(PodStatus(phase: .pending, podIP: gone, nodeName: "node1")))
+            let home = "shop/web/\(ServiceSlicing.slice(of: gone, count: 4))"
+            try await eventually("the backend leaves its slice") { try await Self.slices(store)[home]?.slice.backends[gone] == nil }
+            let after = try await Self.slices(store)
+            #expect(after.filter { $0.value.revision != before[$0.key]?.revision }.map(\.key) == [home])
+            #expect(try await MeshExporterTests.exported(store)["shop/web"] == record, "the record is not rewritten")
+
+            // Down to 900 backends: one record again, no slices.
+            for extra in 900..<3_000 {
+                _ = try await store.delete(KeyLayout.podStatus(namespace: "shop", name: "web-\(extra)"))
+            }
+            try await eventually("the slices are folded back", timeout: .seconds(60)) {
+                let folded = try await MeshExporterTests.exported(store)["shop/web"]
+                return try await Self.slices(store).isEmpty && folded?.backendSlices == nil && folded?.backends.count == 900
+            }
+        }
+    }
+}

@@ -110,7 +110,7 @@ struct RemoteClusterImporterTests {
         try await harness.running(harness.importer()) { _, _ in
             try await eventually("ready") { harness.status()?.ready == true }
             let status = try #require(harness.status())
-            #expect(status.counts == .init(nodes: 1, endpoints: 2, identities: 1, services: 0, serviceExports: 0))
+            #expect(status.counts == .init(nodes: 1, endpoints: 2, identities: 1, services: 0, serviceExports: 0, serviceSlices: 0))
             #expect(status.rejected.endpoints == 1)
             #expect(try await harness.cached(.endpoints) == ["10.2.0.1", "10.2.0.2"])
             for kind in MeshKind.allCases {
@@ -118,6 +118,37 @@ struct RemoteClusterImporterTests {
             }
             let cachedConfig = try #require(try await harness.localStore.get(KeyLayout.clusterConfig("cluster2")))
             #expect(try JSONDecoder().decode(CiliumClusterConfig.self, from: cachedConfig.value).capabilities.cached == true)
+        }
+    }
+
+    @Test("a large service's slices are cached beside its record; a slice claiming another service's key or another cluster is refused")
+    func slicesAreImported() async throws {
+        let harness = ImportHarness()
+        try await ImportHarness.export(harness.remote)
+        var service = ClusterService(cluster: "cluster2", namespace: "shop", name: "web", includeExternal: true, shared: true, clusterID: 2)
+        for index in 0..<1_500 { service.backends["10.2.\(index / 250).\(index % 250 + 2)"] = ["http": L4Addr(protocol: .tcp, port: 8080)] }
+        let (record, slices) = ServiceSlicing.split(service)
+        var puts = [(key: MeshKind.services.stateKey(cluster: "cluster2", name: "shop/web"), value: try JSONEncoder().encode(record))]
+        for slice in slices {
+            puts.append((MeshKind.serviceSlices.stateKey(cluster: "cluster2", name: ServiceSlicing.keyName(of: slice)), try JSONEncoder().encode(slice)))
+        }
+        var misplaced = slices[0]
+        misplaced.name = "api"
+        puts.append((MeshKind.serviceSlices.stateKey(cluster: "cluster2", name: "shop/web/7"), try JSONEncoder().encode(misplaced)))
+        var foreign = slices[1]
+        foreign.cluster = "cluster3"
+        foreign.clusterID = 3
+        puts.append((MeshKind.serviceSlices.stateKey(cluster: "cluster2", name: "shop/other/1"), try JSONEncoder().encode(foreign)))
+        try await harness.remote.commit(puts: puts)
+        try await harness.running(harness.importer()) { _, _ in
+            try await eventually("ready") { harness.status()?.ready == true }
+            #expect(try await harness.cached(.serviceSlices) == ["shop/web/0", "shop/web/1"])
+            #expect(harness.status()?.rejected.serviceSlices == 2)
+            let cached = try await harness.localStore.list(prefix: MeshKind.serviceSlices.cacheRoot).items
+            let records = ServiceRecords(services: [:], pods: [:], statuses: [:],
+                                         remote: [MeshKind.services.cacheKey(cluster: "cluster2", name: "shop/web"): try JSONEncoder().encode(record)],
+                                         imports: [:], remoteSlices: Dictionary(uniqueKeysWithValues: cached.map { ($0.key, $0.value) }))
+            #expect(records.remote.first?.backends.count == 1_500, "the agent's merge of what was imported")
         }
     }
 

@@ -166,6 +166,8 @@ struct RemoteRecordShapeTests {
                 ("131073", "k8s:io.cilium.k8s.policy.cluster=c2;k8s:app=", ";")
             case .service:
                 ("shop/web", #"{"cluster":"c2","clusterID":2,"namespace":"shop","name":"web","labels":{"pad":""#, #""}}"#)
+            case .serviceSlice:
+                ("shop/web/1", #"{"cluster":"c2","clusterID":2,"namespace":"shop","name":"web","backendSlices":2,"slice":1,"labels":{"pad":""#, #""}}"#)
             case .serviceExport:
                 // JSON whitespace pads it: no field of an export is free-form.
                 ("shop/web", #"{"cluster":"c2","namespace":"shop","name":"web","exportCreationTimestamp":"2026-01-01T00:00:00Z","type":"ClusterSetIP","ports":[]"#, "}")
@@ -183,6 +185,7 @@ struct RemoteRecordShapeTests {
         case .ipIdentityPair: _ = try v.decodeIPIdentityPair(keyName: key, value: value)
         case .identity: _ = try v.decodeIdentity(keyName: key, value: value)
         case .serviceExport: _ = try v.decodeServiceExport(keyName: key, value: value)
+        case .serviceSlice: _ = try v.decodeServiceSlice(keyName: key, value: value)
         }
     }
 

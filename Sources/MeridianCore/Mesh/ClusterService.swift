@@ -56,6 +56,13 @@ public struct ClusterService: Codable, Sendable, Hashable {
     /// Backend IP → state (`BackendState`'s raw value), for backends that are not active.
     /// Kept as text so that an importer can refuse a state it does not know with a reason.
     public var backendStates: [String: String]?
+    /// Meridian's extension for large services (`ServiceSlicing`): on the record at the
+    /// service's key, the number of slices its backends are split into (its own `backends` are
+    /// then empty); on a slice, the same number. Absent: the record holds every backend, as
+    /// Cilium's does.
+    public var backendSlices: Int?
+    /// On a slice record (`cilium/state/serviceslices/v1/...`), which slice it is.
+    public var slice: Int?
 
     /// The states a cluster may export: health checking (`quarantined`) and operators
     /// (`maintenance`) act on a cluster's own view and are not exported.
@@ -73,7 +80,9 @@ public struct ClusterService: Codable, Sendable, Hashable {
         includeExternal: Bool,
         shared: Bool,
         clusterID: UInt32,
-        backendStates: [String: String]? = nil
+        backendStates: [String: String]? = nil,
+        backendSlices: Int? = nil,
+        slice: Int? = nil
     ) {
         self.cluster = cluster
         self.namespace = namespace
@@ -87,6 +96,8 @@ public struct ClusterService: Codable, Sendable, Hashable {
         self.shared = shared
         self.clusterID = clusterID
         self.backendStates = backendStates
+        self.backendSlices = backendSlices
+        self.slice = slice
     }
 
     /// The state of the backend at `ip`: active unless `backendStates` says otherwise.
@@ -99,7 +110,7 @@ public struct ClusterService: Codable, Sendable, Hashable {
 
     private enum CodingKeys: String, CodingKey {
         case cluster, namespace, name, frontends, backends, hostnames, labels, selector
-        case includeExternal, shared, clusterID, backendStates
+        case includeExternal, shared, clusterID, backendStates, backendSlices, slice
     }
 
     public init(from decoder: any Decoder) throws {
@@ -116,6 +127,8 @@ public struct ClusterService: Codable, Sendable, Hashable {
         shared = try container.decodeIfPresent(Bool.self, forKey: .shared) ?? false
         clusterID = try container.decodeIfPresent(UInt32.self, forKey: .clusterID) ?? 0
         backendStates = try container.decodeIfPresent([String: String].self, forKey: .backendStates)
+        backendSlices = try container.decodeIfPresent(Int.self, forKey: .backendSlices)
+        slice = try container.decodeIfPresent(Int.self, forKey: .slice)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -136,5 +149,7 @@ public struct ClusterService: Codable, Sendable, Hashable {
         if let backendStates, !backendStates.isEmpty {
             try container.encode(backendStates, forKey: .backendStates)
         }
+        try container.encodeIfPresent(backendSlices, forKey: .backendSlices)
+        try container.encodeIfPresent(slice, forKey: .slice)
     }
 }

@@ -20,7 +20,9 @@
 ///   bytes each); 1 MiB admits 6500 to 11000 backends. A limit at etcd's 1.5 MiB would bound
 ///   nothing.
 /// - service exports, 64 KiB: a Multi-Cluster Services export lists at most 100 ports and
-///   three annotations, under 10 KiB. A peer may hold at most 2,000 of them: each one that
+///   three annotations, under 10 KiB.
+/// - service slices, 1 MiB like a service: a slice holds 500 to 1,000 backends on average
+///   (`ServiceSlicing`), about 95 KiB. A peer may hold at most 2,000 of them: each one that
 ///   names a namespace this cluster has takes a ClusterSetIP from this cluster's service CIDR.
 public enum RemoteRecordLimits {
     public static let nodeBytes = 16 * 1024
@@ -40,6 +42,7 @@ public enum RemoteRecordLimits {
         case .identity: 65_536
         case .service: 10_000
         case .serviceExport: 2_000
+        case .serviceSlice: 100_000
         }
     }
 
@@ -50,6 +53,7 @@ public enum RemoteRecordLimits {
         case .identity: 32 << 20
         case .service: 128 << 20
         case .serviceExport: 32 << 20
+        case .serviceSlice: 128 << 20
         }
     }
 
@@ -61,6 +65,7 @@ public enum RemoteRecordLimits {
         case .ipIdentityPair: ipIdentityPairBytes
         case .identity: identityBytes
         case .serviceExport: serviceExportBytes
+        case .serviceSlice: serviceBytes
         }
     }
 }

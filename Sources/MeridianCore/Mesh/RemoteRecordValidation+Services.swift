@@ -12,15 +12,34 @@ extension RemoteRecordValidation {
     /// same name, behind the local frontend), so they only have to parse. Hostnames map backend
     /// IPs to pod host names (DNS-1123 labels).
     public func validate(service: ClusterService, keyName: String) throws(RemoteRecordRejection) {
-        let reject = Self.rejecter(.service, keyName)
+        try validate(service: service, keyName: keyName, kind: .service)
+    }
+
+    /// A service record (`kind` `.service`) or one of its slices (`.serviceSlice`, under
+    /// `<ns>/<name>/<slice>`, with no frontends and a slice number below its count). A record
+    /// announcing slices announces 2 to `ServiceSlicing.maximumSlices` of them.
+    func validate(service: ClusterService, keyName: String, kind: RemoteRecordRejection.Kind) throws(RemoteRecordRejection) {
+        let reject = Self.rejecter(kind, keyName)
         try checkCluster(name: service.cluster, id: service.clusterID, field: ("cluster", "clusterID"), reject)
         guard !service.namespace.isEmpty, !service.name.isEmpty else {
             throw reject(.malformed, "service has an empty namespace or name")
         }
         try checkName(service.namespace, field: "namespace", NameSyntax.dns1123LabelProblem, reject)
         try checkName(service.name, field: "name", NameSyntax.dns1123LabelProblem, reject)
-        guard keyName == service.namespacedName else {
-            throw reject(.keyMismatch, "key should be \(Self.quoted(service.namespacedName))")
+        if let count = service.backendSlices, !(2...ServiceSlicing.maximumSlices).contains(count) {
+            throw reject(.malformed, "backendSlices \(count) is outside 2-\(ServiceSlicing.maximumSlices)")
+        }
+        if kind == .serviceSlice {
+            guard let count = service.backendSlices, let index = service.slice, (0..<count).contains(index) else {
+                throw reject(.malformed, "a slice needs backendSlices and a slice number below it")
+            }
+            guard service.frontends.isEmpty else { throw reject(.malformed, "a slice has no frontends") }
+        } else if service.slice != nil {
+            throw reject(.malformed, "a service record is not a slice")
+        }
+        let expectedKey = kind == .serviceSlice ? ServiceSlicing.keyName(of: service) : service.namespacedName
+        guard keyName == expectedKey else {
+            throw reject(.keyMismatch, "key should be \(Self.quoted(expectedKey))")
         }
         for (role, ports) in [("frontend", service.frontends), ("backend", service.backends)] {
             for (ip, named) in ports.sorted(by: { $0.key < $1.key }) {
@@ -48,6 +67,12 @@ extension RemoteRecordValidation {
             }
             try checkName(hostname, field: "hostname of \(ip)", NameSyntax.dns1123LabelProblem, reject)
         }
+    }
+
+    public func decodeServiceSlice(keyName: String, value: Data) throws(RemoteRecordRejection) -> ClusterService {
+        let slice: ClusterService = try decode(value, kind: .serviceSlice, keyName: keyName)
+        try validate(service: slice, keyName: keyName, kind: .serviceSlice)
+        return slice
     }
 
     public func decodeService(keyName: String, value: Data) throws(RemoteRecordRejection) -> ClusterService {

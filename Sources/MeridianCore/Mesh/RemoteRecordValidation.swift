@@ -9,6 +9,7 @@ public struct RemoteRecordRejection: Error, Sendable, Hashable, CustomStringConv
         case ipIdentityPair = "ip-identity-pair"
         case identity
         case serviceExport = "service-export"
+        case serviceSlice = "service-slice"
     }
 
     /// The rule that was broken; the label to count rejections by.
