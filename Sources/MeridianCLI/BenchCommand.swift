@@ -8,7 +8,7 @@ import MeridianBench
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure Meridian against baselines measured in the same run.",
-        subcommands: [Datapath.self, Services.self, Policy.self, ControlPlane.self, Faults.self, Failover.self])
+        subcommands: [Datapath.self, Services.self, Policy.self, ControlPlane.self, Faults.self, Failover.self, LargeService.self])
 
     /// Which build is measuring: figures from a debug build are not what anyone deploys.
     static var build: String {
@@ -38,6 +38,36 @@ struct BenchCommand: AsyncParsableCommand {
             return
         }
         Swift.print(String(decoding: data, as: UTF8.self))
+    }
+
+    /// One backend change of a large global service, remote against local, as it grows.
+    struct LargeService: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "large-service", abstract: "Propagation of one backend change of a global service of 1 to 10,000 backends, remote against local.")
+
+        @Option(help: "Backends per cluster, ascending, comma separated.") var sizes: String = "1,1000,10000"
+        @Option(help: "Changes measured per size and side.") var changes: Int = 20
+        @Flag(help: "A small size: 1 and 1,500 backends, 5 changes.") var quick = false
+        @Flag(help: "Leave the lab up afterwards (for inspection).") var keep = false
+        @Option(name: .shortAndLong, help: "text or json.") var output: OutputFormat = .text
+
+        var benchmark: LargeServiceBenchmark {
+            var benchmark = LargeServiceBenchmark()
+            benchmark.sizes = sizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            (benchmark.changes, benchmark.quick, benchmark.keep) = (changes, quick, keep)
+            return benchmark
+        }
+
+        func validate() throws {
+            guard sizes.split(separator: ",").allSatisfy({ Int($0.trimmingCharacters(in: .whitespaces)) != nil }) else {
+                throw ValidationError("--sizes must be numbers separated by commas, got \(sizes.debugDescription)")
+            }
+            do { try benchmark.validate() } catch { throw ValidationError("\(error)") }
+        }
+
+        func run() async throws {
+            try await reportingErrors { BenchCommand.print(try await benchmark.run(), output, text: LargeServiceBenchmark.text) }
+        }
     }
 
     struct Datapath: AsyncParsableCommand {
