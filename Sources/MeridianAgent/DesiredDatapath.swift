@@ -71,38 +71,12 @@ struct BackendAddress: Hashable, Sendable {
     var clusterID: UInt16
 }
 
-/// Store records decoded in an earlier pass, reused while their bytes are unchanged. With
-/// hundreds of thousands of imported records, decoding every one on every pass was most of
-/// the agent's CPU; comparing bytes is a small fraction of decoding them.
-struct RecordDecodeCache<Record: Decodable & Sendable>: Sendable {
-    private var entries: [String: (data: Data, record: Record?)] = [:]
-
-    /// The decoded records of `records` (those that decode), keeping only these for next time.
-    mutating func decode(_ records: [String: Data]) -> [(key: String, record: Record)] {
-        var next: [String: (data: Data, record: Record?)] = [:]
-        next.reserveCapacity(records.count)
-        var decoded: [(key: String, record: Record)] = []
-        decoded.reserveCapacity(records.count)
-        for (key, value) in records {
-            let record: Record?
-            if let cached = entries[key], cached.data == value {
-                record = cached.record
-            } else {
-                record = try? StoreCoding.decode(Record.self, from: value, key: key)
-            }
-            next[key] = (value, record)
-            if let record { decoded.append((key, record)) }
-        }
-        entries = next
-        return decoded
-    }
-}
-
 /// The decode caches one agent keeps across its passes.
 struct DatapathDecodeCaches: Sendable {
     var nodes = RecordDecodeCache<NodeRecord>()
     var endpoints = RecordDecodeCache<IPIdentityPair>()
     var remoteEndpoints = RecordDecodeCache<IPIdentityPair>()
+    var services = ServiceRecordCaches()
 }
 
 /// What the node's maps should hold, computed from the cluster's records. Pure: the same
@@ -206,7 +180,8 @@ struct DesiredDatapath: Sendable {
         desired.conflicts = claims.conflicts
 
         let records = ServiceRecords(services: inputs.services, pods: inputs.pods, statuses: inputs.podStatuses,
-                                     remote: inputs.remoteServices, imports: inputs.serviceImports, remoteSlices: inputs.remoteServiceSlices)
+                                     remote: inputs.remoteServices, imports: inputs.serviceImports, remoteSlices: inputs.remoteServiceSlices,
+                                     caches: &caches.services)
         let frontends = records.frontends(cluster: context.cluster.name, clusterID: context.cluster.id)
         desired.clusterSetNames = Self.clusterSetNames(records, cluster: context.cluster.name)
         for frontend in frontends {

@@ -1,6 +1,18 @@
 import Foundation
 import MeridianCore
 
+/// The decode caches of the service-side records, kept across passes by their reader.
+public struct ServiceRecordCaches: Sendable {
+    var services = RecordDecodeCache<KubernetesObject>()
+    var pods = RecordDecodeCache<KubernetesObject>()
+    var statuses = RecordDecodeCache<PodStatus>()
+    var remote = RecordDecodeCache<ClusterService>()
+    var slices = RecordDecodeCache<ClusterService>()
+    var imports = RecordDecodeCache<KubernetesObject>()
+
+    public init() {}
+}
+
 /// The service-side records of a cluster's store, decoded once: Services, pods with their
 /// statuses, the ClusterServices imported from peers and the cluster's ServiceImports. What
 /// the agent programs and `service list` prints are both made from it.
@@ -15,22 +27,35 @@ public struct ServiceRecords: Sendable {
     /// and `cilium/cache/serviceslices/v1/` (merged into the records that announce them).
     public init(services: [String: Data], pods: [String: Data], statuses: [String: Data], remote: [String: Data], imports: [String: Data],
                 remoteSlices: [String: Data] = [:]) {
-        self.services = services.compactMap { key, value in
-            guard case let .service(service)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key) else { return nil }
+        var caches = ServiceRecordCaches()
+        self.init(services: services, pods: pods, statuses: statuses, remote: remote, imports: imports, remoteSlices: remoteSlices, caches: &caches)
+    }
+
+    /// The same, decoding only the records whose bytes changed since `caches` last saw them: an
+    /// agent's pass over 10,000 backends' pods and statuses is otherwise mostly JSON decoding.
+    public init(services: [String: Data], pods: [String: Data], statuses: [String: Data], remote: [String: Data], imports: [String: Data],
+                remoteSlices: [String: Data] = [:], caches: inout ServiceRecordCaches) {
+        self.services = caches.services.decode(services).compactMap { entry in
+            guard case let .service(service) = entry.record else { return nil }
             return service
         }
-        self.pods = ObservedPods.decode(pods: pods.map { ($0.key, $0.value) }, statuses: statuses.map { ($0.key, $0.value) })
+        var statusByName: [String: PodStatus] = [:]
+        for (key, status) in caches.statuses.decode(statuses) {
+            statusByName[String(key.dropFirst(KeyLayout.podStatusPrefix.count))] = status
+        }
+        self.pods = caches.pods.decode(pods).compactMap { entry in
+            guard case let .pod(pod) = entry.record else { return nil }
+            return ObservedPod(pod: pod, status: statusByName["\(pod.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(pod.metadata.name)"])
+        }
         var slices: [String: [ClusterService]] = [:]
-        for (key, value) in remoteSlices {
-            guard let slice = try? StoreCoding.decode(ClusterService.self, from: value, key: key) else { continue }
+        for (_, slice) in caches.slices.decode(remoteSlices) {
             slices["\(slice.cluster)/\(slice.namespacedName)", default: []].append(slice)
         }
-        self.remote = remote.compactMap { key, value in
-            guard let record = try? StoreCoding.decode(ClusterService.self, from: value, key: key) else { return nil }
-            return ServiceSlicing.merge(record, slices: slices["\(record.cluster)/\(record.namespacedName)"] ?? [])
+        self.remote = caches.remote.decode(remote).map { entry in
+            ServiceSlicing.merge(entry.record, slices: slices["\(entry.record.cluster)/\(entry.record.namespacedName)"] ?? [])
         }
-        self.imports = imports.compactMap { key, value in
-            guard case let .serviceImport(imported)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key) else { return nil }
+        self.imports = caches.imports.decode(imports).compactMap { entry in
+            guard case let .serviceImport(imported) = entry.record else { return nil }
             return imported
         }
     }

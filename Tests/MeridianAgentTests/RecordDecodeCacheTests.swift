@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 @testable import MeridianAgent
+import MeridianStore
 
 /// Decodes of `Counted` records, across the suite's one test.
 private let countedDecodes = Atomic<Int>(0)
