@@ -26,6 +26,9 @@ import SystemPackage
 /// write statuses, not resources). The steps advance on every pass and are saved, so an agent
 /// restart carries on where it was.
 actor PodRuntime {
+    /// Pod records decoded in earlier passes, reused while their bytes are unchanged: every
+    /// pass reads the cluster's pods, most of them other nodes'.
+    private var podRecords = RecordDecodeCache<KubernetesObject>()
     struct ContainerProcess: Codable, Sendable {
         var name: String
         var pid: Int32
@@ -153,9 +156,8 @@ actor PodRuntime {
         guard await mirror.isSynced else { return }
         let records = await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.pod.plural))
         var desired: [String: Pod] = [:]
-        for (key, value) in records {
-            guard case let .pod(pod)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key),
-                  pod.spec.nodeName == context.nodeName else { continue }
+        for (_, record) in podRecords.decode(records) {
+            guard case let .pod(pod) = record, pod.spec.nodeName == context.nodeName else { continue }
             desired["\(pod.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(pod.metadata.name)"] = pod
         }
         for (key, running) in pods where running.termination == nil {

@@ -9,7 +9,8 @@ import MeridianStore
 /// One backend change of a global service as the service grows: with S backends in cluster2,
 /// the time from a new backend's pod status written in cluster2's store until cluster1's node
 /// balances to it (exporter, slices, mesh import, agent merge, map write), against the same
-/// change to a local service of S backends in cluster1 (its own agent only). Backends are pod
+/// change to a local service of S backends in cluster1 (its own agent only; a Service of its
+/// own, since one frontend programs at most 16,384 backends). Backends are pod
 /// records and Running statuses on a node that does not exist, so nothing but the control
 /// planes and agents reacts; the time is read off the frontend's backend count in the node's
 /// service map, one lookup per poll.
@@ -55,19 +56,21 @@ public struct LargeServiceBenchmark: Sendable {
         return try await BenchLab.with(clusters: 2, nodes: 1, keep: keep) { try await measure($0) }
     }
 
-    static let service = """
+    static func service(_ name: String, global: Bool) -> String {
+        """
         apiVersion: v1
         kind: Service
         metadata:
-          name: large
-          annotations: {service.cilium.io/global: "true"}
+          name: \(name)
+          annotations: {service.cilium.io/global: "\(global)"}
         spec:
-          selector: {bench: large}
+          selector: {bench: \(name)}
           ports:
           - {name: http, port: 8080}
         ---
 
         """
+    }
 
     private func measure(_ bench: LabDriver) async throws -> Report {
         let sizes = quick ? [1, 1_500] : self.sizes
@@ -77,14 +80,20 @@ public struct LargeServiceBenchmark: Sendable {
         }
         _ = try await bench.mustRun(["clustermesh", "connect", "--context", "cluster1", "--destination-context", "cluster2"])
         _ = try await bench.mustRun(["clustermesh", "status", "--context", "cluster1", "--wait", "--wait-duration", "60s"])
-        for cluster in ["cluster1", "cluster2"] { _ = try await bench.mustRun(["apply", "--context", cluster, "-f", "-"], stdin: Self.service) }
+        for cluster in ["cluster1", "cluster2"] {
+            _ = try await bench.mustRun(["apply", "--context", cluster, "-f", "-"], stdin: Self.service("large", global: true))
+        }
+        _ = try await bench.mustRun(["apply", "--context", "cluster1", "-f", "-"], stdin: Self.service("large-local", global: false))
         guard let node = try bench.cluster("cluster1").nodes.first,
-              let frontend = IPAddress(try await bench.serviceIP("large", context: "cluster1"))?.datapathValue else {
-            throw BenchError.missing("cluster1's node or the service's ClusterIP")
+              let remoteFrontend = IPAddress(try await bench.serviceIP("large", context: "cluster1"))?.datapathValue,
+              let localFrontend = IPAddress(try await bench.serviceIP("large-local", context: "cluster1"))?.datapathValue else {
+            throw BenchError.missing("cluster1's node or the services' ClusterIPs")
         }
         let services = try BPFMap<mer_lb4_key, mer_lb4_service>(pinnedAt: node.pinDirectory + "/" + MER_MAP_SERVICES)
-        let key = mer_lb4_key(address: frontend, dport: UInt16(8080).bigEndian, backend_slot: 0, proto: 6, pad: (0, 0, 0))
-        let count = { Int((try? services.lookup(key))?.count ?? 0) }
+        func count(_ frontend: UInt32) -> Int {
+            let key = mer_lb4_key(address: frontend, dport: UInt16(8080).bigEndian, backend_slot: 0, proto: 6, pad: (0, 0, 0))
+            return Int((try? services.lookup(key))?.count ?? 0)
+        }
 
         var rows: [Row] = []
         var placed = (remote: 0, local: 0)
@@ -94,19 +103,20 @@ public struct LargeServiceBenchmark: Sendable {
             try await Self.addBackends(bench, cluster: "cluster2", from: placed.remote, to: size - 1)
             try await Self.addBackends(bench, cluster: "cluster1", from: placed.local, to: size - 1)
             placed = (size - 1, size - 1)
-            try await LabDriver.waitUntil("cluster1's node balances over \(2 * (size - 1)) backends", timeout: .seconds(300)) {
-                count() == 2 * (size - 1)
+            try await LabDriver.waitUntil("cluster1's node balances over \(size - 1) backends of each service", timeout: .seconds(300)) {
+                count(remoteFrontend) == size - 1 && count(localFrontend) == size - 1
             }
             var remote: [Double] = []
             var local: [Double] = []
             for _ in 0..<changeCount {
                 for (cluster, side) in [("cluster2", 0), ("cluster1", 1)] {
-                    let before = count()
+                    let frontend = side == 0 ? remoteFrontend : localFrontend
+                    let before = count(frontend)
                     let index = side == 0 ? placed.remote : placed.local
                     let started = ContinuousClock.now
                     try await Self.addBackends(bench, cluster: cluster, from: index, to: index + 1)
                     let deadline = started + .seconds(60)
-                    while count() <= before {
+                    while count(frontend) <= before {
                         guard ContinuousClock.now < deadline else { throw BenchError.timedOut("a backend in \(cluster) did not reach cluster1's node in 60 s") }
                         try await Task.sleep(for: .microseconds(500))
                     }
@@ -141,13 +151,14 @@ public struct LargeServiceBenchmark: Sendable {
     static func addBackends(_ bench: LabDriver, cluster: String, from: Int, to: Int) async throws {
         guard to > from else { return }
         let octet = cluster == "cluster1" ? 1 : 2
+        let service = cluster == "cluster1" ? "large-local" : "large"
         try await bench.withClient(cluster) { client in
             for batch in stride(from: from, to: to, by: 1_000) {
                 var puts: [(key: String, value: Data)] = []
                 for index in batch..<min(to, batch + 1_000) {
-                    let name = "large-\(index)"
+                    let name = "\(service)-\(index)"
                     let pod = KubernetesObject.pod(Pod(
-                        metadata: ObjectMeta(name: name, namespace: "default", labels: ["bench": "large"]),
+                        metadata: ObjectMeta(name: name, namespace: "default", labels: ["bench": service]),
                         spec: PodSpec(containers: [Container(name: "main", command: ["true"], ports: [])], nodeName: "bench-phantom")))
                     let ip = "10.\(octet).\(64 + index / 250).\(1 + index % 250)"
                     puts.append((ResourceStore.key(for: pod), StoreCoding.encode(pod)))

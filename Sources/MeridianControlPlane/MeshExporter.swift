@@ -76,12 +76,13 @@ struct MeshExporter: Sendable {
             KeyLayout.resources(plural: ResourceKind.serviceExport.plural),
         ])
         let canaryWritten = Shared(false)
+        let caches = Shared(ServiceRecordCaches())
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await mirror.run(store: client) }
             await mirror.reconcile(onFailure: { error in
                 logger.warning("service export failed; retrying", metadata: ["error": "\(error)"])
             }) {
-                try await reconcileServices(mirror)
+                try await reconcileServices(mirror, caches: caches)
                 if !canaryWritten.value {
                     try await client.put(KeyLayout.syncCanary(cluster: cluster.name, prefix: MeshKind.services.stateCanaryPrefix), iso8601Now())
                     try await client.put(KeyLayout.syncCanary(cluster: cluster.name, prefix: MeshKind.serviceExports.stateCanaryPrefix), iso8601Now())
@@ -93,7 +94,7 @@ struct MeshExporter: Sendable {
         }
     }
 
-    private func reconcileServices(_ mirror: PrefixMirror) async throws {
+    private func reconcileServices(_ mirror: PrefixMirror, caches: Shared<ServiceRecordCaches>) async throws {
         // Cilium's rule: namespaces annotated "false" are never exported; under the
         // global-namespaces scope, only those annotated "true" are.
         var nonGlobalNamespaces: Set<String> = []
@@ -104,8 +105,13 @@ struct MeshExporter: Sendable {
                 nonGlobalNamespaces.insert(ns.metadata.name)
             }
         }
-        let pods = ObservedPods.decode(pods: await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.pod.plural)).map { ($0.key, $0.value) },
-                                       statuses: await mirror.snapshot(KeyLayout.podStatusPrefix).map { ($0.key, $0.value) })
+        let serviceRecords = await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.service.plural))
+        let podRecords = await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.pod.plural))
+        let statusRecords = await mirror.snapshot(KeyLayout.podStatusPrefix)
+        let records = caches.withLock { caches in
+            ServiceRecords(services: serviceRecords, pods: podRecords, statuses: statusRecords, remote: [:], imports: [:], caches: &caches)
+        }
+        let pods = records.pods
         var serviceExports: [String: ServiceExport] = [:]
         for (key, value) in await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.serviceExport.plural)) {
             guard case let .serviceExport(export)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key) else { continue }
@@ -114,11 +120,7 @@ struct MeshExporter: Sendable {
         var desired: [String: Data] = [:]
         var desiredSpecs: [String: Data] = [:]
         var desiredSlices: [String: Data] = [:]
-        for (key, value) in await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.service.plural)) {
-            guard case let .service(service)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key) else {
-                logger.error("skipping undecodable service record", metadata: ["key": "\(key)"])
-                continue
-            }
+        for service in records.services {
             let namespace = service.metadata.namespace ?? "default"
             let name = "\(namespace)/\(service.metadata.name)"
             guard !nonGlobalNamespaces.contains(namespace) else { continue }

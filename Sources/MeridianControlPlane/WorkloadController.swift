@@ -27,6 +27,7 @@ struct WorkloadController: Sendable {
             MeshKind.nodes.statePrefix(cluster: cluster.name),
         ])
         let orphans = Shared(OrphanedStatuses())
+        let caches = Shared(ServiceRecordCaches())
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await mirror.run(store: client) }
             // Every 2 s as well: placements that found no node are retried when nodes arrive.
@@ -34,7 +35,7 @@ struct WorkloadController: Sendable {
                 logger.warning("workload reconcile failed; retrying", metadata: ["error": "\(error)"])
             }) {
                 var seen = orphans.value
-                try await reconcile(mirror, orphans: &seen)
+                try await reconcile(mirror, orphans: &seen, caches: caches)
                 orphans.withLock { $0 = seen }
             }
             group.cancelAll()
@@ -54,14 +55,18 @@ struct WorkloadController: Sendable {
         var stoppedGrace: Duration = .seconds(1)
     }
 
-    private func reconcile(_ mirror: PrefixMirror, orphans: inout OrphanedStatuses) async throws {
+    private func reconcile(_ mirror: PrefixMirror, orphans: inout OrphanedStatuses, caches: Shared<ServiceRecordCaches>) async throws {
+        let podRecords = await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.pod.plural))
+        let statusRecords = await mirror.snapshot(KeyLayout.podStatusPrefix)
         var pods: [String: Pod] = [:]
-        for (key, value) in await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.pod.plural)) {
-            if case let .pod(pod)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key) { pods[key] = pod }
-        }
         var statuses: [String: PodStatus] = [:]
-        for (key, value) in await mirror.snapshot(KeyLayout.podStatusPrefix) {
-            statuses[String(key.dropFirst(KeyLayout.podStatusPrefix.count))] = try? StoreCoding.decode(PodStatus.self, from: value, key: key)
+        caches.withLock { caches in
+            for (key, record) in caches.pods.decode(podRecords) {
+                if case let .pod(pod) = record { pods[key] = pod }
+            }
+            for (key, status) in caches.statuses.decode(statusRecords) {
+                statuses[String(key.dropFirst(KeyLayout.podStatusPrefix.count))] = status
+            }
         }
         func observed(_ pod: Pod) -> ObservedPod {
             ObservedPod(pod: pod, status: statuses["\(pod.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(pod.metadata.name)"])

@@ -3,12 +3,12 @@ import MeridianCore
 
 /// The decode caches of the service-side records, kept across passes by their reader.
 public struct ServiceRecordCaches: Sendable {
-    var services = RecordDecodeCache<KubernetesObject>()
-    var pods = RecordDecodeCache<KubernetesObject>()
-    var statuses = RecordDecodeCache<PodStatus>()
-    var remote = RecordDecodeCache<ClusterService>()
-    var slices = RecordDecodeCache<ClusterService>()
-    var imports = RecordDecodeCache<KubernetesObject>()
+    public var services = RecordDecodeCache<KubernetesObject>()
+    public var pods = RecordDecodeCache<KubernetesObject>()
+    public var statuses = RecordDecodeCache<PodStatus>()
+    public var remote = RecordDecodeCache<ClusterService>()
+    public var slices = RecordDecodeCache<ClusterService>()
+    public var imports = RecordDecodeCache<KubernetesObject>()
 
     public init() {}
 }
