@@ -14,6 +14,10 @@ import MeridianAdmin
 /// VXLAN tunnel measured in the same run on the same lab underlay; and the propagation latency
 /// of a backend change from one cluster's store into the other cluster's load-balancer map.
 /// Connection rate is wrk against the built-in echo server, one connection per request.
+/// Last, unless `encryption` is off, the same lab's agents are restarted with WireGuard and the
+/// cross-node and cross-cluster paths are measured again from new pods, against a bare
+/// `wireguard-go` tunnel between two namespaces across the lab router, with the CPU time of the
+/// `wireguard-go` processes and of the machine during the throughput runs.
 public struct DatapathBenchmark: Sendable {
     /// Runs per row (median and spread are reported).
     public var runs = 3
@@ -26,6 +30,8 @@ public struct DatapathBenchmark: Sendable {
     public var keep = false
     /// Only the backend propagation measurement.
     public var propagationOnly = false
+    /// The WireGuard rows and their bare `wireguard-go` baseline (`--no-encryption` turns them off).
+    public var encryption = true
 
     public init() {}
 
@@ -36,6 +42,8 @@ public struct DatapathBenchmark: Sendable {
         public var requestsPerSecond: SampleSummary
         /// New TCP connections per second (one HTTP request each, `Connection: close`), from wrk.
         public var connectionsPerSecond: SampleSummary
+        /// CPU time during the throughput runs (WireGuard rows only).
+        public var cpu: ThroughputCPU?
 
         /// What a ratio compares, named as in its key (`A_vs_B_throughput`).
         enum Metric: String, CaseIterable {
@@ -64,6 +72,30 @@ public struct DatapathBenchmark: Sendable {
         }
     }
 
+    /// CPU use while iperf3 ran, one sample per throughput run: the `wireguard-go` processes at
+    /// the path's two ends and the whole machine, in percent of one core (200 is both cores of a
+    /// 2-core machine), and that divided by the run's throughput (cores busy per Gbit/s).
+    public struct ThroughputCPU: Codable, Sendable {
+        public var wireguardGoProcesses: Int
+        public var wireguardGoPercentOfOneCore: SampleSummary
+        public var machinePercentOfOneCore: SampleSummary
+        public var wireguardGoCoresPerGbps: SampleSummary
+        public var machineCoresPerGbps: SampleSummary
+
+        /// `A_vs_B_wireguard_go_cores_per_gbps` and `A_vs_B_machine_cores_per_gbps`: medians of
+        /// row A over row B, for pairs where both rows have CPU samples.
+        static func ratios(_ rows: [Row], _ pairs: [(String, String)]) -> [String: Double] {
+            let byName = Dictionary(rows.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+            var ratios: [String: Double] = [:]
+            for (a, b) in pairs {
+                guard let cpuA = byName[a]?.cpu, let cpuB = byName[b]?.cpu else { continue }
+                ratios["\(a)_vs_\(b)_wireguard_go_cores_per_gbps"] = cpuA.wireguardGoCoresPerGbps.p50 / max(cpuB.wireguardGoCoresPerGbps.p50, 1e-9)
+                ratios["\(a)_vs_\(b)_machine_cores_per_gbps"] = cpuA.machineCoresPerGbps.p50 / max(cpuB.machineCoresPerGbps.p50, 1e-9)
+            }
+            return ratios
+        }
+    }
+
     public struct Report: Codable, Sendable {
         public var runs: Int
         public var secondsPerRun: Int
@@ -81,7 +113,7 @@ public struct DatapathBenchmark: Sendable {
 
     public func run() async throws -> Report {
         try validate()
-        try BenchLab.require(["iperf3", "sockperf", "wrk"])
+        try BenchLab.require(["iperf3", "sockperf", "wrk"] + (encryption && !propagationOnly ? ["wireguard-go", "wg"] : []))
         return try await BenchLab.with(clusters: 2, nodes: 2, keep: keep) { lab in try await measure(lab) }
     }
 
@@ -178,10 +210,19 @@ public struct DatapathBenchmark: Sendable {
         BenchLab.progress("backend propagation (\(changeCount) changes)…")
         let propagation = try await BackendPropagation.measure(bench, changes: changeCount)
 
+        if encryption && !propagationOnly {
+            rows += try await WireGuardRows.measure(bench, runs: runCount, seconds: duration)
+        }
+
         let meshRows = ["cross_cluster", "global_service", "cross_node", "cross_cluster_policy"]
         var ratios = Row.ratios(rows, meshRows.flatMap { [($0, "plain_vxlan"), ($0, "kernel_pods")] } + [("same_node", "veth")])
         ratios.merge(Row.ratios(rows, [("cross_cluster_policy", "cross_cluster")], [.throughput, .connection_rate])) { $1 }
         ratios.merge(Row.ratios(rows, [("cross_cluster", "cross_cluster_flows_off")])) { $1 }
+        if rows.contains(where: { $0.name == "bare_wireguard_go" }) {
+            let encrypted = [("cross_cluster_wireguard", "bare_wireguard_go"), ("cross_node_wireguard", "bare_wireguard_go")]
+            ratios.merge(Row.ratios(rows, encrypted + [("cross_cluster_wireguard", "cross_cluster"), ("bare_wireguard_go", "plain_vxlan")])) { $1 }
+            ratios.merge(ThroughputCPU.ratios(rows, encrypted)) { $1 }
+        }
         return Report(runs: runCount, secondsPerRun: duration, rows: rows, backendPropagationMs: SampleSummary(propagation), ratios: ratios)
     }
 
@@ -208,20 +249,35 @@ public struct DatapathBenchmark: Sendable {
         return rate
     }
 
-    /// Throughput, request rate and connection rate, `runs` times each.
-    static func measureRow(name: String, what: String, place: ToolPlace, address: String, runs: Int, seconds: Int) async throws -> Row {
+    /// Throughput, request rate and connection rate, `runs` times each; with `wireguardGo` (the
+    /// processes of the path's tunnel ends), the CPU time of those and of the machine during
+    /// each throughput run.
+    static func measureRow(name: String, what: String, place: ToolPlace, address: String, runs: Int, seconds: Int,
+                           wireguardGo: [Int32]? = nil) async throws -> Row {
         BenchLab.progress("\(name)…")
         try await place.prepareForConnectionLoad()
         var throughput: [Double] = []
         var rates: [Double] = []
         var connections: [Double] = []
+        var usages: [PhaseUsage] = []
         for _ in 0..<runs {
+            let meter = wireguardGo.map { PhaseMeter.start([ProcessGroup(role: "wireguard-go", pids: $0)]) }
             throughput.append(try await iperf(place: place, address: address, seconds: seconds))
+            if let meter { usages.append(meter.finish("throughput")) }
             rates.append(try await sockperf(place: place, address: address, seconds: seconds))
             connections.append(try await connectionRate(place: place, address: address, seconds: seconds))
         }
+        var cpu: ThroughputCPU?
+        if let wireguardGo {
+            let tunnel = usages.map { $0.processes.first?.cpuPercentOfOneCore ?? 0 }
+            let machine = usages.map { $0.machineCPUPercentOfOneCore ?? 0 }
+            cpu = ThroughputCPU(wireguardGoProcesses: wireguardGo.count, wireguardGoPercentOfOneCore: SampleSummary(tunnel)!,
+                                machinePercentOfOneCore: SampleSummary(machine)!,
+                                wireguardGoCoresPerGbps: SampleSummary(zip(tunnel, throughput).map { $0 / 100 / max($1, 1e-9) })!,
+                                machineCoresPerGbps: SampleSummary(zip(machine, throughput).map { $0 / 100 / max($1, 1e-9) })!)
+        }
         return Row(name: name, what: what, throughputGbps: SampleSummary(throughput)!, requestsPerSecond: SampleSummary(rates)!,
-                   connectionsPerSecond: SampleSummary(connections)!)
+                   connectionsPerSecond: SampleSummary(connections)!, cpu: cpu)
     }
 
     public static func text(_ report: Report) -> String {
@@ -237,6 +293,15 @@ public struct DatapathBenchmark: Sendable {
         if let propagation = report.backendPropagationMs {
             lines.append(String(format: "Backend propagation, store of cluster2 → LB map of a cluster1 node, %d changes: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms",
                                 propagation.count, propagation.p50, propagation.p90, propagation.p99, propagation.max))
+        }
+        let measuredCPU = report.rows.compactMap { row in row.cpu.map { (row.name, $0) } }
+        if !measuredCPU.isEmpty {
+            lines.append("CPU during the throughput runs (median; % of one core, and cores busy per Gbit/s):")
+            lines.append(Table(headers: ["ROW", "WIREGUARD-GO %", "PER GBIT/S", "MACHINE %", "PER GBIT/S"], rows: measuredCPU.map { name, cpu in
+                [name, String(format: "%.0f (%d processes)", cpu.wireguardGoPercentOfOneCore.p50, cpu.wireguardGoProcesses),
+                 String(format: "%.2f", cpu.wireguardGoCoresPerGbps.p50), String(format: "%.0f", cpu.machinePercentOfOneCore.p50),
+                 String(format: "%.2f", cpu.machineCoresPerGbps.p50)]
+            }).render())
         }
         lines.append("Ratios (p50 / p50):")
         for (name, value) in report.ratios.sorted(by: { $0.key < $1.key }) { lines.append(String(format: "  %@ = %.3f", name, value)) }
@@ -285,6 +350,16 @@ enum Baselines {
     /// device to `remote` holding `address`/24, MTU 1450.
     static func tunnelEndpoint(namespace: String, underlay: String, port: String, cluster: Int, local: String, remote: String,
                                device: String, vni: Int, address: String) async throws {
+        try await underlayEndpoint(namespace: namespace, underlay: underlay, port: port, cluster: cluster, local: local)
+        let n = ["ip", "-n", namespace]
+        try await HostCommand.run(n + ["link", "add", device, "type", "vxlan", "id", "\(vni)", "local", local, "remote", remote, "dstport", "4789", "dev", "ul0"])
+        try await HostCommand.run(n + ["link", "set", device, "mtu", "1450", "up"])
+        try await HostCommand.run(n + ["addr", "add", "\(address)/24", "dev", device])
+    }
+
+    /// A new namespace on cluster `cluster`'s underlay segment: `ul0` at `local`, through the
+    /// bridge port `port`, routed to the other segments by the lab router.
+    static func underlayEndpoint(namespace: String, underlay: String, port: String, cluster: Int, local: String) async throws {
         try await HostCommand.ip("netns", "add", namespace)
         try await HostCommand.run(["ip", "-n", underlay, "link", "add", port, "type", "veth", "peer", "name", "ul0", "netns", namespace])
         try await HostCommand.run(["ip", "-n", underlay, "link", "set", port, "master", "br-c\(cluster)", "up"])
@@ -293,9 +368,6 @@ enum Baselines {
         try await HostCommand.run(n + ["addr", "add", "\(local)/24", "dev", "ul0"])
         try await HostCommand.run(n + ["link", "set", "ul0", "up"])
         try await HostCommand.run(n + ["route", "add", "172.30.0.0/16", "via", "172.30.\(cluster).254"])
-        try await HostCommand.run(n + ["link", "add", device, "type", "vxlan", "id", "\(vni)", "local", local, "remote", remote, "dstport", "4789", "dev", "ul0"])
-        try await HostCommand.run(n + ["link", "set", device, "mtu", "1450", "up"])
-        try await HostCommand.run(n + ["addr", "add", "\(address)/24", "dev", device])
     }
 
     /// Two node namespaces on cluster1's and cluster2's segments joined by VXLAN (VNI 101), each

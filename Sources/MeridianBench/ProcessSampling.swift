@@ -56,6 +56,22 @@ enum ProcFS {
         (try? String(contentsOfFile: "/proc/stat", encoding: .utf8)).flatMap { machineTicks(procStat: $0) }
     }
 
+    /// Processes whose command name (`/proc/<pid>/comm`) is `name` and which live in one of the
+    /// named network namespaces (`/var/run/netns/<namespace>`, compared by inode).
+    static func pids(named name: String, inNetworkNamespaces namespaces: [String]) -> [Int32] {
+        // A namespace's file under /var/run/netns is its nsfs inode mounted there; a process's
+        // /proc/<pid>/ns/net is a link reading `net:[<inode>]`.
+        let wanted = Set(namespaces.compactMap {
+            ((try? FileManager.default.attributesOfItem(atPath: "/var/run/netns/\($0)"))?[.systemFileNumber] as? NSNumber)?.uint64Value
+        })
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap(Int32.init).filter { pid in
+            guard (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) == name,
+                  let link = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/net") else { return false }
+            return UInt64(link.drop { $0 != "[" }.dropFirst().prefix { $0 != "]" }).map(wanted.contains) == true
+        }.sorted()
+    }
+
 }
 
 /// What a churn phase delivered, from the writers' count and the watcher's arrivals.

@@ -80,12 +80,14 @@ struct BenchCommand: AsyncParsableCommand {
         @Flag(help: "A small size: 1 run of 2 s per row, 50 changes.") var quick = false
         @Flag(help: "Leave the lab up afterwards (for inspection).") var keep = false
         @Flag(help: "Only the backend propagation measurement.") var propagationOnly = false
+        @Flag(help: "Leave out the WireGuard rows and their bare wireguard-go baseline (the agents are not restarted).") var noEncryption = false
         @Option(name: .shortAndLong, help: "text or json.") var output: OutputFormat = .text
 
         var benchmark: DatapathBenchmark {
             var benchmark = DatapathBenchmark()
             (benchmark.runs, benchmark.seconds, benchmark.changes) = (runs, seconds, changes)
             (benchmark.quick, benchmark.keep, benchmark.propagationOnly) = (quick, keep, propagationOnly)
+            benchmark.encryption = !noEncryption
             return benchmark
         }
 

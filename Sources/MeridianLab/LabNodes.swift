@@ -186,6 +186,24 @@ extension Lab {
         }
     }
 
+    /// Restarts every agent of cluster `name`, one node after the other, with `encryption` (a
+    /// kind of `Lab.encryptionKinds`; nil or `none`: off), recorded in the lab's state, and waits
+    /// until each has registered its node again. Pods started before keep their MTU.
+    public func restartAgents(cluster name: String, encryption: String?, timeout: Duration = .seconds(30)) async throws {
+        guard var state = loadState(), let index = state.clusters.firstIndex(where: { $0.name == name }) else {
+            throw LabError.missing("cluster \(name)")
+        }
+        state.clusters[index].encryption = encryption == "none" ? nil : encryption
+        try save(state)
+        let cluster = state.clusters[index]
+        for node in cluster.nodes {
+            let previous = registrations(of: node)
+            await stopAgent(node)
+            try await startAgent(node, cluster: cluster, prefix: state.prefix)
+            try await waitForNode(node, cluster: cluster, timeout: timeout, previous: previous)
+        }
+    }
+
     /// How many times the node's agent has registered the node so far, per its log.
     public func registrations(of node: LabNode) -> Int {
         registrations(inLog: (try? String(contentsOfFile: node.logPath, encoding: .utf8)) ?? "")
@@ -236,6 +254,10 @@ extension Lab {
             unlink("/var/run/wireguard/\(Self.wireGuardDevice(namespace: namespace)).sock")
             await HostCommand.attempt(["ip", "netns", "del", namespace])
             try? FileManager.default.removeItem(atPath: "/etc/netns/\(namespace)")
+        }
+        // Devices named with the prefix (a benchmark's bare wireguard-go tunnel) whose process was killed.
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/var/run/wireguard")) ?? [] where entry.hasPrefix(prefix + "-") {
+            unlink("/var/run/wireguard/\(entry)")
         }
         if let entries = try? FileManager.default.contentsOfDirectory(atPath: "/etc/netns") {
             for entry in entries where entry.hasPrefix(prefix + "-") { try? FileManager.default.removeItem(atPath: "/etc/netns/\(entry)") }

@@ -36,6 +36,25 @@ struct BenchmarkSupportTests {
         #expect(DatapathBenchmark.Row.ratios(rows, [("base", "mesh")], [.throughput]).keys.sorted() == ["base_vs_mesh_throughput"])
     }
 
+    @Test("CPU ratios compare cores per Gbit/s of two rows that both have CPU samples; the bare tunnel's device names carry the lab's prefix")
+    func cpuRatios() throws {
+        func cpu(_ tunnel: Double, _ machine: Double) throws -> DatapathBenchmark.ThroughputCPU {
+            DatapathBenchmark.ThroughputCPU(wireguardGoProcesses: 2, wireguardGoPercentOfOneCore: try #require(SampleSummary([100])),
+                                            machinePercentOfOneCore: try #require(SampleSummary([200])),
+                                            wireguardGoCoresPerGbps: try #require(SampleSummary([tunnel])), machineCoresPerGbps: try #require(SampleSummary([machine])))
+        }
+        func row(_ name: String, cpu: DatapathBenchmark.ThroughputCPU?) throws -> DatapathBenchmark.Row {
+            let one = try #require(SampleSummary([1]))
+            return DatapathBenchmark.Row(name: name, what: "", throughputGbps: one, requestsPerSecond: one, connectionsPerSecond: one, cpu: cpu)
+        }
+        let rows = [try row("mesh", cpu: try cpu(6, 8)), try row("bare", cpu: try cpu(4, 5)), try row("plain", cpu: nil)]
+        let ratios = DatapathBenchmark.ThroughputCPU.ratios(rows, [("mesh", "bare"), ("mesh", "plain")])
+        #expect(ratios == ["mesh_vs_bare_wireguard_go_cores_per_gbps": 1.5, "mesh_vs_bare_machine_cores_per_gbps": 1.6])
+        #expect(Baselines.wireGuardDevice(prefix: "mbench12345", namespace: "mbench12345-bw-a", side: "a") == "mbench12345-wa")
+        let long = Baselines.wireGuardDevice(prefix: "a-very-long-prefix", namespace: "a-very-long-prefix-bw-a", side: "a")
+        #expect(long.utf8.count <= 15 && long.hasPrefix("wg"))
+    }
+
     @Test("iperf3's JSON report gives Gbit/s received")
     func iperf() {
         let report = #"{"start": {}, "end": {"sum_sent": {"bits_per_second": 5.1e9}, "sum_received": {"bits_per_second": 4.33e9}}}"#
