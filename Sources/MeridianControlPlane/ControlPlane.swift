@@ -106,7 +106,9 @@ public struct ControlPlane: Sendable {
         let mirror = PrefixMirror(prefixes: [KeyLayout.resources(plural: ResourceKind.namespace.plural)])
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await mirror.run(store: client) }
-            await mirror.reconcile(every: .seconds(1), onFailure: { _ in }) {
+            await mirror.reconcile(every: .seconds(1), onFailure: { error in
+                logger.warning("following the export scope failed; retrying", metadata: ["error": "\(error)"])
+            }) {
                 let scoped = meshSettings.withLock { $0.scope } == .globalNamespaces
                 let next = scoped
                     ? ExportFilter(globalNamespaces: ExportFilter.globalNamespaces(in: await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.namespace.plural))))
