@@ -139,8 +139,7 @@ public struct Listing: Sendable {
         if allClusters {
             let records: [(String, ClusterService)] = try await MeshRecords.gather(.services, client: client, localCluster: localCluster, allClusters: true)
             let slices: [(String, ClusterService)] = try await MeshRecords.gather(.serviceSlices, client: client, localCluster: localCluster, allClusters: true)
-            let slicesByService = Dictionary(grouping: slices.map(\.1), by: { "\($0.cluster)/\($0.namespacedName)" })
-            let remote = records.map { ($0.0, ServiceSlicing.merge($0.1, slices: slicesByService["\($0.1.cluster)/\($0.1.namespacedName)"] ?? [])) }
+            let remote = zip(records.map(\.0), ServiceSlicing.merge(records.map(\.1), slices: slices.map(\.1)))
             for (cluster, exported) in remote where cluster != localCluster {
                 if let namespace, exported.namespace != namespace { continue }
                 let ports = Set(exported.frontends.values.flatMap { $0.values.map { "\($0.port)/\($0.protocol.rawValue)" } }).sorted().joined(separator: ",")

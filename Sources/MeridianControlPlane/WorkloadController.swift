@@ -27,7 +27,7 @@ struct WorkloadController: Sendable {
             MeshKind.nodes.statePrefix(cluster: cluster.name),
         ])
         let orphans = Shared(OrphanedStatuses())
-        let caches = Shared(ServiceRecordCaches())
+        let caches = Shared(PodRecordCaches())
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await mirror.run(store: client) }
             // Every 2 s as well: placements that found no node are retried when nodes arrive.
@@ -55,7 +55,13 @@ struct WorkloadController: Sendable {
         var stoppedGrace: Duration = .seconds(1)
     }
 
-    private func reconcile(_ mirror: PrefixMirror, orphans: inout OrphanedStatuses, caches: Shared<ServiceRecordCaches>) async throws {
+    /// Pods and statuses decoded in earlier reconciles, reused while their bytes are unchanged.
+    struct PodRecordCaches: Sendable {
+        var pods = RecordDecodeCache<KubernetesObject>()
+        var statuses = RecordDecodeCache<PodStatus>()
+    }
+
+    private func reconcile(_ mirror: PrefixMirror, orphans: inout OrphanedStatuses, caches: Shared<PodRecordCaches>) async throws {
         let podRecords = await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.pod.plural))
         let statusRecords = await mirror.snapshot(KeyLayout.podStatusPrefix)
         var pods: [String: Pod] = [:]

@@ -47,13 +47,7 @@ public struct ServiceRecords: Sendable {
             guard case let .pod(pod) = entry.record else { return nil }
             return ObservedPod(pod: pod, status: statusByName["\(pod.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(pod.metadata.name)"])
         }
-        var slices: [String: [ClusterService]] = [:]
-        for (_, slice) in caches.slices.decode(remoteSlices) {
-            slices["\(slice.cluster)/\(slice.namespacedName)", default: []].append(slice)
-        }
-        self.remote = caches.remote.decode(remote).map { entry in
-            ServiceSlicing.merge(entry.record, slices: slices["\(entry.record.cluster)/\(entry.record.namespacedName)"] ?? [])
-        }
+        self.remote = ServiceSlicing.merge(caches.remote.decode(remote).map(\.record), slices: caches.slices.decode(remoteSlices).map(\.record))
         self.imports = caches.imports.decode(imports).compactMap { entry in
             guard case let .serviceImport(imported) = entry.record else { return nil }
             return imported

@@ -105,11 +105,14 @@ public enum ServiceImportResolver {
     }
 
     static func decide(_ group: [ExportedServiceSpec]) -> ServiceImportDecision? {
-        let ordered = group.sorted { lhs, rhs in
-            let left = timestamp(lhs.exportCreationTimestamp)
-            let right = timestamp(rhs.exportCreationTimestamp)
-            return left != right ? left < right : lhs.cluster < rhs.cluster
+        // A timestamp that does not parse sorts last: a well-formed export is never displaced by it.
+        let formatter = ISO8601DateFormatter()
+        let dated: [(export: ExportedServiceSpec, created: Date)] = group.map { export in
+            (export, formatter.date(from: export.exportCreationTimestamp) ?? Date.distantFuture)
         }
+        let ordered = dated.sorted { lhs, rhs in
+            lhs.created != rhs.created ? lhs.created < rhs.created : lhs.export.cluster < rhs.export.cluster
+        }.map(\.export)
         guard let oldest = ordered.first else { return nil }
         var ports = oldest.ports
         var conflicts: [String] = []
@@ -145,10 +148,5 @@ public enum ServiceImportResolver {
 
     private static func portName(_ port: ServiceImportPort) -> String {
         port.name.map { "\"\($0)\"" } ?? "(unnamed)"
-    }
-
-    /// A timestamp that does not parse sorts last: a well-formed export is never displaced by it.
-    private static func timestamp(_ text: String) -> Date {
-        ISO8601DateFormatter().date(from: text) ?? .distantFuture
     }
 }

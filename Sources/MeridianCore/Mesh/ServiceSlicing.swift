@@ -74,6 +74,12 @@ public enum ServiceSlicing {
         return merged
     }
 
+    /// `records`, each with the backends of its own slices among `slices` (`merge(_:slices:)`).
+    public static func merge(_ records: [ClusterService], slices: [ClusterService]) -> [ClusterService] {
+        let byService = Dictionary(grouping: slices) { "\($0.cluster)/\($0.namespacedName)" }
+        return records.map { merge($0, slices: byService["\($0.cluster)/\($0.namespacedName)"] ?? []) }
+    }
+
     /// `<namespace>/<name>/<slice>`: the key of a slice below its cluster's prefix.
     public static func keyName(of slice: ClusterService) -> String {
         "\(slice.namespacedName)/\(slice.slice ?? 0)"
