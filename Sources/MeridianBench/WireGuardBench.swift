@@ -47,8 +47,9 @@ enum WireGuardRows {
         ]
         var rows: [DatapathBenchmark.Row] = []
         for (name, what, place, address, namespaces) in targets {
-            // A handshake before the first measurement, so no run pays for it.
-            try await LabDriver.waitUntil("\(name): \(address) answers through the tunnel", timeout: .seconds(30)) {
+            // A handshake before the first measurement, so no run pays for it (under CI's load the
+            // first answer across clusters once took over 30 s).
+            try await LabDriver.waitUntil("\(name): \(address) answers through the tunnel", timeout: .seconds(90)) {
                 await HostCommand.attempt(place.command(["curl", "-sf", "-m", "2", "-o", "/dev/null", "http://\(address):8080/"]))
             }
             let tunnels = ProcFS.pids(named: "wireguard-go", inNetworkNamespaces: namespaces)
