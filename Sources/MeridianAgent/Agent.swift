@@ -121,17 +121,7 @@ public struct Agent: Sendable {
             let endpoints = EndpointManager(context: context, client: client, datapath: datapath,
                                             stateDirectory: configuration.stateDirectory, logger: logger)
             await endpoints.restore()
-            let mirror = PrefixMirror(prefixes: [
-                MeshKind.nodes.statePrefix(cluster: context.cluster.name),
-                MeshKind.endpoints.statePrefix(cluster: context.cluster.name),
-                // One watch for every resource kind, so its revision says how far policies, pods
-                // and namespaces have all been read.
-                KeyLayout.resourcesPrefix,
-                KeyLayout.podStatusPrefix,
-                MeshKind.identities.statePrefix(cluster: context.cluster.name),
-                Self.remoteNodesPrefix, Self.remoteEndpointsPrefix, Self.remoteServicesPrefix, Self.remoteIdentitiesPrefix,
-                MeshKind.serviceSlices.cacheRoot,
-            ])
+            let mirror = PrefixMirror(prefixes: DatapathState.mirroredPrefixes(cluster: context.cluster.name))
             let encryption = try configuration.encryption.map { settings throws in
                 NodeEncryption(device: try WireGuardDevice(name: settings.device, mtu: context.underlayMTU - MeridianWireGuard.overhead),
                                strict: settings.strict, encryptedNodes: datapath.encryptedNodes,
@@ -186,12 +176,6 @@ public struct Agent: Sendable {
             }
         }
     }
-
-    /// What the control plane imported from every peer (KVStoreMesh: agents read only their own etcd).
-    static let remoteNodesPrefix = MeshKind.nodes.cacheRoot
-    static let remoteEndpointsPrefix = MeshKind.endpoints.cacheRoot
-    static let remoteServicesPrefix = MeshKind.services.cacheRoot
-    static let remoteIdentitiesPrefix = MeshKind.identities.cacheRoot
 
     // MARK: Node
 
@@ -297,20 +281,28 @@ public struct Agent: Sendable {
 
     // MARK: Datapath
 
-    /// Recomputes the desired maps on every change of the records they derive from, applies
-    /// the difference, and re-reads the maps every `resyncInterval` to repair drift. Each pass
-    /// first follows label changes, then programs every endpoint's policy, then the shared maps
-    /// (which carry the CIDR identities policy needs), then publishes what is in force.
+    /// Keeps the node's maps in step with the records they derive from, doing work in proportion
+    /// to what changed: each pass takes the mirror's changes into a `DatapathState`, writes the
+    /// ipcache prefixes that moved, recomputes policy only when its inputs moved and services only
+    /// when theirs did. Every `resyncInterval` (and after a failed write) it re-reads the maps and
+    /// applies the whole state, repairing drift. Each pass first follows label changes, then the
+    /// shared maps (which carry the CIDR identities policy needs), then every endpoint's policy,
+    /// then publishes what is in force.
     private func reconcileDatapath(_ datapath: any NodeDatapath, mirror: PrefixMirror, endpoints: EndpointManager, names: ServiceNameTable,
                                    observer: FlowObserver?, context: NodeContext, client: any KeyValueStore) async throws {
         var synchronizer = MapSynchronizer(maps: datapath.maps)
+        var state = DatapathState(context: context, namesPods: observer != nil)
+        let tracker = await mirror.trackChanges()
         var cidrIdentities = CIDRIdentityTable()
         // A restarted agent keeps the numbers the pinned map holds, which endpoints' entries name.
         var ipBlocks = IPBlockTable(existing: MapSynchronizer.readIPBlocks(datapath.maps))
-        var decodeCaches = DatapathDecodeCaches()
+        var policy: PolicySnapshot?
+        var cidrEntries: [IPCIDR: IPCacheEntry] = [:]
+        var endpointStatuses: [EndpointPolicyStatus] = []
         var published: NodePolicyStatus?
         var conflicts: [IPCIDR: AddressConflict] = [:]
         var lastResync = ContinuousClock.now
+        var fullApplyNeeded = true
         try await withThrowingDiscardingTaskGroup { group in
             let (events, continuation) = AsyncStream.makeStream(of: Bool.self, bufferingPolicy: .bufferingNewest(1))
             group.addTask {
@@ -324,84 +316,101 @@ public struct Agent: Sendable {
             }
             for await fullResync in events {
                 guard await mirror.isSynced else { continue }
-                let resyncing = fullResync || ContinuousClock.now - lastResync > configuration.resyncInterval
+                let resyncing = fullResync || ContinuousClock.now - lastResync > configuration.resyncInterval || fullApplyNeeded
                 if resyncing {
                     synchronizer.resync()
                     lastResync = .now
                 }
-                let revision = await mirror.revision(of: KeyLayout.resourcesPrefix)
-                let localEndpoints = await mirror.snapshot(MeshKind.endpoints.statePrefix(cluster: context.cluster.name))
-                if resyncing {
-                    await endpoints.republish(missingFrom: localEndpoints,
-                                              identities: await mirror.snapshot(MeshKind.identities.statePrefix(cluster: context.cluster.name)))
+                for prefix in DatapathState.mirroredPrefixes(cluster: context.cluster.name) {
+                    state.apply(await mirror.takeChanges(tracker, prefix: prefix), of: prefix)
                 }
-                let remoteEndpoints = await mirror.snapshot(Self.remoteEndpointsPrefix)
-                await endpoints.refreshIdentities(pods: await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.pod.plural)),
-                                                  namespaces: await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.namespace.plural)))
-                let inputs = DesiredDatapath.Inputs(
-                    nodes: await mirror.snapshot(MeshKind.nodes.statePrefix(cluster: context.cluster.name)),
-                    endpoints: localEndpoints,
-                    services: await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.service.plural)),
-                    pods: await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.pod.plural)),
-                    podStatuses: await mirror.snapshot(KeyLayout.podStatusPrefix),
-                    remoteNodes: await mirror.snapshot(Self.remoteNodesPrefix),
-                    remoteEndpoints: remoteEndpoints,
-                    remoteServices: await mirror.snapshot(Self.remoteServicesPrefix),
-                    remoteServiceSlices: await mirror.snapshot(MeshKind.serviceSlices.cacheRoot),
-                    serviceImports: await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.serviceImport.plural)),
-                    namesPods: observer != nil)
-                var desired = DesiredDatapath.compute(inputs, context: context, caches: &decodeCaches)
-                if desired.conflicts != conflicts {
-                    for (prefix, conflict) in desired.conflicts where conflicts[prefix] != conflict {
+                let revision = await mirror.revision(of: KeyLayout.resourcesPrefix)
+                let changes = state.refresh()
+                if resyncing {
+                    await endpoints.republish(missingFrom: state.records[.localEndpoints] ?? [:], identities: state.records[.localIdentities] ?? [:])
+                }
+                if resyncing || changes.podsOrNamespaces {
+                    await endpoints.refreshIdentities(pods: state.records[.pods] ?? [:], namespaces: state.records[.namespaces] ?? [:])
+                }
+                if state.claims.conflicts != conflicts {
+                    for (prefix, conflict) in state.claims.conflicts where conflicts[prefix] != conflict {
                         logger.warning("records claim the same address; one holds it, the others are not programmed", metadata: [
                             "prefix": "\(prefix)", "holder": "\(conflict.winner.debugDescription)",
                             "refused": "\(conflict.losers.sorted().map(\.debugDescription).joined(separator: ", "))",
                         ])
                     }
-                    conflicts = desired.conflicts
+                    conflicts = state.claims.conflicts
                 }
-                var policies: [String: Data] = [:]
-                for kind in [ResourceKind.networkPolicy, .ciliumNetworkPolicy, .ciliumClusterwideNetworkPolicy] {
-                    policies.merge(await mirror.snapshot(KeyLayout.resources(plural: kind.plural)), uniquingKeysWith: { a, _ in a })
+                let policyChanged = resyncing || policy == nil || changes.policyInputs
+                if policyChanged {
+                    let computed = PolicySnapshot.compute(
+                        PolicySnapshot.Inputs(
+                            policies: state.records[.policies] ?? [:],
+                            localIdentities: state.records[.localIdentities] ?? [:],
+                            remoteIdentities: state.records[.remoteIdentities] ?? [:],
+                            namedPorts: state.namedPorts, revision: revision),
+                        cluster: context.cluster, cidrIdentities: cidrIdentities, ipBlocks: ipBlocks)
+                    cidrIdentities = computed.cidrIdentities
+                    ipBlocks = computed.ipBlocks
+                    policy = computed
+                } else {
+                    policy?.revision = revision
                 }
-                let policy = PolicySnapshot.compute(
-                    PolicySnapshot.Inputs(
-                        policies: policies,
-                        localIdentities: await mirror.snapshot(MeshKind.identities.statePrefix(cluster: context.cluster.name)),
-                        remoteIdentities: await mirror.snapshot(Self.remoteIdentitiesPrefix),
-                        namedPorts: desired.namedPorts, revision: revision),
-                    cluster: context.cluster, cidrIdentities: cidrIdentities, ipBlocks: ipBlocks)
-                cidrIdentities = policy.cidrIdentities
-                ipBlocks = policy.ipBlocks
-                desired.ipcache.merge(policy.ipcacheEntries(besides: desired.ipcache, clusterID: UInt16(context.cluster.id)),
-                                      uniquingKeysWith: { cluster, _ in cluster })
-                desired.ipBlocks = policy.ipBlocks.numbers
-                var serviceNames = desired.clusterSetNames
-                serviceNames.clusterIPs = desired.serviceIPs
-                names.replace(serviceNames)
+                guard let policy else { continue }
+                // The CIDR identities' entries depend on the prefixes that moved and on the
+                // identities: only those are looked at again.
+                let newCIDREntries = state.cidrEntries(policy.cidrIdentities.identities)
+                if changes.services {
+                    var serviceNames = state.clusterSetNames
+                    serviceNames.clusterIPs = state.serviceIPs
+                    names.replace(serviceNames)
+                }
                 // CIDR identities reach the ipcache before entries naming them reach the policy map.
                 var programmed = true
                 do {
-                    let writes = try synchronizer.apply(desired)
+                    let writes: Int
+                    if resyncing {
+                        var desired = state.desired
+                        desired.ipcache.merge(newCIDREntries, uniquingKeysWith: { cluster, _ in cluster })
+                        desired.ipBlocks = policy.ipBlocks.numbers
+                        writes = try synchronizer.apply(desired)
+                    } else {
+                        var ipcache: [IPCIDR: IPCacheEntry?] = [:]
+                        for prefix in changes.ipcache.union(cidrEntries.keys).union(newCIDREntries.keys)
+                        where changes.ipcache.contains(prefix) || cidrEntries[prefix] != newCIDREntries[prefix] {
+                            ipcache[prefix] = .some(state.claims.entries[prefix] ?? newCIDREntries[prefix])
+                        }
+                        writes = try synchronizer.apply(ipcache: ipcache, ipBlocks: policy.ipBlocks.numbers,
+                                                        services: changes.services ? (state.services, state.backendStates) : nil)
+                    }
+                    fullApplyNeeded = false
                     if writes > 0 {
-                        logger.debug("datapath updated", metadata: ["writes": "\(writes)", "services": "\(desired.services.count)", "ipcache": "\(desired.ipcache.count)"])
+                        logger.debug("datapath updated", metadata: [
+                            "writes": "\(writes)", "services": "\(state.services.count)", "ipcache": "\(synchronizer.ipcache.count)",
+                            "full": "\(resyncing)",
+                        ])
                     }
                 } catch {
                     logger.error("datapath update failed; will retry at the next change or resync", metadata: ["error": "\(error)"])
                     programmed = false
+                    fullApplyNeeded = true
                 }
+                cidrEntries = newCIDREntries
                 if let observer {
                     observer.update(FlowNames.build(
-                        pods: desired.podNames, identities: policy.resolver.identities,
-                        reverseNAT: synchronizer.reverseNAT.mapValues { ($0.address, $0.port) }, serviceIPs: desired.serviceIPs,
+                        pods: state.podNames, identities: policy.resolver.identities,
+                        reverseNAT: synchronizer.reverseNAT.mapValues { ($0.address, $0.port) }, serviceIPs: state.serviceIPs,
                         rules: policy.resolver.rules, namedPorts: policy.resolver.namedPorts))
                 }
-                let reported = desired.conflicts.sorted { $0.key.description < $1.key.description }.prefix(AddressConflictReport.kept)
+                if policyChanged || changes.localEndpoints || changes.podsOrNamespaces {
+                    endpointStatuses = await endpoints.applyPolicy(policy)
+                }
+                let reported = state.claims.conflicts.sorted { $0.key.description < $1.key.description }.prefix(AddressConflictReport.kept)
                     .map { AddressConflictReport(prefix: $0.key.description, holder: $0.value.winner, refused: $0.value.losers.sorted()) }
                 // A failed update keeps the revision last programmed: `apply --wait` must not take this one as done.
                 let status = NodePolicyStatus(node: context.nodeName, cluster: context.cluster.name,
                                               revision: programmed ? revision : published?.revision ?? 0,
-                                              endpoints: await endpoints.applyPolicy(policy), addressConflicts: reported.isEmpty ? nil : reported,
+                                              endpoints: endpointStatuses, addressConflicts: reported.isEmpty ? nil : reported,
                                               observer: configuration.observer?.address.description)
                 if status != published {
                     do {

@@ -17,38 +17,94 @@ struct AddressConflict: Hashable, Sendable {
     var losers: Set<String>
 }
 
-/// The ipcache as records claim its prefixes. Local claims replace each other as before (the
-/// latest wins) and always beat imported ones; between imported claims the record whose key
-/// sorts first wins, whatever order they come in, so every node of the cluster picks the same.
+/// The ipcache as records claim its prefixes, kept up to date one record at a time. Local
+/// claims always beat imported ones; among local claims an endpoint's beats a node's, which
+/// beats the gateway's (the later kind of record is the more specific one), and between imported
+/// claims the record whose key sorts first wins, whatever order they come in, so every node of
+/// the cluster picks the same. An imported claim overlapping one of this cluster's own ranges is
+/// refused outright. Only conflicts that refuse an imported record are reported: local records
+/// are the cluster's own to sort out.
 struct IPCacheClaims: Sendable {
+    /// What kind of local record a claim comes from; a higher rank holds a prefix against a lower.
+    enum Rank: Int, Sendable, Comparable {
+        case gateway, node, endpoint
+
+        static func < (lhs: Rank, rhs: Rank) -> Bool { lhs.rawValue < rhs.rawValue }
+    }
+
+    private struct Claim: Sendable {
+        var entry: IPCacheEntry
+        var local: Bool
+        var rank: Rank
+    }
+
     /// This cluster's own ranges (pod and service CIDRs): no imported prefix may overlap them,
     /// whether it equals, holds or lies inside a local one.
-    var localRanges: [IPCIDR] = []
+    let localRanges: [IPCIDR]
     private(set) var entries: [IPCIDR: IPCacheEntry] = [:]
-    private var holders: [IPCIDR: (key: String, local: Bool)] = [:]
+    /// The record key holding each prefix.
+    private(set) var holders: [IPCIDR: String] = [:]
     private(set) var conflicts: [IPCIDR: AddressConflict] = [:]
+    private var claimants: [IPCIDR: [String: Claim]] = [:]
+    private var refused: [IPCIDR: Set<String>] = [:]
+    private var prefixesOf: [String: [IPCIDR]] = [:]
+    /// Prefixes whose entry or holder changed since `takeChanged()`.
+    private var changed: Set<IPCIDR> = []
 
-    /// Returns whether the claim holds the prefix now.
-    @discardableResult
-    mutating func claim(_ prefix: IPCIDR, _ entry: IPCacheEntry, by key: String, local: Bool) -> Bool {
-        if !local, let range = localRanges.first(where: { $0.overlaps(prefix) }) {
-            var conflict = conflicts[prefix] ?? AddressConflict(winner: "local range \(range)", losers: [])
-            conflict.losers.insert(key)
-            conflicts[prefix] = conflict
-            return false
+    init(localRanges: [IPCIDR] = []) {
+        self.localRanges = localRanges
+    }
+
+    /// Replaces every claim `key` made with `claims` (none: the record is gone).
+    mutating func set(_ key: String, claims: [(prefix: IPCIDR, entry: IPCacheEntry)], local: Bool, rank: Rank) {
+        let previous = prefixesOf.removeValue(forKey: key) ?? []
+        for prefix in previous {
+            claimants[prefix]?[key] = nil
+            if claimants[prefix]?.isEmpty == true { claimants[prefix] = nil }
+            refused[prefix]?.remove(key)
+            if refused[prefix]?.isEmpty == true { refused[prefix] = nil }
         }
-        if let holder = holders[prefix], !(local && holder.local) {
-            let wins = local || (!holder.local && key < holder.key)
-            var conflict = conflicts[prefix] ?? AddressConflict(winner: holder.key, losers: [])
-            conflict.losers.insert(wins ? holder.key : key)
-            conflict.winner = wins ? key : holder.key
-            conflict.losers.remove(conflict.winner)
-            conflicts[prefix] = conflict
-            guard wins else { return false }
+        var now: [IPCIDR] = []
+        for (prefix, entry) in claims {
+            now.append(prefix)
+            if !local, localRanges.contains(where: { $0.overlaps(prefix) }) {
+                refused[prefix, default: []].insert(key)
+            } else {
+                claimants[prefix, default: [:]][key] = Claim(entry: entry, local: local, rank: rank)
+            }
         }
-        holders[prefix] = (key, local)
-        entries[prefix] = entry
-        return true
+        if !now.isEmpty { prefixesOf[key] = now }
+        for prefix in Set(previous).union(now) { settle(prefix) }
+    }
+
+    /// The prefixes `key` claims (held or not).
+    func prefixes(of key: String) -> [IPCIDR] { prefixesOf[key] ?? [] }
+
+    /// The prefixes whose entry or holder changed since the last call.
+    mutating func takeChanged() -> Set<IPCIDR> {
+        defer { changed = [] }
+        return changed
+    }
+
+    private mutating func settle(_ prefix: IPCIDR) {
+        let candidates = claimants[prefix] ?? [:]
+        let winner = candidates.min { a, b in
+            if a.value.local != b.value.local { return a.value.local }
+            if a.value.local, a.value.rank != b.value.rank { return a.value.rank > b.value.rank }
+            return a.key < b.key
+        }
+        if entries[prefix] != winner?.value.entry || holders[prefix] != winner?.key { changed.insert(prefix) }
+        entries[prefix] = winner?.value.entry
+        holders[prefix] = winner?.key
+        var losers = refused[prefix] ?? []
+        for (key, claim) in candidates where !claim.local && key != winner?.key { losers.insert(key) }
+        if losers.isEmpty {
+            conflicts[prefix] = nil
+        } else if refused[prefix] != nil, let range = localRanges.first(where: { $0.overlaps(prefix) }) {
+            conflicts[prefix] = AddressConflict(winner: "local range \(range)", losers: losers)
+        } else {
+            conflicts[prefix] = AddressConflict(winner: winner?.key ?? "", losers: losers)
+        }
     }
 }
 
@@ -69,14 +125,6 @@ struct BackendAddress: Hashable, Sendable {
     var port: UInt16
     var proto: UInt8
     var clusterID: UInt16
-}
-
-/// The decode caches one agent keeps across its passes.
-struct DatapathDecodeCaches: Sendable {
-    var nodes = RecordDecodeCache<NodeRecord>()
-    var endpoints = RecordDecodeCache<IPIdentityPair>()
-    var remoteEndpoints = RecordDecodeCache<IPIdentityPair>()
-    var services = ServiceRecordCaches()
 }
 
 /// What the node's maps should hold, computed from the cluster's records. Pure: the same
@@ -124,83 +172,13 @@ struct DesiredDatapath: Sendable {
     /// listed here (by record key) so the agent can report them.
     var conflicts: [IPCIDR: AddressConflict] = [:]
 
-    static func compute(_ inputs: Inputs, context: NodeContext, caches: inout DatapathDecodeCaches) -> DesiredDatapath {
-        var desired = DesiredDatapath()
-        var claims = IPCacheClaims()
-        claims.localRanges = [context.cluster.podCIDR, context.cluster.serviceCIDR].compactMap(IPCIDR.init)
-        let clusterID = UInt16(context.cluster.id)
-        let tunnel = UInt8(MER_IPCACHE_F_TUNNEL)
-        let remoteFlag = UInt8(MER_IPCACHE_F_REMOTE_CLUSTER)
-        if let gateway = try? IPCIDR(address: context.gateway, prefixLength: 32) {
-            claims.claim(gateway, IPCacheEntry(identity: ReservedIdentity.host.rawValue, tunnelEndpoint: nil,
-                                               flags: UInt8(MER_IPCACHE_F_LOCAL_NODE), clusterID: clusterID),
-                         by: "gateway", local: true)
-        }
-        // Local records first: an imported record never takes an address a local one holds. What
-        // is imported is told by where it is stored, not by what it says of itself.
-        let nodes = caches.nodes.decode(inputs.nodes.merging(inputs.remoteNodes, uniquingKeysWith: { a, _ in a }))
-        let imported = { (key: String) in key.hasPrefix(KeyLayout.cachePrefix) }
-        for (key, node) in nodes.filter({ !imported($0.key) }) + nodes.filter({ imported($0.key) }) {
-            guard let internalAddress = node.ipAddresses.first(where: { $0.type == .internalIP }),
-                  let nodeIP = IPAddress(internalAddress.ip) else { continue }
-            let isRemote = imported(key)
-            let nodeCluster = UInt16(truncatingIfNeeded: node.clusterID)
-            let isSelf = !isRemote && node.name == context.nodeName
-            if let cidr = node.ipv4AllocCIDR {
-                claims.claim(cidr, IPCacheEntry(identity: ReservedIdentity.world.rawValue, tunnelEndpoint: nodeIP,
-                                                flags: tunnel | (isRemote ? remoteFlag : 0), clusterID: nodeCluster),
-                             by: key, local: !isRemote)
-            }
-            if let host = try? IPCIDR(address: nodeIP, prefixLength: 32) {
-                claims.claim(host, isSelf
-                    ? IPCacheEntry(identity: ReservedIdentity.host.rawValue, tunnelEndpoint: nil, flags: UInt8(MER_IPCACHE_F_LOCAL_NODE), clusterID: clusterID)
-                    : IPCacheEntry(identity: ReservedIdentity.remoteNode.rawValue, tunnelEndpoint: nil, flags: isRemote ? remoteFlag : 0,
-                                   clusterID: nodeCluster),
-                    by: key, local: !isRemote)
-            }
-        }
-        let layout = context.identityLayout
-        let decodedEndpoints = [(caches.endpoints.decode(inputs.endpoints), false), (caches.remoteEndpoints.decode(inputs.remoteEndpoints), true)]
-        for (records, isRemote) in decodedEndpoints {
-            for (key, pair) in records {
-                guard let prefix = try? pair.prefix(), prefix.family == .ipv4 else { continue }
-                let owner = isRemote ? UInt16(truncatingIfNeeded: layout.clusterID(of: pair.id).rawValue) : clusterID
-                let won = claims.claim(prefix, IPCacheEntry(identity: pair.id, tunnelEndpoint: IPAddress(pair.hostIP),
-                                                            flags: tunnel | (isRemote ? remoteFlag : 0), clusterID: owner),
-                                       by: key, local: !isRemote)
-                if won, let ports = pair.namedPorts { desired.namedPorts[pair.id, default: []].formUnion(ports) }
-                if won, inputs.namesPods, !pair.k8sPodName.isEmpty {
-                    desired.podNames[prefix.address] = FlowNames.Pod(
-                        cluster: isRemote ? MeshKind.endpoints.cacheCluster(ofKey: key) ?? "" : context.cluster.name,
-                        namespace: pair.k8sNamespace, name: pair.k8sPodName)
-                }
-            }
-        }
-        desired.ipcache = claims.entries
-        desired.conflicts = claims.conflicts
-
-        let records = ServiceRecords(services: inputs.services, pods: inputs.pods, statuses: inputs.podStatuses,
-                                     remote: inputs.remoteServices, imports: inputs.serviceImports, remoteSlices: inputs.remoteServiceSlices,
-                                     caches: &caches.services)
-        let frontends = records.frontends(cluster: context.cluster.name, clusterID: context.cluster.id)
-        desired.clusterSetNames = Self.clusterSetNames(records, cluster: context.cluster.name)
-        for frontend in frontends {
-            guard let vip = IPAddress(frontend.address), let proto = L4Protocol(rawValue: frontend.proto).flatMap(Self.proto) else { continue }
-            // A backend with several slots (cluster weights) is listed once per slot.
-            desired.services[Frontend(address: vip, port: frontend.port, proto: proto)] = frontend.backends.flatMap { backend -> [BackendAddress] in
-                guard let ip = IPAddress(backend.ip) else { return [] }
-                let address = BackendAddress(address: ip, port: backend.port, proto: proto, clusterID: UInt16(truncatingIfNeeded: backend.clusterID))
-                if let state = BackendState(rawValue: backend.state), state != .active { desired.backendStates[address] = state }
-                return Array(repeating: address, count: max(1, backend.slots ?? 1))
-            }
-        }
-        // Every Service with a ClusterIP resolves by name, whatever its ports.
-        for (key, value) in inputs.services {
-            guard case let .service(service)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key),
-                  let clusterIP = service.spec.clusterIP, let vip = IPAddress(clusterIP) else { continue }
-            desired.serviceIPs["\(service.metadata.name).\(service.metadata.namespace ?? KubernetesObject.defaultNamespace)"] = vip
-        }
-        return desired
+    /// The whole desired state of `inputs`, computed at once (the agent keeps a `DatapathState`
+    /// current from changes instead; both give the same state).
+    static func compute(_ inputs: Inputs, context: NodeContext) -> DesiredDatapath {
+        var state = DatapathState(context: context, namesPods: inputs.namesPods)
+        state.load(inputs)
+        _ = state.refresh()
+        return state.desired
     }
 
     /// The `clusterset.local` names: each import's ClusterSetIP, or a headless import's healthy

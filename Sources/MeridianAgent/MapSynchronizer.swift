@@ -92,6 +92,21 @@ struct MapSynchronizer {
         return writes - before
     }
 
+    /// Applies only what changed: the listed ipcache prefixes (nil: removed), the ipBlocks, and
+    /// the services when given. Returns how many map writes it took. The cost follows the
+    /// changes, where `apply(_:)` diffs the whole state.
+    @discardableResult
+    mutating func apply(ipcache changes: [IPCIDR: IPCacheEntry?], ipBlocks: [IPCIDR: UInt32],
+                        services: (frontends: [Frontend: [BackendAddress]], states: [BackendAddress: BackendState])?) throws(BPFError) -> Int {
+        let before = writes
+        for (prefix, entry) in changes where ipcache[prefix] != entry {
+            if let entry { try writeIPCache(prefix, entry) } else { try deleteIPCache(prefix) }
+        }
+        try applyIPBlocks(ipBlocks)
+        if let services { try applyServices(services.frontends, states: services.states) }
+        return writes - before
+    }
+
     /// What the node's ipBlock map holds: prefix to number.
     static func readIPBlocks(_ maps: NodeMaps) -> [IPCIDR: UInt32] {
         var blocks: [IPCIDR: UInt32] = [:]
@@ -120,24 +135,28 @@ struct MapSynchronizer {
     }
 
     private mutating func applyIPCache(_ desired: [IPCIDR: IPCacheEntry]) throws(BPFError) {
-        for (prefix, entry) in desired where ipcache[prefix] != entry {
-            guard let ip = prefix.address.datapathValue else { continue }
-            var value = mer_ipcache_value()
-            value.identity = entry.identity
-            value.tunnel_endpoint = entry.tunnelEndpoint?.datapathValue ?? 0
-            value.flags = entry.flags
-            value.cluster_id = entry.clusterID
-            try maps.ipcache.update(mer_ipcache_key(prefixlen: UInt32(prefix.prefixLength), ip4: ip), value)
-            ipcache[prefix] = entry
+        for (prefix, entry) in desired where ipcache[prefix] != entry { try writeIPCache(prefix, entry) }
+        for prefix in ipcache.keys where desired[prefix] == nil { try deleteIPCache(prefix) }
+    }
+
+    private mutating func writeIPCache(_ prefix: IPCIDR, _ entry: IPCacheEntry) throws(BPFError) {
+        guard let ip = prefix.address.datapathValue else { return }
+        var value = mer_ipcache_value()
+        value.identity = entry.identity
+        value.tunnel_endpoint = entry.tunnelEndpoint?.datapathValue ?? 0
+        value.flags = entry.flags
+        value.cluster_id = entry.clusterID
+        try maps.ipcache.update(mer_ipcache_key(prefixlen: UInt32(prefix.prefixLength), ip4: ip), value)
+        ipcache[prefix] = entry
+        writes += 1
+    }
+
+    private mutating func deleteIPCache(_ prefix: IPCIDR) throws(BPFError) {
+        if let ip = prefix.address.datapathValue {
+            try maps.ipcache.delete(mer_ipcache_key(prefixlen: UInt32(prefix.prefixLength), ip4: ip))
             writes += 1
         }
-        for prefix in ipcache.keys where desired[prefix] == nil {
-            if let ip = prefix.address.datapathValue {
-                try maps.ipcache.delete(mer_ipcache_key(prefixlen: UInt32(prefix.prefixLength), ip4: ip))
-                writes += 1
-            }
-            ipcache[prefix] = nil
-        }
+        ipcache[prefix] = nil
     }
 
     /// Backends one frontend programs at most.

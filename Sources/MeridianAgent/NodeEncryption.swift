@@ -162,7 +162,19 @@ struct NodeEncryption: Sendable {
                 try await device.waitReady(timeout: .seconds(10), logPath: logPath)
             }
             group.addTask {
-                for await _ in await mirror.subscribe() { continuation.yield() }
+                // Peers follow the node records alone: other changes (an imported endpoint moving,
+                // hundreds a second at scale) wait for the tick rather than each costing a pass.
+                var seen: [Int64] = []
+                for await _ in await mirror.subscribe() {
+                    var revisions: [Int64] = []
+                    for prefix in [MeshKind.nodes.statePrefix(cluster: context.cluster.name), MeshKind.nodes.cacheRoot] {
+                        revisions.append(await mirror.revision(of: prefix))
+                    }
+                    if revisions != seen {
+                        seen = revisions
+                        continuation.yield()
+                    }
+                }
             }
             group.addTask {
                 while true {
@@ -181,7 +193,7 @@ struct NodeEncryption: Sendable {
                 await rotateIfDue(&keys, lastRotation: &lastRotation)
                 let wanted = Self.peers(
                     records: await mirror.snapshot(MeshKind.nodes.statePrefix(cluster: context.cluster.name))
-                        .merging(await mirror.snapshot(Agent.remoteNodesPrefix), uniquingKeysWith: { a, _ in a }),
+                        .merging(await mirror.snapshot(MeshKind.nodes.cacheRoot), uniquingKeysWith: { a, _ in a }),
                     cluster: context.cluster.name, node: context.nodeName, ownKey: keys.publicKey)
                 // A node that is no longer to be a peer loses its mark before its peer and routes
                 // go, so strict mode drops its traffic from then on rather than letting it out

@@ -26,9 +26,12 @@ import SystemPackage
 /// write statuses, not resources). The steps advance on every pass and are saved, so an agent
 /// restart carries on where it was.
 actor PodRuntime {
-    /// Pod records decoded in earlier passes, reused while their bytes are unchanged: every
-    /// pass reads the cluster's pods, most of them other nodes'.
-    private var podRecords = RecordDecodeCache<KubernetesObject>()
+    /// The pods bound to this node (namespace/name), kept from the mirror's changes to pod
+    /// records, so a pass costs the pods that changed, not every pod of the cluster.
+    private var boundPods: [String: Pod] = [:]
+    /// The store key of each bound pod's record, to its namespace/name.
+    private var boundPodKeys: [String: String] = [:]
+    private var podChanges: MirrorChangeTracker?
     struct ContainerProcess: Codable, Sendable {
         var name: String
         var pid: Int32
@@ -154,12 +157,8 @@ actor PodRuntime {
 
     private func reconcilePass() async {
         guard await mirror.isSynced else { return }
-        let records = await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.pod.plural))
-        var desired: [String: Pod] = [:]
-        for (_, record) in podRecords.decode(records) {
-            guard case let .pod(pod) = record, pod.spec.nodeName == context.nodeName else { continue }
-            desired["\(pod.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(pod.metadata.name)"] = pod
-        }
+        await followPodRecords()
+        let desired = boundPods
         for (key, running) in pods where running.termination == nil {
             if running.launching == true {
                 await stop(key, running)
@@ -188,6 +187,38 @@ actor PodRuntime {
         save()
     }
 
+    /// Takes in the pod records that changed since the last pass (all of them the first time,
+    /// or after the mirror listed again).
+    private func followPodRecords() async {
+        let tracker: MirrorChangeTracker
+        if let podChanges {
+            tracker = podChanges
+        } else {
+            tracker = await mirror.trackChanges()
+            podChanges = tracker
+        }
+        let podsPrefix = KeyLayout.resources(plural: ResourceKind.pod.plural)
+        switch await mirror.takeChanges(tracker, prefix: KeyLayout.resourcesPrefix) {
+        case let .everything(all):
+            boundPods = [:]
+            boundPodKeys = [:]
+            for (key, value) in all where key.hasPrefix(podsPrefix) { bind(key, value) }
+        case let .changed(changed):
+            for (key, value) in changed where key.hasPrefix(podsPrefix) {
+                if let name = boundPodKeys.removeValue(forKey: key) { boundPods[name] = nil }
+                if let value { bind(key, value) }
+            }
+        }
+    }
+
+    private func bind(_ key: String, _ value: Data) {
+        guard case let .pod(pod)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key),
+              pod.spec.nodeName == context.nodeName else { return }
+        let name = "\(pod.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(pod.metadata.name)"
+        boundPods[name] = pod
+        boundPodKeys[key] = name
+    }
+
     /// Pod CIDRs of nodes (usually in other clusters) whose underlay MTU is smaller than this
     /// node's, with the pod MTU that fits them: traffic to them is sized at the source instead
     /// of being fragmented on the way.
@@ -195,7 +226,7 @@ actor PodRuntime {
     /// prefixes): with thousands of remote nodes, decoding them all on every pass cost most of
     /// the agent's CPU.
     private func smallerMTURoutes() async -> [String: Int] {
-        let prefixes = [MeshKind.nodes.statePrefix(cluster: context.cluster.name), Agent.remoteNodesPrefix]
+        let prefixes = [MeshKind.nodes.statePrefix(cluster: context.cluster.name), MeshKind.nodes.cacheRoot]
         var revisions: [Int64] = []
         for prefix in prefixes { revisions.append(await mirror.revision(of: prefix)) }
         if let cached = mtuRoutes, cached.revisions == revisions { return cached.routes }
@@ -571,7 +602,7 @@ actor PodRuntime {
     private func removeStatus(_ key: String) async {
         let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
         let statusKey = KeyLayout.podStatus(namespace: parts[0], name: parts[1])
-        guard !(await mirror.snapshot(KeyLayout.podStatusPrefix)).filter({ $0.key == statusKey }).isEmpty else { return }
+        guard await mirror.value(statusKey) != nil else { return }
         do {
             _ = try await client.delete(statusKey)
             reported[key] = nil

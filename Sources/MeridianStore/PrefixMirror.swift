@@ -14,6 +14,9 @@ public actor PrefixMirror {
     private var revisions: [String: Int64] = [:]
     private var subscribers: [UInt64: AsyncStream<UInt64>.Continuation] = [:]
     private var nextSubscriber: UInt64 = 0
+    /// Per change tracker and mirrored prefix: the keys changed since its last `takeChanges`.
+    private var trackers: [UInt64: [String: PendingChanges]] = [:]
+    private var nextTracker: UInt64 = 0
 
     public init(prefixes: [String]) {
         self.prefixes = prefixes
@@ -37,6 +40,45 @@ public actor PrefixMirror {
         guard let outer = prefixes.first(where: { prefix.hasPrefix($0) }) else { return [:] }
         return (values[outer] ?? [:]).filter { $0.key.hasPrefix(prefix) }
     }
+
+    /// The value of one key under a mirrored prefix, if the copy holds it.
+    public func value(_ key: String) -> Data? {
+        guard let prefix = prefixes.first(where: { key.hasPrefix($0) }) else { return nil }
+        return values[prefix]?[key]
+    }
+
+    /// Registers a consumer that reads the changes since its last read instead of whole
+    /// snapshots, so its work follows the change, not the size of the prefix. Its first
+    /// `takeChanges` of each prefix gives everything.
+    public func trackChanges() -> MirrorChangeTracker {
+        let id = nextTracker
+        nextTracker += 1
+        trackers[id] = [:]
+        return MirrorChangeTracker(id: id)
+    }
+
+    /// What changed under `prefix` (a mirrored prefix) since the tracker last took it: every key
+    /// and value when the prefix was listed again, or more changed than is worth listing by key;
+    /// otherwise the changed keys with their values now (nil: deleted). A key that changed and
+    /// changed back is listed with its value.
+    public func takeChanges(_ tracker: MirrorChangeTracker, prefix: String) -> PrefixChanges {
+        let pending = trackers[tracker.id]?[prefix] ?? .everything
+        trackers[tracker.id]?[prefix] = .keys([])
+        let current = values[prefix] ?? [:]
+        switch pending {
+        case .everything:
+            return .everything(current)
+        case let .keys(keys):
+            var changed: [String: Data?] = [:]
+            changed.reserveCapacity(keys.count)
+            for key in keys { changed[key] = .some(current[key]) }
+            return .changed(changed)
+        }
+    }
+
+    /// Tracked keys per prefix past which a tracker is told everything instead: a relist of a
+    /// large prefix arrives as one snapshot anyway, and a consumer far behind rebuilds.
+    public static let trackedKeysLimit = 65_536
 
     /// The store revision the copy of `prefix` (a mirrored prefix) reflects: every change to it
     /// up to this revision has been applied. A quiet prefix stays at the revision it was listed at.
@@ -65,6 +107,7 @@ public actor PrefixMirror {
         values[prefix] = Dictionary(items.map { ($0.key, $0.value) }, uniquingKeysWith: { _, last in last })
         revisions[prefix] = revision
         synced.insert(prefix)
+        for id in trackers.keys { trackers[id]?[prefix] = .everything }
         bump()
     }
 
@@ -79,6 +122,20 @@ public actor PrefixMirror {
             case let .delete(key, _): values[prefix]?[key] = nil
             }
         }
+        if !trackers.isEmpty {
+            for id in trackers.keys {
+                guard case var .keys(keys) = trackers[id]?[prefix] ?? .everything else { continue }
+                // Released from the dictionary first, so the set grows in place rather than copied.
+                trackers[id]?[prefix] = .everything
+                for event in events {
+                    switch event {
+                    case let .put(kv): keys.insert(kv.key)
+                    case let .delete(key, _): keys.insert(key)
+                    }
+                }
+                trackers[id]?[prefix] = keys.count > Self.trackedKeysLimit ? .everything : .keys(keys)
+            }
+        }
         bump()
     }
 
@@ -89,6 +146,30 @@ public actor PrefixMirror {
             if case .terminated = continuation.yield(generation) { subscribers[id] = nil }
         }
     }
+}
+
+/// A consumer of a mirror's changes (`PrefixMirror.trackChanges()`).
+public struct MirrorChangeTracker: Sendable, Hashable {
+    let id: UInt64
+}
+
+/// What changed under one mirrored prefix since a tracker's last read.
+public enum PrefixChanges: Sendable {
+    /// Every key and value under the prefix: the consumer rebuilds what it derives from it.
+    case everything([String: Data])
+    /// The keys that changed, with their values now (nil: deleted).
+    case changed([String: Data?])
+
+    /// Whether nothing changed.
+    public var isEmpty: Bool {
+        if case let .changed(keys) = self { return keys.isEmpty }
+        return false
+    }
+}
+
+private enum PendingChanges {
+    case everything
+    case keys(Set<String>)
 }
 
 extension PrefixMirror {

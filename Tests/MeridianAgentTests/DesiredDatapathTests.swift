@@ -43,8 +43,7 @@ struct DesiredDatapathTests {
 
     @Test("every pod address, with or without its own entry, names its node as tunnel endpoint and its node's cluster; nodes are senders of their cluster; addresses no node owns have no tunnel endpoint")
     func ownershipOfAddresses() {
-        var caches = DatapathDecodeCaches()
-        let ipcache = DesiredDatapath.compute(Self.meshInputs(), context: Self.context, caches: &caches).ipcache
+        let ipcache = DesiredDatapath.compute(Self.meshInputs(), context: Self.context).ipcache
         let owners: [(address: String, node: String, cluster: UInt16)] = [
             ("10.1.1.5", "172.30.1.1", 1), ("10.1.1.77", "172.30.1.1", 1),
             ("10.1.2.7", "172.30.1.2", 1), ("10.1.2.77", "172.30.1.2", 1),
@@ -67,8 +66,7 @@ struct DesiredDatapathTests {
     }
 
     static func compute(_ inputs: DesiredDatapath.Inputs) -> DesiredDatapath {
-        var caches = DatapathDecodeCaches()
-        return DesiredDatapath.compute(inputs, context: context, caches: &caches)
+        DesiredDatapath.compute(inputs, context: context)
     }
 
     static func data(_ text: String) -> Data { Data(text.utf8) }
@@ -107,15 +105,20 @@ struct DesiredDatapathTests {
             #expect(desired.conflicts[IPCIDR("10.9.0.1/32")!] == AddressConflict(winner: a, losers: [b]))
         }
         var claims = IPCacheClaims()
+        let prefix = IPCIDR("10.9.0.1/32")!
         let entry = IPCacheEntry(identity: 1, tunnelEndpoint: nil, flags: 0, clusterID: 3)
-        claims.claim(IPCIDR("10.9.0.1/32")!, entry, by: b, local: false)
-        claims.claim(IPCIDR("10.9.0.1/32")!, IPCacheEntry(identity: 2, tunnelEndpoint: nil, flags: 0, clusterID: 2), by: a, local: false)
-        #expect(claims.entries[IPCIDR("10.9.0.1/32")!]?.identity == 2)
-        #expect(claims.conflicts[IPCIDR("10.9.0.1/32")!] == AddressConflict(winner: a, losers: [b]))
+        claims.set(b, claims: [(prefix, entry)], local: false, rank: .endpoint)
+        claims.set(a, claims: [(prefix, IPCacheEntry(identity: 2, tunnelEndpoint: nil, flags: 0, clusterID: 2))], local: false, rank: .endpoint)
+        #expect(claims.entries[prefix]?.identity == 2)
+        #expect(claims.conflicts[prefix] == AddressConflict(winner: a, losers: [b]))
         var reversed = IPCacheClaims()
-        reversed.claim(IPCIDR("10.9.0.1/32")!, IPCacheEntry(identity: 2, tunnelEndpoint: nil, flags: 0, clusterID: 2), by: a, local: false)
-        reversed.claim(IPCIDR("10.9.0.1/32")!, entry, by: b, local: false)
+        reversed.set(a, claims: [(prefix, IPCacheEntry(identity: 2, tunnelEndpoint: nil, flags: 0, clusterID: 2))], local: false, rank: .endpoint)
+        reversed.set(b, claims: [(prefix, entry)], local: false, rank: .endpoint)
         #expect(reversed.entries == claims.entries && reversed.conflicts == claims.conflicts, "the same winner in either order")
+        // When the holder goes, the other claim takes the prefix and the conflict is over.
+        claims.set(a, claims: [], local: false, rank: .endpoint)
+        #expect(claims.entries[prefix] == entry && claims.holders[prefix] == b)
+        #expect(claims.conflicts.isEmpty)
     }
 
     @Test func noImportedPrefixOverlapsThisClustersRanges() throws {

@@ -48,6 +48,57 @@ struct PrefixMirrorTests {
         }
     }
 
+    @Test("a change tracker gets everything first, then only the keys changed since its last read (a deletion as nil), and everything again after a listing")
+    func changeTracking() async throws {
+        let store = InMemoryKeyValueStore()
+        try await store.commit(puts: [("a/1", Self.data("1")), ("a/2", Self.data("2")), ("b/1", Self.data("3"))])
+        let mirror = PrefixMirror(prefixes: ["a/", "b/"])
+        let tracker = await mirror.trackChanges()
+        try await Self.running(mirror, store) {
+            try await eventuallyTrue { await mirror.isSynced }
+            guard case let .everything(first) = await mirror.takeChanges(tracker, prefix: "a/") else {
+                Issue.record("the first read is not everything")
+                return
+            }
+            #expect(first == ["a/1": Self.data("1"), "a/2": Self.data("2")])
+            #expect(await mirror.takeChanges(tracker, prefix: "a/").isEmpty)
+            try await store.put("a/3", Self.data("4"))
+            try await store.put("a/1", Self.data("5"))
+            try await store.delete("a/2")
+            try await eventuallyTrue { await mirror.snapshot("a/") == ["a/1": Self.data("5"), "a/3": Self.data("4")] }
+            guard case let .changed(changed) = await mirror.takeChanges(tracker, prefix: "a/") else {
+                Issue.record("changes by key were not listed by key")
+                return
+            }
+            let expected: [String: Data?] = ["a/3": Self.data("4"), "a/1": Self.data("5"), "a/2": Optional<Data>.none]
+            #expect(changed == expected)
+            #expect(await mirror.takeChanges(tracker, prefix: "a/").isEmpty)
+            // Another tracker's reads do not take this one's changes.
+            let other = await mirror.trackChanges()
+            _ = await mirror.takeChanges(other, prefix: "b/")
+            try await store.put("b/2", Self.data("6"))
+            try await eventuallyTrue { await mirror.snapshot("b/").count == 2 }
+            guard case .everything = await mirror.takeChanges(tracker, prefix: "b/") else {
+                Issue.record("the tracker's first read of b/ is not everything")
+                return
+            }
+            guard case let .changed(other2) = await mirror.takeChanges(other, prefix: "b/") else {
+                Issue.record("the other tracker's change is not listed by key")
+                return
+            }
+            #expect(other2 == ["b/2": Self.data("6")])
+            store.failNext(2, of: [.read])
+            store.breakWatches()
+            try await store.delete("a/3")
+            try await eventuallyTrue { await mirror.snapshot("a/").count == 1 }
+            guard case let .everything(relisted) = await mirror.takeChanges(tracker, prefix: "a/") else {
+                Issue.record("a listing again is not everything")
+                return
+            }
+            #expect(relisted == ["a/1": Self.data("5")])
+        }
+    }
+
     @Test("reconcile runs once synced and after changes, and retries a failed run without waiting for a change")
     func reconcileRetries() async throws {
         let store = InMemoryKeyValueStore()

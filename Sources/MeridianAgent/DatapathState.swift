@@ -1,0 +1,330 @@
+import CMeridianBPF
+import Foundation
+import MeridianCore
+import MeridianStore
+
+/// The records a node's datapath derives from, as the mirror's changes bring them, and what
+/// they derive: the ipcache claims, named ports and pod names, the services. It exists so a
+/// change costs work in proportion to the change: one imported endpoint moving re-decodes one
+/// record and re-settles its prefixes, where rebuilding the whole state cost a pass over every
+/// record in the mesh (hundreds of thousands at 250 clusters). Service-side records are kept
+/// too, and their frontends recomputed only when one of them changed.
+struct DatapathState: Sendable {
+    /// Where a record came from, by the mirrored prefix (and, for resources, the kind) it is under.
+    enum Source: Sendable, Hashable, CaseIterable {
+        case localNodes, remoteNodes, localEndpoints, remoteEndpoints
+        case services, pods, podStatuses, namespaces, policies, serviceImports, remoteServices, remoteServiceSlices
+        case localIdentities, remoteIdentities
+    }
+
+    /// What moved since the last `refresh()`, for the agent to act on.
+    struct Changes: Sendable {
+        /// ipcache prefixes whose entry (or holder) changed.
+        var ipcache: Set<IPCIDR> = []
+        var services = false
+        /// Policies or identities changed, or an identity's named ports did.
+        var policyInputs = false
+        var podsOrNamespaces = false
+        var localEndpoints = false
+    }
+
+    let context: NodeContext
+    let namesPods: Bool
+    private(set) var claims: IPCacheClaims
+    /// Every record as last seen, per source (the values share their bytes with the mirror's).
+    private(set) var records: [Source: [String: Data]] = [:]
+    private var endpointInfo: [String: EndpointInfo] = [:]
+    /// The endpoint key whose named ports and pod name count for a prefix: its holder's.
+    private var counted: [IPCIDR: (key: String, info: EndpointInfo)] = [:]
+    /// Named ports per identity, per prefix whose holder contributes them.
+    private var namedPortsByIdentity: [UInt32: [IPCIDR: Set<NamedPort>]] = [:]
+    private(set) var namedPorts: [UInt32: Set<NamedPort>] = [:]
+    private(set) var podNames: [IPAddress: FlowNames.Pod] = [:]
+    private var serviceCaches = ServiceRecordCaches()
+    private(set) var services: [Frontend: [BackendAddress]] = [:]
+    private(set) var backendStates: [BackendAddress: BackendState] = [:]
+    private(set) var serviceIPs: [String: IPAddress] = [:]
+    private(set) var clusterSetNames = ServiceNames()
+    private var pending = Changes()
+    private var touchedPrefixes: Set<IPCIDR> = []
+    private var touchedIdentities: Set<UInt32> = []
+    private var servicesComputed = false
+
+    /// The part of an endpoint record that is not its ipcache entry.
+    private struct EndpointInfo: Sendable, Equatable {
+        var prefix: IPCIDR
+        var identity: UInt32
+        var namedPorts: Set<NamedPort>
+        var pod: FlowNames.Pod?
+    }
+
+    init(context: NodeContext, namesPods: Bool) {
+        self.context = context
+        self.namesPods = namesPods
+        claims = IPCacheClaims(localRanges: [context.cluster.podCIDR, context.cluster.serviceCIDR].compactMap(IPCIDR.init))
+        if let gateway = try? IPCIDR(address: context.gateway, prefixLength: 32) {
+            claims.set("gateway", claims: [(gateway, IPCacheEntry(identity: ReservedIdentity.host.rawValue, tunnelEndpoint: nil,
+                                                                  flags: UInt8(MER_IPCACHE_F_LOCAL_NODE), clusterID: UInt16(context.cluster.id)))],
+                       local: true, rank: .gateway)
+        }
+    }
+
+    /// The prefixes the agent's mirror follows, for `apply(_:of:)`.
+    static func mirroredPrefixes(cluster: String) -> [String] {
+        [
+            MeshKind.nodes.statePrefix(cluster: cluster),
+            MeshKind.endpoints.statePrefix(cluster: cluster),
+            // One watch for every resource kind, so its revision says how far policies, pods
+            // and namespaces have all been read.
+            KeyLayout.resourcesPrefix,
+            KeyLayout.podStatusPrefix,
+            MeshKind.identities.statePrefix(cluster: cluster),
+            MeshKind.nodes.cacheRoot, MeshKind.endpoints.cacheRoot, MeshKind.services.cacheRoot, MeshKind.identities.cacheRoot,
+            MeshKind.serviceSlices.cacheRoot,
+        ]
+    }
+
+    private static let policyPlurals: Set<String> = [ResourceKind.networkPolicy.plural, ResourceKind.ciliumNetworkPolicy.plural,
+                                                     ResourceKind.ciliumClusterwideNetworkPolicy.plural]
+
+    /// The source of `key`, read from the mirrored `prefix` it came under; nil: not one the
+    /// datapath uses (another resource kind).
+    private func source(of key: String, under prefix: String) -> Source? {
+        let cluster = context.cluster.name
+        switch prefix {
+        case MeshKind.nodes.statePrefix(cluster: cluster): return .localNodes
+        case MeshKind.endpoints.statePrefix(cluster: cluster): return .localEndpoints
+        case KeyLayout.podStatusPrefix: return .podStatuses
+        case MeshKind.identities.statePrefix(cluster: cluster): return .localIdentities
+        case MeshKind.nodes.cacheRoot: return .remoteNodes
+        case MeshKind.endpoints.cacheRoot: return .remoteEndpoints
+        case MeshKind.services.cacheRoot: return .remoteServices
+        case MeshKind.identities.cacheRoot: return .remoteIdentities
+        case MeshKind.serviceSlices.cacheRoot: return .remoteServiceSlices
+        case KeyLayout.resourcesPrefix:
+            let plural = key.dropFirst(prefix.count).prefix { $0 != "/" }
+            switch plural {
+            case ResourceKind.service.plural: return .services
+            case ResourceKind.pod.plural: return .pods
+            case ResourceKind.namespace.plural: return .namespaces
+            case ResourceKind.serviceImport.plural: return .serviceImports
+            case _ where Self.policyPlurals.contains(String(plural)): return .policies
+            default: return nil
+            }
+        default: return nil
+        }
+    }
+
+    /// Takes in what changed under one mirrored prefix.
+    mutating func apply(_ changes: PrefixChanges, of prefix: String) {
+        switch changes {
+        case let .changed(keys):
+            for (key, value) in keys {
+                guard let source = source(of: key, under: prefix) else { continue }
+                update(key, to: value, in: source)
+            }
+        case let .everything(all):
+            // Keys of this prefix no longer listed are gone; the rest are taken as changes.
+            for source in Self.sources(under: prefix, cluster: context.cluster.name) {
+                for key in (records[source] ?? [:]).keys where all[key] == nil { update(key, to: nil, in: source) }
+            }
+            for (key, value) in all {
+                guard let source = source(of: key, under: prefix) else { continue }
+                update(key, to: value, in: source)
+            }
+        }
+    }
+
+    /// The sources a mirrored prefix holds.
+    private static func sources(under prefix: String, cluster: String) -> [Source] {
+        switch prefix {
+        case MeshKind.nodes.statePrefix(cluster: cluster): [.localNodes]
+        case MeshKind.endpoints.statePrefix(cluster: cluster): [.localEndpoints]
+        case KeyLayout.podStatusPrefix: [.podStatuses]
+        case MeshKind.identities.statePrefix(cluster: cluster): [.localIdentities]
+        case MeshKind.nodes.cacheRoot: [.remoteNodes]
+        case MeshKind.endpoints.cacheRoot: [.remoteEndpoints]
+        case MeshKind.services.cacheRoot: [.remoteServices]
+        case MeshKind.identities.cacheRoot: [.remoteIdentities]
+        case MeshKind.serviceSlices.cacheRoot: [.remoteServiceSlices]
+        case KeyLayout.resourcesPrefix: [.services, .pods, .namespaces, .serviceImports, .policies]
+        default: []
+        }
+    }
+
+    /// Loads every input at once, as a first listing would.
+    mutating func load(_ inputs: DesiredDatapath.Inputs) {
+        let all: [(Source, [String: Data])] = [
+            (.localNodes, inputs.nodes), (.remoteNodes, inputs.remoteNodes), (.localEndpoints, inputs.endpoints),
+            (.remoteEndpoints, inputs.remoteEndpoints), (.services, inputs.services), (.pods, inputs.pods),
+            (.podStatuses, inputs.podStatuses), (.remoteServices, inputs.remoteServices),
+            (.remoteServiceSlices, inputs.remoteServiceSlices), (.serviceImports, inputs.serviceImports),
+        ]
+        for (source, values) in all {
+            for (key, value) in values { update(key, to: value, in: source) }
+        }
+    }
+
+    /// Sets one record (nil: deleted) and re-derives what depends on it alone.
+    private mutating func update(_ key: String, to value: Data?, in source: Source) {
+        guard records[source]?[key] != value else { return }
+        records[source, default: [:]][key] = value
+        switch source {
+        case .localNodes, .remoteNodes:
+            claims.set(key, claims: value.map { nodeClaims(key, $0, imported: source == .remoteNodes) } ?? [], local: source == .localNodes, rank: .node)
+        case .localEndpoints, .remoteEndpoints:
+            let imported = source == .remoteEndpoints
+            touchedPrefixes.formUnion(claims.prefixes(of: key))
+            let pair = value.flatMap { try? StoreCoding.decode(IPIdentityPair.self, from: $0, key: key) }
+            var entries: [(prefix: IPCIDR, entry: IPCacheEntry)] = []
+            if let pair, let prefix = try? pair.prefix(), prefix.family == .ipv4 {
+                let owner = imported ? UInt16(truncatingIfNeeded: context.identityLayout.clusterID(of: pair.id).rawValue) : UInt16(context.cluster.id)
+                let flags = UInt8(MER_IPCACHE_F_TUNNEL) | (imported ? UInt8(MER_IPCACHE_F_REMOTE_CLUSTER) : 0)
+                entries = [(prefix, IPCacheEntry(identity: pair.id, tunnelEndpoint: IPAddress(pair.hostIP), flags: flags, clusterID: owner))]
+                endpointInfo[key] = EndpointInfo(
+                    prefix: prefix, identity: pair.id, namedPorts: Set(pair.namedPorts ?? []),
+                    pod: namesPods && !pair.k8sPodName.isEmpty
+                        ? FlowNames.Pod(cluster: imported ? MeshKind.endpoints.cacheCluster(ofKey: key) ?? "" : context.cluster.name,
+                                        namespace: pair.k8sNamespace, name: pair.k8sPodName)
+                        : nil)
+                touchedPrefixes.insert(prefix)
+            } else {
+                endpointInfo[key] = nil
+            }
+            claims.set(key, claims: entries, local: !imported, rank: .endpoint)
+            if !imported { pending.localEndpoints = true }
+        case .services, .podStatuses, .remoteServices, .remoteServiceSlices, .serviceImports:
+            pending.services = true
+        case .pods:
+            pending.services = true
+            pending.podsOrNamespaces = true
+        case .namespaces:
+            pending.podsOrNamespaces = true
+        case .policies, .localIdentities, .remoteIdentities:
+            pending.policyInputs = true
+        }
+    }
+
+    /// The claims of a node record: its pod CIDR through the node, and its own address.
+    private func nodeClaims(_ key: String, _ value: Data, imported: Bool) -> [(prefix: IPCIDR, entry: IPCacheEntry)] {
+        guard let node = try? StoreCoding.decode(NodeRecord.self, from: value, key: key),
+              let internalAddress = node.ipAddresses.first(where: { $0.type == .internalIP }),
+              let nodeIP = IPAddress(internalAddress.ip) else { return [] }
+        let nodeCluster = UInt16(truncatingIfNeeded: node.clusterID)
+        let remoteFlag = imported ? UInt8(MER_IPCACHE_F_REMOTE_CLUSTER) : 0
+        var claims: [(prefix: IPCIDR, entry: IPCacheEntry)] = []
+        if let cidr = node.ipv4AllocCIDR {
+            claims.append((cidr, IPCacheEntry(identity: ReservedIdentity.world.rawValue, tunnelEndpoint: nodeIP,
+                                              flags: UInt8(MER_IPCACHE_F_TUNNEL) | remoteFlag, clusterID: nodeCluster)))
+        }
+        if let host = try? IPCIDR(address: nodeIP, prefixLength: 32) {
+            let isSelf = !imported && node.name == context.nodeName
+            claims.append((host, isSelf
+                ? IPCacheEntry(identity: ReservedIdentity.host.rawValue, tunnelEndpoint: nil, flags: UInt8(MER_IPCACHE_F_LOCAL_NODE),
+                               clusterID: UInt16(context.cluster.id))
+                : IPCacheEntry(identity: ReservedIdentity.remoteNode.rawValue, tunnelEndpoint: nil, flags: remoteFlag, clusterID: nodeCluster)))
+        }
+        return claims
+    }
+
+    /// Settles what the changes since the last call derive (named ports, pod names, services)
+    /// and says what moved.
+    mutating func refresh() -> Changes {
+        var changes = pending
+        pending = Changes()
+        changes.ipcache = claims.takeChanged()
+        // The holder of a prefix is the endpoint whose named ports and pod name count.
+        for prefix in touchedPrefixes.union(changes.ipcache) {
+            if let old = counted.removeValue(forKey: prefix) {
+                namedPortsByIdentity[old.info.identity]?[prefix] = nil
+                touchedIdentities.insert(old.info.identity)
+                if old.info.pod != nil { podNames[prefix.address] = nil }
+            }
+            guard let holder = claims.holders[prefix], let info = endpointInfo[holder], info.prefix == prefix else { continue }
+            counted[prefix] = (holder, info)
+            if !info.namedPorts.isEmpty {
+                namedPortsByIdentity[info.identity, default: [:]][prefix] = info.namedPorts
+                touchedIdentities.insert(info.identity)
+            }
+            if let pod = info.pod { podNames[prefix.address] = pod }
+        }
+        touchedPrefixes = []
+        for identity in touchedIdentities {
+            let ports = (namedPortsByIdentity[identity] ?? [:]).values.reduce(into: Set<NamedPort>()) { $0.formUnion($1) }
+            if ports.isEmpty { namedPortsByIdentity[identity] = nil }
+            if namedPorts[identity] ?? [] != ports {
+                namedPorts[identity] = ports.isEmpty ? nil : ports
+                changes.policyInputs = true
+            }
+        }
+        touchedIdentities = []
+        if changes.services || !servicesComputed {
+            computeServices()
+            servicesComputed = true
+            changes.services = true
+        }
+        return changes
+    }
+
+    /// The frontends of every Service and ServiceImport, their ClusterIPs and clusterset names,
+    /// from the service-side records (their decoding is cached across calls).
+    private mutating func computeServices() {
+        let records = ServiceRecords(services: records[.services] ?? [:], pods: records[.pods] ?? [:], statuses: records[.podStatuses] ?? [:],
+                                     remote: records[.remoteServices] ?? [:], imports: records[.serviceImports] ?? [:],
+                                     remoteSlices: records[.remoteServiceSlices] ?? [:], caches: &serviceCaches)
+        var services: [Frontend: [BackendAddress]] = [:]
+        var backendStates: [BackendAddress: BackendState] = [:]
+        for frontend in records.frontends(cluster: context.cluster.name, clusterID: context.cluster.id) {
+            guard let vip = IPAddress(frontend.address), let proto = L4Protocol(rawValue: frontend.proto).flatMap(DesiredDatapath.proto) else { continue }
+            // A backend with several slots (cluster weights) is listed once per slot.
+            services[Frontend(address: vip, port: frontend.port, proto: proto)] = frontend.backends.flatMap { backend -> [BackendAddress] in
+                guard let ip = IPAddress(backend.ip) else { return [] }
+                let address = BackendAddress(address: ip, port: backend.port, proto: proto, clusterID: UInt16(truncatingIfNeeded: backend.clusterID))
+                if let state = BackendState(rawValue: backend.state), state != .active { backendStates[address] = state }
+                return Array(repeating: address, count: max(1, backend.slots ?? 1))
+            }
+        }
+        // Every Service with a ClusterIP resolves by name, whatever its ports.
+        var serviceIPs: [String: IPAddress] = [:]
+        for service in records.services {
+            guard let clusterIP = service.spec.clusterIP, let vip = IPAddress(clusterIP) else { continue }
+            serviceIPs["\(service.metadata.name).\(service.metadata.namespace ?? KubernetesObject.defaultNamespace)"] = vip
+        }
+        self.services = services
+        self.backendStates = backendStates
+        self.serviceIPs = serviceIPs
+        clusterSetNames = DesiredDatapath.clusterSetNames(records, cluster: context.cluster.name)
+    }
+
+    /// The ipcache entries of the CIDR identities policy needs, for prefixes the cluster's own
+    /// entries neither claim nor lie inside a tunnelled one of (a pod, node or pod CIDR keeps its
+    /// identity: CIDR rules select only what lies outside the cluster). Each prefix is checked
+    /// against its own covering prefixes, so the cost follows the CIDR identities, not the ipcache.
+    func cidrEntries(_ identities: [IPCIDR: UInt32]) -> [IPCIDR: IPCacheEntry] {
+        var entries: [IPCIDR: IPCacheEntry] = [:]
+        for (prefix, identity) in identities where claims.entries[prefix] == nil {
+            let covered = (0...prefix.prefixLength).contains { length in
+                guard let outer = try? IPCIDR(address: prefix.address, prefixLength: length) else { return false }
+                return (claims.entries[outer]?.flags ?? 0) & UInt8(MER_IPCACHE_F_TUNNEL) != 0
+            }
+            if !covered {
+                entries[prefix] = IPCacheEntry(identity: identity, tunnelEndpoint: nil, flags: 0, clusterID: UInt16(context.cluster.id))
+            }
+        }
+        return entries
+    }
+
+    /// The state as one value (for a full apply, and for tests).
+    var desired: DesiredDatapath {
+        var desired = DesiredDatapath()
+        desired.ipcache = claims.entries
+        desired.conflicts = claims.conflicts
+        desired.services = services
+        desired.backendStates = backendStates
+        desired.serviceIPs = serviceIPs
+        desired.clusterSetNames = clusterSetNames
+        desired.namedPorts = namedPorts
+        desired.podNames = podNames
+        return desired
+    }
+}
