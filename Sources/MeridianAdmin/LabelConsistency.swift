@@ -10,24 +10,6 @@ import MeridianStore
 enum LabelConsistency {
     static func warnings(_ client: any KeyValueStore, localCluster: String) async throws -> [String] {
         func list(_ prefix: String) async throws -> [EtcdKeyValue] { try await client.list(prefix: prefix).items }
-        // Endpoint IP → identity, per cluster.
-        var identityOf: [String: [String: UInt32]] = [:]
-        for item in try await list(MeshKind.endpoints.statePrefix(cluster: localCluster)) {
-            if let pair = try? StoreCoding.decode(IPIdentityPair.self, from: item.value, key: item.key) { identityOf[localCluster, default: [:]][pair.ip] = pair.id }
-        }
-        for item in try await list(MeshKind.endpoints.cacheRoot) {
-            guard let cluster = MeshKind.endpoints.cacheCluster(ofKey: item.key) else { continue }
-            if let pair = try? StoreCoding.decode(IPIdentityPair.self, from: item.value, key: item.key) { identityOf[cluster, default: [:]][pair.ip] = pair.id }
-        }
-        // Identity → labels, per cluster.
-        var labelsOf: [String: [UInt32: Set<String>]] = [:]
-        for item in try await list(MeshKind.identities.statePrefix(cluster: localCluster)) {
-            if let id = UInt32(item.key.split(separator: "/").last ?? "") { labelsOf[localCluster, default: [:]][id] = Self.labels(item.stringValue) }
-        }
-        for item in try await list(MeshKind.identities.cacheRoot) {
-            guard let cluster = MeshKind.identities.cacheCluster(ofKey: item.key) else { continue }
-            if let id = UInt32(item.key.split(separator: "/").last ?? "") { labelsOf[cluster, default: [:]][id] = Self.labels(item.stringValue) }
-        }
         // Exported global services, local and imported, by namespace/name.
         var services: [String: [ClusterService]] = [:]
         for prefix in [MeshKind.services.statePrefix(cluster: localCluster), MeshKind.services.cacheRoot] {
@@ -37,8 +19,23 @@ enum LabelConsistency {
                 }
             }
         }
+        services = services.filter { Set($0.value.map(\.cluster)).count > 1 }
+        // Only the clusters that share a global service are read: at hundreds of clusters, listing
+        // every endpoint of the mesh made `clustermesh status` take tens of seconds.
+        let clusters = Set(services.values.flatMap { $0.map(\.cluster) })
+        var identityOf: [String: [String: UInt32]] = [:]
+        var labelsOf: [String: [UInt32: Set<String>]] = [:]
+        for cluster in clusters {
+            let local = cluster == localCluster
+            for item in try await list(local ? MeshKind.endpoints.statePrefix(cluster: cluster) : MeshKind.endpoints.cachePrefix(cluster: cluster)) {
+                if let pair = try? StoreCoding.decode(IPIdentityPair.self, from: item.value, key: item.key) { identityOf[cluster, default: [:]][pair.ip] = pair.id }
+            }
+            for item in try await list(local ? MeshKind.identities.statePrefix(cluster: cluster) : MeshKind.identities.cachePrefix(cluster: cluster)) {
+                if let id = UInt32(item.key.split(separator: "/").last ?? "") { labelsOf[cluster, default: [:]][id] = Self.labels(item.stringValue) }
+            }
+        }
         var warnings: [String] = []
-        for (name, exports) in services.sorted(by: { $0.key < $1.key }) where Set(exports.map(\.cluster)).count > 1 {
+        for (name, exports) in services.sorted(by: { $0.key < $1.key }) {
             var byCluster: [String: Set<Set<String>>] = [:]
             for export in exports {
                 for ip in export.backends.keys {

@@ -301,6 +301,7 @@ public struct Agent: Sendable {
         var endpointStatuses: [EndpointPolicyStatus] = []
         var published: NodePolicyStatus?
         var conflicts: [IPCIDR: AddressConflict] = [:]
+        var reported: [AddressConflictReport] = []
         var lastResync = ContinuousClock.now
         var fullApplyNeeded = true
         try await withThrowingDiscardingTaskGroup { group in
@@ -340,6 +341,8 @@ public struct Agent: Sendable {
                         ])
                     }
                     conflicts = state.claims.conflicts
+                    reported = conflicts.sorted { $0.key.description < $1.key.description }.prefix(AddressConflictReport.kept)
+                        .map { AddressConflictReport(prefix: $0.key.description, holder: $0.value.winner, refused: $0.value.losers.sorted()) }
                 }
                 let policyChanged = resyncing || policy == nil || changes.policyInputs
                 if policyChanged {
@@ -371,7 +374,10 @@ public struct Agent: Sendable {
                     let writes: Int
                     if resyncing {
                         var desired = state.desired
-                        desired.ipcache.merge(newCIDREntries, uniquingKeysWith: { cluster, _ in cluster })
+                        // Merged only when there is something to merge: it copies the whole ipcache.
+                        if !newCIDREntries.isEmpty {
+                            desired.ipcache.merge(newCIDREntries, uniquingKeysWith: { cluster, _ in cluster })
+                        }
                         desired.ipBlocks = policy.ipBlocks.numbers
                         writes = try synchronizer.apply(desired)
                     } else {
@@ -405,8 +411,6 @@ public struct Agent: Sendable {
                 if policyChanged || changes.localEndpoints || changes.podsOrNamespaces {
                     endpointStatuses = await endpoints.applyPolicy(policy)
                 }
-                let reported = state.claims.conflicts.sorted { $0.key.description < $1.key.description }.prefix(AddressConflictReport.kept)
-                    .map { AddressConflictReport(prefix: $0.key.description, holder: $0.value.winner, refused: $0.value.losers.sorted()) }
                 // A failed update keeps the revision last programmed: `apply --wait` must not take this one as done.
                 let status = NodePolicyStatus(node: context.nodeName, cluster: context.cluster.name,
                                               revision: programmed ? revision : published?.revision ?? 0,

@@ -11,7 +11,7 @@ import MeridianStore
 /// too, and their frontends recomputed only when one of them changed.
 struct DatapathState: Sendable {
     /// Where a record came from, by the mirrored prefix (and, for resources, the kind) it is under.
-    enum Source: Sendable, Hashable, CaseIterable {
+    enum Source: Sendable, Hashable {
         case localNodes, remoteNodes, localEndpoints, remoteEndpoints
         case services, pods, podStatuses, namespaces, policies, serviceImports, remoteServices, remoteServiceSlices
         case localIdentities, remoteIdentities
@@ -33,6 +33,7 @@ struct DatapathState: Sendable {
     private(set) var claims: IPCacheClaims
     /// Every record as last seen, per source (the values share their bytes with the mirror's).
     private(set) var records: [Source: [String: Data]] = [:]
+    /// The named ports and pod name of the endpoint records that have either.
     private var endpointInfo: [String: EndpointInfo] = [:]
     /// The endpoint key whose named ports and pod name count for a prefix: its holder's.
     private var counted: [IPCIDR: (key: String, info: EndpointInfo)] = [:]
@@ -46,7 +47,6 @@ struct DatapathState: Sendable {
     private(set) var serviceIPs: [String: IPAddress] = [:]
     private(set) var clusterSetNames = ServiceNames()
     private var pending = Changes()
-    private var touchedPrefixes: Set<IPCIDR> = []
     private var touchedIdentities: Set<UInt32> = []
     private var servicesComputed = false
 
@@ -174,20 +174,20 @@ struct DatapathState: Sendable {
             claims.set(key, claims: value.map { nodeClaims(key, $0, imported: source == .remoteNodes) } ?? [], local: source == .localNodes, rank: .node)
         case .localEndpoints, .remoteEndpoints:
             let imported = source == .remoteEndpoints
-            touchedPrefixes.formUnion(claims.prefixes(of: key))
             let pair = value.flatMap { try? StoreCoding.decode(IPIdentityPair.self, from: $0, key: key) }
             var entries: [(prefix: IPCIDR, entry: IPCacheEntry)] = []
             if let pair, let prefix = try? pair.prefix(), prefix.family == .ipv4 {
                 let owner = imported ? UInt16(truncatingIfNeeded: context.identityLayout.clusterID(of: pair.id).rawValue) : UInt16(context.cluster.id)
                 let flags = UInt8(MER_IPCACHE_F_TUNNEL) | (imported ? UInt8(MER_IPCACHE_F_REMOTE_CLUSTER) : 0)
                 entries = [(prefix, IPCacheEntry(identity: pair.id, tunnelEndpoint: IPAddress(pair.hostIP), flags: flags, clusterID: owner))]
-                endpointInfo[key] = EndpointInfo(
+                let info = EndpointInfo(
                     prefix: prefix, identity: pair.id, namedPorts: Set(pair.namedPorts ?? []),
                     pod: namesPods && !pair.k8sPodName.isEmpty
                         ? FlowNames.Pod(cluster: imported ? MeshKind.endpoints.cacheCluster(ofKey: key) ?? "" : context.cluster.name,
                                         namespace: pair.k8sNamespace, name: pair.k8sPodName)
                         : nil)
-                touchedPrefixes.insert(prefix)
+                // Only what the holder contributes beyond its entry is kept: most records have none.
+                endpointInfo[key] = info.namedPorts.isEmpty && info.pod == nil ? nil : info
             } else {
                 endpointInfo[key] = nil
             }
@@ -234,13 +234,14 @@ struct DatapathState: Sendable {
         pending = Changes()
         changes.ipcache = claims.takeChanged()
         // The holder of a prefix is the endpoint whose named ports and pod name count.
-        for prefix in touchedPrefixes.union(changes.ipcache) {
+        // Every prefix a changed record claimed or claims is in `changes.ipcache`.
+        for prefix in changes.ipcache {
             if let old = counted.removeValue(forKey: prefix) {
                 namedPortsByIdentity[old.info.identity]?[prefix] = nil
                 touchedIdentities.insert(old.info.identity)
                 if old.info.pod != nil { podNames[prefix.address] = nil }
             }
-            guard let holder = claims.holders[prefix], let info = endpointInfo[holder], info.prefix == prefix else { continue }
+            guard let holder = claims.holder(of: prefix), let info = endpointInfo[holder], info.prefix == prefix else { continue }
             counted[prefix] = (holder, info)
             if !info.namedPorts.isEmpty {
                 namedPortsByIdentity[info.identity, default: [:]][prefix] = info.namedPorts
@@ -248,7 +249,6 @@ struct DatapathState: Sendable {
             }
             if let pod = info.pod { podNames[prefix.address] = pod }
         }
-        touchedPrefixes = []
         for identity in touchedIdentities {
             let ports = (namedPortsByIdentity[identity] ?? [:]).values.reduce(into: Set<NamedPort>()) { $0.formUnion($1) }
             if ports.isEmpty { namedPortsByIdentity[identity] = nil }

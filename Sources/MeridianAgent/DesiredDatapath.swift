@@ -38,16 +38,73 @@ struct IPCacheClaims: Sendable {
         var rank: Rank
     }
 
+    /// The claims on one prefix: almost always one, kept without a dictionary of its own (at
+    /// 250,000 imported endpoints a dictionary per prefix was a quarter of the agent's memory).
+    private enum Claimants: Sendable {
+        case one(String, Claim)
+        case many([String: Claim])
+
+        var all: [(key: String, claim: Claim)] {
+            switch self {
+            case let .one(key, claim): [(key, claim)]
+            case let .many(claims): claims.map { ($0.key, $0.value) }
+            }
+        }
+
+        func adding(_ key: String, _ claim: Claim) -> Claimants {
+            switch self {
+            case let .one(existing, _) where existing == key:
+                return .one(key, claim)
+            case let .one(existing, other):
+                return .many([existing: other, key: claim])
+            case var .many(claims):
+                claims[key] = claim
+                return .many(claims)
+            }
+        }
+
+        /// Without `key`; nil when no claim is left.
+        func removing(_ key: String) -> Claimants? {
+            switch self {
+            case let .one(existing, _):
+                return existing == key ? nil : self
+            case var .many(claims):
+                claims[key] = nil
+                if claims.count == 1, let last = claims.first { return .one(last.key, last.value) }
+                return claims.isEmpty ? nil : .many(claims)
+            }
+        }
+    }
+
+    /// The prefixes one record claims: one for an endpoint, two for a node.
+    private enum ClaimedPrefixes: Sendable {
+        case one(IPCIDR)
+        case several([IPCIDR])
+
+        init?(_ prefixes: [IPCIDR]) {
+            switch prefixes.count {
+            case 0: return nil
+            case 1: self = .one(prefixes[0])
+            default: self = .several(prefixes)
+            }
+        }
+
+        var all: [IPCIDR] {
+            switch self {
+            case let .one(prefix): [prefix]
+            case let .several(prefixes): prefixes
+            }
+        }
+    }
+
     /// This cluster's own ranges (pod and service CIDRs): no imported prefix may overlap them,
     /// whether it equals, holds or lies inside a local one.
     let localRanges: [IPCIDR]
     private(set) var entries: [IPCIDR: IPCacheEntry] = [:]
-    /// The record key holding each prefix.
-    private(set) var holders: [IPCIDR: String] = [:]
     private(set) var conflicts: [IPCIDR: AddressConflict] = [:]
-    private var claimants: [IPCIDR: [String: Claim]] = [:]
+    private var claimants: [IPCIDR: Claimants] = [:]
     private var refused: [IPCIDR: Set<String>] = [:]
-    private var prefixesOf: [String: [IPCIDR]] = [:]
+    private var prefixesOf: [String: ClaimedPrefixes] = [:]
     /// Prefixes whose entry or holder changed since `takeChanged()`.
     private var changed: Set<IPCIDR> = []
 
@@ -57,10 +114,9 @@ struct IPCacheClaims: Sendable {
 
     /// Replaces every claim `key` made with `claims` (none: the record is gone).
     mutating func set(_ key: String, claims: [(prefix: IPCIDR, entry: IPCacheEntry)], local: Bool, rank: Rank) {
-        let previous = prefixesOf.removeValue(forKey: key) ?? []
+        let previous = prefixesOf.removeValue(forKey: key)?.all ?? []
         for prefix in previous {
-            claimants[prefix]?[key] = nil
-            if claimants[prefix]?.isEmpty == true { claimants[prefix] = nil }
+            claimants[prefix] = claimants[prefix]?.removing(key)
             refused[prefix]?.remove(key)
             if refused[prefix]?.isEmpty == true { refused[prefix] = nil }
         }
@@ -70,15 +126,16 @@ struct IPCacheClaims: Sendable {
             if !local, localRanges.contains(where: { $0.overlaps(prefix) }) {
                 refused[prefix, default: []].insert(key)
             } else {
-                claimants[prefix, default: [:]][key] = Claim(entry: entry, local: local, rank: rank)
+                let claim = Claim(entry: entry, local: local, rank: rank)
+                claimants[prefix] = claimants[prefix]?.adding(key, claim) ?? .one(key, claim)
             }
         }
-        if !now.isEmpty { prefixesOf[key] = now }
+        prefixesOf[key] = ClaimedPrefixes(now)
         for prefix in Set(previous).union(now) { settle(prefix) }
     }
 
-    /// The prefixes `key` claims (held or not).
-    func prefixes(of key: String) -> [IPCIDR] { prefixesOf[key] ?? [] }
+    /// The record key holding `prefix`.
+    func holder(of prefix: IPCIDR) -> String? { winner(of: prefix)?.key }
 
     /// The prefixes whose entry or holder changed since the last call.
     mutating func takeChanged() -> Set<IPCIDR> {
@@ -86,20 +143,29 @@ struct IPCacheClaims: Sendable {
         return changed
     }
 
-    private mutating func settle(_ prefix: IPCIDR) {
-        let candidates = claimants[prefix] ?? [:]
-        let winner = candidates.min { a, b in
-            if a.value.local != b.value.local { return a.value.local }
-            if a.value.local, a.value.rank != b.value.rank { return a.value.rank > b.value.rank }
-            return a.key < b.key
+    private func winner(of prefix: IPCIDR) -> (key: String, claim: Claim)? {
+        switch claimants[prefix] {
+        case nil: nil
+        case let .one(key, claim): (key, claim)
+        case let .many(claims):
+            claims.min { a, b in
+                if a.value.local != b.value.local { return a.value.local }
+                if a.value.local, a.value.rank != b.value.rank { return a.value.rank > b.value.rank }
+                return a.key < b.key
+            }.map { ($0.key, $0.value) }
         }
-        if entries[prefix] != winner?.value.entry || holders[prefix] != winner?.key { changed.insert(prefix) }
-        entries[prefix] = winner?.value.entry
-        holders[prefix] = winner?.key
+    }
+
+    /// Settles who holds `prefix` after a claim on it changed. The prefix counts as changed
+    /// whatever the outcome: its holder may have changed even where its entry reads the same.
+    private mutating func settle(_ prefix: IPCIDR) {
+        let winner = winner(of: prefix)
+        changed.insert(prefix)
+        if let winner { entries[prefix] = winner.claim.entry } else { entries[prefix] = nil }
         var losers = refused[prefix] ?? []
-        for (key, claim) in candidates where !claim.local && key != winner?.key { losers.insert(key) }
+        for (key, claim) in claimants[prefix]?.all ?? [] where !claim.local && key != winner?.key { losers.insert(key) }
         if losers.isEmpty {
-            conflicts[prefix] = nil
+            if conflicts[prefix] != nil { conflicts[prefix] = nil }
         } else if refused[prefix] != nil, let range = localRanges.first(where: { $0.overlaps(prefix) }) {
             conflicts[prefix] = AddressConflict(winner: "local range \(range)", losers: losers)
         } else {

@@ -32,6 +32,8 @@ actor PodRuntime {
     /// The store key of each bound pod's record, to its namespace/name.
     private var boundPodKeys: [String: String] = [:]
     private var podChanges: MirrorChangeTracker?
+    /// What `pods.json` holds, so a pass that changed nothing writes nothing.
+    private var saved: Data?
     struct ContainerProcess: Codable, Sendable {
         var name: String
         var pid: Int32
@@ -129,7 +131,20 @@ actor PodRuntime {
     func run() async throws {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
-                for await _ in await self.mirror.subscribe() { await self.reconcile() }
+                // Only the records a pass reads wake it: pods, their statuses and the nodes (for
+                // MTU routes). Imported endpoints moving, hundreds a second at scale, do not.
+                let prefixes = [KeyLayout.resourcesPrefix, KeyLayout.podStatusPrefix,
+                                MeshKind.nodes.statePrefix(cluster: self.context.cluster.name), MeshKind.nodes.cacheRoot]
+                var seen: [Int64] = []
+                for await _ in await self.mirror.subscribe() {
+                    var revisions: [Int64] = []
+                    for prefix in prefixes { revisions.append(await self.mirror.revision(of: prefix)) }
+                    // Becoming synced counts as a change: the first pass may start pods.
+                    revisions.append(await self.mirror.isSynced ? 1 : 0)
+                    guard revisions != seen else { continue }
+                    seen = revisions
+                    await self.reconcile()
+                }
             }
             group.addTask {
                 while true {
@@ -649,8 +664,12 @@ actor PodRuntime {
     }
 
     private func save() {
-        if let data = try? JSONEncoder().encode(pods) {
-            try? data.write(to: URL(fileURLWithPath: stateDirectory + "/pods.json"), options: .atomic)
+        guard let data = try? JSONEncoder().encode(pods), data != saved else { return }
+        do {
+            try data.write(to: URL(fileURLWithPath: stateDirectory + "/pods.json"), options: .atomic)
+            saved = data
+        } catch {
+            logger.warning("could not save the node's pods; will retry", metadata: ["error": "\(error)"])
         }
     }
 

@@ -24,8 +24,12 @@ final class MockFleet: Sendable {
     /// Each mock's etcd pid while it runs, and which mocks' etcd has exited.
     private let etcdStates = Mutex<(processes: [Int: Int32], exited: Set<Int>)>(([:], []))
 
-    init(directory: String, count: Int) throws {
+    /// The nice value the etcds run at (through `nice`, so every thread has it).
+    let niceness: Int
+
+    init(directory: String, count: Int, niceness: Int = 0) throws {
         self.directory = directory
+        self.niceness = niceness
         mocks = (0..<count).map(MockCluster.init(index:))
         let reserved = try FreePorts.reserve(count * 2)
         ports = (0..<count).map { (reserved[2 * $0], reserved[2 * $0 + 1]) }
@@ -93,7 +97,8 @@ final class MockFleet: Sendable {
         return try await withThrowingTaskGroup(of: Void.self, returning: R.self) { group in
             for mock in mocks {
                 let command = SupervisedCommand(
-                    executable: executable, arguments: arguments(mock), environment: ["GOMAXPROCS": "1"],
+                    executable: niceness == 0 ? executable : "/usr/bin/nice",
+                    arguments: (niceness == 0 ? [] : ["-n", "\(niceness)", executable]) + arguments(mock), environment: ["GOMAXPROCS": "1"],
                     workingDirectory: home(mock), logPath: home(mock) + "/etcd.log", dieWithSupervisor: true)
                 let supervisor = ProcessSupervisor(command, restart: .never, stopGrace: .seconds(10), logger: logger)
                 group.addTask {

@@ -21,6 +21,8 @@ public struct ScaleReport: Codable, Sendable {
         var mockWriteSeconds: Double
         var recordsWritten: Int
         var connectPreparationSeconds: Double
+        /// The nice value the mocks' etcds ran at (0: the same priority as cluster1's processes).
+        var mockNiceness: Int = 0
     }
 
     struct Sync: Codable, Sendable {

@@ -226,6 +226,8 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "With --scale: endpoint updates per second across all mocks; 0 skips the churn (default 325).") var churn: Int?
         @Option(help: "With --scale: seconds of churn (default 30).") var churnSeconds: Int?
         @Option(help: "With --scale: seconds to wait for every remote to be ready (default 600, 120 with --quick).") var syncTimeout: Int?
+        @Option(help: "With --scale: the nice value of the mocks' etcds, 0...19 (default 10: they stand in for remote clusters on other machines).")
+        var mockNiceness: Int?
 
         /// `--quick` or the scale test's sizes, each overridden by its option when given.
         var scaleSizes: ScaleSizes {
@@ -243,10 +245,12 @@ struct BenchCommand: AsyncParsableCommand {
             if scale {
                 do { try scaleSizes.validate() } catch { throw ValidationError("\(error)") }
                 if let syncTimeout, syncTimeout < 10 { throw ValidationError("--sync-timeout must be at least 10 seconds") }
+                if let mockNiceness, !(0...19).contains(mockNiceness) { throw ValidationError("--mock-niceness must be in 0...19") }
                 return
             }
             let scaleOnly = [("--clusters", clusters), ("--nodes", nodes), ("--endpoints", endpoints), ("--identities", identities),
-                             ("--churn", churn), ("--churn-seconds", churnSeconds), ("--sync-timeout", syncTimeout)]
+                             ("--churn", churn), ("--churn-seconds", churnSeconds), ("--sync-timeout", syncTimeout),
+                             ("--mock-niceness", mockNiceness)]
                 .filter { $0.1 != nil }.map(\.0)
             guard scaleOnly.isEmpty else {
                 throw ValidationError("\(scaleOnly.joined(separator: ", ")) only \(scaleOnly.count == 1 ? "applies" : "apply") with --scale")
@@ -263,7 +267,8 @@ struct BenchCommand: AsyncParsableCommand {
         func run() async throws {
             try await reportingErrors {
                 if scale {
-                    let benchmark = ScaleBenchmark(sizes: scaleSizes, syncTimeout: .seconds(syncTimeout ?? (quick ? 120 : 600)))
+                    let benchmark = ScaleBenchmark(sizes: scaleSizes, syncTimeout: .seconds(syncTimeout ?? (quick ? 120 : 600)),
+                                                   mockNiceness: mockNiceness ?? ScaleBenchmark.defaultMockNiceness)
                     BenchCommand.print(try await benchmark.run(), output, text: ScaleBenchmark.text)
                 } else {
                     BenchCommand.print(try await propagationBenchmark.run(), output, text: PropagationBenchmark.text)

@@ -194,6 +194,8 @@ public struct ControlPlane: Sendable {
 struct StatusPublisher: Sendable {
     static let refresh: Duration = .seconds(2)
     static let heartbeatRepublish: TimeInterval = 30
+    /// Status writes in flight at once.
+    static let publishLanes = 16
 
     let client: any KeyValueStore
     let board: StatusBoard
@@ -224,26 +226,39 @@ struct StatusPublisher: Sendable {
             if version != lastVersion || reportDue {
                 do {
                     let now = Date()
-                    for (name, status) in statuses where Self.needsPublishing(status, over: published[name]) {
-                        var report = status
-                        report.reportedAt = now
-                        do {
-                            try await client.put(KeyLayout.remoteStatus(name), jsonData(report))
-                            published[name] = status
-                        } catch {
-                            // One remote's status that cannot be written keeps no other from being written.
-                            logger.warning("status of a remote not published", metadata: ["remote": "\(name)", "error": "\(error)"])
+                    // The liveness stamp goes first: with hundreds of remotes a round of status
+                    // writes can outlast the stamp's freshness, and the stamp says the reporter
+                    // runs, which it does.
+                    if reportDue {
+                        try await client.put(KeyLayout.statusReporter, jsonData(StatusReporterRecord(reportedAt: now)))
+                        lastReport = .now
+                    }
+                    let due = statuses.filter { Self.needsPublishing($0.value, over: published[$0.key]) }.sorted { $0.key < $1.key }
+                    for lane in stride(from: 0, to: due.count, by: Self.publishLanes) {
+                        let written = await withTaskGroup(of: (String, RemoteClusterStatus)?.self) { group in
+                            for (name, status) in due[lane..<min(lane + Self.publishLanes, due.count)] {
+                                group.addTask {
+                                    var report = status
+                                    report.reportedAt = now
+                                    do {
+                                        try await client.put(KeyLayout.remoteStatus(name), jsonData(report))
+                                        return (name, status)
+                                    } catch {
+                                        // One remote's status that cannot be written keeps no other from being written.
+                                        logger.warning("status of a remote not published", metadata: ["remote": "\(name)", "error": "\(error)"])
+                                        return nil
+                                    }
+                                }
+                            }
+                            return await group.reduce(into: [(String, RemoteClusterStatus)]()) { if let done = $1 { $0.append(done) } }
                         }
+                        for (name, status) in written { published[name] = status }
                     }
                     for name in published.keys where statuses[name] == nil {
                         try await client.delete(KeyLayout.remoteStatus(name))
                         published[name] = nil
                     }
                     lastVersion = version
-                    if reportDue {
-                        try await client.put(KeyLayout.statusReporter, jsonData(StatusReporterRecord(reportedAt: now)))
-                        lastReport = .now
-                    }
                 } catch {
                     logger.warning("status publication failed", metadata: ["error": "\(error)"])
                 }

@@ -43,6 +43,8 @@ public struct RemoteStoreConnector: Sendable {
 /// has finished: after a disconnect, once the remote's data is drained (or handed to the
 /// importer that replaces it).
 struct RemoteClusterImporter: Sendable {
+    /// Changes of one kind waiting for the commit in progress, at most.
+    static let coalescedEventsLimit = 1_000
     /// The remote's name and, unless the importer only drains what an earlier run left behind,
     /// its peer record.
     let remote: String
@@ -288,7 +290,9 @@ struct RemoteClusterImporter: Sendable {
             local: localCluster))
         let quota = Shared(PeerQuota(kind))
         let rejectionLog = RejectionLog(remote: self.remote, logger: logger)
-        try await ListWatch(remote, .prefix(statePrefix), restart: .never).run { update in
+        // Changes that arrive during a commit into the local store go into the next one together:
+        // one commit per watch response fell behind a remote writing faster than a commit's round trip.
+        try await ListWatch(remote, .prefix(statePrefix), restart: .never, delivery: .coalescing(maxEvents: Self.coalescedEventsLimit)).run { update in
             switch update {
             case let .snapshot(items, _):
                 if kind == .nodes {

@@ -41,14 +41,27 @@ public struct ListWatch: Sendable {
         case after(ReconnectBackoff)
     }
 
+    /// How the watch's changes reach the consumer.
+    public enum Delivery: Sendable, Hashable {
+        /// Each watch response in its own call; the watch waits while the consumer works.
+        case eachResponse
+        /// Responses that arrive while the consumer works are merged, in order, into its next
+        /// call (at most `maxEvents` wait; past that the watch waits). A consumer that pays a
+        /// round trip per call, such as a commit into another store, then keeps up with any
+        /// rate by doing more per call instead of falling behind one response at a time.
+        case coalescing(maxEvents: Int)
+    }
+
     public let store: any KeyValueStore
     public let scope: Scope
     public let restart: Restart
+    public let delivery: Delivery
 
-    public init(_ store: any KeyValueStore, _ scope: Scope, restart: Restart) {
+    public init(_ store: any KeyValueStore, _ scope: Scope, restart: Restart, delivery: Delivery = .eachResponse) {
         self.store = store
         self.scope = scope
         self.restart = restart
+        self.delivery = delivery
     }
 
     /// Follows the scope until the task is cancelled, the consumer throws (rethrown as it is),
@@ -120,20 +133,68 @@ public struct ListWatch: Sendable {
             throw ConsumerFailure(error: error)
         }
         let watchStarted = ContinuousClock.now
-        do {
-            let handle: @Sendable ([EtcdWatchEvent], Int64) async throws -> Void = { events, revision in
+        let watch: @Sendable (@escaping @Sendable ([EtcdWatchEvent], Int64) async throws -> Void) async throws -> Void = { handle in
+            do {
+                switch scope {
+                case let .prefix(prefix): try await store.watch(prefix: prefix, startRevision: revision + 1, handle: handle)
+                case let .key(key): try await store.watch(key: key, startRevision: revision + 1, handle: handle)
+                }
+            } catch let error as EtcdError {
+                throw StoreFailure(error: error, watchedFor: ContinuousClock.now - watchStarted)
+            }
+        }
+        switch delivery {
+        case .eachResponse:
+            try await watch { events, revision in
                 do {
                     try await consume(.changes(events, revision: revision))
                 } catch {
                     throw ConsumerFailure(error: error)
                 }
             }
-            switch scope {
-            case let .prefix(prefix): try await store.watch(prefix: prefix, startRevision: revision + 1, handle: handle)
-            case let .key(key): try await store.watch(key: key, startRevision: revision + 1, handle: handle)
+        case let .coalescing(maxEvents):
+            try await Self.coalesce(maxEvents: maxEvents, after: revision, watch: watch, consume: consume)
+        }
+    }
+
+    /// Runs the watch and the consumer side by side: the watch appends to a pending batch, the
+    /// consumer takes all of it whenever it is free. Whichever ends first ends both.
+    private static func coalesce(maxEvents: Int, after revision: Int64,
+                                 watch: @escaping @Sendable (@escaping @Sendable ([EtcdWatchEvent], Int64) async throws -> Void) async throws -> Void,
+                                 consume: @escaping @Sendable (Update) async throws -> Void) async throws {
+        let pending = Shared<(events: [EtcdWatchEvent], revision: Int64)>(([], revision))
+        let (ready, signal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await _ in ready {
+                    let batch = pending.withLock { state in
+                        defer { state.events = [] }
+                        return state
+                    }
+                    guard !batch.events.isEmpty else { continue }
+                    do {
+                        try await consume(.changes(batch.events, revision: batch.revision))
+                    } catch {
+                        throw ConsumerFailure(error: error)
+                    }
+                }
             }
-        } catch let error as EtcdError {
-            throw StoreFailure(error: error, watchedFor: ContinuousClock.now - watchStarted)
+            group.addTask {
+                try await watch { events, revision in
+                    // A consumer far behind holds the watch back (the store then buffers, and
+                    // HTTP/2 flow control stops the sender) rather than letting the batch grow.
+                    while pending.withLock({ $0.events.count >= maxEvents }) {
+                        try await Task.sleep(for: .milliseconds(5))
+                    }
+                    pending.withLock { state in
+                        state.events += events
+                        state.revision = revision
+                    }
+                    signal.yield()
+                }
+            }
+            defer { group.cancelAll() }
+            try await group.next()
         }
     }
 

@@ -117,7 +117,7 @@ struct DesiredDatapathTests {
         #expect(reversed.entries == claims.entries && reversed.conflicts == claims.conflicts, "the same winner in either order")
         // When the holder goes, the other claim takes the prefix and the conflict is over.
         claims.set(a, claims: [], local: false, rank: .endpoint)
-        #expect(claims.entries[prefix] == entry && claims.holders[prefix] == b)
+        #expect(claims.entries[prefix] == entry && claims.holder(of: prefix) == b)
         #expect(claims.conflicts.isEmpty)
     }
 

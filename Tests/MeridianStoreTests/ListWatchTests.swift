@@ -186,4 +186,67 @@ struct ListWatchTests {
             group.cancelAll()
         }
     }
+
+    @Test("coalescing: changes made while the consumer works reach it in one call, in order, with the last revision; one response at a time otherwise")
+    func coalescingMergesWhatArrivesDuringAConsumersWork() async throws {
+        for delivery in [ListWatch.Delivery.coalescing(maxEvents: 1_000), .eachResponse] {
+            let store = InMemoryKeyValueStore()
+            let calls = Shared([[String]]())
+            let revisions = Shared([Int64]())
+            let listed = Shared(false)
+            let entered = Shared(false)
+            let released = Shared(false)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await ListWatch(store, .prefix("p/"), restart: .never, delivery: delivery).run { update in
+                        guard case let .changes(events, revision) = update else {
+                            listed.withLock { $0 = true }
+                            return
+                        }
+                        calls.withLock { $0.append(events.map(\.key)) }
+                        revisions.withLock { $0.append(revision) }
+                        // The first call keeps the consumer busy until the test has written more.
+                        if calls.withLock({ $0.count }) == 1 {
+                            entered.withLock { $0 = true }
+                            while !released.value { try await Task.sleep(for: .milliseconds(5)) }
+                        }
+                    }
+                }
+                try await eventuallyTrue { listed.value }
+                try await store.put("p/0", Self.data("0"))
+                try await eventuallyTrue { entered.value }
+                var last: Int64 = 0
+                for index in 1...20 { last = try await store.put("p/\(index)", Self.data("\(index)")) }
+                try await store.delete("p/3")
+                released.withLock { $0 = true }
+                let expected = ["p/0"] + (1...20).map { "p/\($0)" } + ["p/3"]
+                try await eventuallyTrue { calls.withLock { $0.flatMap { $0 } } == expected }
+                switch delivery {
+                case .coalescing:
+                    #expect(calls.withLock { $0 }.count == 2, "the first change alone, then everything that came meanwhile")
+                    #expect(revisions.withLock { $0 }.last ?? 0 > last)
+                case .eachResponse:
+                    #expect(calls.withLock { $0 }.count == 22)
+                }
+                group.cancelAll()
+            }
+        }
+    }
+
+    @Test("coalescing: the consumer's error ends the run")
+    func coalescingConsumerErrorsEndTheRun() async throws {
+        let store = InMemoryKeyValueStore()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await #expect(throws: ConsumerGaveUp.self) {
+                    try await ListWatch(store, .prefix("p/"), restart: .after(ReconnectBackoff()), delivery: .coalescing(maxEvents: 10)).run { update in
+                        if case .changes = update { throw ConsumerGaveUp() }
+                    }
+                }
+            }
+            try await Task.sleep(for: .milliseconds(50))
+            try await store.put("p/a", Self.data("1"))
+            try await group.waitForAll()
+        }
+    }
 }
