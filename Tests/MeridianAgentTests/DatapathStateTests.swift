@@ -15,18 +15,6 @@ struct DatapathStateTests {
     static let localNodes = MeshKind.nodes.statePrefix(cluster: "cluster1")
     static let localEndpoints = MeshKind.endpoints.statePrefix(cluster: "cluster1")
 
-    /// A reproducible generator (SplitMix64), so a failure names the seed that gives it.
-    struct Seeded: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static func encode(_ manifest: String) -> Data {
         StoreCoding.encode(try! ManifestDecoder.decode(manifest, source: "test.yaml")[0])
     }
@@ -34,7 +22,7 @@ struct DatapathStateTests {
     /// One random change: which mirrored prefix, which key, and its value now (nil: deleted).
     /// Keys and addresses come from small pools, so records collide: two records claim one
     /// address, imported ones claim local ranges, a record changes its address or goes.
-    static func randomChange(_ rng: inout Seeded) -> (prefix: String, key: String, value: Data?) {
+    static func randomChange(_ rng: inout SeededGenerator) -> (prefix: String, key: String, value: Data?) {
         let delete = Int.random(in: 0..<5, using: &rng) == 0
         let address = ["10.9.0.\(Int.random(in: 1...4, using: &rng))", "10.1.1.\(Int.random(in: 5...7, using: &rng))",
                        "10.2.1.\(Int.random(in: 1...3, using: &rng))", "172.30.2.\(Int.random(in: 1...2, using: &rng))"]
@@ -115,7 +103,7 @@ struct DatapathStateTests {
 
     @Test("after every change of a random sequence, the state kept from changes equals the state computed at once from the records left", arguments: [UInt64(1), 2, 3, 4, 5, 6, 7, 8])
     func changesAgreeWithAFullComputation(seed: UInt64) {
-        var rng = Seeded(state: seed)
+        var rng = SeededGenerator(seed: seed)
         var state = DatapathState(context: Self.context, namesPods: true)
         var records: [String: [String: Data]] = [:]
         var compared = 0
