@@ -35,8 +35,8 @@ struct DatapathState: Sendable {
     private(set) var records: [Source: [String: Data]] = [:]
     /// The named ports and pod name of the endpoint records that have either.
     private var endpointInfo: [String: EndpointInfo] = [:]
-    /// The endpoint key whose named ports and pod name count for a prefix: its holder's.
-    private var counted: [IPCIDR: (key: String, info: EndpointInfo)] = [:]
+    /// What a prefix's holder contributes in named ports and pod name, as counted.
+    private var counted: [IPCIDR: EndpointInfo] = [:]
     /// Named ports per identity, per prefix whose holder contributes them.
     private var namedPortsByIdentity: [UInt32: [IPCIDR: Set<NamedPort>]] = [:]
     private(set) var namedPorts: [UInt32: Set<NamedPort>] = [:]
@@ -61,6 +61,7 @@ struct DatapathState: Sendable {
     init(context: NodeContext, namesPods: Bool) {
         self.context = context
         self.namesPods = namesPods
+        prefixSources = Self.prefixSources(cluster: context.cluster.name)
         claims = IPCacheClaims(localRanges: [context.cluster.podCIDR, context.cluster.serviceCIDR].compactMap(IPCIDR.init))
         if let gateway = try? IPCIDR(address: context.gateway, prefixLength: 32) {
             claims.set("gateway", claims: [(gateway, IPCacheEntry(identity: ReservedIdentity.host.rawValue, tunnelEndpoint: nil,
@@ -84,35 +85,33 @@ struct DatapathState: Sendable {
         ]
     }
 
-    private static let policyPlurals: Set<String> = [ResourceKind.networkPolicy.plural, ResourceKind.ciliumNetworkPolicy.plural,
-                                                     ResourceKind.ciliumClusterwideNetworkPolicy.plural]
+    /// The source of each mirrored prefix but the resources one, which holds several.
+    private let prefixSources: [String: Source]
+    private static let resourceSources: [String: Source] = [
+        ResourceKind.service.plural: .services, ResourceKind.pod.plural: .pods, ResourceKind.namespace.plural: .namespaces,
+        ResourceKind.serviceImport.plural: .serviceImports, ResourceKind.networkPolicy.plural: .policies,
+        ResourceKind.ciliumNetworkPolicy.plural: .policies, ResourceKind.ciliumClusterwideNetworkPolicy.plural: .policies,
+    ]
+
+    private static func prefixSources(cluster: String) -> [String: Source] {
+        [
+            MeshKind.nodes.statePrefix(cluster: cluster): .localNodes, MeshKind.endpoints.statePrefix(cluster: cluster): .localEndpoints,
+            KeyLayout.podStatusPrefix: .podStatuses, MeshKind.identities.statePrefix(cluster: cluster): .localIdentities,
+            MeshKind.nodes.cacheRoot: .remoteNodes, MeshKind.endpoints.cacheRoot: .remoteEndpoints, MeshKind.services.cacheRoot: .remoteServices,
+            MeshKind.identities.cacheRoot: .remoteIdentities, MeshKind.serviceSlices.cacheRoot: .remoteServiceSlices,
+        ]
+    }
 
     /// The source of `key`, read from the mirrored `prefix` it came under; nil: not one the
     /// datapath uses (another resource kind).
     private func source(of key: String, under prefix: String) -> Source? {
-        let cluster = context.cluster.name
-        switch prefix {
-        case MeshKind.nodes.statePrefix(cluster: cluster): return .localNodes
-        case MeshKind.endpoints.statePrefix(cluster: cluster): return .localEndpoints
-        case KeyLayout.podStatusPrefix: return .podStatuses
-        case MeshKind.identities.statePrefix(cluster: cluster): return .localIdentities
-        case MeshKind.nodes.cacheRoot: return .remoteNodes
-        case MeshKind.endpoints.cacheRoot: return .remoteEndpoints
-        case MeshKind.services.cacheRoot: return .remoteServices
-        case MeshKind.identities.cacheRoot: return .remoteIdentities
-        case MeshKind.serviceSlices.cacheRoot: return .remoteServiceSlices
-        case KeyLayout.resourcesPrefix:
-            let plural = key.dropFirst(prefix.count).prefix { $0 != "/" }
-            switch plural {
-            case ResourceKind.service.plural: return .services
-            case ResourceKind.pod.plural: return .pods
-            case ResourceKind.namespace.plural: return .namespaces
-            case ResourceKind.serviceImport.plural: return .serviceImports
-            case _ where Self.policyPlurals.contains(String(plural)): return .policies
-            default: return nil
-            }
-        default: return nil
-        }
+        guard prefix == KeyLayout.resourcesPrefix else { return prefixSources[prefix] }
+        return Self.resourceSources[String(key.dropFirst(prefix.count).prefix { $0 != "/" })]
+    }
+
+    /// The sources a mirrored prefix holds.
+    private func sources(under prefix: String) -> Set<Source> {
+        prefix == KeyLayout.resourcesPrefix ? Set(Self.resourceSources.values) : Set([prefixSources[prefix]].compactMap { $0 })
     }
 
     /// Takes in what changed under one mirrored prefix.
@@ -125,30 +124,13 @@ struct DatapathState: Sendable {
             }
         case let .everything(all):
             // Keys of this prefix no longer listed are gone; the rest are taken as changes.
-            for source in Self.sources(under: prefix, cluster: context.cluster.name) {
+            for source in sources(under: prefix) {
                 for key in (records[source] ?? [:]).keys where all[key] == nil { update(key, to: nil, in: source) }
             }
             for (key, value) in all {
                 guard let source = source(of: key, under: prefix) else { continue }
                 update(key, to: value, in: source)
             }
-        }
-    }
-
-    /// The sources a mirrored prefix holds.
-    private static func sources(under prefix: String, cluster: String) -> [Source] {
-        switch prefix {
-        case MeshKind.nodes.statePrefix(cluster: cluster): [.localNodes]
-        case MeshKind.endpoints.statePrefix(cluster: cluster): [.localEndpoints]
-        case KeyLayout.podStatusPrefix: [.podStatuses]
-        case MeshKind.identities.statePrefix(cluster: cluster): [.localIdentities]
-        case MeshKind.nodes.cacheRoot: [.remoteNodes]
-        case MeshKind.endpoints.cacheRoot: [.remoteEndpoints]
-        case MeshKind.services.cacheRoot: [.remoteServices]
-        case MeshKind.identities.cacheRoot: [.remoteIdentities]
-        case MeshKind.serviceSlices.cacheRoot: [.remoteServiceSlices]
-        case KeyLayout.resourcesPrefix: [.services, .pods, .namespaces, .serviceImports, .policies]
-        default: []
         }
     }
 
@@ -237,12 +219,12 @@ struct DatapathState: Sendable {
         // Every prefix a changed record claimed or claims is in `changes.ipcache`.
         for prefix in changes.ipcache {
             if let old = counted.removeValue(forKey: prefix) {
-                namedPortsByIdentity[old.info.identity]?[prefix] = nil
-                touchedIdentities.insert(old.info.identity)
-                if old.info.pod != nil { podNames[prefix.address] = nil }
+                namedPortsByIdentity[old.identity]?[prefix] = nil
+                touchedIdentities.insert(old.identity)
+                if old.pod != nil { podNames[prefix.address] = nil }
             }
             guard let holder = claims.holder(of: prefix), let info = endpointInfo[holder], info.prefix == prefix else { continue }
-            counted[prefix] = (holder, info)
+            counted[prefix] = info
             if !info.namedPorts.isEmpty {
                 namedPortsByIdentity[info.identity, default: [:]][prefix] = info.namedPorts
                 touchedIdentities.insert(info.identity)

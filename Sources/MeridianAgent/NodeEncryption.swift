@@ -162,18 +162,9 @@ struct NodeEncryption: Sendable {
                 try await device.waitReady(timeout: .seconds(10), logPath: logPath)
             }
             group.addTask {
-                // Peers follow the node records alone: other changes (an imported endpoint moving,
-                // hundreds a second at scale) wait for the tick rather than each costing a pass.
-                var seen: [Int64] = []
-                for await _ in await mirror.subscribe() {
-                    var revisions: [Int64] = []
-                    for prefix in [MeshKind.nodes.statePrefix(cluster: context.cluster.name), MeshKind.nodes.cacheRoot] {
-                        revisions.append(await mirror.revision(of: prefix))
-                    }
-                    if revisions != seen {
-                        seen = revisions
-                        continuation.yield()
-                    }
+                // Peers follow the node records alone; anything else waits for the tick.
+                await mirror.onChanges(under: [MeshKind.nodes.statePrefix(cluster: context.cluster.name), MeshKind.nodes.cacheRoot]) {
+                    continuation.yield()
                 }
             }
             group.addTask {

@@ -131,18 +131,9 @@ actor PodRuntime {
     func run() async throws {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
-                // Only the records a pass reads wake it: pods, their statuses and the nodes (for
-                // MTU routes). Imported endpoints moving, hundreds a second at scale, do not.
-                let prefixes = [KeyLayout.resourcesPrefix, KeyLayout.podStatusPrefix,
-                                MeshKind.nodes.statePrefix(cluster: self.context.cluster.name), MeshKind.nodes.cacheRoot]
-                var seen: [Int64] = []
-                for await _ in await self.mirror.subscribe() {
-                    var revisions: [Int64] = []
-                    for prefix in prefixes { revisions.append(await self.mirror.revision(of: prefix)) }
-                    // Becoming synced counts as a change: the first pass may start pods.
-                    revisions.append(await self.mirror.isSynced ? 1 : 0)
-                    guard revisions != seen else { continue }
-                    seen = revisions
+                // Only the records a pass reads wake it: pods, their statuses and the nodes (for MTU routes).
+                await self.mirror.onChanges(under: [KeyLayout.resourcesPrefix, KeyLayout.podStatusPrefix,
+                                                    MeshKind.nodes.statePrefix(cluster: self.context.cluster.name), MeshKind.nodes.cacheRoot]) {
                     await self.reconcile()
                 }
             }

@@ -211,7 +211,7 @@ public struct ScaleBenchmark: Sendable {
                                                  lastCount: &lastCount, lastProgress: &lastProgress) {
                     return done
                 }
-            } catch where Self.isTimeout(error) {
+            } catch where Self.isTransient(error) {
                 // cluster1's etcd is what the sync loads; a read of it timing out is retried, not the end of the run.
                 BenchLab.progress("  a read of cluster1's etcd timed out while it synced; reading again")
                 if ContinuousClock.now - started >= syncTimeout { return sync }
@@ -220,7 +220,8 @@ public struct ScaleBenchmark: Sendable {
         }
     }
 
-    static func isTimeout(_ error: any Error) -> Bool {
+    /// A store error worth another read: a timeout, or the store briefly unreachable.
+    static func isTransient(_ error: any Error) -> Bool {
         guard let etcd = error as? EtcdError else { return false }
         return etcd.code == .timeout || etcd.code == .unavailable
     }

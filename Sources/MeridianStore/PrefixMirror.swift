@@ -173,6 +173,22 @@ private enum PendingChanges {
 }
 
 extension PrefixMirror {
+    /// Runs `body` whenever the copy of one of `prefixes` (mirrored prefixes) moves to a new
+    /// revision, and when the mirror becomes synced, until cancelled: a consumer of a few
+    /// prefixes is not woken by changes to the others (imported endpoints, hundreds a second at
+    /// scale).
+    public func onChanges(under prefixes: [String], _ body: () async -> Void) async {
+        var seen: (revisions: [Int64], synced: Bool)?
+        for await _ in subscribe() {
+            var revisions: [Int64] = []
+            for prefix in prefixes { revisions.append(revision(of: prefix)) }
+            let now = (revisions: revisions, synced: isSynced)
+            if let seen, seen.revisions == now.revisions, seen.synced == now.synced { continue }
+            seen = now
+            await body()
+        }
+    }
+
     /// Runs `body` once the mirror is synced and again after every change, until cancelled. A
     /// failed run is repeated after the backoff's next delay even when nothing changes (and the
     /// backoff resets after a run that succeeds); with `every`, it also runs that often.
