@@ -387,7 +387,10 @@ public struct Agent: Sendable {
                             ipcache[prefix] = .some(state.claims.entries[prefix] ?? newCIDREntries[prefix])
                         }
                         writes = try synchronizer.apply(ipcache: ipcache, ipBlocks: policy.ipBlocks.numbers,
-                                                        services: changes.services ? (state.services, state.backendStates) : nil)
+                                                        services: changes.services
+                                                            ? MapSynchronizer.ServiceChanges(frontends: state.services, states: state.backendStates,
+                                                                                             changed: changes.frontends, changedStates: changes.backendStates)
+                                                            : nil)
                     }
                     fullApplyNeeded = false
                     if writes > 0 {

@@ -21,6 +21,10 @@ struct DatapathState: Sendable {
     struct Changes: Sendable {
         /// ipcache prefixes whose entry (or holder) changed.
         var ipcache: Set<IPCIDR> = []
+        /// Service frontends whose backends changed, and backends whose state did.
+        var frontends: Set<Frontend> = []
+        var backendStates: Set<BackendAddress> = []
+        /// Anything service-side moved: frontends, states, or the names DNS answers.
         var services = false
         /// Policies or identities changed, or an identity's named ports did.
         var policyInputs = false
@@ -41,14 +45,23 @@ struct DatapathState: Sendable {
     private var namedPortsByIdentity: [UInt32: [IPCIDR: Set<NamedPort>]] = [:]
     private(set) var namedPorts: [UInt32: Set<NamedPort>] = [:]
     private(set) var podNames: [IPAddress: FlowNames.Pod] = [:]
-    private var serviceCaches = ServiceRecordCaches()
-    private(set) var services: [Frontend: [BackendAddress]] = [:]
-    private(set) var backendStates: [BackendAddress: BackendState] = [:]
-    private(set) var serviceIPs: [String: IPAddress] = [:]
-    private(set) var clusterSetNames = ServiceNames()
+    private var serviceIndex = ServiceIndex()
+    private var frontendTable = OwnedValues<Frontend, [BackendAddress]>()
+    private var stateTable = OwnedValues<BackendAddress, BackendState>()
+    private var serviceIPTable = OwnedValues<String, IPAddress>()
+    private var clusterSetTable = OwnedValues<String, [IPAddress]>()
+    private var clusterSetBackendTable = OwnedValues<String, IPAddress>()
+    var services: [Frontend: [BackendAddress]] { frontendTable.values }
+    var backendStates: [BackendAddress: BackendState] { stateTable.values }
+    var serviceIPs: [String: IPAddress] { serviceIPTable.values }
+    var clusterSetNames: ServiceNames {
+        var names = ServiceNames()
+        names.clusterSet = clusterSetTable.values
+        names.clusterSetBackends = clusterSetBackendTable.values
+        return names
+    }
     private var pending = Changes()
     private var touchedIdentities: Set<UInt32> = []
-    private var servicesComputed = false
 
     /// The part of an endpoint record that is not its ipcache entry.
     private struct EndpointInfo: Sendable, Equatable {
@@ -175,10 +188,18 @@ struct DatapathState: Sendable {
             }
             claims.set(key, claims: entries, local: !imported, rank: .endpoint)
             if !imported { pending.localEndpoints = true }
-        case .services, .podStatuses, .remoteServices, .remoteServiceSlices, .serviceImports:
-            pending.services = true
+        case .services:
+            serviceIndex.update(.service, key: key, value: value)
+        case .podStatuses:
+            serviceIndex.update(.podStatus, key: key, value: value)
+        case .remoteServices:
+            serviceIndex.update(.remoteService, key: key, value: value)
+        case .remoteServiceSlices:
+            serviceIndex.update(.remoteSlice, key: key, value: value)
+        case .serviceImports:
+            serviceIndex.update(.serviceImport, key: key, value: value)
         case .pods:
-            pending.services = true
+            serviceIndex.update(.pod, key: key, value: value)
             pending.podsOrNamespaces = true
         case .namespaces:
             pending.podsOrNamespaces = true
@@ -240,42 +261,40 @@ struct DatapathState: Sendable {
             }
         }
         touchedIdentities = []
-        if changes.services || !servicesComputed {
-            computeServices()
-            servicesComputed = true
-            changes.services = true
+        for name in serviceIndex.takeTouched() {
+            recomputeService(name, into: &changes)
         }
         return changes
     }
 
-    /// The frontends of every Service and ServiceImport, their ClusterIPs and clusterset names,
-    /// from the service-side records (their decoding is cached across calls).
-    private mutating func computeServices() {
-        let records = ServiceRecords(services: records[.services] ?? [:], pods: records[.pods] ?? [:], statuses: records[.podStatuses] ?? [:],
-                                     remote: records[.remoteServices] ?? [:], imports: records[.serviceImports] ?? [:],
-                                     remoteSlices: records[.remoteServiceSlices] ?? [:], caches: &serviceCaches)
-        var services: [Frontend: [BackendAddress]] = [:]
-        var backendStates: [BackendAddress: BackendState] = [:]
-        for frontend in records.frontends(cluster: context.cluster.name, clusterID: context.cluster.id) {
-            guard let vip = IPAddress(frontend.address), let proto = L4Protocol(rawValue: frontend.proto).flatMap(DesiredDatapath.proto) else { continue }
-            // A backend with several slots (cluster weights) is listed once per slot.
-            services[Frontend(address: vip, port: frontend.port, proto: proto)] = frontend.backends.flatMap { backend -> [BackendAddress] in
-                guard let ip = IPAddress(backend.ip) else { return [] }
-                let address = BackendAddress(address: ip, port: backend.port, proto: proto, clusterID: UInt16(truncatingIfNeeded: backend.clusterID))
-                if let state = BackendState(rawValue: backend.state), state != .active { backendStates[address] = state }
-                return Array(repeating: address, count: max(1, backend.slots ?? 1))
-            }
+    /// Re-derives the frontends, backend states, ClusterIP and clusterset names of one service
+    /// name from its records alone. A Service's frontends and its ServiceImport's are held
+    /// under owners of their own, so where two claim one frontend the outcome is the same as
+    /// computing every service at once in order (the last, by kind, namespace and name, holds).
+    private mutating func recomputeService(_ name: String, into changes: inout Changes) {
+        let records = serviceIndex.records(of: name)
+        let cluster = context.cluster
+        let parts: [(ServiceOwner, [ServiceFrontend])] = [
+            (ServiceOwner(kind: .service, name: name),
+             GlobalServiceMerge.frontends(cluster: cluster.name, clusterID: cluster.id, services: records.services, pods: records.pods,
+                                          remote: records.remote)),
+            (ServiceOwner(kind: .serviceImport, name: name),
+             MultiClusterServiceMerge.frontends(cluster: cluster.name, clusterID: cluster.id, imports: records.imports,
+                                                services: records.services, pods: records.pods, remote: records.remote)),
+        ]
+        for (owner, frontends) in parts {
+            let programmed = DesiredDatapath.programmed(frontends)
+            let moved = frontendTable.set(owner, programmed.frontends)
+            let movedStates = stateTable.set(owner, programmed.states)
+            changes.frontends.formUnion(moved)
+            changes.backendStates.formUnion(movedStates)
+            if !moved.isEmpty || !movedStates.isEmpty { changes.services = true }
         }
-        // Every Service with a ClusterIP resolves by name, whatever its ports.
-        var serviceIPs: [String: IPAddress] = [:]
-        for service in records.services {
-            guard let clusterIP = service.spec.clusterIP, let vip = IPAddress(clusterIP) else { continue }
-            serviceIPs["\(service.metadata.name).\(service.metadata.namespace ?? KubernetesObject.defaultNamespace)"] = vip
-        }
-        self.services = services
-        self.backendStates = backendStates
-        self.serviceIPs = serviceIPs
-        clusterSetNames = DesiredDatapath.clusterSetNames(records, cluster: context.cluster.name)
+        let owner = ServiceOwner(kind: .service, name: name)
+        let names = DesiredDatapath.clusterSetNames(records, cluster: cluster.name)
+        let moved = [serviceIPTable.set(owner, DesiredDatapath.clusterIPs(records)).isEmpty, clusterSetTable.set(owner, names.clusterSet).isEmpty,
+                     clusterSetBackendTable.set(owner, names.clusterSetBackends).isEmpty]
+        if moved.contains(false) { changes.services = true }
     }
 
     /// The ipcache entries of the CIDR identities policy needs, for prefixes the cluster's own
@@ -308,5 +327,61 @@ struct DatapathState: Sendable {
         desired.namedPorts = namedPorts
         desired.podNames = podNames
         return desired
+    }
+}
+
+/// Which service record derived a value: a Service's frontends (with the global merge) or a
+/// ServiceImport's ClusterSetIP frontends, of one `<namespace>/<name>`. Ordered as computing
+/// every service at once would write them: Services before imports, then by namespace and name.
+struct ServiceOwner: Hashable, Comparable, Sendable {
+    enum Kind: Int, Sendable { case service, serviceImport }
+    var kind: Kind
+    var namespace: Substring
+    var name: Substring
+
+    init(kind: Kind, name namespacedName: String) {
+        self.kind = kind
+        let parts = namespacedName.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        namespace = parts.first ?? ""
+        name = parts.count > 1 ? parts[1] : ""
+    }
+
+    static func < (a: ServiceOwner, b: ServiceOwner) -> Bool {
+        (a.kind.rawValue, a.namespace, a.name) < (b.kind.rawValue, b.namespace, b.name)
+    }
+}
+
+/// Values by key that several owners may set, where the greatest owner's value holds. What
+/// lets one service's values be replaced alone while keeping the outcome of computing every
+/// service in order.
+struct OwnedValues<Key: Hashable & Sendable, Value: Equatable & Sendable>: Sendable {
+    private(set) var values: [Key: Value] = [:]
+    private var byOwner: [ServiceOwner: [Key: Value]] = [:]
+    private var owners: [Key: Set<ServiceOwner>] = [:]
+
+    /// Replaces what `owner` sets; returns the keys whose value in force moved.
+    mutating func set(_ owner: ServiceOwner, _ entries: [Key: Value]) -> Set<Key> {
+        let old = byOwner[owner] ?? [:]
+        guard old != entries else { return [] }
+        var touched: Set<Key> = []
+        for key in old.keys where entries[key] == nil {
+            owners[key]?.remove(owner)
+            if owners[key]?.isEmpty == true { owners[key] = nil }
+            touched.insert(key)
+        }
+        for (key, value) in entries where old[key] != value {
+            owners[key, default: []].insert(owner)
+            touched.insert(key)
+        }
+        byOwner[owner] = entries.isEmpty ? nil : entries
+        var moved: Set<Key> = []
+        for key in touched {
+            let value = owners[key]?.max().flatMap { byOwner[$0]?[key] }
+            if values[key] != value {
+                values[key] = value
+                moved.insert(key)
+            }
+        }
+        return moved
     }
 }

@@ -247,6 +247,46 @@ struct DesiredDatapath: Sendable {
         return state.desired
     }
 
+    /// What the maps program for `frontends`: each frontend's backends, a backend listed once
+    /// per slot it takes (cluster weights), and the backends that are not active.
+    static func programmed(_ frontends: [ServiceFrontend]) -> (frontends: [Frontend: [BackendAddress]], states: [BackendAddress: BackendState]) {
+        var programmed: [Frontend: [BackendAddress]] = [:]
+        var states: [BackendAddress: BackendState] = [:]
+        for frontend in frontends {
+            guard let vip = IPAddress(frontend.address), let proto = L4Protocol(rawValue: frontend.proto).flatMap(proto) else { continue }
+            var backends: [BackendAddress] = []
+            backends.reserveCapacity(frontend.backends.count)
+            for backend in frontend.backends {
+                guard let ip = IPAddress(backend.ip) else { continue }
+                let address = BackendAddress(address: ip, port: backend.port, proto: proto, clusterID: UInt16(truncatingIfNeeded: backend.clusterID))
+                if let state = BackendState(rawValue: backend.state), state != .active { states[address] = state }
+                for _ in 0..<max(1, backend.slots ?? 1) { backends.append(address) }
+            }
+            programmed[Frontend(address: vip, port: frontend.port, proto: proto)] = backends
+        }
+        return (programmed, states)
+    }
+
+    /// The whole service side of `records` at once: what `DatapathState` keeps per service,
+    /// computed in one pass (for tests to hold the per-service upkeep to).
+    static func services(_ records: ServiceRecords, cluster: String, clusterID: UInt32)
+        -> (frontends: [Frontend: [BackendAddress]], states: [BackendAddress: BackendState], names: ServiceNames) {
+        let programmed = programmed(records.frontends(cluster: cluster, clusterID: clusterID))
+        var names = clusterSetNames(records, cluster: cluster)
+        names.clusterIPs = clusterIPs(records)
+        return (programmed.frontends, programmed.states, names)
+    }
+
+    /// The ClusterIP of every Service that has one, by `name.namespace`, whatever its ports.
+    static func clusterIPs(_ records: ServiceRecords) -> [String: IPAddress] {
+        var clusterIPs: [String: IPAddress] = [:]
+        for service in records.services {
+            guard let clusterIP = service.spec.clusterIP, let vip = IPAddress(clusterIP) else { continue }
+            clusterIPs["\(service.metadata.name).\(service.metadata.namespace ?? KubernetesObject.defaultNamespace)"] = vip
+        }
+        return clusterIPs
+    }
+
     /// The `clusterset.local` names: each import's ClusterSetIP, or a headless import's healthy
     /// backends with the hostnames their clusters publish.
     static func clusterSetNames(_ records: ServiceRecords, cluster: String) -> ServiceNames {

@@ -27,6 +27,15 @@ struct MapSynchronizer {
     private(set) var reverseNAT: [UInt16: RevNATTarget] = [:]
     private var backendIDs: [BackendAddress: UInt32] = [:]
     private var revNATIndices: [RevNATTarget: UInt16] = [:]
+    /// The backend IDs each programmed frontend lists (slotted or not), the frontends listing
+    /// each backend, and each frontend's reverse-NAT index with the frontends using each: what
+    /// lets one frontend be rewritten alone, and a backend or index go once nothing lists it.
+    /// Rebuilt by a full apply, which must follow `resync()`.
+    private var members: [Frontend: Set<UInt32>] = [:]
+    private var listedBy: [UInt32: Set<Frontend>] = [:]
+    private var frontendRevNAT: [Frontend: UInt16] = [:]
+    private var revNATUsers: [UInt16: Set<Frontend>] = [:]
+    private var servicesNeedFullApply = true
     private var nextBackendID: UInt32 = 1
     private var nextRevNAT: UInt16 = 1
     private(set) var writes = 0
@@ -75,6 +84,11 @@ struct MapSynchronizer {
         }
         nextBackendID = max(nextBackendID, (backends.keys.max() ?? 0) &+ 1)
         nextRevNAT = max(nextRevNAT, (reverseNAT.keys.max() ?? 0) &+ 1)
+        members = [:]
+        listedBy = [:]
+        frontendRevNAT = [:]
+        revNATUsers = [:]
+        servicesNeedFullApply = true
         slots = [:]
         for (key, value) in maps.services.entries() {
             let frontend = Frontend(address: IPAddress(datapathValue: key.address), port: UInt16(bigEndian: key.dport), proto: key.proto)
@@ -92,18 +106,34 @@ struct MapSynchronizer {
         return writes - before
     }
 
+    /// What moved on the service side, for an apply that rewrites only those frontends.
+    struct ServiceChanges {
+        /// Every frontend's backends and the backends that are not active, as desired now.
+        var frontends: [Frontend: [BackendAddress]]
+        var states: [BackendAddress: BackendState]
+        /// The frontends whose backends changed (absent from `frontends`: removed).
+        var changed: Set<Frontend>
+        /// Backends whose state changed: every frontend listing one is rewritten too.
+        var changedStates: Set<BackendAddress>
+    }
+
     /// Applies only what changed: the listed ipcache prefixes (nil: removed), the ipBlocks, and
-    /// the services when given. Returns how many map writes it took. The cost follows the
-    /// changes, where `apply(_:)` diffs the whole state.
+    /// the changed frontends when given. Returns how many map writes it took. The cost follows
+    /// the changes, where `apply(_:)` diffs the whole state.
     @discardableResult
-    mutating func apply(ipcache changes: [IPCIDR: IPCacheEntry?], ipBlocks: [IPCIDR: UInt32],
-                        services: (frontends: [Frontend: [BackendAddress]], states: [BackendAddress: BackendState])?) throws(BPFError) -> Int {
+    mutating func apply(ipcache changes: [IPCIDR: IPCacheEntry?], ipBlocks: [IPCIDR: UInt32], services: ServiceChanges?) throws(BPFError) -> Int {
         let before = writes
         for (prefix, entry) in changes where ipcache[prefix] != entry {
             if let entry { try writeIPCache(prefix, entry) } else { try deleteIPCache(prefix) }
         }
         try applyIPBlocks(ipBlocks)
-        if let services { try applyServices(services.frontends, states: services.states) }
+        if let services {
+            if servicesNeedFullApply {
+                try applyServices(services.frontends, states: services.states)
+            } else {
+                try applyServices(services)
+            }
+        }
         return writes - before
     }
 
@@ -175,42 +205,103 @@ struct MapSynchronizer {
         return active.isEmpty ? members : active
     }
 
+    /// Programs every frontend of `desired` and removes every other one the maps hold, with
+    /// the slots past a frontend's count and the backends and reverse-NAT entries nothing lists.
     private mutating func applyServices(_ desired: [Frontend: [BackendAddress]], states: [BackendAddress: BackendState]) throws(BPFError) {
-        // Backends and reverse NAT entries first, so every slot written below resolves.
-        var wantedSlots: [SlotKey: mer_lb4_service] = [:]
-        var usedBackends: Set<UInt32> = []
-        var usedRevNAT: Set<UInt16> = []
-        for frontend in desired.keys.sorted() {
-            let target = RevNATTarget(address: frontend.address, port: frontend.port)
-            let revNAT = try revNATIndex(for: target)
-            usedRevNAT.insert(revNAT)
+        members = [:]
+        listedBy = [:]
+        frontendRevNAT = [:]
+        revNATUsers = [:]
+        var released = Released()
+        let programmed = Set(slots.keys.lazy.map(\.frontend))
+        for frontend in Set(desired.keys).union(programmed).sorted() {
+            try program(frontend, desired[frontend], states: states, released: &released)
+        }
+        for key in slots.keys where key.slot != 0 && key.slot > slots[SlotKey(frontend: key.frontend, slot: 0)]?.count ?? 0 {
+            try deleteSlot(key)
+        }
+        try remove(backends: Set(backends.keys).subtracting(listedBy.keys), reverseNAT: Set(reverseNAT.keys).subtracting(revNATUsers.keys))
+        servicesNeedFullApply = false
+    }
+
+    /// Rewrites only the frontends that changed or list a backend whose state did.
+    private mutating func applyServices(_ changes: ServiceChanges) throws(BPFError) {
+        var frontends = changes.changed
+        for backend in changes.changedStates {
+            if let id = backendIDs[backend] { frontends.formUnion(listedBy[id] ?? []) }
+        }
+        var released = Released()
+        for frontend in frontends.sorted() {
+            try program(frontend, changes.frontends[frontend], states: changes.states, released: &released)
+        }
+        try remove(backends: released.backends.filter { listedBy[$0] == nil }, reverseNAT: released.reverseNAT.filter { revNATUsers[$0] == nil })
+    }
+
+    /// Backend IDs and reverse-NAT indices a frontend stopped using during an apply.
+    private struct Released {
+        var backends: Set<UInt32> = []
+        var reverseNAT: Set<UInt16> = []
+    }
+
+    /// Programs one frontend (nil: removes it): its backends and reverse NAT entry first, so
+    /// every slot written resolves, then the slots, then the service entry with the count, and
+    /// only then the slots past the new count.
+    private mutating func program(_ frontend: Frontend, _ desired: [BackendAddress]?, states: [BackendAddress: BackendState],
+                                  released: inout Released) throws(BPFError) {
+        let master = SlotKey(frontend: frontend, slot: 0)
+        let oldCount = UInt16(slots[master]?.count ?? 0)
+        var listed: Set<UInt32> = []
+        var revNAT: UInt16?
+        var count: UInt16 = 0
+        if let desired {
+            let index = try revNATIndex(for: RevNATTarget(address: frontend.address, port: frontend.port))
+            revNAT = index
             // A frontend's slots are numbered in 16 bits; past the cap the rest of the backends
             // (imported ones come after local ones) are left out rather than trapping.
-            let members = Array((desired[frontend] ?? []).prefix(Self.maximumBackendsPerFrontend))
+            let members = desired.prefix(Self.maximumBackendsPerFrontend)
             var ids: [BackendAddress: UInt32] = [:]
-            for backend in members {
-                let id = try backendID(for: backend, flags: Self.flag(of: states[backend] ?? .active))
-                usedBackends.insert(id)
-                ids[backend] = id
+            for backend in members where ids[backend] == nil {
+                ids[backend] = try backendID(for: backend, flags: Self.flag(of: states[backend] ?? .active))
             }
-            let selectable = Self.selectable(members, states: states)
+            listed = Set(ids.values)
+            let selectable = Self.selectable(Array(members), states: states)
             for (offset, backend) in selectable.enumerated() {
                 var slot = mer_lb4_service()
                 slot.backend_id = ids[backend] ?? 0
-                wantedSlots[SlotKey(frontend: frontend, slot: UInt16(offset + 1))] = slot
+                try writeSlotIfChanged(SlotKey(frontend: frontend, slot: UInt16(offset + 1)), slot)
             }
-            var master = mer_lb4_service()
-            master.count = UInt16(selectable.count)
-            master.rev_nat_index = revNAT
-            wantedSlots[SlotKey(frontend: frontend, slot: 0)] = master
+            count = UInt16(selectable.count)
+            var entry = mer_lb4_service()
+            entry.count = count
+            entry.rev_nat_index = index
+            try writeSlotIfChanged(master, entry)
+        } else if slots[master] != nil {
+            try deleteSlot(master)
         }
-        let changed = wantedSlots.filter { key, value in slots[key].map { !Self.same($0, value) } ?? true }
-        for (key, value) in changed where key.slot != 0 { try writeSlot(key, value) }
-        for (key, value) in changed where key.slot == 0 { try writeSlot(key, value) }
-        for key in slots.keys where key.slot == 0 && wantedSlots[key] == nil { try deleteSlot(key) }
-        for key in slots.keys where key.slot != 0 && wantedSlots[key] == nil { try deleteSlot(key) }
-        let removedBackends = Set(backends.keys).subtracting(usedBackends)
-        let removedRevNAT = Set(reverseNAT.keys).subtracting(usedRevNAT)
+        if oldCount > count {
+            for slot in (count + 1)...oldCount where slots[SlotKey(frontend: frontend, slot: slot)] != nil {
+                try deleteSlot(SlotKey(frontend: frontend, slot: slot))
+            }
+        }
+        for id in (members[frontend] ?? []).subtracting(listed) {
+            listedBy[id]?.remove(frontend)
+            if listedBy[id]?.isEmpty == true { listedBy[id] = nil }
+            released.backends.insert(id)
+        }
+        for id in listed { listedBy[id, default: []].insert(frontend) }
+        members[frontend] = listed.isEmpty ? nil : listed
+        if let old = frontendRevNAT[frontend], old != revNAT {
+            revNATUsers[old]?.remove(frontend)
+            if revNATUsers[old]?.isEmpty == true { revNATUsers[old] = nil }
+            released.reverseNAT.insert(old)
+        }
+        frontendRevNAT[frontend] = revNAT
+        if let revNAT { revNATUsers[revNAT, default: []].insert(frontend) }
+    }
+
+    /// Removes backends and reverse-NAT entries no frontend uses, after purging the
+    /// connections that still name them.
+    private mutating func remove(backends removedBackends: Set<UInt32>, reverseNAT removedRevNAT: Set<UInt16>) throws(BPFError) {
         if !removedBackends.isEmpty || !removedRevNAT.isEmpty {
             try purgeConntrack(backends: removedBackends, reverseNAT: removedRevNAT)
         }
@@ -276,7 +367,8 @@ struct MapSynchronizer {
         return index
     }
 
-    private mutating func writeSlot(_ key: SlotKey, _ value: mer_lb4_service) throws(BPFError) {
+    private mutating func writeSlotIfChanged(_ key: SlotKey, _ value: mer_lb4_service) throws(BPFError) {
+        guard slots[key].map({ !Self.same($0, value) }) ?? true else { return }
         try maps.services.update(cKey(key), value)
         slots[key] = value
         writes += 1

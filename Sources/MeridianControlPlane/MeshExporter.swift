@@ -68,21 +68,27 @@ struct MeshExporter: Sendable {
 
     /// Reconciles the exported services from the Service, ServiceExport, Namespace and Pod
     /// resources and the pods' statuses (backends are the ready pods a Service selects), then
-    /// again on every change of them; a reconcile that fails is retried with backoff.
+    /// again on every change of them, re-deriving only the services a change touched; a
+    /// reconcile that fails is retried with backoff, from a fresh listing of what is exported.
     private func exportServices() async throws {
-        let mirror = PrefixMirror(prefixes: [
-            KeyLayout.resources(plural: ResourceKind.service.plural), KeyLayout.resources(plural: ResourceKind.namespace.plural),
-            KeyLayout.resources(plural: ResourceKind.pod.plural), KeyLayout.podStatusPrefix,
-            KeyLayout.resources(plural: ResourceKind.serviceExport.plural),
-        ])
+        let mirror = PrefixMirror(prefixes: ServiceExportState.prefixes)
         let canaryWritten = Shared(false)
-        let caches = Shared(ServiceRecordCaches())
+        let state = Shared(ServiceExportState())
+        let tracker = await mirror.trackChanges()
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await mirror.run(store: client) }
-            await mirror.reconcile(onFailure: { error in
+            await mirror.reconcile(every: ServiceExportState.relistInterval, onFailure: { error in
                 logger.warning("service export failed; retrying", metadata: ["error": "\(error)"])
             }) {
-                try await reconcileServices(mirror, caches: caches)
+                var current = state.withLock { $0 }
+                do {
+                    try await reconcileServices(mirror, tracker: tracker, state: &current)
+                    state.withLock { $0 = current }
+                } catch {
+                    current.listed = false
+                    state.withLock { $0 = current }
+                    throw error
+                }
                 if !canaryWritten.value {
                     try await client.put(KeyLayout.syncCanary(cluster: cluster.name, prefix: MeshKind.services.stateCanaryPrefix), iso8601Now())
                     try await client.put(KeyLayout.syncCanary(cluster: cluster.name, prefix: MeshKind.serviceExports.stateCanaryPrefix), iso8601Now())
@@ -94,62 +100,181 @@ struct MeshExporter: Sendable {
         }
     }
 
-    private func reconcileServices(_ mirror: PrefixMirror, caches: Shared<ServiceRecordCaches>) async throws {
-        // Cilium's rule: namespaces annotated "false" are never exported; under the
-        // global-namespaces scope, only those annotated "true" are.
-        var nonGlobalNamespaces: Set<String> = []
-        for (key, value) in await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.namespace.plural)) {
-            guard case let .namespace(ns)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key) else { continue }
-            let marked = ns.metadata.annotations[ClusterServiceExport.namespaceGlobalAnnotation]?.lowercased()
-            if marked == "false" || (settings.scope == .globalNamespaces && marked != "true") {
-                nonGlobalNamespaces.insert(ns.metadata.name)
-            }
+    /// Takes in the mirror's changes, re-derives the records of the services they touched and
+    /// writes what differs from what the store holds. The first time (and after a failure) it
+    /// lists what is exported and re-derives every service, so stale records go too.
+    private func reconcileServices(_ mirror: PrefixMirror, tracker: MirrorChangeTracker, state: inout ServiceExportState) async throws {
+        for prefix in ServiceExportState.prefixes {
+            state.apply(await mirror.takeChanges(tracker, prefix: prefix), of: prefix)
         }
-        let serviceRecords = await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.service.plural))
-        let podRecords = await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.pod.plural))
-        let statusRecords = await mirror.snapshot(KeyLayout.podStatusPrefix)
-        let records = caches.withLock { caches in
-            ServiceRecords(services: serviceRecords, pods: podRecords, statuses: statusRecords, remote: [:], imports: [:], caches: &caches)
-        }
-        let pods = records.pods
-        var serviceExports: [String: ServiceExport] = [:]
-        for (key, value) in await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.serviceExport.plural)) {
-            guard case let .serviceExport(export)? = try? StoreCoding.decode(KubernetesObject.self, from: value, key: key) else { continue }
-            serviceExports["\(export.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(export.metadata.name)"] = export
-        }
-        var desired: [String: Data] = [:]
-        var desiredSpecs: [String: Data] = [:]
-        var desiredSlices: [String: Data] = [:]
-        for service in records.services {
-            let namespace = service.metadata.namespace ?? "default"
-            let name = "\(namespace)/\(service.metadata.name)"
-            guard !nonGlobalNamespaces.contains(namespace) else { continue }
-            let export = serviceExports[name]
-            if let export {
-                desiredSpecs[MeshKind.serviceExports.stateKey(cluster: cluster.name, name: name)] =
-                    jsonData(ExportedServiceSpec(exporting: service, export: export, cluster: cluster.name))
+        var touched = state.takeTouched()
+        let kinds = [MeshKind.serviceSlices, .services, .serviceExports]
+        if let listedAt = state.listedAt, ContinuousClock.now - listedAt >= ServiceExportState.relistInterval { state.listed = false }
+        if !state.listed {
+            state.listedAt = .now
+            state.written = [:]
+            for kind in kinds {
+                for item in try await client.list(prefix: kind.statePrefix(cluster: cluster.name)).items { state.written[item.key] = item.value }
             }
-            let backends = ClusterServiceExport.backends(of: service, pods: pods)
-            guard var exported = ClusterServiceExport.clusterService(for: service, cluster: cluster, backends: backends.ports,
-                                                                     backendStates: backends.states, exportedByMCS: export != nil) else { continue }
-            if service.spec.isHeadless { exported.hostnames = ClusterServiceExport.hostnames(of: service, pods: pods) }
-            let (record, slices) = ServiceSlicing.split(exported)
-            desired[MeshKind.services.stateKey(cluster: cluster.name, name: name)] = jsonData(record)
-            for slice in slices {
-                desiredSlices[MeshKind.serviceSlices.stateKey(cluster: cluster.name, name: ServiceSlicing.keyName(of: slice))] = jsonData(slice)
-            }
+            touched = state.allNames
+            state.exported = [:]
+            state.slices = [:]
+        }
+        var desired: [String: Data?] = [:]
+        for name in touched {
+            let records = exportedRecords(of: name, in: &state)
+            for key in (state.exported[name] ?? [:]).keys where records[key] == nil { desired[key] = .some(nil) }
+            for (key, value) in records { desired[key] = value }
+            state.exported[name] = records.isEmpty ? nil : records
+        }
+        if !state.listed {
+            // What no service exports any more goes.
+            let exportedKeys = Set(state.exported.values.flatMap(\.keys))
+            for key in state.written.keys where !exportedKeys.contains(key) { desired[key] = .some(nil) }
+            state.listed = true
         }
         // Slices before the records that announce them, so a receiver that sees a new count
         // finds its slices.
-        for (kind, records) in [(MeshKind.serviceSlices, desiredSlices), (.services, desired), (.serviceExports, desiredSpecs)] {
-            let existing = try await client.list(prefix: kind.statePrefix(cluster: cluster.name))
-            let current = Dictionary(existing.items.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
-            let diff = CacheDiff(desired: records, current: current)
-            if !diff.isEmpty {
-                try await MeshCache.apply(diff, to: client)
-                logger.info("\(kind) exported", metadata: ["count": "\(records.count)", "changed": "\(diff.puts.count)", "removed": "\(diff.deletes.count)"])
+        for kind in kinds {
+            let prefix = kind.statePrefix(cluster: cluster.name)
+            var diff = CacheDiff(puts: [:], deletes: [])
+            for (key, value) in desired where key.hasPrefix(prefix) && state.written[key] != value {
+                if let value { diff.puts[key] = value } else { diff.deletes.insert(key) }
+            }
+            guard !diff.isEmpty else { continue }
+            try await MeshCache.apply(diff, to: client)
+            for (key, value) in diff.puts { state.written[key] = value }
+            for key in diff.deletes { state.written[key] = nil }
+            logger.info("\(kind) exported", metadata: ["changed": "\(diff.puts.count)", "removed": "\(diff.deletes.count)"])
+        }
+    }
+
+    /// The records one service exports (by key): its ServiceExport's spec, its ClusterService
+    /// record and the record's slices; none when it is not exported.
+    private func exportedRecords(of name: String, in state: inout ServiceExportState) -> [String: Data] {
+        let previous = state.slices.removeValue(forKey: name) ?? []
+        guard let service = state.index.service(name), !state.excludes(namespace: service.metadata.namespace ?? KubernetesObject.defaultNamespace,
+                                                                      scope: settings.scope) else { return [:] }
+        var records: [String: Data] = [:]
+        let export = state.exports[name]
+        if let export {
+            records[MeshKind.serviceExports.stateKey(cluster: cluster.name, name: name)] =
+                jsonData(ExportedServiceSpec(exporting: service, export: export, cluster: cluster.name))
+        }
+        // Whether it is exported at all is known before its backends are looked at.
+        guard var exported = ClusterServiceExport.clusterService(for: service, cluster: cluster, exportedByMCS: export != nil) else { return records }
+        let pods = state.index.records(of: name).pods
+        let backends = ClusterServiceExport.backends(of: service, pods: pods)
+        exported.backends = backends.ports
+        exported.backendStates = backends.states.isEmpty ? nil : backends.states
+        if service.spec.isHeadless { exported.hostnames = ClusterServiceExport.hostnames(of: service, pods: pods) }
+        let (record, slices) = ServiceSlicing.split(exported)
+        records[MeshKind.services.stateKey(cluster: cluster.name, name: name)] = jsonData(record)
+        // A slice equal to the one exported last keeps its bytes: one backend's change encodes one slice.
+        for (index, slice) in slices.enumerated() {
+            let key = MeshKind.serviceSlices.stateKey(cluster: cluster.name, name: ServiceSlicing.keyName(of: slice))
+            if index < previous.count, previous[index] == slice, let bytes = state.exported[name]?[key] {
+                records[key] = bytes
+            } else {
+                records[key] = jsonData(slice)
             }
         }
+        state.slices[name] = slices.isEmpty ? nil : slices
+        return records
+    }
+}
+
+/// What the exporter keeps between reconciles: the records exports derive from, indexed by
+/// service name, the records each service exports and what the store holds under the
+/// exporter's prefixes. A pod's change then costs the work of the services selecting it, not
+/// a pass over every Service and pod with a listing of everything exported.
+struct ServiceExportState: Sendable {
+    static let prefixes = [
+        KeyLayout.resources(plural: ResourceKind.service.plural), KeyLayout.resources(plural: ResourceKind.namespace.plural),
+        KeyLayout.resources(plural: ResourceKind.pod.plural), KeyLayout.podStatusPrefix,
+        KeyLayout.resources(plural: ResourceKind.serviceExport.plural),
+    ]
+    private static let indexed: [String: ServiceIndex.Kind] = [
+        KeyLayout.resources(plural: ResourceKind.service.plural): .service, KeyLayout.resources(plural: ResourceKind.pod.plural): .pod,
+        KeyLayout.podStatusPrefix: .podStatus,
+    ]
+
+    var index = ServiceIndex()
+    /// The `clustermesh.cilium.io/global` annotation of each Namespace (lowercased; "" when absent).
+    private var namespaceMarks: [String: String] = [:]
+    private var namespaceKeys: [String: String] = [:]
+    private(set) var exports: [String: ServiceExport] = [:]
+    private var exportKeys: [String: String] = [:]
+    private var touched: Set<String> = []
+    /// The records each service name exports, by key, and its slices as last split.
+    var exported: [String: [String: Data]] = [:]
+    var slices: [String: [ClusterService]] = [:]
+    /// What the store holds under the exporter's prefixes, as last listed and written.
+    var written: [String: Data] = [:]
+    /// Whether `written` was listed since the last failure, and when it last was: it is
+    /// listed again every `relistInterval`, so a record changed behind the exporter's back is
+    /// put right.
+    var listed = false
+    var listedAt: ContinuousClock.Instant?
+    static let relistInterval: Duration = .seconds(60)
+
+    /// Takes in what changed under one mirrored prefix.
+    mutating func apply(_ changes: PrefixChanges, of prefix: String) {
+        switch changes {
+        case let .changed(keys):
+            for (key, value) in keys { update(key, to: value, under: prefix) }
+        case let .everything(all):
+            let known: [String] = if let kind = Self.indexed[prefix] { index.keys(of: kind) }
+                else if prefix == KeyLayout.resources(plural: ResourceKind.namespace.plural) { Array(namespaceKeys.keys) }
+                else { Array(exportKeys.keys) }
+            for key in known where all[key] == nil { update(key, to: nil, under: prefix) }
+            for (key, value) in all { update(key, to: value, under: prefix) }
+        }
+    }
+
+    private mutating func update(_ key: String, to value: Data?, under prefix: String) {
+        if let kind = Self.indexed[prefix] {
+            index.update(kind, key: key, value: value)
+            return
+        }
+        let object = value.flatMap { try? StoreCoding.decode(KubernetesObject.self, from: $0, key: key) }
+        if prefix == KeyLayout.resources(plural: ResourceKind.namespace.plural) {
+            if let old = namespaceKeys.removeValue(forKey: key) {
+                namespaceMarks[old] = nil
+                touched.formUnion(index.serviceNames(in: old))
+            }
+            guard case let .namespace(namespace)? = object else { return }
+            namespaceKeys[key] = namespace.metadata.name
+            namespaceMarks[namespace.metadata.name] = namespace.metadata.annotations[ClusterServiceExport.namespaceGlobalAnnotation]?.lowercased() ?? ""
+            touched.formUnion(index.serviceNames(in: namespace.metadata.name))
+        } else {
+            if let old = exportKeys.removeValue(forKey: key) {
+                exports[old] = nil
+                touched.insert(old)
+            }
+            guard case let .serviceExport(export)? = object else { return }
+            let name = "\(export.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(export.metadata.name)"
+            exportKeys[key] = name
+            exports[name] = export
+            touched.insert(name)
+        }
+    }
+
+    /// The names touched since the last call.
+    mutating func takeTouched() -> Set<String> {
+        defer { touched = [] }
+        return touched.union(index.takeTouched())
+    }
+
+    /// Every name with a Service or a ServiceExport.
+    var allNames: Set<String> { index.allNames.union(exports.keys) }
+
+    /// Cilium's rule: namespaces annotated "false" are never exported; under the
+    /// global-namespaces scope, only those annotated "true" are (a Service whose Namespace
+    /// record is missing is judged by nothing and exported).
+    func excludes(namespace: String, scope: ExportScope) -> Bool {
+        guard let marked = namespaceMarks[namespace] else { return false }
+        return marked == "false" || (scope == .globalNamespaces && marked != "true")
     }
 }
 

@@ -27,7 +27,8 @@ struct WorkloadController: Sendable {
             MeshKind.nodes.statePrefix(cluster: cluster.name),
         ])
         let orphans = Shared(OrphanedStatuses())
-        let caches = Shared(PodRecordCaches())
+        let records = Shared(PodRecords())
+        let tracker = await mirror.trackChanges()
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await mirror.run(store: client) }
             // Every 2 s as well: placements that found no node are retried when nodes arrive.
@@ -35,7 +36,12 @@ struct WorkloadController: Sendable {
                 logger.warning("workload reconcile failed; retrying", metadata: ["error": "\(error)"])
             }) {
                 var seen = orphans.value
-                try await reconcile(mirror, orphans: &seen, caches: caches)
+                var current = records.value
+                for prefix in [KeyLayout.resources(plural: ResourceKind.pod.plural), KeyLayout.podStatusPrefix] {
+                    current.apply(await mirror.takeChanges(tracker, prefix: prefix), of: prefix)
+                }
+                records.withLock { $0 = current }
+                try await reconcile(mirror, records: current, orphans: &seen)
                 orphans.withLock { $0 = seen }
             }
             group.cancelAll()
@@ -55,25 +61,47 @@ struct WorkloadController: Sendable {
         var stoppedGrace: Duration = .seconds(1)
     }
 
-    /// Pods and statuses decoded in earlier reconciles, reused while their bytes are unchanged.
-    struct PodRecordCaches: Sendable {
-        var pods = RecordDecodeCache<KubernetesObject>()
-        var statuses = RecordDecodeCache<PodStatus>()
-    }
+    /// The pods (by key) and their statuses (by `<namespace>/<name>`), decoded as the mirror's
+    /// changes bring them: a pod's change decodes that pod, not every pod of the cluster.
+    struct PodRecords: Sendable {
+        private(set) var pods: [String: Pod] = [:]
+        private(set) var statuses: [String: PodStatus] = [:]
+        /// The `<namespace>/<name>` of every pod.
+        private(set) var names: Set<String> = []
+        private var nameOfKey: [String: String] = [:]
 
-    private func reconcile(_ mirror: PrefixMirror, orphans: inout OrphanedStatuses, caches: Shared<PodRecordCaches>) async throws {
-        let podRecords = await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.pod.plural))
-        let statusRecords = await mirror.snapshot(KeyLayout.podStatusPrefix)
-        var pods: [String: Pod] = [:]
-        var statuses: [String: PodStatus] = [:]
-        caches.withLock { caches in
-            for (key, record) in caches.pods.decode(podRecords) {
-                if case let .pod(pod) = record { pods[key] = pod }
-            }
-            for (key, status) in caches.statuses.decode(statusRecords) {
-                statuses[String(key.dropFirst(KeyLayout.podStatusPrefix.count))] = status
+        mutating func apply(_ changes: PrefixChanges, of prefix: String) {
+            switch changes {
+            case let .changed(keys):
+                for (key, value) in keys { update(key, to: value, under: prefix) }
+            case let .everything(all):
+                let known = prefix == KeyLayout.podStatusPrefix
+                    ? statuses.keys.map { KeyLayout.podStatusPrefix + $0 } : Array(pods.keys)
+                for key in known where all[key] == nil { update(key, to: nil, under: prefix) }
+                for (key, value) in all { update(key, to: value, under: prefix) }
             }
         }
+
+        private mutating func update(_ key: String, to value: Data?, under prefix: String) {
+            if prefix == KeyLayout.podStatusPrefix {
+                statuses[String(key.dropFirst(prefix.count))] = value.flatMap { try? StoreCoding.decode(PodStatus.self, from: $0, key: key) }
+                return
+            }
+            if let name = nameOfKey.removeValue(forKey: key) { names.remove(name) }
+            guard case let .pod(pod)? = value.flatMap({ try? StoreCoding.decode(KubernetesObject.self, from: $0, key: key) }) else {
+                pods[key] = nil
+                return
+            }
+            pods[key] = pod
+            let name = "\(pod.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(pod.metadata.name)"
+            nameOfKey[key] = name
+            names.insert(name)
+        }
+    }
+
+    private func reconcile(_ mirror: PrefixMirror, records: PodRecords, orphans: inout OrphanedStatuses) async throws {
+        var pods = records.pods
+        let statuses = records.statuses
         func observed(_ pod: Pod) -> ObservedPod {
             ObservedPod(pod: pod, status: statuses["\(pod.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(pod.metadata.name)"])
         }
@@ -151,7 +179,7 @@ struct WorkloadController: Sendable {
         for pod in pods.values {
             if let node = pod.spec.nodeName, loads[node] != nil { loads[node, default: 0] += 1 }
         }
-        for (key, pod) in pods.sorted(by: { $0.key < $1.key }) where pod.spec.nodeName == nil {
+        for (key, pod) in pods.filter({ $0.value.spec.nodeName == nil }).sorted(by: { $0.key < $1.key }) {
             let nodes = loads.map { NodeLoad(name: $0.key, podCount: $0.value) }.sorted { $0.name < $1.name }
             guard let node = PodScheduler.node(for: pod, among: nodes) else {
                 let statusKey = KeyLayout.podStatus(namespace: pod.metadata.namespace ?? KubernetesObject.defaultNamespace, name: pod.metadata.name)
@@ -168,7 +196,10 @@ struct WorkloadController: Sendable {
             puts.append((key, StoreCoding.encode(KubernetesObject.pod(bound))))
         }
         // A status whose pod is gone (deleted while unscheduled, or its node is gone) goes too.
-        let live = Set(pods.values.map { "\($0.metadata.namespace ?? KubernetesObject.defaultNamespace)/\($0.metadata.name)" })
+        var live = records.names
+        for key in deletes {
+            if let pod = records.pods[key] { live.remove("\(pod.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(pod.metadata.name)") }
+        }
         let now = ContinuousClock.now
         orphans.since = orphans.since.filter { statuses[$0.key] != nil && !live.contains($0.key) }
         for name in statuses.keys where !live.contains(name) {

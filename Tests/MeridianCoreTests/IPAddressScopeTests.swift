@@ -48,3 +48,47 @@ struct IPAddressScopeTests {
         #expect(try #require(IPAddress("10.2.1.7")).mappedIPv4 == nil)
     }
 }
+
+@Suite("IPv4 parsing")
+struct IPv4ParsingTests {
+    /// Octet texts and their values when valid: leading zeros, a fourth digit, values past
+    /// 255, empty octets and signs are refused.
+    static let octets: [(String, UInt32?)] = [
+        ("0", 0), ("1", 1), ("9", 9), ("10", 10), ("99", 99), ("100", 100), ("255", 255),
+        ("00", nil), ("01", nil), ("007", nil), ("256", nil), ("999", nil), ("1000", nil), ("", nil), ("a", nil), ("-1", nil), ("+1", nil), (" 1", nil),
+    ]
+
+    @Test("every dotted quad of valid and invalid octets parses exactly when each octet is valid, to the value of its octets")
+    func quads() {
+        var checked = 0
+        for a in Self.octets {
+            for b in Self.octets {
+                for c in Self.octets {
+                    for d in Self.octets {
+                        let text = [a.0, b.0, c.0, d.0].joined(separator: ".")
+                        let expected: [UInt8]? = if let a = a.1, let b = b.1, let c = c.1, let d = d.1 {
+                            [a, b, c, d].map { UInt8($0) }
+                        } else { nil }
+                        #expect(IPAddress(text)?.bytes == expected, "\(text)")
+                        checked += 1
+                    }
+                }
+            }
+        }
+        #expect(checked == Self.octets.count * Self.octets.count * Self.octets.count * Self.octets.count)
+    }
+
+    @Test("three or five octets, a trailing or leading dot, and a refusal's reason names the octet", arguments: [
+        "1.2.3", "1.2.3.4.5", "1.2.3.4.", ".1.2.3.4", "1..2.3", "",
+    ])
+    func shapes(text: String) {
+        #expect(IPAddress(text) == nil)
+    }
+
+    @Test func reasons() {
+        let tooLarge = #expect(throws: IPParseError.self) { try IPAddress(parsing: "10.0.0.256") }
+        #expect(tooLarge?.reason.contains("\"256\" exceeds 255") == true, "\(String(describing: tooLarge))")
+        let leadingZero = #expect(throws: IPParseError.self) { try IPAddress(parsing: "10.01.0.1") }
+        #expect(leadingZero?.reason.contains("\"01\" has a leading zero") == true, "\(String(describing: leadingZero))")
+    }
+}

@@ -64,7 +64,11 @@ public enum MultiClusterServiceMerge {
         let key = "\(imported.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(imported.metadata.name)"
         var endpoints: [Endpoint] = []
         if imported.clusters.contains(cluster), let service = sources.local[key] {
-            let byName = Dictionary(pods.map { ($0.pod.metadata.name, $0.pod) }, uniquingKeysWith: { first, _ in first })
+            // Backends name their pods within the Service's namespace; a pod of the same name
+            // in another namespace is not theirs.
+            let namespace = service.metadata.namespace ?? KubernetesObject.defaultNamespace
+            let byName = Dictionary(pods.lazy.filter { ($0.pod.metadata.namespace ?? KubernetesObject.defaultNamespace) == namespace }
+                .map { ($0.pod.metadata.name, $0.pod) }, uniquingKeysWith: { first, _ in first })
             for backend in ServiceBackendResolver.resolve(service, pods: pods).flatMap(\.backends) {
                 let pod = byName[backend.podName]
                 let hostname = pod.flatMap { $0.spec.subdomain == service.metadata.name ? $0.spec.hostname : nil }

@@ -59,15 +59,16 @@ public enum ServiceBackendResolver {
 
     /// The pods `service` selects, ready or not, sorted by name.
     public static func selectedPods(of service: Service, among pods: [ObservedPod]) -> [ObservedPod] {
-        guard service.spec.type != .externalName, !service.spec.selector.isEmpty else { return [] }
-        let namespace = service.metadata.namespace ?? KubernetesObject.defaultNamespace
-        return pods
-            .filter { observed in
-                let metadata = observed.pod.metadata
-                return (metadata.namespace ?? KubernetesObject.defaultNamespace) == namespace
-                    && service.spec.selector.allSatisfy { metadata.labels[$0.key] == $0.value }
-            }
+        pods.filter { selects(service, $0.pod) }
             .sorted { $0.pod.metadata.name.utf8.lexicographicallyPrecedes($1.pod.metadata.name.utf8) }
+    }
+
+    /// Whether `service` selects `pod`: same namespace, every selector label matched (a
+    /// Service without a selector, or an ExternalName one, selects nothing).
+    public static func selects(_ service: Service, _ pod: Pod) -> Bool {
+        guard service.spec.type != .externalName, !service.spec.selector.isEmpty else { return false }
+        return (pod.metadata.namespace ?? KubernetesObject.defaultNamespace) == (service.metadata.namespace ?? KubernetesObject.defaultNamespace)
+            && service.spec.selector.allSatisfy { pod.metadata.labels[$0.key] == $0.value }
     }
 
     /// The port on `pod` that `servicePort` forwards to, or `nil` when the pod does not
