@@ -36,6 +36,10 @@ struct MapSynchronizer {
     private var frontendRevNAT: [Frontend: UInt16] = [:]
     private var revNATUsers: [UInt16: Set<Frontend>] = [:]
     private var servicesNeedFullApply = true
+    /// The backend ID in each slot (1...count) of the frontends programmed since the last full
+    /// apply, as `slots` holds them: rewriting a frontend of 10,000 compares arrays instead of
+    /// looking up every slot.
+    private var slotIDs: [Frontend: [UInt32]] = [:]
     private var nextBackendID: UInt32 = 1
     private var nextRevNAT: UInt16 = 1
     private(set) var writes = 0
@@ -88,6 +92,7 @@ struct MapSynchronizer {
         listedBy = [:]
         frontendRevNAT = [:]
         revNATUsers = [:]
+        slotIDs = [:]
         servicesNeedFullApply = true
         slots = [:]
         for (key, value) in maps.services.entries() {
@@ -212,6 +217,7 @@ struct MapSynchronizer {
         listedBy = [:]
         frontendRevNAT = [:]
         revNATUsers = [:]
+        slotIDs = [:]
         var released = Released()
         let programmed = Set(slots.keys.lazy.map(\.frontend))
         for frontend in Set(desired.keys).union(programmed).sorted() {
@@ -259,24 +265,35 @@ struct MapSynchronizer {
             // A frontend's slots are numbered in 16 bits; past the cap the rest of the backends
             // (imported ones come after local ones) are left out rather than trapping.
             let members = desired.prefix(Self.maximumBackendsPerFrontend)
-            var ids: [BackendAddress: UInt32] = [:]
-            for backend in members where ids[backend] == nil {
-                ids[backend] = try backendID(for: backend, flags: Self.flag(of: states[backend] ?? .active))
+            var memberIDs: [UInt32] = []
+            memberIDs.reserveCapacity(members.count)
+            var activeIDs: [UInt32] = []
+            for backend in members {
+                let state = states[backend] ?? .active
+                let id = try backendID(for: backend, flags: Self.flag(of: state))
+                memberIDs.append(id)
+                if state == .active { activeIDs.append(id) }
             }
-            listed = Set(ids.values)
-            let selectable = Self.selectable(Array(members), states: states)
-            for (offset, backend) in selectable.enumerated() {
+            listed = Set(memberIDs)
+            // As `selectable`: the active backends, or all of them when none is.
+            let slotted = activeIDs.isEmpty ? memberIDs : activeIDs
+            // The slots this frontend was last programmed with, when known, spare a lookup per slot.
+            let previous = slotIDs[frontend]
+            for (offset, id) in slotted.enumerated() {
+                if let previous, offset < previous.count, previous[offset] == id { continue }
                 var slot = mer_lb4_service()
-                slot.backend_id = ids[backend] ?? 0
+                slot.backend_id = id
                 try writeSlotIfChanged(SlotKey(frontend: frontend, slot: UInt16(offset + 1)), slot)
             }
-            count = UInt16(selectable.count)
+            count = UInt16(slotted.count)
             var entry = mer_lb4_service()
             entry.count = count
             entry.rev_nat_index = index
             try writeSlotIfChanged(master, entry)
-        } else if slots[master] != nil {
-            try deleteSlot(master)
+            slotIDs[frontend] = slotted
+        } else {
+            if slots[master] != nil { try deleteSlot(master) }
+            slotIDs[frontend] = nil
         }
         if oldCount > count {
             for slot in (count + 1)...oldCount where slots[SlotKey(frontend: frontend, slot: slot)] != nil {

@@ -112,13 +112,44 @@ public enum PodStatusReason {
 
 /// A pod as controllers see it: the spec from the store, paired with the status its node
 /// last wrote (`nil` until a node has reported).
+///
+/// Its value is held in one shared box: controllers and agents filter, sort and pass around
+/// arrays of tens of thousands of these, and copying the pod's many fields on each step was
+/// most of an agent's work on a large service.
 public struct ObservedPod: Sendable, Hashable {
-    public var pod: Pod
-    public var status: PodStatus?
+    private final class Storage: Sendable {
+        let pod: Pod
+        let status: PodStatus?
+
+        init(pod: Pod, status: PodStatus?) {
+            self.pod = pod
+            self.status = status
+        }
+    }
+
+    private var storage: Storage
+
+    public var pod: Pod {
+        get { storage.pod }
+        set { storage = Storage(pod: newValue, status: storage.status) }
+    }
+
+    public var status: PodStatus? {
+        get { storage.status }
+        set { storage = Storage(pod: storage.pod, status: newValue) }
+    }
 
     public init(pod: Pod, status: PodStatus? = nil) {
-        self.pod = pod
-        self.status = status
+        storage = Storage(pod: pod, status: status)
+    }
+
+    public static func == (a: ObservedPod, b: ObservedPod) -> Bool {
+        a.storage === b.storage || (a.pod == b.pod && a.status == b.status)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(pod)
+        hasher.combine(status)
     }
 
     public var isReady: Bool { status?.isReady ?? false }
