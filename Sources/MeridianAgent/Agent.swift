@@ -317,6 +317,7 @@ public struct Agent: Sendable {
             }
             for await fullResync in events {
                 guard await mirror.isSynced else { continue }
+                let passStarted = ContinuousClock.now
                 let resyncing = fullResync || ContinuousClock.now - lastResync > configuration.resyncInterval || fullApplyNeeded
                 if resyncing {
                     synchronizer.resync()
@@ -396,7 +397,7 @@ public struct Agent: Sendable {
                     if writes > 0 {
                         logger.debug("datapath updated", metadata: [
                             "writes": "\(writes)", "services": "\(state.services.count)", "ipcache": "\(synchronizer.ipcache.count)",
-                            "full": "\(resyncing)",
+                            "full": "\(resyncing)", "ms": "\(Int((ContinuousClock.now - passStarted).inMilliseconds))",
                         ])
                     }
                 } catch {

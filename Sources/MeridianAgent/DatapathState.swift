@@ -106,6 +106,12 @@ struct DatapathState: Sendable {
         ResourceKind.ciliumNetworkPolicy.plural: .policies, ResourceKind.ciliumClusterwideNetworkPolicy.plural: .policies,
     ]
 
+    /// The kind each service-side source holds in the `ServiceIndex`.
+    private static let serviceKinds: [Source: ServiceIndex.Kind] = [
+        .services: .service, .pods: .pod, .podStatuses: .podStatus, .remoteServices: .remoteService,
+        .remoteServiceSlices: .remoteSlice, .serviceImports: .serviceImport,
+    ]
+
     private static func prefixSources(cluster: String) -> [String: Source] {
         [
             MeshKind.nodes.statePrefix(cluster: cluster): .localNodes, MeshKind.endpoints.statePrefix(cluster: cluster): .localEndpoints,
@@ -188,19 +194,9 @@ struct DatapathState: Sendable {
             }
             claims.set(key, claims: entries, local: !imported, rank: .endpoint)
             if !imported { pending.localEndpoints = true }
-        case .services:
-            serviceIndex.update(.service, key: key, value: value)
-        case .podStatuses:
-            serviceIndex.update(.podStatus, key: key, value: value)
-        case .remoteServices:
-            serviceIndex.update(.remoteService, key: key, value: value)
-        case .remoteServiceSlices:
-            serviceIndex.update(.remoteSlice, key: key, value: value)
-        case .serviceImports:
-            serviceIndex.update(.serviceImport, key: key, value: value)
-        case .pods:
-            serviceIndex.update(.pod, key: key, value: value)
-            pending.podsOrNamespaces = true
+        case .services, .podStatuses, .remoteServices, .remoteServiceSlices, .serviceImports, .pods:
+            if let kind = Self.serviceKinds[source] { serviceIndex.update(kind, key: key, value: value) }
+            if source == .pods { pending.podsOrNamespaces = true }
         case .namespaces:
             pending.podsOrNamespaces = true
         case .policies, .localIdentities, .remoteIdentities:

@@ -1,4 +1,5 @@
 import Foundation
+import MeridianCore
 
 // MARK: - /proc and arithmetic (pure)
 
@@ -191,9 +192,4 @@ struct PhaseMeter {
         }
         return PhaseUsage(phase: phase, seconds: seconds, processes: usage, machineCPUPercentOfOneCore: machine)
     }
-}
-
-extension Duration {
-    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-    var inMilliseconds: Double { inSeconds * 1000 }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import MeridianAdmin
+import MeridianCore
 import MeridianEtcd
 import MeridianLab
 import MeridianStore

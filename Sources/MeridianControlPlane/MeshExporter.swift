@@ -80,7 +80,7 @@ struct MeshExporter: Sendable {
             await mirror.reconcile(every: ServiceExportState.relistInterval, onFailure: { error in
                 logger.warning("service export failed; retrying", metadata: ["error": "\(error)"])
             }) {
-                var current = state.withLock { $0 }
+                var current = state.take(leaving: ServiceExportState())
                 do {
                     try await reconcileServices(mirror, tracker: tracker, state: &current)
                     state.withLock { $0 = current }
@@ -104,6 +104,7 @@ struct MeshExporter: Sendable {
     /// writes what differs from what the store holds. The first time (and after a failure) it
     /// lists what is exported and re-derives every service, so stale records go too.
     private func reconcileServices(_ mirror: PrefixMirror, tracker: MirrorChangeTracker, state: inout ServiceExportState) async throws {
+        let started = ContinuousClock.now
         for prefix in ServiceExportState.prefixes {
             state.apply(await mirror.takeChanges(tracker, prefix: prefix), of: prefix)
         }
@@ -133,6 +134,7 @@ struct MeshExporter: Sendable {
             for key in state.written.keys where !exportedKeys.contains(key) { desired[key] = .some(nil) }
             state.listed = true
         }
+        let derived = ContinuousClock.now
         // Slices before the records that announce them, so a receiver that sees a new count
         // finds its slices.
         for kind in kinds {
@@ -145,7 +147,10 @@ struct MeshExporter: Sendable {
             try await MeshCache.apply(diff, to: client)
             for (key, value) in diff.puts { state.written[key] = value }
             for key in diff.deletes { state.written[key] = nil }
-            logger.info("\(kind) exported", metadata: ["changed": "\(diff.puts.count)", "removed": "\(diff.deletes.count)"])
+            logger.info("\(kind) exported", metadata: [
+                "changed": "\(diff.puts.count)", "removed": "\(diff.deletes.count)", "services": "\(touched.count)",
+                "deriveMs": "\(Int((derived - started).inMilliseconds))", "totalMs": "\(Int((ContinuousClock.now - started).inMilliseconds))",
+            ])
         }
     }
 

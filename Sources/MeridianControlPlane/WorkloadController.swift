@@ -36,7 +36,7 @@ struct WorkloadController: Sendable {
                 logger.warning("workload reconcile failed; retrying", metadata: ["error": "\(error)"])
             }) {
                 var seen = orphans.value
-                var current = records.value
+                var current = records.take(leaving: PodRecords())
                 for prefix in [KeyLayout.resources(plural: ResourceKind.pod.plural), KeyLayout.podStatusPrefix] {
                     current.apply(await mirror.takeChanges(tracker, prefix: prefix), of: prefix)
                 }
@@ -62,13 +62,22 @@ struct WorkloadController: Sendable {
     }
 
     /// The pods (by key) and their statuses (by `<namespace>/<name>`), decoded as the mirror's
-    /// changes bring them: a pod's change decodes that pod, not every pod of the cluster.
+    /// changes bring them, with what a reconcile looks for kept as sets: the terminating and
+    /// the unscheduled pods, each Deployment's pods, each node's count, the statuses without a
+    /// pod. A pod's change then costs its own decoding and a reconcile the pods that need
+    /// something done, not a pass over every pod of the cluster.
     struct PodRecords: Sendable {
         private(set) var pods: [String: Pod] = [:]
         private(set) var statuses: [String: PodStatus] = [:]
-        /// The `<namespace>/<name>` of every pod.
-        private(set) var names: Set<String> = []
         private var nameOfKey: [String: String] = [:]
+        private var keyOfName: [String: String] = [:]
+        private(set) var terminating: Set<String> = []
+        private(set) var unscheduled: Set<String> = []
+        /// Pod keys by the `<namespace>/<deployment>` their label names.
+        private(set) var owned: [String: Set<String>] = [:]
+        private(set) var podsOnNode: [String: Int] = [:]
+        /// Names of statuses no pod has.
+        private(set) var statusesWithoutPod: Set<String> = []
 
         mutating func apply(_ changes: PrefixChanges, of prefix: String) {
             switch changes {
@@ -82,28 +91,60 @@ struct WorkloadController: Sendable {
             }
         }
 
+        static func name(of pod: Pod) -> String {
+            "\(pod.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(pod.metadata.name)"
+        }
+
         private mutating func update(_ key: String, to value: Data?, under prefix: String) {
             if prefix == KeyLayout.podStatusPrefix {
-                statuses[String(key.dropFirst(prefix.count))] = value.flatMap { try? StoreCoding.decode(PodStatus.self, from: $0, key: key) }
+                let name = String(key.dropFirst(prefix.count))
+                statuses[name] = value.flatMap { try? StoreCoding.decode(PodStatus.self, from: $0, key: key) }
+                if statuses[name] != nil, keyOfName[name] == nil { statusesWithoutPod.insert(name) } else { statusesWithoutPod.remove(name) }
                 return
             }
-            if let name = nameOfKey.removeValue(forKey: key) { names.remove(name) }
-            guard case let .pod(pod)? = value.flatMap({ try? StoreCoding.decode(KubernetesObject.self, from: $0, key: key) }) else {
-                pods[key] = nil
-                return
-            }
+            if let old = pods.removeValue(forKey: key) { unindex(key, old) }
+            guard case let .pod(pod)? = value.flatMap({ try? StoreCoding.decode(KubernetesObject.self, from: $0, key: key) }) else { return }
             pods[key] = pod
-            let name = "\(pod.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(pod.metadata.name)"
+            let name = Self.name(of: pod)
             nameOfKey[key] = name
-            names.insert(name)
+            keyOfName[name] = key
+            statusesWithoutPod.remove(name)
+            if pod.metadata.isBeingDeleted { terminating.insert(key) }
+            if let node = pod.spec.nodeName { podsOnNode[node, default: 0] += 1 } else { unscheduled.insert(key) }
+            if let owner = pod.metadata.labels[WorkloadLabels.deployment] {
+                owned["\(pod.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(owner)", default: []].insert(key)
+            }
+        }
+
+        private mutating func unindex(_ key: String, _ pod: Pod) {
+            if let name = nameOfKey.removeValue(forKey: key) {
+                keyOfName[name] = nil
+                if statuses[name] != nil { statusesWithoutPod.insert(name) }
+            }
+            terminating.remove(key)
+            unscheduled.remove(key)
+            if let node = pod.spec.nodeName {
+                podsOnNode[node, default: 0] -= 1
+                if podsOnNode[node] == 0 { podsOnNode[node] = nil }
+            }
+            if let owner = pod.metadata.labels[WorkloadLabels.deployment] {
+                let deployment = "\(pod.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(owner)"
+                owned[deployment]?.remove(key)
+                if owned[deployment]?.isEmpty == true { owned[deployment] = nil }
+            }
         }
     }
 
     private func reconcile(_ mirror: PrefixMirror, records: PodRecords, orphans: inout OrphanedStatuses) async throws {
-        var pods = records.pods
         let statuses = records.statuses
+        // What this reconcile changed: a pod marked, created, or removed (nil).
+        var changed: [String: Pod?] = [:]
+        func current(_ key: String) -> Pod? {
+            if let pod = changed[key] { return pod }
+            return records.pods[key]
+        }
         func observed(_ pod: Pod) -> ObservedPod {
-            ObservedPod(pod: pod, status: statuses["\(pod.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(pod.metadata.name)"])
+            ObservedPod(pod: pod, status: statuses[PodRecords.name(of: pod)])
         }
         var deployments: [Deployment] = []
         for (key, value) in await mirror.snapshot(KeyLayout.resources(plural: ResourceKind.deployment.plural)) {
@@ -121,44 +162,47 @@ struct WorkloadController: Sendable {
         var deletes: [String] = []
         /// Deletes gracefully what a node runs, at once what none does.
         func delete(_ key: String) {
-            guard let pod = pods[key] else { return }
+            guard let pod = current(key) else { return }
             if let node = pod.spec.nodeName, registered.contains(node) {
                 guard !pod.metadata.isBeingDeleted else { return }
                 let marked = pod.markedForDeletion(at: deletionStamp)
                 puts.append((key, StoreCoding.encode(KubernetesObject.pod(marked))))
-                pods[key] = marked
+                changed[key] = .some(marked)
             } else {
                 deletes.append(key)
-                pods[key] = nil
+                changed[key] = .some(nil)
             }
         }
-        for (key, pod) in pods where pod.metadata.isBeingDeleted && !(pod.spec.nodeName.map(registered.contains) ?? false) {
+        for key in records.terminating.sorted() {
+            guard let pod = current(key), !(pod.spec.nodeName.map(registered.contains) ?? false) else { continue }
             deletes.append(key)
-            pods[key] = nil
+            changed[key] = .some(nil)
         }
         // Terminating pods whose node has stopped them (and removed their status) are finished.
         let clock = ContinuousClock.now
         var stopped: [String: ContinuousClock.Instant] = [:]
-        for (key, pod) in pods where pod.metadata.isBeingDeleted {
-            let name = "\(pod.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(pod.metadata.name)"
+        for key in records.terminating.sorted() {
+            guard let pod = current(key) else { continue }
+            let name = PodRecords.name(of: pod)
             guard statuses[name] == nil else { continue }
             let since = orphans.stoppedSince[name] ?? clock
             stopped[name] = since
             if clock - since >= orphans.stoppedGrace {
                 deletes.append(key)
-                pods[key] = nil
+                changed[key] = .some(nil)
             }
         }
         orphans.stoppedSince = stopped
         for deployment in deployments {
             let namespace = deployment.metadata.namespace ?? KubernetesObject.defaultNamespace
-            let owned = pods.values.filter { DeploymentPlanner.owns(deployment, $0) }.map(observed)
+            let owned = (records.owned["\(namespace)/\(deployment.metadata.name)"] ?? []).sorted().compactMap(current)
+                .filter { DeploymentPlanner.owns(deployment, $0) }.map(observed)
             let plan = DeploymentPlanner.plan(for: deployment, existing: owned)
             for pod in plan.create {
                 let object = KubernetesObject.pod(pod)
                 let key = ResourceStore.key(for: object)
                 puts.append((key, StoreCoding.encode(object)))
-                pods[key] = pod
+                changed[key] = .some(pod)
             }
             for deletion in plan.delete {
                 delete(KeyLayout.resource(plural: ResourceKind.pod.plural, namespace: namespace, name: deletion.name))
@@ -166,20 +210,23 @@ struct WorkloadController: Sendable {
         }
         // Pods of a Deployment that no longer exists go with it.
         let names = Set(deployments.map { "\($0.metadata.namespace ?? KubernetesObject.defaultNamespace)/\($0.metadata.name)" })
-        for (key, pod) in pods {
-            guard let owner = pod.metadata.labels[WorkloadLabels.deployment] else { continue }
-            if !names.contains("\(pod.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(owner)") {
-                delete(key)
-            }
+        for (deployment, keys) in records.owned where !names.contains(deployment) {
+            for key in keys.sorted() { delete(key) }
         }
 
-        // Scheduling: bind pods without a node, counting every pod already bound.
+        // Scheduling: bind pods without a node, counting every pod already bound (and not
+        // removed above).
         var loads: [String: Int] = [:]
-        for node in registered { loads[node] = 0 }
-        for pod in pods.values {
-            if let node = pod.spec.nodeName, loads[node] != nil { loads[node, default: 0] += 1 }
+        for node in registered { loads[node] = records.podsOnNode[node] ?? 0 }
+        for (key, pod) in changed where pod == nil {
+            if let node = records.pods[key]?.spec.nodeName, let load = loads[node] { loads[node] = load - 1 }
         }
-        for (key, pod) in pods.filter({ $0.value.spec.nodeName == nil }).sorted(by: { $0.key < $1.key }) {
+        var waiting = records.unscheduled
+        for (key, pod) in changed {
+            if let pod, pod.spec.nodeName == nil { waiting.insert(key) }
+        }
+        for key in waiting.sorted() {
+            guard let pod = current(key), pod.spec.nodeName == nil else { continue }
             let nodes = loads.map { NodeLoad(name: $0.key, podCount: $0.value) }.sorted { $0.name < $1.name }
             guard let node = PodScheduler.node(for: pod, among: nodes) else {
                 let statusKey = KeyLayout.podStatus(namespace: pod.metadata.namespace ?? KubernetesObject.defaultNamespace, name: pod.metadata.name)
@@ -196,13 +243,13 @@ struct WorkloadController: Sendable {
             puts.append((key, StoreCoding.encode(KubernetesObject.pod(bound))))
         }
         // A status whose pod is gone (deleted while unscheduled, or its node is gone) goes too.
-        var live = records.names
-        for key in deletes {
-            if let pod = records.pods[key] { live.remove("\(pod.metadata.namespace ?? KubernetesObject.defaultNamespace)/\(pod.metadata.name)") }
+        var podless = records.statusesWithoutPod
+        for (key, pod) in changed where pod == nil {
+            if let old = records.pods[key], statuses[PodRecords.name(of: old)] != nil { podless.insert(PodRecords.name(of: old)) }
         }
         let now = ContinuousClock.now
-        orphans.since = orphans.since.filter { statuses[$0.key] != nil && !live.contains($0.key) }
-        for name in statuses.keys where !live.contains(name) {
+        orphans.since = orphans.since.filter { podless.contains($0.key) }
+        for name in podless.sorted() {
             let since = orphans.since[name] ?? now
             orphans.since[name] = since
             guard now - since >= orphans.grace else { continue }

@@ -543,7 +543,9 @@ struct EncryptionIntegrationTests {
                 let serverKey = Self.node(try await Self.status(lab, "cluster2"), "node1")?["publicKey"] as? String
                 return serverKey != nil && serverKey != serverKeyBefore
             }
-            try await eventually("cluster2's nodes hold node1's current key, with a handshake", timeout: .seconds(20)) {
+            // node1 rotates again every 20 s, and a peer's handshake waits for traffic: the wait
+            // spans two rotations, so a key replaced just before it still leaves a whole period.
+            try await eventually("cluster2's nodes hold node1's current key, with a handshake", timeout: .seconds(45)) {
                 let current = Self.node(try await Self.status(lab, "cluster1"), "node1")?["publicKey"] as? String
                 let peers = (Self.node(try await Self.status(lab, "cluster2"), "node1")?["peers"] as? [[String: Any]]) ?? []
                 return peers.contains { $0["publicKey"] as? String == current && $0["latestHandshakeAgeSeconds"] as? Int != nil }

@@ -83,7 +83,7 @@ public enum GlobalServiceMerge {
                 }
                 var remoteBackends: [MeshBackend] = []
                 for exported in imported {
-                    for (ip, ports) in exported.backends.sorted(by: { $0.key < $1.key }) {
+                    for (ip, ports) in exported.backends {
                         guard let target = ports[portName], target.protocol == proto else { continue }
                         remoteBackends.append(MeshBackend(ip: ip, ports: [portName: target], cluster: exported.cluster,
                                                           clusterID: ClusterID(exported.clusterID), isLocal: false,
@@ -94,9 +94,11 @@ public enum GlobalServiceMerge {
                                                         preference: mesh.preference)
                 let backends = selection.selected.compactMap { backend -> FrontendBackend? in
                     guard let target = backend.ports[portName] else { return nil }
+                    // The key is made once, and only when there is something to look up.
+                    let key = selection.preferred.isEmpty && selection.slots.isEmpty ? nil : backend.key
                     return FrontendBackend(ip: backend.ip, port: target.port, cluster: backend.cluster,
                                            clusterID: backend.clusterID?.rawValue ?? clusterID, state: backend.state.rawValue,
-                                           preferred: selection.preferred.contains(backend.key), slots: selection.slots[backend.key])
+                                           preferred: key.map(selection.preferred.contains) ?? false, slots: key.flatMap { selection.slots[$0] })
                 }
                 result.append(ServiceFrontend(namespace: namespace, name: service.metadata.name, address: clusterIP,
                                               port: UInt16(resolved.servicePort.port), proto: proto.rawValue, global: mesh.global,

@@ -46,7 +46,7 @@ public struct IPAddress: Sendable, Hashable, Comparable, CodableAsText, CustomSt
     }
 
     public init(parsing text: String) throws(IPParseError) {
-        if text.contains(":") {
+        if text.utf8.contains(UInt8(ascii: ":")) {
             self.init(family: .ipv6, value: try Self.parseIPv6(text))
         } else {
             self.init(family: .ipv4, value: UInt128(try Self.parseIPv4(Substring(text), whole: text)))
