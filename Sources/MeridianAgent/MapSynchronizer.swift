@@ -203,13 +203,6 @@ struct MapSynchronizer {
         state == .active ? UInt8(MER_BACKEND_ACTIVE) : UInt8(MER_BACKEND_TERMINATING)
     }
 
-    /// The backends of a frontend that new connections choose among, in slot order: the
-    /// active ones, or all of them when none is active.
-    static func selectable(_ members: [BackendAddress], states: [BackendAddress: BackendState]) -> [BackendAddress] {
-        let active = members.filter { (states[$0] ?? .active) == .active }
-        return active.isEmpty ? members : active
-    }
-
     /// Programs every frontend of `desired` and removes every other one the maps hold, with
     /// the slots past a frontend's count and the backends and reverse-NAT entries nothing lists.
     private mutating func applyServices(_ desired: [Frontend: [BackendAddress]], states: [BackendAddress: BackendState]) throws(BPFError) {
@@ -275,7 +268,8 @@ struct MapSynchronizer {
                 if state == .active { activeIDs.append(id) }
             }
             listed = Set(memberIDs)
-            // As `selectable`: the active backends, or all of them when none is.
+            // New connections choose among the active backends, or all of them when none is
+            // active (Cilium's fallback), in slot order.
             let slotted = activeIDs.isEmpty ? memberIDs : activeIDs
             // The slots this frontend was last programmed with, when known, spare a lookup per slot.
             let previous = slotIDs[frontend]

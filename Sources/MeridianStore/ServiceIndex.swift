@@ -50,7 +50,7 @@ public struct ServiceIndex: Sendable {
 
     /// Every name with a record of any kind (a Service, a ServiceImport or an imported record).
     public var allNames: Set<String> {
-        Set(services.keys).union(imports.keys).union(remote.keys)
+        Set(services.keys).union(imports.keys).union(remote.keys).union(remoteSlices.keys)
     }
 
     /// The keys indexed of one kind (those that decoded).
